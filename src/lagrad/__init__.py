@@ -1,0 +1,63 @@
+"""lagrad: differentiation as solving the Lagrangian's multiplier equations.
+
+A program is a set of equality constraints z_i = f_i(z_alpha(i)); its gradient
+is read off the multipliers lambda that solve (I - J)^T lambda = e_n.
+"""
+
+from .api import grad, jacobian, jvp, value_and_grad, vjp
+from .check import check_grad, taylor_test
+from .errors import (
+    ConvergenceError,
+    CycleError,
+    GradientCheckError,
+    LagradError,
+    NonFiniteError,
+    OptionError,
+    ProgramError,
+    SingularSystemError,
+    SolveError,
+)
+from .linsolve import SolveInfo, SystemSolution
+from .ops import (
+    abs,
+    concatenate,
+    cos,
+    dot,
+    exp,
+    log,
+    logsumexp,
+    matmul,
+    maximum,
+    mean,
+    minimum,
+    relu,
+    reshape,
+    sigmoid,
+    sin,
+    softmax,
+    sqrt,
+    stack,
+    sum,
+    tanh,
+    transpose,
+    where,
+)
+from .primitives import Primitive
+from .program import Equation, Program, Variable
+from .solution import KKTResiduals, Solution, VariableMap
+from .system import System
+from .trace import trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Program", "Variable", "Equation", "Primitive", "Solution", "VariableMap",
+    "KKTResiduals", "System", "SolveInfo", "SystemSolution",
+    "trace", "grad", "value_and_grad", "jvp", "vjp", "jacobian",
+    "check_grad", "taylor_test",
+    "LagradError", "ProgramError", "CycleError", "NonFiniteError", "SolveError",
+    "ConvergenceError", "SingularSystemError", "GradientCheckError", "OptionError",
+    "exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "sqrt", "abs", "maximum",
+    "minimum", "sum", "mean", "reshape", "transpose", "concatenate", "stack", "where",
+    "logsumexp", "softmax", "dot", "matmul",
+]

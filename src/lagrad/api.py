@@ -1,0 +1,214 @@
+"""The functional API, with JAX/autograd conventions: grad, value_and_grad,
+jvp, vjp, jacobian.
+
+Each call traces the function (non-differentiated arguments become constants),
+solves the program, and solves its multiplier or tangent system.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import OptionError, ProgramError
+from .linsolve import sweep
+from .solution import Solution
+from .trace import Traced, normalize_argnums, trace_args
+
+__all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacobian"]
+
+ArgNums = int | Sequence[int]
+
+
+def _solve(fn: Callable[..., Any], args: Sequence[Any], argnums: ArgNums
+           ) -> tuple[Traced, Solution, tuple[int, ...]]:
+    nums = normalize_argnums(argnums, len(args))
+    traced = trace_args(fn, args, nums)
+    values: list[Any] = []
+    for k, container in zip(nums, traced.containers):
+        values += list(args[k]) if container is not None else [args[k]]
+    return traced, traced.program.solve(*values), nums
+
+
+def _pick(results: tuple[Any, ...], argnums: ArgNums) -> Any:
+    return results[0] if isinstance(argnums, (int, np.integer)) else results
+
+
+def value_and_grad(fn: Callable[..., Any], argnums: ArgNums = 0
+                   ) -> Callable[..., tuple[Any, Any]]:
+    """``fn``'s value and gradient with respect to ``args[argnums]``.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> v, g = lagrad.value_and_grad(lambda x: (x ** 2).sum())(np.array([1.0, 2.0]))
+    >>> float(v), g
+    (5.0, array([2., 4.]))
+    """
+    @functools.wraps(fn)
+    def wrapped(*args: Any) -> tuple[Any, Any]:
+        traced, sol, _ = _solve(fn, args, argnums)
+        out = traced.program.output_variable
+        if out.size != 1 or out.shape != ():
+            raise ProgramError(f"grad needs a scalar output; {getattr(fn, '__name__', 'fn')} "
+                               f"returned shape {out.shape} (use lagrad.jacobian or lagrad.vjp)")
+        lam = sol.multipliers()
+        flat = [lam[v] for v in traced.program.inputs]
+        return sol.output, _pick(traced.regroup(flat), argnums)
+    return wrapped
+
+
+def grad(fn: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
+    """The gradient of a scalar-output ``fn`` with respect to ``args[argnums]``.
+
+    The gradient has the argument's shape (a tuple of gradients when
+    ``argnums`` is a tuple, a tuple/list when the argument is one).
+
+    Examples
+    --------
+    >>> import lagrad
+    >>> df = lagrad.grad(lambda x: lagrad.sin(x) * x)
+    >>> round(float(df(2.0)), 6)
+    0.077004
+    """
+    vg = value_and_grad(fn, argnums)
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any) -> Any:
+        return vg(*args)[1]
+    return wrapped
+
+
+def jvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
+        ) -> tuple[Any, Any]:
+    """Forward mode: ``(fn(*primals), d fn(primals) . tangents)``.
+
+    ``primals`` and ``tangents`` are sequences with one entry per argument.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> y, ty = lagrad.jvp(lagrad.exp, (0.0,), (2.0,))
+    >>> float(y), float(ty)
+    (1.0, 2.0)
+    """
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents):
+        raise OptionError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    traced, sol, _ = _solve(fn, primals, tuple(range(len(primals))))
+    flat = []
+    for t, container in zip(tangents, traced.containers):
+        flat += list(t) if container is not None else [t]
+    zdot = sol.tangent(tuple(flat))
+    return sol.output, zdot[traced.program.output_variable]
+
+
+def vjp(fn: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], tuple[Any, ...]]]:
+    """Reverse mode: ``(fn(*primals), vjp_fn)`` where ``vjp_fn(cotangent)``
+    returns one cotangent per primal, as a tuple.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> y, pullback = lagrad.vjp(lambda x: 2.0 * x, np.ones(2))
+    >>> pullback(np.array([1.0, 3.0]))
+    (array([2., 6.]),)
+    """
+    traced, sol, _ = _solve(fn, primals, tuple(range(len(primals))))
+    out = traced.program.output_variable
+
+    def vjp_fn(cotangent: Any) -> tuple[Any, ...]:
+        ct = np.asarray(cotangent, dtype=float)
+        if ct.shape != out.shape:
+            raise ProgramError(f"cotangent has shape {ct.shape}, the output has shape "
+                               f"{out.shape}")
+        lam = sweep(sol.adjoint_system(ct))
+        return traced.regroup(_input_values(sol, lam))
+    return sol.output, vjp_fn
+
+
+def _input_values(sol: Solution, vec: np.ndarray) -> list[Any]:
+    index = sol.schedule.index
+    return [vec[index[v]].reshape(v.shape)[()] if not v.shape else
+            vec[index[v]].reshape(v.shape).copy() for v in sol.schedule.inputs]
+
+
+_MODES = ("auto", "reverse", "forward")
+
+
+def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto"
+             ) -> Callable[..., Any]:
+    """The Jacobian of ``fn`` with respect to ``args[argnums]``, of shape
+    ``output.shape + argument.shape`` (as ``jax.jacobian``).
+
+    ``mode``: "reverse" (one adjoint solve per output entry), "forward" (one
+    tangent solve per input entry) or "auto" (whichever needs fewer solves).
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> lagrad.jacobian(lambda x: x ** 2)(np.array([1.0, 3.0]))
+    array([[2., 0.],
+           [0., 6.]])
+    """
+    if mode not in _MODES:
+        raise OptionError(f"jacobian: unknown mode {mode!r}; choose one of {_MODES}")
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any) -> Any:
+        traced, sol, _ = _solve(fn, args, argnums)
+        out = traced.program.output_variable
+        inputs = sol.schedule.inputs
+        n_in = sum(v.size for v in inputs)
+        use_reverse = mode == "reverse" or (mode == "auto" and out.size <= n_in)
+        flat = _reverse_rows(sol) if use_reverse else _forward_columns(sol)
+        index = sol.schedule.index
+        base = index[inputs[0]].start if inputs else 0
+        blocks = [flat[:, index[v].start - base:index[v].stop - base].reshape(out.shape + v.shape)
+                  for v in inputs]
+        return _pick(traced.regroup(blocks), argnums)
+    return wrapped
+
+
+def _reverse_rows(sol: Solution) -> np.ndarray:
+    """d output / d inputs, one adjoint sweep per output entry."""
+    out = sol.program.output_variable
+    lo, hi = _input_span(sol)
+    rows = np.empty((out.size, hi - lo))
+    for k in range(out.size):
+        seed = np.zeros(out.size)
+        seed[k] = 1.0
+        rows[k] = sweep(sol.adjoint_system(seed.reshape(out.shape)))[lo:hi]
+    return rows
+
+
+def _forward_columns(sol: Solution) -> np.ndarray:
+    """d output / d inputs, one tangent sweep per input entry."""
+    lo, hi = _input_span(sol)
+    out_slice = sol.schedule.index[sol.program.output_variable]
+    cols = np.empty((out_slice.stop - out_slice.start, hi - lo))
+    for k in range(hi - lo):
+        e = np.zeros(sol.schedule.size)
+        e[lo + k] = 1.0
+        system = sol.tangent_system(_split_direction(sol, e))
+        cols[:, k] = sweep(system)[out_slice]
+    return cols
+
+
+def _input_span(sol: Solution) -> tuple[int, int]:
+    """Inputs are created first by tracing, so their slices are contiguous."""
+    index = sol.schedule.index
+    inputs = sol.schedule.inputs
+    if not inputs:
+        return 0, 0
+    lo, hi = index[inputs[0]].start, index[inputs[-1]].stop
+    assert hi - lo == sum(v.size for v in inputs)
+    return lo, hi
+
+
+def _split_direction(sol: Solution, e: np.ndarray) -> tuple[np.ndarray, ...]:
+    index = sol.schedule.index
+    return tuple(e[index[v]].reshape(v.shape) for v in sol.schedule.inputs)

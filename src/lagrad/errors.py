@@ -1,0 +1,69 @@
+"""Exception classes. Every error lagrad raises on purpose is a ``LagradError``.
+
+The subclasses also derive from the builtin a numpy/scipy user would catch
+(``ValueError``, ``RuntimeError``, ...), so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LagradError",
+    "ProgramError",
+    "CycleError",
+    "NonFiniteError",
+    "SolveError",
+    "ConvergenceError",
+    "SingularSystemError",
+    "GradientCheckError",
+    "OptionError",
+]
+
+
+class LagradError(Exception):
+    """Base class of every error raised by lagrad."""
+
+
+class ProgramError(LagradError, ValueError):
+    """The program is malformed: unknown, foreign or twice-defined variables,
+    shape mismatches, unsupported operations, a non-scalar output where a
+    scalar is required."""
+
+
+class CycleError(ProgramError):
+    """An acyclic program was required but the dependency graph has a cycle."""
+
+
+class NonFiniteError(LagradError, FloatingPointError):
+    """A value, tangent or multiplier became NaN or infinite.
+
+    Attributes
+    ----------
+    equation : str
+        The equation (printed) where the non-finite number first appeared.
+    """
+
+    def __init__(self, message: str, equation: str = "") -> None:
+        super().__init__(message)
+        self.equation = equation
+
+
+class SolveError(LagradError, RuntimeError):
+    """A linear or nonlinear solve failed; no result is returned."""
+
+
+class ConvergenceError(SolveError):
+    """An iterative solver stopped before reaching its tolerance."""
+
+
+class SingularSystemError(SolveError, ArithmeticError):
+    """The system matrix (or one of its blocks) is singular: the constraints do
+    not determine the variables."""
+
+
+class GradientCheckError(LagradError, AssertionError):
+    """A derivative check found a mismatch between modes or finite differences."""
+
+
+class OptionError(LagradError, ValueError):
+    """An argument has a value lagrad does not accept (unknown method name,
+    mode, argnums out of range, ...)."""

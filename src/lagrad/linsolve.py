@@ -1,0 +1,173 @@
+"""Linear solvers for the multiplier (adjoint) and tangent systems, by name.
+
+Each solver takes a :class:`lagrad.system.System` and returns a
+:class:`SystemSolution` ``(x, info)``: the solution vector (in the system's
+flat index order) and :class:`SolveInfo` diagnostics. A method name is
+resolved once, through :data:`METHODS`.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import scipy.sparse.linalg as spla
+from numpy.typing import NDArray
+
+from .errors import NonFiniteError, OptionError, SingularSystemError
+from .forward import guarded
+
+if TYPE_CHECKING:
+    from .system import System
+
+__all__ = ["SolveInfo", "SystemSolution", "LinearSolver", "BackSubstitution",
+           "SparseDirect", "Dense", "METHODS", "resolve_method"]
+
+Array = NDArray[np.float64]
+DENSE_LIMIT = 20_000  # unknowns; the dense reference needs n^2 floats of memory
+
+
+@dataclass(frozen=True)
+class SolveInfo:
+    """Diagnostics of one linear solve.
+
+    ``residual`` is the relative residual ||M x - b|| / ||b|| (computed
+    matrix-free when the solve is done).
+    """
+
+    method: str
+    seconds: float
+    residual: float
+    iterations: int = 1
+    converged: bool = True
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SystemSolution(NamedTuple):
+    """``(x, info)`` as scipy's iterative solvers return them."""
+
+    x: Array
+    info: SolveInfo
+
+    @property
+    def multipliers(self) -> Array:
+        """Alias of ``x`` for an adjoint system."""
+        return self.x
+
+    @property
+    def diagnostics(self) -> SolveInfo:
+        return self.info
+
+
+class LinearSolver(ABC):
+    """Solves ``system``; subclasses implement :meth:`_solve` for one method."""
+
+    name: str = ""
+
+    def solve(self, system: System, **options: Any) -> SystemSolution:
+        t0 = time.perf_counter()
+        x, extra = self._solve(system, **options)
+        seconds = time.perf_counter() - t0
+        if not np.isfinite(x).all():
+            raise NonFiniteError(f"{self.name}: the solution of the {system.kind} system is "
+                                 "not finite")
+        return SystemSolution(x, SolveInfo(self.name, seconds, system.residual(x), **extra))
+
+    @abstractmethod
+    def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]: ...
+
+
+class BackSubstitution(LinearSolver):
+    """Block back-substitution (adjoint) or forward substitution (tangent)
+    through the schedule, using each equation's VJP/JVP; J is never assembled.
+    """
+
+    name = "backsub"
+
+    def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]:
+        _no_options(self.name, options)
+        return sweep(system), {"notes": "one sweep in block order"}
+
+
+def sweep(system: System) -> Array:
+    """The substitution sweep: reverse-mode for adjoint, forward-mode for tangent."""
+    schedule, z = system.schedule, system.values
+    vec = system.rhs.copy()
+    if system.kind == "adjoint":
+        def run() -> Array:
+            for step in reversed(schedule.steps):
+                step.pullback(z, vec)
+            return vec
+        return guarded(run, schedule, "multiplier", reverse=True)
+
+    def run_forward() -> Array:
+        for step in schedule.steps:
+            step.pushforward(z, vec)
+        return vec
+    return guarded(run_forward, schedule, "tangent", reverse=False)
+
+
+class SparseDirect(LinearSolver):
+    """scipy.sparse.linalg.spsolve (SuperLU) on the assembled matrix."""
+
+    name = "spsolve"
+
+    def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]:
+        _no_options(self.name, options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", spla.MatrixRankWarning)
+            try:
+                x = spla.spsolve(system.matrix.tocsc(), system.rhs)
+            except (spla.MatrixRankWarning, RuntimeError) as err:
+                raise SingularSystemError(f"spsolve: the {system.kind} matrix is singular "
+                                          f"({err})") from err
+        return np.atleast_1d(np.asarray(x, dtype=float)), {}
+
+
+class Dense(LinearSolver):
+    """numpy.linalg.solve on the dense matrix: the O(n^3) reference."""
+
+    name = "dense"
+
+    def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]:
+        _no_options(self.name, options)
+        n = system.rhs.size
+        if n > DENSE_LIMIT:
+            raise OptionError(f"method 'dense' would build a {n} x {n} matrix "
+                              f"(limit {DENSE_LIMIT}); use 'backsub' or 'spsolve'")
+        m = system.matrix.toarray()
+        try:
+            x = np.linalg.solve(m, system.rhs)
+        except np.linalg.LinAlgError as err:
+            raise SingularSystemError(f"dense: the {system.kind} matrix is singular") from err
+        cond = float(np.linalg.cond(m, 1)) if n <= 2000 else float("nan")
+        if cond > 1 / np.finfo(float).eps:
+            raise SingularSystemError(f"dense: the {system.kind} matrix is numerically "
+                                      f"singular (condition number {cond:.3g})")
+        return x, {"extra": {"condition": cond}}
+
+
+def _no_options(name: str, options: dict[str, Any]) -> None:
+    if options:
+        raise OptionError(f"method {name!r} takes no options, got {sorted(options)}")
+
+
+METHODS: dict[str, LinearSolver] = {
+    s.name: s for s in (BackSubstitution(), SparseDirect(), Dense())}
+
+
+def resolve_method(method: str | LinearSolver) -> LinearSolver:
+    """Turn a method name into its solver (the only place names are looked up)."""
+    if isinstance(method, LinearSolver):
+        return method
+    try:
+        return METHODS[method]
+    except (KeyError, TypeError):
+        raise OptionError(f"unknown method {method!r}; choose one of {sorted(METHODS)}") \
+            from None
+

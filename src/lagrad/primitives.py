@@ -1,0 +1,436 @@
+"""Primitives: each one defined here, once, with its value and derivatives.
+
+A primitive is the f_i of an equation z_i = f_i(z_alpha(i)). Everything the
+library does with an equation (forward evaluation, VJP back-substitution,
+JVP forward substitution, sparse assembly of J) goes through the methods of
+:class:`Primitive`; no other module switches on primitive names.
+
+Two kinds of rules:
+
+* *elementwise* primitives give only ``partials(k, ans, *args)``: the
+  elementwise derivative d ans / d arg_k, broadcastable to ``ans``. The VJP,
+  JVP and the sparse local Jacobian (a diagonal, or a broadcast selection) are
+  derived from it, so it is the single source of truth.
+* *structural* primitives (reshape, sums, matmul, ...) give ``vjp``, ``jvp``
+  and ``jacobian`` directly, because there they are cheaper than any generic
+  derivation; the tests check the three against each other and against finite
+  differences.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.special
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+Shape = tuple[int, ...]
+
+__all__ = ["Primitive", "ELEMENTWISE", "unbroadcast"]
+
+
+@dataclass(frozen=True, eq=False)
+class Primitive:
+    """One kind of equation f: its value, shape rule and derivative rules.
+
+    Parameters
+    ----------
+    name : str
+        Printed in equations (``c = add(a, b)``).
+    value : callable
+        ``value(*args, **params) -> ndarray``.
+    shape : callable
+        ``shape(*arg_shapes, **params) -> tuple``: the output shape, used while
+        tracing so that no value is computed.
+    partials : callable, optional
+        Elementwise primitives only: ``partials(k, ans, *args, **params)``, the
+        elementwise derivative of the output with respect to argument ``k``.
+    vjp, jvp, jacobian : callable, optional
+        Structural primitives: ``vjp(k, g, ans, *args, **params)`` is the
+        cotangent of argument ``k``; ``jvp(ts, ans, *args, **params)`` the
+        output tangent for argument tangents ``ts`` (``None`` for none);
+        ``jacobian(k, ans, *args, **params)`` the local Jacobian
+        d ans / d arg_k as a scipy.sparse matrix (ans.size, arg_k.size).
+    """
+
+    name: str
+    value: Callable[..., Any]
+    shape: Callable[..., Shape]
+    partials: Callable[..., Any] | None = None
+    vjp: Callable[..., Any] | None = None
+    jvp: Callable[..., Any] | None = None
+    jacobian: Callable[..., Any] | None = None
+    doc: str = field(default="", repr=False)
+
+    @property
+    def elementwise(self) -> bool:
+        return self.partials is not None
+
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        """Apply to numbers (returns the value) or to traced variables (records
+        an equation in their program and returns the new variable)."""
+        from .program import bind  # program imports this module
+
+        return bind(self, args, params)
+
+    def pullback(self, k: int, g: Array, ans: Array, args: Sequence[Any],
+                 params: Mapping[str, Any]) -> Array:
+        """Cotangent of argument ``k`` (its shape) given the output cotangent g."""
+        if self.partials is not None:
+            return unbroadcast(g * self.partials(k, ans, *args, **params), np.shape(args[k]))
+        assert self.vjp is not None, self.name
+        return self.vjp(k, g, ans, *args, **params)
+
+    def pushforward(self, ts: Sequence[Array | None], ans: Array, args: Sequence[Any],
+                    params: Mapping[str, Any]) -> Array:
+        """Output tangent for argument tangents ``ts`` (``None`` where zero)."""
+        if self.partials is not None:
+            out = np.zeros(np.shape(ans))
+            for k, t in enumerate(ts):
+                if t is not None:
+                    out = out + self.partials(k, ans, *args, **params) * t
+            return out
+        assert self.jvp is not None, self.name
+        return np.asarray(self.jvp(ts, ans, *args, **params), dtype=float).reshape(np.shape(ans))
+
+    def local_jacobian(self, k: int, ans: Array, args: Sequence[Any],
+                       params: Mapping[str, Any]) -> sp.csr_matrix:
+        """d ans / d arg_k as a sparse (ans.size, arg_k.size) matrix."""
+        if self.partials is not None:
+            d = self.partials(k, ans, *args, **params)
+            return _broadcast_jacobian(d, np.shape(args[k]), np.shape(ans))
+        assert self.jacobian is not None, self.name
+        return sp.csr_matrix(self.jacobian(k, ans, *args, **params))
+
+
+# ---------------------------------------------------------------- helpers
+
+def unbroadcast(g: Array, shape: Shape) -> Array:
+    """Sum ``g`` over the axes that numpy broadcasting added to reach ``shape``."""
+    g = np.asarray(g)
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
+    return np.sum(g, axis=axes).reshape(shape)
+
+
+def _positions(shape: Shape) -> NDArray[np.intp]:
+    """Flat positions of an array of ``shape``, laid out in that shape."""
+    return np.arange(math.prod(shape)).reshape(shape)
+
+
+def _broadcast_jacobian(d: Array, arg_shape: Shape, out_shape: Shape) -> sp.csr_matrix:
+    # out[p] depends on arg[q(p)] only, where q is the broadcast of positions:
+    # a diagonal when no broadcasting happens, a selection otherwise.
+    n_out, n_arg = math.prod(out_shape), math.prod(arg_shape)
+    vals = np.broadcast_to(d, out_shape).ravel()
+    cols = np.broadcast_to(_positions(arg_shape), out_shape).ravel()
+    return sp.csr_matrix((vals, (np.arange(n_out), cols)), shape=(n_out, n_arg))
+
+
+def _selection(rows: NDArray[np.intp], cols: NDArray[np.intp], shape: tuple[int, int],
+               vals: Array | None = None) -> sp.csr_matrix:
+    if vals is None:
+        vals = np.ones(len(rows))
+    return sp.csr_matrix((vals, (rows, cols)), shape=shape)
+
+
+def _broadcast_shape(*shapes: Shape, **params: Any) -> Shape:
+    if "condition" in params:
+        shapes = (np.shape(params["condition"]),) + shapes
+    return tuple(np.broadcast_shapes(*shapes))
+
+
+def _elementwise(name: str, value: Callable[..., Any], partials: Callable[..., Any],
+                 doc: str = "") -> Primitive:
+    return Primitive(name, value, _broadcast_shape, partials=partials, doc=doc)
+
+
+# ----------------------------------------------------- elementwise rules
+
+def _one(k: int, ans: Array, *args: Array) -> Array:
+    return np.ones_like(ans)
+
+
+def _sub_partials(k: int, ans: Array, x: Array, y: Array) -> Array:
+    return np.full_like(ans, 1.0 if k == 0 else -1.0)
+
+
+def _mul_partials(k: int, ans: Array, x: Array, y: Array) -> Array:
+    return np.asarray(y if k == 0 else x, dtype=float)
+
+
+def _div_partials(k: int, ans: Array, x: Array, y: Array) -> Array:
+    return 1.0 / np.asarray(y) if k == 0 else -ans / y
+
+
+def _pow_partials(k: int, ans: Array, x: Array, y: Array) -> Array:
+    if k == 0:
+        return y * np.power(x, np.subtract(y, 1.0))
+    # d x**y / d y = x**y log x; at x == 0 the limit used by JAX and autograd is 0.
+    safe = np.where(x == 0, 1.0, x)
+    return np.where(x == 0, 0.0, ans * np.log(safe))
+
+
+def _max_partials(k: int, ans: Array, x: Array, y: Array) -> Array:
+    mine, other = (x, y) if k == 0 else (y, x)
+    # ties split the derivative evenly, as JAX does
+    return np.where(mine > other, 1.0, np.where(mine == other, 0.5, 0.0))
+
+
+def _min_partials(k: int, ans: Array, x: Array, y: Array) -> Array:
+    mine, other = (x, y) if k == 0 else (y, x)
+    return np.where(mine < other, 1.0, np.where(mine == other, 0.5, 0.0))
+
+
+def _where_value(x: Array, y: Array, *, condition: NDArray[np.bool_]) -> Array:
+    return np.where(condition, x, y)
+
+
+def _where_partials(k: int, ans: Array, x: Array, y: Array, *,
+                    condition: NDArray[np.bool_]) -> Array:
+    chosen = condition if k == 0 else ~condition
+    return np.broadcast_to(chosen, np.shape(ans)).astype(float)
+
+
+identity = _elementwise("identity", lambda x: np.array(x, dtype=float), _one)
+neg = _elementwise("neg", np.negative, lambda k, ans, x: np.full_like(ans, -1.0))
+add = _elementwise("add", np.add, _one)
+sub = _elementwise("sub", np.subtract, _sub_partials)
+mul = _elementwise("mul", np.multiply, _mul_partials)
+div = _elementwise("div", np.divide, _div_partials)
+power = _elementwise("pow", np.power, _pow_partials)
+maximum = _elementwise("maximum", np.maximum, _max_partials)
+minimum = _elementwise("minimum", np.minimum, _min_partials)
+where = _elementwise("where", _where_value, _where_partials)
+exp = _elementwise("exp", np.exp, lambda k, ans, x: ans)
+log = _elementwise("log", np.log, lambda k, ans, x: 1.0 / x)
+sin = _elementwise("sin", np.sin, lambda k, ans, x: np.cos(x))
+cos = _elementwise("cos", np.cos, lambda k, ans, x: -np.sin(x))
+tanh = _elementwise("tanh", np.tanh, lambda k, ans, x: 1.0 - ans * ans)
+sigmoid = _elementwise("sigmoid", scipy.special.expit, lambda k, ans, x: ans * (1.0 - ans))
+relu = _elementwise("relu", lambda x: np.maximum(x, 0.0),
+                    lambda k, ans, x: (np.asarray(x) > 0).astype(float))
+sqrt = _elementwise("sqrt", np.sqrt, lambda k, ans, x: 0.5 / ans)
+absolute = _elementwise("abs", np.abs, lambda k, ans, x: np.sign(x).astype(float))
+
+ELEMENTWISE: tuple[Primitive, ...] = (
+    identity, neg, add, sub, mul, div, power, maximum, minimum, where,
+    exp, log, sin, cos, tanh, sigmoid, relu, sqrt, absolute)
+
+
+# ------------------------------------------------------ structural rules
+# Linear structural maps (reshape, transpose, indexing, concatenation) are
+# selections: their Jacobian is found by applying the map to the array of flat
+# positions, which says where each output element was read from.
+
+def _reshape_vjp(k: int, g: Array, ans: Array, x: Array, *, shape: Shape) -> Array:
+    return np.reshape(g, np.shape(x))
+
+
+def _reshape_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, shape: Shape) -> Array:
+    return np.reshape(ts[0], shape)  # type: ignore[arg-type]
+
+
+def _reshape_jacobian(k: int, ans: Array, x: Array, *, shape: Shape) -> sp.csr_matrix:
+    return sp.identity(np.size(x), format="csr")
+
+
+reshape = Primitive("reshape", lambda x, *, shape: np.reshape(x, shape),
+                    lambda s, *, shape: tuple(shape), vjp=_reshape_vjp,
+                    jvp=_reshape_jvp, jacobian=_reshape_jacobian)
+
+
+def _transpose_vjp(k: int, g: Array, ans: Array, x: Array, *, axes: Shape) -> Array:
+    return np.transpose(g, np.argsort(axes))
+
+
+def _transpose_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, axes: Shape) -> Array:
+    return np.transpose(ts[0], axes)
+
+
+def _transpose_jacobian(k: int, ans: Array, x: Array, *, axes: Shape) -> sp.csr_matrix:
+    cols = np.transpose(_positions(np.shape(x)), axes).ravel()
+    return _selection(np.arange(cols.size), cols, (cols.size, np.size(x)))
+
+
+transpose = Primitive("transpose", lambda x, *, axes: np.transpose(x, axes),
+                      lambda s, *, axes: tuple(s[a] for a in axes), vjp=_transpose_vjp,
+                      jvp=_transpose_jvp, jacobian=_transpose_jacobian)
+
+
+def _getitem_shape(s: Shape, *, index: Any) -> Shape:
+    return np.broadcast_to(np.empty(()), s)[index].shape
+
+
+def _getitem_vjp(k: int, g: Array, ans: Array, x: Array, *, index: Any) -> Array:
+    out = np.zeros(np.shape(x))
+    np.add.at(out, index, g)  # repeated integer indices accumulate
+    return out
+
+
+def _getitem_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, index: Any) -> Array:
+    return np.asarray(ts[0])[index]
+
+
+def _getitem_jacobian(k: int, ans: Array, x: Array, *, index: Any) -> sp.csr_matrix:
+    cols = np.ravel(_positions(np.shape(x))[index])
+    return _selection(np.arange(cols.size), cols, (cols.size, np.size(x)))
+
+
+getitem = Primitive("getitem", lambda x, *, index: np.asarray(x)[index], _getitem_shape,
+                    vjp=_getitem_vjp, jvp=_getitem_jvp, jacobian=_getitem_jacobian)
+
+
+def _reduced_shape(s: Shape, *, axis: Shape | None, keepdims: bool) -> Shape:
+    axes = range(len(s)) if axis is None else axis
+    if keepdims:
+        return tuple(1 if i in axes else n for i, n in enumerate(s))
+    return tuple(n for i, n in enumerate(s) if i not in axes)
+
+
+def _expand(g: Array, x: Array, axis: Shape | None) -> Array:
+    """Reshape a reduced array so that it broadcasts against ``x``."""
+    return np.reshape(g, _reduced_shape(np.shape(x), axis=axis, keepdims=True))
+
+
+def _sum_vjp(k: int, g: Array, ans: Array, x: Array, *, axis: Shape | None,
+             keepdims: bool) -> Array:
+    return np.broadcast_to(_expand(g, x, axis), np.shape(x))
+
+
+def _sum_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, axis: Shape | None,
+             keepdims: bool) -> Array:
+    return np.sum(ts[0], axis=axis, keepdims=keepdims)
+
+
+def _reduction_rows(x: Array, axis: Shape | None) -> NDArray[np.intp]:
+    # row (output position) of each input element of a reduction
+    out = _positions(_reduced_shape(np.shape(x), axis=axis, keepdims=True))
+    return np.broadcast_to(out, np.shape(x)).ravel()
+
+
+def _sum_jacobian(k: int, ans: Array, x: Array, *, axis: Shape | None,
+                  keepdims: bool) -> sp.csr_matrix:
+    rows = _reduction_rows(x, axis)
+    return _selection(rows, np.arange(rows.size), (np.size(ans), rows.size))
+
+
+sum_ = Primitive("sum", lambda x, *, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+                 _reduced_shape, vjp=_sum_vjp, jvp=_sum_jvp, jacobian=_sum_jacobian)
+
+
+def _softmax_weights(ans: Array, x: Array, axis: Shape | None) -> Array:
+    return np.exp(x - _expand(ans, x, axis))
+
+
+def _lse_vjp(k: int, g: Array, ans: Array, x: Array, *, axis: Shape | None,
+             keepdims: bool) -> Array:
+    return _expand(g, x, axis) * _softmax_weights(ans, x, axis)
+
+
+def _lse_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, axis: Shape | None,
+             keepdims: bool) -> Array:
+    return np.sum(ts[0] * _softmax_weights(ans, x, axis), axis=axis, keepdims=keepdims)
+
+
+def _lse_jacobian(k: int, ans: Array, x: Array, *, axis: Shape | None,
+                  keepdims: bool) -> sp.csr_matrix:
+    rows = _reduction_rows(x, axis)
+    vals = _softmax_weights(ans, x, axis).ravel()
+    return _selection(rows, np.arange(rows.size), (np.size(ans), rows.size), vals)
+
+
+logsumexp = Primitive(
+    "logsumexp",
+    lambda x, *, axis, keepdims: scipy.special.logsumexp(x, axis=axis, keepdims=keepdims),
+    _reduced_shape, vjp=_lse_vjp, jvp=_lse_jvp, jacobian=_lse_jacobian)
+
+
+def _concat_shape(*shapes: Shape, axis: int) -> Shape:
+    out = list(shapes[0])
+    out[axis] = sum(s[axis] for s in shapes)
+    return tuple(out)
+
+
+def _concat_part(k: int, arr: Array, args: Sequence[Any], axis: int) -> Array:
+    start = sum(np.shape(a)[axis] for a in args[:k])
+    stop = start + np.shape(args[k])[axis]
+    index = (slice(None),) * axis + (slice(start, stop),)
+    return arr[index]
+
+
+def _concat_vjp(k: int, g: Array, ans: Array, *args: Array, axis: int) -> Array:
+    return _concat_part(k, g, args, axis)
+
+
+def _concat_jvp(ts: Sequence[Array | None], ans: Array, *args: Array, axis: int) -> Array:
+    parts = [np.zeros(np.shape(a)) if t is None else t for t, a in zip(ts, args)]
+    return np.concatenate(parts, axis=axis)
+
+
+def _concat_jacobian(k: int, ans: Array, *args: Array, axis: int) -> sp.csr_matrix:
+    rows = np.ravel(_concat_part(k, _positions(np.shape(ans)), args, axis))
+    return _selection(rows, np.arange(rows.size), (np.size(ans), rows.size))
+
+
+concatenate = Primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
+                        _concat_shape, vjp=_concat_vjp, jvp=_concat_jvp,
+                        jacobian=_concat_jacobian)
+
+
+def _as_matrices(a: Array, b: Array) -> tuple[Array, Array]:
+    # promote vectors as numpy's matmul does: a (k,) -> (1, k), b (k,) -> (k, 1)
+    a2 = np.reshape(a, (1, -1)) if np.ndim(a) == 1 else np.asarray(a)
+    b2 = np.reshape(b, (-1, 1)) if np.ndim(b) == 1 else np.asarray(b)
+    return a2, b2
+
+
+def _matmul_shape(sa: Shape, sb: Shape) -> Shape:
+    if not (1 <= len(sa) <= 2 and 1 <= len(sb) <= 2):
+        raise ValueError(f"matmul supports 1-D and 2-D operands, got shapes {sa} and {sb}")
+    if sa[-1] != sb[0]:
+        raise ValueError(f"matmul: inner dimensions differ, shapes {sa} and {sb}")
+    return sa[:-1] + sb[1:]
+
+
+def _matmul_vjp(k: int, g: Array, ans: Array, a: Array, b: Array) -> Array:
+    a2, b2 = _as_matrices(a, b)
+    g2 = np.reshape(g, (a2.shape[0], b2.shape[1]))
+    # out = a b  gives  da = g b^T  and  db = a^T g
+    grad = g2 @ b2.T if k == 0 else a2.T @ g2
+    return grad.reshape(np.shape(a) if k == 0 else np.shape(b))
+
+
+def _matmul_jvp(ts: Sequence[Array | None], ans: Array, a: Array, b: Array) -> Array:
+    ta, tb = ts
+    out = np.zeros(np.shape(ans))
+    if ta is not None:
+        out = out + np.matmul(ta, b)
+    if tb is not None:
+        out = out + np.matmul(a, tb)
+    return out
+
+
+def _matmul_jacobian(k: int, ans: Array, a: Array, b: Array) -> sp.csr_matrix:
+    a2, b2 = _as_matrices(a, b)
+    m, n = a2.shape[0], b2.shape[1]
+    # row-major: d out[i, j] / d a[i, l] = b[l, j];  d out[i, j] / d b[l, j] = a[i, l]
+    if k == 0:
+        return sp.kron(sp.identity(m), sp.csr_matrix(b2.T), format="csr")
+    return sp.kron(sp.csr_matrix(a2), sp.identity(n), format="csr")
+
+
+matmul = Primitive("matmul", np.matmul, _matmul_shape, vjp=_matmul_vjp, jvp=_matmul_jvp,
+                   jacobian=_matmul_jacobian)
+
+STRUCTURAL: tuple[Primitive, ...] = (
+    reshape, transpose, getitem, sum_, logsumexp, concatenate, matmul)

@@ -1,0 +1,412 @@
+"""Variables, equations and the Program that holds them.
+
+A Program is data: a list of variables z_1..z_n (inputs and defined
+variables, each a float64 array of some shape) and, for every defined
+variable, the equation z_i = f_i(z_alpha(i)) that defines it. Building a
+program (by tracing or by hand) appends to these lists; solving reads them and
+never changes them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+import numpy as np
+
+from . import primitives as P
+from .errors import ProgramError
+
+if TYPE_CHECKING:
+    from .solution import Solution
+
+__all__ = ["Variable", "Equation", "Program", "bind"]
+
+Shape = tuple[int, ...]
+
+
+class Variable:
+    """A variable z_i of a program: an input or the left side of an equation.
+
+    Variables behave like numpy arrays under arithmetic, ``@``, indexing and
+    numpy ufuncs; each operation records an equation in their program.
+    Comparisons and ``bool()`` need values, which a traced variable does not
+    have: use :func:`lagrad.where` with a constant condition instead.
+    """
+
+    __slots__ = ("program", "index", "shape", "kind", "_name")
+    __array_priority__ = 1000.0
+
+    def __init__(self, program: Program, index: int, shape: Shape, kind: str, name: str):
+        self.program = program
+        self.index = index
+        self.shape = shape
+        self.kind = kind
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, new: str) -> None:
+        self.program._rename(self, new)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def dtype(self) -> np.dtype[np.float64]:
+        return np.dtype(np.float64)
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError(f"len() of unsized variable {self.name!r}")
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"Variable({self.name!r}, shape={self.shape}, kind={self.kind!r})"
+
+    def __bool__(self) -> bool:
+        raise ProgramError(
+            f"the truth value of traced variable {self.name!r} is not known while tracing; "
+            "Python control flow cannot depend on it: use lagrad.where with a constant "
+            "condition, or compute the condition outside the traced function")
+
+    def _no_compare(self, other: Any) -> Any:
+        raise ProgramError(
+            f"comparison of traced variable {self.name!r} is not differentiable and has no "
+            "value while tracing; compute masks outside the traced function and use "
+            "lagrad.where")
+
+    __lt__ = __le__ = __gt__ = __ge__ = _no_compare
+
+    # arithmetic: each records one equation
+    def __add__(self, o: Any) -> Variable: return P.add(self, o)
+    def __radd__(self, o: Any) -> Variable: return P.add(o, self)
+    def __sub__(self, o: Any) -> Variable: return P.sub(self, o)
+    def __rsub__(self, o: Any) -> Variable: return P.sub(o, self)
+    def __mul__(self, o: Any) -> Variable: return P.mul(self, o)
+    def __rmul__(self, o: Any) -> Variable: return P.mul(o, self)
+    def __truediv__(self, o: Any) -> Variable: return P.div(self, o)
+    def __rtruediv__(self, o: Any) -> Variable: return P.div(o, self)
+    def __pow__(self, o: Any) -> Variable: return P.power(self, o)
+    def __rpow__(self, o: Any) -> Variable: return P.power(o, self)
+    def __matmul__(self, o: Any) -> Variable: return _ops().matmul(self, o)
+    def __rmatmul__(self, o: Any) -> Variable: return _ops().matmul(o, self)
+    def __neg__(self) -> Variable: return P.neg(self)
+    def __pos__(self) -> Variable: return self
+    def __abs__(self) -> Variable: return P.absolute(self)
+    def __getitem__(self, index: Any) -> Variable: return _ops().getitem(self, index)
+
+    @property
+    def T(self) -> Variable:  # noqa: N802 (numpy's name)
+        return _ops().transpose(self)
+
+    def reshape(self, *shape: Any) -> Variable:
+        return _ops().reshape(self, shape[0] if len(shape) == 1 else shape)
+
+    def transpose(self, *axes: Any) -> Variable:
+        return _ops().transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Variable:
+        return _ops().sum(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Variable:
+        return _ops().mean(self, axis=axis, keepdims=keepdims)
+
+    def dot(self, other: Any) -> Variable:
+        return _ops().dot(self, other)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        raise ProgramError(
+            f"traced variable {self.name!r} has no value while tracing and cannot be "
+            "converted to a numpy array; use lagrad's operations (or numpy ufuncs) on it")
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        return _ops().apply_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        return _ops().apply_function(func, args, kwargs)
+
+
+def _ops() -> Any:
+    from . import ops  # ops builds on this module
+
+    return ops
+
+
+@dataclass(frozen=True, eq=False)
+class Equation:
+    """z_out = primitive(*args, **params).
+
+    ``args`` holds variable indices (``int``) and constants (float64 arrays);
+    ``slots`` lists ``(position, variable index)`` of the variable arguments.
+    """
+
+    out: int
+    primitive: P.Primitive
+    args: tuple[Any, ...]
+    params: Mapping[str, Any]
+    slots: tuple[tuple[int, int], ...]
+
+    @property
+    def parents(self) -> tuple[int, ...]:
+        """alpha(i): the variables this equation reads, in argument order."""
+        return tuple(j for _, j in self.slots)
+
+
+class Program:
+    """A set of equality constraints z_i = f_i(z_alpha(i)) with one output.
+
+    Build one with :func:`lagrad.trace` or by hand with :meth:`input` and
+    :meth:`output` (operations on the returned variables record equations).
+
+    Examples
+    --------
+    >>> import lagrad
+    >>> p = lagrad.Program()
+    >>> x = p.input("x")
+    >>> p.output(lagrad.sin(x) * x)
+    >>> print(p)
+    input x: ()
+    v1 = sin(x)  # ()
+    v2 = mul(v1, x)  # ()
+    output v2
+    >>> round(float(p.solve(2.0).grad()), 6)
+    0.077004
+    """
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.variables: list[Variable] = []
+        self.equations: list[Equation] = []
+        self._defined: dict[int, Equation] = {}
+        self._by_name: dict[str, Variable] = {}
+        self._output: Variable | None = None
+        self._version = 0
+        self._cache: dict[str, tuple[int, Any]] = {}
+
+    # ------------------------------------------------------------ building
+    def input(self, name: str, shape: Sequence[int] | int = ()) -> Variable:
+        """Add an input variable z_i = x_i of the given shape."""
+        return self._new_variable(_shape(shape), "input", name)
+
+    def output(self, expr: Any) -> None:
+        """Declare the program's output z_n (a variable, or a constant)."""
+        if not isinstance(expr, Variable):
+            expr = bind(P.identity, (np.asarray(expr, dtype=float),), {}, program=self)
+        self._check_own(expr, "output")
+        self._output = expr
+        self._touch()
+
+    def _new_variable(self, shape: Shape, kind: str, name: str | None) -> Variable:
+        if name is None:
+            name = self._fresh_name()
+        if name in self._by_name:
+            raise ProgramError(f"variable {name!r} is already defined in this program; "
+                               "choose another name")
+        v = Variable(self, len(self.variables), shape, kind, name)
+        self.variables.append(v)
+        self._by_name[name] = v
+        self._touch()
+        return v
+
+    def _fresh_name(self) -> str:
+        k = len(self.variables)
+        while f"v{k}" in self._by_name:
+            k += 1
+        return f"v{k}"
+
+    def _rename(self, v: Variable, new: str) -> None:
+        if new in self._by_name and self._by_name[new] is not v:
+            raise ProgramError(f"cannot rename {v.name!r} to {new!r}: that name is taken")
+        del self._by_name[v._name]
+        v._name = new
+        self._by_name[new] = v
+
+    def _add_equation(self, out: Variable, prim: P.Primitive, args: tuple[Any, ...],
+                      params: Mapping[str, Any]) -> None:
+        if out.index in self._defined:
+            raise ProgramError(f"variable {out.name!r} is defined twice: it already has the "
+                               f"equation {self.describe(self._defined[out.index])}")
+        slots = tuple((k, a) for k, a in enumerate(args) if isinstance(a, int))
+        eq = Equation(out.index, prim, args, params, slots)
+        self.equations.append(eq)
+        self._defined[out.index] = eq
+        self._touch()
+
+    def _check_own(self, v: Variable, role: str) -> None:
+        if v.program is not self:
+            raise ProgramError(f"{role} {v.name!r} belongs to another program; variables "
+                               "cannot be shared between programs")
+
+    def _touch(self) -> None:
+        self._version += 1
+
+    def cached(self, key: str, build: Any) -> Any:
+        """Return ``build(self)``, computed once per version of the program."""
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == self._version:
+            return hit[1]
+        value = build(self)
+        self._cache[key] = (self._version, value)
+        return value
+
+    # ------------------------------------------------------------ reading
+    @property
+    def inputs(self) -> tuple[Variable, ...]:
+        """The input variables, in the order :meth:`solve` takes them."""
+        return tuple(v for v in self.variables if v.kind == "input")
+
+    @property
+    def output_variable(self) -> Variable:
+        """z_n, the variable declared by :meth:`output`."""
+        if self._output is None:
+            raise ProgramError("the program has no output; call program.output(expr)")
+        return self._output
+
+    def equation(self, v: Variable | str | int) -> Equation | None:
+        """The equation defining ``v`` (None for an input)."""
+        return self._defined.get(self.variable(v).index)
+
+    def variable(self, key: Variable | str | int) -> Variable:
+        """Look a variable up by name, index, or check that it is one of ours."""
+        if isinstance(key, Variable):
+            self._check_own(key, "variable")
+            return key
+        if isinstance(key, str):
+            if key not in self._by_name:
+                raise ProgramError(f"no variable named {key!r} in this program; "
+                                   f"names are {sorted(self._by_name)[:10]}...")
+            return self._by_name[key]
+        if isinstance(key, (int, np.integer)) and 0 <= key < len(self.variables):
+            return self.variables[key]
+        raise ProgramError(f"{key!r} is not a variable of this program")
+
+    __getitem__ = variable
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """Dependency graph: an edge j -> i when equation i reads z_j.
+
+        Nodes are variable indices with attributes ``name``, ``shape``, ``kind``.
+        """
+        def build(p: Program) -> nx.DiGraph:
+            g = nx.DiGraph()
+            for v in p.variables:
+                g.add_node(v.index, name=v.name, shape=v.shape, kind=v.kind)
+            for eq in p.equations:
+                g.add_edges_from((j, eq.out) for j in eq.parents)
+            return g
+        return self.cached("graph", build).copy()
+
+    def describe(self, eq: Equation) -> str:
+        """One equation as text: ``c = add(a, b)  # (3,)``."""
+        words = []
+        for a in eq.args:
+            words.append(self.variables[a].name if isinstance(a, int) else _const_text(a))
+        words += [f"{k}={_param_text(v)}" for k, v in eq.params.items()]
+        out = self.variables[eq.out]
+        return f"{out.name} = {eq.primitive.name}({', '.join(words)})  # {out.shape}"
+
+    def __str__(self) -> str:
+        lines = [f"input {v.name}: {v.shape}" for v in self.inputs]
+        lines += [self.describe(eq) for eq in self.equations]
+        if self._output is not None:
+            lines.append(f"output {self._output.name}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"<Program {self.name!r}: {len(self.variables)} variables, "
+                f"{len(self.equations)} equations>")
+
+    # ------------------------------------------------------------ solving
+    def solve(self, *inputs: Any, **named: Any) -> Solution:
+        """Satisfy the constraints for the given input values.
+
+        Inputs are given positionally in :attr:`inputs` order, or by name.
+        Returns a :class:`lagrad.Solution`; the program is not changed.
+        """
+        from .solution import solve_program
+
+        return solve_program(self, inputs, named)
+
+    def lagrangian(self, values: Any, multipliers: Any) -> float:
+        """L = z_n - sum_i lambda_i . (z_i - f_i(z_alpha(i))) at any point.
+
+        ``values`` and ``multipliers`` are flat vectors over all variables (in
+        the system's index order) or mappings from variables or names to arrays.
+        """
+        from .solution import lagrangian
+
+        return lagrangian(self, values, multipliers)
+
+
+# ------------------------------------------------------------------ binding
+
+def bind(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
+         program: Program | None = None) -> Any:
+    """Apply ``prim``: to numbers, return its value; to variables, record it."""
+    for a in args:
+        if isinstance(a, Variable):
+            if program is None:
+                program = a.program
+            elif a.program is not program:
+                raise ProgramError(f"{prim.name}: argument {a.name!r} belongs to another "
+                                   "program; variables cannot be shared between programs")
+    if program is None:
+        return prim.value(*(np.asarray(a, dtype=float) for a in args), **params)
+    refs: list[Any] = []
+    shapes: list[Shape] = []
+    for a in args:
+        if isinstance(a, Variable):
+            refs.append(a.index)
+            shapes.append(a.shape)
+        else:
+            c = _constant(a, prim)
+            refs.append(c)
+            shapes.append(c.shape)
+    try:
+        shape = tuple(int(n) for n in prim.shape(*shapes, **params))
+    except (ValueError, IndexError, TypeError) as err:
+        names = ", ".join(a.name if isinstance(a, Variable) else f"const{np.shape(a)}"
+                          for a in args)
+        raise ProgramError(f"{prim.name}({names}): {err}") from err
+    out = program._new_variable(shape, "defined", None)
+    program._add_equation(out, prim, tuple(refs), dict(params))
+    return out
+
+
+def _constant(a: Any, prim: P.Primitive) -> np.ndarray:
+    c = np.asarray(a)
+    if c.dtype == object or c.dtype.kind not in "biuf":
+        raise ProgramError(f"{prim.name}: cannot use {type(a).__name__} {a!r} as a constant; "
+                           "constants must be real numbers or numeric arrays")
+    return c.astype(float)
+
+
+def _shape(shape: Sequence[int] | int) -> Shape:
+    if isinstance(shape, (int, np.integer)):
+        return (int(shape),)
+    return tuple(int(n) for n in shape)
+
+
+def _const_text(c: np.ndarray) -> str:
+    if c.ndim == 0:
+        return repr(float(c))
+    return f"const{c.shape}"
+
+
+def _param_text(v: Any) -> str:
+    if isinstance(v, np.ndarray):
+        return f"array{v.shape}"
+    return repr(v)

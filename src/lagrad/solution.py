@@ -1,0 +1,259 @@
+"""Solution: a program's variables at a point where every constraint holds,
+with its multipliers, gradient, tangents, Lagrangian and KKT residuals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import ProgramError
+from .forward import evaluate
+from .linsolve import LinearSolver, sweep
+from .program import Program, Variable
+from .schedule import Index, Schedule, compile_program
+from .system import System
+
+__all__ = ["Solution", "VariableMap", "KKTResiduals", "solve_program", "lagrangian"]
+
+Array = NDArray[np.float64]
+
+
+class VariableMap(Mapping[Any, Any]):
+    """Read-only ``{variable: array}`` view of a flat vector (keys: variables
+    or their names); values have the variables' shapes."""
+
+    def __init__(self, index: Index, vec: Array) -> None:
+        self.index = index
+        self.vector = vec
+
+    def __getitem__(self, key: Variable | str) -> Any:
+        sl = self.index[key]
+        v = self.index.program.variable(key)
+        out = self.vector[sl].reshape(v.shape)
+        return out[()] if out.ndim == 0 else out.copy()
+
+    def __iter__(self) -> Iterator[Variable]:
+        return iter(self.index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __repr__(self) -> str:
+        items = ", ".join(f"{v.name}: {self[v]!r}" for v in list(self)[:6])
+        more = ", ..." if len(self) > 6 else ""
+        return f"VariableMap({{{items}{more}}})"
+
+
+class KKTResiduals(NamedTuple):
+    """Relative norms of the Lagrangian's gradient at (z, lambda).
+
+    ``dL_dlambda`` = ||z - f(z)|| / (1 + ||z||): the constraints (primal);
+    ``dL_dz`` = ||e_n - (I - J)^T lambda|| / (1 + ||lambda||): the multiplier
+    equations (dual).
+    """
+
+    dL_dlambda: float  # noqa: N815 (the maths' name)
+    dL_dz: float  # noqa: N815
+
+
+class Solution:
+    """The values of every variable of ``program`` at given inputs.
+
+    Obtained from :meth:`lagrad.Program.solve`. Index it with a variable or a
+    name; everything else (multipliers, gradient, tangents, systems) is
+    computed on request from these values.
+    """
+
+    def __init__(self, schedule: Schedule, z: Array) -> None:
+        self.schedule = schedule
+        self.z = z
+        self._multipliers: Array | None = None
+
+    @property
+    def program(self) -> Program:
+        return self.schedule.program
+
+    @property
+    def values(self) -> VariableMap:
+        """All values, ``{variable: array}``."""
+        return VariableMap(self.schedule.index, self.z)
+
+    def __getitem__(self, key: Variable | str) -> Any:
+        return self.values[key]
+
+    @property
+    def output(self) -> Any:
+        """The value of the output z_n."""
+        return self[self.program.output_variable]
+
+    # ---------------------------------------------------------------- reverse
+    def _seed(self, cotangent: Any = None) -> Array:
+        out = self.program.output_variable
+        e = np.zeros(self.schedule.size)
+        if cotangent is None:
+            if out.size != 1:
+                raise ProgramError(
+                    f"the output {out.name!r} has shape {out.shape}; a gradient needs a scalar "
+                    "output (pass a cotangent of that shape, or use lagrad.jacobian)")
+            cotangent = 1.0
+        ct = np.asarray(cotangent, dtype=float)
+        if ct.size != out.size:
+            raise ProgramError(f"cotangent has shape {ct.shape}, output {out.name!r} has "
+                               f"shape {out.shape}")
+        e[self.schedule.index[out]] = ct.ravel()
+        return e
+
+    def adjoint_system(self, cotangent: Any = None) -> System:
+        """The multiplier system (I - J)^T lambda = e_n at this solution.
+
+        ``cotangent`` seeds a non-scalar output (default 1 for a scalar one).
+        """
+        return System(self.schedule, self.z, "adjoint", self._seed(cotangent))
+
+    def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
+        if method == "backsub" and not options:
+            if self._multipliers is None:
+                self._multipliers = sweep(self.adjoint_system())
+            return self._multipliers
+        return self.adjoint_system().solve(method, **options).x
+
+    def multipliers(self, method: str | LinearSolver = "backsub", **options: Any) -> VariableMap:
+        """lambda for every variable (same shapes): the solution of the
+        multiplier system. For an input, lambda is d output / d input."""
+        return VariableMap(self.schedule.index, self._lambda(method, options))
+
+    def grad(self, method: str | LinearSolver = "backsub", **options: Any) -> Any:
+        """Gradient of the scalar output with respect to the inputs: an array
+        of the input's shape, or a tuple of them for several inputs."""
+        lam = VariableMap(self.schedule.index, self._lambda(method, options))
+        grads = tuple(np.asarray(lam[v]) if v.shape else lam[v] for v in self.schedule.inputs)
+        return grads[0] if len(grads) == 1 else grads
+
+    # ---------------------------------------------------------------- forward
+    def tangent_system(self, direction: Any) -> System:
+        """The tangent system (I - J) zdot = e for an input direction."""
+        return System(self.schedule, self.z, "tangent", self._direction(direction))
+
+    def tangent(self, direction: Any, method: str | LinearSolver = "backsub",
+                **options: Any) -> VariableMap:
+        """Derivatives of every variable along an input direction (forward mode).
+
+        ``direction``: an array of the input's shape (one input), a sequence
+        with one array per input, or a mapping from inputs (or names) to arrays.
+        """
+        system = self.tangent_system(direction)
+        zdot = sweep(system) if method == "backsub" and not options else \
+            system.solve(method, **options).x
+        return VariableMap(self.schedule.index, zdot)
+
+    def _direction(self, direction: Any) -> Array:
+        inputs = self.schedule.inputs
+        if isinstance(direction, Mapping):
+            given = {self.program.variable(k).index: d for k, d in direction.items()}
+            parts = [given.get(v.index, np.zeros(v.shape)) for v in inputs]
+        elif len(inputs) == 1 and not isinstance(direction, tuple):
+            parts = [direction]
+        else:
+            parts = list(direction)
+            if len(parts) != len(inputs):
+                raise ProgramError(f"direction has {len(parts)} parts, the program has "
+                                   f"{len(inputs)} inputs")
+        e = np.zeros(self.schedule.size)
+        for v, d in zip(inputs, parts):
+            e[self.schedule.index[v]] = _as_input(v, d, "direction for").ravel()
+        return e
+
+    # ------------------------------------------------------------- Lagrangian
+    def lagrangian(self, multipliers: Any = None) -> float:
+        """L(z, lambda) at this solution (equals the output when z solves the
+        constraints)."""
+        lam = self._lambda("backsub", {}) if multipliers is None else multipliers
+        return lagrangian(self.program, self.z, lam)
+
+    def kkt_residuals(self, multipliers: Any = None) -> KKTResiduals:
+        """Norms of dL/dlambda (constraints) and dL/dz (multiplier equations)
+        at this solution, with the computed (or the given) multipliers."""
+        lam = self._lambda("backsub", {}) if multipliers is None else \
+            _flat(self.schedule, multipliers)
+        r = _constraint_residual(self.schedule, self.z)
+        system = self.adjoint_system()
+        with np.errstate(all="ignore"):
+            dz = system.rhs - system.matvec(lam)
+        return KKTResiduals(float(np.linalg.norm(r)) / (1 + float(np.linalg.norm(self.z))),
+                            float(np.linalg.norm(dz)) / (1 + float(np.linalg.norm(lam))))
+
+    def __repr__(self) -> str:
+        return f"<Solution of {self.program!r}>"
+
+
+# -------------------------------------------------------------- functions
+
+def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, Any]) -> Solution:
+    """Evaluate ``program`` at the given inputs (positional or by name)."""
+    schedule = compile_program(program)
+    declared = schedule.inputs
+    if len(inputs) > len(declared):
+        raise ProgramError(f"{len(inputs)} inputs given, the program has {len(declared)}: "
+                           f"{[v.name for v in declared]}")
+    values: dict[int, Any] = {v.index: x for v, x in zip(declared, inputs)}
+    for name, x in named.items():
+        v = program.variable(name)
+        if v.kind != "input":
+            raise ProgramError(f"{name!r} is not an input of the program")
+        if v.index in values:
+            raise ProgramError(f"input {name!r} given twice")
+        values[v.index] = x
+    missing = [v.name for v in declared if v.index not in values]
+    if missing:
+        raise ProgramError(f"missing values for inputs {missing}")
+    xs = [_as_input(v, values[v.index], "input") for v in declared]
+    return Solution(schedule, evaluate(schedule, xs))
+
+
+def _as_input(v: Variable, x: Any, role: str) -> Array:
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise ProgramError(f"{role} {v.name!r} must be real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(float)
+    if arr.shape != v.shape:
+        raise ProgramError(f"{role} {v.name!r} has shape {v.shape}, got shape {arr.shape}")
+    return arr
+
+
+def _flat(schedule: Schedule, vec: Any) -> Array:
+    if isinstance(vec, VariableMap):
+        return vec.vector
+    if isinstance(vec, Mapping):
+        out = np.zeros(schedule.size)
+        for k, val in vec.items():
+            out[schedule.index[k]] = np.ravel(val)
+        return out
+    arr = np.asarray(vec, dtype=float).ravel()
+    if arr.size != schedule.size:
+        raise ProgramError(f"expected a flat vector of {schedule.size} entries (all variables), "
+                           f"got {arr.size}")
+    return arr
+
+
+def _constraint_residual(schedule: Schedule, z: Array) -> Array:
+    """z - f(z) for every variable (0 on inputs)."""
+    fz = z.copy()
+    with np.errstate(all="ignore"):
+        for step in schedule.steps:
+            step.run(z, out=fz)
+    return z - fz
+
+
+def lagrangian(program: Program, values: Any, multipliers: Any) -> float:
+    """L = z_n - sum_i lambda_i . (z_i - f_i(z_alpha(i))); see Program.lagrangian."""
+    schedule = compile_program(program)
+    z, lam = _flat(schedule, values), _flat(schedule, multipliers)
+    out = program.output_variable
+    if out.size != 1:
+        raise ProgramError(f"the Lagrangian needs a scalar output; {out.name!r} has shape "
+                           f"{out.shape}")
+    zn = float(z[schedule.index[out]][0])
+    return zn - float(lam @ _constraint_residual(schedule, z))

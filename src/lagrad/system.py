@@ -1,0 +1,126 @@
+"""The linear systems of a solved program.
+
+With J the sparse n x n matrix J[i, j] = df_i/dz_j (non-zero only on edges of
+the dependency graph, zero rows for inputs):
+
+* adjoint (multiplier) system   (I - J)^T lambda = e      (e: output seed)
+* tangent system                (I - J) zdot = e          (e: input direction)
+
+Both are exposed as objects for study: the assembled sparse matrix, the index
+map, the right-hand side, matrix-free products, and ``solve(method=...)``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from .linsolve import LinearSolver, SystemSolution, resolve_method
+from .schedule import Index, Schedule
+
+__all__ = ["System", "assemble_jacobian"]
+
+Array = NDArray[np.float64]
+
+
+def assemble_jacobian(schedule: Schedule, z: Array) -> sp.csr_matrix:
+    """J at the point z, from every equation's local sparse Jacobian, in one call."""
+    rows, cols, vals = [], [], []
+    for step in schedule.steps:
+        for r, c, v in step.jacobian_entries(z):
+            rows.append(np.asarray(r, dtype=np.intp).ravel())
+            cols.append(np.asarray(c, dtype=np.intp).ravel())
+            vals.append(np.asarray(v, dtype=float).ravel())
+    n = schedule.size
+    if not rows:
+        return sp.csr_matrix((n, n))
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(n, n))
+
+
+class System:
+    """(I - J)^T lambda = rhs (``kind="adjoint"``) or (I - J) zdot = rhs
+    (``kind="tangent"``) at the values of a solution.
+
+    Attributes
+    ----------
+    kind : {"adjoint", "tangent"}
+    index : Index
+        Variable -> slice of the flat vectors, in program order
+        (``system.index[var]``, ``system.index["name"]``).
+    rhs : ndarray
+        The right-hand side e (output seed or input direction), flat.
+    values : ndarray
+        The flat z at which J is evaluated.
+    """
+
+    def __init__(self, schedule: Schedule, values: Array, kind: str, rhs: Array) -> None:
+        self.schedule = schedule
+        self.values = values
+        self.kind = kind
+        self.rhs = rhs
+        self.index: Index = schedule.index
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.rhs.size, self.rhs.size)
+
+    @cached_property
+    def jacobian(self) -> sp.csr_matrix:
+        """J[i, j] = df_i / dz_j, assembled (sparse CSR)."""
+        return assemble_jacobian(self.schedule, self.values)
+
+    @cached_property
+    def matrix(self) -> sp.csr_matrix:
+        """(I - J)^T for the adjoint system, (I - J) for the tangent one (CSR)."""
+        a = sp.identity(self.rhs.size, format="csr") - self.jacobian
+        return (a.T if self.kind == "adjoint" else a).tocsr()
+
+    def matvec(self, x: Array) -> Array:
+        """``matrix @ x`` without assembling the matrix (one VJP or JVP sweep)."""
+        z = self.values
+        jx = np.zeros_like(x)
+        if self.kind == "adjoint":
+            for step in self.schedule.steps:
+                step.pullback(z, x, into=jx)
+        else:
+            for step in self.schedule.steps:
+                step.pushforward(z, x, into=jx)
+        return x - jx
+
+    def residual(self, x: Array) -> float:
+        """Relative residual ||matrix x - rhs|| / max(||rhs||, tiny)."""
+        with np.errstate(all="ignore"):
+            r = self.matvec(x) - self.rhs
+        scale = max(float(np.linalg.norm(self.rhs)), np.finfo(float).tiny)
+        return float(np.linalg.norm(r)) / scale
+
+    def solve(self, method: str | LinearSolver = "backsub", **options: Any) -> SystemSolution:
+        """Solve the system; returns ``(x, info)``.
+
+        Parameters
+        ----------
+        method : {"backsub", "spsolve", "dense"} or LinearSolver
+            "backsub": back-substitution (adjoint) or forward substitution
+            (tangent) in block order through VJPs/JVPs, never assembling J;
+            "spsolve": scipy sparse direct solve of the assembled matrix;
+            "dense": numpy.linalg.solve of the dense matrix (O(n^3) reference).
+
+        Returns
+        -------
+        SystemSolution
+            ``x`` (flat, in :attr:`index` order) and ``info`` (:class:`SolveInfo`).
+        """
+        return resolve_method(method).solve(self, **options)
+
+    def split(self, x: Array) -> dict[Any, Array]:
+        """A flat vector as ``{variable: array of its shape}``."""
+        return {v: x[sl].reshape(v.shape) for v, sl in self.index.items()}
+
+    def __repr__(self) -> str:
+        sign = "(I - J)^T lambda" if self.kind == "adjoint" else "(I - J) zdot"
+        return f"<System {sign} = e, n={self.rhs.size}>"
