@@ -125,7 +125,7 @@ def vjp(fn: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], tup
         if ct.shape != out.shape:
             raise ProgramError(f"cotangent has shape {ct.shape}, the output has shape "
                                f"{out.shape}")
-        lam = sweep(sol.adjoint_system(ct))
+        lam = sweep(sol.adjoint_system(ct))[0]
         return traced.regroup(_input_values(sol, lam))
     return sol.output, vjp_fn
 
@@ -181,7 +181,7 @@ def _reverse_rows(sol: Solution) -> np.ndarray:
     for k in range(out.size):
         seed = np.zeros(out.size)
         seed[k] = 1.0
-        rows[k] = sweep(sol.adjoint_system(seed.reshape(out.shape)))[lo:hi]
+        rows[k] = sweep(sol.adjoint_system(seed.reshape(out.shape)))[0][lo:hi]
     return rows
 
 
@@ -194,7 +194,7 @@ def _forward_columns(sol: Solution) -> np.ndarray:
         e = np.zeros(sol.schedule.size)
         e[lo + k] = 1.0
         system = sol.tangent_system(_split_direction(sol, e))
-        cols[:, k] = sweep(system)[out_slice]
+        cols[:, k] = sweep(system)[0][out_slice]
     return cols
 
 

@@ -6,31 +6,53 @@ satisfied by evaluating the equations in schedule order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .errors import NonFiniteError
-from .schedule import Schedule, Step
+from .nonlinear import BlockDiagnostics, solve_block
+from .schedule import CyclicBlock, Schedule, Step
 
 __all__ = ["evaluate", "first_nonfinite"]
 
 Array = NDArray[np.float64]
 
 
-def evaluate(schedule: Schedule, inputs: Sequence[Array]) -> Array:
-    """The flat vector z that satisfies every constraint for these inputs."""
-    z = np.empty(schedule.size)
+def evaluate(schedule: Schedule, inputs: Sequence[Array],
+             options: Mapping[str, Any] | None = None
+             ) -> tuple[Array, dict[int, BlockDiagnostics]]:
+    """The flat vector z that satisfies every constraint for these inputs, and
+    the diagnostics of each cyclic block's solve (by block number).
+
+    Acyclic steps are evaluated; cyclic blocks are solved with the options
+    given here (method, tol, maxiter, init), falling back to the options the
+    block's unknowns were declared with.
+    """
+    options = dict(options or {})
+    z = np.zeros(schedule.size)
     index = schedule.index
     for v, x in zip(schedule.inputs, inputs):
         z[index[v]] = np.ravel(x)
+    program = schedule.program
+    inits = dict(program.inits)
+    for key, value in (options.pop("init", None) or {}).items():
+        v = program.variable(key)
+        inits[v.index] = np.asarray(value, dtype=float).reshape(v.shape)
+    diagnostics: dict[int, BlockDiagnostics] = {}
     with np.errstate(all="ignore"):  # non-finite values are reported below, by equation
         for step in schedule.steps:
-            step.run(z)
+            if isinstance(step, CyclicBlock):
+                own = program.block_options.get(step.unknowns[0].index, {})
+                merged = {k: options.get(k) or own.get(k) for k in ("method", "tol", "maxiter")}
+                diagnostics[step.block.number] = solve_block(step, z, merged, inits)
+            else:
+                step.run(z)
     if not np.isfinite(z).all():
         raise first_nonfinite(schedule, z, "value")
-    return z
+    return z, diagnostics
 
 
 def first_nonfinite(schedule: Schedule, vec: Array, what: str,

@@ -18,13 +18,16 @@ import numpy as np
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
+from .blocksolve import (BLOCK_METHODS, BlockSolveInfo, solve_adjoint_block,
+                         solve_tangent_block)
 from .errors import NonFiniteError, OptionError, SingularSystemError
 from .forward import guarded
+from .schedule import CyclicBlock
 
 if TYPE_CHECKING:
     from .system import System
 
-__all__ = ["SolveInfo", "SystemSolution", "LinearSolver", "BackSubstitution",
+__all__ = ["SolveInfo", "SystemSolution", "LinearSolver", "BlockSubstitution",
            "SparseDirect", "Dense", "METHODS", "resolve_method"]
 
 Array = NDArray[np.float64]
@@ -68,6 +71,7 @@ class LinearSolver(ABC):
     """Solves ``system``; subclasses implement :meth:`_solve` for one method."""
 
     name: str = ""
+    whole_system = False  # True: works on the assembled matrix of the whole system
 
     def solve(self, system: System, **options: Any) -> SystemSolution:
         t0 = time.perf_counter()
@@ -82,40 +86,63 @@ class LinearSolver(ABC):
     def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]: ...
 
 
-class BackSubstitution(LinearSolver):
-    """Block back-substitution (adjoint) or forward substitution (tangent)
-    through the schedule, using each equation's VJP/JVP; J is never assembled.
-    """
+class BlockSubstitution(LinearSolver):
+    """Back-substitution (adjoint) or forward substitution (tangent) between
+    blocks, in block order, through each equation's VJP/JVP (J is never
+    assembled for acyclic parts); inside each cyclic block a linear solve by
+    ``inner`` (see :mod:`lagrad.blocksolve`)."""
 
-    name = "backsub"
+    def __init__(self, name: str, inner: str) -> None:
+        self.name = name
+        self.inner = inner
 
     def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]:
-        _no_options(self.name, options)
-        return sweep(system), {"notes": "one sweep in block order"}
+        vec, blocks = sweep(system, self.inner, options)
+        notes = "one sweep in block order"
+        if blocks:
+            notes += "; cyclic blocks: " + ", ".join(f"{b.block} by {b.method}" for b in blocks)
+        iterations = max([b.iterations for b in blocks], default=1)
+        return vec, {"notes": notes, "iterations": iterations, "extra": {"blocks": blocks}}
 
 
-def sweep(system: System) -> Array:
-    """The substitution sweep: reverse-mode for adjoint, forward-mode for tangent."""
+def sweep(system: System, method: str = "auto", options: dict[str, Any] | None = None
+          ) -> tuple[Array, list[BlockSolveInfo]]:
+    """The substitution sweep: reverse-mode for adjoint, forward-mode for tangent.
+
+    Returns the solution and the diagnostics of each cyclic block's solve.
+    """
+    options = dict(options or {})
     schedule, z = system.schedule, system.values
+    factors = system.factorizations if method in ("auto", "splu") else {}
     vec = system.rhs.copy()
+    infos: list[BlockSolveInfo] = []
     if system.kind == "adjoint":
         def run() -> Array:
             for step in reversed(schedule.steps):
-                step.pullback(z, vec)
+                if isinstance(step, CyclicBlock):
+                    infos.append(solve_adjoint_block(step, z, vec, method, options,
+                                                     factors.get(step.block.number)))
+                else:
+                    step.pullback(z, vec)
             return vec
-        return guarded(run, schedule, "multiplier", reverse=True)
+        return guarded(run, schedule, "multiplier", reverse=True), infos
 
     def run_forward() -> Array:
         for step in schedule.steps:
-            step.pushforward(z, vec)
+            if isinstance(step, CyclicBlock):
+                infos.append(solve_tangent_block(step, z, vec, method, options,
+                                                 factors.get(step.block.number)))
+            else:
+                step.pushforward(z, vec)
         return vec
-    return guarded(run_forward, schedule, "tangent", reverse=False)
+    return guarded(run_forward, schedule, "tangent", reverse=False), infos
 
 
 class SparseDirect(LinearSolver):
     """scipy.sparse.linalg.spsolve (SuperLU) on the assembled matrix."""
 
     name = "spsolve"
+    whole_system = True
 
     def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]:
         _no_options(self.name, options)
@@ -133,6 +160,7 @@ class Dense(LinearSolver):
     """numpy.linalg.solve on the dense matrix: the O(n^3) reference."""
 
     name = "dense"
+    whole_system = True
 
     def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]:
         _no_options(self.name, options)
@@ -158,7 +186,8 @@ def _no_options(name: str, options: dict[str, Any]) -> None:
 
 
 METHODS: dict[str, LinearSolver] = {
-    s.name: s for s in (BackSubstitution(), SparseDirect(), Dense())}
+    s.name: s for s in (BlockSubstitution("backsub", "auto"), SparseDirect(), Dense(),
+                        *(BlockSubstitution(m, m) for m in BLOCK_METHODS if m != "dense"))}
 
 
 def resolve_method(method: str | LinearSolver) -> LinearSolver:

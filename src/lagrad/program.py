@@ -157,6 +157,7 @@ class Equation:
     args: tuple[Any, ...]
     params: Mapping[str, Any]
     slots: tuple[tuple[int, int], ...]
+    kind: str = "define"  # "root": g = 0 defines z, written as z = z - g
 
     @property
     def parents(self) -> tuple[int, ...]:
@@ -192,6 +193,8 @@ class Program:
         self._defined: dict[int, Equation] = {}
         self._by_name: dict[str, Variable] = {}
         self._output: Variable | None = None
+        self.inits: dict[int, np.ndarray] = {}
+        self.block_options: dict[int, dict[str, Any]] = {}  # per unknown, from combinators
         self._version = 0
         self._cache: dict[str, tuple[int, Any]] = {}
 
@@ -199,6 +202,65 @@ class Program:
     def input(self, name: str, shape: Sequence[int] | int = ()) -> Variable:
         """Add an input variable z_i = x_i of the given shape."""
         return self._new_variable(_shape(shape), "input", name)
+
+    def unknown(self, name: str, shape: Sequence[int] | int = (), init: Any = None) -> Variable:
+        """Add a variable to be determined by :meth:`define` or :meth:`root`.
+
+        Expressions may read it before it is defined; that is how cycles
+        (z = f(z, x)) and implicit constraints (g(z, x) = 0) are written.
+        ``init`` is the starting point of the nonlinear solve (default 0).
+        """
+        v = self._new_variable(_shape(shape), "unknown", name)
+        if init is not None:
+            start = np.asarray(init, dtype=float)
+            if start.shape != v.shape and start.size != v.size:
+                raise ProgramError(f"init of unknown {name!r} has shape {start.shape}, the "
+                                   f"unknown has shape {v.shape}")
+            self.inits[v.index] = start.reshape(v.shape)
+        return v
+
+    def define(self, z: Variable, expr: Any) -> None:
+        """The constraint z = expr (expr may read z itself: a fixed point)."""
+        self._check_unknown(z, "define")
+        if isinstance(expr, Variable):
+            self._check_own(expr, "expression")
+            if expr is z:
+                raise ProgramError(f"define({z.name!r}, {z.name!r}): z = z does not "
+                                   "determine z; give an equation that does")
+            if expr.shape != z.shape:
+                raise ProgramError(f"define({z.name!r}, ...): the expression has shape "
+                                   f"{expr.shape}, the unknown has shape {z.shape}")
+            self._add_equation(z, P.identity, (expr.index,), {})
+        else:
+            c = np.broadcast_to(np.asarray(expr, dtype=float), z.shape).copy()
+            self._add_equation(z, P.identity, (c,), {})
+
+    def root(self, z: Variable, residual: Variable) -> None:
+        """The implicit constraint residual(z, ...) = 0, which determines z.
+
+        The residual must have z's shape (a square system). It is recorded as
+        the equation z = z - residual, whose row of I - J is d residual / dz.
+        """
+        self._check_unknown(z, "root")
+        if not isinstance(residual, Variable):
+            raise ProgramError(f"root({z.name!r}, ...): the residual must be an expression "
+                               "of the program's variables")
+        self._check_own(residual, "residual")
+        if residual.shape != z.shape:
+            raise ProgramError(
+                f"root({z.name!r}, {residual.name!r}): the system is not square: residual "
+                f"shape {residual.shape}, unknown shape {z.shape}; a root constraint needs "
+                "one residual per unknown entry")
+        self._add_equation(z, P.sub, (z.index, residual.index), {}, kind="root")
+
+    def _check_unknown(self, z: Variable, what: str) -> None:
+        if not isinstance(z, Variable):
+            raise ProgramError(f"{what}: the first argument must be an unknown of the program")
+        self._check_own(z, what)
+        if z.kind != "unknown":
+            raise ProgramError(f"{what}({z.name!r}, ...): {z.name!r} is an {z.kind} variable; "
+                               "only variables made by program.unknown(...) can be defined "
+                               "this way")
 
     def output(self, expr: Any) -> None:
         """Declare the program's output z_n (a variable, or a constant)."""
@@ -234,12 +296,12 @@ class Program:
         self._by_name[new] = v
 
     def _add_equation(self, out: Variable, prim: P.Primitive, args: tuple[Any, ...],
-                      params: Mapping[str, Any]) -> None:
+                      params: Mapping[str, Any], kind: str = "define") -> None:
         if out.index in self._defined:
             raise ProgramError(f"variable {out.name!r} is defined twice: it already has the "
                                f"equation {self.describe(self._defined[out.index])}")
         slots = tuple((k, a) for k, a in enumerate(args) if isinstance(a, int))
-        eq = Equation(out.index, prim, args, params, slots)
+        eq = Equation(out.index, prim, args, params, slots, kind)
         self.equations.append(eq)
         self._defined[out.index] = eq
         self._touch()
@@ -311,15 +373,27 @@ class Program:
 
     def describe(self, eq: Equation) -> str:
         """One equation as text: ``c = add(a, b)  # (3,)``."""
+        out = self.variables[eq.out]
+        if eq.kind == "root":
+            residual = self.variables[eq.args[1]].name
+            return f"0 = {residual}  # root: determines {out.name} {out.shape}"
         words = []
         for a in eq.args:
             words.append(self.variables[a].name if isinstance(a, int) else _const_text(a))
         words += [f"{k}={_param_text(v)}" for k, v in eq.params.items()]
-        out = self.variables[eq.out]
         return f"{out.name} = {eq.primitive.name}({', '.join(words)})  # {out.shape}"
+
+    @property
+    def blocks(self) -> list[Any]:
+        """Strongly connected components of the graph, in topological order
+        (a list of :class:`lagrad.blocks.Block`)."""
+        from .blocks import find_blocks
+
+        return self.cached("blocks", find_blocks)
 
     def __str__(self) -> str:
         lines = [f"input {v.name}: {v.shape}" for v in self.inputs]
+        lines += [f"unknown {v.name}: {v.shape}" for v in self.variables if v.kind == "unknown"]
         lines += [self.describe(eq) for eq in self.equations]
         if self._output is not None:
             lines.append(f"output {self._output.name}")
@@ -330,15 +404,23 @@ class Program:
                 f"{len(self.equations)} equations>")
 
     # ------------------------------------------------------------ solving
-    def solve(self, *inputs: Any, **named: Any) -> Solution:
+    def solve(self, *inputs: Any, method: str | None = None, tol: float | None = None,
+              maxiter: int | None = None, init: Mapping[Any, Any] | None = None,
+              **named: Any) -> Solution:
         """Satisfy the constraints for the given input values.
 
         Inputs are given positionally in :attr:`inputs` order, or by name.
-        Returns a :class:`lagrad.Solution`; the program is not changed.
+        Cyclic blocks are solved by ``method`` ("newton", "fixed_point" or
+        "anderson"; default: each block's own choice, else "newton") to the
+        relative tolerance ``tol`` within ``maxiter`` iterations, starting from
+        ``init`` (a mapping from unknowns or names to arrays; default: the
+        unknowns' ``init``). Returns a :class:`lagrad.Solution`; the program is
+        not changed.
         """
         from .solution import solve_program
 
-        return solve_program(self, inputs, named)
+        options = {"method": method, "tol": tol, "maxiter": maxiter, "init": init}
+        return solve_program(self, inputs, named, options)
 
     def lagrangian(self, values: Any, multipliers: Any) -> float:
         """L = z_n - sum_i lambda_i . (z_i - f_i(z_alpha(i))) at any point.

@@ -27,7 +27,8 @@ from . import primitives as P
 from .errors import CycleError, ProgramError
 from .program import Equation, Program, Variable
 
-__all__ = ["Index", "Schedule", "Single", "Batch", "compile_program"]
+__all__ = ["Index", "Schedule", "Single", "Batch", "CyclicBlock", "compile_program",
+           "require_acyclic"]
 
 Array = NDArray[np.float64]
 BATCH_MIN = 4  # a level group smaller than this runs as Single steps
@@ -76,7 +77,8 @@ class Single:
     stop: int
     shape: tuple[int, ...]
     template: list[Any]
-    vslots: tuple[tuple[int, int, int, tuple[int, ...]], ...]
+    vslots: tuple[tuple[int, int, int, tuple[int, ...]], ...]  # every variable argument
+    dslots: tuple[tuple[int, int, int, tuple[int, ...]], ...]  # those to differentiate
 
     @property
     def equations(self) -> tuple[Equation, ...]:
@@ -101,14 +103,14 @@ class Single:
         g = lam[self.start:self.stop].reshape(self.shape)
         ans = z[self.start:self.stop].reshape(self.shape)
         args = self.gather(z)
-        for pos, a, b, _ in self.vslots:
+        for pos, a, b, _ in self.dslots:
             into[a:b] += np.ravel(eq.primitive.pullback(pos, g, ans, args, eq.params))
 
     def pushforward(self, z: Array, zdot: Array, into: Array | None = None) -> None:
         """Add (J zdot)_i to ``into[i]`` (default: zdot)."""
         eq = self.eq
         ts: list[Array | None] = [None] * len(self.template)
-        for pos, a, b, shape in self.vslots:
+        for pos, a, b, shape in self.dslots:
             ts[pos] = zdot[a:b].reshape(shape)
         ans = z[self.start:self.stop].reshape(self.shape)
         (zdot if into is None else into)[self.start:self.stop] += np.ravel(
@@ -120,7 +122,7 @@ class Single:
         ans = z[self.start:self.stop].reshape(self.shape)
         args = self.gather(z)
         out = []
-        for pos, a, _, _ in self.vslots:
+        for pos, a, _, _ in self.dslots:
             block = eq.primitive.local_jacobian(pos, ans, args, eq.params).tocoo()
             out.append((block.row + self.start, block.col + a, block.data))
         return out
@@ -181,7 +183,56 @@ class Batch:
                 for k in self.var_positions]
 
 
-Step = Single | Batch
+@dataclass(eq=False)
+class CyclicBlock:
+    """A strongly connected component with a cycle, as one unit of the schedule.
+
+    The unknowns U (the tear set) close every cycle: given z_U, the interior
+    equations are acyclic and run in order; the closing equations then give
+    G(z_U) = f_U(...). The ``inner_*`` steps differentiate only with respect
+    to the block's own variables (for operators restricted to the block).
+    """
+
+    block: Any
+    members: frozenset[int]
+    unknowns: tuple[Variable, ...]
+    u_index: NDArray[np.intp]
+    i_index: NDArray[np.intp]
+    s_index: NDArray[np.intp]
+    interior: list[Single]
+    closing: list[Single]
+    inner_interior: list[Single]
+    inner_closing: list[Single]
+    outer: list[Single]  # derivatives only with respect to parents outside the block
+
+    @property
+    def equations(self) -> tuple[Equation, ...]:
+        return tuple(s.eq for s in self.interior + self.closing)
+
+    @property
+    def steps(self) -> list[Single]:
+        return self.interior + self.closing
+
+    def run(self, z: Array, out: Array | None = None) -> None:
+        """Write f(z) for every equation of the block (one evaluation, no solve)."""
+        for step in self.steps:
+            step.run(z, out if out is not None else z)
+
+    def pullback(self, z: Array, lam: Array, into: Array | None = None) -> None:
+        assert into is not None, "a cyclic block is back-substituted by a linear solve"
+        for step in self.steps:
+            step.pullback(z, lam, into)
+
+    def pushforward(self, z: Array, zdot: Array, into: Array | None = None) -> None:
+        assert into is not None, "a cyclic block is forward-substituted by a linear solve"
+        for step in self.steps:
+            step.pushforward(z, zdot, into)
+
+    def jacobian_entries(self, z: Array) -> list[tuple[Any, Any, Any]]:
+        return [e for step in self.steps for e in step.jacobian_entries(z)]
+
+
+Step = Single | Batch | CyclicBlock
 
 
 @dataclass(eq=False)
@@ -200,7 +251,7 @@ class Schedule:
 
 
 def compile_program(program: Program) -> Schedule:
-    """Order, level and group the equations of an acyclic program."""
+    """Order the blocks, level and group the equations (cached per program version)."""
     return program.cached("schedule", _compile)
 
 
@@ -208,23 +259,31 @@ def _compile(program: Program) -> Schedule:
     variables = program.variables
     for v in variables:
         if v.kind != "input" and program.equation(v) is None:
-            raise ProgramError(f"variable {v.name!r} has no defining equation; define it "
-                               "or make it an input")
-    order = _topological_equations(program)
+            what = "unknown" if v.kind == "unknown" else "variable"
+            raise ProgramError(f"{what} {v.name!r} is never defined: give it an equation with "
+                               f"program.define({v.name!r}, ...) or program.root(...)")
     index = Index(program)
     levels = np.zeros(len(variables), dtype=np.intp)
-    for eq in order:
-        levels[eq.out] = 1 + max((levels[j] for j in eq.parents), default=0)
     groups: dict[tuple[Any, ...], list[Equation]] = defaultdict(list)
     singles: list[tuple[int, Equation]] = []
-    for eq in order:
-        if _batchable(eq, variables):
-            key = (levels[eq.out], eq.primitive,
-                   tuple(isinstance(a, int) for a in eq.args))
-            groups[key].append(eq)
-        else:
-            singles.append((int(levels[eq.out]), eq))
     timed: list[tuple[int, int, Step]] = []
+    for block in program.blocks:
+        if block.cyclic:
+            unit = _cyclic(program, block, index)
+            members = [v.index for v in block.variables]
+            level = 1 + max((levels[j] for eq in unit.equations for j in eq.parents
+                             if j not in unit.members), default=0)
+            levels[members] = level
+            timed.append((int(level), len(timed), unit))
+            continue
+        eq = program._defined.get(block.variables[0].index)
+        if eq is None:
+            continue  # an input
+        level = levels[eq.out] = 1 + max((levels[j] for j in eq.parents), default=0)
+        if _batchable(eq, variables):
+            groups[(level, eq.primitive, tuple(isinstance(a, int) for a in eq.args))].append(eq)
+        else:
+            singles.append((int(level), eq))
     for key, eqs in groups.items():
         if len(eqs) >= BATCH_MIN:
             timed.append((int(key[0]), len(timed), _batch(eqs, index)))
@@ -236,22 +295,12 @@ def _compile(program: Program) -> Schedule:
     return Schedule(program, index, program.inputs, [s for _, _, s in timed], levels)
 
 
-def _topological_equations(program: Program) -> list[Equation]:
-    eqs = program.equations
-    if all(j < eq.out for eq in eqs for j in eq.parents):
-        return sorted(eqs, key=lambda e: e.out)  # creation order is topological
-    import networkx as nx
-
-    graph = program.graph
-    try:
-        order = list(nx.topological_sort(graph))
-    except nx.NetworkXUnfeasible:
-        cycle = nx.find_cycle(graph)
-        names = " -> ".join(program.variables[j].name for j, _ in cycle)
-        raise CycleError(f"the program has a cycle ({names}); this operation needs an "
-                         "acyclic program") from None
-    by_out = {eq.out: eq for eq in eqs}
-    return [by_out[i] for i in order if i in by_out]
+def require_acyclic(schedule: Schedule) -> None:
+    """Raise CycleError naming the first cyclic block, if there is one."""
+    for unit in schedule.steps:
+        if isinstance(unit, CyclicBlock):
+            raise CycleError(f"{unit.block.name} is cyclic; this operation needs an acyclic "
+                             "program")
 
 
 def _batchable(eq: Equation, variables: Sequence[Variable]) -> bool:
@@ -278,10 +327,45 @@ def _batch(eqs: list[Equation], index: Index) -> Batch:
                  tuple(unique))
 
 
-def _single(eq: Equation, index: Index, variables: Sequence[Variable]) -> Single:
+def _single(eq: Equation, index: Index, variables: Sequence[Variable],
+            inner: frozenset[int] | None = None) -> Single:
+    """A Single step; with ``inner``, derivatives only for parents in ``inner``."""
     sl = index.slice(eq.out)
     template = [None if isinstance(a, int) else a for a in eq.args]
     vslots = tuple((k, int(index.offsets[j]), int(index.offsets[j + 1]), variables[j].shape)
                    for k, j in eq.slots)
-    return Single(eq, sl.start, sl.stop, variables[eq.out].shape, template, vslots)
+    dslots = vslots if inner is None else tuple(
+        slot for slot, (_, j) in zip(vslots, eq.slots) if j in inner)
+    return Single(eq, sl.start, sl.stop, variables[eq.out].shape, template, vslots, dslots)
+
+
+def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
+    variables = program.variables
+    unknowns = block.unknowns
+    if not unknowns:  # cycles can only be closed through unknowns
+        raise CycleError(f"{block.name} is cyclic but has no unknown")
+    members = frozenset(v.index for v in block.variables)
+    closing_eqs = [program._defined[v.index] for v in unknowns]
+    # with the unknowns given, the rest of the block is acyclic, and creation
+    # order is topological for it (only unknowns are read before they exist)
+    interior_eqs = [program._defined[v.index] for v in block.variables if v.kind != "unknown"]
+    outside = frozenset(j for eq in interior_eqs + closing_eqs for j in eq.parents
+                        if j not in members)
+
+    def steps(eqs: list[Equation], inner: frozenset[int] | None) -> list[Single]:
+        return [_single(eq, index, variables, inner) for eq in eqs]
+
+    def positions(vs: Sequence[Variable]) -> NDArray[np.intp]:
+        return np.concatenate([np.arange(index.offsets[v.index], index.offsets[v.index + 1])
+                               for v in vs]).astype(np.intp)
+
+    interior_vars = [v for v in block.variables if v.kind != "unknown"]
+    return CyclicBlock(
+        block=block, members=members, unknowns=unknowns,
+        u_index=positions(unknowns),
+        i_index=positions(interior_vars) if interior_vars else np.zeros(0, np.intp),
+        s_index=positions(block.variables),
+        interior=steps(interior_eqs, None), closing=steps(closing_eqs, None),
+        inner_interior=steps(interior_eqs, members), inner_closing=steps(closing_eqs, members),
+        outer=steps(interior_eqs + closing_eqs, outside))
 

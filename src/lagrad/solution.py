@@ -67,10 +67,15 @@ class Solution:
     computed on request from these values.
     """
 
-    def __init__(self, schedule: Schedule, z: Array) -> None:
+    def __init__(self, schedule: Schedule, z: Array,
+                 diagnostics: Mapping[int, Any] | None = None) -> None:
         self.schedule = schedule
         self.z = z
+        self.diagnostics: dict[int, Any] = dict(diagnostics or {})
+        """Forward-solve diagnostics of each cyclic block, by block number."""
         self._multipliers: Array | None = None
+        self.adjoint_diagnostics: list[Any] = []
+        """Diagnostics of the cyclic blocks' solves in the last multiplier solve."""
 
     @property
     def program(self) -> Program:
@@ -111,21 +116,28 @@ class Solution:
 
         ``cotangent`` seeds a non-scalar output (default 1 for a scalar one).
         """
-        return System(self.schedule, self.z, "adjoint", self._seed(cotangent))
+        return System(self.schedule, self.z, "adjoint", self._seed(cotangent),
+                      self._factorizations())
+
+    def _factorizations(self) -> dict[int, Any]:
+        return {k: d.factorization for k, d in self.diagnostics.items()
+                if d.factorization is not None}
 
     def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
-        if method == "backsub" and not options:
+        if method in ("auto", "backsub") and not options:
             if self._multipliers is None:
-                self._multipliers = sweep(self.adjoint_system())
+                self._multipliers, self.adjoint_diagnostics = sweep(self.adjoint_system())
             return self._multipliers
-        return self.adjoint_system().solve(method, **options).x
+        result = self.adjoint_system().solve(method, **options)
+        self.adjoint_diagnostics = result.info.extra.get("blocks", [])
+        return result.x
 
-    def multipliers(self, method: str | LinearSolver = "backsub", **options: Any) -> VariableMap:
+    def multipliers(self, method: str | LinearSolver = "auto", **options: Any) -> VariableMap:
         """lambda for every variable (same shapes): the solution of the
         multiplier system. For an input, lambda is d output / d input."""
         return VariableMap(self.schedule.index, self._lambda(method, options))
 
-    def grad(self, method: str | LinearSolver = "backsub", **options: Any) -> Any:
+    def grad(self, method: str | LinearSolver = "auto", **options: Any) -> Any:
         """Gradient of the scalar output with respect to the inputs: an array
         of the input's shape, or a tuple of them for several inputs."""
         lam = VariableMap(self.schedule.index, self._lambda(method, options))
@@ -135,9 +147,10 @@ class Solution:
     # ---------------------------------------------------------------- forward
     def tangent_system(self, direction: Any) -> System:
         """The tangent system (I - J) zdot = e for an input direction."""
-        return System(self.schedule, self.z, "tangent", self._direction(direction))
+        return System(self.schedule, self.z, "tangent", self._direction(direction),
+                      self._factorizations())
 
-    def tangent(self, direction: Any, method: str | LinearSolver = "backsub",
+    def tangent(self, direction: Any, method: str | LinearSolver = "auto",
                 **options: Any) -> VariableMap:
         """Derivatives of every variable along an input direction (forward mode).
 
@@ -145,7 +158,7 @@ class Solution:
         with one array per input, or a mapping from inputs (or names) to arrays.
         """
         system = self.tangent_system(direction)
-        zdot = sweep(system) if method == "backsub" and not options else \
+        zdot = sweep(system)[0] if method in ("auto", "backsub") and not options else \
             system.solve(method, **options).x
         return VariableMap(self.schedule.index, zdot)
 
@@ -170,13 +183,13 @@ class Solution:
     def lagrangian(self, multipliers: Any = None) -> float:
         """L(z, lambda) at this solution (equals the output when z solves the
         constraints)."""
-        lam = self._lambda("backsub", {}) if multipliers is None else multipliers
+        lam = self._lambda("auto", {}) if multipliers is None else multipliers
         return lagrangian(self.program, self.z, lam)
 
     def kkt_residuals(self, multipliers: Any = None) -> KKTResiduals:
         """Norms of dL/dlambda (constraints) and dL/dz (multiplier equations)
         at this solution, with the computed (or the given) multipliers."""
-        lam = self._lambda("backsub", {}) if multipliers is None else \
+        lam = self._lambda("auto", {}) if multipliers is None else \
             _flat(self.schedule, multipliers)
         r = _constraint_residual(self.schedule, self.z)
         system = self.adjoint_system()
@@ -191,7 +204,8 @@ class Solution:
 
 # -------------------------------------------------------------- functions
 
-def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, Any]) -> Solution:
+def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, Any],
+                  options: Mapping[str, Any] | None = None) -> Solution:
     """Evaluate ``program`` at the given inputs (positional or by name)."""
     schedule = compile_program(program)
     declared = schedule.inputs
@@ -210,7 +224,8 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
     if missing:
         raise ProgramError(f"missing values for inputs {missing}")
     xs = [_as_input(v, values[v.index], "input") for v in declared]
-    return Solution(schedule, evaluate(schedule, xs))
+    z, diagnostics = evaluate(schedule, xs, options)
+    return Solution(schedule, z, diagnostics)
 
 
 def _as_input(v: Variable, x: Any, role: str) -> Array:

@@ -12,6 +12,7 @@ map, the right-hand side, matrix-free products, and ``solve(method=...)``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
@@ -58,12 +59,15 @@ class System:
         The flat z at which J is evaluated.
     """
 
-    def __init__(self, schedule: Schedule, values: Array, kind: str, rhs: Array) -> None:
+    def __init__(self, schedule: Schedule, values: Array, kind: str, rhs: Array,
+                 factorizations: Mapping[int, Any] | None = None) -> None:
         self.schedule = schedule
         self.values = values
         self.kind = kind
         self.rhs = rhs
         self.index: Index = schedule.index
+        self.factorizations: dict[int, Any] = dict(factorizations or {})
+        """LU factors of (I - J_SS) left by Newton's forward solve, by block number."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -104,11 +108,18 @@ class System:
 
         Parameters
         ----------
-        method : {"backsub", "spsolve", "dense"} or LinearSolver
-            "backsub": back-substitution (adjoint) or forward substitution
-            (tangent) in block order through VJPs/JVPs, never assembling J;
-            "spsolve": scipy sparse direct solve of the assembled matrix;
-            "dense": numpy.linalg.solve of the dense matrix (O(n^3) reference).
+        method : str or LinearSolver
+            "backsub" (= "auto"): back-substitution (adjoint) or forward
+            substitution (tangent) between blocks through VJPs/JVPs, never
+            assembling J; inside cyclic blocks the automatic choice (reuse of
+            Newton's LU, else sparse LU, else GMRES).
+            "splu", "gmres", "bicgstab", "lgmres", "fixed_point", "lstsq": the
+            same sweep with that solver inside cyclic blocks (see
+            :mod:`lagrad.blocksolve`); options ``tol``, ``maxiter``,
+            ``preconditioner``.
+            "spsolve": scipy sparse direct solve of the whole assembled matrix;
+            "dense": numpy.linalg.solve of the whole dense matrix (the O(n^3)
+            reference).
 
         Returns
         -------

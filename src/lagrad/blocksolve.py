@@ -1,0 +1,298 @@
+"""Linear solves inside a cyclic block, for the adjoint and tangent sweeps.
+
+Inside block S = I + U (interior variables I, unknowns U) the sweep must solve
+(I - J_SS)^T lambda_S = b_S (adjoint) or (I - J_SS) zdot_S = c_S (tangent).
+Two equivalent forms:
+
+* *direct* ("splu", "dense", "lstsq"): factorize the assembled (I - J_SS);
+* *reduced* ("gmres", "bicgstab", "lgmres", "fixed_point"): eliminate the
+  interior, which is acyclic given z_U. With G the block's map z_U -> f_U,
+  dG/dz_U = J_UU + J_UI (I - J_II)^-1 J_IU, and the adjoint becomes
+  (I - dG/dz_U)^T lambda_U = b_U + J_IU^T (I - J_II)^-T b_I, an n_U x n_U
+  system applied matrix-free by one VJP sweep through the block per product;
+  lambda_I then follows by back-substitution. The tangent is the transpose.
+
+Afterwards the block's contributions to outside parents are added with the
+``outer`` steps (derivatives only with respect to variables outside S).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse.linalg as spla
+from numpy.typing import NDArray
+
+from .errors import ConvergenceError, OptionError, SingularSystemError
+from .nonlinear import block_matrix
+from .schedule import CyclicBlock
+
+__all__ = ["BlockSolveInfo", "solve_adjoint_block", "solve_tangent_block", "BLOCK_METHODS",
+           "SingularBlockWarning"]
+
+Array = NDArray[np.float64]
+SINGULAR_CONDITION = 1e13
+DIRECT_LIMIT = 20_000  # block entries above which "auto" goes matrix-free
+DENSE_FILL = 0.2  # nnz fraction above which "auto" factorizes with dense LAPACK
+
+
+class SingularBlockWarning(RuntimeWarning):
+    """A block is singular and "lstsq" returned minimum-norm multipliers."""
+
+
+@dataclass
+class BlockSolveInfo:
+    """Diagnostics of one linear solve inside a cyclic block."""
+
+    block: str
+    method: str
+    iterations: int
+    residual: float
+    seconds: float
+    reused_factorization: bool = False
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Block:
+    """(I - J_SS) of one block at z, in direct and reduced (matrix-free) form."""
+
+    def __init__(self, unit: CyclicBlock, z: Array) -> None:
+        self.unit, self.z = unit, z
+        self.w = np.zeros(z.size)  # scratch vectors in the flat layout
+        self.w2 = np.zeros(z.size)
+
+    def matrix(self) -> Any:
+        return block_matrix(self.unit, self.z, self.z.size)
+
+    # reduced adjoint: v -> v - (dG/du)^T v
+    def g_vjp(self, v: Array, b_interior: Array | None = None) -> Array:
+        """(dG/du)^T v, or with ``b_interior`` the back-substituted interior seed."""
+        u, s = self.unit, self.unit.s_index
+        self.w[s] = 0.0
+        self.w2[s] = 0.0
+        self.w[u.u_index] = v
+        for step in u.inner_closing:
+            step.pullback(self.z, self.w, into=self.w2)
+        if b_interior is not None:
+            self.w2[u.i_index] += b_interior
+        for step in reversed(u.inner_interior):
+            step.pullback(self.z, self.w2)
+        return self.w2[u.u_index].copy()
+
+    def g_jvp(self, v: Array, c_interior: Array | None = None) -> Array:
+        """(dG/du) v, with an optional interior source term ``c_interior``."""
+        u, s = self.unit, self.unit.s_index
+        self.w[s] = 0.0
+        self.w2[s] = 0.0
+        self.w[u.u_index] = v
+        if c_interior is not None:
+            self.w[u.i_index] = c_interior
+        for step in u.inner_interior:
+            step.pushforward(self.z, self.w)
+        for step in u.inner_closing:
+            step.pushforward(self.z, self.w, into=self.w2)
+        return self.w2[u.u_index].copy()
+
+
+# ----------------------------------------------------------------- methods
+
+def _condition(lu: Any) -> float:
+    d = np.abs(lu.U.diagonal())
+    return float(d.max() / d.min()) if d.size and d.min() > 0 else float("inf")
+
+
+def _direct(blk: _Block, b: Array, transpose: bool, options: dict[str, Any],
+            factor: Any) -> tuple[Array, dict[str, Any]]:
+    name = blk.unit.block.name
+    if factor is None:
+        try:
+            factor = spla.splu(blk.matrix())
+        except RuntimeError as err:
+            raise SingularSystemError(f"{name}: I - J is exactly singular (estimated "
+                                      "condition inf); the constraints do not determine "
+                                      "the block's variables") from err
+    cond = _condition(factor)
+    if cond > SINGULAR_CONDITION:
+        raise SingularSystemError(f"{name}: I - J is numerically singular (estimated "
+                                  f"condition {cond:.2e}); use method='lstsq' for "
+                                  "minimum-norm multipliers")
+    x = factor.solve(b, trans="T" if transpose else "N")
+    return x, {"condition": cond}
+
+
+def _dense(blk: _Block, b: Array, transpose: bool, options: dict[str, Any],
+           factor: Any) -> tuple[Array, dict[str, Any]]:
+    a = blk.matrix().toarray()
+    lu, piv = scipy.linalg.lu_factor(a, check_finite=False)
+    d = np.abs(np.diag(lu))
+    cond = float(d.max() / d.min()) if d.min() > 0 else float("inf")
+    if cond > SINGULAR_CONDITION:
+        raise SingularSystemError(f"{blk.unit.block.name}: I - J is singular (estimated "
+                                  f"condition {cond:.2e}); use method='lstsq' for "
+                                  "minimum-norm multipliers")
+    return scipy.linalg.lu_solve((lu, piv), b, trans=1 if transpose else 0), {"condition": cond}
+
+
+def _lstsq(blk: _Block, b: Array, transpose: bool, options: dict[str, Any],
+           factor: Any) -> tuple[Array, dict[str, Any]]:
+    a = blk.matrix().toarray()
+    a = a.T if transpose else a
+    x, _, rank, sv = np.linalg.lstsq(a, b, rcond=None)
+    if rank < a.shape[0]:
+        warnings.warn(f"{blk.unit.block.name} is singular (rank {rank} of {a.shape[0]}): "
+                      "lstsq returns the minimum-norm solution; the gradient is defined "
+                      "only up to the null space of (I - J)", SingularBlockWarning,
+                      stacklevel=6)
+    cond = float(sv[0] / sv[-1]) if sv[-1] > 0 else float("inf")
+    return x, {"rank": int(rank), "condition": cond}
+
+
+def _krylov(solver: Callable[..., Any]) -> Callable[..., tuple[Array, dict[str, Any]]]:
+    def run(op: spla.LinearOperator, c: Array, tol: float, maxiter: int | None,
+            options: dict[str, Any]) -> tuple[Array, dict[str, Any]]:
+        count = [0]
+
+        def callback(*_: Any) -> None:
+            count[0] += 1
+        extra: dict[str, Any] = {"callback_type": "pr_norm"} if solver is spla.gmres else {}
+        if maxiter is not None:
+            extra["maxiter"] = int(maxiter)
+        x, info = solver(op, c, rtol=tol, atol=0.0, M=options.get("preconditioner"),
+                         callback=callback, **extra)
+        return x, {"iterations": count[0], "converged": info == 0}
+    return run
+
+
+def _neumann(op: spla.LinearOperator, c: Array, tol: float, maxiter: int | None,
+             options: dict[str, Any]) -> tuple[Array, dict[str, Any]]:
+    # x = c + K x with K = I - op: the Neumann series, converging when rho(K) < 1
+    x = c.copy()
+    scale = max(float(np.linalg.norm(c)), np.finfo(float).tiny)
+    limit = maxiter or 10_000
+    for k in range(1, limit + 1):
+        r = c - op.matvec(x)
+        res = float(np.linalg.norm(r))
+        if res <= tol * scale:
+            return x, {"iterations": k - 1, "converged": True}
+        if not np.isfinite(res) or res > 1e12 * scale:
+            break
+        x = x + r
+    return x, {"iterations": k, "converged": False}
+
+
+DIRECT = {"splu": _direct, "dense": _dense, "lstsq": _lstsq}
+REDUCED = {"gmres": _krylov(spla.gmres), "bicgstab": _krylov(spla.bicgstab),
+           "lgmres": _krylov(spla.lgmres), "fixed_point": _neumann}
+BLOCK_METHODS = ("auto", *DIRECT, *REDUCED)
+OPTIONS = {"tol", "maxiter", "preconditioner"}
+
+
+def _choose(unit: CyclicBlock, method: str, factor: Any) -> tuple[str, str]:
+    if method != "auto":
+        return method, "requested"
+    if factor is not None:
+        return "splu", "reuses the forward Newton factorization"
+    size = unit.s_index.size
+    if size <= DIRECT_LIMIT:
+        return "splu", f"block of {size} entries: sparse LU"
+    return "gmres", f"block of {size} entries is too large to factorize: matrix-free GMRES"
+
+
+def _solve(unit: CyclicBlock, z: Array, b: Array, transpose: bool, method: str,
+           options: dict[str, Any], factor: Any) -> tuple[Array, BlockSolveInfo]:
+    """Solve (I - J_SS)^T x = b (transpose) or (I - J_SS) x = b over the block."""
+    unknown = set(options) - OPTIONS
+    if unknown:
+        raise OptionError(f"unknown solver options {sorted(unknown)}; accepted: "
+                          f"{sorted(OPTIONS)}")
+    name, reason = _choose(unit, method, factor)
+    blk = _Block(unit, z)
+    tol = float(options.get("tol") or 1e-12)
+    t0 = time.perf_counter()
+    if name in DIRECT:
+        reuse = factor if name == "splu" else None
+        x, extra = DIRECT[name](blk, b, transpose, options, reuse)
+        iterations = 1
+    elif name in REDUCED:
+        x, extra = _reduced(blk, b, transpose, REDUCED[name], tol, options)
+        iterations = int(extra.get("iterations", 0))
+    else:
+        raise OptionError(f"unknown method {method!r}; choose one of {sorted(BLOCK_METHODS)}")
+    res = _residual(blk, x, b, transpose)
+    info = BlockSolveInfo(unit.block.name, name, iterations, res, time.perf_counter() - t0,
+                          reused_factorization=name == "splu" and factor is not None,
+                          reason=reason, extra=extra)
+    if name in REDUCED and not (extra.get("converged") and np.isfinite(res)):
+        raise ConvergenceError(f"{unit.block.name}: {name} did not converge within "
+                               f"{iterations} iterations (relative residual {res:.3e}, "
+                               f"tolerance {tol:g}); raise maxiter or use a direct method")
+    return x, info
+
+
+def _reduced(blk: _Block, b: Array, transpose: bool, solver: Callable[..., Any], tol: float,
+             options: dict[str, Any]) -> tuple[Array, dict[str, Any]]:
+    unit = blk.unit
+    n = unit.u_index.size
+    pos_u = np.searchsorted(unit.s_index, unit.u_index)
+    pos_i = np.searchsorted(unit.s_index, unit.i_index)
+    b_u, b_i = b[pos_u], b[pos_i]
+    if transpose:
+        c = b_u + blk.g_vjp(np.zeros(n), b_i)
+        op = spla.LinearOperator((n, n), matvec=lambda v: v - blk.g_vjp(v), dtype=float)
+    else:
+        c = b_u + blk.g_jvp(np.zeros(n), b_i)
+        op = spla.LinearOperator((n, n), matvec=lambda v: v - blk.g_jvp(v), dtype=float)
+    x_u, extra = solver(op, c, tol, options.get("maxiter"), options)
+    # recover the interior from x_u
+    if transpose:
+        blk.g_vjp(x_u, b_i)
+        x_i = blk.w2[unit.i_index]
+    else:
+        blk.g_jvp(x_u, b_i)
+        x_i = blk.w[unit.i_index]
+    x = np.empty(unit.s_index.size)
+    x[pos_u], x[pos_i] = x_u, x_i
+    return x, extra
+
+
+def _residual(blk: _Block, x: Array, b: Array, transpose: bool) -> float:
+    """Relative residual of the full-block system, matrix-free."""
+    unit, s = blk.unit, blk.unit.s_index
+    blk.w[s] = x
+    blk.w2[s] = 0.0
+    for step in unit.inner_interior + unit.inner_closing:
+        if transpose:
+            step.pullback(blk.z, blk.w, into=blk.w2)
+        else:
+            step.pushforward(blk.z, blk.w, into=blk.w2)
+    r = x - blk.w2[s] - b
+    return float(np.linalg.norm(r)) / max(float(np.linalg.norm(b)), np.finfo(float).tiny)
+
+
+def solve_adjoint_block(unit: CyclicBlock, z: Array, lam: Array, method: str,
+                        options: dict[str, Any], factor: Any = None) -> BlockSolveInfo:
+    """Replace lam[S] (holding b_S) by the block's multipliers and add the
+    block's contributions to its outside parents."""
+    x, info = _solve(unit, z, lam[unit.s_index].copy(), True, method, options, factor)
+    lam[unit.s_index] = x
+    for step in unit.outer:
+        step.pullback(z, lam)
+    return info
+
+
+def solve_tangent_block(unit: CyclicBlock, z: Array, zdot: Array, method: str,
+                        options: dict[str, Any], factor: Any = None) -> BlockSolveInfo:
+    """Replace zdot[S] (holding the rhs) by the block's tangents, using the
+    already-final tangents of its outside parents."""
+    for step in unit.outer:
+        step.pushforward(z, zdot)
+    x, info = _solve(unit, z, zdot[unit.s_index].copy(), False, method, options, factor)
+    zdot[unit.s_index] = x
+    return info

@@ -1,0 +1,215 @@
+"""Forward solves of cyclic blocks: find z_U with z_U = G(z_U).
+
+G runs the block's interior equations (acyclic once the unknowns z_U are
+given) and its closing equations. Three methods, by name (:data:`METHODS`):
+
+* "newton": Newton's method on F(z_S) = z_S - f_S(z_S) over all the block's
+  variables, with (I - J_SS) assembled from local Jacobians and factorized by
+  sparse LU at each step, and a backtracking line search on ||F||;
+* "fixed_point": plain iteration z_U <- G(z_U);
+* "anderson": Anderson acceleration of that iteration.
+
+Convergence: ||G(z_U) - z_U|| <= tol * max(1, ||z_U||). Failure raises
+ConvergenceError naming the block; no values are returned.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from numpy.typing import NDArray
+
+from .errors import ConvergenceError, NonFiniteError, OptionError, SingularSystemError
+from .schedule import CyclicBlock
+
+__all__ = ["BlockDiagnostics", "solve_block", "METHODS", "DEFAULTS", "block_matrix"]
+
+Array = NDArray[np.float64]
+DEFAULTS = {"method": "newton", "tol": 1e-12, "maxiter": 100}
+ITERATIVE_MAXITER = 10_000
+
+
+@dataclass
+class BlockDiagnostics:
+    """What the forward solve of one cyclic block did."""
+
+    block: Any
+    method: str
+    iterations: int
+    residuals: list[float]
+    seconds: float = 0.0
+    converged: bool = True
+    factorization: Any = field(default=None, repr=False)  # LU of (I - J_SS) at the solution
+
+    @property
+    def residual(self) -> float:
+        return self.residuals[-1] if self.residuals else 0.0
+
+
+def block_matrix(unit: CyclicBlock, z: Array, size: int) -> sp.csc_matrix:
+    """(I - J_SS) at z, over the block's variables in ``unit.s_index`` order."""
+    local = np.full(size, -1, dtype=np.intp)
+    local[unit.s_index] = np.arange(unit.s_index.size)
+    rows, cols, vals = [], [], []
+    for step in unit.inner_interior + unit.inner_closing:
+        for r, c, v in step.jacobian_entries(z):
+            rows.append(local[np.asarray(r).ravel()])
+            cols.append(local[np.asarray(c).ravel()])
+            vals.append(np.asarray(v, dtype=float).ravel())
+    n = unit.s_index.size
+    j = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(n, n)) if rows else sp.csc_matrix((n, n))
+    return (sp.identity(n, format="csc") - j).tocsc()
+
+
+class _Map:
+    """G and F for one block, writing into the shared z."""
+
+    def __init__(self, unit: CyclicBlock, z: Array) -> None:
+        self.unit, self.z = unit, z
+        self.scratch = z.copy()
+
+    def __call__(self, u: Array) -> Array:
+        """Set z_U = u, run the interior, return G(u)."""
+        z = self.z
+        z[self.unit.u_index] = u
+        for step in self.unit.interior:
+            step.run(z)
+        for step in self.unit.closing:
+            step.run(z, self.scratch)
+        return self.scratch[self.unit.u_index]
+
+
+def _check(unit: CyclicBlock, values: Array, what: str) -> None:
+    if not np.isfinite(values).all():
+        raise NonFiniteError(f"{unit.block.name}: {what} became non-finite during the forward "
+                             "solve; the map may be expansive from this starting point "
+                             "(try another init or method)", unit.block.name)
+
+
+def _fixed_point(unit: CyclicBlock, g: _Map, u: Array, tol: float, maxiter: int,
+                 diag: BlockDiagnostics) -> Array:
+    for k in range(maxiter):
+        gu = g(u)
+        _check(unit, gu, "the iterate")
+        res = float(np.linalg.norm(gu - u))
+        diag.residuals.append(res)
+        u = gu
+        if res <= tol * max(1.0, float(np.linalg.norm(u))):
+            diag.iterations = k + 1
+            return u
+    diag.iterations = maxiter
+    return _fail(unit, diag)
+
+
+def _anderson(unit: CyclicBlock, g: _Map, u: Array, tol: float, maxiter: int,
+              diag: BlockDiagnostics, memory: int = 5, beta: float = 1.0) -> Array:
+    us: list[Array] = []  # past iterates
+    rs: list[Array] = []  # past residuals G(u) - u
+    for k in range(maxiter):
+        gu = g(u)
+        _check(unit, gu, "the iterate")
+        r = gu - u
+        res = float(np.linalg.norm(r))
+        diag.residuals.append(res)
+        if res <= tol * max(1.0, float(np.linalg.norm(gu))):
+            diag.iterations = k + 1
+            return gu
+        us.append(u)
+        rs.append(r)
+        if len(rs) > memory + 1:
+            us.pop(0)
+            rs.pop(0)
+        if len(rs) == 1:
+            u = u + beta * r
+            continue
+        # minimise ||r_k - dR gamma|| over gamma; mix the matching iterates
+        d_r = np.stack([rs[i + 1] - rs[i] for i in range(len(rs) - 1)], axis=1)
+        d_u = np.stack([us[i + 1] - us[i] for i in range(len(us) - 1)], axis=1)
+        gamma = np.linalg.lstsq(d_r, r, rcond=None)[0]
+        u = u + beta * r - (d_u + beta * d_r) @ gamma
+    diag.iterations = maxiter
+    return _fail(unit, diag)
+
+
+def _newton(unit: CyclicBlock, g: _Map, u: Array, tol: float, maxiter: int,
+            diag: BlockDiagnostics) -> Array:
+    z, size = g.z, g.z.size
+    pos_u = np.searchsorted(unit.s_index, unit.u_index)  # s_index is sorted
+    gu = g(u)
+    for k in range(maxiter + 1):
+        _check(unit, gu, "the residual")
+        f = u - gu
+        res = float(np.linalg.norm(f))
+        diag.residuals.append(res)
+        lu = _factor(unit, z, size)
+        if res <= tol * max(1.0, float(np.linalg.norm(u))):
+            diag.iterations = k
+            diag.factorization = lu
+            return u
+        if k == maxiter:
+            break
+        rhs = np.zeros(unit.s_index.size)
+        rhs[pos_u] = -f  # interior rows are already satisfied (F_I = 0)
+        step = lu.solve(rhs)[pos_u]
+        t = 1.0
+        for _ in range(30):  # backtracking on ||F||
+            trial = u + t * step
+            g_trial = g(trial)
+            if np.isfinite(g_trial).all() and \
+                    np.linalg.norm(trial - g_trial) <= (1 - 1e-4 * t) * res:
+                break
+            t *= 0.5
+        u, gu = trial, g_trial
+    diag.iterations = maxiter
+    return _fail(unit, diag)
+
+
+def _factor(unit: CyclicBlock, z: Array, size: int) -> Any:
+    a = block_matrix(unit, z, size)
+    try:
+        return spla.splu(a)
+    except RuntimeError as err:
+        raise SingularSystemError(f"{unit.block.name}: I - J is exactly singular at the "
+                                  "current iterate ({err}); the constraints do not determine "
+                                  "the unknowns there") from err
+
+
+def _fail(unit: CyclicBlock, diag: BlockDiagnostics) -> Array:
+    diag.converged = False
+    raise ConvergenceError(
+        f"{unit.block.name}: {diag.method} did not converge in {diag.iterations} iterations "
+        f"(final residual {diag.residual:.3e}); raise maxiter, try another method, or check "
+        "that the map is contractive / the root is well posed")
+
+
+METHODS: dict[str, Callable[..., Array]] = {
+    "newton": _newton, "fixed_point": _fixed_point, "anderson": _anderson}
+
+
+def solve_block(unit: CyclicBlock, z: Array, options: Mapping[str, Any],
+                inits: Mapping[int, Array]) -> BlockDiagnostics:
+    """Solve one cyclic block in place in z; returns its diagnostics."""
+    method = options.get("method") or DEFAULTS["method"]
+    if method not in METHODS:
+        raise OptionError(f"unknown forward method {method!r} for {unit.block.name}; choose "
+                          f"one of {sorted(METHODS)}")
+    tol = options.get("tol") or DEFAULTS["tol"]
+    maxiter = options.get("maxiter") or (
+        DEFAULTS["maxiter"] if method == "newton" else ITERATIVE_MAXITER)
+    u0 = np.concatenate([np.ravel(inits.get(v.index, np.zeros(v.shape)))
+                         for v in unit.unknowns])
+    diag = BlockDiagnostics(unit.block, method, 0, [])
+    t0 = time.perf_counter()
+    with np.errstate(all="ignore"):
+        g = _Map(unit, z)
+        u = METHODS[method](unit, g, u0.astype(float), float(tol), int(maxiter), diag)
+        g(u)  # leave z at the solution, with the interior evaluated there
+    diag.seconds = time.perf_counter() - t0
+    return diag
