@@ -17,6 +17,7 @@ from .errors import (
     SingularSystemError,
     SolveError,
 )
+from .implicit import fixed_point, root
 from .linsolve import SolveInfo, SystemSolution
 from .ops import (
     abs,
@@ -53,7 +54,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Program", "Variable", "Equation", "Primitive", "Solution", "VariableMap",
     "KKTResiduals", "System", "SolveInfo", "SystemSolution",
-    "trace", "grad", "value_and_grad", "jvp", "vjp", "jacobian",
+    "trace", "fixed_point", "root", "grad", "value_and_grad", "jvp", "vjp", "jacobian",
     "check_grad", "taylor_test",
     "LagradError", "ProgramError", "CycleError", "NonFiniteError", "SolveError",
     "ConvergenceError", "SingularSystemError", "GradientCheckError", "OptionError",

@@ -45,7 +45,9 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array],
     with np.errstate(all="ignore"):  # non-finite values are reported below, by equation
         for step in schedule.steps:
             if isinstance(step, CyclicBlock):
-                own = program.block_options.get(step.unknowns[0].index, {})
+                own: dict[str, Any] = {}
+                for u in reversed(step.unknowns):  # the first unknown's options win
+                    own.update(program.block_options.get(u.index, {}))
                 merged = {k: options.get(k) or own.get(k) for k in ("method", "tol", "maxiter")}
                 diagnostics[step.block.number] = solve_block(step, z, merged, inits)
             else:

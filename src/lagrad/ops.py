@@ -50,9 +50,11 @@ def _axes(axis: Any, ndim: int) -> tuple[int, ...] | None:
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out = []
     for a in axes:
-        if not -ndim <= a < max(ndim, 1) or (ndim == 0 and a not in (0, -1)):
+        # numpy lets a 0-d array be reduced over axis 0 or -1: over no axes
+        if not (a in (0, -1) if ndim == 0 else -ndim <= a < ndim):
             raise ProgramError(f"axis {a} is out of bounds for an array of dimension {ndim}")
-        out.append(int(a) % max(ndim, 1))
+        if ndim:
+            out.append(int(a) % ndim)
     if len(set(out)) != len(out):
         raise ProgramError(f"repeated axis in {axis!r}")
     return tuple(sorted(out))

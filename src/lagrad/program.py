@@ -203,14 +203,22 @@ class Program:
         """Add an input variable z_i = x_i of the given shape."""
         return self._new_variable(_shape(shape), "input", name)
 
-    def unknown(self, name: str, shape: Sequence[int] | int = (), init: Any = None) -> Variable:
+    def unknown(self, name: str, shape: Sequence[int] | int = (), init: Any = None, *,
+                method: str | None = None, tol: float | None = None,
+                maxiter: int | None = None) -> Variable:
         """Add a variable to be determined by :meth:`define` or :meth:`root`.
 
         Expressions may read it before it is defined; that is how cycles
         (z = f(z, x)) and implicit constraints (g(z, x) = 0) are written.
-        ``init`` is the starting point of the nonlinear solve (default 0).
+        ``init`` is the starting point of the nonlinear solve (default 0);
+        ``method``, ``tol`` and ``maxiter`` are this block's forward-solve
+        defaults (see :meth:`solve`).
         """
         v = self._new_variable(_shape(shape), "unknown", name)
+        options = {k: o for k, o in (("method", method), ("tol", tol), ("maxiter", maxiter))
+                   if o is not None}
+        if options:
+            self.block_options[v.index] = options
         if init is not None:
             start = np.asarray(init, dtype=float)
             if start.shape != v.shape and start.size != v.size:
@@ -444,7 +452,9 @@ def bind(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
                 program = a.program
             elif a.program is not program:
                 raise ProgramError(f"{prim.name}: argument {a.name!r} belongs to another "
-                                   "program; variables cannot be shared between programs")
+                                   "program; variables cannot be shared between programs "
+                                   "(inside lagrad.fixed_point/root, pass traced values as "
+                                   "extra arguments instead of closing over them)")
     if program is None:
         return prim.value(*(np.asarray(a, dtype=float) for a in args), **params)
     refs: list[Any] = []

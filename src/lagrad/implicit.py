@@ -1,0 +1,109 @@
+"""Combinators that add a cyclic block to the program being traced.
+
+``fixed_point(f, z0, *args)`` is z = f(z, *args); ``root(g, z0, *args)`` is
+g(z, *args) = 0. Under tracing (when any of ``args`` is a traced variable) they
+record an unknown and its equation and return the unknown; on plain numbers they
+build a small program, solve it and return the value. Traced values must be
+passed through ``args``: a function that closes over them cannot be recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .errors import ProgramError
+from .program import Program, Variable
+
+__all__ = ["fixed_point", "root"]
+
+
+def fixed_point(f: Callable[..., Any], z0: Any, *args: Any, method: str | None = None,
+                tol: float | None = None, maxiter: int | None = None,
+                name: str | None = None) -> Any:
+    """The solution z of z = f(z, *args), started from ``z0``.
+
+    Differentiable (under :func:`lagrad.grad`, ``jvp``, ``jacobian``) by the
+    implicit function theorem: the multipliers of the block solve
+    (I - df/dz)^T lambda = ..., with no iterations unrolled.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> sqrt2 = lagrad.fixed_point(lambda z, a: 0.5 * (z + a / z), 1.0, 2.0)
+    >>> round(float(sqrt2), 12)
+    1.414213562373
+    >>> g = lagrad.grad(lambda a: lagrad.fixed_point(lambda z, a: 0.5 * (z + a / z), 1.0, a))
+    >>> round(float(g(2.0)), 12)  # d sqrt(a)/da = 1 / (2 sqrt(a))
+    0.353553390593
+    """
+    return _implicit("define", f, z0, args, method, tol, maxiter, name)
+
+
+def root(g: Callable[..., Any], z0: Any, *args: Any, method: str | None = None,
+         tol: float | None = None, maxiter: int | None = None, name: str | None = None) -> Any:
+    """The solution z of g(z, *args) = 0 near ``z0`` (g must return z's shape).
+
+    Examples
+    --------
+    >>> import lagrad
+    >>> cube_root = lambda a: lagrad.root(lambda z, a: z ** 3 - a, 1.0, a)
+    >>> round(float(cube_root(8.0)), 12)
+    2.0
+    >>> round(float(lagrad.grad(cube_root)(8.0)), 12)  # 1 / (3 z^2)
+    0.083333333333
+    """
+    return _implicit("root", g, z0, args, method, tol, maxiter, name)
+
+
+def _implicit(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
+              method: str | None, tol: float | None, maxiter: int | None,
+              name: str | None) -> Any:
+    programs = {id(a.program): a.program for a in (z0, *args) if isinstance(a, Variable)}
+    if len(programs) > 1:
+        raise ProgramError(f"{kind}: arguments come from different programs")
+    if not programs:
+        return _solve_now(kind, fn, z0, args, method, tol, maxiter)
+    program = next(iter(programs.values()))
+    if isinstance(z0, Variable):  # only its shape is known while tracing
+        shape, init = z0.shape, None
+    else:
+        init = np.asarray(z0, dtype=float)
+        shape = init.shape
+    z = program.unknown(name or _fresh(program), shape, init, method=method, tol=tol,
+                        maxiter=maxiter)
+    expr = fn(z, *args)
+    if kind == "define":
+        program.define(z, expr)
+    else:
+        program.root(z, expr if isinstance(expr, Variable) else _not_traced(expr, z))
+    return z
+
+
+def _solve_now(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
+               method: str | None, tol: float | None, maxiter: int | None) -> Any:
+    program = Program(kind)
+    inputs = [program.input(f"a{k}", np.shape(a)) for k, a in enumerate(args)]
+    init = np.asarray(z0, dtype=float)
+    z = program.unknown("z", init.shape, init, method=method, tol=tol, maxiter=maxiter)
+    expr = fn(z, *inputs)
+    if kind == "define":
+        program.define(z, expr)
+    else:
+        program.root(z, expr if isinstance(expr, Variable) else _not_traced(expr, z))
+    program.output(z)
+    return program.solve(*args).output
+
+
+def _not_traced(expr: Any, z: Variable) -> Variable:
+    raise ProgramError(f"root: the residual does not depend on the unknown {z.name!r}; "
+                       "g(z, ...) must be computed from z")
+
+
+def _fresh(program: Program) -> str:
+    k = sum(1 for v in program.variables if v.kind == "unknown")
+    while f"z{k}" in {v.name for v in program.variables}:
+        k += 1
+    return f"z{k}"
