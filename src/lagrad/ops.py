@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 
 from . import primitives as P
 from .errors import ProgramError
@@ -157,7 +158,13 @@ def where(condition: Any, x: Any, y: Any) -> Any:
 
 
 def matmul(a: Any, b: Any) -> Any:
-    """Matrix product of 1-D and 2-D operands, as the ``@`` operator."""
+    """Matrix product of 1-D and 2-D operands, as the ``@`` operator.
+
+    ``a`` may be a constant ``scipy.sparse`` matrix: its product with a traced
+    vector or matrix stays sparse (no dense copy of the matrix is made).
+    """
+    if scipy.sparse.issparse(a):
+        return P.sparse_matmul(b, matrix=scipy.sparse.csr_matrix(a))
     if len(_shape_of(a)) == 0 or len(_shape_of(b)) == 0:
         raise ProgramError("matmul: operands must not be scalars; use * instead")
     return P.matmul(a, b)

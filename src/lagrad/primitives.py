@@ -434,3 +434,37 @@ matmul = Primitive("matmul", np.matmul, _matmul_shape, vjp=_matmul_vjp, jvp=_mat
 
 STRUCTURAL: tuple[Primitive, ...] = (
     reshape, transpose, getitem, sum_, logsumexp, concatenate, matmul)
+
+
+# A constant scipy.sparse matrix times a variable vector or matrix: linear, so
+# its Jacobian is the matrix itself (kron'd with I for matrix right-hand sides).
+
+def _spmm_value(x: Array, *, matrix: Any) -> Array:
+    return np.asarray(matrix @ x)
+
+
+def _spmm_shape(s: Shape, *, matrix: Any) -> Shape:
+    if not 1 <= len(s) <= 2 or s[0] != matrix.shape[1]:
+        raise ValueError(f"sparse matmul: matrix of shape {matrix.shape} cannot multiply "
+                         f"an operand of shape {s}")
+    return (matrix.shape[0],) + s[1:]
+
+
+def _spmm_vjp(k: int, g: Array, ans: Array, x: Array, *, matrix: Any) -> Array:
+    return np.asarray(matrix.T @ g)
+
+
+def _spmm_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, matrix: Any) -> Array:
+    return np.asarray(matrix @ ts[0])
+
+
+def _spmm_jacobian(k: int, ans: Array, x: Array, *, matrix: Any) -> sp.csr_matrix:
+    if np.ndim(x) == 1:
+        return sp.csr_matrix(matrix)
+    return sp.kron(sp.csr_matrix(matrix), sp.identity(np.shape(x)[1]), format="csr")
+
+
+sparse_matmul = Primitive("sparse_matmul", _spmm_value, _spmm_shape, vjp=_spmm_vjp,
+                          jvp=_spmm_jvp, jacobian=_spmm_jacobian)
+
+STRUCTURAL = STRUCTURAL + (sparse_matmul,)

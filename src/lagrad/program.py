@@ -501,4 +501,6 @@ def _const_text(c: np.ndarray) -> str:
 def _param_text(v: Any) -> str:
     if isinstance(v, np.ndarray):
         return f"array{v.shape}"
+    if hasattr(v, "nnz"):  # a scipy.sparse matrix
+        return f"sparse{v.shape}"
     return repr(v)
