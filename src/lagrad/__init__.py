@@ -48,13 +48,14 @@ from .program import Equation, Program, Variable
 from .solution import KKTResiduals, Solution, VariableMap
 from .system import System
 from .trace import trace
+from .unroll import compare_unrolled, unroll
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Program", "Variable", "Equation", "Primitive", "Solution", "VariableMap",
     "KKTResiduals", "System", "SolveInfo", "SystemSolution",
-    "trace", "fixed_point", "root", "grad", "value_and_grad", "jvp", "vjp", "jacobian",
+    "trace", "fixed_point", "root", "unroll", "compare_unrolled", "grad", "value_and_grad", "jvp", "vjp", "jacobian",
     "check_grad", "taylor_test",
     "LagradError", "ProgramError", "CycleError", "NonFiniteError", "SolveError",
     "ConvergenceError", "SingularSystemError", "GradientCheckError", "OptionError",

@@ -1,4 +1,4 @@
-"""The ``lagrad`` command: ``lagrad demo``."""
+"""The ``lagrad`` command: ``lagrad demo``, ``lagrad study NAME``."""
 
 from __future__ import annotations
 
@@ -45,14 +45,38 @@ def demo(x: float = 0.5) -> int:
     return 0
 
 
+def study_command(name: str | None, list_only: bool) -> int:
+    """``lagrad study NAME`` / ``lagrad study --list``."""
+    from .examples import EXAMPLES
+    from .study import study
+
+    if list_only or name is None:
+        for key, make in EXAMPLES.items():
+            doc = (make.__doc__ or "").strip().splitlines()[0]
+            print(f"{key:<10} {doc}")
+        return 0
+    if name not in EXAMPLES:
+        print(f"lagrad study: unknown example {name!r}; choose one of {sorted(EXAMPLES)}",
+              file=sys.stderr)
+        return 2
+    study(EXAMPLES[name]())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lagrad", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="the worked example of MATH.md, step by step")
     p_demo.add_argument("--x", type=float, default=0.5, help="the input (default 0.5)")
+    p_study = sub.add_parser("study", help="solvers, diagnostics and the unrolled baseline "
+                                           "on a cyclic example")
+    p_study.add_argument("name", nargs="?", help="the example (see --list)")
+    p_study.add_argument("--list", action="store_true", help="list the examples")
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(args.x)
+    if args.command == "study":
+        return study_command(args.name, args.list)
     return 2  # pragma: no cover (argparse rejects other commands)
 
 
