@@ -22,6 +22,7 @@ from .blocksolve import (BLOCK_METHODS, BlockSolveInfo, solve_adjoint_block,
                          solve_tangent_block)
 from .errors import NonFiniteError, OptionError, SingularSystemError
 from .forward import guarded
+from .levels import level_plan, levels_adjoint, levels_tangent
 from .schedule import CyclicBlock
 
 if TYPE_CHECKING:
@@ -113,6 +114,8 @@ def sweep(system: System, method: str = "auto", options: dict[str, Any] | None =
     """
     options = dict(options or {})
     schedule, z = system.schedule, system.values
+    if method == "auto" and not options and level_plan(schedule) is not None:
+        return _levels(system), []
     factors = system.factorizations if method in ("auto", "splu") else {}
     vec = system.rhs.copy()
     infos: list[BlockSolveInfo] = []
@@ -136,6 +139,31 @@ def sweep(system: System, method: str = "auto", options: dict[str, Any] | None =
                 step.pushforward(z, vec)
         return vec
     return guarded(run_forward, schedule, "tangent", reverse=False), infos
+
+
+def _levels(system: System) -> Array:
+    plan = level_plan(system.schedule)
+    if plan is None:
+        raise OptionError("method 'levels' needs a program whose equations are all scalar and "
+                          "elementwise; use 'backsub'")
+    solve = levels_adjoint if system.kind == "adjoint" else levels_tangent
+    return guarded(lambda: solve(plan, system.values, system.rhs), system.schedule,
+                   "multiplier" if system.kind == "adjoint" else "tangent",
+                   reverse=system.kind == "adjoint")
+
+
+class Levels(LinearSolver):
+    """Substitution one level of equal height at a time on J's assembled values
+    (programs of scalar elementwise equations; see :mod:`lagrad.levels`)."""
+
+    name = "levels"
+    whole_system = True
+
+    def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]:
+        _no_options(self.name, options)
+        plan = level_plan(system.schedule)
+        return _levels(system), {"iterations": len(plan.down) if plan else 0,
+                                 "notes": "one vectorized step per level"}
 
 
 class SparseDirect(LinearSolver):
@@ -186,7 +214,7 @@ def _no_options(name: str, options: dict[str, Any]) -> None:
 
 
 METHODS: dict[str, LinearSolver] = {
-    s.name: s for s in (BlockSubstitution("backsub", "auto"), SparseDirect(), Dense(),
+    s.name: s for s in (BlockSubstitution("backsub", "auto"), SparseDirect(), Dense(), Levels(),
                         *(BlockSubstitution(m, m) for m in BLOCK_METHODS if m != "dense"))}
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -173,6 +173,10 @@ class Batch:
             total += partials(k, ans, *args) * zdot[self.operands[k]]
         (zdot if into is None else into)[self.out] += total
 
+    def edges(self) -> list[tuple[NDArray[np.intp], NDArray[np.intp]]]:
+        """(rows, cols) of J's entries, in :meth:`jacobian_entries` order."""
+        return [(self.out, self.operands[k]) for k in self.var_positions]
+
     def jacobian_entries(self, z: Array) -> list[tuple[Any, Any, Any]]:
         args = self.gather(z)
         ans = z[self.out]
@@ -244,6 +248,8 @@ class Schedule:
     inputs: tuple[Variable, ...]
     steps: list[Step]
     levels: NDArray[np.intp]  # per variable: longest path from the inputs
+    scalar: bool = False  # every equation scalar and elementwise (see levels.py)
+    extras: dict[str, Any] = field(default_factory=dict)  # plans built on demand
 
     @property
     def size(self) -> int:
@@ -267,6 +273,7 @@ def _compile(program: Program) -> Schedule:
     groups: dict[tuple[Any, ...], list[Equation]] = defaultdict(list)
     singles: list[tuple[int, Equation]] = []
     timed: list[tuple[int, int, Step]] = []
+    scalar = True
     for block in program.blocks:
         if block.cyclic:
             unit = _cyclic(program, block, index)
@@ -275,6 +282,7 @@ def _compile(program: Program) -> Schedule:
                              if j not in unit.members), default=0)
             levels[members] = level
             timed.append((int(level), len(timed), unit))
+            scalar = False
             continue
         eq = program._defined.get(block.variables[0].index)
         if eq is None:
@@ -284,15 +292,17 @@ def _compile(program: Program) -> Schedule:
             groups[(level, eq.primitive, tuple(isinstance(a, int) for a in eq.args))].append(eq)
         else:
             singles.append((int(level), eq))
+            scalar = False
     for key, eqs in groups.items():
         if len(eqs) >= BATCH_MIN:
-            timed.append((int(key[0]), len(timed), _batch(eqs, index)))
+            timed.append((int(key[0]), len(timed), batch_of(eqs, index)))
         else:
             singles += [(int(key[0]), eq) for eq in eqs]
     for level, eq in singles:
         timed.append((level, len(timed), _single(eq, index, variables)))
     timed.sort(key=lambda t: (t[0], t[1]))
-    return Schedule(program, index, program.inputs, [s for _, _, s in timed], levels)
+    steps = [s for _, _, s in timed]
+    return Schedule(program, index, program.inputs, steps, levels, scalar and bool(steps))
 
 
 def require_acyclic(schedule: Schedule) -> None:
@@ -309,7 +319,8 @@ def _batchable(eq: Equation, variables: Sequence[Variable]) -> bool:
     return all((variables[a].size if isinstance(a, int) else a.size) == 1 for a in eq.args)
 
 
-def _batch(eqs: list[Equation], index: Index) -> Batch:
+def batch_of(eqs: list[Equation], index: Index) -> Batch:
+    """One Batch step for scalar elementwise equations of one primitive and pattern."""
     first = eqs[0]
     out = index.offsets[[eq.out for eq in eqs]]
     operands: list[Any] = []

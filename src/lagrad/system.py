@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from .levels import level_plan
 from .linsolve import LinearSolver, SystemSolution, resolve_method
 from .schedule import Index, Schedule
 
@@ -30,13 +31,16 @@ Array = NDArray[np.float64]
 
 def assemble_jacobian(schedule: Schedule, z: Array) -> sp.csr_matrix:
     """J at the point z, from every equation's local sparse Jacobian, in one call."""
+    n = schedule.size
+    plan = level_plan(schedule)
+    if plan is not None:  # all scalar: J's values in a few vectorized calls
+        return sp.csr_matrix((plan.weights(z), (plan.rows, plan.cols)), shape=(n, n))
     rows, cols, vals = [], [], []
     for step in schedule.steps:
         for r, c, v in step.jacobian_entries(z):
             rows.append(np.asarray(r, dtype=np.intp).ravel())
             cols.append(np.asarray(c, dtype=np.intp).ravel())
             vals.append(np.asarray(v, dtype=float).ravel())
-    n = schedule.size
     if not rows:
         return sp.csr_matrix((n, n))
     return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
