@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
+from .blocksolve import OPTIONS as BLOCK_OPTIONS
 from .blocksolve import (BLOCK_METHODS, BlockSolveInfo, solve_adjoint_block,
                          solve_tangent_block)
 from .errors import NonFiniteError, OptionError, SingularSystemError
@@ -98,6 +99,10 @@ class BlockSubstitution(LinearSolver):
         self.inner = inner
 
     def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]:
+        unknown = set(options) - BLOCK_OPTIONS
+        if unknown:
+            raise OptionError(f"method {self.name!r}: unknown options {sorted(unknown)}; "
+                              f"accepted: {sorted(BLOCK_OPTIONS)}")
         vec, blocks = sweep(system, self.inner, options)
         notes = "one sweep in block order"
         if blocks:
@@ -128,7 +133,7 @@ def sweep(system: System, method: str = "auto", options: dict[str, Any] | None =
                 else:
                     step.pullback(z, vec)
             return vec
-        return guarded(run, schedule, "multiplier", reverse=True), infos
+        return guarded(run, schedule, "multiplier", z, system.rhs), infos
 
     def run_forward() -> Array:
         for step in schedule.steps:
@@ -138,7 +143,7 @@ def sweep(system: System, method: str = "auto", options: dict[str, Any] | None =
             else:
                 step.pushforward(z, vec)
         return vec
-    return guarded(run_forward, schedule, "tangent", reverse=False), infos
+    return guarded(run_forward, schedule, "tangent"), infos
 
 
 def _levels(system: System) -> Array:
@@ -147,9 +152,10 @@ def _levels(system: System) -> Array:
         raise OptionError("method 'levels' needs a program whose equations are all scalar and "
                           "elementwise; use 'backsub'")
     solve = levels_adjoint if system.kind == "adjoint" else levels_tangent
-    return guarded(lambda: solve(plan, system.values, system.rhs), system.schedule,
-                   "multiplier" if system.kind == "adjoint" else "tangent",
-                   reverse=system.kind == "adjoint")
+    if system.kind == "adjoint":
+        return guarded(lambda: solve(plan, system.values, system.rhs), system.schedule,
+                       "multiplier", system.values, system.rhs)
+    return guarded(lambda: solve(plan, system.values, system.rhs), system.schedule, "tangent")
 
 
 class Levels(LinearSolver):

@@ -51,14 +51,21 @@ def _axes(axis: Any, ndim: int) -> tuple[int, ...] | None:
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     out = []
     for a in axes:
-        # numpy lets a 0-d array be reduced over axis 0 or -1: over no axes
+        # numpy lets a 0-d array be reduced over axis 0 or -1, as over all (no) axes
         if not (a in (0, -1) if ndim == 0 else -ndim <= a < ndim):
             raise ProgramError(f"axis {a} is out of bounds for an array of dimension {ndim}")
-        if ndim:
-            out.append(int(a) % ndim)
+        out.append(int(a) % max(ndim, 1))
     if len(set(out)) != len(out):
         raise ProgramError(f"repeated axis in {axis!r}")
-    return tuple(sorted(out))
+    return tuple(sorted(out)) if ndim else None
+
+
+def _axis(axis: Any, ndim: int) -> int:
+    """One axis in [-ndim, ndim) as a non-negative int (numpy raises AxisError
+    where a modulo would silently wrap around)."""
+    if not -ndim <= int(axis) < ndim:
+        raise ProgramError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
+    return int(axis) % ndim
 
 
 def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
@@ -102,7 +109,7 @@ def reshape(x: Any, shape: Any) -> Any:
 def transpose(x: Any, axes: Any = None) -> Any:
     """Permute axes as :func:`numpy.transpose` (default: reverse them)."""
     ndim = len(_shape_of(x))
-    perm = tuple(reversed(range(ndim))) if axes is None else tuple(int(a) % max(ndim, 1) for a in axes)
+    perm = tuple(reversed(range(ndim))) if axes is None else tuple(_axis(a, ndim) for a in axes)
     if sorted(perm) != list(range(ndim)):
         raise ProgramError(f"axes {axes!r} do not permute the {ndim} axes of the array")
     return P.transpose(x, axes=perm)
@@ -128,7 +135,7 @@ def concatenate(arrays: Sequence[Any], axis: int = 0) -> Any:
     ndim = len(shapes[0])
     if ndim == 0:
         raise ProgramError("zero-dimensional arrays cannot be concatenated")
-    ax = int(axis) % ndim
+    ax = _axis(axis, ndim)
     for s in shapes:
         if len(s) != ndim or s[:ax] + s[ax + 1:] != shapes[0][:ax] + shapes[0][ax + 1:]:
             raise ProgramError(f"concatenate: shapes {shapes} do not match off axis {axis}")
@@ -144,7 +151,13 @@ def stack(arrays: Sequence[Any], axis: int = 0) -> Any:
     if builtins.any(_shape_of(a) != shape for a in arrays):
         raise ProgramError(f"stack: all arrays must have one shape, got "
                            f"{[_shape_of(a) for a in arrays]}")
-    ax = int(axis) % (len(shape) + 1)
+    ax = _axis(axis, len(shape) + 1)
+    # check here: the reshapes below would otherwise record into a foreign program
+    traced = [a for a in arrays if isinstance(a, Variable)]
+    for a in traced:
+        if a.program is not traced[0].program:
+            raise ProgramError(f"stack: argument {a.name!r} belongs to another program; "
+                               "variables cannot be shared between programs")
     new = shape[:ax] + (1,) + shape[ax:]
     return concatenate([reshape(a, new) for a in arrays], axis=ax)
 
@@ -174,7 +187,7 @@ def dot(a: Any, b: Any) -> Any:
     """Dot product as :func:`numpy.dot` (1-D and 2-D operands, or a scalar)."""
     if len(_shape_of(a)) == 0 or len(_shape_of(b)) == 0:
         return P.mul(a, b)
-    return P.matmul(a, b)
+    return matmul(a, b)  # which routes a scipy.sparse ``a`` to sparse_matmul
 
 
 # --------------------------------------------------------- numpy dispatch
@@ -198,8 +211,9 @@ def apply_ufunc(ufunc: np.ufunc, method: str, inputs: Sequence[Any], kwargs: dic
     op = _UFUNCS.get(ufunc)
     if op is None or method != "__call__" or kwargs:
         extra = f" with {sorted(kwargs)}" if kwargs else ""
+        names = [a.name for a in inputs if isinstance(a, Variable)]
         raise ProgramError(f"numpy.{ufunc.__name__}{extra} is not supported on traced "
-                           f"variables; supported ufuncs: "
+                           f"variables (here {names}); supported ufuncs: "
                            f"{sorted(u.__name__ for u in _UFUNCS)}")
     return op(*inputs)
 

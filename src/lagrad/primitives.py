@@ -349,10 +349,14 @@ def _lse_jacobian(k: int, ans: Array, x: Array, *, axis: Shape | None,
     return _selection(rows, np.arange(rows.size), (np.size(ans), rows.size), vals)
 
 
-logsumexp = Primitive(
-    "logsumexp",
-    lambda x, *, axis, keepdims: scipy.special.logsumexp(x, axis=axis, keepdims=keepdims),
-    _reduced_shape, vjp=_lse_vjp, jvp=_lse_jvp, jacobian=_lse_jacobian)
+def _lse_value(x: Array, *, axis: Shape | None, keepdims: bool) -> Array:
+    # scipy returns shape (1,) for a 0-d x with keepdims=True; keep the shape rule's
+    out = scipy.special.logsumexp(x, axis=axis, keepdims=keepdims)
+    return np.reshape(out, _reduced_shape(np.shape(x), axis=axis, keepdims=keepdims))
+
+
+logsumexp = Primitive("logsumexp", _lse_value, _reduced_shape, vjp=_lse_vjp, jvp=_lse_jvp,
+                      jacobian=_lse_jacobian)
 
 
 def _concat_shape(*shapes: Shape, axis: int) -> Shape:

@@ -81,6 +81,13 @@ class Variable:
             "Python control flow cannot depend on it: use lagrad.where with a constant "
             "condition, or compute the condition outside the traced function")
 
+    def _no_value(self) -> Any:
+        raise ProgramError(
+            f"traced variable {self.name!r} has no value while tracing; float(), int() and "
+            "indexing with it are not possible inside a traced function")
+
+    __float__ = __int__ = __index__ = __complex__ = _no_value
+
     def _no_compare(self, other: Any) -> Any:
         raise ProgramError(
             f"comparison of traced variable {self.name!r} is not differentiable and has no "

@@ -9,9 +9,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import ProgramError
+from .errors import OptionError, ProgramError
 from .forward import evaluate
 from .linsolve import LinearSolver, sweep
+from .nonlinear import METHODS as FORWARD_METHODS
 from .program import Program, Variable
 from .schedule import Index, Schedule, compile_program
 from .system import System
@@ -207,6 +208,10 @@ class Solution:
 def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, Any],
                   options: Mapping[str, Any] | None = None) -> Solution:
     """Evaluate ``program`` at the given inputs (positional or by name)."""
+    method = (options or {}).get("method")
+    if method is not None and method not in FORWARD_METHODS:
+        raise OptionError(f"unknown forward method {method!r}; choose one of "
+                          f"{sorted(FORWARD_METHODS)}")
     schedule = compile_program(program)
     declared = schedule.inputs
     if len(inputs) > len(declared):

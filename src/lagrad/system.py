@@ -20,9 +20,10 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from .errors import NonFiniteError
 from .levels import level_plan
 from .linsolve import LinearSolver, SystemSolution, resolve_method
-from .schedule import Index, Schedule
+from .schedule import Batch, CyclicBlock, Index, Schedule
 
 __all__ = ["System", "assemble_jacobian"]
 
@@ -45,6 +46,25 @@ def assemble_jacobian(schedule: Schedule, z: Array) -> sp.csr_matrix:
         return sp.csr_matrix((n, n))
     return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                          shape=(n, n))
+
+
+def _blame_partials(schedule: Schedule, z: Array) -> NonFiniteError:
+    """Name the first equation whose local derivative is not finite at z."""
+    program = schedule.program
+    singles = [s for step in schedule.steps
+               for s in (step.steps if isinstance(step, CyclicBlock) else [step])]
+    with np.errstate(all="ignore"):
+        for step in singles:
+            ok = np.ones(len(step.equations), dtype=bool)
+            for _, _, v in step.jacobian_entries(z):
+                vals = np.isfinite(np.asarray(v, dtype=float))
+                ok &= vals.reshape(len(ok), -1).all(axis=1) if isinstance(step, Batch) \
+                    else bool(vals.all())
+            if not ok.all():
+                text = program.describe(step.equations[int(np.argmin(ok))])
+                return NonFiniteError(f"a local derivative is not finite in equation `{text}`: "
+                                      "the derivative does not exist at these values", text)
+    return NonFiniteError("J has a non-finite entry")
 
 
 class System:
@@ -80,7 +100,11 @@ class System:
     @cached_property
     def jacobian(self) -> sp.csr_matrix:
         """J[i, j] = df_i / dz_j, assembled (sparse CSR)."""
-        return assemble_jacobian(self.schedule, self.values)
+        with np.errstate(all="ignore"):
+            j = assemble_jacobian(self.schedule, self.values)
+        if not np.isfinite(j.data).all():
+            raise _blame_partials(self.schedule, self.values)
+        return j
 
     @cached_property
     def matrix(self) -> sp.csr_matrix:

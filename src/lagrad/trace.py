@@ -129,6 +129,12 @@ def _parameter_names(fn: Callable[..., Any], n: int) -> list[str]:
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             names.append(p.name)
         elif p.kind == p.VAR_POSITIONAL:
-            names += [f"{p.name}{i}" for i in range(n - len(names))]
-    names += [f"x{i}" for i in range(len(names), n)]
+            names += [f"{p.name}[{i}]" for i in range(n - len(names))]
+    taken = set(names)
+    for i in range(len(names), n):  # no signature: x0, x1, ... avoiding taken names
+        k = i
+        while f"x{k}" in taken:
+            k += 1
+        names.append(f"x{k}")
+        taken.add(f"x{k}")
     return names[:n]
