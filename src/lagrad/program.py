@@ -406,6 +406,19 @@ class Program:
 
         return self.cached("blocks", find_blocks)
 
+    def summary(self) -> str:
+        """Counts of variables, equations, edges and blocks, as text."""
+        from .summary import program_summary
+
+        return program_summary(self)
+
+    def draw(self, **options: Any) -> Any:
+        """Draw the dependency graph (needs the ``plot`` extra); see
+        :func:`lagrad.plot.draw_program` for the options."""
+        from .plot import draw_program
+
+        return draw_program(self, **options)
+
     def __str__(self) -> str:
         lines = [f"input {v.name}: {v.shape}" for v in self.inputs]
         lines += [f"unknown {v.name}: {v.shape}" for v in self.variables if v.kind == "unknown"]

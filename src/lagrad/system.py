@@ -156,6 +156,19 @@ class System:
         """
         return resolve_method(method).solve(self, **options)
 
+    def summary(self) -> str:
+        """Shape, nnz, triangularity, block sizes and conditioning, as text."""
+        from .summary import system_summary
+
+        return system_summary(self)
+
+    def spy(self, **options: Any) -> Any:
+        """Sparsity pictures of the matrix (needs the ``plot`` extra); see
+        :func:`lagrad.plot.spy_system` for the options."""
+        from .plot import spy_system
+
+        return spy_system(self, **options)
+
     def split(self, x: Array) -> dict[Any, Array]:
         """A flat vector as ``{variable: array of its shape}``."""
         return {v: x[sl].reshape(v.shape) for v, sl in self.index.items()}
