@@ -149,7 +149,7 @@ def _lstsq(blk: _Block, b: Array, transpose: bool, options: dict[str, Any],
         warnings.warn(f"{blk.unit.block.name} is singular (rank {rank} of {a.shape[0]}): "
                       "lstsq returns the minimum-norm solution; the gradient is defined "
                       "only up to the null space of (I - J)", SingularBlockWarning,
-                      stacklevel=6)
+                      stacklevel=2)
     cond = float(sv[0] / sv[-1]) if sv[-1] > 0 else float("inf")
     return x, {"rank": int(rank), "condition": cond}
 
@@ -229,7 +229,8 @@ def _solve(unit: CyclicBlock, z: Array, b: Array, transpose: bool, method: str,
     info = BlockSolveInfo(unit.block.name, name, iterations, res, time.perf_counter() - t0,
                           reused_factorization=name == "splu" and factor is not None,
                           reason=reason, extra=extra)
-    if name in REDUCED and not (extra.get("converged") and np.isfinite(res)):
+    if name in REDUCED and not (np.isfinite(res) and (extra.get("converged")
+                                                      or res <= tol)):
         raise ConvergenceError(f"{unit.block.name}: {name} did not converge within "
                                f"{iterations} iterations (relative residual {res:.3e}, "
                                f"tolerance {tol:g}); raise maxiter or use a direct method")

@@ -24,6 +24,7 @@ from .blocksolve import (BLOCK_METHODS, BlockSolveInfo, solve_adjoint_block,
 from .errors import NonFiniteError, OptionError, SingularSystemError
 from .forward import guarded
 from .levels import level_plan, levels_adjoint, levels_tangent
+from .nonlinear import block_matrix
 from .schedule import CyclicBlock
 
 if TYPE_CHECKING:
@@ -206,12 +207,27 @@ class Dense(LinearSolver):
         try:
             x = np.linalg.solve(m, system.rhs)
         except np.linalg.LinAlgError as err:
-            raise SingularSystemError(f"dense: the {system.kind} matrix is singular") from err
+            raise _singular_block(system, float("inf")) from err
         cond = float(np.linalg.cond(m, 1)) if n <= 2000 else float("nan")
         if cond > 1 / np.finfo(float).eps:
-            raise SingularSystemError(f"dense: the {system.kind} matrix is numerically "
-                                      f"singular (condition number {cond:.3g})")
+            raise _singular_block(system, cond)
         return x, {"extra": {"condition": cond}}
+
+
+def _singular_block(system: System, cond: float) -> SingularSystemError:
+    """Name the worst-conditioned cyclic block (only cyclic blocks can be singular:
+    the rest of I - J is unit triangular)."""
+    worst, worst_cond = None, 0.0
+    for unit in system.schedule.steps:
+        if isinstance(unit, CyclicBlock):
+            a = block_matrix(unit, system.values, system.values.size).toarray()
+            c = float(np.linalg.cond(a)) if a.size else 0.0
+            if not c < worst_cond:
+                worst, worst_cond = unit, c
+    where = worst.block.name if worst is not None else "the matrix"
+    return SingularSystemError(f"dense: the {system.kind} matrix is singular in {where} "
+                               f"(estimated condition {max(cond, worst_cond):.2e}); use "
+                               "method='lstsq' for minimum-norm multipliers")
 
 
 def _no_options(name: str, options: dict[str, Any]) -> None:

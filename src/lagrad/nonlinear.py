@@ -25,7 +25,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
-from .errors import ConvergenceError, NonFiniteError, OptionError, SingularSystemError
+from .errors import ConvergenceError, OptionError, SingularSystemError
 from .schedule import CyclicBlock
 
 __all__ = ["BlockDiagnostics", "solve_block", "METHODS", "DEFAULTS", "block_matrix"]
@@ -86,22 +86,29 @@ class _Map:
         return self.scratch[self.unit.u_index]
 
 
-def _check(unit: CyclicBlock, values: Array, what: str) -> None:
-    if not np.isfinite(values).all():
-        raise NonFiniteError(f"{unit.block.name}: {what} became non-finite during the forward "
-                             "solve; the map may be expansive from this starting point "
-                             "(try another init or method)", unit.block.name)
+def _converged(unit: CyclicBlock, diag: BlockDiagnostics, res: float, u: Array,
+               tol: float) -> bool:
+    """res <= tol * max(1, ||u||), raising ConvergenceError on divergence."""
+    scale = float(np.linalg.norm(u))
+    first = diag.residuals[0] if diag.residuals else res
+    if not (np.isfinite(res) and np.isfinite(scale)) or res > 1e8 * max(first, 1.0):
+        diag.iterations = len(diag.residuals)
+        diag.converged = False
+        raise ConvergenceError(
+            f"{unit.block.name}: {diag.method} diverges: final residual {res:.3e} after "
+            f"{diag.iterations} iterations (from {first:.3e}); the map is not contractive "
+            "here: try method='newton', another init, or check the equations")
+    return res <= tol * max(1.0, scale)
 
 
 def _fixed_point(unit: CyclicBlock, g: _Map, u: Array, tol: float, maxiter: int,
                  diag: BlockDiagnostics) -> Array:
     for k in range(maxiter):
         gu = g(u)
-        _check(unit, gu, "the iterate")
         res = float(np.linalg.norm(gu - u))
         diag.residuals.append(res)
         u = gu
-        if res <= tol * max(1.0, float(np.linalg.norm(u))):
+        if _converged(unit, diag, res, u, tol):
             diag.iterations = k + 1
             return u
     diag.iterations = maxiter
@@ -114,11 +121,10 @@ def _anderson(unit: CyclicBlock, g: _Map, u: Array, tol: float, maxiter: int,
     rs: list[Array] = []  # past residuals G(u) - u
     for k in range(maxiter):
         gu = g(u)
-        _check(unit, gu, "the iterate")
         r = gu - u
         res = float(np.linalg.norm(r))
         diag.residuals.append(res)
-        if res <= tol * max(1.0, float(np.linalg.norm(gu))):
+        if _converged(unit, diag, res, gu, tol):
             diag.iterations = k + 1
             return gu
         us.append(u)
@@ -144,12 +150,12 @@ def _newton(unit: CyclicBlock, g: _Map, u: Array, tol: float, maxiter: int,
     pos_u = np.searchsorted(unit.s_index, unit.u_index)  # s_index is sorted
     gu = g(u)
     for k in range(maxiter + 1):
-        _check(unit, gu, "the residual")
         f = u - gu
         res = float(np.linalg.norm(f))
         diag.residuals.append(res)
+        converged = _converged(unit, diag, res, u, tol)
         lu = _factor(unit, z, size)
-        if res <= tol * max(1.0, float(np.linalg.norm(u))):
+        if converged:
             diag.iterations = k
             diag.factorization = lu
             return u
@@ -177,8 +183,8 @@ def _factor(unit: CyclicBlock, z: Array, size: int) -> Any:
         return spla.splu(a)
     except RuntimeError as err:
         raise SingularSystemError(f"{unit.block.name}: I - J is exactly singular at the "
-                                  "current iterate ({err}); the constraints do not determine "
-                                  "the unknowns there") from err
+                                  f"current iterate (estimated condition inf: {err}); the "
+                                  "constraints do not determine the unknowns there") from err
 
 
 def _fail(unit: CyclicBlock, diag: BlockDiagnostics) -> Array:

@@ -203,6 +203,7 @@ _UFUNCS: dict[np.ufunc, Any] = {
 _FUNCTIONS: dict[Any, Any] = {
     np.sum: sum, np.mean: mean, np.reshape: reshape, np.transpose: transpose,
     np.concatenate: concatenate, np.stack: stack, np.where: where, np.dot: dot,
+    np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
 }
 
 

@@ -273,7 +273,7 @@ class Program:
             raise ProgramError(f"{what}: the first argument must be an unknown of the program")
         self._check_own(z, what)
         if z.kind != "unknown":
-            raise ProgramError(f"{what}({z.name!r}, ...): {z.name!r} is an {z.kind} variable; "
+            raise ProgramError(f"{what}({z.name!r}, ...): {z.name!r} is an {z.kind} variable, not an unknown; "
                                "only variables made by program.unknown(...) can be defined "
                                "this way")
 

@@ -98,6 +98,8 @@ class Single:
 
     def pullback(self, z: Array, lam: Array, into: Array | None = None) -> None:
         """Add lambda_i df_i/dz_j to ``into[j]`` (default: lam) for parents j."""
+        if not self.dslots:
+            return
         eq = self.eq
         into = lam if into is None else into
         g = lam[self.start:self.stop].reshape(self.shape)
@@ -108,6 +110,8 @@ class Single:
 
     def pushforward(self, z: Array, zdot: Array, into: Array | None = None) -> None:
         """Add (J zdot)_i to ``into[i]`` (default: zdot)."""
+        if not self.dslots:
+            return
         eq = self.eq
         ts: list[Array | None] = [None] * len(self.template)
         for pos, a, b, shape in self.dslots:

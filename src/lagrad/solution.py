@@ -76,6 +76,7 @@ class Solution:
         """Forward-solve diagnostics of each cyclic block, by block number."""
         self._multipliers: Array | None = None
         self.adjoint_diagnostics: list[Any] = []
+        self._auto_diagnostics: list[Any] = []
         """Diagnostics of the cyclic blocks' solves in the last multiplier solve."""
 
     @property
@@ -127,7 +128,8 @@ class Solution:
     def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
         if method in ("auto", "backsub") and not options:
             if self._multipliers is None:
-                self._multipliers, self.adjoint_diagnostics = sweep(self.adjoint_system())
+                self._multipliers, self._auto_diagnostics = sweep(self.adjoint_system())
+            self.adjoint_diagnostics = self._auto_diagnostics
             return self._multipliers
         result = self.adjoint_system().solve(method, **options)
         self.adjoint_diagnostics = result.info.extra.get("blocks", [])
