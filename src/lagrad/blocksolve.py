@@ -39,7 +39,7 @@ __all__ = ["BlockSolveInfo", "solve_adjoint_block", "solve_tangent_block", "BLOC
 Array = NDArray[np.float64]
 SINGULAR_CONDITION = 1e13
 DIRECT_LIMIT = 20_000  # block entries above which "auto" goes matrix-free
-DENSE_FILL = 0.2  # nnz fraction above which "auto" factorizes with dense LAPACK
+NEUMANN_BUDGET = 300  # iterations "auto" accepts for the Neumann series
 
 
 class SingularBlockWarning(RuntimeWarning):
@@ -194,11 +194,22 @@ BLOCK_METHODS = ("auto", *DIRECT, *REDUCED)
 OPTIONS = {"tol", "maxiter", "preconditioner"}
 
 
-def _choose(unit: CyclicBlock, method: str, factor: Any) -> tuple[str, str]:
+def _choose(unit: CyclicBlock, method: str, fwd: Any, tol: float) -> tuple[str, str]:
+    """The block method for ``method`` and why ("auto" decides from structure and
+    from what the forward solve observed)."""
     if method != "auto":
         return method, "requested"
-    if factor is not None:
+    if fwd is not None and fwd.factorization is not None:
         return "splu", "reuses the forward Newton factorization"
+    rho = getattr(fwd, "contraction", None)
+    if rho is not None and rho < 0.99:
+        # the Neumann series contracts at the forward iteration's rate
+        expected = int(np.ceil(np.log(tol) / np.log(max(rho, 1e-3))))
+        if expected <= NEUMANN_BUDGET:
+            return "fixed_point", (f"forward iteration contracted at rate {rho:.2f}: "
+                                   f"Neumann series expected in ~{expected} iterations")
+        return "gmres", (f"forward contraction {rho:.3f} is slow (~{expected} Neumann "
+                         "iterations): matrix-free GMRES")
     size = unit.s_index.size
     if size <= DIRECT_LIMIT:
         return "splu", f"block of {size} entries: sparse LU"
@@ -206,29 +217,43 @@ def _choose(unit: CyclicBlock, method: str, factor: Any) -> tuple[str, str]:
 
 
 def _solve(unit: CyclicBlock, z: Array, b: Array, transpose: bool, method: str,
-           options: dict[str, Any], factor: Any) -> tuple[Array, BlockSolveInfo]:
+           options: dict[str, Any], fwd: Any) -> tuple[Array, BlockSolveInfo]:
     """Solve (I - J_SS)^T x = b (transpose) or (I - J_SS) x = b over the block."""
     unknown = set(options) - OPTIONS
     if unknown:
         raise OptionError(f"unknown solver options {sorted(unknown)}; accepted: "
                           f"{sorted(OPTIONS)}")
-    name, reason = _choose(unit, method, factor)
+    tol = float(options.get("tol") or 1e-13)
+    name, reason = _choose(unit, method, fwd, tol)
+    try:
+        return _solve_with(unit, z, b, transpose, name, reason, tol, options, fwd)
+    except ConvergenceError as err:
+        if method != "auto" or name == "splu":
+            raise
+        # "auto" never returns an inexact result: fall back to a direct solve
+        return _solve_with(unit, z, b, transpose, "splu",
+                           f"{name} did not converge ({err}); sparse LU instead", tol,
+                           options, fwd)
+
+
+def _solve_with(unit: CyclicBlock, z: Array, b: Array, transpose: bool, name: str,
+                reason: str, tol: float, options: dict[str, Any],
+                fwd: Any) -> tuple[Array, BlockSolveInfo]:
     blk = _Block(unit, z)
-    tol = float(options.get("tol") or 1e-12)
+    factor = getattr(fwd, "factorization", None) if name == "splu" else None
     t0 = time.perf_counter()
     if name in DIRECT:
-        reuse = factor if name == "splu" else None
-        x, extra = DIRECT[name](blk, b, transpose, options, reuse)
+        x, extra = DIRECT[name](blk, b, transpose, options, factor)
         iterations = 1
     elif name in REDUCED:
         x, extra = _reduced(blk, b, transpose, REDUCED[name], tol, options)
         iterations = int(extra.get("iterations", 0))
     else:
-        raise OptionError(f"unknown method {method!r}; choose one of {sorted(BLOCK_METHODS)}")
+        raise OptionError(f"unknown method {name!r}; choose one of {sorted(BLOCK_METHODS)}")
     res = _residual(blk, x, b, transpose)
     info = BlockSolveInfo(unit.block.name, name, iterations, res, time.perf_counter() - t0,
-                          reused_factorization=name == "splu" and factor is not None,
-                          reason=reason, extra=extra)
+                          reused_factorization=factor is not None, reason=reason,
+                          extra=extra)
     if name in REDUCED and not (np.isfinite(res) and (extra.get("converged")
                                                       or res <= tol)):
         raise ConvergenceError(f"{unit.block.name}: {name} did not converge within "
@@ -278,10 +303,10 @@ def _residual(blk: _Block, x: Array, b: Array, transpose: bool) -> float:
 
 
 def solve_adjoint_block(unit: CyclicBlock, z: Array, lam: Array, method: str,
-                        options: dict[str, Any], factor: Any = None) -> BlockSolveInfo:
+                        options: dict[str, Any], forward: Any = None) -> BlockSolveInfo:
     """Replace lam[S] (holding b_S) by the block's multipliers and add the
     block's contributions to its outside parents."""
-    x, info = _solve(unit, z, lam[unit.s_index].copy(), True, method, options, factor)
+    x, info = _solve(unit, z, lam[unit.s_index].copy(), True, method, options, forward)
     lam[unit.s_index] = x
     for step in unit.outer:
         step.pullback(z, lam)
@@ -289,11 +314,11 @@ def solve_adjoint_block(unit: CyclicBlock, z: Array, lam: Array, method: str,
 
 
 def solve_tangent_block(unit: CyclicBlock, z: Array, zdot: Array, method: str,
-                        options: dict[str, Any], factor: Any = None) -> BlockSolveInfo:
+                        options: dict[str, Any], forward: Any = None) -> BlockSolveInfo:
     """Replace zdot[S] (holding the rhs) by the block's tangents, using the
     already-final tangents of its outside parents."""
     for step in unit.outer:
         step.pushforward(z, zdot)
-    x, info = _solve(unit, z, zdot[unit.s_index].copy(), False, method, options, factor)
+    x, info = _solve(unit, z, zdot[unit.s_index].copy(), False, method, options, forward)
     zdot[unit.s_index] = x
     return info

@@ -122,7 +122,7 @@ def sweep(system: System, method: str = "auto", options: dict[str, Any] | None =
     schedule, z = system.schedule, system.values
     if method == "auto" and not options and level_plan(schedule) is not None:
         return _levels(system), []
-    factors = system.factorizations if method in ("auto", "splu") else {}
+    forward = system.forward
     vec = system.rhs.copy()
     infos: list[BlockSolveInfo] = []
     if system.kind == "adjoint":
@@ -130,7 +130,7 @@ def sweep(system: System, method: str = "auto", options: dict[str, Any] | None =
             for step in reversed(schedule.steps):
                 if isinstance(step, CyclicBlock):
                     infos.append(solve_adjoint_block(step, z, vec, method, options,
-                                                     factors.get(step.block.number)))
+                                                     forward.get(step.block.number)))
                 else:
                     step.pullback(z, vec)
             return vec
@@ -140,7 +140,7 @@ def sweep(system: System, method: str = "auto", options: dict[str, Any] | None =
         for step in schedule.steps:
             if isinstance(step, CyclicBlock):
                 infos.append(solve_tangent_block(step, z, vec, method, options,
-                                                 factors.get(step.block.number)))
+                                                 forward.get(step.block.number)))
             else:
                 step.pushforward(z, vec)
         return vec

@@ -7,7 +7,11 @@ given) and its closing equations. Three methods, by name (:data:`METHODS`):
   variables, with (I - J_SS) assembled from local Jacobians and factorized by
   sparse LU at each step, and a backtracking line search on ||F||;
 * "fixed_point": plain iteration z_U <- G(z_U);
-* "anderson": Anderson acceleration of that iteration.
+* "anderson": Anderson acceleration of that iteration;
+* "auto" (default): root constraints by Newton; fixed points by iteration while
+  the map contracts fast enough, switching to Newton when it stalls or diverges.
+  The observed contraction rate is kept: it tells the adjoint solve how fast
+  the Neumann series will converge.
 
 Convergence: ||G(z_U) - z_U|| <= tol * max(1, ||z_U||). Failure raises
 ConvergenceError naming the block; no values are returned.
@@ -31,7 +35,8 @@ from .schedule import CyclicBlock
 __all__ = ["BlockDiagnostics", "solve_block", "METHODS", "DEFAULTS", "block_matrix"]
 
 Array = NDArray[np.float64]
-DEFAULTS = {"method": "newton", "tol": 1e-12, "maxiter": 100}
+DEFAULTS = {"method": "auto", "tol": 1e-13, "maxiter": 100}
+SWITCH_BUDGET = 500  # "auto": predicted fixed-point iterations beyond which Newton takes over
 ITERATIVE_MAXITER = 10_000
 
 
@@ -46,6 +51,8 @@ class BlockDiagnostics:
     seconds: float = 0.0
     converged: bool = True
     factorization: Any = field(default=None, repr=False)  # LU of (I - J_SS) at the solution
+    contraction: float | None = None  # observed rate ||r_k+1|| / ||r_k|| of an iteration
+    reason: str = ""  # why "auto" chose the method
 
     @property
     def residual(self) -> float:
@@ -73,7 +80,7 @@ class _Map:
 
     def __init__(self, unit: CyclicBlock, z: Array) -> None:
         self.unit, self.z = unit, z
-        self.scratch = z.copy()
+        self.scratch = np.empty_like(z)  # only the unknowns' positions are written
 
     def __call__(self, u: Array) -> Array:
         """Set z_U = u, run the interior, return G(u)."""
@@ -109,7 +116,7 @@ def _fixed_point(unit: CyclicBlock, g: _Map, u: Array, tol: float, maxiter: int,
         diag.residuals.append(res)
         u = gu
         if _converged(unit, diag, res, u, tol):
-            diag.iterations = k + 1
+            diag.iterations, diag.contraction = k + 1, _rate(diag.residuals)
             return u
     diag.iterations = maxiter
     return _fail(unit, diag)
@@ -195,8 +202,51 @@ def _fail(unit: CyclicBlock, diag: BlockDiagnostics) -> Array:
         "that the map is contractive / the root is well posed")
 
 
+def _rate(residuals: list[float]) -> float | None:
+    """Geometric mean of the last few residual ratios."""
+    r = [x for x in residuals[-4:] if x > 0]
+    if len(r) < 2:
+        return None
+    return float((r[-1] / r[0]) ** (1.0 / (len(r) - 1)))
+
+
+def _auto(unit: CyclicBlock, g: _Map, u: Array, tol: float, maxiter: int,
+          diag: BlockDiagnostics) -> Array:
+    if any(s.eq.kind == "root" for s in unit.closing):
+        diag.method, diag.reason = "newton", "a root constraint: Newton"
+        return _newton(unit, g, u, tol, DEFAULTS["maxiter"], diag)
+    diag.method = "fixed_point"
+    for k in range(maxiter):
+        gu = g(u)
+        res = float(np.linalg.norm(gu - u))
+        if not np.isfinite(res):
+            break
+        diag.residuals.append(res)
+        scale = max(1.0, float(np.linalg.norm(gu)))
+        if res <= tol * scale:
+            diag.iterations, diag.contraction = k + 1, _rate(diag.residuals)
+            diag.reason = "the map contracts: fixed-point iteration"
+            return gu
+        rho = _rate(diag.residuals)
+        if k >= 4 and (rho is None or rho >= 0.99 or
+                       np.log(tol * scale / res) / np.log(rho) > SWITCH_BUDGET):
+            break
+        u = gu
+    rate = _rate(diag.residuals)
+    diag.method = "newton"
+    diag.reason = (f"fixed-point iteration contracted too slowly (rate {rate:.3f}) after "
+                   f"{len(diag.residuals)} iterations: Newton" if rate is not None
+                   else "fixed-point iteration failed: Newton")
+    start = diag.residuals.copy()
+    diag.residuals.clear()
+    best = u if np.isfinite(u).all() else np.zeros_like(u)
+    out = _newton(unit, g, best, tol, DEFAULTS["maxiter"], diag)
+    diag.residuals[:0] = start
+    return out
+
+
 METHODS: dict[str, Callable[..., Array]] = {
-    "newton": _newton, "fixed_point": _fixed_point, "anderson": _anderson}
+    "auto": _auto, "newton": _newton, "fixed_point": _fixed_point, "anderson": _anderson}
 
 
 def solve_block(unit: CyclicBlock, z: Array, options: Mapping[str, Any],
@@ -209,6 +259,8 @@ def solve_block(unit: CyclicBlock, z: Array, options: Mapping[str, Any],
     tol = options.get("tol") or DEFAULTS["tol"]
     maxiter = options.get("maxiter") or (
         DEFAULTS["maxiter"] if method == "newton" else ITERATIVE_MAXITER)
+    if method == "auto":
+        maxiter = options.get("maxiter") or SWITCH_BUDGET
     u0 = np.concatenate([np.ravel(inits.get(v.index, np.zeros(v.shape)))
                          for v in unit.unknowns])
     diag = BlockDiagnostics(unit.block, method, 0, [])

@@ -119,11 +119,7 @@ class Solution:
         ``cotangent`` seeds a non-scalar output (default 1 for a scalar one).
         """
         return System(self.schedule, self.z, "adjoint", self._seed(cotangent),
-                      self._factorizations())
-
-    def _factorizations(self) -> dict[int, Any]:
-        return {k: d.factorization for k, d in self.diagnostics.items()
-                if d.factorization is not None}
+                      self.diagnostics)
 
     def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
         if method in ("auto", "backsub") and not options:
@@ -151,7 +147,7 @@ class Solution:
     def tangent_system(self, direction: Any) -> System:
         """The tangent system (I - J) zdot = e for an input direction."""
         return System(self.schedule, self.z, "tangent", self._direction(direction),
-                      self._factorizations())
+                      self.diagnostics)
 
     def tangent(self, direction: Any, method: str | LinearSolver = "auto",
                 **options: Any) -> VariableMap:

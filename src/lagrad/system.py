@@ -84,14 +84,15 @@ class System:
     """
 
     def __init__(self, schedule: Schedule, values: Array, kind: str, rhs: Array,
-                 factorizations: Mapping[int, Any] | None = None) -> None:
+                 forward: Mapping[int, Any] | None = None) -> None:
         self.schedule = schedule
         self.values = values
         self.kind = kind
         self.rhs = rhs
         self.index: Index = schedule.index
-        self.factorizations: dict[int, Any] = dict(factorizations or {})
-        """LU factors of (I - J_SS) left by Newton's forward solve, by block number."""
+        self.forward: dict[int, Any] = dict(forward or {})
+        """Forward-solve diagnostics of the cyclic blocks (by block number): their
+        observed contraction and Newton's LU factors guide the "auto" choice."""
 
     @property
     def shape(self) -> tuple[int, int]:
