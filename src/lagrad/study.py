@@ -36,7 +36,8 @@ def study(example: Example, ks: Sequence[int] = UNROLL_KS,
     write("\nForward solve of each cyclic block:")
     for d in sol.diagnostics.values():
         history = ", ".join(f"{r:.1e}" for r in _ends(d.residuals))
-        write(f"  {d.block.name}: {d.method}, {d.iterations} iterations, "
+        why = f" ({d.reason})" if d.reason else ""
+        write(f"  {d.block.name}: {d.method}{why}, {d.iterations} iterations, "
               f"{d.seconds * 1e3:.2f} ms, residuals {history}")
     error = example.gradient_error(sol)
     write("\nAdjoint solve (I - J)^T lambda = e_n, method 'auto':")
