@@ -21,6 +21,15 @@ __all__ = ["evaluate", "first_nonfinite"]
 Array = NDArray[np.float64]
 
 
+def all_finite(vec: Array) -> bool:
+    """True when every entry is finite: one reduction, no boolean temporary
+    (a sum is non-finite when an entry is; an overflowing sum of finite
+    entries is re-checked entrywise)."""
+    with np.errstate(all="ignore"):
+        total = np.add.reduce(vec, axis=None)
+    return bool(np.isfinite(total)) or bool(np.isfinite(vec).all())
+
+
 def evaluate(schedule: Schedule, inputs: Sequence[Array],
              options: Mapping[str, Any] | None = None
              ) -> tuple[Array, dict[int, BlockDiagnostics]]:
@@ -32,7 +41,7 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array],
     block's unknowns were declared with.
     """
     options = dict(options or {})
-    z = np.zeros(schedule.size)
+    z = np.empty(schedule.size)  # every entry is written: inputs, then each equation
     index = schedule.index
     for v, x in zip(schedule.inputs, inputs):
         z[index[v]] = np.ravel(x)
@@ -52,7 +61,7 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array],
                 diagnostics[step.block.number] = solve_block(step, z, merged, inits)
             else:
                 step.run(z)
-    if not np.isfinite(z).all():
+    if not all_finite(z):
         raise first_nonfinite(schedule, z, "value")
     return z, diagnostics
 
@@ -112,7 +121,7 @@ def guarded(sweep: Callable[[], Array], schedule: Schedule, what: str,
     a reverse one, replayed to find the culprit."""
     with np.errstate(all="ignore"):
         vec = sweep()
-    if not np.isfinite(vec).all():
+    if not all_finite(vec):
         if z is not None and rhs is not None:
             raise blame_pullback(schedule, z, rhs)
         raise first_nonfinite(schedule, vec, what)

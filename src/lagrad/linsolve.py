@@ -112,18 +112,20 @@ class BlockSubstitution(LinearSolver):
         return vec, {"notes": notes, "iterations": iterations, "extra": {"blocks": blocks}}
 
 
-def sweep(system: System, method: str = "auto", options: dict[str, Any] | None = None
-          ) -> tuple[Array, list[BlockSolveInfo]]:
+def sweep(system: System, method: str = "auto", options: dict[str, Any] | None = None,
+          overwrite_rhs: bool = False) -> tuple[Array, list[BlockSolveInfo]]:
     """The substitution sweep: reverse-mode for adjoint, forward-mode for tangent.
 
-    Returns the solution and the diagnostics of each cyclic block's solve.
+    Returns the solution and the diagnostics of each cyclic block's solve. With
+    ``overwrite_rhs`` the solution is computed in ``system.rhs`` itself (no
+    copy of a vector as long as the program).
     """
     options = dict(options or {})
     schedule, z = system.schedule, system.values
     if method == "auto" and not options and level_plan(schedule) is not None:
         return _levels(system), []
     forward = system.forward
-    vec = system.rhs.copy()
+    vec = system.rhs if overwrite_rhs else system.rhs.copy()
     infos: list[BlockSolveInfo] = []
     if system.kind == "adjoint":
         def run() -> Array:

@@ -411,9 +411,13 @@ def _matmul_shape(sa: Shape, sb: Shape) -> Shape:
 def _matmul_vjp(k: int, g: Array, ans: Array, a: Array, b: Array) -> Array:
     a2, b2 = _as_matrices(a, b)
     g2 = np.reshape(g, (a2.shape[0], b2.shape[1]))
-    # out = a b  gives  da = g b^T  and  db = a^T g
-    grad = g2 @ b2.T if k == 0 else a2.T @ g2
-    return grad.reshape(np.shape(a) if k == 0 else np.shape(b))
+    # out = a b  gives  da = g b^T  and  db = a^T g; a rank-one product (a
+    # matrix-vector layer) is an outer product, several times faster than gemm
+    if k == 0:
+        grad = np.multiply.outer(g2[:, 0], b2[:, 0]) if g2.shape[1] == 1 else g2 @ b2.T
+        return grad.reshape(np.shape(a))
+    grad = np.multiply.outer(a2[0], g2[0]) if a2.shape[0] == 1 else a2.T @ g2
+    return grad.reshape(np.shape(b))
 
 
 def _matmul_jvp(ts: Sequence[Array | None], ans: Array, a: Array, b: Array) -> Array:

@@ -124,7 +124,8 @@ class Solution:
     def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
         if method in ("auto", "backsub") and not options:
             if self._multipliers is None:
-                self._multipliers, self._auto_diagnostics = sweep(self.adjoint_system())
+                self._multipliers, self._auto_diagnostics = sweep(self.adjoint_system(),
+                                                                  overwrite_rhs=True)
             self.adjoint_diagnostics = self._auto_diagnostics
             return self._multipliers
         result = self.adjoint_system().solve(method, **options)
@@ -235,7 +236,7 @@ def _as_input(v: Variable, x: Any, role: str) -> Array:
     arr = np.asarray(x)
     if arr.dtype.kind not in "biuf":
         raise ProgramError(f"{role} {v.name!r} must be real numbers, got dtype {arr.dtype}")
-    arr = arr.astype(float)
+    arr = np.asarray(arr, dtype=float)  # no copy for float64
     if arr.shape != v.shape:
         raise ProgramError(f"{role} {v.name!r} has shape {v.shape}, got shape {arr.shape}")
     return arr
