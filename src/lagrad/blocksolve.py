@@ -173,16 +173,25 @@ def _krylov(solver: Callable[..., Any]) -> Callable[..., tuple[Array, dict[str, 
 def _neumann(op: spla.LinearOperator, c: Array, tol: float, maxiter: int | None,
              options: dict[str, Any]) -> tuple[Array, dict[str, Any]]:
     # x = c + K x with K = I - op: the Neumann series, converging when rho(K) < 1
+    # Under "auto" (a ``_budget`` option) it gives up as soon as its own observed
+    # rate predicts more iterations than the budget, so that GMRES takes over.
     x = c.copy()
     scale = max(float(np.linalg.norm(c)), np.finfo(float).tiny)
     limit = maxiter or 10_000
+    budget = options.get("_budget")
+    history: list[float] = []
     for k in range(1, limit + 1):
         r = c - op.matvec(x)
         res = float(np.linalg.norm(r))
+        history.append(res)
         if res <= tol * scale:
             return x, {"iterations": k - 1, "converged": True}
         if not np.isfinite(res) or res > 1e12 * scale:
             break
+        if budget is not None and k >= 8:
+            rate = (history[-1] / history[-5]) ** 0.25
+            if rate >= 1 or k + np.log(tol * scale / res) / np.log(rate) > budget:
+                break
         x = x + r
     return x, {"iterations": k, "converged": False}
 
@@ -225,15 +234,25 @@ def _solve(unit: CyclicBlock, z: Array, b: Array, transpose: bool, method: str,
                           f"{sorted(OPTIONS)}")
     tol = float(options.get("tol") or 1e-13)
     name, reason = _choose(unit, method, fwd, tol)
-    try:
+    if method != "auto":
         return _solve_with(unit, z, b, transpose, name, reason, tol, options, fwd)
-    except ConvergenceError as err:
-        if method != "auto" or name == "splu":
-            raise
-        # "auto" never returns an inexact result: fall back to a direct solve
-        return _solve_with(unit, z, b, transpose, "splu",
-                           f"{name} did not converge ({err}); sparse LU instead", tol,
-                           options, fwd)
+    # "auto" never returns an inexact result: Neumann -> GMRES -> sparse LU
+    chain = {"fixed_point": "gmres", "gmres": "splu"}
+    if name == "fixed_point":
+        options = {**options, "_budget": 2 * int(reason.split("~")[-1].split()[0]) + 20}
+    while True:
+        try:
+            return _solve_with(unit, z, b, transpose, name, reason, tol, options, fwd)
+        except ConvergenceError as err:
+            nxt = chain.get(name)
+            if nxt is None or (nxt == "splu" and unit.s_index.size > DIRECT_LIMIT):
+                raise
+            reason = f"{name} was not converging ({_first_line(err)}): {nxt} instead"
+            name = nxt
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).split(";")[0]
 
 
 def _solve_with(unit: CyclicBlock, z: Array, b: Array, transpose: bool, name: str,

@@ -115,7 +115,7 @@ def blame_pullback(schedule: Schedule, z: Array, rhs: Array) -> NonFiniteError:
 
 
 def guarded(sweep: Callable[[], Array], schedule: Schedule, what: str,
-            z: Array | None = None, rhs: Array | None = None) -> Array:
+            z: Array | None = None, rhs: Array | Callable[[], Array] | None = None) -> Array:
     """Run ``sweep`` without numpy warnings and raise NonFiniteError, naming the
     equation, if its result is not finite. With ``z`` and ``rhs`` the sweep is
     a reverse one, replayed to find the culprit."""
@@ -123,6 +123,6 @@ def guarded(sweep: Callable[[], Array], schedule: Schedule, what: str,
         vec = sweep()
     if not all_finite(vec):
         if z is not None and rhs is not None:
-            raise blame_pullback(schedule, z, rhs)
+            raise blame_pullback(schedule, z, rhs() if callable(rhs) else rhs)
         raise first_nonfinite(schedule, vec, what)
     return vec

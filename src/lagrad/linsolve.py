@@ -12,6 +12,7 @@ import time
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -113,19 +114,21 @@ class BlockSubstitution(LinearSolver):
 
 
 def sweep(system: System, method: str = "auto", options: dict[str, Any] | None = None,
-          overwrite_rhs: bool = False) -> tuple[Array, list[BlockSolveInfo]]:
+          rebuild_rhs: Callable[[], Array] | None = None) -> tuple[Array, list[BlockSolveInfo]]:
     """The substitution sweep: reverse-mode for adjoint, forward-mode for tangent.
 
     Returns the solution and the diagnostics of each cyclic block's solve. With
-    ``overwrite_rhs`` the solution is computed in ``system.rhs`` itself (no
-    copy of a vector as long as the program).
+    ``rebuild_rhs`` (a function returning a fresh copy of the right-hand side,
+    used only to replay a sweep that went non-finite) the solution is computed
+    in ``system.rhs`` itself: no copy of a vector as long as the program.
     """
     options = dict(options or {})
     schedule, z = system.schedule, system.values
     if method == "auto" and not options and level_plan(schedule) is not None:
         return _levels(system), []
     forward = system.forward
-    vec = system.rhs if overwrite_rhs else system.rhs.copy()
+    original_rhs = rebuild_rhs if rebuild_rhs is not None else system.rhs
+    vec = system.rhs if rebuild_rhs is not None else system.rhs.copy()
     infos: list[BlockSolveInfo] = []
     if system.kind == "adjoint":
         def run() -> Array:
@@ -136,7 +139,7 @@ def sweep(system: System, method: str = "auto", options: dict[str, Any] | None =
                 else:
                     step.pullback(z, vec)
             return vec
-        return guarded(run, schedule, "multiplier", z, system.rhs), infos
+        return guarded(run, schedule, "multiplier", z, original_rhs), infos
 
     def run_forward() -> Array:
         for step in schedule.steps:

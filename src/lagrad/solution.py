@@ -124,8 +124,8 @@ class Solution:
     def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
         if method in ("auto", "backsub") and not options:
             if self._multipliers is None:
-                self._multipliers, self._auto_diagnostics = sweep(self.adjoint_system(),
-                                                                  overwrite_rhs=True)
+                self._multipliers, self._auto_diagnostics = sweep(
+                    self.adjoint_system(), rebuild_rhs=self._seed)
             self.adjoint_diagnostics = self._auto_diagnostics
             return self._multipliers
         result = self.adjoint_system().solve(method, **options)
