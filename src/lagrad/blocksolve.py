@@ -33,7 +33,7 @@ from .errors import ConvergenceError, OptionError, SingularSystemError
 from .nonlinear import block_matrix
 from .schedule import CyclicBlock
 
-__all__ = ["BlockSolveInfo", "solve_adjoint_block", "solve_tangent_block", "BLOCK_METHODS",
+__all__ = ["Workspace", "BlockSolveInfo", "solve_adjoint_block", "solve_tangent_block", "BLOCK_METHODS",
            "SingularBlockWarning"]
 
 Array = NDArray[np.float64]
@@ -60,13 +60,27 @@ class BlockSolveInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class Workspace:
+    """Two scratch vectors in the flat layout, allocated once per sweep and
+    shared by its blocks (each block only touches its own positions), so that
+    a chain of many small blocks costs time linear in their number."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._vectors: tuple[Array, Array] | None = None
+
+    def vectors(self) -> tuple[Array, Array]:
+        if self._vectors is None:
+            self._vectors = (np.zeros(self.size), np.zeros(self.size))
+        return self._vectors
+
+
 class _Block:
     """(I - J_SS) of one block at z, in direct and reduced (matrix-free) form."""
 
-    def __init__(self, unit: CyclicBlock, z: Array) -> None:
+    def __init__(self, unit: CyclicBlock, z: Array, workspace: Workspace | None = None) -> None:
         self.unit, self.z = unit, z
-        self.w = np.zeros(z.size)  # scratch vectors in the flat layout
-        self.w2 = np.zeros(z.size)
+        self.w, self.w2 = (workspace or Workspace(z.size)).vectors()
 
     def matrix(self) -> Any:
         return block_matrix(self.unit, self.z, self.z.size)
@@ -226,7 +240,8 @@ def _choose(unit: CyclicBlock, method: str, fwd: Any, tol: float) -> tuple[str, 
 
 
 def _solve(unit: CyclicBlock, z: Array, b: Array, transpose: bool, method: str,
-           options: dict[str, Any], fwd: Any) -> tuple[Array, BlockSolveInfo]:
+           options: dict[str, Any], fwd: Any,
+           workspace: Workspace | None) -> tuple[Array, BlockSolveInfo]:
     """Solve (I - J_SS)^T x = b (transpose) or (I - J_SS) x = b over the block."""
     unknown = set(options) - OPTIONS
     if unknown:
@@ -235,14 +250,14 @@ def _solve(unit: CyclicBlock, z: Array, b: Array, transpose: bool, method: str,
     tol = float(options.get("tol") or 1e-13)
     name, reason = _choose(unit, method, fwd, tol)
     if method != "auto":
-        return _solve_with(unit, z, b, transpose, name, reason, tol, options, fwd)
+        return _solve_with(unit, z, b, transpose, name, reason, tol, options, fwd, workspace)
     # "auto" never returns an inexact result: Neumann -> GMRES -> sparse LU
     chain = {"fixed_point": "gmres", "gmres": "splu"}
     if name == "fixed_point":
         options = {**options, "_budget": 2 * int(reason.split("~")[-1].split()[0]) + 20}
     while True:
         try:
-            return _solve_with(unit, z, b, transpose, name, reason, tol, options, fwd)
+            return _solve_with(unit, z, b, transpose, name, reason, tol, options, fwd, workspace)
         except ConvergenceError as err:
             nxt = chain.get(name)
             if nxt is None or (nxt == "splu" and unit.s_index.size > DIRECT_LIMIT):
@@ -256,9 +271,9 @@ def _first_line(err: Exception) -> str:
 
 
 def _solve_with(unit: CyclicBlock, z: Array, b: Array, transpose: bool, name: str,
-                reason: str, tol: float, options: dict[str, Any],
-                fwd: Any) -> tuple[Array, BlockSolveInfo]:
-    blk = _Block(unit, z)
+                reason: str, tol: float, options: dict[str, Any], fwd: Any,
+                workspace: Workspace | None) -> tuple[Array, BlockSolveInfo]:
+    blk = _Block(unit, z, workspace)
     factor = getattr(fwd, "factorization", None) if name == "splu" else None
     t0 = time.perf_counter()
     if name in DIRECT:
@@ -322,10 +337,12 @@ def _residual(blk: _Block, x: Array, b: Array, transpose: bool) -> float:
 
 
 def solve_adjoint_block(unit: CyclicBlock, z: Array, lam: Array, method: str,
-                        options: dict[str, Any], forward: Any = None) -> BlockSolveInfo:
+                        options: dict[str, Any], forward: Any = None,
+                        workspace: Workspace | None = None) -> BlockSolveInfo:
     """Replace lam[S] (holding b_S) by the block's multipliers and add the
     block's contributions to its outside parents."""
-    x, info = _solve(unit, z, lam[unit.s_index].copy(), True, method, options, forward)
+    x, info = _solve(unit, z, lam[unit.s_index].copy(), True, method, options, forward,
+                     workspace)
     lam[unit.s_index] = x
     for step in unit.outer:
         step.pullback(z, lam)
@@ -333,11 +350,13 @@ def solve_adjoint_block(unit: CyclicBlock, z: Array, lam: Array, method: str,
 
 
 def solve_tangent_block(unit: CyclicBlock, z: Array, zdot: Array, method: str,
-                        options: dict[str, Any], forward: Any = None) -> BlockSolveInfo:
+                        options: dict[str, Any], forward: Any = None,
+                        workspace: Workspace | None = None) -> BlockSolveInfo:
     """Replace zdot[S] (holding the rhs) by the block's tangents, using the
     already-final tangents of its outside parents."""
     for step in unit.outer:
         step.pushforward(z, zdot)
-    x, info = _solve(unit, z, zdot[unit.s_index].copy(), False, method, options, forward)
+    x, info = _solve(unit, z, zdot[unit.s_index].copy(), False, method, options, forward,
+                     workspace)
     zdot[unit.s_index] = x
     return info

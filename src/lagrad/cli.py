@@ -1,18 +1,25 @@
-"""The ``lagrad`` command: ``lagrad demo``, ``lagrad study NAME``."""
+"""The ``lagrad`` command: ``lagrad demo [--plot DIR]``, ``lagrad study NAME [--plot DIR]``,
+``lagrad bench [--quick] [--only NAME] [--out DIR]``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from .examples import worked_example, worked_example_derivative
 
 
-def demo(x: float = 0.5) -> int:
-    """Walk through MATH.md section 6 with the library and print every step."""
+def demo(x: float = 0.5, plot_dir: str | None = None) -> int:
+    """Walk through MATH.md section 6 with the library and print every step.
+
+    With ``plot_dir``, also write graph.png and spy.png there.
+    """
+    if plot_dir is not None and not _can_plot():
+        return 1
     program = worked_example()
     print("f(x) = exp(exp(x) + exp(x)^2) + sin(exp(x) + exp(x)^2)\n")
     print("The program (one equation z_i = f_i(z_alpha(i)) per line):")
@@ -42,11 +49,34 @@ def demo(x: float = 0.5) -> int:
     print(f"\nKKT residuals: |dL/dlambda| = {kkt.dL_dlambda:.1e}, |dL/dz| = {kkt.dL_dz:.1e}")
     print(f"Lagrangian at the solution = {sol.lagrangian():.12g} (the output: "
           f"{float(sol.output):.12g})")
+    if plot_dir is not None:
+        from .plot import save_program_plots
+
+        title = "The worked example: f(x) = exp(exp(x) + exp(x)^2) + sin(exp(x) + exp(x)^2)"
+        _print_paths(save_program_plots(program, system, plot_dir, title=title))
     return 0
 
 
-def study_command(name: str | None, list_only: bool) -> int:
-    """``lagrad study NAME`` / ``lagrad study --list``."""
+def _can_plot() -> bool:
+    """True if matplotlib imports; otherwise say which extra to install."""
+    from .plot import MissingExtraError, require_matplotlib
+
+    try:
+        require_matplotlib()
+    except MissingExtraError as err:
+        print(f"lagrad: {err}", file=sys.stderr)
+        return False
+    return True
+
+
+def _print_paths(paths: Sequence[Any]) -> None:
+    print("\nPictures written:")
+    for path in paths:
+        print(f"  {path}")
+
+
+def study_command(name: str | None, list_only: bool, plot_dir: str | None = None) -> int:
+    """``lagrad study NAME [--plot DIR]`` / ``lagrad study --list``."""
     from .examples import EXAMPLES
     from .study import study
 
@@ -59,7 +89,14 @@ def study_command(name: str | None, list_only: bool) -> int:
         print(f"lagrad study: unknown example {name!r}; choose one of {sorted(EXAMPLES)}",
               file=sys.stderr)
         return 2
-    study(EXAMPLES[name]())
+    if plot_dir is not None and not _can_plot():
+        return 1
+    example = EXAMPLES[name]()
+    result = study(example)
+    if plot_dir is not None:
+        from .plot import save_study_plots
+
+        _print_paths(save_study_plots(example, plot_dir, rows=result["unrolled"]))
     return 0
 
 
@@ -68,15 +105,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="the worked example of MATH.md, step by step")
     p_demo.add_argument("--x", type=float, default=0.5, help="the input (default 0.5)")
+    p_demo.add_argument("--plot", metavar="DIR", help="also write graph.png and spy.png into "
+                                                      "DIR (needs the plot extra)")
     p_study = sub.add_parser("study", help="solvers, diagnostics and the unrolled baseline "
                                            "on a cyclic example")
     p_study.add_argument("name", nargs="?", help="the example (see --list)")
     p_study.add_argument("--list", action="store_true", help="list the examples")
+    p_study.add_argument("--plot", metavar="DIR", help="also write graph.png, spy.png, "
+                         "forward_convergence.png, adjoint_convergence.png and unrolled.png "
+                         "into DIR (needs the plot extra)")
+    sub.add_parser("bench", add_help=False,
+                   help="the benchmark suite (lagrad bench --help for its options)")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # the suite parses its own options
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "demo":
-        return demo(args.x)
+        return demo(args.x, args.plot)
     if args.command == "study":
-        return study_command(args.name, args.list)
+        return study_command(args.name, args.list, args.plot)
     return 2  # pragma: no cover (argparse rejects other commands)
 
 

@@ -51,6 +51,7 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array],
         v = program.variable(key)
         inits[v.index] = np.asarray(value, dtype=float).reshape(v.shape)
     diagnostics: dict[int, BlockDiagnostics] = {}
+    scratch: Array | None = None  # shared by the cyclic blocks' solves
     with np.errstate(all="ignore"):  # non-finite values are reported below, by equation
         for step in schedule.steps:
             if isinstance(step, CyclicBlock):
@@ -58,7 +59,9 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array],
                 for u in reversed(step.unknowns):  # the first unknown's options win
                     own.update(program.block_options.get(u.index, {}))
                 merged = {k: options.get(k) or own.get(k) for k in ("method", "tol", "maxiter")}
-                diagnostics[step.block.number] = solve_block(step, z, merged, inits)
+                if scratch is None:
+                    scratch = np.empty_like(z)
+                diagnostics[step.block.number] = solve_block(step, z, merged, inits, scratch)
             else:
                 step.run(z)
     if not all_finite(z):

@@ -20,7 +20,7 @@ import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
 from .blocksolve import OPTIONS as BLOCK_OPTIONS
-from .blocksolve import (BLOCK_METHODS, BlockSolveInfo, solve_adjoint_block,
+from .blocksolve import (BLOCK_METHODS, BlockSolveInfo, Workspace, solve_adjoint_block,
                          solve_tangent_block)
 from .errors import NonFiniteError, OptionError, SingularSystemError
 from .forward import guarded
@@ -129,13 +129,14 @@ def sweep(system: System, method: str = "auto", options: dict[str, Any] | None =
     forward = system.forward
     original_rhs = rebuild_rhs if rebuild_rhs is not None else system.rhs
     vec = system.rhs if rebuild_rhs is not None else system.rhs.copy()
+    work = Workspace(vec.size)
     infos: list[BlockSolveInfo] = []
     if system.kind == "adjoint":
         def run() -> Array:
             for step in reversed(schedule.steps):
                 if isinstance(step, CyclicBlock):
                     infos.append(solve_adjoint_block(step, z, vec, method, options,
-                                                     forward.get(step.block.number)))
+                                                     forward.get(step.block.number), work))
                 else:
                     step.pullback(z, vec)
             return vec
@@ -145,7 +146,7 @@ def sweep(system: System, method: str = "auto", options: dict[str, Any] | None =
         for step in schedule.steps:
             if isinstance(step, CyclicBlock):
                 infos.append(solve_tangent_block(step, z, vec, method, options,
-                                                 forward.get(step.block.number)))
+                                                 forward.get(step.block.number), work))
             else:
                 step.pushforward(z, vec)
         return vec

@@ -61,13 +61,12 @@ class BlockDiagnostics:
 
 def block_matrix(unit: CyclicBlock, z: Array, size: int) -> sp.csc_matrix:
     """(I - J_SS) at z, over the block's variables in ``unit.s_index`` order."""
-    local = np.full(size, -1, dtype=np.intp)
-    local[unit.s_index] = np.arange(unit.s_index.size)
+    s = unit.s_index  # sorted; inner steps only touch the block's own positions
     rows, cols, vals = [], [], []
     for step in unit.inner_interior + unit.inner_closing:
         for r, c, v in step.jacobian_entries(z):
-            rows.append(local[np.asarray(r).ravel()])
-            cols.append(local[np.asarray(c).ravel()])
+            rows.append(np.searchsorted(s, np.asarray(r).ravel()))
+            cols.append(np.searchsorted(s, np.asarray(c).ravel()))
             vals.append(np.asarray(v, dtype=float).ravel())
     n = unit.s_index.size
     j = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
@@ -78,9 +77,10 @@ def block_matrix(unit: CyclicBlock, z: Array, size: int) -> sp.csc_matrix:
 class _Map:
     """G and F for one block, writing into the shared z."""
 
-    def __init__(self, unit: CyclicBlock, z: Array) -> None:
+    def __init__(self, unit: CyclicBlock, z: Array, scratch: Array | None = None) -> None:
         self.unit, self.z = unit, z
-        self.scratch = np.empty_like(z)  # only the unknowns' positions are written
+        # only the unknowns' positions are written: one scratch serves all blocks
+        self.scratch = np.empty_like(z) if scratch is None else scratch
 
     def __call__(self, u: Array) -> Array:
         """Set z_U = u, run the interior, return G(u)."""
@@ -250,7 +250,7 @@ METHODS: dict[str, Callable[..., Array]] = {
 
 
 def solve_block(unit: CyclicBlock, z: Array, options: Mapping[str, Any],
-                inits: Mapping[int, Array]) -> BlockDiagnostics:
+                inits: Mapping[int, Array], scratch: Array | None = None) -> BlockDiagnostics:
     """Solve one cyclic block in place in z; returns its diagnostics."""
     method = options.get("method") or DEFAULTS["method"]
     if method not in METHODS:
@@ -266,7 +266,7 @@ def solve_block(unit: CyclicBlock, z: Array, options: Mapping[str, Any],
     diag = BlockDiagnostics(unit.block, method, 0, [])
     t0 = time.perf_counter()
     with np.errstate(all="ignore"):
-        g = _Map(unit, z)
+        g = _Map(unit, z, scratch)
         u = METHODS[method](unit, g, u0.astype(float), float(tol), int(maxiter), diag)
         g(u)  # leave z at the solution, with the interior evaluated there
     diag.seconds = time.perf_counter() - t0
