@@ -491,3 +491,15 @@ def test_gather_with_repeated_indices_accumulates() -> None:
     # d/dx sum(x[[0, 2, 2, 2]]) counts index 2 three times
     g = lagrad.grad(lambda x: lagrad.sum(x[np.array([0, 2, 2, 2])]))(np.zeros(4))
     np.testing.assert_array_equal(g, [1.0, 0.0, 3.0, 0.0])
+
+
+@pytest.mark.parametrize("prim", [p for p in P.ELEMENTWISE if p.constant_partials is not None],
+                         ids=lambda p: p.name)
+def test_constant_partials_agree_with_partials(prim) -> None:  # type: ignore[no-untyped-def]
+    """The shortcut for add/sub/neg/identity must equal the partials rule."""
+    rng = np.random.default_rng(3)
+    args = [rng.standard_normal(4) for _ in prim.constant_partials]
+    ans = prim.value(*args)
+    for k, c in enumerate(prim.constant_partials):
+        np.testing.assert_array_equal(np.broadcast_to(prim.partials(k, ans, *args), (4,)),
+                                      np.full(4, c))

@@ -67,6 +67,7 @@ class Primitive:
     jvp: Callable[..., Any] | None = None
     jacobian: Callable[..., Any] | None = None
     doc: str = field(default="", repr=False)
+    constant_partials: tuple[float, ...] | None = None  # add, sub, neg: skip the products
 
     @property
     def elementwise(self) -> bool:
@@ -82,6 +83,9 @@ class Primitive:
     def pullback(self, k: int, g: Array, ans: Array, args: Sequence[Any],
                  params: Mapping[str, Any]) -> Array:
         """Cotangent of argument ``k`` (its shape) given the output cotangent g."""
+        if self.constant_partials is not None:
+            c = self.constant_partials[k]
+            return unbroadcast(g if c == 1.0 else c * g, np.shape(args[k]))
         if self.partials is not None:
             return unbroadcast(g * self.partials(k, ans, *args, **params), np.shape(args[k]))
         assert self.vjp is not None, self.name
@@ -152,8 +156,9 @@ def _broadcast_shape(*shapes: Shape, **params: Any) -> Shape:
 
 
 def _elementwise(name: str, value: Callable[..., Any], partials: Callable[..., Any],
-                 doc: str = "") -> Primitive:
-    return Primitive(name, value, _broadcast_shape, partials=partials, doc=doc)
+                 doc: str = "", constant: tuple[float, ...] | None = None) -> Primitive:
+    return Primitive(name, value, _broadcast_shape, partials=partials, doc=doc,
+                     constant_partials=constant)
 
 
 # ----------------------------------------------------- elementwise rules
@@ -203,10 +208,11 @@ def _where_partials(k: int, ans: Array, x: Array, y: Array, *,
     return np.broadcast_to(chosen, np.shape(ans)).astype(float)
 
 
-identity = _elementwise("identity", lambda x: np.array(x, dtype=float), _one)
-neg = _elementwise("neg", np.negative, lambda k, ans, x: np.full_like(ans, -1.0))
-add = _elementwise("add", np.add, _one)
-sub = _elementwise("sub", np.subtract, _sub_partials)
+identity = _elementwise("identity", lambda x: np.array(x, dtype=float), _one, constant=(1.0,))
+neg = _elementwise("neg", np.negative, lambda k, ans, x: np.full_like(ans, -1.0),
+                   constant=(-1.0,))
+add = _elementwise("add", np.add, _one, constant=(1.0, 1.0))
+sub = _elementwise("sub", np.subtract, _sub_partials, constant=(1.0, -1.0))
 mul = _elementwise("mul", np.multiply, _mul_partials)
 div = _elementwise("div", np.divide, _div_partials)
 power = _elementwise("pow", np.power, _pow_partials)

@@ -159,9 +159,13 @@ class Batch:
         args = self.gather(z)
         ans = z[self.out]
         partials = self.primitive.partials
+        constant = self.primitive.constant_partials
         assert partials is not None
         for k, once in zip(self.var_positions, self.unique):
-            ct = g * partials(k, ans, *args)
+            if constant is not None:
+                ct = g if constant[k] == 1.0 else constant[k] * g
+            else:
+                ct = g * partials(k, ans, *args)
             if once:
                 into[self.operands[k]] += ct
             else:
