@@ -103,7 +103,7 @@ def _not_traced(expr: Any, z: Variable) -> Variable:
 
 
 def _fresh(program: Program) -> str:
-    k = sum(1 for v in program.variables if v.kind == "unknown")
-    while f"z{k}" in {v.name for v in program.variables}:
+    k = len(program.block_options) + len(program.inits)  # a cheap lower bound
+    while f"z{k}" in program._by_name:
         k += 1
     return f"z{k}"

@@ -1,0 +1,115 @@
+"""The machine a benchmark ran on, and BLAS pinned to one thread.
+
+On a small shared machine a second BLAS thread waiting for a busy core turns a
+2 ms matrix product into 30 ms: the benchmark measures lagrad, not thread
+scheduling. The environment variables only act before numpy is imported, so
+:func:`pin_blas_threads` also calls OpenBLAS's own setter in every OpenBLAS
+library already loaded (numpy and scipy each ship one), as threadpoolctl does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+from typing import Any
+
+__all__ = ["pin_blas_threads", "blas_threads", "describe_machine", "machine_line",
+           "BLAS_THREAD_VARIABLES"]
+
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
+            "scipy_openblas_set_num_threads", "openblas_set_num_threads64_")
+_GETTERS = ("openblas_get_num_threads", "scipy_openblas_get_num_threads64_",
+            "scipy_openblas_get_num_threads", "openblas_get_num_threads64_")
+
+
+def _openblas_libraries() -> list[str]:
+    """Paths of the OpenBLAS shared libraries mapped into this process."""
+    try:
+        with open("/proc/self/maps") as fh:
+            paths = {line.split()[-1] for line in fh if "openblas" in line.lower()}
+    except OSError:
+        return []
+    return sorted(p for p in paths if p.startswith("/"))
+
+
+def _call(path: str, names: tuple[str, ...], *args: int) -> int | None:
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return None
+    for name in names:
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            result = fn(*args)
+            return int(result) if result is not None else 0
+    return None
+
+
+def blas_threads() -> dict[str, int]:
+    """Threads of each loaded OpenBLAS library, by file name."""
+    out = {}
+    for path in _openblas_libraries():
+        n = _call(path, _GETTERS)
+        if n is not None:
+            out[os.path.basename(path)] = n
+    return out
+
+
+def pin_blas_threads(n: int = 1) -> dict[str, int]:
+    """Use ``n`` BLAS threads from now on (also in child processes, unless the
+    caller set the variables); returns the threads per library afterwards."""
+    for name in BLAS_THREAD_VARIABLES:
+        os.environ.setdefault(name, str(n))
+    import numpy  # noqa: F401  (loads numpy's OpenBLAS)
+    import scipy.linalg  # noqa: F401  (and scipy's)
+
+    for path in _openblas_libraries():
+        _call(path, _SETTERS, int(n))
+    return blas_threads()
+
+
+def describe_machine() -> dict[str, Any]:
+    """CPU, cores, OS, versions and BLAS threads, for the report and the JSON."""
+    import numpy as np
+    import scipy
+
+    import lagrad
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
+        if names:
+            cpu = f"{names[0]} ({platform.machine()})"
+    except OSError:
+        pass
+    affinity = getattr(os, "sched_getaffinity", None)
+    memory = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal"):
+                    memory = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu, "uname": " ".join(platform.uname()[:3]),
+            "cpus": len(affinity(0)) if affinity else os.cpu_count(),
+            "memory_gib": memory, "load_average": load,
+            "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "lagrad": lagrad.__version__,
+            "blas_threads": blas_threads(),
+            "blas_env": {k: os.environ.get(k) for k in BLAS_THREAD_VARIABLES}}
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    """One or two lines describing the machine."""
+    load = info.get("load_average")
+    load_text = f", load {load[0]:.2f}" if load else ""
+    threads = ", ".join(f"{k.split('-')[0]}={v}" for k, v in info["blas_threads"].items())
+    return (f"machine: {info['cpu']}, {info['cpus']} CPUs, {info['memory_gib']} GiB, "
+            f"{info['uname']}{load_text}\n"
+            f"python {info['python']}, numpy {info['numpy']}, scipy {info['scipy']}, "
+            f"lagrad {info['lagrad']}; BLAS threads: {threads or 'unknown'}")
