@@ -88,10 +88,9 @@ class _Block:
     # reduced adjoint: v -> v - (dG/du)^T v
     def g_vjp(self, v: Array, b_interior: Array | None = None) -> Array:
         """(dG/du)^T v, or with ``b_interior`` the back-substituted interior seed."""
-        u, s = self.unit, self.unit.s_index
-        self.w[s] = 0.0
-        self.w2[s] = 0.0
-        self.w[u.u_index] = v
+        u = self.unit
+        u.zero(self.w2)
+        self.w[u.u_index] = v  # the closing pullbacks read only the unknowns' entries
         for step in u.inner_closing:
             step.pullback(self.z, self.w, into=self.w2)
         if b_interior is not None:
@@ -102,9 +101,9 @@ class _Block:
 
     def g_jvp(self, v: Array, c_interior: Array | None = None) -> Array:
         """(dG/du) v, with an optional interior source term ``c_interior``."""
-        u, s = self.unit, self.unit.s_index
-        self.w[s] = 0.0
-        self.w2[s] = 0.0
+        u = self.unit
+        u.zero(self.w)
+        u.zero(self.w2)
         self.w[u.u_index] = v
         if c_interior is not None:
             self.w[u.i_index] = c_interior
@@ -326,7 +325,7 @@ def _residual(blk: _Block, x: Array, b: Array, transpose: bool) -> float:
     """Relative residual of the full-block system, matrix-free."""
     unit, s = blk.unit, blk.unit.s_index
     blk.w[s] = x
-    blk.w2[s] = 0.0
+    unit.zero(blk.w2)
     for step in unit.inner_interior + unit.inner_closing:
         if transpose:
             step.pullback(blk.z, blk.w, into=blk.w2)

@@ -216,6 +216,12 @@ class CyclicBlock:
     inner_interior: list[Single]
     inner_closing: list[Single]
     outer: list[Single]  # derivatives only with respect to parents outside the block
+    runs: tuple[tuple[int, int], ...] = ()  # s_index as contiguous (start, stop) runs
+
+    def zero(self, vec: Array) -> None:
+        """vec[s_index] = 0, by slices (a memset per run, no fancy indexing)."""
+        for a, b in self.runs:
+            vec[a:b] = 0.0
 
     @property
     def equations(self) -> tuple[Equation, ...]:
@@ -386,5 +392,17 @@ def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
         s_index=positions(block.variables),
         interior=steps(interior_eqs, None), closing=steps(closing_eqs, None),
         inner_interior=steps(interior_eqs, members), inner_closing=steps(closing_eqs, members),
-        outer=steps(interior_eqs + closing_eqs, outside))
+        outer=steps(interior_eqs + closing_eqs, outside),
+        runs=_runs([index.slice(v.index) for v in block.variables]))
+
+
+def _runs(slices: list[slice]) -> tuple[tuple[int, int], ...]:
+    """Merge sorted, adjacent slices into maximal (start, stop) runs."""
+    runs: list[list[int]] = []
+    for sl in sorted(slices, key=lambda s: s.start):
+        if runs and runs[-1][1] == sl.start:
+            runs[-1][1] = sl.stop
+        else:
+            runs.append([sl.start, sl.stop])
+    return tuple((a, b) for a, b in runs)
 
