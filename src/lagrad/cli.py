@@ -50,7 +50,7 @@ def demo(x: float = 0.5, plot_dir: str | None = None) -> int:
     print(f"Lagrangian at the solution = {sol.lagrangian():.12g} (the output: "
           f"{float(sol.output):.12g})")
     if plot_dir is not None:
-        from .plot import save_program_plots
+        from .plot_curves import save_program_plots
 
         title = "The worked example: f(x) = exp(exp(x) + exp(x)^2) + sin(exp(x) + exp(x)^2)"
         _print_paths(save_program_plots(program, system, plot_dir, title=title))
@@ -94,7 +94,7 @@ def study_command(name: str | None, list_only: bool, plot_dir: str | None = None
     example = EXAMPLES[name]()
     result = study(example)
     if plot_dir is not None:
-        from .plot import save_study_plots
+        from .plot_curves import save_study_plots
 
         _print_paths(save_study_plots(example, plot_dir, rows=result["unrolled"]))
     return 0

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from .errors import NonFiniteError
 from .nonlinear import BlockDiagnostics, solve_block
-from .schedule import CyclicBlock, Schedule, Step
+from .schedule import CyclicBlock, Schedule
 
 __all__ = ["evaluate", "first_nonfinite"]
 
