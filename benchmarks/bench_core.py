@@ -48,7 +48,6 @@ for _name in BLAS_THREAD_VARIABLES:
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -57,7 +56,6 @@ from dataclasses import asdict, dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-import scipy  # noqa: E402
 
 import lagrad  # noqa: E402
 from lagrad.schedule import Batch, compile_program  # noqa: E402
@@ -243,20 +241,11 @@ def measure(problem: Problem, repeats: int) -> Result:
 # ------------------------------------------------------------------ report
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            names = [ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")]
-        if names:
-            cpu = f"{names[0]} ({platform.machine()})"
-    except OSError:
-        pass
-    affinity = getattr(os, "sched_getaffinity", None)
-    return {"cpu": cpu, "uname": " ".join(platform.uname()[:3]),
-            "nproc": len(affinity(0)) if affinity else os.cpu_count(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "lagrad": lagrad.__version__,
-            "blas_threads": {k: os.environ[k] for k in BLAS_THREAD_VARIABLES}}
+    """The machine description shared with ``lagrad bench``."""
+    from lagrad.bench.machine import describe_machine
+
+    info = describe_machine()
+    return {**info, "nproc": info["cpus"]}
 
 
 def table(results: Sequence[Result]) -> str:
