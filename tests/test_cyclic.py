@@ -868,3 +868,32 @@ def test_forward_mode_through_a_sparse_matmul_in_a_block() -> None:
     sol = p.solve(np.ones(n))
     tangent = sol.tangent(np.ones(n))[p.output_variable]
     assert float(tangent) == pytest.approx(float(sol.grad() @ np.ones(n)))
+
+
+def test_system_exposes_blocks_and_a_block_triangular_permutation() -> None:
+    """matrix[perm][:, perm] has no entry below (adjoint) or above (tangent)
+    the diagonal blocks, and the diagonal blocks are the program's blocks."""
+    rng = np.random.default_rng(5)
+    p = lagrad.Program()
+    x = p.input("x", 3)
+    z1 = p.unknown("z1", 3)
+    p.define(z1, lagrad.tanh(0.4 * rng.normal(size=(3, 3)) @ z1 + x))
+    z2 = p.unknown("z2", 2)
+    p.define(z2, 0.3 * lagrad.sin(rng.normal(size=(2, 2)) @ z2) + lagrad.sum(z1))
+    p.output(lagrad.sum(z2 ** 2) + lagrad.sum(z1))
+    sol = p.solve(rng.normal(size=3))
+    for system, upper in ((sol.adjoint_system(), True), (sol.tangent_system(np.ones(3)), False)):
+        assert [b.cyclic for b in system.blocks].count(True) == 2
+        perm = system.permutation
+        assert sorted(perm.tolist()) == list(range(system.shape[0]))
+        m = system.block_triangular().toarray()
+        np.testing.assert_array_equal(m, system.matrix.toarray()[np.ix_(perm, perm)])
+        sizes = [b.size for b in system.blocks]
+        ends = np.cumsum(sizes)
+        starts = ends - sizes
+        for bi, (a, b) in enumerate(zip(starts, ends)):
+            below = m[b:, a:b] if upper else m[a:b, b:]
+            assert not below.any(), f"entries outside block {bi}'s triangle"
+        for block in system.blocks:
+            pos = system.block_positions(block)
+            assert pos.size == block.size

@@ -113,6 +113,49 @@ class System:
         a = sp.identity(self.rhs.size, format="csr") - self.jacobian
         return (a.T if self.kind == "adjoint" else a).tocsr()
 
+    @property
+    def blocks(self) -> list[Any]:
+        """The strongly connected components in topological order
+        (:class:`lagrad.blocks.Block`: ``variables``, ``size``, ``cyclic``)."""
+        return self.schedule.program.blocks
+
+    @cached_property
+    def permutation(self) -> NDArray[np.intp]:
+        """Flat positions grouped block by block, in topological block order:
+        ``matrix[perm][:, perm]`` is block triangular (upper for the adjoint
+        system, lower for the tangent one), with the cyclic blocks as its
+        diagonal blocks.
+
+        Examples
+        --------
+        >>> import numpy as np, lagrad
+        >>> p = lagrad.Program()
+        >>> a = p.input("a")
+        >>> z = p.unknown("z")
+        >>> p.define(z, 0.5 * lagrad.sin(z) + a)
+        >>> p.output(z * z)
+        >>> system = p.solve(1.0).adjoint_system()
+        >>> [(b.size, b.cyclic) for b in system.blocks]
+        [(1, False), (4, True), (1, False)]
+        >>> m = system.block_triangular().toarray()
+        >>> bool(np.all(m[1:5, :1] == 0) and np.all(m[5:, :5] == 0))  # upper block triangular
+        True
+        """
+        from .summary import block_order
+
+        return block_order(self)
+
+    def block_positions(self, block: Any) -> NDArray[np.intp]:
+        """Flat positions of a block's variables (its rows and columns)."""
+        return np.concatenate([np.arange(self.index.offsets[v.index],
+                                         self.index.offsets[v.index + 1])
+                               for v in block.variables]).astype(np.intp)
+
+    def block_triangular(self) -> sp.csr_matrix:
+        """``matrix`` permuted by :attr:`permutation` (block triangular)."""
+        perm = self.permutation
+        return self.matrix[perm][:, perm].tocsr()
+
     def matvec(self, x: Array) -> Array:
         """``matrix @ x`` without assembling the matrix (one VJP or JVP sweep)."""
         z = self.values
