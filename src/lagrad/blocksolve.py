@@ -216,26 +216,35 @@ BLOCK_METHODS = ("auto", *DIRECT, *REDUCED)
 OPTIONS = {"tol", "maxiter", "preconditioner"}
 
 
-def _choose(unit: CyclicBlock, method: str, fwd: Any, tol: float) -> tuple[str, str]:
+@dataclass(frozen=True)
+class _Choice:
+    name: str
+    reason: str
+    neumann_budget: int | None = None  # iterations after which the series gives way
+
+
+def _choose(unit: CyclicBlock, method: str, fwd: Any, tol: float) -> _Choice:
     """The block method for ``method`` and why ("auto" decides from structure and
     from what the forward solve observed)."""
     if method != "auto":
-        return method, "requested"
+        return _Choice(method, "requested")
     if fwd is not None and fwd.factorization is not None:
-        return "splu", "reuses the forward Newton factorization"
+        return _Choice("splu", "reuses the forward Newton factorization")
     rho = getattr(fwd, "contraction", None)
     if rho is not None and rho < 0.99:
         # the Neumann series contracts at the forward iteration's rate
         expected = int(np.ceil(np.log(tol) / np.log(max(rho, 1e-3))))
         if expected <= NEUMANN_BUDGET:
-            return "fixed_point", (f"forward iteration contracted at rate {rho:.2f}: "
-                                   f"Neumann series expected in ~{expected} iterations")
-        return "gmres", (f"forward contraction {rho:.3f} is slow (~{expected} Neumann "
-                         "iterations): matrix-free GMRES")
+            return _Choice("fixed_point", f"forward iteration contracted at rate {rho:.2f}: "
+                           f"Neumann series expected in ~{expected} iterations",
+                           2 * expected + 20)
+        return _Choice("gmres", f"forward contraction {rho:.3f} is slow (~{expected} Neumann "
+                       "iterations): matrix-free GMRES")
     size = unit.s_index.size
     if size <= DIRECT_LIMIT:
-        return "splu", f"block of {size} entries: sparse LU"
-    return "gmres", f"block of {size} entries is too large to factorize: matrix-free GMRES"
+        return _Choice("splu", f"block of {size} entries: sparse LU")
+    return _Choice("gmres", f"block of {size} entries is too large to factorize: "
+                   "matrix-free GMRES")
 
 
 def _solve(unit: CyclicBlock, z: Array, b: Array, transpose: bool, method: str,
@@ -247,13 +256,14 @@ def _solve(unit: CyclicBlock, z: Array, b: Array, transpose: bool, method: str,
         raise OptionError(f"unknown solver options {sorted(unknown)}; accepted: "
                           f"{sorted(OPTIONS)}")
     tol = float(options.get("tol") or 1e-13)
-    name, reason = _choose(unit, method, fwd, tol)
+    choice = _choose(unit, method, fwd, tol)
+    name, reason = choice.name, choice.reason
     if method != "auto":
         return _solve_with(unit, z, b, transpose, name, reason, tol, options, fwd, workspace)
     # "auto" never returns an inexact result: Neumann -> GMRES -> sparse LU
     chain = {"fixed_point": "gmres", "gmres": "splu"}
-    if name == "fixed_point":
-        options = {**options, "_budget": 2 * int(reason.split("~")[-1].split()[0]) + 20}
+    if choice.neumann_budget is not None:
+        options = {**options, "_budget": choice.neumann_budget}
     while True:
         try:
             return _solve_with(unit, z, b, transpose, name, reason, tol, options, fwd, workspace)

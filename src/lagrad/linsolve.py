@@ -246,6 +246,9 @@ METHODS: dict[str, LinearSolver] = {
                         *(BlockSubstitution(m, m) for m in BLOCK_METHODS if m != "dense"))}
 
 
+DEFAULT_SWEEP = frozenset({"auto", "backsub"})  # names of the default block substitution
+
+
 def resolve_method(method: str | LinearSolver) -> LinearSolver:
     """Turn a method name into its solver (the only place names are looked up)."""
     if isinstance(method, LinearSolver):

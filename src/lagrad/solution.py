@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from .errors import OptionError, ProgramError
 from .forward import evaluate
-from .linsolve import LinearSolver, sweep
+from .linsolve import DEFAULT_SWEEP, LinearSolver, sweep
 from .nonlinear import METHODS as FORWARD_METHODS
 from .program import Program, Variable
 from .schedule import Index, Schedule, compile_program
@@ -122,7 +122,7 @@ class Solution:
                       self.diagnostics)
 
     def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
-        if method in ("auto", "backsub") and not options:
+        if method in DEFAULT_SWEEP and not options:
             if self._multipliers is None:
                 self._multipliers, self._auto_diagnostics = sweep(
                     self.adjoint_system(), rebuild_rhs=self._seed)
@@ -158,7 +158,7 @@ class Solution:
         with one array per input, or a mapping from inputs (or names) to arrays.
         """
         system = self.tangent_system(direction)
-        zdot = sweep(system)[0] if method in ("auto", "backsub") and not options else \
+        zdot = sweep(system)[0] if method in DEFAULT_SWEEP and not options else \
             system.solve(method, **options).x
         return VariableMap(self.schedule.index, zdot)
 
