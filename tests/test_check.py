@@ -14,7 +14,6 @@ import pytest
 import lagrad
 from lagrad import GradientCheckError, Primitive
 
-
 # ----------------------------------------------------------- primitives
 
 def _same_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:

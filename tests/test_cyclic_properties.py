@@ -22,12 +22,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pytest
+from cyclic_strategies import CYCLIC_SETTINGS, CyclicCase, cyclic_cases
 from hypothesis import Phase, given, settings
 
 import lagrad
-
-from cyclic_strategies import CYCLIC_SETTINGS, CyclicCase, cyclic_cases
 
 DIRECT = ("auto", "backsub", "splu", "lstsq", "spsolve", "dense")
 KRYLOV = ("gmres", "bicgstab", "lgmres")
@@ -109,7 +107,7 @@ def test_forward_methods_agree_with_numpy_solve(case: CyclicCase) -> None:
         assert abs(float(sol.output) - out_ref) <= 1e-9 * max(1.0, abs(out_ref))
         cyclic = [b for b in program.blocks if b.cyclic]
         assert sorted(sol.diagnostics) == [b.number for b in cyclic]
-        for number, diag in sol.diagnostics.items():
+        for diag in sol.diagnostics.values():
             unknown = diag.block.unknowns[0].name
             is_root = recipe.blocks[int(unknown[1:].rstrip("ab"))].kind == "root"
             assert diag.method == ("newton" if is_root else forward)

@@ -65,7 +65,8 @@ def test_code_blocks_are_run(path: Path) -> None:
     parser = doctest.DocTestParser()
     for lang, body, line in _fenced_blocks(path):
         where = f"{_rel(path)}:{line}"
-        assert lang in LANGUAGES, f"{where}: code block language {lang!r}; use one of {sorted(LANGUAGES)}"
+        assert lang in LANGUAGES, \
+            f"{where}: code block language {lang!r}; use one of {sorted(LANGUAGES)}"
         if lang == "python":
             assert body.lstrip().startswith(">>> "), f"{where}: a python block must be a doctest"
             assert parser.get_examples(body), f"{where}: no doctest example in the block"
@@ -84,7 +85,8 @@ def test_navigation_lists_every_page() -> None:
     nav = config[config.index("\nnav:"):config.index("\ntheme:")]
     listed = set(re.findall(r":\s*(\S+\.md)\s*$", nav, re.M))
     pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").glob("**/*.md")}
-    assert listed == pages, f"in nav only: {sorted(listed - pages)}; missing: {sorted(pages - listed)}"
+    assert listed == pages, \
+        f"in nav only: {sorted(listed - pages)}; missing: {sorted(pages - listed)}"
 
 
 def _documented_modules() -> list[str]:

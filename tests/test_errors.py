@@ -158,7 +158,7 @@ def test_program_without_output() -> None:
     p, (x,) = _program((), names="x")
     _ = lagrad.sin(x)
     with raises_exactly(ProgramError, match="output"):
-        p.output_variable
+        _ = p.output_variable
     with raises_exactly(ProgramError, match="output"):
         p.solve(1.0).grad()
 

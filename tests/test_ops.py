@@ -126,10 +126,10 @@ def test_reductions_of_a_0d_array_over_axis_0_or_minus_1(axis: Any, keepdims: bo
     x = np.array(0.3)
     cases = [(lagrad.sum, np.sum), (lagrad.mean, np.mean),
              (lagrad.logsumexp, scipy.special.logsumexp)]
-    for op, ref in cases:
+    for op, _ref in cases:
         out = op(x, axis=axis, keepdims=keepdims)
         assert np.shape(out) == () and float(out) == pytest.approx(0.3, rel=1e-15)
-        p = lagrad.trace(lambda x: op(x, axis=axis, keepdims=keepdims), x)
+        p = lagrad.trace(lambda x, op=op: op(x, axis=axis, keepdims=keepdims), x)
         assert p.output_variable.shape == ()
         assert float(p.solve(x).grad()) == pytest.approx(1.0, rel=1e-15)
     assert float(lagrad.softmax(x, axis=axis if isinstance(axis, int) else axis[0])) == 1.0

@@ -151,7 +151,8 @@ CASES: dict[str, list[Maker]] = {
         _normal((2, 3), index=(Ellipsis, None, 1)),
     ],
     "sum": [_normal((2, 3), axis=None, keepdims=False), _normal((2, 3), axis=(0,), keepdims=False),
-            _normal((2, 3), axis=(1,), keepdims=True), _normal((2, 3, 4), axis=(0, 2), keepdims=False),
+            _normal((2, 3), axis=(1,), keepdims=True),
+            _normal((2, 3, 4), axis=(0, 2), keepdims=False),
             _normal((2, 3, 4), axis=None, keepdims=True), _normal((), axis=None, keepdims=False),
             _normal((), axis=None, keepdims=True)],
     "logsumexp": [_normal((2, 3), axis=None, keepdims=False),
@@ -403,7 +404,8 @@ def _fd_of(fn: Callable[..., Any], x: np.ndarray) -> np.ndarray:
 
 MASK = np.array([[True, False, True, False], [False, True, True, True], [True, True, False, False]])
 A34 = np.linspace(-1.0, 1.0, 12).reshape(3, 4)
-SPARSE = sp.csr_matrix(np.array([[1.0, 0.0, 0.0, 2.0], [0.0, 0.0, -3.0, 0.0], [0.5, 0.0, 0.0, 0.0]]))
+SPARSE = sp.csr_matrix(np.array([[1.0, 0.0, 0.0, 2.0], [0.0, 0.0, -3.0, 0.0],
+                                 [0.5, 0.0, 0.0, 0.0]]))
 COMPOSITES: dict[str, tuple[Callable[[Any], Any], tuple[int, ...]]] = {
     "mean": (lambda x: lagrad.mean(x), (3, 4)),
     "mean_axis0": (lambda x: lagrad.mean(x, axis=0), (3, 4)),

@@ -20,11 +20,10 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import PROPERTY_SETTINGS, SCALAR_OPS, Case, Recipe, cases, scalar_recipe
 
 import lagrad
 from lagrad.schedule import compile_program
-
-from strategies import PROPERTY_SETTINGS, SCALAR_OPS, Case, Recipe, cases, scalar_recipe
 
 METHODS = ("backsub", "spsolve", "dense")
 FD_STEP = 1e-6

@@ -11,8 +11,13 @@ import numpy as np
 import pytest
 
 import lagrad
-from lagrad.summary import (block_conditions, block_order, program_counts, program_summary,
-                            system_summary)
+from lagrad.summary import (
+    block_conditions,
+    block_order,
+    program_counts,
+    program_summary,
+    system_summary,
+)
 from lagrad.system import System
 
 

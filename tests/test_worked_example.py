@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import lagrad
-from lagrad.examples import worked_example, worked_example_derivative
 from lagrad.cli import main
+from lagrad.examples import worked_example, worked_example_derivative
 
 
 @pytest.mark.parametrize("x", [-1.0, 0.0, 0.3, 0.5])

@@ -55,7 +55,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Program", "Variable", "Equation", "Primitive", "Solution", "VariableMap",
     "KKTResiduals", "System", "SolveInfo", "SystemSolution",
-    "trace", "fixed_point", "root", "unroll", "compare_unrolled", "grad", "value_and_grad", "jvp", "vjp", "jacobian",
+    "trace", "fixed_point", "root", "unroll", "compare_unrolled",
+    "grad", "value_and_grad", "jvp", "vjp", "jacobian",
     "check_grad", "taylor_test",
     "LagradError", "ProgramError", "CycleError", "NonFiniteError", "SolveError",
     "ConvergenceError", "SingularSystemError", "GradientCheckError", "OptionError",

@@ -33,8 +33,8 @@ from .errors import ConvergenceError, OptionError, SingularSystemError
 from .nonlinear import block_matrix
 from .schedule import CyclicBlock
 
-__all__ = ["Workspace", "BlockSolveInfo", "solve_adjoint_block", "solve_tangent_block", "BLOCK_METHODS",
-           "SingularBlockWarning"]
+__all__ = ["Workspace", "BlockSolveInfo", "solve_adjoint_block", "solve_tangent_block",
+           "BLOCK_METHODS", "SingularBlockWarning"]
 
 Array = NDArray[np.float64]
 SINGULAR_CONDITION = 1e13

@@ -11,17 +11,22 @@ from __future__ import annotations
 import time
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
+from .blocksolve import (
+    BLOCK_METHODS,
+    BlockSolveInfo,
+    Workspace,
+    solve_adjoint_block,
+    solve_tangent_block,
+)
 from .blocksolve import OPTIONS as BLOCK_OPTIONS
-from .blocksolve import (BLOCK_METHODS, BlockSolveInfo, Workspace, solve_adjoint_block,
-                         solve_tangent_block)
 from .errors import NonFiniteError, OptionError, SingularSystemError
 from .forward import guarded
 from .levels import level_plan, levels_adjoint, levels_tangent

@@ -607,7 +607,8 @@ def _spy_blocks(ax: Any, system: System, where: NDArray[np.intp],
 # ------------------------------------------------------------------ convergence
 
 
-_CURVES = ('plot_forward_convergence', 'adjoint_residual_histories', 'plot_adjoint_convergence', 'plot_unrolled', 'save_program_plots', 'save_study_plots')
+_CURVES = ("plot_forward_convergence", "adjoint_residual_histories", "plot_adjoint_convergence",
+           "plot_unrolled", "save_program_plots", "save_study_plots")
 
 
 def __getattr__(name: str) -> Any:

@@ -16,8 +16,18 @@ import scipy.sparse.linalg as spla
 
 from .errors import LagradError
 from .nonlinear import block_matrix
-from .plot import (ADJOINT_METHODS, FORWARD_METHODS, METHOD_STYLES, ZERO_FLOOR, Array,
-                   _figure, _finish, draw_program, require_matplotlib, spy_system)
+from .plot import (
+    ADJOINT_METHODS,
+    FORWARD_METHODS,
+    METHOD_STYLES,
+    ZERO_FLOOR,
+    Array,
+    _figure,
+    _finish,
+    draw_program,
+    require_matplotlib,
+    spy_system,
+)
 from .schedule import CyclicBlock
 
 if TYPE_CHECKING:
@@ -26,7 +36,8 @@ if TYPE_CHECKING:
     from .solution import Solution
     from .system import System
 
-__all__ = ['plot_forward_convergence', 'adjoint_residual_histories', 'plot_adjoint_convergence', 'plot_unrolled', 'save_program_plots', 'save_study_plots']
+__all__ = ["plot_forward_convergence", "adjoint_residual_histories", "plot_adjoint_convergence",
+           "plot_unrolled", "save_program_plots", "save_study_plots"]
 
 
 def plot_forward_convergence(solution: Solution | Mapping[str, Solution],

@@ -273,8 +273,9 @@ class Program:
             raise ProgramError(f"{what}: the first argument must be an unknown of the program")
         self._check_own(z, what)
         if z.kind != "unknown":
-            raise ProgramError(f"{what}({z.name!r}, ...): {z.name!r} is an {z.kind} variable, not an unknown; "
-                               "only variables made by program.unknown(...) can be defined "
+            raise ProgramError(f"{what}({z.name!r}, ...): {z.name!r} is an {z.kind} variable, "
+                               "not an unknown; only variables made by program.unknown(...) "
+                               "can be defined "
                                "this way")
 
     def output(self, expr: Any) -> None:
