@@ -133,6 +133,8 @@ CASES: dict[str, list[Maker]] = {
     "maximum": _max_min_cases(),
     "minimum": _max_min_cases(),
     "where": _where_cases(),
+    "weighted_sum": [lambda rng: ((rng.normal(size=(3,)), rng.normal(size=(3,)),
+                                   rng.normal(size=())), {"weights": np.array([0.5, -2.0, 3.0])})],
     "reshape": [_normal((2, 3), shape=(3, 2)), _normal((6,), shape=(2, 1, 3)),
                 _normal((), shape=(1,)), _normal((2, 3), shape=(6,))],
     "transpose": [_normal((2, 3), axes=(1, 0)), _normal((2, 3, 4), axes=(1, 2, 0)),

@@ -4,7 +4,7 @@ In a program of many scalar equations the sweep's cost is Python calls, one per
 step. Here the local derivatives of *all* equations are computed first, grouped
 by primitive across the whole program (a handful of numpy calls: J's values),
 and the unit-triangular system is then solved one level of equal height at a
-time, each level one gather, multiply and ``bincount`` scatter:
+time, each level one gather, multiply and scatter-add:
 
     adjoint, levels from the top:   lambda_j += sum_{i at level L} J[i, j] lambda_i
     tangent, levels from the bottom: zdot_i  += sum_j J[i, j] zdot_j   (i at level L)
@@ -37,8 +37,8 @@ class LevelPlan:
     groups: list[Batch]  # every equation, grouped by primitive and argument pattern
     rows: Ints  # edge i <- j: row i (flat position of the equation's output)
     cols: Ints  # column j (flat position of the argument)
-    down: list[tuple[int, int, Ints, Ints]]  # per level from the top: edge span, cols, inverse
-    up: list[tuple[int, int, Ints, Ints]]  # per level from the bottom: edge span, rows, inverse
+    down: list[tuple[int, int]]  # per level from the top: span of edges (in order_down)
+    up: list[tuple[int, int]]  # per level from the bottom: span of edges (in order_up)
     order_down: Ints  # edge permutation for ``down``
     order_up: Ints
 
@@ -67,40 +67,40 @@ def _build(schedule: Schedule) -> LevelPlan:
     rows = np.concatenate([r for r, _ in edges]).astype(np.intp)
     cols = np.concatenate([c for _, c in edges]).astype(np.intp)
     level_of_position = np.repeat(schedule.levels, np.diff(schedule.index.offsets))
-    edge_level = level_of_position[rows]
-    order_down = np.argsort(-edge_level, kind="stable")
-    order_up = np.argsort(edge_level, kind="stable")
-    down = _spans(edge_level[order_down], cols[order_down])
-    up = _spans(edge_level[order_up], rows[order_up])
-    return LevelPlan(groups, rows, cols, down, up, order_down, order_up)
+    return plan_from_edges(groups, rows, cols, level_of_position[rows])
 
 
-def _spans(sorted_levels: Ints, targets: Ints) -> list[tuple[int, int, Ints, Ints]]:
+def plan_from_edges(groups: list[Any], rows: Ints, cols: Ints, edge_level: Ints) -> LevelPlan:
+    """Order the edges by the level of their row, both ways."""
+    small = edge_level.astype(np.int16) if edge_level.max(initial=0) < 2**15 else edge_level
+    order_up = np.argsort(small, kind="stable")  # a radix sort for 16-bit keys
+    order_down = np.argsort(-small, kind="stable")
+    return LevelPlan(groups, rows, cols, _spans(edge_level[order_down]),
+                     _spans(edge_level[order_up]), order_down, order_up)
+
+
+def _spans(sorted_levels: Ints) -> list[tuple[int, int]]:
     cuts = np.flatnonzero(np.diff(sorted_levels)) + 1
     bounds = np.concatenate([[0], cuts, [len(sorted_levels)]]).astype(int)
-    spans = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        uniq, inv = np.unique(targets[a:b], return_inverse=True)
-        spans.append((int(a), int(b), uniq.astype(np.intp), inv.astype(np.intp)))
-    return spans
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def levels_adjoint(plan: LevelPlan, z: Array, rhs: Array) -> Array:
     """Solve (I - J)^T lambda = rhs level by level from the top."""
     w = plan.weights(z)[plan.order_down]
-    rows = plan.rows[plan.order_down]
+    rows, cols = plan.rows[plan.order_down], plan.cols[plan.order_down]
     lam = rhs.copy()
-    for a, b, targets, inv in plan.down:
-        lam[targets] += np.bincount(inv, weights=w[a:b] * lam[rows[a:b]], minlength=len(targets))
+    for a, b in plan.down:
+        np.add.at(lam, cols[a:b], w[a:b] * lam[rows[a:b]])
     return lam
 
 
 def levels_tangent(plan: LevelPlan, z: Array, rhs: Array) -> Array:
     """Solve (I - J) zdot = rhs level by level from the bottom."""
     w = plan.weights(z)[plan.order_up]
-    cols = plan.cols[plan.order_up]
+    rows, cols = plan.rows[plan.order_up], plan.cols[plan.order_up]
     zdot = rhs.copy()
-    for a, b, targets, inv in plan.up:
-        zdot[targets] += np.bincount(inv, weights=w[a:b] * zdot[cols[a:b]], minlength=len(targets))
+    for a, b in plan.up:
+        np.add.at(zdot, rows[a:b], w[a:b] * zdot[cols[a:b]])
     return zdot
 

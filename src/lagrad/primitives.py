@@ -150,6 +150,9 @@ def _selection(rows: NDArray[np.intp], cols: NDArray[np.intp], shape: tuple[int,
 
 
 def _broadcast_shape(*shapes: Shape, **params: Any) -> Shape:
+    if "weights" in params and len(params["weights"]) != len(shapes):
+        raise ValueError(f"weighted_sum: {len(params['weights'])} weights for {len(shapes)} "
+                         "operands")
     if "condition" in params:
         shapes = (np.shape(params["condition"]),) + shapes
     return tuple(np.broadcast_shapes(*shapes))
@@ -230,9 +233,20 @@ relu = _elementwise("relu", lambda x: np.maximum(x, 0.0),
 sqrt = _elementwise("sqrt", np.sqrt, lambda k, ans, x: 0.5 / ans)
 absolute = _elementwise("abs", np.abs, lambda k, ans, x: np.sign(x).astype(float))
 
+def _weighted_sum_value(*args: Array, weights: Array) -> Array:
+    return sum((w * a for w, a in zip(weights, args)), np.zeros(()))
+
+
+def _weighted_sum_partials(k: int, ans: Array, *args: Array, weights: Array) -> Array:
+    return np.full(np.shape(ans), float(weights[k]))
+
+
+# sum_k w_k a_k over any number of operands: the output readout of bulk programs
+weighted_sum = _elementwise("weighted_sum", _weighted_sum_value, _weighted_sum_partials)
+
 ELEMENTWISE: tuple[Primitive, ...] = (
     identity, neg, add, sub, mul, div, power, maximum, minimum, where,
-    exp, log, sin, cos, tanh, sigmoid, relu, sqrt, absolute)
+    exp, log, sin, cos, tanh, sigmoid, relu, sqrt, absolute, weighted_sum)
 
 
 # ------------------------------------------------------ structural rules

@@ -201,11 +201,45 @@ class Program:
         self._by_name: dict[str, Variable] = {}
         self._output: Variable | None = None
         self.inits: dict[int, np.ndarray] = {}
+        self._bulk: Any = None  # columns of a program built by from_arrays
         self.block_options: dict[int, dict[str, Any]] = {}  # per unknown, from combinators
         self._version = 0
         self._cache: dict[str, tuple[int, Any]] = {}
 
     # ------------------------------------------------------------ building
+    @classmethod
+    def from_arrays(cls, kinds: Any, parents: Any, *, n_inputs: int, constants: Any = None,
+                    output_weights: Any = None, name: str = "") -> Program:
+        """A program of scalar equations, built in bulk from arrays.
+
+        Variables 0..n_inputs-1 are scalar inputs ``x0, x1, ...``; equation i
+        defines variable ``n_inputs + i`` as ``kinds[i]`` (an elementwise
+        primitive's name: "add", "mul", "sin", ...) applied to
+        ``parents[i, :arity]``, where a parent is an earlier variable's index or
+        -1 for the constant ``constants[i, k]``. The output is the last
+        variable, or with ``output_weights`` (one per variable) the readout
+        ``sum_j output_weights[j] z_j``. No Python object is made per equation.
+
+        Examples
+        --------
+        >>> import numpy as np, lagrad
+        >>> p = lagrad.Program.from_arrays(
+        ...     ["mul", "sin", "add"], [[0, 1], [2, -1], [3, 0]], n_inputs=2)
+        >>> print(p)
+        input x0: ()
+        input x1: ()
+        v2 = mul(x0, x1)  # ()
+        v3 = sin(v2)  # ()
+        v4 = add(v3, x0)  # ()
+        output v4
+        >>> [round(float(g), 6) for g in p.solve(0.5, 2.0).grad()]  # d/dx0, d/dx1
+        [2.080605, 0.270151]
+        """
+        from .bulk import from_arrays
+
+        return from_arrays(kinds, parents, n_inputs=n_inputs, constants=constants,
+                           output_weights=output_weights, name=name)
+
     def input(self, name: str, shape: Sequence[int] | int = ()) -> Variable:
         """Add an input variable z_i = x_i of the given shape."""
         return self._new_variable(_shape(shape), "input", name)
@@ -287,6 +321,9 @@ class Program:
         self._touch()
 
     def _new_variable(self, shape: Shape, kind: str, name: str | None) -> Variable:
+        if self._bulk is not None:
+            raise ProgramError("a program built by from_arrays is complete: it takes no new "
+                               "variables or equations")
         if name is None:
             name = self._fresh_name()
         if name in self._by_name:
@@ -343,6 +380,8 @@ class Program:
     @property
     def inputs(self) -> tuple[Variable, ...]:
         """The input variables, in the order :meth:`solve` takes them."""
+        if self._bulk is not None:
+            return tuple(self.variables[i] for i in range(self._bulk.n_inputs))
         return tuple(v for v in self.variables if v.kind == "input")
 
     @property
@@ -361,6 +400,10 @@ class Program:
         if isinstance(key, Variable):
             self._check_own(key, "variable")
             return key
+        if isinstance(key, str) and self._bulk is not None:
+            from .bulk import variable_by_name
+
+            return variable_by_name(self, key)
         if isinstance(key, str):
             if key not in self._by_name:
                 raise ProgramError(f"no variable named {key!r} in this program; "

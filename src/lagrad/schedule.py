@@ -38,10 +38,14 @@ class Index:
     """Variable -> slice of the flat vector z, in program order."""
 
     def __init__(self, program: Program) -> None:
-        sizes = [v.size for v in program.variables]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.intp)
+        if program._bulk is not None:  # every variable a scalar
+            self.offsets = np.arange(len(program.variables) + 1, dtype=np.intp)
+            self.variables = program.variables  # a frozen, lazily materialized sequence
+        else:
+            sizes = [v.size for v in program.variables]
+            self.offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.intp)
+            self.variables = tuple(program.variables)
         self.size = int(self.offsets[-1])
-        self.variables = tuple(program.variables)
         self.program = program
 
     def slice(self, j: int) -> slice:
@@ -142,10 +146,11 @@ class Batch:
     operands: list[Any]  # per argument: gather indices (var) or stacked constants
     var_positions: tuple[int, ...]
     unique: tuple[bool, ...]  # per var position: no repeated gather index
+    lazy: Any = None  # bulk programs: builds ``eqs`` on demand
 
     @property
     def equations(self) -> tuple[Equation, ...]:
-        return self.eqs
+        return self.eqs if self.lazy is None else self.lazy()
 
     def gather(self, z: Array) -> list[Array]:
         return [z[o] if k in self.var_positions else o for k, o in enumerate(self.operands)]
@@ -272,6 +277,10 @@ class Schedule:
 
 def compile_program(program: Program) -> Schedule:
     """Order the blocks, level and group the equations (cached per program version)."""
+    if program._bulk is not None:
+        from .bulk import compile_bulk
+
+        return program.cached("schedule", compile_bulk)
     return program.cached("schedule", _compile)
 
 

@@ -142,11 +142,14 @@ def build_program(dag: ScalarDag) -> tuple[lagrad.Program, str]:
 
 
 def _bulk(builder: Callable[..., Any], dag: ScalarDag) -> lagrad.Program:
-    """Adapter to ``Program.from_arrays`` (signature assumed: kinds as names,
-    parents as an (n, 2) array with -1 for none, constants, number of inputs)."""
+    """Adapter to ``Program.from_arrays``: "scale" (z_a * c) is "mul" with a
+    constant second operand."""
     names = np.asarray(KINDS, dtype=object)[dag.kind]
-    parents = np.stack([dag.a, dag.b], axis=1)
-    return builder(names, parents, constants=dag.c, n_inputs=dag.n_inputs)
+    scale = dag.kind == SCALE
+    names[scale] = "mul"
+    parents = np.stack([dag.a, np.where(scale, -1, dag.b)], axis=1)
+    constants = np.stack([np.zeros_like(dag.c), dag.c], axis=1)
+    return builder(names, parents, constants=constants, n_inputs=dag.n_inputs)
 
 
 # ------------------------------------------------------------------ floor

@@ -1,0 +1,109 @@
+"""Programs built in bulk from arrays equal the same programs built by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lagrad
+from lagrad.bulk import _levels
+
+KINDS = np.array(["add", "sub", "mul", "sin", "cos", "tanh", "exp", "div"])
+UNARY = {"sin", "cos", "tanh", "exp"}
+
+
+def random_arrays(rng: np.random.Generator, n_inputs: int, m: int):  # type: ignore[no-untyped-def]
+    kinds = KINDS[rng.integers(0, len(KINDS), m)]
+    own = n_inputs + np.arange(m)
+    parents = (rng.random((m, 2)) * own[:, None]).astype(np.intp)
+    parents[rng.random((m, 2)) < 0.15] = -1  # constant operands
+    twice = rng.random(m) < 0.1
+    parents[twice, 1] = parents[twice, 0]  # a parent read twice
+    parents[:, 1] = np.where(np.isin(kinds, list(UNARY)), -1, parents[:, 1])
+    first_const = parents[:, 0] < 0
+    parents[first_const & np.isin(kinds, list(UNARY)), 0] = 0  # unary ops read a variable
+    constants = rng.uniform(0.5, 1.5, (m, 2))
+    return kinds, parents, constants
+
+
+def by_hand(kinds, parents, constants, n_inputs, weights):  # type: ignore[no-untyped-def]
+    p = lagrad.Program()
+    zs = [p.input(f"x{i}") for i in range(n_inputs)]
+    ops = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+           "div": lambda a, b: a / b, "sin": lagrad.sin, "cos": lagrad.cos,
+           "tanh": lagrad.tanh, "exp": lagrad.exp}
+    for k, (kind, par) in enumerate(zip(kinds, parents)):
+        args = [zs[j] if j >= 0 else float(constants[k, i]) for i, j in enumerate(par)]
+        zs.append(ops[kind](*args[:1 if kind in UNARY else 2]))
+    p.output(lagrad.sum(lagrad.stack(zs) * weights) if weights is not None else zs[-1])
+    return p
+
+
+def safe(rng: np.random.Generator, n_inputs: int, m: int):  # type: ignore[no-untyped-def]
+    """Arrays whose values stay finite (div by constants, exp of small values)."""
+    kinds, parents, constants = random_arrays(rng, n_inputs, m)
+    parents[kinds == "div", 1] = -1
+    kinds = np.where(kinds == "exp", "tanh", kinds)
+    return kinds, parents, constants
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("weighted", [False, True])
+def test_bulk_program_matches_the_hand_built_one(seed: int, weighted: bool) -> None:
+    rng = np.random.default_rng(seed)
+    n_inputs, m = 3, 300
+    kinds, parents, constants = safe(rng, n_inputs, m)
+    weights = rng.normal(size=n_inputs + m) * 0.01 if weighted else None
+    bulk = lagrad.Program.from_arrays(kinds, parents, n_inputs=n_inputs, constants=constants,
+                                      output_weights=weights)
+    ref = by_hand(kinds, parents, constants, n_inputs, weights)
+    x = rng.uniform(-0.5, 0.5, n_inputs)
+    sb, sr = bulk.solve(*x), ref.solve(*x)
+    assert float(sb.output) == pytest.approx(float(sr.output), rel=1e-12, abs=1e-14)
+    expected = np.array(sr.grad())
+    for method in ("auto", "levels", "backsub", "spsolve"):
+        np.testing.assert_allclose(np.array(sb.grad(method=method)), expected, rtol=1e-10,
+                                   atol=1e-14)
+    direction = rng.normal(size=n_inputs)
+    tangent = sb.tangent(tuple(direction))[bulk.output_variable]
+    assert float(tangent) == pytest.approx(float(expected @ direction), rel=1e-10, abs=1e-14)
+    primal, dual = sb.kkt_residuals()
+    assert primal <= 1e-12 and dual <= 1e-12
+
+
+def test_levels_are_longest_paths_from_the_inputs() -> None:
+    rng = np.random.default_rng(7)
+    kinds, parents, constants = random_arrays(rng, 2, 400)
+    p = lagrad.Program.from_arrays(kinds, parents, n_inputs=2, constants=constants)
+    level = _levels(p._bulk)
+    expected = np.zeros(402, dtype=int)
+    for k, par in enumerate(parents):
+        expected[2 + k] = 1 + max((expected[j] for j in par if j >= 0), default=0)
+    np.testing.assert_array_equal(level, expected)
+
+
+def test_printing_and_lookup_materialize_on_demand() -> None:
+    p = lagrad.Program.from_arrays(["mul", "sin"], [[0, -1], [1, -1]], n_inputs=1,
+                                   constants=[[0.0, 3.0], [0.0, 0.0]])
+    assert str(p).splitlines() == ["input x0: ()", "v1 = mul(x0, 3.0)  # ()",
+                                   "v2 = sin(v1)  # ()", "output v2"]
+    assert p["v2"] is p.output_variable and p.inputs == (p.variables[0],)
+    assert float(p.solve(0.2).grad()) == pytest.approx(3 * np.cos(0.6), rel=1e-14)
+
+
+def test_bad_arrays_raise_program_errors() -> None:
+    with pytest.raises(lagrad.ProgramError, match="unknown equation kinds"):
+        lagrad.Program.from_arrays(["fft"], [[0, -1]], n_inputs=1)
+    with pytest.raises(lagrad.ProgramError, match="equation 0 .*earlier variables"):
+        lagrad.Program.from_arrays(["add"], [[0, 1]], n_inputs=1)
+    with pytest.raises(lagrad.ProgramError, match="output_weights needs 2 entries"):
+        lagrad.Program.from_arrays(["sin"], [[0, -1]], n_inputs=1, output_weights=[1.0])
+    p = lagrad.Program.from_arrays(["sin"], [[0, -1]], n_inputs=1)
+    with pytest.raises(lagrad.ProgramError, match="complete"):
+        lagrad.sin(p.output_variable)
+
+
+def test_non_finite_values_name_the_equation() -> None:
+    p = lagrad.Program.from_arrays(["log", "sin"], [[0, -1], [1, -1]], n_inputs=1)
+    with pytest.raises(lagrad.NonFiniteError, match=r"v1 = log\(x0\)"):
+        p.solve(-1.0)
