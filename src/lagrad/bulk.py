@@ -224,24 +224,48 @@ def _levels(bulk: BulkEquations) -> Ints:
 
 def compile_bulk(program: Program) -> Schedule:
     """The schedule of a bulk program: Batch steps by (level, kind, operand
-    pattern), the readout last, and the level plan, all from the arrays."""
+    pattern), the readout last, and the level plan, all from the arrays. The
+    plan computes J's values with one Batch per (kind, pattern) across all
+    levels, so its cost does not grow with the number of levels."""
     from .levels import plan_from_edges
-    from .schedule import Batch, Index, Schedule
+    from .schedule import Index, Schedule
 
     bulk: BulkEquations = program._bulk
     d, m = bulk.n_inputs, bulk.n_equations
     level = _levels(bulk)
-    eq_level = level[d:]
     is_var = bulk.parents >= 0
     pattern = is_var[:, 0].astype(np.intp) + 2 * (is_var[:, 1] & (bulk.arity == 2))
-    key = (eq_level * len(bulk.primitives) + bulk.kind) * 4 + pattern
+    kind_key = bulk.kind * 4 + pattern
+    steps: list[Any] = _batches(program, level[d:] * (4 * len(bulk.primitives)) + kind_key,
+                                is_var)
+    groups: list[Any] = _batches(program, kind_key, is_var)
+    levels = level
+    if bulk.weights is not None:
+        readout = Readout(program, d + m, bulk.weights)
+        steps.append(readout)
+        groups.append(readout)
+        levels = np.concatenate([level, [int(level.max(initial=0)) + 1]])
+    schedule = Schedule(program, Index(program), tuple(program.variables[i] for i in range(d)),
+                        steps, levels, scalar=True)
+    edges = [e for g in groups for e in g.edges()] or [(np.zeros(0, np.intp),) * 2]
+    rows = np.concatenate([r for r, _ in edges]).astype(np.intp)
+    cols = np.concatenate([c for _, c in edges]).astype(np.intp)
+    schedule.extras["levels"] = plan_from_edges(groups, rows, cols, levels[rows])
+    return schedule
+
+
+def _batches(program: Program, key: Ints, is_var: NDArray[np.bool_]) -> list[Any]:
+    """One Batch per value of ``key`` (in increasing key order)."""
+    from .schedule import Batch
+
+    bulk: BulkEquations = program._bulk
+    d = bulk.n_inputs
     order = np.argsort(key.astype(np.int16) if key.max(initial=0) < 2**15 else key,
-                       kind="stable")
+                       kind="stable")  # a radix sort for 16-bit keys
     cuts = np.flatnonzero(np.diff(key[order])) + 1
-    steps: list[Any] = []
-    for group in np.split(order, cuts):
+    out = []
+    for group in np.split(order, cuts) if len(order) else []:
         first = int(group[0])
-        prim = bulk.primitives[bulk.kind[first]]
         operands: list[Any] = []
         var_positions = []
         for k in range(int(bulk.arity[first])):
@@ -250,21 +274,10 @@ def compile_bulk(program: Program) -> Schedule:
                 var_positions.append(k)
             else:
                 operands.append(bulk.constants[group, k])
-        steps.append(Batch((), prim, (d + group).astype(np.intp), operands,
-                           tuple(var_positions), (False,) * len(var_positions),
-                           lazy=_lazy_equations(program, d + group)))
-    levels = level
-    if bulk.weights is not None:
-        steps.append(Readout(program, d + m, bulk.weights))
-        levels = np.concatenate([level, [int(level.max(initial=0)) + 1]])
-    index = Index(program)
-    schedule = Schedule(program, index, tuple(program.variables[i] for i in range(d)), steps,
-                        levels, scalar=True)
-    edges = [e for s in steps for e in s.edges()] or [(np.zeros(0, np.intp),) * 2]
-    rows = np.concatenate([r for r, _ in edges]).astype(np.intp)
-    cols = np.concatenate([c for _, c in edges]).astype(np.intp)
-    schedule.extras["levels"] = plan_from_edges(steps, rows, cols, levels[rows])
-    return schedule
+        out.append(Batch((), bulk.primitives[bulk.kind[first]], (d + group).astype(np.intp),
+                         operands, tuple(var_positions), (False,) * len(var_positions),
+                         lazy=_lazy_equations(program, d + group)))
+    return out
 
 
 def _lazy_equations(program: Program, outs: Ints) -> Any:
