@@ -107,3 +107,17 @@ def test_non_finite_values_name_the_equation() -> None:
     p = lagrad.Program.from_arrays(["log", "sin"], [[0, -1], [1, -1]], n_inputs=1)
     with pytest.raises(lagrad.NonFiniteError, match=r"v1 = log\(x0\)"):
         p.solve(-1.0)
+
+
+def test_integer_kind_codes_give_the_same_program() -> None:
+    rng = np.random.default_rng(11)
+    kinds, parents, constants = safe(rng, 2, 200)
+    names = sorted(set(kinds))
+    codes = np.array([names.index(k) for k in kinds])
+    by_name = lagrad.Program.from_arrays(kinds, parents, n_inputs=2, constants=constants)
+    by_code = lagrad.Program.from_arrays(codes, parents, n_inputs=2, constants=constants,
+                                         primitives=names)
+    assert str(by_name) == str(by_code)
+    np.testing.assert_array_equal(by_name.solve(0.1, 0.2).grad(), by_code.solve(0.1, 0.2).grad())
+    with pytest.raises(lagrad.ProgramError, match="kind codes"):
+        lagrad.Program.from_arrays([5], [[0, -1]], n_inputs=1, primitives=["sin"])

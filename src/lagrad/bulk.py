@@ -80,11 +80,17 @@ class _Lazy(Sequence[Any]):
 
 def from_arrays(kinds: Sequence[str] | NDArray[Any], parents: NDArray[Any], *, n_inputs: int,
                 constants: NDArray[Any] | None = None, output_weights: NDArray[Any] | None = None,
-                name: str = "") -> Program:
+                primitives: Sequence[str] | None = None, name: str = "") -> Program:
     """See :meth:`lagrad.Program.from_arrays`."""
     from .program import Program, Variable
 
-    names, kind = np.unique(np.asarray(kinds, dtype=str), return_inverse=True)
+    if primitives is not None:  # kinds are integer codes into ``primitives``
+        names = np.asarray(primitives, dtype=str)
+        kind = np.asarray(kinds, dtype=np.intp)
+        if kind.size and (kind.min() < 0 or kind.max() >= len(names)):
+            raise ProgramError(f"from_arrays: kind codes must lie in 0..{len(names) - 1}")
+    else:
+        names, kind = np.unique(np.asarray(kinds, dtype=str), return_inverse=True)
     unknown = [k for k in names if k not in _BY_NAME]
     if unknown:
         raise ProgramError(f"from_arrays: unknown equation kinds {unknown}; choose from "

@@ -209,7 +209,8 @@ class Program:
     # ------------------------------------------------------------ building
     @classmethod
     def from_arrays(cls, kinds: Any, parents: Any, *, n_inputs: int, constants: Any = None,
-                    output_weights: Any = None, name: str = "") -> Program:
+                    output_weights: Any = None, primitives: Any = None,
+                    name: str = "") -> Program:
         """A program of scalar equations, built in bulk from arrays.
 
         Variables 0..n_inputs-1 are scalar inputs ``x0, x1, ...``; equation i
@@ -218,7 +219,9 @@ class Program:
         ``parents[i, :arity]``, where a parent is an earlier variable's index or
         -1 for the constant ``constants[i, k]``. The output is the last
         variable, or with ``output_weights`` (one per variable) the readout
-        ``sum_j output_weights[j] z_j``. No Python object is made per equation.
+        ``sum_j output_weights[j] z_j``. With ``primitives`` (a list of names)
+        ``kinds`` holds integer codes into it, which skips sorting the names.
+        No Python object is made per equation.
 
         Examples
         --------
@@ -238,7 +241,7 @@ class Program:
         from .bulk import from_arrays
 
         return from_arrays(kinds, parents, n_inputs=n_inputs, constants=constants,
-                           output_weights=output_weights, name=name)
+                           output_weights=output_weights, primitives=primitives, name=name)
 
     def input(self, name: str, shape: Sequence[int] | int = ()) -> Variable:
         """Add an input variable z_i = x_i of the given shape."""

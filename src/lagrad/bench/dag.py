@@ -144,12 +144,12 @@ def build_program(dag: ScalarDag) -> tuple[lagrad.Program, str]:
 def _bulk(builder: Callable[..., Any], dag: ScalarDag) -> lagrad.Program:
     """Adapter to ``Program.from_arrays``: "scale" (z_a * c) is "mul" with a
     constant second operand."""
-    names = np.asarray(KINDS, dtype=object)[dag.kind]
     scale = dag.kind == SCALE
-    names[scale] = "mul"
+    codes = np.where(scale, MUL, dag.kind)
     parents = np.stack([dag.a, np.where(scale, -1, dag.b)], axis=1)
     constants = np.stack([np.zeros_like(dag.c), dag.c], axis=1)
-    return builder(names, parents, constants=constants, n_inputs=dag.n_inputs)
+    return builder(codes, parents, constants=constants, n_inputs=dag.n_inputs,
+                   primitives=[k if k != "scale" else "mul" for k in KINDS])
 
 
 # ------------------------------------------------------------------ floor
