@@ -212,6 +212,7 @@ def _levels(bulk: BulkEquations) -> Ints:
     adjacency = sp.csr_matrix((np.ones(len(eq), dtype=np.int8), (src, eq)), shape=(m, m))
     children, indptr = adjacency.indices.astype(np.intp), adjacency.indptr.astype(np.intp)
     frontier = np.flatnonzero(indeg == 0)
+    owner = np.empty(m, dtype=np.intp)
     current = 1
     while frontier.size:
         level[d + frontier] = current
@@ -223,7 +224,11 @@ def _levels(bulk: BulkEquations) -> Ints:
             np.arange(counts.sum())
         reached = children[idx]
         np.subtract.at(indeg, reached, 1)
-        frontier = np.unique(reached[indeg[reached] == 0])
+        ready = reached[indeg[reached] == 0]
+        # drop repeats without sorting: keep the entry that wrote its owner slot last
+        slot = np.arange(len(ready))
+        owner[ready] = slot
+        frontier = ready[owner[ready] == slot]
         current += 1
     return level
 
