@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .buffers import pool_of
 from .errors import NonFiniteError
 from .nonlinear import BlockDiagnostics, solve_block
 from .schedule import CyclicBlock, Schedule
@@ -41,7 +42,7 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array],
     block's unknowns were declared with.
     """
     options = dict(options or {})
-    z = np.empty(schedule.size)  # every entry is written: inputs, then each equation
+    z = pool_of(schedule).take()  # every entry is written: inputs, then each equation
     index = schedule.index
     for v, x in zip(schedule.inputs, inputs):
         z[index[v]] = np.ravel(x)

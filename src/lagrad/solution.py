@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from .buffers import pool_of
 from .errors import OptionError, ProgramError
 from .forward import evaluate
 from .linsolve import DEFAULT_SWEEP, LinearSolver, sweep
@@ -97,9 +98,9 @@ class Solution:
         return self[self.program.output_variable]
 
     # ---------------------------------------------------------------- reverse
-    def _seed(self, cotangent: Any = None) -> Array:
+    def _seed(self, cotangent: Any = None, pooled: bool = False) -> Array:
         out = self.program.output_variable
-        e = np.zeros(self.schedule.size)
+        e = pool_of(self.schedule).zeros() if pooled else np.zeros(self.schedule.size)
         if cotangent is None:
             if out.size != 1:
                 raise ProgramError(
@@ -124,8 +125,11 @@ class Solution:
     def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
         if method in DEFAULT_SWEEP and not options:
             if self._multipliers is None:
-                self._multipliers, self._auto_diagnostics = sweep(
-                    self.adjoint_system(), rebuild_rhs=self._seed)
+                system = System(self.schedule, self.z, "adjoint", self._seed(pooled=True),
+                                self.diagnostics)
+                self._multipliers, self._auto_diagnostics = sweep(system,
+                                                                  rebuild_rhs=self._seed)
+                pool_of(self.schedule).recycle(self, self._multipliers)
             self.adjoint_diagnostics = self._auto_diagnostics
             return self._multipliers
         result = self.adjoint_system().solve(method, **options)
@@ -140,9 +144,15 @@ class Solution:
     def grad(self, method: str | LinearSolver = "auto", **options: Any) -> Any:
         """Gradient of the scalar output with respect to the inputs: an array
         of the input's shape, or a tuple of them for several inputs."""
-        lam = VariableMap(self.schedule.index, self._lambda(method, options))
-        grads = tuple(np.asarray(lam[v]) if v.shape else lam[v] for v in self.schedule.inputs)
+        # lambda is never bound to a local here: a Solution dropped right after
+        # this call (``program.solve(x).grad()``) then recycles it (buffers.py)
+        grads = self._input_parts(self._lambda(method, options))
         return grads[0] if len(grads) == 1 else grads
+
+    def _input_parts(self, vec: Array) -> tuple[Any, ...]:
+        """Copies of ``vec``'s entries for each input, in the inputs' shapes."""
+        lam = VariableMap(self.schedule.index, vec)
+        return tuple(np.asarray(lam[v]) if v.shape else lam[v] for v in self.schedule.inputs)
 
     # ---------------------------------------------------------------- forward
     def tangent_system(self, direction: Any) -> System:
@@ -229,7 +239,9 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
         raise ProgramError(f"missing values for inputs {missing}")
     xs = [_as_input(v, values[v.index], "input") for v in declared]
     z, diagnostics = evaluate(schedule, xs, options)
-    return Solution(schedule, z, diagnostics)
+    solution = Solution(schedule, z, diagnostics)
+    pool_of(schedule).recycle(solution, z)
+    return solution
 
 
 def _as_input(v: Variable, x: Any, role: str) -> Array:

@@ -1,0 +1,69 @@
+"""Recycled program-sized vectors: reuse must never change what a caller holds."""
+
+import gc
+
+import numpy as np
+
+import lagrad
+from lagrad.buffers import Pool, pool_of
+from lagrad.schedule import compile_program
+
+
+def _program() -> lagrad.Program:
+    return lagrad.trace(lambda x: lagrad.sum(lagrad.tanh(x) ** 2), np.ones(50))
+
+
+def test_dropped_solution_gives_its_vectors_back():
+    prog = _program()
+    x = np.linspace(-1, 1, 50)
+    prog.solve(x).grad()
+    gc.collect()
+    pool = pool_of(compile_program(prog))
+    assert len(pool.free) == 2  # z and lambda
+    before = {id(v) for v in pool.free}
+    sol = prog.solve(x)
+    assert id(sol.z) in before  # taken from the pool, not allocated
+
+
+def test_vectors_still_referenced_are_never_reused():
+    prog = _program()
+    x = np.linspace(-1, 1, 50)
+    sol = prog.solve(x)
+    z_view = sol.z[:10]  # a view keeps the buffer
+    grad = sol.grad()
+    lam = sol.multipliers().vector  # the caller keeps lambda itself
+    kept_z, kept_lam = z_view.copy(), lam.copy()
+    del sol
+    gc.collect()
+    for _ in range(3):  # later solves at other points must not write into them
+        prog.solve(-2 * x).grad()
+    np.testing.assert_array_equal(z_view, kept_z)
+    np.testing.assert_array_equal(lam, kept_lam)
+    np.testing.assert_allclose(grad, 2 * np.tanh(x) * (1 - np.tanh(x) ** 2), rtol=1e-14)
+
+
+def test_recycled_buffers_give_the_same_results():
+    prog = _program()
+    xs = [np.linspace(-1, 1, 50) * k for k in (1.0, 0.5, -3.0)]
+    fresh = [prog.solve(x).grad() for x in xs]  # each solution dropped at once
+    again = [prog.solve(x).grad() for x in xs]
+    for a, b, x in zip(fresh, again, xs):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, 2 * np.tanh(x) * (1 - np.tanh(x) ** 2), rtol=1e-14)
+
+
+def test_pool_take_zeros_and_size_checks():
+    pool = Pool(4)
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    owner.vec = pool.take()
+    owner.vec[:] = 7.0
+    pool.recycle(owner, owner.vec)
+    pool.recycle(owner, np.empty(5))  # wrong size: ignored
+    del owner
+    gc.collect()
+    assert len(pool.free) == 1
+    assert pool.zeros().tolist() == [0.0] * 4
