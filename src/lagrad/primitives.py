@@ -29,6 +29,8 @@ import scipy.sparse as sp
 import scipy.special
 from numpy.typing import NDArray
 
+from .accumulate import matmul_vjp_add
+
 Array = NDArray[np.float64]
 Shape = tuple[int, ...]
 
@@ -57,6 +59,10 @@ class Primitive:
         output tangent for argument tangents ``ts`` (``None`` for none);
         ``jacobian(k, ans, *args, **params)`` the local Jacobian
         d ans / d arg_k as a scipy.sparse matrix (ans.size, arg_k.size).
+    vjp_add : callable, optional
+        ``vjp_add(k, out, g, ans, *args, **params) -> bool``: add the cotangent
+        of argument ``k`` into ``out`` in place (no temporary); returns False
+        when it cannot, and the cotangent is then computed and added.
     """
 
     name: str
@@ -68,6 +74,7 @@ class Primitive:
     jacobian: Callable[..., Any] | None = None
     doc: str = field(default="", repr=False)
     constant_partials: tuple[float, ...] | None = None  # add, sub, neg: skip the products
+    vjp_add: Callable[..., bool] | None = None
 
     @property
     def elementwise(self) -> bool:
@@ -90,6 +97,12 @@ class Primitive:
             return unbroadcast(g * self.partials(k, ans, *args, **params), np.shape(args[k]))
         assert self.vjp is not None, self.name
         return self.vjp(k, g, ans, *args, **params)
+
+    def pullback_add(self, k: int, out: Array, g: Array, ans: Array, args: Sequence[Any],
+                     params: Mapping[str, Any]) -> None:
+        """``out += `` the cotangent of argument ``k`` (``out`` has its shape)."""
+        if self.vjp_add is None or not self.vjp_add(k, out, g, ans, *args, **params):
+            out += self.pullback(k, g, ans, args, params)
 
     def pushforward(self, ts: Sequence[Array | None], ans: Array, args: Sequence[Any],
                     params: Mapping[str, Any]) -> Array:
@@ -459,8 +472,12 @@ def _matmul_jacobian(k: int, ans: Array, a: Array, b: Array) -> sp.csr_matrix:
     return sp.kron(sp.csr_matrix(a2), sp.identity(n), format="csr")
 
 
+def _matmul_vjp_add(k: int, out: Array, g: Array, ans: Array, a: Array, b: Array) -> bool:
+    return matmul_vjp_add(k, out, g, a, b)
+
+
 matmul = Primitive("matmul", np.matmul, _matmul_shape, vjp=_matmul_vjp, jvp=_matmul_jvp,
-                   jacobian=_matmul_jacobian)
+                   jacobian=_matmul_jacobian, vjp_add=_matmul_vjp_add)
 
 STRUCTURAL: tuple[Primitive, ...] = (
     reshape, transpose, getitem, sum_, logsumexp, concatenate, matmul)

@@ -109,8 +109,8 @@ class Single:
         g = lam[self.start:self.stop].reshape(self.shape)
         ans = z[self.start:self.stop].reshape(self.shape)
         args = self.gather(z)
-        for pos, a, b, _ in self.dslots:
-            into[a:b] += np.ravel(eq.primitive.pullback(pos, g, ans, args, eq.params))
+        for pos, a, b, shape in self.dslots:
+            eq.primitive.pullback_add(pos, into[a:b].reshape(shape), g, ans, args, eq.params)
 
     def pushforward(self, z: Array, zdot: Array, into: Array | None = None) -> None:
         """Add (J zdot)_i to ``into[i]`` (default: zdot)."""

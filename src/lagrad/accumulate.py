@@ -1,0 +1,67 @@
+"""Cotangents added into the multiplier vector in place, without temporaries.
+
+Back-substitution adds each equation's contribution lambda_i df_i/dz_j into
+lambda_j. For a matrix product the contribution is itself a product (an outer
+product for a matrix-vector layer, a gemm for a batch): computing it into a
+temporary and then adding costs an extra pass over memory and, for large
+operands, fresh pages. BLAS accumulates in place: ``ger`` (A += x y^T),
+``gemv`` (y += A x) and ``gemm`` (C += A B) with beta = 1.
+
+A C-ordered target ``out`` (m, n) is the Fortran-ordered matrix out.T (n, m),
+so every update below is written for out.T: out += G B^T  <=>  out.T += B G^T.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.linalg import blas
+
+__all__ = ["matmul_vjp_add"]
+
+Array = NDArray[np.float64]
+
+
+def _vectors(a: Array, b: Array) -> tuple[Array, Array]:
+    a2 = a.reshape(1, -1) if a.ndim == 1 else a
+    b2 = b.reshape(-1, 1) if b.ndim == 1 else b
+    return a2, b2
+
+
+def matmul_vjp_add(k: int, out: Array, g: Array, a: Array, b: Array) -> bool:
+    """Add the cotangent of argument ``k`` of ``a @ b`` into ``out`` in place.
+
+    Returns False (and changes nothing) when the operands are not plain
+    float64 arrays laid out for BLAS; the caller then adds a temporary.
+    """
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+            and a.dtype == b.dtype == g.dtype == out.dtype == np.float64
+            and out.flags.c_contiguous and out.flags.writeable
+            and a.flags.c_contiguous and b.flags.c_contiguous and g.flags.c_contiguous):
+        return False
+    a2, b2 = _vectors(a, b)
+    m, n = a2.shape[0], b2.shape[1]
+    g2 = g.reshape(m, n)
+    if k == 0:  # d a = g b^T, shape of a (m, l)
+        t = out.reshape(m, -1).T  # (l, m), Fortran order
+        if n == 1:
+            res = blas.dger(1.0, b2[:, 0], g2[:, 0], a=t, overwrite_a=1)
+        elif m == 1:  # a vector: d a = b g
+            res = blas.dgemv(1.0, b2.T, g2[0], beta=1.0, y=out.reshape(-1), trans=1,
+                             overwrite_y=1)
+            t = out.reshape(-1)
+        else:  # (l, m) += b (l, n) @ g^T (n, m)
+            res = blas.dgemm(1.0, b2.T, g2.T, beta=1.0, c=t, trans_a=1, overwrite_c=1)
+    else:  # d b = a^T g, shape of b (l, n)
+        t = out.reshape(-1, n).T  # (n, l), Fortran order
+        if m == 1:
+            res = blas.dger(1.0, g2[0], a2[0], a=t, overwrite_a=1)
+        elif n == 1:  # b a vector: d b = a^T g
+            res = blas.dgemv(1.0, a2.T, g2[:, 0], beta=1.0, y=out.reshape(-1), trans=0,
+                             overwrite_y=1)
+            t = out.reshape(-1)
+        else:  # (n, l) += g^T (n, m) @ a (m, l)
+            res = blas.dgemm(1.0, g2.T, a2.T, beta=1.0, c=t, trans_b=1, overwrite_c=1)
+    if not np.shares_memory(res, t):  # f2py worked on a copy: write it back
+        t[...] = res
+    return True

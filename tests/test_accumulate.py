@@ -1,0 +1,45 @@
+"""In-place cotangent accumulation for matmul against the plain VJP."""
+
+import numpy as np
+import pytest
+
+from lagrad import primitives as P
+from lagrad.accumulate import matmul_vjp_add
+
+SHAPES = [((5, 4), (4, 3)), ((5, 4), (4,)), ((4,), (4, 3)), ((4,), (4,)),
+          ((1, 4), (4, 1)), ((7, 4), (4, 1)), ((1, 4), (4, 6)), ((30, 20), (20, 1))]
+
+
+@pytest.mark.parametrize("sa, sb", SHAPES)
+@pytest.mark.parametrize("k", [0, 1])
+def test_adds_the_vjp_in_place(sa, sb, k):
+    rng = np.random.default_rng(len(sa) * 10 + len(sb) + k)
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    g = rng.standard_normal(np.shape(a @ b))
+    shape = (sa, sb)[k]
+    size = int(np.prod(shape))
+    buf = rng.standard_normal(size + 4)  # the target is a slice of a longer vector
+    out = buf[2:2 + size].reshape(shape)
+    expected = out + P.matmul.pullback(k, g, a @ b, [a, b], {})
+    edges = buf[[0, 1, -2, -1]].copy()
+    assert matmul_vjp_add(k, out, g, a, b)
+    np.testing.assert_allclose(out, expected, rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(buf[[0, 1, -2, -1]], edges)  # nothing outside touched
+
+
+def test_declines_what_blas_cannot_take():
+    a = np.ones((4, 3))[:, ::2]  # not contiguous
+    b = np.ones((2, 2))
+    out = np.zeros((4, 2))
+    assert not matmul_vjp_add(0, out, np.ones((4, 2)), a, b)
+    assert not matmul_vjp_add(0, out, np.ones((4, 2)), np.ones((4, 2), np.float32), b)
+    assert (out == 0).all()
+
+
+def test_pullback_add_falls_back_to_the_vjp():
+    a = np.arange(6.0).reshape(3, 2)[:, ::-1]  # negative strides: declined, then added
+    b = np.ones((2, 2))
+    g = np.ones((3, 2))
+    out = np.ones((3, 2))
+    P.matmul.pullback_add(0, out, g, a @ b, [a, b], {})
+    np.testing.assert_array_equal(out, 1 + g @ b.T)
