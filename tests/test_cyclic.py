@@ -480,7 +480,7 @@ class TestForwardDiagnostics:
 
 class TestAdjointDiagnostics:
     @pytest.mark.parametrize("method", ["auto", "splu", "gmres", "bicgstab", "lgmres",
-                                        "fixed_point", "lstsq"])
+                                        "fixed_point", "lstsq", "reduced_lu"])
     def test_block_solve_info(self, method: str) -> None:
         p, c = deq()
         sol = p.solve(c["x"], method="newton")
@@ -508,12 +508,46 @@ class TestAdjointDiagnostics:
         for system in (sol.adjoint_system(), sol.tangent_system(np.ones(3))):
             _, info = system.solve("auto")
             [block_info] = info.extra["blocks"]
-            # after a plain iteration that contracted, "auto" runs the Neumann series
-            expected = "fixed_point" if forward == "fixed_point" else "splu"
+            # after a plain iteration that contracted, "auto" factorizes the reduced
+            # 5 x 5 matrix (5 products: fewer than the Neumann series would take)
+            expected = "reduced_lu" if forward == "fixed_point" else "splu"
             assert block_info.method == expected
             assert block_info.reused_factorization is reused
         sol.grad()
         assert [d.reused_factorization for d in sol.adjoint_diagnostics] == [reused]
+
+    @pytest.mark.parametrize("n, expected", [(5, "reduced_lu"), (120, "fixed_point")])
+    def test_auto_weighs_unknowns_against_neumann_iterations(self, n: int,
+                                                             expected: str) -> None:
+        p, c = deq(n=n, gain=0.5)
+        sol = p.solve(c["x"], method="fixed_point")
+        [fwd] = sol.diagnostics.values()
+        g = sol.grad()
+        [info] = sol.adjoint_diagnostics
+        assert info.method == expected, info.reason
+        assert "Neumann" in info.reason
+        _, g_ref = deq_reference(c, c["x"])
+        np.testing.assert_allclose(g, g_ref, rtol=1e-10)
+        assert fwd.contraction < 0.99
+
+    def test_reduced_lu_forward_mode_matches_reverse(self) -> None:
+        p, c = deq(n=6)
+        sol = p.solve(c["x"])
+        direction = np.array([0.3, -1.0, 2.0])
+        tangent, info = sol.tangent_system(direction).solve("reduced_lu")
+        out = tangent[sol.tangent_system(direction).index[p.output_variable]][0]
+        assert out == pytest.approx(sol.grad(method="splu") @ direction, rel=1e-11)
+        assert [b.method for b in info.extra["blocks"]] == ["reduced_lu"]
+
+    def test_reduced_lu_reports_a_singular_block(self) -> None:
+        p = lagrad.Program()
+        x = p.input("x")
+        z = p.unknown("z")
+        p.define(z, z + 0.0 * x)  # dG/dz = 1: I - dG/dz is singular
+        p.output(z)
+        sol = p.solve(1.0, init={"z": 0.5}, method="fixed_point")
+        with pytest.raises(lagrad.SingularSystemError, match="singular"):
+            sol.grad(method="reduced_lu")
 
     def test_reused_factorization_gives_the_fresh_answer(self) -> None:
         p, c = deq()

@@ -5,12 +5,15 @@ Inside block S = I + U (interior variables I, unknowns U) the sweep must solve
 Two equivalent forms:
 
 * *direct* ("splu", "dense", "lstsq"): factorize the assembled (I - J_SS);
-* *reduced* ("gmres", "bicgstab", "lgmres", "fixed_point"): eliminate the
+* *reduced* ("gmres", "bicgstab", "lgmres", "fixed_point", "reduced_lu"): eliminate the
   interior, which is acyclic given z_U. With G the block's map z_U -> f_U,
   dG/dz_U = J_UU + J_UI (I - J_II)^-1 J_IU, and the adjoint becomes
   (I - dG/dz_U)^T lambda_U = b_U + J_IU^T (I - J_II)^-T b_I, an n_U x n_U
   system applied matrix-free by one VJP sweep through the block per product;
   lambda_I then follows by back-substitution. The tangent is the transpose.
+  "reduced_lu" builds that n_U x n_U matrix from n_U products and factorizes
+  it: exact, and the cheapest choice when n_U is smaller than the number of
+  iterations an iterative method would take (a chain of small blocks).
 
 Afterwards the block's contributions to outside parents are added with the
 ``outer`` steps (derivatives only with respect to variables outside S).
@@ -40,6 +43,7 @@ Array = NDArray[np.float64]
 SINGULAR_CONDITION = 1e13
 DIRECT_LIMIT = 20_000  # block entries above which "auto" goes matrix-free
 NEUMANN_BUDGET = 300  # iterations "auto" accepts for the Neumann series
+REDUCED_LU_LIMIT = 200  # "auto": at most this many unknowns for the reduced dense LU
 
 
 class SingularBlockWarning(RuntimeWarning):
@@ -209,9 +213,33 @@ def _neumann(op: spla.LinearOperator, c: Array, tol: float, maxiter: int | None,
     return x, {"iterations": k, "converged": False}
 
 
+def _reduced_lu(op: spla.LinearOperator, c: Array, tol: float, maxiter: int | None,
+                options: dict[str, Any]) -> tuple[Array, dict[str, Any]]:
+    # the reduced matrix column by column (n_U products), then one dense LU
+    n = c.size
+    a = np.empty((n, n))
+    e = np.zeros(n)
+    for j in range(n):
+        e[j] = 1.0
+        a[:, j] = op.matvec(e)
+        e[j] = 0.0
+    with warnings.catch_warnings():  # a singular matrix is reported below, by block
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        lu, piv = scipy.linalg.lu_factor(a, check_finite=False)
+    d = np.abs(np.diag(lu))
+    cond = float(d.max() / d.min()) if n and d.min() > 0 else float("inf") if n else 1.0
+    if cond > SINGULAR_CONDITION:
+        raise SingularSystemError(f"the reduced {n} x {n} matrix I - dG/dz_U is singular "
+                                  f"(estimated condition {cond:.2e}); use method='lstsq' for "
+                                  "minimum-norm multipliers")
+    x = scipy.linalg.lu_solve((lu, piv), c, check_finite=False) if n else c.copy()
+    return x, {"iterations": n, "converged": True, "condition": cond}
+
+
 DIRECT = {"splu": _direct, "dense": _dense, "lstsq": _lstsq}
 REDUCED = {"gmres": _krylov(spla.gmres), "bicgstab": _krylov(spla.bicgstab),
-           "lgmres": _krylov(spla.lgmres), "fixed_point": _neumann}
+           "lgmres": _krylov(spla.lgmres), "fixed_point": _neumann,
+           "reduced_lu": _reduced_lu}
 BLOCK_METHODS = ("auto", *DIRECT, *REDUCED)
 OPTIONS = {"tol", "maxiter", "preconditioner"}
 
@@ -231,9 +259,13 @@ def _choose(unit: CyclicBlock, method: str, fwd: Any, tol: float) -> _Choice:
     if fwd is not None and fwd.factorization is not None:
         return _Choice("splu", "reuses the forward Newton factorization")
     rho = getattr(fwd, "contraction", None)
+    n_u = unit.u_index.size
     if rho is not None and rho < 0.99:
         # the Neumann series contracts at the forward iteration's rate
         expected = int(np.ceil(np.log(tol) / np.log(max(rho, 1e-3))))
+        if n_u < expected and n_u <= REDUCED_LU_LIMIT:
+            return _Choice("reduced_lu", f"{n_u} unknowns: {n_u} products and a dense LU "
+                           f"cost less than ~{expected} Neumann iterations")
         if expected <= NEUMANN_BUDGET:
             return _Choice("fixed_point", f"forward iteration contracted at rate {rho:.2f}: "
                            f"Neumann series expected in ~{expected} iterations",
