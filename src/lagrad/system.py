@@ -184,8 +184,11 @@ class System:
             "backsub" (= "auto"): back-substitution (adjoint) or forward
             substitution (tangent) between blocks through VJPs/JVPs, never
             assembling J; inside cyclic blocks the automatic choice (reuse of
-            Newton's LU, else sparse LU, else GMRES).
-            "splu", "gmres", "bicgstab", "lgmres", "fixed_point", "lstsq": the
+            Newton's LU; after a contracting forward iteration the reduced LU
+            or the Neumann series, whichever needs fewer products; else
+            sparse LU, else GMRES).
+            "splu", "gmres", "bicgstab", "lgmres", "fixed_point", "reduced_lu",
+            "lstsq": the
             same sweep with that solver inside cyclic blocks (see
             :mod:`lagrad.blocksolve`); options ``tol``, ``maxiter``,
             ``preconditioner``.
