@@ -46,6 +46,7 @@ from .ops import (
 from .primitives import Primitive
 from .program import Equation, Program, Variable
 from .solution import KKTResiduals, Solution, VariableMap
+from .sparse import coo_matvec
 from .system import System
 from .trace import trace
 from .unroll import compare_unrolled, unroll
@@ -62,5 +63,5 @@ __all__ = [
     "ConvergenceError", "SingularSystemError", "GradientCheckError", "OptionError",
     "exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "sqrt", "abs", "maximum",
     "minimum", "sum", "mean", "reshape", "transpose", "concatenate", "stack", "where",
-    "logsumexp", "softmax", "dot", "matmul",
+    "logsumexp", "softmax", "dot", "matmul", "coo_matvec",
 ]

@@ -2,8 +2,9 @@
 n = m / 10 nodes and m = 10^4, 10^5, 10^6 edges; output the rank mass of 1%
 of the nodes; gradient with respect to v and the edge weights w.
 
-The program is the one of :func:`lagrad.examples.pagerank` (constant sparse
-incidence matrices, never a dense n x n matrix). Rows per m: default
+The program is the one of :func:`lagrad.examples.pagerank` (P^T r by
+:func:`lagrad.coo_matvec` with P's values as variables, never a dense n x n
+matrix). Rows per m: default
 settings; the fixed-point forward solve; each adjoint method after the
 default forward solve. Floor: scipy power iteration forward and a GMRES
 adjoint solve of (I - alpha P) lambda = 1_S, with P assembled from w inside
@@ -57,15 +58,14 @@ class PageRankProblem:
         self.v = v / v.sum()
         self.subset = np.sort(rng.choice(n, max(1, n // 100), replace=False))
         self.n, self.m = n, m
-        edges = np.arange(m)
-        out = sp.csr_matrix((np.ones(m), (self.src, edges)), shape=(n, m))
-        into = sp.csr_matrix((np.ones(m), (self.dst, edges)), shape=(n, m))
+        out = sp.csr_matrix((np.ones(m), (self.src, np.arange(m))), shape=(n, m))
         p = lagrad.Program("pagerank")
         w_in, v_in = p.input("w", (m,)), p.input("v", (n,))
         s = lagrad.matmul(out, w_in)
         c = w_in / s[self.src]
         r = p.unknown("r", (n,), init=np.full(n, 1.0 / n))
-        p.define(r, ALPHA * lagrad.matmul(into, r[self.src] * c) + (1.0 - ALPHA) * v_in)
+        pt_r = lagrad.coo_matvec(c, self.src, self.dst, r, shape=(n, n), transpose=True)
+        p.define(r, ALPHA * pt_r + (1.0 - ALPHA) * v_in)
         p.output(lagrad.sum(r[self.subset]))
         self.program = p
         # the floor's CSR structures of P (rows src) and P^T (rows dst), prepared once

@@ -1,4 +1,4 @@
-"""PageRank on a random sparse graph, as cyclic constraints with sparse operators."""
+"""PageRank on a random sparse graph, as cyclic constraints with a variable sparse matrix."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from .. import ops
 from ..program import Program
+from ..sparse import coo_matvec
 from .base import Example
 
 __all__ = ["pagerank"]
@@ -44,16 +45,19 @@ def pagerank(n_nodes: int = 200, n_edges: int = 2000, alpha: float = 0.85,
     Notes
     -----
     P[i, j] = w_e / s_i for the edge e = (i -> j), with s_i the out-weight of
-    node i. The program never forms P: with the constant sparse incidence
-    matrices ``out`` (n x m, out[i, e] = 1 when e leaves i) and ``into``
-    (n x m, into[j, e] = 1 when e enters j),
+    node i. The program never assembles P: its values c are a variable, its
+    pattern (src, dst) is constant. With the constant sparse incidence matrix
+    ``out`` (n x m, out[i, e] = 1 when e leaves i),
 
-        s = out @ w,    c = w / s[src],    r = alpha * into @ (r[src] * c) + (1 - alpha) v,
+        s = out @ w,    c = w / s[src],    r = alpha * P^T r + (1 - alpha) v,
 
-    so one iteration costs O(n + m) and the program scales to 1e5 nodes and
-    1e6 edges. The reference solves (I - alpha P^T) r = (1 - alpha) v and
-    (I - alpha P) lambda = 1_S with one scipy sparse LU (above
-    1000 nodes, where the LU fills in, by Neumann iteration to rounding); then
+    where P^T r is :func:`lagrad.coo_matvec` ``(c, src, dst, r, shape=(n, n),
+    transpose=True)``: P in COO form with variable values c. One iteration
+    (and one adjoint product) is one scipy sparse product, O(n + m), and the
+    program scales to 1e5 nodes and 1e6 edges. The reference solves
+    (I - alpha P^T) r = (1 - alpha) v and (I - alpha P) lambda = 1_S with one
+    scipy sparse LU (above 1000 nodes, where the LU fills in, by Neumann
+    iteration to rounding); then
 
         d output / d v = (1 - alpha) lambda,
         d output / d w_e = alpha r_i / s_i (lambda_j - (P lambda)_i)   for e = (i -> j).
@@ -85,9 +89,7 @@ def pagerank(n_nodes: int = 200, n_edges: int = 2000, alpha: float = 0.85,
     v /= v.sum()
     subset = np.sort(rng.choice(n, max(1, n // 100), replace=False))
 
-    edges = np.arange(m)
-    out = sp.csr_matrix((np.ones(m), (src, edges)), shape=(n, m))
-    into = sp.csr_matrix((np.ones(m), (dst, edges)), shape=(n, m))
+    out = sp.csr_matrix((np.ones(m), (src, np.arange(m))), shape=(n, m))
 
     p = Program("pagerank")
     w_in = p.input("w", (m,))
@@ -95,7 +97,8 @@ def pagerank(n_nodes: int = 200, n_edges: int = 2000, alpha: float = 0.85,
     s = ops.matmul(out, w_in)  # out-weight of every node
     c = w_in / s[src]  # P's entry carried by each edge
     r = p.unknown("r", (n,), init=np.full(n, 1.0 / n))
-    p.define(r, alpha * ops.matmul(into, r[src] * c) + (1.0 - alpha) * v_in)
+    pt_r = coo_matvec(c, src, dst, r, shape=(n, n), transpose=True)  # P^T r
+    p.define(r, alpha * pt_r + (1.0 - alpha) * v_in)
     p.output(ops.sum(r[subset]))
 
     return Example(
