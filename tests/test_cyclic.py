@@ -530,6 +530,23 @@ class TestAdjointDiagnostics:
         np.testing.assert_allclose(g, g_ref, rtol=1e-10)
         assert fwd.contraction < 0.99
 
+    def test_auto_krylov_chain_falls_back_to_gmres(self, monkeypatch: pytest.MonkeyPatch
+                                                    ) -> None:
+        from lagrad import blocksolve
+
+        p, c = deq(n=5, gain=0.9)
+        sol = p.solve(c["x"], method="fixed_point")
+        monkeypatch.setattr(blocksolve, "REDUCED_LU_LIMIT", 0)  # as if the block were big
+        monkeypatch.setattr(blocksolve, "NEUMANN_BUDGET", 1)  # and contracted slowly
+        [info] = sol.adjoint_system().solve("auto").info.extra["blocks"]
+        assert info.method == "bicgstab" and "slow" in info.reason
+        monkeypatch.setattr(blocksolve, "KRYLOV_BUDGET", 1)  # BiCGSTAB cannot make it
+        x, result = sol.adjoint_system().solve("auto")
+        [info] = result.extra["blocks"]
+        assert info.method == "gmres" and "bicgstab was not converging" in info.reason
+        _, g_ref = deq_reference(c, c["x"])
+        np.testing.assert_allclose(x[sol.adjoint_system().index["x"]], g_ref, rtol=1e-9)
+
     def test_reduced_lu_forward_mode_matches_reverse(self) -> None:
         p, c = deq(n=6)
         sol = p.solve(c["x"])

@@ -84,13 +84,13 @@ class _Map:
 
     def __call__(self, u: Array) -> Array:
         """Set z_U = u, run the interior, return G(u)."""
-        z = self.z
-        z[self.unit.u_index] = u
+        z, at = self.z, self.unit.u_at
+        z[at] = u
         for step in self.unit.interior:
             step.run(z)
         for step in self.unit.closing:
             step.run(z, self.scratch)
-        return self.scratch[self.unit.u_index]
+        return self.scratch[at].copy() if isinstance(at, slice) else self.scratch[at]
 
 
 def _converged(unit: CyclicBlock, diag: BlockDiagnostics, res: float, u: Array,
@@ -154,7 +154,7 @@ def _anderson(unit: CyclicBlock, g: _Map, u: Array, tol: float, maxiter: int,
 def _newton(unit: CyclicBlock, g: _Map, u: Array, tol: float, maxiter: int,
             diag: BlockDiagnostics) -> Array:
     z, size = g.z, g.z.size
-    pos_u = np.searchsorted(unit.s_index, unit.u_index)  # s_index is sorted
+    pos_u = unit.pos_u
     gu = g(u)
     for k in range(maxiter + 1):
         f = u - gu

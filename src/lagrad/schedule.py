@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -223,6 +224,26 @@ class CyclicBlock:
     outer: list[Single]  # derivatives only with respect to parents outside the block
     runs: tuple[tuple[int, int], ...] = ()  # s_index as contiguous (start, stop) runs
 
+    @cached_property
+    def pos_u(self) -> NDArray[np.intp]:
+        """Positions of the unknowns' entries within s_index (which is sorted)."""
+        return np.searchsorted(self.s_index, self.u_index)
+
+    @cached_property
+    def pos_i(self) -> NDArray[np.intp]:
+        """Positions of the interior entries within s_index."""
+        return np.searchsorted(self.s_index, self.i_index)
+
+    @cached_property
+    def u_at(self) -> slice | NDArray[np.intp]:
+        """u_index as a slice when it is one contiguous run (cheaper to index)."""
+        return _as_slice(self.u_index)
+
+    @cached_property
+    def i_at(self) -> slice | NDArray[np.intp]:
+        """i_index as a slice when it is one contiguous run."""
+        return _as_slice(self.i_index)
+
     def zero(self, vec: Array) -> None:
         """vec[s_index] = 0, by slices (a memset per run, no fancy indexing)."""
         for a, b in self.runs:
@@ -403,6 +424,13 @@ def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
         inner_interior=steps(interior_eqs, members), inner_closing=steps(closing_eqs, members),
         outer=steps(interior_eqs + closing_eqs, outside),
         runs=_runs([index.slice(v.index) for v in block.variables]))
+
+
+def _as_slice(positions: NDArray[np.intp]) -> slice | NDArray[np.intp]:
+    if positions.size and positions[-1] - positions[0] + 1 == positions.size \
+            and bool(np.all(np.diff(positions) == 1)):
+        return slice(int(positions[0]), int(positions[-1]) + 1)
+    return positions
 
 
 def _runs(slices: list[slice]) -> tuple[tuple[int, int], ...]:
