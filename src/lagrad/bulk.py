@@ -273,7 +273,8 @@ def _batches(program: Program, key: Ints, is_var: NDArray[np.bool_]) -> list[Any
     d = bulk.n_inputs
     order = np.argsort(key.astype(np.int16) if key.max(initial=0) < 2**15 else key,
                        kind="stable")  # a radix sort for 16-bit keys
-    cuts = np.flatnonzero(np.diff(key[order])) + 1
+    counts = np.bincount(key) if key.size else np.zeros(0, np.intp)
+    cuts = np.cumsum(counts[counts > 0])[:-1]  # group boundaries, without a pass over order
     out = []
     for group in np.split(order, cuts) if len(order) else []:
         first = int(group[0])

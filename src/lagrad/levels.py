@@ -74,15 +74,15 @@ def plan_from_edges(groups: list[Any], rows: Ints, cols: Ints, edge_level: Ints)
     """Order the edges by the level of their row, both ways."""
     small = edge_level.astype(np.int16) if edge_level.max(initial=0) < 2**15 else edge_level
     order_up = np.argsort(small, kind="stable")  # a radix sort for 16-bit keys
-    order_down = np.argsort(-small, kind="stable")
-    return LevelPlan(groups, rows, cols, _spans(edge_level[order_down]),
-                     _spans(edge_level[order_up]), order_down, order_up)
-
-
-def _spans(sorted_levels: Ints) -> list[tuple[int, int]]:
-    cuts = np.flatnonzero(np.diff(sorted_levels)) + 1
-    bounds = np.concatenate([[0], cuts, [len(sorted_levels)]]).astype(int)
-    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    counts = np.bincount(edge_level) if edge_level.size else np.zeros(0, np.intp)
+    bounds = np.concatenate([[0], np.cumsum(counts)]).astype(int)
+    up = [(int(bounds[k]), int(bounds[k + 1])) for k in np.flatnonzero(counts)]
+    # top first: the same per-level runs in reverse order (no second sort)
+    order_down = np.concatenate([order_up[a:b] for a, b in reversed(up)]) if up else order_up
+    sizes = [b - a for a, b in reversed(up)]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    down = [(int(starts[k]), int(starts[k + 1])) for k in range(len(sizes))]
+    return LevelPlan(groups, rows, cols, down, up, order_down, order_up)
 
 
 def levels_adjoint(plan: LevelPlan, z: Array, rhs: Array) -> Array:

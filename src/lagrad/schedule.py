@@ -95,11 +95,21 @@ class Single:
             args[pos] = z[a:b].reshape(shape)
         return args
 
+    @cached_property
+    def ufunc(self) -> bool:
+        """The value is a numpy ufunc without parameters: computed in place."""
+        return isinstance(self.eq.primitive.value, np.ufunc) and not self.eq.params
+
     def run(self, z: Array, out: Array | None = None) -> None:
         """Write f_i(z) into ``out`` (default: z itself)."""
         eq = self.eq
+        target = z if out is None else out
+        if self.ufunc:  # straight into place: no temporary, no copy
+            eq.primitive.value(*self.gather(z), out=target[self.start:self.stop].reshape(
+                self.shape))
+            return
         val = eq.primitive.value(*self.gather(z), **eq.params)
-        (z if out is None else out)[self.start:self.stop] = np.ravel(val)
+        target[self.start:self.stop] = np.ravel(val)
 
     def pullback(self, z: Array, lam: Array, into: Array | None = None) -> None:
         """Add lambda_i df_i/dz_j to ``into[j]`` (default: lam) for parents j."""
