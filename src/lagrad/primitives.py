@@ -389,8 +389,15 @@ def _lse_jacobian(k: int, ans: Array, x: Array, *, axis: Shape | None,
 
 
 def _lse_value(x: Array, *, axis: Shape | None, keepdims: bool) -> Array:
-    # scipy returns shape (1,) for a 0-d x with keepdims=True; keep the shape rule's
-    out = scipy.special.logsumexp(x, axis=axis, keepdims=keepdims)
+    # log sum exp(x - m) + m with m the largest entry (no overflow); a slice whose
+    # maximum is not finite (all -inf, or an inf or nan) is not shifted, so it gives
+    # -inf, inf or nan as it should. Plain numpy: scipy's version costs ~0.3 ms of
+    # array-API dispatch per call, more than the arithmetic on a batch of logits.
+    x = np.asarray(x, dtype=float)
+    m = np.max(x, axis=axis, keepdims=True) if x.size else np.zeros((1,) * x.ndim)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
     return np.reshape(out, _reduced_shape(np.shape(x), axis=axis, keepdims=keepdims))
 
 
