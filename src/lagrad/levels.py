@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,16 @@ class LevelPlan:
     up: list[tuple[int, int]]  # per level from the bottom: span of edges (in order_up)
     order_down: Ints  # edge permutation for ``down``
     order_up: Ints
+
+    @cached_property
+    def down_edges(self) -> tuple[Ints, Ints]:
+        """(rows, cols) in ``order_down``, gathered once per program."""
+        return self.rows[self.order_down], self.cols[self.order_down]
+
+    @cached_property
+    def up_edges(self) -> tuple[Ints, Ints]:
+        """(rows, cols) in ``order_up``."""
+        return self.rows[self.order_up], self.cols[self.order_up]
 
     def weights(self, z: Array) -> Array:
         """J's values at z, one per edge (in ``rows``/``cols`` order)."""
@@ -85,21 +96,22 @@ def plan_from_edges(groups: list[Any], rows: Ints, cols: Ints, edge_level: Ints)
     return LevelPlan(groups, rows, cols, down, up, order_down, order_up)
 
 
-def levels_adjoint(plan: LevelPlan, z: Array, rhs: Array) -> Array:
-    """Solve (I - J)^T lambda = rhs level by level from the top."""
+def levels_adjoint(plan: LevelPlan, z: Array, rhs: Array, inplace: bool = False) -> Array:
+    """Solve (I - J)^T lambda = rhs level by level from the top (in ``rhs``
+    itself with ``inplace``)."""
     w = plan.weights(z)[plan.order_down]
-    rows, cols = plan.rows[plan.order_down], plan.cols[plan.order_down]
-    lam = rhs.copy()
+    rows, cols = plan.down_edges
+    lam = rhs if inplace else rhs.copy()
     for a, b in plan.down:
         np.add.at(lam, cols[a:b], w[a:b] * lam[rows[a:b]])
     return lam
 
 
-def levels_tangent(plan: LevelPlan, z: Array, rhs: Array) -> Array:
+def levels_tangent(plan: LevelPlan, z: Array, rhs: Array, inplace: bool = False) -> Array:
     """Solve (I - J) zdot = rhs level by level from the bottom."""
     w = plan.weights(z)[plan.order_up]
-    rows, cols = plan.rows[plan.order_up], plan.cols[plan.order_up]
-    zdot = rhs.copy()
+    rows, cols = plan.up_edges
+    zdot = rhs if inplace else rhs.copy()
     for a, b in plan.up:
         np.add.at(zdot, rows[a:b], w[a:b] * zdot[cols[a:b]])
     return zdot

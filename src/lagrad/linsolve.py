@@ -130,7 +130,7 @@ def sweep(system: System, method: str = "auto", options: dict[str, Any] | None =
     options = dict(options or {})
     schedule, z = system.schedule, system.values
     if method == "auto" and not options and level_plan(schedule) is not None:
-        return _levels(system), []
+        return _levels(system, rebuild_rhs), []
     forward = system.forward
     original_rhs = rebuild_rhs if rebuild_rhs is not None else system.rhs
     vec = system.rhs if rebuild_rhs is not None else system.rhs.copy()
@@ -158,16 +158,19 @@ def sweep(system: System, method: str = "auto", options: dict[str, Any] | None =
     return guarded(run_forward, schedule, "tangent"), infos
 
 
-def _levels(system: System) -> Array:
+def _levels(system: System, rebuild_rhs: Callable[[], Array] | None = None) -> Array:
+    """With ``rebuild_rhs`` (as in :func:`sweep`) the solution overwrites system.rhs."""
     plan = level_plan(system.schedule)
     if plan is None:
         raise OptionError("method 'levels' needs a program whose equations are all scalar and "
                           "elementwise; use 'backsub'")
     solve = levels_adjoint if system.kind == "adjoint" else levels_tangent
+    inplace = rebuild_rhs is not None
+    run = lambda: solve(plan, system.values, system.rhs, inplace)  # noqa: E731
     if system.kind == "adjoint":
-        return guarded(lambda: solve(plan, system.values, system.rhs), system.schedule,
-                       "multiplier", system.values, system.rhs)
-    return guarded(lambda: solve(plan, system.values, system.rhs), system.schedule, "tangent")
+        return guarded(run, system.schedule, "multiplier", system.values,
+                       rebuild_rhs if inplace else system.rhs)
+    return guarded(run, system.schedule, "tangent")
 
 
 class Levels(LinearSolver):
