@@ -33,7 +33,7 @@ import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
 from .errors import ConvergenceError, OptionError, SingularSystemError
-from .nonlinear import block_matrix
+from .nonlinear import block_matrix, norm2
 from .schedule import CyclicBlock
 
 __all__ = ["Workspace", "BlockSolveInfo", "solve_adjoint_block", "solve_tangent_block",
@@ -194,13 +194,13 @@ def _neumann(op: spla.LinearOperator, c: Array, tol: float, maxiter: int | None,
     # Under "auto" (a ``_budget`` option) it gives up as soon as its own observed
     # rate predicts more iterations than the budget, so that GMRES takes over.
     x = c.copy()
-    scale = max(float(np.linalg.norm(c)), np.finfo(float).tiny)
+    scale = max(norm2(c), np.finfo(float).tiny)
     limit = maxiter or 10_000
     budget = options.get("_budget")
     history: list[float] = []
     for k in range(1, limit + 1):
         r = c - op.matvec(x)
-        res = float(np.linalg.norm(r))
+        res = norm2(r)
         history.append(res)
         if res <= tol * scale:
             return x, {"iterations": k - 1, "converged": True}
@@ -383,7 +383,7 @@ def _residual(blk: _Block, x: Array, b: Array, transpose: bool) -> float:
         else:
             step.pushforward(blk.z, blk.w, into=blk.w2)
     r = x - blk.w2[s] - b
-    return float(np.linalg.norm(r)) / max(float(np.linalg.norm(b)), np.finfo(float).tiny)
+    return norm2(r) / max(norm2(b), np.finfo(float).tiny)
 
 
 def solve_adjoint_block(unit: CyclicBlock, z: Array, lam: Array, method: str,
