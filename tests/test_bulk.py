@@ -121,3 +121,18 @@ def test_integer_kind_codes_give_the_same_program() -> None:
     np.testing.assert_array_equal(by_name.solve(0.1, 0.2).grad(), by_code.solve(0.1, 0.2).grad())
     with pytest.raises(lagrad.ProgramError, match="kind codes"):
         lagrad.Program.from_arrays([5], [[0, -1]], n_inputs=1, primitives=["sin"])
+
+
+def test_levels_solve_leaves_the_system_rhs_alone() -> None:
+    rng = np.random.default_rng(3)
+    kinds, parents, constants = safe(rng, 2, 200)
+    bulk = lagrad.Program.from_arrays(kinds, parents, n_inputs=2, constants=constants)
+    sol = bulk.solve(0.1, -0.2)
+    system = sol.adjoint_system()
+    rhs = system.rhs.copy()
+    x, _ = system.solve("levels")
+    np.testing.assert_array_equal(system.rhs, rhs)  # solved in a copy, not in place
+    again, _ = system.solve("levels")
+    np.testing.assert_array_equal(x, again)
+    np.testing.assert_allclose(x[system.index[bulk.inputs[0]]], sol.grad()[0], rtol=1e-13)
+    np.testing.assert_allclose(sol.multipliers().vector, x, rtol=1e-13, atol=1e-300)
