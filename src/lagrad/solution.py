@@ -119,16 +119,16 @@ class Solution:
 
         ``cotangent`` seeds a non-scalar output (default 1 for a scalar one).
         """
-        return System(self.schedule, self.z, "adjoint", self._seed(cotangent),
-                      self.diagnostics)
+        return self._adjoint_system(self._seed(cotangent))
+
+    def _adjoint_system(self, rhs: Array) -> System:
+        return System(self.schedule, self.z, "adjoint", rhs, self.diagnostics)
 
     def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
         if method in DEFAULT_SWEEP and not options:
             if self._multipliers is None:
-                system = System(self.schedule, self.z, "adjoint", self._seed(pooled=True),
-                                self.diagnostics)
-                self._multipliers, self._auto_diagnostics = sweep(system,
-                                                                  rebuild_rhs=self._seed)
+                self._multipliers, self._auto_diagnostics = sweep(
+                    self._adjoint_system(self._seed(pooled=True)), rebuild_rhs=self._seed)
                 pool_of(self.schedule).recycle(self, self._multipliers)
             self.adjoint_diagnostics = self._auto_diagnostics
             return self._multipliers
