@@ -58,7 +58,8 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 
 import lagrad  # noqa: E402
-from lagrad.schedule import Batch, compile_program  # noqa: E402
+from lagrad.compile import compile_program  # noqa: E402
+from lagrad.compile.schedule import Batch  # noqa: E402
 
 N_INPUTS = 4
 N_EQUATIONS = 10_000

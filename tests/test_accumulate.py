@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lagrad import primitives as P
-from lagrad.accumulate import matmul_vjp_add
+from lagrad.ir import primitives as P
+from lagrad.ir.accumulate import matmul_vjp_add
 
 SHAPES = [((5, 4), (4, 3)), ((5, 4), (4,)), ((4,), (4, 3)), ((4,), (4,)),
           ((1, 4), (4, 1)), ((7, 4), (4, 1)), ((1, 4), (4, 6)), ((30, 20), (20, 1))]

@@ -5,8 +5,8 @@ import gc
 import numpy as np
 
 import lagrad
-from lagrad.buffers import Pool, pool_of
-from lagrad.schedule import compile_program
+from lagrad.compile import compile_program
+from lagrad.solve.buffers import Pool, pool_of
 
 
 def _program() -> lagrad.Program:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lagrad
-from lagrad.bulk import _levels
+from lagrad.compile.bulk import _levels
 
 KINDS = np.array(["add", "sub", "mul", "sin", "cos", "tanh", "exp", "div"])
 UNARY = {"sin", "cos", "tanh", "exp"}
@@ -75,7 +75,7 @@ def test_levels_are_longest_paths_from_the_inputs() -> None:
     rng = np.random.default_rng(7)
     kinds, parents, constants = random_arrays(rng, 2, 400)
     p = lagrad.Program.from_arrays(kinds, parents, n_inputs=2, constants=constants)
-    level = _levels(p._bulk)
+    level = _levels(p.bulk)
     expected = np.zeros(402, dtype=int)
     for k, par in enumerate(parents):
         expected[2 + k] = 1 + max((expected[j] for j in par if j >= 0), default=0)

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 import lagrad
 from lagrad import ConvergenceError, OptionError, ProgramError, SingularSystemError
-from lagrad.blocksolve import BlockSolveInfo
+from lagrad.solve.blocksolve import BlockSolveInfo
 
 # ------------------------------------------------------------------ helpers
 
@@ -532,7 +532,7 @@ class TestAdjointDiagnostics:
 
     def test_auto_krylov_chain_falls_back_to_gmres(self, monkeypatch: pytest.MonkeyPatch
                                                     ) -> None:
-        from lagrad import blocksolve
+        from lagrad.solve import blocksolve
 
         p, c = deq(n=5, gain=0.9)
         sol = p.solve(c["x"], method="fixed_point")

@@ -1,4 +1,4 @@
-"""The baselines of lagrad.naive against reverse mode (sol.grad) and closed forms.
+"""The baselines of lagrad.study.naive against reverse mode (sol.grad) and closed forms.
 
 Forward mode and the path sum are exact up to rounding (they sum the same
 products in another order), so they must agree with reverse mode to ~1e-12;
@@ -19,7 +19,7 @@ from strategies import PROPERTY_SETTINGS, Case, cases
 
 import lagrad
 from lagrad.examples import EXAMPLES, Example, worked_example, worked_example_derivative
-from lagrad.naive import (
+from lagrad.study.naive import (
     TooManyPathsError,
     count_paths,
     finite_difference_gradient,

@@ -16,7 +16,7 @@ import pytest
 import scipy.special
 
 import lagrad
-from lagrad.ops import getitem
+from lagrad.ir.ops import getitem
 
 RNG_SEED = 20240601
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import lagrad
-from lagrad import plot
 from lagrad.cli import main
 from lagrad.errors import LagradError
 from lagrad.examples import EXAMPLES, worked_example
-from lagrad.plot import MissingExtraError
+from lagrad.study import plot, plot_curves
+from lagrad.study.plot import MissingExtraError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -57,9 +57,9 @@ def no_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
     lambda: worked_example().draw(),
     lambda: plot.draw_program(worked_example(), path="never.png"),
     lambda: worked_example().solve(0.5).adjoint_system().spy(),
-    lambda: plot.plot_forward_convergence(cyclic_program().solve(np.ones(4))),
-    lambda: plot.plot_adjoint_convergence(cyclic_program().solve(np.ones(4))),
-    lambda: plot.plot_unrolled([]),
+    lambda: plot_curves.plot_forward_convergence(cyclic_program().solve(np.ones(4))),
+    lambda: plot_curves.plot_adjoint_convergence(cyclic_program().solve(np.ones(4))),
+    lambda: plot_curves.plot_unrolled([]),
 ], ids=["draw", "draw_program", "spy", "forward", "adjoint", "unrolled"])
 def test_missing_matplotlib_names_the_extra(draw: Any) -> None:
     with pytest.raises(MissingExtraError, match=r'pip install "lagrad\[plot\]"') as info:
@@ -140,7 +140,7 @@ def test_adjoint_histories_of_a_scalar_contraction() -> None:
     z = p.unknown("z", 2)
     p.define(z, 0.5 * z + a)
     p.output(lagrad.sum(z))
-    [(name, hist)] = plot.adjoint_residual_histories(p.solve([1.0, 2.0]),
+    [(name, hist)] = plot_curves.adjoint_residual_histories(p.solve([1.0, 2.0]),
                                                       ["fixed_point", "gmres"]).items()
     assert name == "block 1 (z)"
     k = np.arange(hist["fixed_point"].size)
@@ -154,7 +154,7 @@ def test_adjoint_histories_of_a_scalar_contraction() -> None:
 def test_adjoint_histories_converge_to_the_exact_multipliers(method: str) -> None:
     # the reduced system is built from lagrad's multipliers; its residual at
     # them ("direct") must vanish and each iteration must drive it to ~0
-    hist = plot.adjoint_residual_histories(cyclic_program().solve(np.ones(4)), [method],
+    hist = plot_curves.adjoint_residual_histories(cyclic_program().solve(np.ones(4)), [method],
                                            maxiter=300)["block 1 (z)"]
     assert hist["direct"][0] < 1e-13
     assert hist[method][0] == pytest.approx(1.0)
@@ -167,7 +167,7 @@ def test_adjoint_histories_stop_on_divergence() -> None:
     z = p.unknown("z")
     p.define(z, 2.0 * z + a)  # a root of z = 2 z + a exists, plain iteration diverges
     p.output(z)
-    hist = plot.adjoint_residual_histories(p.solve(1.0), ["fixed_point"], maxiter=500)
+    hist = plot_curves.adjoint_residual_histories(p.solve(1.0), ["fixed_point"], maxiter=500)
     res = hist["block 1 (z)"]["fixed_point"]
     assert res.size < 100 and res[-1] > 1e8
 
@@ -285,7 +285,7 @@ def test_spy_of_an_acyclic_program_is_triangular(mpl: Any, tmp_path: Path) -> No
 def test_forward_convergence_has_one_curve_per_solution(mpl: Any) -> None:
     p = cyclic_program()
     sols = {m: p.solve(np.ones(4), method=m) for m in ("newton", "fixed_point", "anderson")}
-    fig = plot.plot_forward_convergence(sols, failures={"other": "diverges"})
+    fig = plot_curves.plot_forward_convergence(sols, failures={"other": "diverges"})
     [ax] = fig.axes
     assert labelled(ax) and ax.get_yscale() == "log"
     curves = [line for line in ax.get_lines() if line.get_xdata().size]
@@ -299,7 +299,7 @@ def test_forward_convergence_has_one_curve_per_solution(mpl: Any) -> None:
 
 
 def test_adjoint_convergence_plot(mpl: Any) -> None:
-    fig = plot.plot_adjoint_convergence(cyclic_program().solve(np.ones(4)))
+    fig = plot_curves.plot_adjoint_convergence(cyclic_program().solve(np.ones(4)))
     [ax] = fig.axes
     assert labelled(ax) and ax.get_yscale() == "log"
     assert len(ax.get_lines()) == len(plot.ADJOINT_METHODS) + 1  # + the direct solve
@@ -308,12 +308,12 @@ def test_adjoint_convergence_plot(mpl: Any) -> None:
 def test_unrolled_plot_shows_the_rows(mpl: Any) -> None:
     p = cyclic_program()
     rows = lagrad.compare_unrolled(p, [np.ones(4)], [1, 5, 20])
-    fig = plot.plot_unrolled(rows, implicit_entries=50)
+    fig = plot_curves.plot_unrolled(rows, implicit_entries=50)
     ax = fig.axes[0]
     assert labelled(ax) and ax.get_yscale() == "log"
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [r.error for r in rows])
     assert fig.axes[1].get_ylabel() == "entries stored"
-    assert labelled(plot.plot_unrolled([]).axes[0])  # nothing to show, still labelled
+    assert labelled(plot_curves.plot_unrolled([]).axes[0])  # nothing to show, still labelled
 
 
 def test_cli_study_plot_writes_five_pictures(mpl: Any, tmp_path: Path,

@@ -1,6 +1,6 @@
 """Every primitive's derivative rules against central finite differences.
 
-For each primitive of ``lagrad.primitives.ELEMENTWISE + STRUCTURAL`` and each
+For each primitive of ``lagrad.ir.primitives.ELEMENTWISE + STRUCTURAL`` and each
 example case (random inputs in the primitive's domain, broadcasting shapes for
 the binary elementwise ones) we check, for every argument k:
 
@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 import lagrad
-from lagrad import primitives as P
+from lagrad.ir import primitives as P
 
 ALL = P.ELEMENTWISE + P.STRUCTURAL
 BY_NAME = {p.name: p for p in ALL}

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from strategies import PROPERTY_SETTINGS, SCALAR_OPS, Case, Recipe, cases, scalar_recipe
 
 import lagrad
-from lagrad.schedule import compile_program
+from lagrad.compile import compile_program
 
 METHODS = ("backsub", "spsolve", "dense")
 FD_STEP = 1e-6

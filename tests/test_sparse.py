@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import lagrad
 from lagrad.examples import pagerank
-from lagrad.sparse import CSRPattern, csr_matvec
+from lagrad.ir.sparse import CSRPattern, csr_matvec
 
 H = 1e-6  # central differences: error ~H^2 |f'''| + eps/H, far below the tolerances
 RTOL, ATOL = 1e-7, 1e-9

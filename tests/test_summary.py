@@ -2,7 +2,7 @@
 
 Counts are checked against hand counts of small hand-built programs; the
 condition numbers against numpy on the dense I - J assembled independently of
-lagrad.nonlinear.block_matrix.
+lagrad.compile.jacobian.block_matrix.
 """
 
 from __future__ import annotations
@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 
 import lagrad
-from lagrad.summary import (
-    block_conditions,
-    block_order,
-    program_counts,
-    program_summary,
-    system_summary,
-)
-from lagrad.system import System
+from lagrad.solve.system import System
+from lagrad.study.summary import block_conditions, program_counts, program_summary, system_summary
 
 
 def acyclic_program() -> lagrad.Program:
@@ -108,7 +102,7 @@ def test_system_summary_of_a_cyclic_program() -> None:
     assert any(line.startswith("  block 3 (z2): 3 entries, cond_2 = ") for line in lines)
 
 
-def dense_block(system: System, block: lagrad.blocks.Block) -> np.ndarray:
+def dense_block(system: System, block: lagrad.ir.blocks.Block) -> np.ndarray:
     """The block's rows and columns of the dense system matrix (I - J)^T."""
     positions = np.concatenate([np.arange(system.index[v].start, system.index[v].stop)
                                 for v in block.variables])
@@ -172,7 +166,7 @@ def test_singular_block_reports_infinite_condition() -> None:
 
 def test_block_order_is_block_triangular() -> None:
     system = two_block_program().solve([1.0, 2.0]).adjoint_system()
-    perm = block_order(system)
+    perm = system.permutation
     assert sorted(perm) == list(range(system.shape[0]))
     a = system.matrix.toarray()[np.ix_(perm, perm)]
     owner = np.concatenate([[b.number] * b.size for b in system.schedule.program.blocks])

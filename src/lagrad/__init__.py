@@ -4,9 +4,10 @@ A program is a set of equality constraints z_i = f_i(z_alpha(i)); its gradient
 is read off the multipliers lambda that solve (I - J)^T lambda = e_n.
 """
 
-from .api import grad, jacobian, jvp, value_and_grad, vjp
-from .check import check_grad, taylor_test
-from .errors import (
+import lagrad.methods  # noqa: F401  (attaches Program.solve, System.summary, ...)
+from lagrad.api import grad, jacobian, jvp, value_and_grad, vjp
+from lagrad.check import check_grad, taylor_test
+from lagrad.errors import (
     ConvergenceError,
     CycleError,
     GradientCheckError,
@@ -17,9 +18,8 @@ from .errors import (
     SingularSystemError,
     SolveError,
 )
-from .implicit import fixed_point, root
-from .linsolve import SolveInfo, SystemSolution
-from .ops import (
+from lagrad.ir.implicit import fixed_point, root
+from lagrad.ir.ops import (
     abs,
     concatenate,
     cos,
@@ -43,13 +43,14 @@ from .ops import (
     transpose,
     where,
 )
-from .primitives import Primitive
-from .program import Equation, Program, Variable
-from .solution import KKTResiduals, Solution, VariableMap
-from .sparse import coo_matvec
-from .system import System
-from .trace import trace
-from .unroll import compare_unrolled, unroll
+from lagrad.ir.primitives import Primitive
+from lagrad.ir.program import Equation, Program, Variable
+from lagrad.ir.sparse import coo_matvec
+from lagrad.ir.trace import trace
+from lagrad.solve.linsolve import SolveInfo, SystemSolution
+from lagrad.solve.solution import KKTResiduals, Solution, VariableMap
+from lagrad.solve.system import System
+from lagrad.study.unroll import compare_unrolled, unroll
 
 __version__ = "0.1.0"
 

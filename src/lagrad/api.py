@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import OptionError, ProgramError
-from .linsolve import sweep
-from .solution import Solution
-from .trace import Traced, normalize_argnums, trace_args
+from lagrad.errors import OptionError, ProgramError
+from lagrad.ir.trace import Traced, normalize_argnums, trace_args
+from lagrad.solve.linsolve import sweep
+from lagrad.solve.solution import Solution
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacobian"]
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .api import grad, jvp, vjp
-from .errors import GradientCheckError
+from lagrad.api import grad, jvp, vjp
+from lagrad.errors import GradientCheckError
 
 __all__ = ["check_grad", "taylor_test"]
 

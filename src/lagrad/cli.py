@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .examples import worked_example, worked_example_derivative
+from lagrad.examples import worked_example, worked_example_derivative
 
 
 def demo(x: float = 0.5, plot_dir: str | None = None) -> int:
@@ -50,7 +50,7 @@ def demo(x: float = 0.5, plot_dir: str | None = None) -> int:
     print(f"Lagrangian at the solution = {sol.lagrangian():.12g} (the output: "
           f"{float(sol.output):.12g})")
     if plot_dir is not None:
-        from .plot_curves import save_program_plots
+        from lagrad.study.plot_curves import save_program_plots
 
         title = "The worked example: f(x) = exp(exp(x) + exp(x)^2) + sin(exp(x) + exp(x)^2)"
         _print_paths(save_program_plots(program, system, plot_dir, title=title))
@@ -59,7 +59,7 @@ def demo(x: float = 0.5, plot_dir: str | None = None) -> int:
 
 def _can_plot() -> bool:
     """True if matplotlib imports; otherwise say which extra to install."""
-    from .plot import MissingExtraError, require_matplotlib
+    from lagrad.study.plot import MissingExtraError, require_matplotlib
 
     try:
         require_matplotlib()
@@ -77,8 +77,8 @@ def _print_paths(paths: Sequence[Any]) -> None:
 
 def study_command(name: str | None, list_only: bool, plot_dir: str | None = None) -> int:
     """``lagrad study NAME [--plot DIR]`` / ``lagrad study --list``."""
-    from .examples import EXAMPLES
-    from .study import study
+    from lagrad.examples import EXAMPLES
+    from lagrad.study.examples import study
 
     if list_only or name is None:
         for key, make in EXAMPLES.items():
@@ -94,7 +94,7 @@ def study_command(name: str | None, list_only: bool, plot_dir: str | None = None
     example = EXAMPLES[name]()
     result = study(example)
     if plot_dir is not None:
-        from .plot_curves import save_study_plots
+        from lagrad.study.plot_curves import save_study_plots
 
         _print_paths(save_study_plots(example, plot_dir, rows=result["unrolled"]))
     return 0
@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="the benchmark suite (lagrad bench --help for its options)")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # the suite parses its own options
-        from .bench import main as bench_main
+        from lagrad.bench import main as bench_main
 
         return bench_main(argv[1:])
     args = parser.parse_args(argv)

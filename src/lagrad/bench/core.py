@@ -20,6 +20,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+import lagrad
+
 __all__ = ["Context", "Timing", "Guard", "Attempt", "attempt", "time_calls", "format_table",
            "Column",
            "peak_memory", "relative_error", "keep", "SIZES"]
@@ -252,8 +256,6 @@ def keep(last: dict[str, Any], key: str, sol: Any) -> Any:
 
 def relative_error(got: Any, want: Any) -> float:
     """max |got - want| / max |want| over all arrays of (tuples of) results."""
-    import numpy as np
-
     gs = got if isinstance(got, (tuple, list)) else (got,)
     ws = want if isinstance(want, (tuple, list)) else (want,)
     if len(gs) != len(ws):
@@ -282,8 +284,6 @@ def attempt(ctx: Context, guard: Guard, key: str, work: float, label: str,
             fn: Callable[[], Any], repeats: int | None = None) -> Attempt:
     """Time ``fn`` unless the guard predicts it exceeds the budget; a lagrad
     error (no convergence, singular system, too large) is recorded, not raised."""
-    import lagrad
-
     reason = guard.reason(key, work)
     if reason:
         return Attempt(skipped=reason)

@@ -22,7 +22,7 @@ import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
 import lagrad
-from lagrad.linsolve import BlockSubstitution
+from lagrad.solve.linsolve import BlockSubstitution
 
 from .core import (
     Column,

@@ -14,6 +14,12 @@ import os
 import platform
 from typing import Any
 
+import numpy as np
+import scipy
+import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS, which pin_blas_threads sets)
+
+import lagrad
+
 __all__ = ["pin_blas_threads", "blas_threads", "describe_machine", "machine_line",
            "BLAS_THREAD_VARIABLES"]
 
@@ -62,9 +68,6 @@ def pin_blas_threads(n: int = 1) -> dict[str, int]:
     caller set the variables); returns the threads per library afterwards."""
     for name in BLAS_THREAD_VARIABLES:
         os.environ.setdefault(name, str(n))
-    import numpy  # noqa: F401  (loads numpy's OpenBLAS)
-    import scipy.linalg  # noqa: F401  (and scipy's)
-
     for path in _openblas_libraries():
         _call(path, _SETTERS, int(n))
     return blas_threads()
@@ -72,11 +75,6 @@ def pin_blas_threads(n: int = 1) -> dict[str, int]:
 
 def describe_machine() -> dict[str, Any]:
     """CPU, cores, OS, versions and BLAS threads, for the report and the JSON."""
-    import numpy as np
-    import scipy
-
-    import lagrad
-
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:

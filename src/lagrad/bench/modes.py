@@ -24,8 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 import lagrad
+from lagrad.study import naive
 
-from .. import naive
 from .core import (
     Column,
     Context,

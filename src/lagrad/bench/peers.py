@@ -54,6 +54,8 @@ from typing import Any
 
 import numpy as np
 
+import lagrad
+
 from .core import Column, Context, Guard, format_table, relative_error, time_calls
 from .dag import KINDS, LevelPass, build_program, random_dag
 from .deq import make_deq
@@ -129,8 +131,6 @@ def _problem(name: str, size: Any) -> dict[str, Any]:
 def _lagrad_call(problem: str, p: Any) -> Callable[[], Any]:
     """lagrad's gradient call for a problem (the program traced or built once)."""
     if problem == "mlp":
-        import lagrad
-
         program = lagrad.trace(lagrad_loss(p["data"], p["labels"]), *p["params"])
         return lambda: program.solve(*p["params"]).grad()
     if problem == "scaling":

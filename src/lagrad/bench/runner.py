@@ -14,20 +14,22 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .blocks import blocks
 from .core import SIZES, Context
+from .deq import deq
+from .machine import describe_machine, machine_line, pin_blas_threads
+from .mlp import mlp
+from .modes import modes, paths
+from .pagerank import pagerank
+from .peers import peers
+from .plots import write_plots
+from .scaling import scaling
+from .targets import check_targets, format_targets
 
 __all__ = ["main", "run", "WORKLOADS"]
 
 
 def _workloads() -> dict[str, Callable[[Context], list[dict[str, Any]]]]:
-    from .blocks import blocks
-    from .deq import deq
-    from .mlp import mlp
-    from .modes import modes, paths
-    from .pagerank import pagerank
-    from .peers import peers
-    from .scaling import scaling
-
     return {"scaling": scaling, "modes": modes, "paths": paths, "mlp": mlp, "deq": deq,
             "pagerank": pagerank, "blocks": blocks, "peers": peers}
 
@@ -85,9 +87,6 @@ def _jsonable(value: Any) -> Any:
 
 def run(names: Sequence[str], ctx: Context) -> dict[str, Any]:
     """Run the named workloads; returns the results (as written to results.json)."""
-    from .machine import describe_machine, machine_line
-    from .targets import check_targets, format_targets
-
     info = describe_machine()
     ctx.print(machine_line(info))
     ctx.print(f"run: {ctx.level}, median of up to {ctx.repeats} interleaved repeats, "
@@ -130,8 +129,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.budget is not None and not args.budget > 0:
         parser.error(f"--budget must be positive, got {args.budget}")
     level = "tiny" if args.tiny else "quick" if args.quick else "full"
-    from .machine import pin_blas_threads
-
     pin_blas_threads(1)
     ctx = Context(level=level, repeats=args.repeats, budget=args.budget)
     assert set(SIZES["repeats"]) >= {level}
@@ -142,7 +139,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(path, "w") as fh:
             json.dump(results, fh, indent=1)
         ctx.print(f"wrote {path}")
-        from .plots import write_plots
 
         for line in write_plots(results, args.out):
             ctx.print(line)

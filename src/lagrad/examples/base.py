@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..program import Program
+from lagrad.ir.program import Program
 
 __all__ = ["Example"]
 

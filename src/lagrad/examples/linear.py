@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from .. import ops
-from ..program import Program
+from lagrad.ir import ops
+from lagrad.ir.program import Program
+
 from .base import Example
 
 __all__ = ["linear_system"]

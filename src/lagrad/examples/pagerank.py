@@ -7,9 +7,10 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
-from .. import ops
-from ..program import Program
-from ..sparse import coo_matvec
+from lagrad.ir import ops
+from lagrad.ir.program import Program
+from lagrad.ir.sparse import coo_matvec
+
 from .base import Example
 
 __all__ = ["pagerank"]

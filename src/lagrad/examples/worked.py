@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from .. import ops
-from ..program import Program
-from ..trace import trace
+from lagrad.ir import ops
+from lagrad.ir.program import Program
+from lagrad.ir.trace import trace
 
 
 def _f(x):  # type: ignore[no-untyped-def]

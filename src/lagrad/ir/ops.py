@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
-from . import primitives as P
-from .errors import ProgramError
-from .program import Variable
+from lagrad.errors import ProgramError
+from lagrad.ir import primitives as P
+from lagrad.ir.primitives import Tracer
 
 __all__ = [
     "exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "sqrt", "abs", "maximum",
@@ -41,7 +41,7 @@ minimum = P.minimum
 
 
 def _shape_of(x: Any) -> tuple[int, ...]:
-    return x.shape if isinstance(x, Variable) else np.shape(x)
+    return x.shape if isinstance(x, Tracer) else np.shape(x)
 
 
 def _axes(axis: Any, ndim: int) -> tuple[int, ...] | None:
@@ -119,7 +119,7 @@ def getitem(x: Any, index: Any) -> Any:
     """``x[index]`` with basic slices and integer or boolean index arrays."""
     parts = index if isinstance(index, tuple) else (index,)
     for p in parts:
-        if isinstance(p, Variable):
+        if isinstance(p, Tracer):
             raise ProgramError(f"cannot index with traced variable {p.name!r}: indices must "
                                "be constants (ints, slices or integer arrays)")
     norm = tuple(np.asarray(p) if isinstance(p, (list, np.ndarray)) else p for p in parts)
@@ -153,7 +153,7 @@ def stack(arrays: Sequence[Any], axis: int = 0) -> Any:
                            f"{[_shape_of(a) for a in arrays]}")
     ax = _axis(axis, len(shape) + 1)
     # check here: the reshapes below would otherwise record into a foreign program
-    traced = [a for a in arrays if isinstance(a, Variable)]
+    traced = [a for a in arrays if isinstance(a, Tracer)]
     for a in traced:
         if a.program is not traced[0].program:
             raise ProgramError(f"stack: argument {a.name!r} belongs to another program; "
@@ -164,7 +164,7 @@ def stack(arrays: Sequence[Any], axis: int = 0) -> Any:
 
 def where(condition: Any, x: Any, y: Any) -> Any:
     """``x`` where ``condition`` else ``y``; the condition must be a constant."""
-    if isinstance(condition, Variable):
+    if isinstance(condition, Tracer):
         raise ProgramError(f"where: the condition {condition.name!r} is traced; it must be a "
                            "constant boolean array computed outside the traced function")
     return P.where(x, y, condition=np.asarray(condition, dtype=bool))
@@ -208,11 +208,11 @@ _FUNCTIONS: dict[Any, Any] = {
 
 
 def apply_ufunc(ufunc: np.ufunc, method: str, inputs: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-    """``Variable.__array_ufunc__``: route supported ufuncs to primitives."""
+    """``Tracer.__array_ufunc__``: route supported ufuncs to primitives."""
     op = _UFUNCS.get(ufunc)
     if op is None or method != "__call__" or kwargs:
         extra = f" with {sorted(kwargs)}" if kwargs else ""
-        names = [a.name for a in inputs if isinstance(a, Variable)]
+        names = [a.name for a in inputs if isinstance(a, Tracer)]
         raise ProgramError(f"numpy.{ufunc.__name__}{extra} is not supported on traced "
                            f"variables (here {names}); supported ufuncs: "
                            f"{sorted(u.__name__ for u in _UFUNCS)}")
@@ -220,7 +220,7 @@ def apply_ufunc(ufunc: np.ufunc, method: str, inputs: Sequence[Any], kwargs: dic
 
 
 def apply_function(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-    """``Variable.__array_function__``: route supported numpy functions."""
+    """``Tracer.__array_function__``: route supported numpy functions."""
     op = _FUNCTIONS.get(func)
     if op is None:
         raise ProgramError(f"numpy.{func.__name__} is not supported on traced variables; "

@@ -12,23 +12,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import networkx as nx
 import numpy as np
 
-from . import primitives as P
-from .errors import ProgramError
-
-if TYPE_CHECKING:
-    from .solution import Solution
+from lagrad.errors import ProgramError
+from lagrad.ir import ops
+from lagrad.ir import primitives as P
+from lagrad.ir.blocks import Block, find_blocks
 
 __all__ = ["Variable", "Equation", "Program", "bind"]
 
 Shape = tuple[int, ...]
 
 
-class Variable:
+class Variable(P.Tracer):
     """A variable z_i of a program: an input or the left side of an equation.
 
     Variables behave like numpy arrays under arithmetic, ``@``, indexing and
@@ -107,31 +106,31 @@ class Variable:
     def __rtruediv__(self, o: Any) -> Variable: return P.div(o, self)
     def __pow__(self, o: Any) -> Variable: return P.power(self, o)
     def __rpow__(self, o: Any) -> Variable: return P.power(o, self)
-    def __matmul__(self, o: Any) -> Variable: return _ops().matmul(self, o)
-    def __rmatmul__(self, o: Any) -> Variable: return _ops().matmul(o, self)
+    def __matmul__(self, o: Any) -> Variable: return ops.matmul(self, o)
+    def __rmatmul__(self, o: Any) -> Variable: return ops.matmul(o, self)
     def __neg__(self) -> Variable: return P.neg(self)
     def __pos__(self) -> Variable: return self
     def __abs__(self) -> Variable: return P.absolute(self)
-    def __getitem__(self, index: Any) -> Variable: return _ops().getitem(self, index)
+    def __getitem__(self, index: Any) -> Variable: return ops.getitem(self, index)
 
     @property
     def T(self) -> Variable:  # noqa: N802 (numpy's name)
-        return _ops().transpose(self)
+        return ops.transpose(self)
 
     def reshape(self, *shape: Any) -> Variable:
-        return _ops().reshape(self, shape[0] if len(shape) == 1 else shape)
+        return ops.reshape(self, shape[0] if len(shape) == 1 else shape)
 
     def transpose(self, *axes: Any) -> Variable:
-        return _ops().transpose(self, axes[0] if len(axes) == 1 else (axes or None))
+        return ops.transpose(self, axes[0] if len(axes) == 1 else (axes or None))
 
     def sum(self, axis: Any = None, keepdims: bool = False) -> Variable:
-        return _ops().sum(self, axis=axis, keepdims=keepdims)
+        return ops.sum(self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis: Any = None, keepdims: bool = False) -> Variable:
-        return _ops().mean(self, axis=axis, keepdims=keepdims)
+        return ops.mean(self, axis=axis, keepdims=keepdims)
 
     def dot(self, other: Any) -> Variable:
-        return _ops().dot(self, other)
+        return ops.dot(self, other)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         raise ProgramError(
@@ -139,16 +138,13 @@ class Variable:
             "converted to a numpy array; use lagrad's operations (or numpy ufuncs) on it")
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        return _ops().apply_ufunc(ufunc, method, inputs, kwargs)
+        return ops.apply_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        return _ops().apply_function(func, args, kwargs)
+        return ops.apply_function(func, args, kwargs)
 
-
-def _ops() -> Any:
-    from . import ops  # ops builds on this module
-
-    return ops
+    def record(self, prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any]) -> Any:
+        return bind(prim, args, params)
 
 
 @dataclass(frozen=True, eq=False)
@@ -201,48 +197,11 @@ class Program:
         self._by_name: dict[str, Variable] = {}
         self._output: Variable | None = None
         self.inits: dict[int, np.ndarray] = {}
-        self._bulk: Any = None  # columns of a program built by from_arrays
         self.block_options: dict[int, dict[str, Any]] = {}  # per unknown, from combinators
         self._version = 0
         self._cache: dict[str, tuple[int, Any]] = {}
 
     # ------------------------------------------------------------ building
-    @classmethod
-    def from_arrays(cls, kinds: Any, parents: Any, *, n_inputs: int, constants: Any = None,
-                    output_weights: Any = None, primitives: Any = None,
-                    name: str = "") -> Program:
-        """A program of scalar equations, built in bulk from arrays.
-
-        Variables 0..n_inputs-1 are scalar inputs ``x0, x1, ...``; equation i
-        defines variable ``n_inputs + i`` as ``kinds[i]`` (an elementwise
-        primitive's name: "add", "mul", "sin", ...) applied to
-        ``parents[i, :arity]``, where a parent is an earlier variable's index or
-        -1 for the constant ``constants[i, k]``. The output is the last
-        variable, or with ``output_weights`` (one per variable) the readout
-        ``sum_j output_weights[j] z_j``. With ``primitives`` (a list of names)
-        ``kinds`` holds integer codes into it, which skips sorting the names.
-        No Python object is made per equation.
-
-        Examples
-        --------
-        >>> import numpy as np, lagrad
-        >>> p = lagrad.Program.from_arrays(
-        ...     ["mul", "sin", "add"], [[0, 1], [2, -1], [3, 0]], n_inputs=2)
-        >>> print(p)
-        input x0: ()
-        input x1: ()
-        v2 = mul(x0, x1)  # ()
-        v3 = sin(v2)  # ()
-        v4 = add(v3, x0)  # ()
-        output v4
-        >>> [round(float(g), 6) for g in p.solve(0.5, 2.0).grad()]  # d/dx0, d/dx1
-        [2.080605, 0.270151]
-        """
-        from .bulk import from_arrays
-
-        return from_arrays(kinds, parents, n_inputs=n_inputs, constants=constants,
-                           output_weights=output_weights, primitives=primitives, name=name)
-
     def input(self, name: str, shape: Sequence[int] | int = ()) -> Variable:
         """Add an input variable z_i = x_i of the given shape."""
         return self._new_variable(_shape(shape), "input", name)
@@ -324,9 +283,6 @@ class Program:
         self._touch()
 
     def _new_variable(self, shape: Shape, kind: str, name: str | None) -> Variable:
-        if self._bulk is not None:
-            raise ProgramError("a program built by from_arrays is complete: it takes no new "
-                               "variables or equations")
         if name is None:
             name = self._fresh_name()
         if name in self._by_name:
@@ -383,8 +339,6 @@ class Program:
     @property
     def inputs(self) -> tuple[Variable, ...]:
         """The input variables, in the order :meth:`solve` takes them."""
-        if self._bulk is not None:
-            return tuple(self.variables[i] for i in range(self._bulk.n_inputs))
         return tuple(v for v in self.variables if v.kind == "input")
 
     @property
@@ -403,10 +357,6 @@ class Program:
         if isinstance(key, Variable):
             self._check_own(key, "variable")
             return key
-        if isinstance(key, str) and self._bulk is not None:
-            from .bulk import variable_by_name
-
-            return variable_by_name(self, key)
         if isinstance(key, str):
             if key not in self._by_name:
                 raise ProgramError(f"no variable named {key!r} in this program; "
@@ -446,25 +396,10 @@ class Program:
         return f"{out.name} = {eq.primitive.name}({', '.join(words)})  # {out.shape}"
 
     @property
-    def blocks(self) -> list[Any]:
+    def blocks(self) -> list[Block]:
         """Strongly connected components of the graph, in topological order
-        (a list of :class:`lagrad.blocks.Block`)."""
-        from .blocks import find_blocks
-
+        (a list of :class:`lagrad.ir.blocks.Block`)."""
         return self.cached("blocks", find_blocks)
-
-    def summary(self) -> str:
-        """Counts of variables, equations, edges and blocks, as text."""
-        from .summary import program_summary
-
-        return program_summary(self)
-
-    def draw(self, **options: Any) -> Any:
-        """Draw the dependency graph (needs the ``plot`` extra); see
-        :func:`lagrad.plot.draw_program` for the options."""
-        from .plot import draw_program
-
-        return draw_program(self, **options)
 
     def __str__(self) -> str:
         lines = [f"input {v.name}: {v.shape}" for v in self.inputs]
@@ -477,36 +412,6 @@ class Program:
     def __repr__(self) -> str:
         return (f"<Program {self.name!r}: {len(self.variables)} variables, "
                 f"{len(self.equations)} equations>")
-
-    # ------------------------------------------------------------ solving
-    def solve(self, *inputs: Any, method: str | None = None, tol: float | None = None,
-              maxiter: int | None = None, init: Mapping[Any, Any] | None = None,
-              **named: Any) -> Solution:
-        """Satisfy the constraints for the given input values.
-
-        Inputs are given positionally in :attr:`inputs` order, or by name.
-        Cyclic blocks are solved by ``method`` ("newton", "fixed_point" or
-        "anderson"; default: each block's own choice, else "newton") to the
-        relative tolerance ``tol`` within ``maxiter`` iterations, starting from
-        ``init`` (a mapping from unknowns or names to arrays; default: the
-        unknowns' ``init``). Returns a :class:`lagrad.Solution`; the program is
-        not changed.
-        """
-        from .solution import solve_program
-
-        options = {"method": method, "tol": tol, "maxiter": maxiter, "init": init}
-        return solve_program(self, inputs, named, options)
-
-    def lagrangian(self, values: Any, multipliers: Any) -> float:
-        """L = z_n - sum_i lambda_i . (z_i - f_i(z_alpha(i))) at any point.
-
-        ``values`` and ``multipliers`` are flat vectors over all variables (in
-        the system's index order) or mappings from variables or names to arrays.
-        """
-        from .solution import lagrangian
-
-        return lagrangian(self, values, multipliers)
-
 
 # ------------------------------------------------------------------ binding
 

@@ -29,12 +29,28 @@ import scipy.sparse as sp
 import scipy.special
 from numpy.typing import NDArray
 
-from .accumulate import matmul_vjp_add
+from lagrad.ir.accumulate import matmul_vjp_add
 
 Array = NDArray[np.float64]
 Shape = tuple[int, ...]
 
-__all__ = ["Primitive", "ELEMENTWISE", "unbroadcast"]
+__all__ = ["Primitive", "Tracer", "ELEMENTWISE", "unbroadcast"]
+
+
+class Tracer:
+    """What a primitive records into instead of computing: the base of
+    :class:`lagrad.Variable`. A traced value has a shape and a name, but no
+    value; applying a primitive to it asks it to :meth:`record` the equation
+    (autograd's boxes work the same way)."""
+
+    __slots__ = ()
+    shape: tuple[int, ...]
+    name: str
+    program: Any
+
+    def record(self, prim: Primitive, args: Sequence[Any], params: Mapping[str, Any]) -> Any:
+        """Record ``prim(*args, **params)`` and return its traced result."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,11 +97,13 @@ class Primitive:
         return self.partials is not None
 
     def __call__(self, *args: Any, **params: Any) -> Any:
-        """Apply to numbers (returns the value) or to traced variables (records
-        an equation in their program and returns the new variable)."""
-        from .program import bind  # program imports this module
-
-        return bind(self, args, params)
+        """Apply to numbers (returns the value) or to traced variables (the
+        first :class:`Tracer` argument records an equation in its program and
+        returns the new variable)."""
+        for a in args:
+            if isinstance(a, Tracer):
+                return a.record(self, args, params)
+        return self.value(*(np.asarray(a, dtype=float) for a in args), **params)
 
     def pullback(self, k: int, g: Array, ans: Array, args: Sequence[Any],
                  params: Mapping[str, Any]) -> Array:

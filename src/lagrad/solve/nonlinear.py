@@ -19,30 +19,25 @@ ConvergenceError naming the block; no values are returned.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
-from .errors import ConvergenceError, OptionError, SingularSystemError
-from .schedule import CyclicBlock
+from lagrad.compile.jacobian import block_matrix
+from lagrad.compile.schedule import CyclicBlock
+from lagrad.errors import ConvergenceError, OptionError, SingularSystemError
+from lagrad.numeric import norm2
 
-__all__ = ["BlockDiagnostics", "solve_block", "METHODS", "DEFAULTS", "block_matrix"]
+__all__ = ["BlockDiagnostics", "solve_block", "METHODS", "DEFAULTS"]
 
 Array = NDArray[np.float64]
 
 
-def norm2(x: Array) -> float:
-    """Euclidean norm of a vector: what np.linalg.norm computes for real 1-D
-    input (sqrt of x . x), without its ~2 us of overhead per call, which adds
-    up over the iterations of many small blocks."""
-    return math.sqrt(float(np.dot(x, x)))
 DEFAULTS = {"method": "auto", "tol": 1e-13, "maxiter": 100}
 SWITCH_BUDGET = 500  # "auto": predicted fixed-point iterations beyond which Newton takes over
 ITERATIVE_MAXITER = 10_000
@@ -67,19 +62,6 @@ class BlockDiagnostics:
         return self.residuals[-1] if self.residuals else 0.0
 
 
-def block_matrix(unit: CyclicBlock, z: Array, size: int) -> sp.csc_matrix:
-    """(I - J_SS) at z, over the block's variables in ``unit.s_index`` order."""
-    s = unit.s_index  # sorted; inner steps only touch the block's own positions
-    rows, cols, vals = [], [], []
-    for step in unit.inner_interior + unit.inner_closing:
-        for r, c, v in step.jacobian_entries(z):
-            rows.append(np.searchsorted(s, np.asarray(r).ravel()))
-            cols.append(np.searchsorted(s, np.asarray(c).ravel()))
-            vals.append(np.asarray(v, dtype=float).ravel())
-    n = unit.s_index.size
-    j = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(n, n)) if rows else sp.csc_matrix((n, n))
-    return (sp.identity(n, format="csc") - j).tocsc()
 
 
 class _Map:

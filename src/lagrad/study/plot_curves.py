@@ -1,6 +1,6 @@
 """Solver convergence and unrolled-error curves, and the PNG sets written by
 ``lagrad demo --plot DIR`` and ``lagrad study NAME --plot DIR`` (the ``plot``
-extra). Figures, ``path`` and ``ax`` behave as described in :mod:`lagrad.plot`,
+extra). Figures, ``path`` and ``ax`` behave as described in :mod:`lagrad.study.plot`,
 which also re-exports these functions.
 """
 
@@ -9,14 +9,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from .errors import LagradError
-from .nonlinear import block_matrix
-from .plot import (
+from lagrad.compile.jacobian import block_matrix
+from lagrad.compile.schedule import CyclicBlock
+from lagrad.errors import LagradError
+from lagrad.examples.base import Example
+from lagrad.ir.program import Program
+from lagrad.solve.solution import Solution
+from lagrad.solve.system import System
+from lagrad.study.examples import UNROLL_KS
+from lagrad.study.plot import (
     ADJOINT_METHODS,
     FORWARD_METHODS,
     METHOD_STYLES,
@@ -28,13 +34,7 @@ from .plot import (
     require_matplotlib,
     spy_system,
 )
-from .schedule import CyclicBlock
-
-if TYPE_CHECKING:
-    from .examples.base import Example
-    from .program import Program
-    from .solution import Solution
-    from .system import System
+from lagrad.study.unroll import compare_unrolled
 
 __all__ = ["plot_forward_convergence", "adjoint_residual_histories", "plot_adjoint_convergence",
            "plot_unrolled", "save_program_plots", "save_study_plots"]
@@ -259,7 +259,7 @@ def plot_unrolled(rows: Sequence[Any], path: str | os.PathLike[str] | None = Non
 
     Parameters
     ----------
-    rows : sequence of :class:`lagrad.unroll.UnrolledRow`
+    rows : sequence of :class:`lagrad.study.unroll.UnrolledRow`
         From :func:`lagrad.compare_unrolled`.
     implicit_entries : int, optional
         Entries the implicit (cyclic) program stores, drawn as a line.
@@ -344,7 +344,6 @@ def save_study_plots(example: Example, directory: str | os.PathLike[str],
     (``rows`` from :func:`lagrad.compare_unrolled`, computed if not given).
     """
     require_matplotlib()
-    from .study import UNROLL_KS
 
     folder = Path(directory)
     sol = example.solve()
@@ -373,7 +372,6 @@ def save_study_plots(example: Example, directory: str | os.PathLike[str],
 
 def _unrolled_rows(example: Example, ks: Sequence[int]) -> tuple[list[Any], dict[str, str]]:
     """compare_unrolled one K at a time, keeping the Ks that work."""
-    from .unroll import compare_unrolled
 
     program = example.program
     inputs = [example.inputs[v.name] for v in program.inputs]

@@ -32,9 +32,10 @@ import scipy.linalg
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
-from .errors import ConvergenceError, OptionError, SingularSystemError
-from .nonlinear import block_matrix, norm2
-from .schedule import CyclicBlock
+from lagrad.compile.jacobian import block_matrix
+from lagrad.compile.schedule import CyclicBlock
+from lagrad.errors import ConvergenceError, OptionError, SingularSystemError
+from lagrad.numeric import norm2
 
 __all__ = ["Workspace", "BlockSolveInfo", "solve_adjoint_block", "solve_tangent_block",
            "BLOCK_METHODS", "SingularBlockWarning"]

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import OptionError, ProgramError
-from .program import Program, Variable
+from lagrad.errors import OptionError, ProgramError
+from lagrad.ir.program import Program, Variable
 
 __all__ = ["trace", "Traced", "trace_args", "normalize_argnums"]
 

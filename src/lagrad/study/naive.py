@@ -29,10 +29,10 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import breadth_first_order
 
-from .errors import CycleError, LagradError, OptionError, ProgramError
-from .linsolve import sweep
-from .program import Program
-from .solution import Solution
+from lagrad.errors import CycleError, LagradError, OptionError, ProgramError
+from lagrad.ir.program import Program
+from lagrad.solve.linsolve import sweep
+from lagrad.solve.solution import Solution
 
 __all__ = ["forward_gradient", "finite_difference_gradient", "path_sum_gradient",
            "count_paths", "TooManyPathsError"]
@@ -125,7 +125,7 @@ def forward_gradient(program: Program, *inputs: Any,
     Examples
     --------
     >>> import numpy as np, lagrad
-    >>> from lagrad.naive import forward_gradient
+    >>> from lagrad.study.naive import forward_gradient
     >>> p = lagrad.trace(lambda x: lagrad.sum(lagrad.sin(x) * x), np.zeros(3))
     >>> x = np.array([0.1, 0.2, 0.3])
     >>> bool(np.allclose(forward_gradient(p, x), np.cos(x) * x + np.sin(x)))
@@ -181,7 +181,7 @@ def finite_difference_gradient(program: Program, *inputs: Any, eps: float = DEFA
     Examples
     --------
     >>> import numpy as np, lagrad
-    >>> from lagrad.naive import finite_difference_gradient
+    >>> from lagrad.study.naive import finite_difference_gradient
     >>> p = lagrad.trace(lambda x: lagrad.sum(lagrad.exp(x)), np.zeros(2))
     >>> g = finite_difference_gradient(p, np.array([0.0, 1.0]))
     >>> bool(np.allclose(g, np.exp([0.0, 1.0]), rtol=1e-9))
@@ -277,7 +277,7 @@ def count_paths(program: Program, *inputs: Any,
     Examples
     --------
     >>> import lagrad
-    >>> from lagrad.naive import count_paths
+    >>> from lagrad.study.naive import count_paths
     >>> def diamonds(x):
     ...     for _ in range(5):  # every layer: two branches that meet again
     ...         x = lagrad.sin(x) + lagrad.cos(x)
@@ -387,7 +387,7 @@ def path_sum_gradient(program: Program, *inputs: Any, max_paths: int = DEFAULT_M
     Examples
     --------
     >>> import lagrad
-    >>> from lagrad.naive import path_sum_gradient
+    >>> from lagrad.study.naive import path_sum_gradient
     >>> def diamonds(x):
     ...     for _ in range(3):
     ...         x = lagrad.sin(x) + lagrad.cos(x)
@@ -401,7 +401,7 @@ def path_sum_gradient(program: Program, *inputs: Any, max_paths: int = DEFAULT_M
     >>> path_sum_gradient(p, 0.3, max_paths=4)
     Traceback (most recent call last):
     ...
-    lagrad.naive.TooManyPathsError: the flat formula has 8 paths, more than max_paths=4; ...
+    lagrad.study.naive.TooManyPathsError: the flat formula has 8 paths, more than max_paths=4; ...
     """
     if isinstance(max_paths, bool) or not isinstance(max_paths, (int, np.integer)) \
             or max_paths < 0:

@@ -10,22 +10,20 @@ triangular in block order, and how well conditioned each cyclic block's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
-from .errors import LagradError
-from .nonlinear import block_matrix
-from .schedule import CyclicBlock
+from lagrad.compile.jacobian import block_matrix
+from lagrad.compile.schedule import CyclicBlock
+from lagrad.errors import LagradError
+from lagrad.ir.program import Program
+from lagrad.solve.system import System
 
-if TYPE_CHECKING:
-    from .program import Program
-    from .system import System
-
-__all__ = ["ProgramCounts", "BlockCondition", "program_counts", "block_order",
+__all__ = ["ProgramCounts", "BlockCondition", "program_counts", "is_triangular",
            "block_conditions", "program_summary", "system_summary", "DENSE_CONDITION_LIMIT"]
 
 DENSE_CONDITION_LIMIT = 500
@@ -155,17 +153,6 @@ def program_summary(program: Program) -> str:
 
 # ------------------------------------------------------------------ systems
 
-def block_order(system: System) -> NDArray[np.intp]:
-    """The permutation of flat positions grouping variables by block.
-
-    Blocks come in topological order (``program.blocks``), each block's
-    variables in program order. ``matrix[perm][:, perm]`` is block
-    triangular: upper for the adjoint system, lower for the tangent one.
-    """
-    index = system.index
-    parts = [np.arange(index.offsets[v.index], index.offsets[v.index + 1])
-             for block in system.schedule.program.blocks for v in block.variables]
-    return (np.concatenate(parts) if parts else np.zeros(0)).astype(np.intp)
 
 
 def block_conditions(system: System, dense_limit: int = DENSE_CONDITION_LIMIT
@@ -274,7 +261,7 @@ def system_summary(system: System) -> str:
              f"nonzeros: {a.nnz} stored ({percent}% of the entries), {off.nnz} off the "
              "diagonal"]
     side = "upper" if adjoint else "lower"
-    if _triangular(off, side):
+    if is_triangular(off, side):
         sweep = "back-substitution" if adjoint else "forward substitution"
         lines.append(f"program order: {side} triangular ({sweep} solves it)")
     else:
@@ -284,8 +271,8 @@ def system_summary(system: System) -> str:
     if not cyclic:
         lines.append(f"block order: {len(blocks)} blocks, none cyclic")
         return "\n".join(lines)
-    perm = block_order(system)
-    shape = "block " + side + " triangular" if _block_triangular(off, perm, system, side) \
+    perm = system.permutation
+    shape = "block " + side + " triangular" if _blockis_triangular(off, perm, system, side) \
         else "NOT block triangular (unexpected)"
     lines.append(f"block order: {shape}, {len(blocks)} blocks, {len(cyclic)} cyclic")
     lines.append("cyclic blocks (entries, condition of the block's I - J_SS):")
@@ -296,12 +283,12 @@ def system_summary(system: System) -> str:
     return "\n".join(lines)
 
 
-def _triangular(off: sp.spmatrix, side: str) -> bool:
+def is_triangular(off: sp.spmatrix, side: str) -> bool:
     coo = off.tocoo()
     return bool(np.all(coo.col > coo.row) if side == "upper" else np.all(coo.col < coo.row))
 
 
-def _block_triangular(off: sp.spmatrix, perm: NDArray[np.intp], system: System,
+def _blockis_triangular(off: sp.spmatrix, perm: NDArray[np.intp], system: System,
                       side: str) -> bool:
     """Every entry is inside a diagonal block or on the ``side`` of it."""
     position = np.empty_like(perm)

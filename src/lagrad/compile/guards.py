@@ -1,73 +1,20 @@
-"""Satisfy the constraints: dL/dlambda = 0 is the forward pass.
-
-For an acyclic program every block is one variable and the constraints are
-satisfied by evaluating the equations in schedule order.
-"""
+"""Finiteness guards: run a sweep, and when its result is not finite, name the
+equation where the first non-finite value or derivative appeared."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence  # noqa: F401
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .buffers import pool_of
-from .errors import NonFiniteError
-from .nonlinear import BlockDiagnostics, solve_block
-from .schedule import CyclicBlock, Schedule
+from lagrad.compile.schedule import CyclicBlock, Schedule
+from lagrad.errors import NonFiniteError
+from lagrad.numeric import all_finite
 
-__all__ = ["evaluate", "first_nonfinite"]
+__all__ = ["guarded", "first_nonfinite", "blame_pullback"]
 
 Array = NDArray[np.float64]
-
-
-def all_finite(vec: Array) -> bool:
-    """True when every entry is finite: one reduction, no boolean temporary
-    (a sum is non-finite when an entry is; an overflowing sum of finite
-    entries is re-checked entrywise)."""
-    with np.errstate(all="ignore"):
-        total = np.add.reduce(vec, axis=None)
-    return bool(np.isfinite(total)) or bool(np.isfinite(vec).all())
-
-
-def evaluate(schedule: Schedule, inputs: Sequence[Array],
-             options: Mapping[str, Any] | None = None
-             ) -> tuple[Array, dict[int, BlockDiagnostics]]:
-    """The flat vector z that satisfies every constraint for these inputs, and
-    the diagnostics of each cyclic block's solve (by block number).
-
-    Acyclic steps are evaluated; cyclic blocks are solved with the options
-    given here (method, tol, maxiter, init), falling back to the options the
-    block's unknowns were declared with.
-    """
-    options = dict(options or {})
-    z = pool_of(schedule).take()  # every entry is written: inputs, then each equation
-    index = schedule.index
-    for v, x in zip(schedule.inputs, inputs):
-        z[index[v]] = np.ravel(x)
-    program = schedule.program
-    inits = dict(program.inits)
-    for key, value in (options.pop("init", None) or {}).items():
-        v = program.variable(key)
-        inits[v.index] = np.asarray(value, dtype=float).reshape(v.shape)
-    diagnostics: dict[int, BlockDiagnostics] = {}
-    scratch: Array | None = None  # shared by the cyclic blocks' solves
-    with np.errstate(all="ignore"):  # non-finite values are reported below, by equation
-        for step in schedule.steps:
-            if isinstance(step, CyclicBlock):
-                own: dict[str, Any] = {}
-                for u in reversed(step.unknowns):  # the first unknown's options win
-                    own.update(program.block_options.get(u.index, {}))
-                merged = {k: options.get(k) or own.get(k) for k in ("method", "tol", "maxiter")}
-                if scratch is None:
-                    scratch = np.empty_like(z)
-                diagnostics[step.block.number] = solve_block(step, z, merged, inits, scratch)
-            else:
-                step.run(z)
-    if not all_finite(z):
-        raise first_nonfinite(schedule, z, "value")
-    return z, diagnostics
 
 
 def first_nonfinite(schedule: Schedule, vec: Array, what: str) -> NonFiniteError:
@@ -130,3 +77,6 @@ def guarded(sweep: Callable[[], Array], schedule: Schedule, what: str,
             raise blame_pullback(schedule, z, rhs() if callable(rhs) else rhs)
         raise first_nonfinite(schedule, vec, what)
     return vec
+
+
+

@@ -9,14 +9,15 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from .buffers import pool_of
-from .errors import OptionError, ProgramError
-from .forward import evaluate
-from .linsolve import DEFAULT_SWEEP, LinearSolver, sweep
-from .nonlinear import METHODS as FORWARD_METHODS
-from .program import Program, Variable
-from .schedule import Index, Schedule, compile_program
-from .system import System
+from lagrad.compile.compiler import compile_program
+from lagrad.compile.schedule import Index, Schedule
+from lagrad.errors import OptionError, ProgramError
+from lagrad.ir.program import Program, Variable
+from lagrad.solve.buffers import pool_of
+from lagrad.solve.forward import evaluate
+from lagrad.solve.linsolve import DEFAULT_SWEEP, LinearSolver, sweep
+from lagrad.solve.nonlinear import METHODS as FORWARD_METHODS
+from lagrad.solve.system import System
 
 __all__ = ["Solution", "VariableMap", "KKTResiduals", "solve_program", "lagrangian"]
 

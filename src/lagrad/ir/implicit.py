@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ProgramError
-from .program import Program, Variable
+from lagrad.errors import ProgramError
+from lagrad.ir.program import Program, Variable
 
 __all__ = ["fixed_point", "root"]
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LagradError
-from .examples.base import Example
-from .unroll import compare_unrolled
+from lagrad.errors import LagradError
+from lagrad.examples.base import Example
+from lagrad.study.unroll import compare_unrolled
 
 __all__ = ["study", "UNROLL_KS"]
 

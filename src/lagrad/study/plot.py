@@ -28,24 +28,23 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import networkx as nx
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from .errors import LagradError
-from .summary import _triangular, block_order  # one triangularity test
-
-if TYPE_CHECKING:
-    from .program import Program
-    from .system import System
+from lagrad.errors import LagradError
+from lagrad.ir.program import Program
+from lagrad.solve.system import System
+from lagrad.study.summary import is_triangular  # one triangularity test
 
 __all__ = ["MissingExtraError", "require_matplotlib", "ProgramLayout", "program_layout",
            "draw_program", "spy_system", "ADJOINT_METHODS", "FORWARD_METHODS"]
 # plot_forward_convergence, plot_adjoint_convergence, plot_unrolled,
 # adjoint_residual_histories, save_program_plots and save_study_plots are in
-# lagrad.plot_curves and reachable from here too (module __getattr__ below)
+# lagrad.study.plot_curves and reachable from here too (module __getattr__ below)
 
 Array = NDArray[np.float64]
 ADJOINT_METHODS = ("fixed_point", "gmres", "bicgstab")
@@ -503,7 +502,7 @@ def spy_system(system: System, path: str | os.PathLike[str] | None = None, *,
         Left: the matrix with variables in program order (triangular when
         the program is acyclic). Right: rows and columns permuted so that
         variables are grouped by block in topological order
-        (:func:`lagrad.summary.block_order`): block triangular, with the
+        (:attr:`lagrad.System.permutation`): block triangular, with the
         cyclic blocks as shaded squares on the diagonal. Entries inside a
         cyclic block have its colour in both panels.
     """
@@ -511,7 +510,7 @@ def spy_system(system: System, path: str | os.PathLike[str] | None = None, *,
     a = system.matrix.tocoo()
     n = a.shape[0]
     program = system.schedule.program
-    perm = block_order(system)
+    perm = system.permutation
     where = np.empty_like(perm)
     where[perm] = np.arange(perm.size)
     owner = np.empty(n, dtype=np.intp)  # block number of each flat position
@@ -549,7 +548,7 @@ def spy_system(system: System, path: str | os.PathLike[str] | None = None, *,
     side = "upper" if adjoint else "lower"
     off = a.tocsr() - _diag(a)
     off.eliminate_zeros()
-    tri = f"{side} triangular" if _triangular(off, side) else "not triangular (cycles)"
+    tri = f"{side} triangular" if is_triangular(off, side) else "not triangular (cycles)"
     left.set_title(f"program order: {tri}", fontsize=11)
     blocks = f"{len(program.blocks)} blocks, " + (
         f"{len(cyclic)} cyclic (shaded)" if cyclic else "none cyclic: the same as program order")
@@ -564,8 +563,6 @@ def spy_system(system: System, path: str | os.PathLike[str] | None = None, *,
 
 
 def _diag(a: Any) -> Any:
-    import scipy.sparse as sp
-
     return sp.diags(a.tocsr().diagonal())
 
 
@@ -602,19 +599,3 @@ def _spy_blocks(ax: Any, system: System, where: NDArray[np.intp],
         ax.add_patch(Rectangle((first - 0.5, first - 0.5), size, size, lw=1.2,
                                edgecolor=colours[block.number],
                                facecolor=_light(colours[block.number], 0.8), zorder=0))
-
-
-# ------------------------------------------------------------------ convergence
-
-
-_CURVES = ("plot_forward_convergence", "adjoint_residual_histories", "plot_adjoint_convergence",
-           "plot_unrolled", "save_program_plots", "save_study_plots")
-
-
-def __getattr__(name: str) -> Any:
-    """The curve functions live in :mod:`lagrad.plot_curves` (imported lazily)."""
-    if name in _CURVES:
-        from . import plot_curves
-
-        return getattr(plot_curves, name)
-    raise AttributeError(f"module 'lagrad.plot' has no attribute {name!r}")

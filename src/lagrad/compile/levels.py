@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .schedule import Batch, Schedule, batch_of
+from lagrad.compile.schedule import Batch, Schedule, batch_of
 
 __all__ = ["LevelPlan", "level_plan", "levels_adjoint", "levels_tangent"]
 

@@ -20,51 +20,16 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from .errors import NonFiniteError
-from .levels import level_plan
-from .linsolve import LinearSolver, SystemSolution, resolve_method
-from .schedule import Batch, CyclicBlock, Index, Schedule
+from lagrad.compile.jacobian import assemble_jacobian, blame_partials
+from lagrad.compile.schedule import Index, Schedule
 
-__all__ = ["System", "assemble_jacobian"]
+__all__ = ["System"]
 
 Array = NDArray[np.float64]
 
 
-def assemble_jacobian(schedule: Schedule, z: Array) -> sp.csr_matrix:
-    """J at the point z, from every equation's local sparse Jacobian, in one call."""
-    n = schedule.size
-    plan = level_plan(schedule)
-    if plan is not None:  # all scalar: J's values in a few vectorized calls
-        return sp.csr_matrix((plan.weights(z), (plan.rows, plan.cols)), shape=(n, n))
-    rows, cols, vals = [], [], []
-    for step in schedule.steps:
-        for r, c, v in step.jacobian_entries(z):
-            rows.append(np.asarray(r, dtype=np.intp).ravel())
-            cols.append(np.asarray(c, dtype=np.intp).ravel())
-            vals.append(np.asarray(v, dtype=float).ravel())
-    if not rows:
-        return sp.csr_matrix((n, n))
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                         shape=(n, n))
 
 
-def _blame_partials(schedule: Schedule, z: Array) -> NonFiniteError:
-    """Name the first equation whose local derivative is not finite at z."""
-    program = schedule.program
-    singles = [s for step in schedule.steps
-               for s in (step.steps if isinstance(step, CyclicBlock) else [step])]
-    with np.errstate(all="ignore"):
-        for step in singles:
-            ok = np.ones(len(step.equations), dtype=bool)
-            for _, _, v in step.jacobian_entries(z):
-                vals = np.isfinite(np.asarray(v, dtype=float))
-                ok &= vals.reshape(len(ok), -1).all(axis=1) if isinstance(step, Batch) \
-                    else bool(vals.all())
-            if not ok.all():
-                text = program.describe(step.equations[int(np.argmin(ok))])
-                return NonFiniteError(f"a local derivative is not finite in equation `{text}`: "
-                                      "the derivative does not exist at these values", text)
-    return NonFiniteError("J has a non-finite entry")
 
 
 class System:
@@ -104,7 +69,7 @@ class System:
         with np.errstate(all="ignore"):
             j = assemble_jacobian(self.schedule, self.values)
         if not np.isfinite(j.data).all():
-            raise _blame_partials(self.schedule, self.values)
+            raise blame_partials(self.schedule, self.values)
         return j
 
     @cached_property
@@ -116,7 +81,7 @@ class System:
     @property
     def blocks(self) -> list[Any]:
         """The strongly connected components in topological order
-        (:class:`lagrad.blocks.Block`: ``variables``, ``size``, ``cyclic``)."""
+        (:class:`lagrad.ir.blocks.Block`: ``variables``, ``size``, ``cyclic``)."""
         return self.schedule.program.blocks
 
     @cached_property
@@ -141,9 +106,10 @@ class System:
         >>> bool(np.all(m[1:5, :1] == 0) and np.all(m[5:, :5] == 0))  # upper block triangular
         True
         """
-        from .summary import block_order
-
-        return block_order(self)
+        index = self.index
+        parts = [np.arange(index.offsets[v.index], index.offsets[v.index + 1])
+                 for block in self.blocks for v in block.variables]
+        return (np.concatenate(parts) if parts else np.zeros(0)).astype(np.intp)
 
     def block_positions(self, block: Any) -> NDArray[np.intp]:
         """Flat positions of a block's variables (its rows and columns)."""
@@ -174,47 +140,6 @@ class System:
             r = self.matvec(x) - self.rhs
         scale = max(float(np.linalg.norm(self.rhs)), np.finfo(float).tiny)
         return float(np.linalg.norm(r)) / scale
-
-    def solve(self, method: str | LinearSolver = "backsub", **options: Any) -> SystemSolution:
-        """Solve the system; returns ``(x, info)``.
-
-        Parameters
-        ----------
-        method : str or LinearSolver
-            "backsub" (= "auto"): back-substitution (adjoint) or forward
-            substitution (tangent) between blocks through VJPs/JVPs, never
-            assembling J; inside cyclic blocks the automatic choice (reuse of
-            Newton's LU; after a contracting forward iteration the reduced LU
-            or the Neumann series, whichever needs fewer products; else
-            sparse LU, else GMRES).
-            "splu", "gmres", "bicgstab", "lgmres", "fixed_point", "reduced_lu",
-            "lstsq": the
-            same sweep with that solver inside cyclic blocks (see
-            :mod:`lagrad.blocksolve`); options ``tol``, ``maxiter``,
-            ``preconditioner``.
-            "spsolve": scipy sparse direct solve of the whole assembled matrix;
-            "dense": numpy.linalg.solve of the whole dense matrix (the O(n^3)
-            reference).
-
-        Returns
-        -------
-        SystemSolution
-            ``x`` (flat, in :attr:`index` order) and ``info`` (:class:`SolveInfo`).
-        """
-        return resolve_method(method).solve(self, **options)
-
-    def summary(self) -> str:
-        """Shape, nnz, triangularity, block sizes and conditioning, as text."""
-        from .summary import system_summary
-
-        return system_summary(self)
-
-    def spy(self, **options: Any) -> Any:
-        """Sparsity pictures of the matrix (needs the ``plot`` extra); see
-        :func:`lagrad.plot.spy_system` for the options."""
-        from .plot import spy_system
-
-        return spy_system(self, **options)
 
     def split(self, x: Array) -> dict[Any, Array]:
         """A flat vector as ``{variable: array of its shape}``."""

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import OptionError
-from .program import Equation, Program, Variable, bind
-from .schedule import CyclicBlock, compile_program
+from lagrad.compile.compiler import compile_program
+from lagrad.compile.schedule import CyclicBlock
+from lagrad.errors import OptionError
+from lagrad.ir.program import Equation, Program, Variable, bind
 
 __all__ = ["unroll", "UnrolledRow", "compare_unrolled"]
 

@@ -1,6 +1,6 @@
 """Linear solvers for the multiplier (adjoint) and tangent systems, by name.
 
-Each solver takes a :class:`lagrad.system.System` and returns a
+Each solver takes a :class:`lagrad.solve.system.System` and returns a
 :class:`SystemSolution` ``(x, info)``: the solution vector (in the system's
 flat index order) and :class:`SolveInfo` diagnostics. A method name is
 resolved once, through :data:`METHODS`.
@@ -13,28 +13,26 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
-from .blocksolve import (
+from lagrad.compile.guards import guarded
+from lagrad.compile.jacobian import block_matrix
+from lagrad.compile.levels import level_plan, levels_adjoint, levels_tangent
+from lagrad.compile.schedule import CyclicBlock
+from lagrad.errors import NonFiniteError, OptionError, SingularSystemError
+from lagrad.solve.blocksolve import (
     BLOCK_METHODS,
     BlockSolveInfo,
     Workspace,
     solve_adjoint_block,
     solve_tangent_block,
 )
-from .blocksolve import OPTIONS as BLOCK_OPTIONS
-from .errors import NonFiniteError, OptionError, SingularSystemError
-from .forward import guarded
-from .levels import level_plan, levels_adjoint, levels_tangent
-from .nonlinear import block_matrix
-from .schedule import CyclicBlock
-
-if TYPE_CHECKING:
-    from .system import System
+from lagrad.solve.blocksolve import OPTIONS as BLOCK_OPTIONS
+from lagrad.solve.system import System
 
 __all__ = ["SolveInfo", "SystemSolution", "LinearSolver", "BlockSubstitution",
            "SparseDirect", "Dense", "METHODS", "resolve_method"]
@@ -99,7 +97,7 @@ class BlockSubstitution(LinearSolver):
     """Back-substitution (adjoint) or forward substitution (tangent) between
     blocks, in block order, through each equation's VJP/JVP (J is never
     assembled for acyclic parts); inside each cyclic block a linear solve by
-    ``inner`` (see :mod:`lagrad.blocksolve`)."""
+    ``inner`` (see :mod:`lagrad.solve.blocksolve`)."""
 
     def __init__(self, name: str, inner: str) -> None:
         self.name = name
@@ -175,7 +173,7 @@ def _levels(system: System, rebuild_rhs: Callable[[], Array] | None = None) -> A
 
 class Levels(LinearSolver):
     """Substitution one level of equal height at a time on J's assembled values
-    (programs of scalar elementwise equations; see :mod:`lagrad.levels`)."""
+    (programs of scalar elementwise equations; see :mod:`lagrad.compile.levels`)."""
 
     name = "levels"
     whole_system = True

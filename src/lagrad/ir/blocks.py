@@ -8,12 +8,28 @@ is the case where every block is one variable.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import networkx as nx
 
-if TYPE_CHECKING:
-    from .program import Program, Variable
+
+class Variable(Protocol):
+    """What a block needs of a program's variable."""
+
+    index: int
+    kind: str
+    name: str
+    size: int
+
+
+class Program(Protocol):
+    """What :func:`find_blocks` needs of a program."""
+
+    @property
+    def variables(self) -> Any: ...
+
+    @property
+    def graph(self) -> nx.DiGraph: ...
 
 __all__ = ["Block", "find_blocks"]
 

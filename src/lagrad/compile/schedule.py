@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import primitives as P
-from .errors import CycleError, ProgramError
-from .program import Equation, Program, Variable
+from lagrad.errors import CycleError, ProgramError
+from lagrad.ir import primitives as P
+from lagrad.ir.program import Equation, Program, Variable
 
-__all__ = ["Index", "Schedule", "Single", "Batch", "CyclicBlock", "compile_program",
-           "require_acyclic"]
+__all__ = ["Index", "Schedule", "Single", "Batch", "CyclicBlock", "compile_schedule", "batch_of"]
 
 Array = NDArray[np.float64]
 BATCH_MIN = 4  # a level group smaller than this runs as Single steps
@@ -38,14 +37,14 @@ BATCH_MIN = 4  # a level group smaller than this runs as Single steps
 class Index:
     """Variable -> slice of the flat vector z, in program order."""
 
-    def __init__(self, program: Program) -> None:
-        if program._bulk is not None:  # every variable a scalar
-            self.offsets = np.arange(len(program.variables) + 1, dtype=np.intp)
-            self.variables = program.variables  # a frozen, lazily materialized sequence
-        else:
+    def __init__(self, program: Program, offsets: NDArray[np.intp] | None = None) -> None:
+        if offsets is None:
             sizes = [v.size for v in program.variables]
-            self.offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.intp)
-            self.variables = tuple(program.variables)
+            offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.intp)
+            self.variables: Sequence[Variable] = tuple(program.variables)
+        else:  # given by a compiler that knows the sizes (a bulk program: all scalars)
+            self.variables = program.variables  # a frozen, lazily materialized sequence
+        self.offsets = offsets
         self.size = int(self.offsets[-1])
         self.program = program
 
@@ -306,16 +305,9 @@ class Schedule:
         return self.index.size
 
 
-def compile_program(program: Program) -> Schedule:
-    """Order the blocks, level and group the equations (cached per program version)."""
-    if program._bulk is not None:
-        from .bulk import compile_bulk
-
-        return program.cached("schedule", compile_bulk)
-    return program.cached("schedule", _compile)
-
-
-def _compile(program: Program) -> Schedule:
+def compile_schedule(program: Program) -> Schedule:
+    """Order the blocks, level and group the equations of a general program
+    (use :func:`lagrad.compile.compile_program`, which caches the result)."""
     variables = program.variables
     for v in variables:
         if v.kind != "input" and program.equation(v) is None:
@@ -338,7 +330,7 @@ def _compile(program: Program) -> Schedule:
             timed.append((int(level), len(timed), unit))
             scalar = False
             continue
-        eq = program._defined.get(block.variables[0].index)
+        eq = program.equation(block.variables[0].index)
         if eq is None:
             continue  # an input
         level = levels[eq.out] = 1 + max((levels[j] for j in eq.parents), default=0)
@@ -357,14 +349,6 @@ def _compile(program: Program) -> Schedule:
     timed.sort(key=lambda t: (t[0], t[1]))
     steps = [s for _, _, s in timed]
     return Schedule(program, index, program.inputs, steps, levels, scalar and bool(steps))
-
-
-def require_acyclic(schedule: Schedule) -> None:
-    """Raise CycleError naming the first cyclic block, if there is one."""
-    for unit in schedule.steps:
-        if isinstance(unit, CyclicBlock):
-            raise CycleError(f"{unit.block.name} is cyclic; this operation needs an acyclic "
-                             "program")
 
 
 def _batchable(eq: Equation, variables: Sequence[Variable]) -> bool:
@@ -410,10 +394,10 @@ def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
     if not unknowns:  # cycles can only be closed through unknowns
         raise CycleError(f"{block.name} is cyclic but has no unknown")
     members = frozenset(v.index for v in block.variables)
-    closing_eqs = [program._defined[v.index] for v in unknowns]
+    closing_eqs = [_defining(program, v) for v in unknowns]
     # with the unknowns given, the rest of the block is acyclic, and creation
     # order is topological for it (only unknowns are read before they exist)
-    interior_eqs = [program._defined[v.index] for v in block.variables if v.kind != "unknown"]
+    interior_eqs = [_defining(program, v) for v in block.variables if v.kind != "unknown"]
     outside = frozenset(j for eq in interior_eqs + closing_eqs for j in eq.parents
                         if j not in members)
 
@@ -453,3 +437,9 @@ def _runs(slices: list[slice]) -> tuple[tuple[int, int], ...]:
             runs.append([sl.start, sl.stop])
     return tuple((a, b) for a, b in runs)
 
+
+
+def _defining(program: Program, v: Variable) -> Equation:
+    eq = program.equation(v.index)
+    assert eq is not None, f"{v.name} is checked to be defined before compiling"
+    return eq

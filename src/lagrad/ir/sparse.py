@@ -47,9 +47,9 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from . import primitives as P
-from .errors import ProgramError
-from .program import Variable
+from lagrad.errors import ProgramError
+from lagrad.ir import primitives as P
+from lagrad.ir.program import Variable
 
 __all__ = ["coo_matvec", "csr_matvec", "CSRPattern", "SPARSE"]
 

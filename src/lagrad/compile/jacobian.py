@@ -1,0 +1,80 @@
+"""J, the sparse matrix of local derivatives J[i, j] = df_i/dz_j, assembled
+from every equation's local Jacobian: for the whole program, or as (I - J_SS)
+over one cyclic block's variables."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from lagrad.compile.levels import level_plan
+from lagrad.compile.schedule import Batch, CyclicBlock, Schedule
+from lagrad.errors import NonFiniteError
+
+__all__ = ["assemble_jacobian", "block_matrix", "blame_partials"]
+
+Array = NDArray[np.float64]
+
+
+def assemble_jacobian(schedule: Schedule, z: Array) -> sp.csr_matrix:
+    """J at the point z, from every equation's local sparse Jacobian, in one call."""
+    n = schedule.size
+    plan = level_plan(schedule)
+    if plan is not None:  # all scalar: J's values in a few vectorized calls
+        return sp.csr_matrix((plan.weights(z), (plan.rows, plan.cols)), shape=(n, n))
+    rows, cols, vals = [], [], []
+    for step in schedule.steps:
+        for r, c, v in step.jacobian_entries(z):
+            rows.append(np.asarray(r, dtype=np.intp).ravel())
+            cols.append(np.asarray(c, dtype=np.intp).ravel())
+            vals.append(np.asarray(v, dtype=float).ravel())
+    if not rows:
+        return sp.csr_matrix((n, n))
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(n, n))
+
+
+def blame_partials(schedule: Schedule, z: Array) -> NonFiniteError:
+    """Name the first equation whose local derivative is not finite at z."""
+    program = schedule.program
+    singles = [s for step in schedule.steps
+               for s in (step.steps if isinstance(step, CyclicBlock) else [step])]
+    with np.errstate(all="ignore"):
+        for step in singles:
+            ok = np.ones(len(step.equations), dtype=bool)
+            for _, _, v in step.jacobian_entries(z):
+                vals = np.isfinite(np.asarray(v, dtype=float))
+                ok &= vals.reshape(len(ok), -1).all(axis=1) if isinstance(step, Batch) \
+                    else bool(vals.all())
+            if not ok.all():
+                text = program.describe(step.equations[int(np.argmin(ok))])
+                return NonFiniteError(f"a local derivative is not finite in equation `{text}`: "
+                                      "the derivative does not exist at these values", text)
+    return NonFiniteError("J has a non-finite entry")
+
+
+
+def block_matrix(unit: CyclicBlock, z: Array, size: int = 0) -> sp.csc_matrix:
+    """(I - J_SS) at z, over the block's variables in ``unit.s_index`` order."""
+    s = unit.s_index  # sorted; inner steps only touch the block's own positions
+    rows, cols, vals = [], [], []
+    for step in unit.inner_interior + unit.inner_closing:
+        for r, c, v in step.jacobian_entries(z):
+            rows.append(np.searchsorted(s, np.asarray(r).ravel()))
+            cols.append(np.searchsorted(s, np.asarray(c).ravel()))
+            vals.append(np.asarray(v, dtype=float).ravel())
+    n = unit.s_index.size
+    j = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(n, n)) if rows else sp.csc_matrix((n, n))
+    return (sp.identity(n, format="csc") - j).tocsc()
+
+
+def norm2(x: Array) -> float:
+    """Euclidean norm of a vector: what np.linalg.norm computes for real 1-D
+    input (sqrt of x . x), without its ~2 us of overhead per call, which adds
+    up over the iterations of many small blocks."""
+    return math.sqrt(float(np.dot(x, x)))
+
