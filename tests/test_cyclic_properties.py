@@ -108,12 +108,12 @@ def test_forward_methods_agree_with_numpy_solve(case: CyclicCase) -> None:
         cyclic = [b for b in program.blocks if b.cyclic]
         assert sorted(sol.diagnostics) == [b.number for b in cyclic]
         for diag in sol.diagnostics.values():
-            unknown = diag.block.unknowns[0].name
+            unknown = program.blocks[diag.number].unknowns[0].name
             is_root = recipe.blocks[int(unknown[1:].rstrip("ab"))].kind == "root"
             assert diag.method == ("newton" if is_root else forward)
             assert diag.converged
             assert diag.residuals and len(diag.residuals) >= diag.iterations
-            u = np.concatenate([np.ravel(sol[v]) for v in diag.block.unknowns])
+            u = np.concatenate([np.ravel(sol[v]) for v in program.blocks[diag.number].unknowns])
             assert diag.residuals[-1] <= tol * max(1.0, np.linalg.norm(u))
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from lagrad.errors import OptionError, ProgramError
 from lagrad.ir.trace import Traced, normalize_argnums, trace_args
-from lagrad.solve.linsolve import sweep
+from lagrad.solve.linsolve import solve_system
 from lagrad.solve.solution import Solution
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacobian"]
@@ -125,15 +125,9 @@ def vjp(fn: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], tup
         if ct.shape != out.shape:
             raise ProgramError(f"cotangent has shape {ct.shape}, the output has shape "
                                f"{out.shape}")
-        lam = sweep(sol.adjoint_system(ct))[0]
-        return traced.regroup(_input_values(sol, lam))
+        lam = solve_system(sol.adjoint_system(ct), compute_residual=False).x
+        return traced.regroup(sol.schedule.index.take(lam, sol.schedule.inputs))
     return sol.output, vjp_fn
-
-
-def _input_values(sol: Solution, vec: np.ndarray) -> list[Any]:
-    index = sol.schedule.index
-    return [vec[index[v]].reshape(v.shape)[()] if not v.shape else
-            vec[index[v]].reshape(v.shape).copy() for v in sol.schedule.inputs]
 
 
 _MODES = ("auto", "reverse", "forward")
@@ -181,7 +175,8 @@ def _reverse_rows(sol: Solution) -> np.ndarray:
     for k in range(out.size):
         seed = np.zeros(out.size)
         seed[k] = 1.0
-        rows[k] = sweep(sol.adjoint_system(seed.reshape(out.shape)))[0][lo:hi]
+        system = sol.adjoint_system(seed.reshape(out.shape))
+        rows[k] = solve_system(system, compute_residual=False).x[lo:hi]
     return rows
 
 
@@ -193,8 +188,8 @@ def _forward_columns(sol: Solution) -> np.ndarray:
     for k in range(hi - lo):
         e = np.zeros(sol.schedule.size)
         e[lo + k] = 1.0
-        system = sol.tangent_system(_split_direction(sol, e))
-        cols[:, k] = sweep(system)[0][out_slice]
+        system = sol.tangent_system(sol.schedule.index.take(e, sol.schedule.inputs))
+        cols[:, k] = solve_system(system, compute_residual=False).x[out_slice]
     return cols
 
 
@@ -207,8 +202,3 @@ def _input_span(sol: Solution) -> tuple[int, int]:
     lo, hi = index[inputs[0]].start, index[inputs[-1]].stop
     assert hi - lo == sum(v.size for v in inputs)
     return lo, hi
-
-
-def _split_direction(sol: Solution, e: np.ndarray) -> tuple[np.ndarray, ...]:
-    index = sol.schedule.index
-    return tuple(e[index[v]].reshape(v.shape) for v in sol.schedule.inputs)

@@ -15,7 +15,7 @@ from typing import Any
 
 from lagrad.ir.bulk import BulkProgram, from_arrays
 from lagrad.ir.program import Program
-from lagrad.solve.linsolve import LinearSolver, SystemSolution, resolve_method
+from lagrad.solve.linsolve import LinearSolver, SystemSolution, solve_system
 from lagrad.solve.solution import Solution, lagrangian, solve_program
 from lagrad.solve.system import System
 from lagrad.study.plot import draw_program, spy_system
@@ -123,7 +123,7 @@ def _system_solve(self: System, method: str | LinearSolver = "backsub",
         "lstsq": the
         same sweep with that solver inside cyclic blocks (see
         :mod:`lagrad.solve.blocksolve`); options ``tol``, ``maxiter``,
-        ``preconditioner``.
+        ``preconditioner`` (see :class:`lagrad.options.LinearOptions`).
         "spsolve": scipy sparse direct solve of the whole assembled matrix;
         "dense": numpy.linalg.solve of the whole dense matrix (the O(n^3)
         reference).
@@ -133,7 +133,7 @@ def _system_solve(self: System, method: str | LinearSolver = "backsub",
     SystemSolution
         ``x`` (flat, in :attr:`index` order) and ``info`` (:class:`SolveInfo`).
     """
-    return resolve_method(method).solve(self, **options)
+    return solve_system(self, method, options)
 
 
 def _attach() -> None:

@@ -22,7 +22,7 @@ import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
 import lagrad
-from lagrad.solve.linsolve import BlockSubstitution
+from lagrad.solve.linsolve import Substitution
 
 from .core import (
     Column,
@@ -148,7 +148,7 @@ def _methods(prob: DeqProblem, last: dict[str, Any]
     p, (x, w) = prob.program, prob.inputs
     out: dict[str, tuple[Callable[[], Any], str, float]] = {}
     for m in ADJOINT_METHODS:
-        method: Any = BlockSubstitution("dense", "dense") if m == "dense" else m
+        method: Any = Substitution("dense", "dense") if m == "dense" else m
         out[m] = ((lambda m=m, method=method: keep(last, m, p.solve(x, w)).grad(method=method)),
                   m, 3.0 if m in ("splu", "dense") else 2.0)
     out["newton"] = (lambda: keep(last, "newton", p.solve(x, w, method="newton")).grad(),

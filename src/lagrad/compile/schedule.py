@@ -67,6 +67,17 @@ class Index:
     def items(self) -> Iterator[tuple[Variable, slice]]:
         return ((v, self.slice(v.index)) for v in self.variables)
 
+    def take(self, vec: Array, variables: Sequence[Variable]) -> tuple[Any, ...]:
+        """Copies of ``vec``'s entries for each of ``variables``, in its shape (a
+        numpy scalar for a 0-d variable)."""
+        return tuple(vec[self.slice(v.index)].reshape(v.shape)[()] if not v.shape
+                     else vec[self.slice(v.index)].reshape(v.shape).copy() for v in variables)
+
+    def positions(self, variables: Sequence[Variable]) -> NDArray[np.intp]:
+        """Flat positions of ``variables``' entries, in order."""
+        parts = [np.arange(self.offsets[v.index], self.offsets[v.index + 1]) for v in variables]
+        return np.concatenate(parts).astype(np.intp) if parts else np.zeros(0, np.intp)
+
     def owner(self, position: int) -> Variable:
         """The variable whose slice contains flat ``position``."""
         return self.variables[int(np.searchsorted(self.offsets, position, side="right")) - 1]

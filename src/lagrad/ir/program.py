@@ -17,10 +17,11 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from lagrad.errors import ProgramError
+from lagrad.errors import OptionError, ProgramError
 from lagrad.ir import ops
 from lagrad.ir import primitives as P
 from lagrad.ir.blocks import Block, find_blocks
+from lagrad.options import ForwardOptions
 
 __all__ = ["Variable", "Equation", "Program", "bind"]
 
@@ -197,7 +198,7 @@ class Program:
         self._by_name: dict[str, Variable] = {}
         self._output: Variable | None = None
         self.inits: dict[int, np.ndarray] = {}
-        self.block_options: dict[int, dict[str, Any]] = {}  # per unknown, from combinators
+        self.block_options: dict[int, ForwardOptions] = {}  # per unknown
         self._version = 0
         self._cache: dict[str, tuple[int, Any]] = {}
 
@@ -217,10 +218,12 @@ class Program:
         ``method``, ``tol`` and ``maxiter`` are this block's forward-solve
         defaults (see :meth:`solve`).
         """
+        try:  # checked before anything is added
+            options = ForwardOptions(method, tol, maxiter)
+        except OptionError as err:
+            raise OptionError(f"unknown {name!r}: {err}") from None
         v = self._new_variable(_shape(shape), "unknown", name)
-        options = {k: o for k, o in (("method", method), ("tol", tol), ("maxiter", maxiter))
-                   if o is not None}
-        if options:
+        if options != ForwardOptions():
             self.block_options[v.index] = options
         if init is not None:
             start = np.asarray(init, dtype=float)

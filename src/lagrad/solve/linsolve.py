@@ -1,17 +1,22 @@
-"""Linear solvers for the multiplier (adjoint) and tangent systems, by name.
+"""Linear solves of the multiplier (adjoint) and tangent systems.
 
-Each solver takes a :class:`lagrad.solve.system.System` and returns a
-:class:`SystemSolution` ``(x, info)``: the solution vector (in the system's
-flat index order) and :class:`SolveInfo` diagnostics. A method name is
-resolved once, through :data:`METHODS`.
+:func:`solve_system` is the one entry point: every solve of a
+:class:`~lagrad.System` (``system.solve``, ``sol.grad``, ``sol.tangent``,
+``lagrad.vjp``, ``lagrad.jacobian``, the naive baselines) goes through it. It
+resolves the method name once, through :data:`METHODS`, validates the options
+once (:class:`~lagrad.options.LinearOptions`), and returns a
+:class:`SystemSolution` ``(x, info)``: the solution vector, in the system's
+flat index order, and :class:`SolveInfo` diagnostics with the result of every
+cyclic block's solve. Nothing else is changed.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -19,23 +24,19 @@ import numpy as np
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
-from lagrad.compile.guards import guarded
 from lagrad.compile.jacobian import block_matrix
-from lagrad.compile.levels import level_plan, levels_adjoint, levels_tangent
+from lagrad.compile.levels import level_plan
 from lagrad.compile.schedule import CyclicBlock
 from lagrad.errors import NonFiniteError, OptionError, SingularSystemError
-from lagrad.solve.blocksolve import (
-    BLOCK_METHODS,
-    BlockSolveInfo,
-    Workspace,
-    solve_adjoint_block,
-    solve_tangent_block,
-)
-from lagrad.solve.blocksolve import OPTIONS as BLOCK_OPTIONS
+from lagrad.numeric import all_finite
+from lagrad.options import LinearOptions
+from lagrad.solve import blocksolve
+from lagrad.solve.blocksolve import Workspace, substitute_block
+from lagrad.solve.results import BlockResult, Status
 from lagrad.solve.system import System
 
-__all__ = ["SolveInfo", "SystemSolution", "LinearSolver", "BlockSubstitution",
-           "SparseDirect", "Dense", "METHODS", "resolve_method"]
+__all__ = ["SolveInfo", "SystemSolution", "LinearSolver", "Substitution", "Levels",
+           "SparseDirect", "Dense", "METHODS", "resolve_method", "solve_system"]
 
 Array = NDArray[np.float64]
 DENSE_LIMIT = 20_000  # unknowns; the dense reference needs n^2 floats of memory
@@ -43,10 +44,11 @@ DENSE_LIMIT = 20_000  # unknowns; the dense reference needs n^2 floats of memory
 
 @dataclass(frozen=True)
 class SolveInfo:
-    """Diagnostics of one linear solve.
+    """Diagnostics of one linear solve of a whole system.
 
-    ``residual`` is the relative residual ||M x - b|| / ||b|| (computed
-    matrix-free when the solve is done).
+    ``residual`` is the relative residual ||M x - b|| / ||b|` (computed
+    matrix-free when the solve is done; NaN when the caller did not ask for
+    it). ``blocks`` lists the result of each cyclic block's solve.
     """
 
     method: str
@@ -56,6 +58,12 @@ class SolveInfo:
     converged: bool = True
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    status: Status = Status.CONVERGED
+
+    @property
+    def blocks(self) -> list[BlockResult]:
+        """The cyclic blocks' results, in solve order."""
+        return list(self.extra.get("blocks", []))
 
 
 class SystemSolution(NamedTuple):
@@ -74,101 +82,65 @@ class SystemSolution(NamedTuple):
         return self.info
 
 
+@dataclass
+class Outcome:
+    """What a solver's run gives back to :func:`solve_system`."""
+
+    x: Array
+    iterations: int = 1
+    notes: str = ""
+    blocks: list[BlockResult] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class LinearSolver(ABC):
-    """Solves ``system``; subclasses implement :meth:`_solve` for one method."""
+    """A method for a whole system: one signature, :meth:`run`."""
 
     name: str = ""
-    whole_system = False  # True: works on the assembled matrix of the whole system
-
-    def solve(self, system: System, **options: Any) -> SystemSolution:
-        t0 = time.perf_counter()
-        x, extra = self._solve(system, **options)
-        seconds = time.perf_counter() - t0
-        if not np.isfinite(x).all():
-            raise NonFiniteError(f"{self.name}: the solution of the {system.kind} system is "
-                                 "not finite")
-        return SystemSolution(x, SolveInfo(self.name, seconds, system.residual(x), **extra))
+    takes_options = False  # whole-matrix methods take none
 
     @abstractmethod
-    def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]: ...
+    def run(self, system: System, options: LinearOptions,
+            rebuild_rhs: Callable[[], Array] | None) -> Outcome:
+        """Solve ``system``. With ``rebuild_rhs`` the solver may overwrite
+        ``system.rhs``; the callable gives a fresh copy of it (only needed to
+        replay a sweep that went non-finite, to name the culprit)."""
 
 
-class BlockSubstitution(LinearSolver):
+class Substitution(LinearSolver):
     """Back-substitution (adjoint) or forward substitution (tangent) between
     blocks, in block order, through each equation's VJP/JVP (J is never
     assembled for acyclic parts); inside each cyclic block a linear solve by
-    ``inner`` (see :mod:`lagrad.solve.blocksolve`)."""
+    the block method ``inner`` (see :mod:`lagrad.solve.blocksolve`)."""
+
+    takes_options = True
 
     def __init__(self, name: str, inner: str) -> None:
-        self.name = name
-        self.inner = inner
+        self.name, self.inner = name, inner
 
-    def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]:
-        unknown = set(options) - BLOCK_OPTIONS
-        if unknown:
-            raise OptionError(f"method {self.name!r}: unknown options {sorted(unknown)}; "
-                              f"accepted: {sorted(BLOCK_OPTIONS)}")
-        vec, blocks = sweep(system, self.inner, options)
+    def run(self, system: System, options: LinearOptions,
+            rebuild_rhs: Callable[[], Array] | None) -> Outcome:
+        schedule, z, orientation = system.schedule, system.values, system.orientation
+        if self.inner == "auto" and not options.given and level_plan(schedule) is not None:
+            return LEVELS.run(system, options, rebuild_rhs)
+        vec = system.rhs if rebuild_rhs is not None else system.rhs.copy()
+        work = Workspace(vec.size)
+        blocks: list[BlockResult] = []
+
+        def sweep() -> Array:
+            for step in orientation.order(schedule.steps):
+                if isinstance(step, CyclicBlock):
+                    blocks.append(substitute_block(step, z, vec, orientation, self.inner,
+                                                   options, system.forward.get(
+                                                       step.block.number), work))
+                else:
+                    orientation.propagate(step, z, vec)
+            return vec
+        x = orientation.guard(sweep, schedule, z, rebuild_rhs or system.rhs)
         notes = "one sweep in block order"
         if blocks:
             notes += "; cyclic blocks: " + ", ".join(f"{b.block} by {b.method}" for b in blocks)
-        iterations = max([b.iterations for b in blocks], default=1)
-        return vec, {"notes": notes, "iterations": iterations, "extra": {"blocks": blocks}}
-
-
-def sweep(system: System, method: str = "auto", options: dict[str, Any] | None = None,
-          rebuild_rhs: Callable[[], Array] | None = None) -> tuple[Array, list[BlockSolveInfo]]:
-    """The substitution sweep: reverse-mode for adjoint, forward-mode for tangent.
-
-    Returns the solution and the diagnostics of each cyclic block's solve. With
-    ``rebuild_rhs`` (a function returning a fresh copy of the right-hand side,
-    used only to replay a sweep that went non-finite) the solution is computed
-    in ``system.rhs`` itself: no copy of a vector as long as the program.
-    """
-    options = dict(options or {})
-    schedule, z = system.schedule, system.values
-    if method == "auto" and not options and level_plan(schedule) is not None:
-        return _levels(system, rebuild_rhs), []
-    forward = system.forward
-    original_rhs = rebuild_rhs if rebuild_rhs is not None else system.rhs
-    vec = system.rhs if rebuild_rhs is not None else system.rhs.copy()
-    work = Workspace(vec.size)
-    infos: list[BlockSolveInfo] = []
-    if system.kind == "adjoint":
-        def run() -> Array:
-            for step in reversed(schedule.steps):
-                if isinstance(step, CyclicBlock):
-                    infos.append(solve_adjoint_block(step, z, vec, method, options,
-                                                     forward.get(step.block.number), work))
-                else:
-                    step.pullback(z, vec)
-            return vec
-        return guarded(run, schedule, "multiplier", z, original_rhs), infos
-
-    def run_forward() -> Array:
-        for step in schedule.steps:
-            if isinstance(step, CyclicBlock):
-                infos.append(solve_tangent_block(step, z, vec, method, options,
-                                                 forward.get(step.block.number), work))
-            else:
-                step.pushforward(z, vec)
-        return vec
-    return guarded(run_forward, schedule, "tangent"), infos
-
-
-def _levels(system: System, rebuild_rhs: Callable[[], Array] | None = None) -> Array:
-    """With ``rebuild_rhs`` (as in :func:`sweep`) the solution overwrites system.rhs."""
-    plan = level_plan(system.schedule)
-    if plan is None:
-        raise OptionError("method 'levels' needs a program whose equations are all scalar and "
-                          "elementwise; use 'backsub'")
-    solve = levels_adjoint if system.kind == "adjoint" else levels_tangent
-    inplace = rebuild_rhs is not None
-    run = lambda: solve(plan, system.values, system.rhs, inplace)  # noqa: E731
-    if system.kind == "adjoint":
-        return guarded(run, system.schedule, "multiplier", system.values,
-                       rebuild_rhs if inplace else system.rhs)
-    return guarded(run, system.schedule, "tangent")
+        return Outcome(x, max([b.iterations for b in blocks], default=1), notes, blocks)
 
 
 class Levels(LinearSolver):
@@ -176,23 +148,28 @@ class Levels(LinearSolver):
     (programs of scalar elementwise equations; see :mod:`lagrad.compile.levels`)."""
 
     name = "levels"
-    whole_system = True
 
-    def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]:
-        _no_options(self.name, options)
+    def run(self, system: System, options: LinearOptions,
+            rebuild_rhs: Callable[[], Array] | None) -> Outcome:
         plan = level_plan(system.schedule)
-        return _levels(system), {"iterations": len(plan.down) if plan else 0,
-                                 "notes": "one vectorized step per level"}
+        if plan is None:
+            raise OptionError("method 'levels' needs a program whose equations are all scalar "
+                              "and elementwise; use 'backsub'")
+        inplace = rebuild_rhs is not None
+        orientation = system.orientation
+        x = orientation.guard(lambda: orientation.levels(plan, system.values, system.rhs,
+                                                         inplace),
+                              system.schedule, system.values, rebuild_rhs or system.rhs)
+        return Outcome(x, len(plan.down), "one vectorized step per level")
 
 
 class SparseDirect(LinearSolver):
     """scipy.sparse.linalg.spsolve (SuperLU) on the assembled matrix."""
 
     name = "spsolve"
-    whole_system = True
 
-    def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]:
-        _no_options(self.name, options)
+    def run(self, system: System, options: LinearOptions,
+            rebuild_rhs: Callable[[], Array] | None) -> Outcome:
         with warnings.catch_warnings():
             warnings.simplefilter("error", spla.MatrixRankWarning)
             try:
@@ -200,17 +177,16 @@ class SparseDirect(LinearSolver):
             except (spla.MatrixRankWarning, RuntimeError) as err:
                 raise SingularSystemError(f"spsolve: the {system.kind} matrix is singular "
                                           f"({err})") from err
-        return np.atleast_1d(np.asarray(x, dtype=float)), {}
+        return Outcome(np.atleast_1d(np.asarray(x, dtype=float)))
 
 
 class Dense(LinearSolver):
     """numpy.linalg.solve on the dense matrix: the O(n^3) reference."""
 
     name = "dense"
-    whole_system = True
 
-    def _solve(self, system: System, **options: Any) -> tuple[Array, dict[str, Any]]:
-        _no_options(self.name, options)
+    def run(self, system: System, options: LinearOptions,
+            rebuild_rhs: Callable[[], Array] | None) -> Outcome:
         n = system.rhs.size
         if n > DENSE_LIMIT:
             raise OptionError(f"method 'dense' would build a {n} x {n} matrix "
@@ -223,7 +199,7 @@ class Dense(LinearSolver):
         cond = float(np.linalg.cond(m, 1)) if n <= 2000 else float("nan")
         if cond > 1 / np.finfo(float).eps:
             raise _singular_block(system, cond)
-        return x, {"extra": {"condition": cond}}
+        return Outcome(x, extra={"condition": cond})
 
 
 def _singular_block(system: System, cond: float) -> SingularSystemError:
@@ -232,7 +208,7 @@ def _singular_block(system: System, cond: float) -> SingularSystemError:
     worst, worst_cond = None, 0.0
     for unit in system.schedule.steps:
         if isinstance(unit, CyclicBlock):
-            a = block_matrix(unit, system.values, system.values.size).toarray()
+            a = block_matrix(unit, system.values).toarray()
             c = float(np.linalg.cond(a)) if a.size else 0.0
             if not c < worst_cond:
                 worst, worst_cond = unit, c
@@ -242,17 +218,19 @@ def _singular_block(system: System, cond: float) -> SingularSystemError:
                                "method='lstsq' for minimum-norm multipliers")
 
 
-def _no_options(name: str, options: dict[str, Any]) -> None:
-    if options:
-        raise OptionError(f"method {name!r} takes no options, got {sorted(options)}")
-
-
+LEVELS = Levels()
 METHODS: dict[str, LinearSolver] = {
-    s.name: s for s in (BlockSubstitution("backsub", "auto"), SparseDirect(), Dense(), Levels(),
-                        *(BlockSubstitution(m, m) for m in BLOCK_METHODS if m != "dense"))}
-
-
-DEFAULT_SWEEP = frozenset({"auto", "backsub"})  # names of the default block substitution
+    **{name: Substitution(name, name) for name in blocksolve.BLOCK_METHODS},
+    "backsub": Substitution("backsub", "auto"),
+    "levels": LEVELS,
+    "spsolve": SparseDirect(),
+    "dense": Dense(),  # the whole dense matrix (the reference), not the block method
+}
+"""Every method by name. "auto" and "backsub" are the default substitution
+(block methods chosen by :func:`lagrad.solve.blocksolve.choose`); a block
+method's name ("splu", "gmres", ...) is the substitution with that method
+inside every cyclic block; "levels", "spsolve" and "dense" solve the whole
+system at once."""
 
 
 def resolve_method(method: str | LinearSolver) -> LinearSolver:
@@ -265,3 +243,32 @@ def resolve_method(method: str | LinearSolver) -> LinearSolver:
         raise OptionError(f"unknown method {method!r}; choose one of {sorted(METHODS)}") \
             from None
 
+
+def solve_system(system: System, method: str | LinearSolver = "auto",
+                 options: Mapping[str, Any] | LinearOptions | None = None, *,
+                 rebuild_rhs: Callable[[], Array] | None = None,
+                 compute_residual: bool = True) -> SystemSolution:
+    """Solve ``system`` by ``method`` with ``options``; returns ``(x, info)``.
+
+    With ``rebuild_rhs`` (a function returning a fresh copy of the right-hand
+    side) a substitution may compute the solution in ``system.rhs`` itself: no
+    copy of a vector as long as the program. ``compute_residual=False`` skips
+    the check product (``info.residual`` is then NaN).
+    """
+    solver = resolve_method(method)
+    if not isinstance(options, LinearOptions):
+        options = dict(options or {})
+        if options and not solver.takes_options:
+            raise OptionError(f"method {solver.name!r} takes no options, got {sorted(options)}")
+        options = LinearOptions.from_mapping(options, solver.name)
+    t0 = time.perf_counter()
+    out = solver.run(system, options, rebuild_rhs)
+    seconds = time.perf_counter() - t0
+    if not all_finite(out.x):
+        raise NonFiniteError(f"{solver.name}: the solution of the {system.kind} system is "
+                             "not finite")
+    residual = system.residual(out.x) if compute_residual else math.nan
+    extra = {**out.extra, "blocks": out.blocks} if out.blocks or solver.takes_options \
+        else out.extra
+    return SystemSolution(out.x, SolveInfo(solver.name, seconds, residual, out.iterations,
+                                           True, out.notes, extra))

@@ -3,6 +3,7 @@ with its multipliers, gradient, tangents, Lagrangian and KKT residuals."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -11,17 +12,19 @@ from numpy.typing import NDArray
 
 from lagrad.compile.compiler import compile_program
 from lagrad.compile.schedule import Index, Schedule
-from lagrad.errors import OptionError, ProgramError
+from lagrad.errors import ProgramError
 from lagrad.ir.program import Program, Variable
+from lagrad.options import ForwardOptions
 from lagrad.solve.buffers import pool_of
 from lagrad.solve.forward import evaluate
-from lagrad.solve.linsolve import DEFAULT_SWEEP, LinearSolver, sweep
-from lagrad.solve.nonlinear import METHODS as FORWARD_METHODS
+from lagrad.solve.linsolve import LinearSolver, SolveInfo, solve_system
+from lagrad.solve.results import BlockResult
 from lagrad.solve.system import System
 
 __all__ = ["Solution", "VariableMap", "KKTResiduals", "solve_program", "lagrangian"]
 
 Array = NDArray[np.float64]
+DEFAULT_METHODS = ("auto", "backsub")  # the default substitution, cached per Solution
 
 
 class VariableMap(Mapping[Any, Any]):
@@ -71,15 +74,24 @@ class Solution:
     """
 
     def __init__(self, schedule: Schedule, z: Array,
-                 diagnostics: Mapping[int, Any] | None = None) -> None:
+                 diagnostics: Mapping[int, BlockResult] | None = None) -> None:
         self.schedule = schedule
         self.z = z
-        self.diagnostics: dict[int, Any] = dict(diagnostics or {})
-        """Forward-solve diagnostics of each cyclic block, by block number."""
+        self.diagnostics: dict[int, BlockResult] = dict(diagnostics or {})
+        """Forward-solve results of each cyclic block, by block number."""
         self._multipliers: Array | None = None
-        self.adjoint_diagnostics: list[Any] = []
-        self._auto_diagnostics: list[Any] = []
-        """Diagnostics of the cyclic blocks' solves in the last multiplier solve."""
+        self._multiplier_info: SolveInfo | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def adjoint_diagnostics(self) -> list[BlockResult]:
+        """The cyclic blocks' results in the default multiplier solve (the one
+        :meth:`grad` and :meth:`multipliers` use without a method or options;
+        computed on first use). For another method, read ``info.blocks`` of
+        ``sol.adjoint_system().solve(method, ...)``."""
+        self._default_multipliers()
+        assert self._multiplier_info is not None
+        return self._multiplier_info.blocks
 
     @property
     def program(self) -> Program:
@@ -125,17 +137,21 @@ class Solution:
     def _adjoint_system(self, rhs: Array) -> System:
         return System(self.schedule, self.z, "adjoint", rhs, self.diagnostics)
 
-    def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
-        if method in DEFAULT_SWEEP and not options:
+    def _default_multipliers(self) -> Array:
+        """lambda by the default method, computed once (under a lock: threads
+        sharing a Solution get one vector) in a pooled vector (buffers.py)."""
+        with self._lock:
             if self._multipliers is None:
-                self._multipliers, self._auto_diagnostics = sweep(
-                    self._adjoint_system(self._seed(pooled=True)), rebuild_rhs=self._seed)
-                pool_of(self.schedule).recycle(self, self._multipliers)
-            self.adjoint_diagnostics = self._auto_diagnostics
+                system = self._adjoint_system(self._seed(pooled=True))
+                x, info = solve_system(system, rebuild_rhs=self._seed, compute_residual=False)
+                self._multipliers, self._multiplier_info = x, info
+                pool_of(self.schedule).recycle(self, x)
             return self._multipliers
-        result = self.adjoint_system().solve(method, **options)
-        self.adjoint_diagnostics = result.info.extra.get("blocks", [])
-        return result.x
+
+    def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
+        if method in DEFAULT_METHODS and not options:
+            return self._default_multipliers()
+        return solve_system(self.adjoint_system(), method, options).x
 
     def multipliers(self, method: str | LinearSolver = "auto", **options: Any) -> VariableMap:
         """lambda for every variable (same shapes): the solution of the
@@ -147,13 +163,8 @@ class Solution:
         of the input's shape, or a tuple of them for several inputs."""
         # lambda is never bound to a local here: a Solution dropped right after
         # this call (``program.solve(x).grad()``) then recycles it (buffers.py)
-        grads = self._input_parts(self._lambda(method, options))
+        grads = self.schedule.index.take(self._lambda(method, options), self.schedule.inputs)
         return grads[0] if len(grads) == 1 else grads
-
-    def _input_parts(self, vec: Array) -> tuple[Any, ...]:
-        """Copies of ``vec``'s entries for each input, in the inputs' shapes."""
-        lam = VariableMap(self.schedule.index, vec)
-        return tuple(np.asarray(lam[v]) if v.shape else lam[v] for v in self.schedule.inputs)
 
     # ---------------------------------------------------------------- forward
     def tangent_system(self, direction: Any) -> System:
@@ -169,8 +180,8 @@ class Solution:
         with one array per input, or a mapping from inputs (or names) to arrays.
         """
         system = self.tangent_system(direction)
-        zdot = sweep(system)[0] if method in DEFAULT_SWEEP and not options else \
-            system.solve(method, **options).x
+        default = method in DEFAULT_METHODS and not options
+        zdot = solve_system(system, method, options, compute_residual=not default).x
         return VariableMap(self.schedule.index, zdot)
 
     def _direction(self, direction: Any) -> Array:
@@ -218,10 +229,9 @@ class Solution:
 def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, Any],
                   options: Mapping[str, Any] | None = None) -> Solution:
     """Evaluate ``program`` at the given inputs (positional or by name)."""
-    method = (options or {}).get("method")
-    if method is not None and method not in FORWARD_METHODS:
-        raise OptionError(f"unknown forward method {method!r}; choose one of "
-                          f"{sorted(FORWARD_METHODS)}")
+    options = dict(options or {})
+    inits = _inits(program, options.pop("init", None))
+    forward = ForwardOptions(**options)  # checked before any work
     schedule = compile_program(program)
     declared = schedule.inputs
     if len(inputs) > len(declared):
@@ -239,10 +249,20 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
     if missing:
         raise ProgramError(f"missing values for inputs {missing}")
     xs = [_as_input(v, values[v.index], "input") for v in declared]
-    z, diagnostics = evaluate(schedule, xs, options)
+    z, diagnostics = evaluate(schedule, xs, forward, inits)
     solution = Solution(schedule, z, diagnostics)
     pool_of(schedule).recycle(solution, z)
     return solution
+
+
+def _inits(program: Program, init: Mapping[Any, Any] | None) -> dict[int, Array]:
+    """The unknowns' starting points: their declared ``init``, overridden by
+    ``init`` (keys: unknowns or their names)."""
+    inits = dict(program.inits)
+    for key, value in (init or {}).items():
+        v = program.variable(key)
+        inits[v.index] = np.asarray(value, dtype=float).reshape(v.shape)
+    return inits
 
 
 def _as_input(v: Variable, x: Any, role: str) -> Array:

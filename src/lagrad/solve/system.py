@@ -12,7 +12,7 @@ map, the right-hand side, matrix-free products, and ``solve(method=...)``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -20,25 +20,130 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from lagrad.compile.guards import guarded
 from lagrad.compile.jacobian import assemble_jacobian, blame_partials
+from lagrad.compile.levels import LevelPlan, levels_adjoint, levels_tangent
 from lagrad.compile.schedule import Index, Schedule
+from lagrad.errors import OptionError
 
-__all__ = ["System"]
+__all__ = ["System", "Orientation", "ADJOINT", "TANGENT"]
 
 Array = NDArray[np.float64]
 
 
+class Orientation:
+    """Which of (I - J) and (I - J)^T a system is: how a substitution sweep walks
+    the schedule and what each step contributes. The two instances,
+    :data:`TANGENT` and :data:`ADJOINT`, are each other's transpose; every
+    solver is written once against this interface.
+    """
+
+    name: str
+    transposed: bool
+
+    @property
+    def T(self) -> Orientation:  # noqa: N802 (numpy's name)
+        return ADJOINT if self is TANGENT else TANGENT
+
+    def order(self, steps: Sequence[Any]) -> Iterable[Any]:
+        """Steps in the order a substitution solves them."""
+        raise NotImplementedError
+
+    def propagate(self, step: Any, z: Array, vec: Array, into: Array | None = None) -> None:
+        """Add the step's product with ``vec`` (J^T or J) into ``into`` (default vec)."""
+        raise NotImplementedError
+
+    def arrange(self, a: sp.csr_matrix) -> sp.csr_matrix:
+        """(I - J) as this orientation's matrix."""
+        raise NotImplementedError
+
+    def levels(self, plan: LevelPlan, z: Array, rhs: Array, inplace: bool) -> Array:
+        """Level-by-level substitution on J's assembled values."""
+        raise NotImplementedError
+
+    def guard(self, sweep: Callable[[], Array], schedule: Schedule, z: Array,
+              rhs: Array | Callable[[], Array]) -> Array:
+        """Run ``sweep``; if its result is not finite, raise NonFiniteError naming
+        the equation where it first went wrong."""
+        raise NotImplementedError
+
+    def enter_block(self, unit: Any, z: Array, vec: Array) -> None:
+        """Before a cyclic block's solve: bring in what flows from outside it."""
+
+    def leave_block(self, unit: Any, z: Array, vec: Array) -> None:
+        """After a cyclic block's solve: pass on what flows out of it."""
+
+    def __repr__(self) -> str:
+        return self.name.upper()
 
 
+class _Tangent(Orientation):
+    name, transposed = "tangent", False
+
+    def order(self, steps: Sequence[Any]) -> Iterable[Any]:
+        return steps
+
+    def propagate(self, step: Any, z: Array, vec: Array, into: Array | None = None) -> None:
+        step.pushforward(z, vec, into)
+
+    def arrange(self, a: sp.csr_matrix) -> sp.csr_matrix:
+        return a.tocsr()
+
+    def levels(self, plan: LevelPlan, z: Array, rhs: Array, inplace: bool) -> Array:
+        return levels_tangent(plan, z, rhs, inplace)
+
+    def guard(self, sweep: Callable[[], Array], schedule: Schedule, z: Array,
+              rhs: Array | Callable[[], Array]) -> Array:
+        return guarded(sweep, schedule, "tangent")
+
+    def enter_block(self, unit: Any, z: Array, vec: Array) -> None:
+        for step in unit.outer:  # the block's rhs gains J_S,outside zdot_outside
+            step.pushforward(z, vec)
+
+
+class _Adjoint(Orientation):
+    name, transposed = "adjoint", True
+
+    def order(self, steps: Sequence[Any]) -> Iterable[Any]:
+        return reversed(steps)
+
+    def propagate(self, step: Any, z: Array, vec: Array, into: Array | None = None) -> None:
+        step.pullback(z, vec, into)
+
+    def arrange(self, a: sp.csr_matrix) -> sp.csr_matrix:
+        return a.T.tocsr()
+
+    def levels(self, plan: LevelPlan, z: Array, rhs: Array, inplace: bool) -> Array:
+        return levels_adjoint(plan, z, rhs, inplace)
+
+    def guard(self, sweep: Callable[[], Array], schedule: Schedule, z: Array,
+              rhs: Array | Callable[[], Array]) -> Array:
+        return guarded(sweep, schedule, "multiplier", z, rhs)  # replayed to blame
+
+    def leave_block(self, unit: Any, z: Array, vec: Array) -> None:
+        for step in unit.outer:  # lambda_S J_S,outside goes to the outside parents
+            step.pullback(z, vec)
+
+
+TANGENT: Orientation = _Tangent()
+"""(I - J) zdot = e: forward mode."""
+ADJOINT: Orientation = _Adjoint()
+"""(I - J)^T lambda = e: reverse mode, the multiplier system."""
+ORIENTATIONS = {"tangent": TANGENT, "adjoint": ADJOINT}
 
 
 class System:
     """(I - J)^T lambda = rhs (``kind="adjoint"``) or (I - J) zdot = rhs
     (``kind="tangent"``) at the values of a solution.
 
+    ``system.T`` is the transposed system (the other kind) with the same
+    right-hand side and values: the two share every solver.
+
     Attributes
     ----------
     kind : {"adjoint", "tangent"}
+    orientation : Orientation
+        :data:`ADJOINT` or :data:`TANGENT`.
     index : Index
         Variable -> slice of the flat vectors, in program order
         (``system.index[var]``, ``system.index["name"]``).
@@ -46,18 +151,49 @@ class System:
         The right-hand side e (output seed or input direction), flat.
     values : ndarray
         The flat z at which J is evaluated.
+    forward : dict
+        Forward-solve results of the cyclic blocks (by block number): their
+        observed contraction and Newton's LU factors guide the "auto" choice.
     """
 
-    def __init__(self, schedule: Schedule, values: Array, kind: str, rhs: Array,
+    def __init__(self, schedule: Schedule, values: Array, kind: str | Orientation, rhs: Array,
                  forward: Mapping[int, Any] | None = None) -> None:
+        if isinstance(kind, Orientation):
+            self.orientation = kind
+        elif kind in ORIENTATIONS:
+            self.orientation = ORIENTATIONS[kind]
+        else:
+            raise OptionError(f"unknown system kind {kind!r}; choose 'adjoint' or 'tangent'")
         self.schedule = schedule
         self.values = values
-        self.kind = kind
         self.rhs = rhs
         self.index: Index = schedule.index
         self.forward: dict[int, Any] = dict(forward or {})
-        """Forward-solve diagnostics of the cyclic blocks (by block number): their
-        observed contraction and Newton's LU factors guide the "auto" choice."""
+
+    @property
+    def kind(self) -> str:
+        return self.orientation.name
+
+    @property
+    def T(self) -> System:  # noqa: N802 (numpy's name)
+        """The transposed system: (I - J) for an adjoint one, (I - J)^T for a
+        tangent one, with the same right-hand side, values and forward results.
+
+        Examples
+        --------
+        >>> import numpy as np, lagrad
+        >>> sol = lagrad.trace(lambda x: lagrad.sin(x) * x, 0.0).solve(2.0)
+        >>> system = sol.adjoint_system()
+        >>> system.T.kind
+        'tangent'
+        >>> bool(np.allclose(system.T.matrix.toarray(), system.matrix.toarray().T))
+        True
+        """
+        return self.transpose()
+
+    def transpose(self) -> System:
+        """See :attr:`T`."""
+        return System(self.schedule, self.values, self.orientation.T, self.rhs, self.forward)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -75,8 +211,7 @@ class System:
     @cached_property
     def matrix(self) -> sp.csr_matrix:
         """(I - J)^T for the adjoint system, (I - J) for the tangent one (CSR)."""
-        a = sp.identity(self.rhs.size, format="csr") - self.jacobian
-        return (a.T if self.kind == "adjoint" else a).tocsr()
+        return self.orientation.arrange(sp.identity(self.rhs.size, format="csr") - self.jacobian)
 
     @property
     def blocks(self) -> list[Any]:
@@ -124,14 +259,9 @@ class System:
 
     def matvec(self, x: Array) -> Array:
         """``matrix @ x`` without assembling the matrix (one VJP or JVP sweep)."""
-        z = self.values
         jx = np.zeros_like(x)
-        if self.kind == "adjoint":
-            for step in self.schedule.steps:
-                step.pullback(z, x, into=jx)
-        else:
-            for step in self.schedule.steps:
-                step.pushforward(z, x, into=jx)
+        for step in self.schedule.steps:
+            self.orientation.propagate(step, self.values, x, jx)
         return x - jx
 
     def residual(self, x: Array) -> float:

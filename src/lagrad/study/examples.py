@@ -37,7 +37,7 @@ def study(example: Example, ks: Sequence[int] = UNROLL_KS,
     for d in sol.diagnostics.values():
         history = ", ".join(f"{r:.1e}" for r in _ends(d.residuals))
         why = f" ({d.reason})" if d.reason else ""
-        write(f"  {d.block.name}: {d.method}{why}, {d.iterations} iterations, "
+        write(f"  {d.block}: {d.method}{why}, {d.iterations} iterations, "
               f"{d.seconds * 1e3:.2f} ms, residuals {history}")
     error = example.gradient_error(sol)
     write("\nAdjoint solve (I - J)^T lambda = e_n, method 'auto':")

@@ -31,7 +31,7 @@ from scipy.sparse.csgraph import breadth_first_order
 
 from lagrad.errors import CycleError, LagradError, OptionError, ProgramError
 from lagrad.ir.program import Program
-from lagrad.solve.linsolve import sweep
+from lagrad.solve.linsolve import solve_system
 from lagrad.solve.solution import Solution
 
 __all__ = ["forward_gradient", "finite_difference_gradient", "path_sum_gradient",
@@ -74,16 +74,12 @@ def _scalar_output(sol: Solution) -> int:
 
 def _structure(sol: Solution, flat: Array) -> Any:
     """Per-input pieces of a flat vector, shaped like ``sol.grad()``'s result."""
-    index = sol.schedule.index
-    grads = tuple(flat[index[v]].reshape(v.shape) if v.shape else flat[index[v]][0]
-                  for v in sol.schedule.inputs)
+    grads = sol.schedule.index.take(flat, sol.schedule.inputs)
     return grads[0] if len(grads) == 1 else grads
 
 
 def _input_positions(sol: Solution) -> Array:
-    index = sol.schedule.index
-    parts = [np.arange(index[v].start, index[v].stop) for v in sol.schedule.inputs]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
+    return sol.schedule.index.positions(sol.schedule.inputs)
 
 
 # ------------------------------------------------------------- forward mode
@@ -138,7 +134,7 @@ def forward_gradient(program: Program, *inputs: Any,
     flat = np.zeros(sol.schedule.size)
     for k in positions:
         system.rhs[k] = 1.0
-        flat[k] = sweep(system)[0][out]
+        flat[k] = solve_system(system, compute_residual=False).x[out]
         system.rhs[k] = 0.0
     return _structure(sol, flat)
 

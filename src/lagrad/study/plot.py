@@ -519,7 +519,7 @@ def spy_system(system: System, path: str | os.PathLike[str] | None = None, *,
             owner[system.index.slice(v.index)] = block.number
     cyclic = [b for b in program.blocks if b.cyclic]
     colours = {b.number: BLOCK_COLOURS[k % len(BLOCK_COLOURS)] for k, b in enumerate(cyclic)}
-    adjoint = system.kind == "adjoint"
+    adjoint = system.orientation.transposed
     minus_j = "-J^T" if adjoint else "-J"
     # one colour per kind of entry: the diagonal (I), -J between blocks, -J inside each block
     diagonal = a.row == a.col

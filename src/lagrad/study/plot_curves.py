@@ -71,7 +71,7 @@ def plot_forward_convergence(solution: Solution | Mapping[str, Solution],
             res = _positive(diag.residuals)
             colour, marker = METHOD_STYLES.get(diag.method, (None, "."))
             name = diag.method if label in ("", diag.method) else f"{label} ({diag.method})"
-            name += f", {diag.block.name}" if several else ""
+            name += f", {diag.block}" if several else ""
             ax.semilogy(np.arange(res.size), res, marker=marker, ms=4 if res.size < 60 else 2,
                         color=colour, label=f"{name}: {_plural(diag.iterations, 'iteration')}")
             drawn += 1

@@ -183,7 +183,7 @@ def block_conditions(system: System, dense_limit: int = DENSE_CONDITION_LIMIT
         if not isinstance(unit, CyclicBlock):
             continue
         a = block_matrix(unit, system.values, system.values.size)
-        if system.kind == "adjoint":
+        if system.orientation.transposed:
             a = a.T.tocsc()
         size = a.shape[0]
         if size <= dense_limit:
@@ -251,7 +251,7 @@ def system_summary(system: System) -> str:
     """
     a = system.matrix
     n = a.shape[0]
-    adjoint = system.kind == "adjoint"
+    adjoint = system.orientation.transposed
     equation = "(I - J)^T lambda = e" if adjoint else "(I - J) zdot = e"
     off = a - sp.diags(a.diagonal())
     off.eliminate_zeros()
