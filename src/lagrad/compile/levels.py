@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from lagrad.compile.schedule import Batch, Schedule, batch_of
 
-__all__ = ["LevelPlan", "level_plan", "levels_adjoint", "levels_tangent"]
+__all__ = ["LevelPlan", "level_plan", "levels_solve", "plan_from_edges"]
 
 Array = NDArray[np.float64]
 Ints = NDArray[np.intp]
@@ -96,23 +96,20 @@ def plan_from_edges(groups: list[Any], rows: Ints, cols: Ints, edge_level: Ints)
     return LevelPlan(groups, rows, cols, down, up, order_down, order_up)
 
 
-def levels_adjoint(plan: LevelPlan, z: Array, rhs: Array, inplace: bool = False) -> Array:
-    """Solve (I - J)^T lambda = rhs level by level from the top (in ``rhs``
-    itself with ``inplace``)."""
-    w = plan.weights(z)[plan.order_down]
-    rows, cols = plan.down_edges
-    lam = rhs if inplace else rhs.copy()
-    for a, b in plan.down:
-        np.add.at(lam, cols[a:b], w[a:b] * lam[rows[a:b]])
-    return lam
+def levels_solve(plan: LevelPlan, z: Array, rhs: Array, transposed: bool,
+                 inplace: bool = False) -> Array:
+    """Solve (I - J)^T x = rhs level by level from the top (``transposed``), or
+    (I - J) x = rhs from the bottom; in ``rhs`` itself with ``inplace``.
 
-
-def levels_tangent(plan: LevelPlan, z: Array, rhs: Array, inplace: bool = False) -> Array:
-    """Solve (I - J) zdot = rhs level by level from the bottom."""
-    w = plan.weights(z)[plan.order_up]
-    rows, cols = plan.up_edges
-    zdot = rhs if inplace else rhs.copy()
-    for a, b in plan.up:
-        np.add.at(zdot, rows[a:b], w[a:b] * zdot[cols[a:b]])
-    return zdot
-
+    The two are one loop with the edge ends swapped: the adjoint gathers at an
+    edge's row and scatters to its column, the tangent the other way round.
+    """
+    if transposed:
+        order, spans, (gather, scatter) = plan.order_down, plan.down, plan.down_edges
+    else:
+        order, spans, (scatter, gather) = plan.order_up, plan.up, plan.up_edges
+    w = plan.weights(z)[order]
+    x = rhs if inplace else rhs.copy()
+    for a, b in spans:
+        np.add.at(x, scatter[a:b], w[a:b] * x[gather[a:b]])
+    return x

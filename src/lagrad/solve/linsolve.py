@@ -25,7 +25,7 @@ import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
 from lagrad.compile.jacobian import block_matrix
-from lagrad.compile.levels import level_plan
+from lagrad.compile.levels import level_plan, levels_solve
 from lagrad.compile.schedule import CyclicBlock
 from lagrad.errors import NonFiniteError, OptionError, SingularSystemError
 from lagrad.numeric import all_finite
@@ -157,8 +157,8 @@ class Levels(LinearSolver):
                               "and elementwise; use 'backsub'")
         inplace = rebuild_rhs is not None
         orientation = system.orientation
-        x = orientation.guard(lambda: orientation.levels(plan, system.values, system.rhs,
-                                                         inplace),
+        x = orientation.guard(lambda: levels_solve(plan, system.values, system.rhs,
+                                                   orientation.transposed, inplace),
                               system.schedule, system.values, rebuild_rhs or system.rhs)
         return Outcome(x, len(plan.down), "one vectorized step per level")
 

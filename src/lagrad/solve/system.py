@@ -22,7 +22,6 @@ from numpy.typing import NDArray
 
 from lagrad.compile.guards import guarded
 from lagrad.compile.jacobian import assemble_jacobian, blame_partials
-from lagrad.compile.levels import LevelPlan, levels_adjoint, levels_tangent
 from lagrad.compile.schedule import Index, Schedule
 from lagrad.errors import OptionError
 
@@ -57,10 +56,6 @@ class Orientation:
         """(I - J) as this orientation's matrix."""
         raise NotImplementedError
 
-    def levels(self, plan: LevelPlan, z: Array, rhs: Array, inplace: bool) -> Array:
-        """Level-by-level substitution on J's assembled values."""
-        raise NotImplementedError
-
     def guard(self, sweep: Callable[[], Array], schedule: Schedule, z: Array,
               rhs: Array | Callable[[], Array]) -> Array:
         """Run ``sweep``; if its result is not finite, raise NonFiniteError naming
@@ -89,9 +84,6 @@ class _Tangent(Orientation):
     def arrange(self, a: sp.csr_matrix) -> sp.csr_matrix:
         return a.tocsr()
 
-    def levels(self, plan: LevelPlan, z: Array, rhs: Array, inplace: bool) -> Array:
-        return levels_tangent(plan, z, rhs, inplace)
-
     def guard(self, sweep: Callable[[], Array], schedule: Schedule, z: Array,
               rhs: Array | Callable[[], Array]) -> Array:
         return guarded(sweep, schedule, "tangent")
@@ -112,9 +104,6 @@ class _Adjoint(Orientation):
 
     def arrange(self, a: sp.csr_matrix) -> sp.csr_matrix:
         return a.T.tocsr()
-
-    def levels(self, plan: LevelPlan, z: Array, rhs: Array, inplace: bool) -> Array:
-        return levels_adjoint(plan, z, rhs, inplace)
 
     def guard(self, sweep: Callable[[], Array], schedule: Schedule, z: Array,
               rhs: Array | Callable[[], Array]) -> Array:
