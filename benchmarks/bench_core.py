@@ -10,8 +10,8 @@ solve follows. Then, over ``repeats`` interleaved runs, it times
 * forward+gradient: ``program.solve(*x).grad()``          (plus (I - J)^T lambda = e_n)
 
 and reports the medians and their ratio, after checking the gradient against
-central differences along a random direction. The cheap gradient principle (MATH.md
-section 3) says the ratio should be a small constant; the target is <= 3.
+central differences along a random direction. The cheap gradient principle (docs/lagrangian.md,
+section 5) says the ratio should be a small constant; the target is <= 3.
 The gradient sweep alone (``grad()`` on a fresh solution, timed inside the
 forward+gradient runs) is reported too.
 

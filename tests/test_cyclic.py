@@ -37,7 +37,7 @@ def central_difference(f: Any, x: Any, direction: Any, h: float = 1e-6) -> float
 
 def deq(n: int = 5, d: int = 3, seed: int = 0, gain: float = 0.8, **unknown: Any
         ) -> tuple[lagrad.Program, dict[str, Any]]:
-    """z = tanh(W z + U x + b), output sum(z^2) (MATH.md section 7)."""
+    """z = tanh(W z + U x + b), output sum(z^2)."""
     rng = np.random.default_rng(seed)
     c = {"W": contraction(rng, n, gain), "U": rng.normal(size=(n, d)),
          "b": 0.1 * rng.normal(size=n), "x": rng.normal(size=d)}

@@ -286,7 +286,7 @@ def test_lagrangian_gradient_in_z_is_the_dual_residual(case: Case, seed: int) ->
 
     program.lagrangian takes the inputs' values from z (x = z_input, so the
     input constraints z_i = x_i hold at every point): along an input direction
-    its slope is dL/dx = lambda_input . v, the gradient (MATH.md sect. 2).
+    its slope is dL/dx = lambda_input . v, the gradient (docs/lagrangian.md, section 2).
     """
     program, sol = solved(case)
     adjoint = sol.adjoint_system()

@@ -1,4 +1,4 @@
-"""MATH.md section 6 against its analytic derivative, through every path."""
+"""The worked example (docs/lagrangian.md) against its analytic derivative, through every path."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from lagrad.examples import worked_example, worked_example_derivative
 
 
 def demo(x: float = 0.5, plot_dir: str | None = None) -> int:
-    """Walk through MATH.md section 6 with the library and print every step.
+    """Walk through the worked example of the Lagrangian view and print every step.
 
     With ``plot_dir``, also write graph.png and spy.png there.
     """
@@ -103,7 +103,7 @@ def study_command(name: str | None, list_only: bool, plot_dir: str | None = None
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lagrad", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="the worked example of MATH.md, step by step")
+    p_demo = sub.add_parser("demo", help="the worked example of the Lagrangian view, step by step")
     p_demo.add_argument("--x", type=float, default=0.5, help="the input (default 0.5)")
     p_demo.add_argument("--plot", metavar="DIR", help="also write graph.png and spy.png into "
                                                       "DIR (needs the plot extra)")

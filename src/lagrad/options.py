@@ -78,6 +78,8 @@ class ForwardOptions:
 
     def over(self, fallback: ForwardOptions) -> ForwardOptions:
         """These options, with ``fallback``'s values where these are not given."""
+        if self.method is None and self.tol is None and self.maxiter is None:
+            return fallback
         given = {f.name: getattr(self, f.name) for f in fields(self)
                  if getattr(self, f.name) is not None}
         return replace(fallback, **given)
@@ -125,7 +127,8 @@ class LinearOptions:
     @property
     def given(self) -> bool:
         """True when any option was given."""
-        return any(getattr(self, f.name) is not None for f in fields(self))
+        return self.tol is not None or self.maxiter is not None or \
+            self.preconditioner is not None
 
     @property
     def tolerance(self) -> float:

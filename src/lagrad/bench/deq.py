@@ -7,7 +7,7 @@ solve); Newton and Anderson forward solves; the unrolled baseline (K = 10,
 30, 100 iterations, :func:`lagrad.unroll`); and the floor, a numpy
 fixed-point iteration forward and the adjoint iteration
 lambda <- W^T D lambda + 2 z. Errors are against a dense numpy reference:
-iteration polished by one Newton step, then LU of (I - D W) (MATH.md sec. 7).
+iteration polished by one Newton step, then LU of (I - D W) (docs/cyclic.md).
 """
 
 from __future__ import annotations

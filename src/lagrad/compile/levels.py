@@ -9,7 +9,7 @@ time, each level one gather, multiply and scatter-add:
     adjoint, levels from the top:   lambda_j += sum_{i at level L} J[i, j] lambda_i
     tangent, levels from the bottom: zdot_i  += sum_j J[i, j] zdot_j   (i at level L)
 
-which is back-substitution (MATH.md section 3) with one vectorized step per
+which is back-substitution (docs/lagrangian.md, section 5) with one vectorized step per
 level instead of one Python step per equation.
 """
 

@@ -341,7 +341,7 @@ def compile_schedule(program: Program) -> Schedule:
             timed.append((int(level), len(timed), unit))
             scalar = False
             continue
-        eq = program.equation(block.variables[0].index)
+        eq = program.defining(block.variables[0].index)
         if eq is None:
             continue  # an input
         level = levels[eq.out] = 1 + max((levels[j] for j in eq.parents), default=0)
@@ -451,6 +451,6 @@ def _runs(slices: list[slice]) -> tuple[tuple[int, int], ...]:
 
 
 def _defining(program: Program, v: Variable) -> Equation:
-    eq = program.equation(v.index)
+    eq = program.defining(v.index)
     assert eq is not None, f"{v.name} is checked to be defined before compiling"
     return eq

@@ -1,4 +1,4 @@
-"""MATH.md section 7: a deep-equilibrium layer z = tanh(W z + U x + b)."""
+"""A deep-equilibrium layer z = tanh(W z + U x + b)."""
 
 from __future__ import annotations
 

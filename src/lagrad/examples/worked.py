@@ -1,4 +1,7 @@
-"""MATH.md section 6: f(x) = exp(exp(x) + exp(x)^2) + sin(exp(x) + exp(x)^2)."""
+"""The worked example of the Lagrangian view (docs/lagrangian.md):
+
+f(x) = exp(exp(x) + exp(x)^2) + sin(exp(x) + exp(x)^2).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ def _f(x):  # type: ignore[no-untyped-def]
 
 def worked_example() -> Program:
     """The program a = exp(x); b = a^2; c = a + b; d = exp(c); e = sin(c);
-    out = d + e, with its variables named as in MATH.md.
+    out = d + e, with its variables named as in docs/lagrangian.md.
 
     Examples
     --------

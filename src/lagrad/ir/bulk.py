@@ -160,6 +160,10 @@ class BulkProgram(Program):
         i = self.variable(v).index
         return None if i < self.bulk.n_inputs else self.equations[i - self.bulk.n_inputs]
 
+    def defining(self, index: int) -> Equation | None:
+        d = self.bulk.n_inputs
+        return None if index < d else self.equations[index - d]
+
     def variable(self, key: Variable | str | int) -> Variable:
         """``x{i}`` (an input) or ``v{i}`` (a defined variable), by name or index."""
         if not isinstance(key, str):

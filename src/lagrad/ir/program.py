@@ -355,6 +355,11 @@ class Program:
         """The equation defining ``v`` (None for an input)."""
         return self._defined.get(self.variable(v).index)
 
+    def defining(self, index: int) -> Equation | None:
+        """The equation defining variable number ``index`` (None for an input);
+        no checks, for compilers that walk the program's own indices."""
+        return self._defined.get(index)
+
     def variable(self, key: Variable | str | int) -> Variable:
         """Look a variable up by name, index, or check that it is one of ours."""
         if isinstance(key, Variable):

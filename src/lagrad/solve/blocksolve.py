@@ -80,7 +80,6 @@ class BlockOperator:
         self.unit, self.z, self.orientation = unit, z, orientation
         self.transposed = orientation.transposed
         self.w, self.w2 = (workspace or Workspace(z.size)).vectors()
-        self._product = self._g_vjp if self.transposed else self._g_jvp
 
     @property
     def name(self) -> str:
@@ -119,6 +118,15 @@ class BlockOperator:
         for step in u.inner_closing:
             step.pushforward(self.z, self.w, into=self.w2)
         return self.w2[u.u_at].copy()
+
+    def _product(self, v: Array, b_interior: Array | None = None) -> Array:
+        """(dG/du)^T v for the adjoint, (dG/du) v for the tangent. (Chosen per call:
+        a bound method kept on the instance would make a reference cycle that
+        holds z until the garbage collector runs, and keeps the buffer pool
+        from recycling it.)"""
+        if self.transposed:
+            return self._g_vjp(v, b_interior)
+        return self._g_jvp(v, b_interior)
 
     def reduced(self, b: Array) -> tuple[spla.LinearOperator, Array]:
         """The reduced n_U x n_U operator (I - dG/du) (or its transpose) and

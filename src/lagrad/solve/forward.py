@@ -23,6 +23,7 @@ from lagrad.solve.results import BlockResult
 __all__ = ["evaluate"]
 
 Array = NDArray[np.float64]
+NO_OPTIONS = ForwardOptions()
 
 
 def evaluate(schedule: Schedule, inputs: Sequence[Array], options: ForwardOptions,
@@ -44,9 +45,9 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array], options: ForwardOption
     with np.errstate(all="ignore"):  # non-finite values are reported below, by equation
         for step in schedule.steps:
             if isinstance(step, CyclicBlock):
-                own = ForwardOptions()
+                own = NO_OPTIONS
                 for u in reversed(step.unknowns):  # the first unknown's options win
-                    own = program.block_options.get(u.index, ForwardOptions()).over(own)
+                    own = program.block_options.get(u.index, NO_OPTIONS).over(own)
                 if scratch is None:
                     scratch = np.empty_like(z)
                 results[step.block.number] = solve_block(step, z, options.over(own), inits,

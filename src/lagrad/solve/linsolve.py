@@ -98,6 +98,7 @@ class LinearSolver(ABC):
 
     name: str = ""
     takes_options = False  # whole-matrix methods take none
+    guarded = False  # True: the solver itself names the culprit of a non-finite result
 
     @abstractmethod
     def run(self, system: System, options: LinearOptions,
@@ -114,6 +115,7 @@ class Substitution(LinearSolver):
     the block method ``inner`` (see :mod:`lagrad.solve.blocksolve`)."""
 
     takes_options = True
+    guarded = True
 
     def __init__(self, name: str, inner: str) -> None:
         self.name, self.inner = name, inner
@@ -148,6 +150,7 @@ class Levels(LinearSolver):
     (programs of scalar elementwise equations; see :mod:`lagrad.compile.levels`)."""
 
     name = "levels"
+    guarded = True
 
     def run(self, system: System, options: LinearOptions,
             rebuild_rhs: Callable[[], Array] | None) -> Outcome:
@@ -218,6 +221,7 @@ def _singular_block(system: System, cond: float) -> SingularSystemError:
                                "method='lstsq' for minimum-norm multipliers")
 
 
+NO_OPTIONS = LinearOptions()
 LEVELS = Levels()
 METHODS: dict[str, LinearSolver] = {
     **{name: Substitution(name, name) for name in blocksolve.BLOCK_METHODS},
@@ -256,7 +260,9 @@ def solve_system(system: System, method: str | LinearSolver = "auto",
     the check product (``info.residual`` is then NaN).
     """
     solver = resolve_method(method)
-    if not isinstance(options, LinearOptions):
+    if not options:
+        options = NO_OPTIONS
+    elif not isinstance(options, LinearOptions):
         options = dict(options or {})
         if options and not solver.takes_options:
             raise OptionError(f"method {solver.name!r} takes no options, got {sorted(options)}")
@@ -264,7 +270,7 @@ def solve_system(system: System, method: str | LinearSolver = "auto",
     t0 = time.perf_counter()
     out = solver.run(system, options, rebuild_rhs)
     seconds = time.perf_counter() - t0
-    if not all_finite(out.x):
+    if not solver.guarded and not all_finite(out.x):
         raise NonFiniteError(f"{solver.name}: the solution of the {system.kind} system is "
                              "not finite")
     residual = system.residual(out.x) if compute_residual else math.nan

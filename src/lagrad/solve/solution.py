@@ -24,6 +24,7 @@ from lagrad.solve.system import System
 __all__ = ["Solution", "VariableMap", "KKTResiduals", "solve_program", "lagrangian"]
 
 Array = NDArray[np.float64]
+NO_OPTIONS = ForwardOptions()
 DEFAULT_METHODS = ("auto", "backsub")  # the default substitution, cached per Solution
 
 
@@ -231,7 +232,8 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
     """Evaluate ``program`` at the given inputs (positional or by name)."""
     options = dict(options or {})
     inits = _inits(program, options.pop("init", None))
-    forward = ForwardOptions(**options)  # checked before any work
+    given = {k: v for k, v in options.items() if v is not None}
+    forward = ForwardOptions(**given) if given else NO_OPTIONS  # checked before any work
     schedule = compile_program(program)
     declared = schedule.inputs
     if len(inputs) > len(declared):

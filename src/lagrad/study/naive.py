@@ -1,7 +1,7 @@
 """Baselines for the gradient: what reverse mode is measured against.
 
 Three ways to get d output / d x that do *not* solve the multiplier system
-(I - J)^T lambda = e_n once (MATH.md sections 3-4):
+(I - J)^T lambda = e_n once (docs/lagrangian.md, sections 4-5):
 
 * :func:`forward_gradient`: forward mode, one tangent solve (I - J) zdot = e_k
   per input entry, d solves in all;

@@ -3,7 +3,7 @@ K iterations of its map, as an acyclic program.
 
 Backpropagating through the unrolled program is what "differentiate through the
 solver" does; its gradient approaches the implicit one with error shrinking like
-||dG/dz||^K, while the number of stored variables grows like K (MATH.md sec. 7).
+||dG/dz||^K, while the number of stored variables grows like K (docs/cyclic.md).
 """
 
 from __future__ import annotations
