@@ -32,8 +32,9 @@ class Variable(P.Tracer):
 
     Variables behave like numpy arrays under arithmetic, ``@``, indexing and
     numpy ufuncs; each operation records an equation in their program.
-    Comparisons and ``bool()`` need values, which a traced variable does not
-    have: use :func:`lagrad.where` with a constant condition instead.
+    Comparisons (``==`` and ``!=`` too) and ``bool()`` need values, which a
+    traced variable does not have: use :func:`lagrad.where` with a constant
+    condition instead. Variables hash by identity (they are dict keys).
     """
 
     __slots__ = ("program", "index", "shape", "kind", "_name")
@@ -94,6 +95,17 @@ class Variable(P.Tracer):
             "lagrad.where")
 
     __lt__ = __le__ = __gt__ = __ge__ = _no_compare
+
+    def _no_equality(self, other: Any) -> Any:
+        # Python's default == is identity: where(x == 0, ...) would silently
+        # select by object identity, a wrong value and gradient
+        raise ProgramError(
+            f"== and != on traced variable {self.name!r} have no value while tracing; "
+            "compute masks outside the traced function and use lagrad.where (to ask "
+            "whether two variables are the same object, use `is`)")
+
+    __eq__ = __ne__ = _no_equality
+    __hash__ = object.__hash__  # variables are dict keys, by identity
 
     # arithmetic: each records one equation
     def __add__(self, o: Any) -> Variable: return P.add(self, o)
