@@ -9,6 +9,7 @@ import pytest
 
 import lagrad
 from lagrad import ProgramError
+from lagrad.errors import TracedIndexError
 
 
 def _program(*shapes: tuple[int, ...]) -> tuple[lagrad.Program, list[lagrad.Variable]]:
@@ -39,3 +40,46 @@ def test_variables_stay_hashable_dict_keys():
     p, (a, b) = _program((), (2,))
     table = {a: 1, b: 2}
     assert table[a] == 1 and table[b] == 2 and b in {a, b} and hash(a) != hash(b)
+
+
+# ------------------------------------------------- 2. iteration, unpacking
+
+def test_iterating_a_vector_gives_its_entries():
+    x = np.array([1.0, 2.0, 3.0])
+    value, g = lagrad.value_and_grad(lambda x: sum(xi * xi for xi in x))(x)
+    np.testing.assert_allclose(value, 14.0)
+    np.testing.assert_allclose(g, 2 * x)
+
+
+def test_unpacking_a_traced_vector():
+    def f(x):
+        a, b = x
+        return a * lagrad.sin(b)
+    x = np.array([1.5, 0.3])
+    np.testing.assert_allclose(lagrad.grad(f)(x), [np.sin(0.3), 1.5 * np.cos(0.3)])
+
+
+def test_iterating_a_matrix_gives_its_rows():
+    def f(m):
+        return lagrad.stack([row * (k + 1.0) for k, row in enumerate(m)]).sum()
+    g = lagrad.grad(f)(np.ones((3, 2)))
+    np.testing.assert_allclose(g, [[1, 1], [2, 2], [3, 3]])
+
+
+def test_unpacking_the_wrong_count_is_pythons_value_error():
+    def f(x):
+        a, b = x
+        return a + b
+    with pytest.raises(ValueError, match="too many values to unpack"):
+        lagrad.trace(f, np.ones(3))
+
+
+def test_index_out_of_range_is_an_index_error_and_a_program_error():
+    with pytest.raises(TracedIndexError, match=r"getitem\(x\): index 5 is out of bounds") as info:
+        lagrad.trace(lambda x: x[5], np.ones(3))
+    assert isinstance(info.value, IndexError) and isinstance(info.value, ProgramError)
+
+
+def test_iterating_a_0d_variable_raises():
+    with pytest.raises(ProgramError, match="iteration over 0-d traced variable 'x'"):
+        lagrad.trace(lambda x: sum(x), 1.0)

@@ -10,14 +10,14 @@ never changes them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
 import numpy as np
 
-from lagrad.errors import ProgramError
+from lagrad.errors import ProgramError, TracedIndexError
 from lagrad.ir import ops
 from lagrad.ir import primitives as P
 from lagrad.ir.blocks import Block, find_blocks
@@ -71,6 +71,13 @@ class Variable(P.Tracer):
         if not self.shape:
             raise TypeError(f"len() of unsized variable {self.name!r}")
         return self.shape[0]
+
+    def __iter__(self) -> Iterator[Variable]:
+        """The entries along the first axis, ``x[0], x[1], ...`` (as numpy)."""
+        if not self.shape:
+            raise ProgramError(f"iteration over 0-d traced variable {self.name!r}: it has no "
+                               "axis to iterate over; use it directly")
+        return (ops.getitem(self, i) for i in range(self.shape[0]))
 
     def __repr__(self) -> str:
         return f"Variable({self.name!r}, shape={self.shape}, kind={self.kind!r})"
@@ -453,13 +460,18 @@ def bind(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
             shapes.append(c.shape)
     try:
         shape = tuple(int(n) for n in prim.shape(*shapes, **params))
-    except (ValueError, IndexError, TypeError) as err:
-        names = ", ".join(a.name if isinstance(a, Variable) else f"const{np.shape(a)}"
-                          for a in args)
-        raise ProgramError(f"{prim.name}({names}): {err}") from err
+    except IndexError as err:  # an IndexError too: iteration protocols stop on it
+        raise TracedIndexError(f"{prim.name}({_arg_names(args)}): {err}; indices must lie "
+                               "within the variable's shape") from err
+    except (ValueError, TypeError) as err:
+        raise ProgramError(f"{prim.name}({_arg_names(args)}): {err}") from err
     out = program._new_variable(shape, "defined", None)
     program._add_equation(out, prim, tuple(refs), dict(params))
     return out
+
+
+def _arg_names(args: Sequence[Any]) -> str:
+    return ", ".join(a.name if isinstance(a, Variable) else f"const{np.shape(a)}" for a in args)
 
 
 def _constant(a: Any, prim: P.Primitive) -> np.ndarray:
