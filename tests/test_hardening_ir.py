@@ -83,3 +83,32 @@ def test_index_out_of_range_is_an_index_error_and_a_program_error():
 def test_iterating_a_0d_variable_raises():
     with pytest.raises(ProgramError, match="iteration over 0-d traced variable 'x'"):
         lagrad.trace(lambda x: sum(x), 1.0)
+
+
+# ------------------------------------------------------- 4. d/dx x**0 = 0
+
+def test_derivative_of_x_to_the_zero_at_zero_is_zero():
+    assert lagrad.grad(lambda x: x ** 0)(0.0) == 0.0
+    assert lagrad.grad(lambda x: x ** 0.0 + 3.0 * x)(0.0) == 3.0
+
+
+def test_power_partials_with_an_array_of_exponents_at_zero():
+    y = np.array([0.0, 1.0, 2.0, 3.0])
+    g = lagrad.grad(lambda x: (x ** y).sum())(np.zeros(4))
+    np.testing.assert_array_equal(g, [0.0, 1.0, 0.0, 0.0])  # y x**(y-1), and 0 for y = 0
+    x = np.array([0.5, 2.0, -1.5, 3.0])
+    np.testing.assert_allclose(lagrad.grad(lambda x: (x ** y).sum())(x), y * x ** (y - 1))
+
+
+def test_power_with_a_traced_zero_exponent():
+    # d/dy x**y = x**y log x, d/dx = y x**(y-1) = 0 at y = 0
+    gx, gy = lagrad.grad(lambda x, y: x ** y, argnums=(0, 1))(0.0, 0.0)
+    assert (gx, gy) == (0.0, 0.0)
+    gx, gy = lagrad.grad(lambda x, y: x ** y, argnums=(0, 1))(2.0, 0.0)
+    assert gx == 0.0 and gy == pytest.approx(np.log(2.0))
+
+
+def test_power_still_reports_an_infinite_derivative():
+    with pytest.raises(lagrad.NonFiniteError, match="pow"):
+        lagrad.grad(lambda x: x ** 0.5)(0.0)
+    assert lagrad.grad(lambda x: x ** 2)(0.0) == 0.0

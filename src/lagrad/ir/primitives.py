@@ -215,7 +215,10 @@ def _div_partials(k: int, ans: Array, x: Array, y: Array) -> Array:
 
 def _pow_partials(k: int, ans: Array, x: Array, y: Array) -> Array:
     if k == 0:
-        return y * np.power(x, np.subtract(y, 1.0))
+        # d x**y / d x = y x**(y - 1), but x**0 = 1 is constant, even at x = 0 where
+        # y x**(y - 1) would be 0 * inf: an exponent of 0 is replaced by 1 in the power
+        # (any finite value), so that y * ... is exactly 0 there.
+        return y * np.power(x, np.subtract(np.where(y == 0, 1.0, y), 1.0))
     # d x**y / d y = x**y log x; at x == 0 the limit used by JAX and autograd is 0.
     safe = np.where(x == 0, 1.0, x)
     return np.where(x == 0, 0.0, ans * np.log(safe))
