@@ -112,3 +112,42 @@ def test_power_still_reports_an_infinite_derivative():
     with pytest.raises(lagrad.NonFiniteError, match="pow"):
         lagrad.grad(lambda x: x ** 0.5)(0.0)
     assert lagrad.grad(lambda x: x ** 2)(0.0) == 0.0
+
+
+# --------------------------------------------------- 5. zero-size matmul
+
+ZERO_SIZE = [((3, 0), (0,)), ((0,), (0, 3)), ((0, 3), (3,)), ((3,), (3, 0)), ((2, 0), (0, 4)),
+             ((0, 2), (2, 3)), ((2, 3), (3, 0)), ((0,), (0,))]
+
+
+@pytest.mark.parametrize(("sa", "sb"), ZERO_SIZE)
+def test_zero_size_matmul_gradients(sa, sb):
+    a = np.arange(1.0, 1.0 + np.prod(sa)).reshape(sa)
+    b = np.arange(2.0, 2.0 + np.prod(sb)).reshape(sb)
+
+    def f(a, b):
+        return ((a @ b) ** 2).sum() + (a ** 2).sum() + lagrad.sum(b)
+    ga, gb = lagrad.grad(f, argnums=(0, 1))(a, b)
+    # numpy's reference on vectors promoted to matrices (a (1, k), b (k, 1)):
+    # d/da = 2 (a b) b^T + 2 a,  d/db = 2 a^T (a b) + 1
+    a2, b2 = (a[None, :] if a.ndim == 1 else a), (b[:, None] if b.ndim == 1 else b)
+    ab = a2 @ b2
+    np.testing.assert_allclose(ga, 2 * (ab @ b2.T).reshape(sa) + 2 * a)
+    np.testing.assert_allclose(gb, 2 * (a2.T @ ab).reshape(sb) + 1)
+
+
+@pytest.mark.parametrize(("sa", "sb"), ZERO_SIZE)
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+def test_zero_size_matmul_jacobians(sa, sb, mode):
+    a, b = np.ones(sa), np.ones(sb)
+    ja, jb = lagrad.jacobian(lambda a, b: a @ b, argnums=(0, 1), mode=mode)(a, b)
+    out = np.shape(a @ b)
+    assert ja.shape == out + sa and jb.shape == out + sb
+    assert not ja.any() and not jb.any()  # one factor is empty: every product is 0
+
+
+def test_constant_empty_matrix_times_traced_vector():
+    g = lagrad.grad(lambda x: (np.zeros((3, 0)) @ x).sum() + (np.ones((2, 0)) @ x).sum())
+    assert g(np.zeros(0)).shape == (0,)
+    g = lagrad.grad(lambda x: (np.zeros((0, 3)) @ x).sum() + x.sum())
+    np.testing.assert_array_equal(g(np.zeros(3)), np.ones(3))
