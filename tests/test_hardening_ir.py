@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse
 
 import lagrad
 from lagrad import ProgramError
@@ -151,3 +152,83 @@ def test_constant_empty_matrix_times_traced_vector():
     assert g(np.zeros(0)).shape == (0,)
     g = lagrad.grad(lambda x: (np.zeros((0, 3)) @ x).sum() + x.sum())
     np.testing.assert_array_equal(g(np.zeros(3)), np.ones(3))
+
+
+# ------------------------------------------ 3. constants frozen at trace time
+
+def test_where_condition_is_copied():
+    cond = np.array([True, False, True])
+    p = lagrad.trace(lambda x: (lagrad.where(cond, x * x, 3.0 * x)).sum(), np.ones(3))
+    cond[:] = [False, True, False]
+    x = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(p.solve(x).grad(), [2.0, 3.0, 6.0])
+
+
+@pytest.mark.parametrize("index", [lambda i: i, lambda i: (i, 1), lambda i: (slice(None), i)])
+def test_index_arrays_are_copied(index):
+    idx = np.array([0, 2])
+    p = lagrad.trace(lambda x: (x[index(idx)] ** 2).sum(), np.ones((3, 3)))
+    x = np.arange(9.0).reshape(3, 3)
+    expected = p.solve(x).grad()
+    idx[:] = 1
+    np.testing.assert_array_equal(p.solve(x).grad(), expected)
+    fresh = np.zeros((3, 3))
+    fresh[index(np.array([0, 2]))] = 2 * x[index(np.array([0, 2]))]
+    np.testing.assert_array_equal(expected, fresh)
+
+
+def test_scipy_sparse_constant_is_copied():
+    a = scipy.sparse.csr_matrix(np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0]]))
+    dense = a.toarray()
+    p = lagrad.trace(lambda x: (lagrad.matmul(a, x) ** 2).sum(), np.ones(3))
+    a.data[:] = 0.0
+    a.indices[:] = 0
+    x = np.array([1.0, -1.0, 0.5])
+    np.testing.assert_allclose(p.solve(x).grad(), 2 * dense.T @ (dense @ x))
+
+
+def test_coo_pattern_and_values_are_copied():
+    data, row, col = np.array([1.0, 2.0, 3.0]), np.array([1, 0, 1]), np.array([1, 0, 0])
+    dense = scipy.sparse.coo_matrix((data, (row, col)), shape=(2, 2)).toarray()
+    p = lagrad.trace(lambda x: (lagrad.coo_matvec(data, row, col, x, shape=(2, 2)) ** 2).sum(),
+                     np.ones(2))
+    data[:], row[:], col[:] = 0.0, 0, 1
+    x = np.array([0.5, 2.0])
+    np.testing.assert_allclose(p.solve(x).grad(), 2 * dense.T @ (dense @ x))
+
+
+def test_operand_constants_are_copied_and_read_only():
+    c = np.array([1.0, 2.0, 3.0])
+    p = lagrad.trace(lambda x: (x * c).sum(), np.ones(3))
+    c[:] = 0.0
+    np.testing.assert_array_equal(p.solve(np.ones(3)).grad(), [1.0, 2.0, 3.0])
+    const = p.equations[0].args[1]
+    assert not const.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        const[0] = 5.0
+
+
+def test_init_of_an_unknown_is_copied():
+    init = np.array([1.0])  # picks the root +sqrt(a) of z^2 = a
+    p = lagrad.Program()
+    a = p.input("a", 1)
+    z = p.unknown("z", 1, init=init)
+    p.root(z, z * z - a)
+    p.output(z.sum())
+    init[:] = -1.0
+    sol = p.solve(np.array([4.0]))
+    np.testing.assert_allclose(sol.output, 2.0)
+    np.testing.assert_allclose(sol.grad(), [0.25])  # d sqrt(a) / da
+    assert not p.inits[z.index].flags.writeable
+
+
+@pytest.mark.parametrize("combinator", [
+    lambda z0, a: lagrad.root(lambda z, a: z * z - a, z0, a),
+    lambda z0, a: lagrad.fixed_point(lambda z, a: z - 0.2 * (z * z - a), z0, a)])
+def test_z0_of_fixed_point_and_root_is_copied(combinator):
+    z0 = np.array([1.0])
+    p = lagrad.trace(lambda a: combinator(z0, a).sum(), np.ones(1))
+    z0[:] = -1.0
+    sol = p.solve(np.array([4.0]))
+    np.testing.assert_allclose(sol.output, 2.0)
+    np.testing.assert_allclose(sol.grad(), [0.25])

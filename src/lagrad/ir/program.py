@@ -21,6 +21,7 @@ from lagrad.errors import ProgramError, TracedIndexError
 from lagrad.ir import ops
 from lagrad.ir import primitives as P
 from lagrad.ir.blocks import Block, find_blocks
+from lagrad.ir.constants import frozen, frozen_param
 
 __all__ = ["Variable", "Equation", "Program", "bind"]
 
@@ -246,7 +247,7 @@ class Program:
             if start.shape != v.shape and start.size != v.size:
                 raise ProgramError(f"init of unknown {name!r} has shape {start.shape}, the "
                                    f"unknown has shape {v.shape}")
-            self.inits[v.index] = start.reshape(v.shape)
+            self.inits[v.index] = frozen(start.reshape(v.shape))
         return v
 
     def define(self, z: Variable, expr: Any) -> None:
@@ -262,7 +263,7 @@ class Program:
                                    f"{expr.shape}, the unknown has shape {z.shape}")
             self._add_equation(z, P.identity, (expr.index,), {})
         else:
-            c = np.broadcast_to(np.asarray(expr, dtype=float), z.shape).copy()
+            c = frozen(np.broadcast_to(np.asarray(expr, dtype=float), z.shape))
             self._add_equation(z, P.identity, (c,), {})
 
     def root(self, z: Variable, residual: Variable) -> None:
@@ -466,7 +467,9 @@ def bind(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
     except (ValueError, TypeError) as err:
         raise ProgramError(f"{prim.name}({_arg_names(args)}): {err}") from err
     out = program._new_variable(shape, "defined", None)
-    program._add_equation(out, prim, tuple(refs), dict(params))
+    # constants are frozen copies: the caller may change its arrays afterwards
+    frozen_params = {k: frozen_param(v) for k, v in params.items()}
+    program._add_equation(out, prim, tuple(refs), frozen_params)
     return out
 
 
@@ -479,7 +482,7 @@ def _constant(a: Any, prim: P.Primitive) -> np.ndarray:
     if c.dtype == object or c.dtype.kind not in "biuf":
         raise ProgramError(f"{prim.name}: cannot use {type(a).__name__} {a!r} as a constant; "
                            "constants must be real numbers or numeric arrays")
-    return c.astype(float)
+    return frozen(c, float)
 
 
 def _shape(shape: Sequence[int] | int) -> Shape:
