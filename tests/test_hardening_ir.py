@@ -232,3 +232,91 @@ def test_z0_of_fixed_point_and_root_is_copied(combinator):
     sol = p.solve(np.array([4.0]))
     np.testing.assert_allclose(sol.output, 2.0)
     np.testing.assert_allclose(sol.grad(), [0.25])
+
+
+# --------------------------------------------- 7. program builder validation
+
+def _unknown(shape=(3,)):
+    p = lagrad.Program()
+    return p, p.unknown("z", shape)
+
+
+def test_define_with_a_constant_of_the_wrong_shape_raises():
+    p, z = _unknown()
+    with pytest.raises(ProgramError, match=r"define\('z', \.\.\.\).*shape \(2,\).*\(3,\)"):
+        p.define(z, np.ones(2))
+    assert p.equations == []
+
+
+def test_define_with_a_scalar_or_broadcastable_constant_fills_the_unknown():
+    p, z = _unknown((2, 3))
+    x = p.input("x", (2, 3))
+    p.define(z, np.array([1.0, 2.0, 3.0]))
+    p.output((z * x).sum())
+    np.testing.assert_array_equal(p.solve(np.ones((2, 3))).grad(), [[1, 2, 3], [1, 2, 3]])
+    p, z = _unknown()
+    p.define(z, 2.5)
+    p.output(z.sum())
+    assert p.solve().output == 7.5
+
+
+@pytest.mark.parametrize("constant", ["abc", 1j, np.ones(3, dtype=complex), object()])
+def test_define_with_a_non_real_constant_raises(constant):
+    p, z = _unknown()
+    with pytest.raises(ProgramError, match=r"define\('z', \.\.\.\): the constant must be real"):
+        p.define(z, constant)
+
+
+@pytest.mark.parametrize("constant", ["abc", [1.0, "a"], 2j])
+def test_output_of_a_non_real_constant_raises(constant):
+    with pytest.raises(ProgramError, match="output: the constant must be real numbers"):
+        lagrad.Program().output(constant)
+
+
+@pytest.mark.parametrize("shape", [2.5, -1, (2, -1), (2.0,), "ab", (True,), None])
+@pytest.mark.parametrize("method", ["input", "unknown"])
+def test_bad_shapes_of_inputs_and_unknowns_raise(shape, method):
+    p = lagrad.Program()
+    with pytest.raises(ProgramError, match=rf"{method} 'x': shape .* is not a shape; give a "
+                                           "non-negative int"):
+        getattr(p, method)("x", shape)
+    assert p.variables == []
+
+
+def test_good_shapes_still_work():
+    p = lagrad.Program()
+    assert p.input("a", 0).shape == (0,)
+    assert p.input("b", np.int64(3)).shape == (3,)
+    assert p.input("c", np.array([2, 3])).shape == (2, 3)
+    assert p.input("d", []).shape == ()
+
+
+@pytest.mark.parametrize(("init", "match"), [
+    (np.ones(2), r"init of unknown 'z' has shape \(2,\), the unknown has shape \(3,\)"),
+    ("abc", "init of unknown 'z' must be real numbers, got str"),
+    ([None, 1.0, 2.0], "init of unknown 'z' must be real numbers"),
+])
+def test_bad_init_raises(init, match):
+    p = lagrad.Program()
+    with pytest.raises(ProgramError, match=match):
+        p.unknown("z", 3, init=init)
+
+
+def test_complex_init_is_cast_with_a_warning():
+    p = lagrad.Program()
+    a = p.input("a")
+    with pytest.warns(np.exceptions.ComplexWarning, match="init of unknown 'z' is complex"):
+        z = p.unknown("z", init=3.0 + 1.0j)
+    np.testing.assert_array_equal(p.inits[z.index], 3.0)
+    p.root(z, z * z - a)
+    p.output(z)
+    assert p.solve(4.0).output == pytest.approx(2.0)
+
+
+def test_complex_or_text_z0_of_the_combinators():
+    with pytest.warns(np.exceptions.ComplexWarning, match="z0 of root is complex"):
+        assert lagrad.root(lambda z, a: z * z - a, 1.0 + 0.5j, 4.0) == pytest.approx(2.0)
+    with pytest.raises(ProgramError, match="z0 of fixed_point must be real numbers"):
+        lagrad.fixed_point(lambda z, a: 0.5 * z + a, "abc", 1.0)
+    with pytest.raises(ProgramError, match="z0 of root must be real numbers"):
+        lagrad.trace(lambda a: lagrad.root(lambda z, a: z * z - a, "1", a), 4.0)

@@ -10,6 +10,7 @@ never changes them.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +24,11 @@ from lagrad.ir import primitives as P
 from lagrad.ir.blocks import Block, find_blocks
 from lagrad.ir.constants import frozen, frozen_param
 
-__all__ = ["Variable", "Equation", "Program", "bind"]
+__all__ = ["Variable", "Equation", "Program", "bind", "as_real"]
 
 Shape = tuple[int, ...]
+# numpy >= 1.25 has it in np.exceptions (numpy 2 removed np.ComplexWarning)
+_ComplexWarning = getattr(np, "exceptions", np).ComplexWarning
 
 
 class Variable(P.Tracer):
@@ -224,7 +227,7 @@ class Program:
     # ------------------------------------------------------------ building
     def input(self, name: str, shape: Sequence[int] | int = ()) -> Variable:
         """Add an input variable z_i = x_i of the given shape."""
-        return self._new_variable(_shape(shape), "input", name)
+        return self._new_variable(_shape(shape, f"input {name!r}"), "input", name)
 
     def unknown(self, name: str, shape: Sequence[int] | int = (), init: Any = None, *,
                 method: str | None = None, tol: float | None = None,
@@ -233,25 +236,32 @@ class Program:
 
         Expressions may read it before it is defined; that is how cycles
         (z = f(z, x)) and implicit constraints (g(z, x) = 0) are written.
-        ``init`` is the starting point of the nonlinear solve (default 0);
+        ``init`` is the starting point of the nonlinear solve (default 0; real
+        numbers of the unknown's shape, copied; a complex ``init`` loses its
+        imaginary part with a ``ComplexWarning``);
         ``method``, ``tol`` and ``maxiter`` are this block's forward-solve
         defaults (see :meth:`solve`).
         """
-        v = self._new_variable(_shape(shape), "unknown", name)
+        v = self._new_variable(_shape(shape, f"unknown {name!r}"), "unknown", name)
         options = {k: o for k, o in (("method", method), ("tol", tol), ("maxiter", maxiter))
                    if o is not None}
         if options:
             self.block_options[v.index] = options
         if init is not None:
-            start = np.asarray(init, dtype=float)
+            start = as_real(init, f"init of unknown {name!r}")
             if start.shape != v.shape and start.size != v.size:
                 raise ProgramError(f"init of unknown {name!r} has shape {start.shape}, the "
-                                   f"unknown has shape {v.shape}")
+                                   f"unknown has shape {v.shape}; give an array of that "
+                                   "shape")
             self.inits[v.index] = frozen(start.reshape(v.shape))
         return v
 
     def define(self, z: Variable, expr: Any) -> None:
-        """The constraint z = expr (expr may read z itself: a fixed point)."""
+        """The constraint z = expr (expr may read z itself: a fixed point).
+
+        A constant ``expr`` (real numbers) is broadcast to z's shape, as numpy
+        broadcasts in ``z[...] = expr``.
+        """
         self._check_unknown(z, "define")
         if isinstance(expr, Variable):
             self._check_own(expr, "expression")
@@ -263,8 +273,14 @@ class Program:
                                    f"{expr.shape}, the unknown has shape {z.shape}")
             self._add_equation(z, P.identity, (expr.index,), {})
         else:
-            c = frozen(np.broadcast_to(np.asarray(expr, dtype=float), z.shape))
-            self._add_equation(z, P.identity, (c,), {})
+            c = as_real(expr, f"define({z.name!r}, ...): the constant", warn_complex=False)
+            try:
+                c = np.broadcast_to(c, z.shape)
+            except ValueError as err:
+                raise ProgramError(f"define({z.name!r}, ...): a constant of shape {c.shape} "
+                                   f"does not broadcast to the unknown's shape {z.shape}; "
+                                   "give a scalar or an array of that shape") from err
+            self._add_equation(z, P.identity, (frozen(c),), {})
 
     def root(self, z: Variable, residual: Variable) -> None:
         """The implicit constraint residual(z, ...) = 0, which determines z.
@@ -297,7 +313,8 @@ class Program:
     def output(self, expr: Any) -> None:
         """Declare the program's output z_n (a variable, or a constant)."""
         if not isinstance(expr, Variable):
-            expr = bind(P.identity, (np.asarray(expr, dtype=float),), {}, program=self)
+            c = as_real(expr, "output: the constant", warn_complex=False)
+            expr = bind(P.identity, (c,), {}, program=self)
         self._check_own(expr, "output")
         self._output = expr
         self._touch()
@@ -485,10 +502,39 @@ def _constant(a: Any, prim: P.Primitive) -> np.ndarray:
     return frozen(c, float)
 
 
-def _shape(shape: Sequence[int] | int) -> Shape:
-    if isinstance(shape, (int, np.integer)):
-        return (int(shape),)
-    return tuple(int(n) for n in shape)
+def as_real(value: Any, what: str, *, warn_complex: bool = True) -> np.ndarray:
+    """``value`` as a float64 array; ``what`` names it in errors.
+
+    Complex values lose their imaginary part with a ``ComplexWarning`` (as in
+    numpy) when ``warn_complex``, else raise; anything not numeric raises.
+    """
+    arr = np.asarray(value)
+    if arr.dtype.kind == "c" and warn_complex:
+        warnings.warn(f"{what} is complex; its imaginary part is discarded", _ComplexWarning,
+                      stacklevel=3)
+        arr = arr.real
+    if arr.dtype.kind not in "biuf":
+        raise ProgramError(f"{what} must be real numbers, got {type(value).__name__} "
+                           f"{_short(value)} of dtype {arr.dtype}")
+    return arr.astype(float, copy=False)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _shape(shape: Any, what: str) -> Shape:
+    dims = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    try:
+        dims = tuple(dims)
+    except TypeError:
+        dims = (shape,)  # a float or other non-iterable: rejected below
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0
+               for n in dims):
+        raise ProgramError(f"{what}: shape {shape!r} is not a shape; give a non-negative int "
+                           "or a tuple of them")
+    return tuple(int(n) for n in dims)
 
 
 def _const_text(c: np.ndarray) -> str:
