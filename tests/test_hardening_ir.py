@@ -320,3 +320,68 @@ def test_complex_or_text_z0_of_the_combinators():
         lagrad.fixed_point(lambda z, a: 0.5 * z + a, "abc", 1.0)
     with pytest.raises(ProgramError, match="z0 of root must be real numbers"):
         lagrad.trace(lambda a: lagrad.root(lambda z, a: z * z - a, "1", a), 4.0)
+
+
+# ---------------------------------------------------- 6. Program.from_arrays
+
+@pytest.mark.parametrize(("kinds", "parents", "match"), [
+    (["add", "mul"], [[0, 1]], r"parents has shape \(1, 2\) for 2 equations"),
+    (["sin"], [[0, -1], [1, -1]], r"parents has shape \(2, 2\) for 1 equations"),
+    (["add", "sin"], [0, 1, 2, -1], r"parents has shape \(4,\) for 2 equations"),
+    (["add"], [[0, 1, 1]], r"parents has shape \(1, 3\)"),
+    (["add"], [[0.0, 1.0]], "parents must be integers, got dtype float64"),
+    ([["add"]], [[0, 1]], "kinds must be 1-D"),
+])
+def test_from_arrays_rejects_mismatched_kinds_and_parents(kinds, parents, match):
+    with pytest.raises(ProgramError, match=f"from_arrays: {match}"):
+        lagrad.Program.from_arrays(kinds, parents, n_inputs=2)
+
+
+@pytest.mark.parametrize("kind", ["where", "weighted_sum"])
+def test_from_arrays_rejects_listed_but_unsupported_kinds(kind):
+    with pytest.raises(ProgramError, match=rf"kinds \['{kind}'\] take parameters .* tracing"):
+        lagrad.Program.from_arrays([kind], [[0, 1]], n_inputs=2)
+    with pytest.raises(ProgramError, match=rf"kinds \['{kind}'\] take parameters"):
+        lagrad.Program.from_arrays([0], [[0, 1]], n_inputs=2, primitives=[kind])
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"constants": [1.0]}, r"constants needs shape \(1, 2\), one row per equation, got shape"),
+    ({"constants": np.ones((2, 2))}, r"constants needs shape \(1, 2\)"),
+    ({"constants": [["a", "b"]]}, "constants must be real numbers"),
+    ({"output_weights": [[1.0, 2.0, 3.0]]}, r"output_weights needs 3 entries.*\(1, 3\)"),
+    ({"output_weights": np.ones(2)}, "output_weights needs 3 entries"),
+    ({"n_inputs": -1}, "n_inputs=-1 must be a non-negative int"),
+    ({"n_inputs": 2.0}, "n_inputs=2.0 must be a non-negative int"),
+    ({"primitives": ["sin"], "kinds": [0.0]}, "kinds .* must be integers"),
+])
+def test_from_arrays_rejects_wrong_shaped_arguments(options, match):
+    args = {"kinds": ["add"], "parents": [[0, 1]], "n_inputs": 2} | options
+    with pytest.raises(ProgramError, match=f"from_arrays: {match}"):
+        lagrad.Program.from_arrays(args.pop("kinds"), args.pop("parents"), **args)
+
+
+def test_from_arrays_with_no_equations_outputs_the_last_input():
+    p = lagrad.Program.from_arrays([], np.zeros((0, 2), dtype=int), n_inputs=2)
+    sol = p.solve(1.0, 2.0)
+    assert sol.output == 2.0 and p.output_variable is p.inputs[1]
+    np.testing.assert_array_equal(sol.grad(), [0.0, 1.0])
+    p = lagrad.Program.from_arrays([], [], n_inputs=2, output_weights=[2.0, 3.0])
+    assert p.solve(1.0, 2.0).output == 8.0
+    np.testing.assert_array_equal(p.solve(1.0, 2.0).grad(), [2.0, 3.0])
+    with pytest.raises(ProgramError, match="no inputs and no equations"):
+        lagrad.Program.from_arrays([], [], n_inputs=0)
+
+
+def test_from_arrays_copies_its_arrays():
+    parents = np.array([[0, 1], [2, -1]])
+    constants = np.array([[0.0, 0.0], [0.0, 3.0]])
+    weights = np.array([0.0, 0.0, 1.0, 1.0])
+    p = lagrad.Program.from_arrays(["mul", "mul"], parents, n_inputs=2, constants=constants,
+                                   output_weights=weights)
+    parents[:] = 0
+    constants[:] = 7.0
+    weights[:] = 5.0
+    x = (2.0, 5.0)  # output x0 x1 + 3 x0 x1 = 4 x0 x1
+    assert p.solve(*x).output == 40.0
+    np.testing.assert_array_equal(p.solve(*x).grad(), [20.0, 8.0])
