@@ -385,3 +385,74 @@ def test_from_arrays_copies_its_arrays():
     x = (2.0, 5.0)  # output x0 x1 + 3 x0 x1 = 4 x0 x1
     assert p.solve(*x).output == 40.0
     np.testing.assert_array_equal(p.solve(*x).grad(), [20.0, 8.0])
+
+
+# ------------------------------------------------------------------ 8. ops
+
+@pytest.mark.parametrize("axis", [1.0, (0, 1.0), True, "0", np.float64(0.0)])
+@pytest.mark.parametrize("op", [lagrad.sum, lagrad.mean, lagrad.logsumexp, lagrad.softmax])
+def test_non_integer_axes_raise(op, axis):
+    with pytest.raises(ProgramError, match=r"axis .* is not an axis; give an int"):
+        lagrad.trace(lambda x: op(x, axis=axis), np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("call", [lambda x: x.sum(axis=1.0),
+                                  lambda x: lagrad.concatenate([x, x], axis=0.0),
+                                  lambda x: lagrad.stack([x, x], axis=1.5),
+                                  lambda x: lagrad.transpose(x, (0.0, 1.0))])
+def test_non_integer_axis_in_methods_and_joins(call):
+    with pytest.raises(ProgramError, match="is not an axis"):
+        lagrad.trace(call, np.ones((2, 2)))
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((0,), None), ((3, 0), 1), ((0, 2), (0, 1))])
+def test_mean_of_an_empty_slice_raises(shape, axis):
+    with pytest.raises(ProgramError, match=r"mean of an empty slice: array 'x' of shape"):
+        lagrad.trace(lambda x: lagrad.mean(x, axis=axis), np.ones(shape))
+    with pytest.raises(ProgramError, match="mean of an empty slice"):
+        lagrad.mean(np.ones(shape), axis=axis)
+
+
+def test_mean_over_a_non_empty_axis_of_an_empty_array_is_fine():
+    g = lagrad.grad(lambda x: lagrad.mean(x, axis=1).sum() + x.sum())(np.ones((0, 3)))
+    assert g.shape == (0, 3)
+
+
+@pytest.mark.parametrize("method", ["ravel", "flatten"])
+def test_ravel_and_flatten_reshape_to_1d(method):
+    def f(x):
+        return (getattr(x, method)() * np.arange(6.0)).sum()
+    x = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(lagrad.grad(f)(x), np.arange(6.0).reshape(2, 3))
+    p = lagrad.trace(lambda x: getattr(x, method)(), 2.0)
+    assert p.output_variable.shape == (1,)
+
+
+@pytest.mark.parametrize("dtype", [float, np.float64, "float64", "f8", np.dtype(float)])
+def test_astype_float64_is_the_variable_itself(dtype):
+    p, (a,) = _program((2,))
+    assert a.astype(dtype) is a
+
+
+@pytest.mark.parametrize("dtype", [int, np.float32, "complex128", bool, "nonsense"])
+def test_astype_to_another_dtype_raises(dtype):
+    p, (a,) = _program((2,))
+    with pytest.raises(ProgramError, match=r"a\.astype\(.*\): traced variables are float64"):
+        a.astype(dtype)
+
+
+@pytest.mark.parametrize("method", ["max", "min"])
+def test_max_and_min_reductions_say_what_to_use(method):
+    p, (a,) = _program((3,))
+    with pytest.raises(ProgramError, match=r"reductions of traced variable 'a' are not "
+                                           r"supported; use lagrad\.maximum"):
+        getattr(a, method)()
+    with pytest.raises(ProgramError, match="not supported"):
+        getattr(a, method)(axis=0)
+
+
+def test_variable_has_no_getattr_fallback():
+    assert "__getattr__" not in vars(lagrad.Variable)
+    p, (a,) = _program((3,))
+    with pytest.raises(AttributeError):
+        a.not_a_method  # noqa: B018

@@ -155,6 +155,28 @@ class Variable(P.Tracer):
     def dot(self, other: Any) -> Variable:
         return ops.dot(self, other)
 
+    def ravel(self) -> Variable:
+        """The entries as a 1-D variable (``reshape(-1)``)."""
+        return ops.reshape(self, (self.size,))
+
+    flatten = ravel
+
+    def astype(self, dtype: Any, copy: bool = True) -> Variable:
+        """The variable itself for float64 (every variable is float64); other
+        dtypes raise, as a traced variable cannot change its type."""
+        if not _is_float64(dtype):
+            raise ProgramError(f"{self.name}.astype({dtype!r}): traced variables are float64 "
+                               "and cannot be cast; convert the result after solving")
+        return self
+
+    def _no_extremum(self, *args: Any, **kwargs: Any) -> Any:
+        raise ProgramError(
+            f"max() and min() reductions of traced variable {self.name!r} are not supported; "
+            "use lagrad.maximum / lagrad.minimum for elementwise extrema of two arrays, or "
+            "lagrad.logsumexp for a smooth maximum")
+
+    max = min = _no_extremum
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         raise ProgramError(
             f"traced variable {self.name!r} has no value while tracing and cannot be "
@@ -488,6 +510,13 @@ def bind(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
     frozen_params = {k: frozen_param(v) for k, v in params.items()}
     program._add_equation(out, prim, tuple(refs), frozen_params)
     return out
+
+
+def _is_float64(dtype: Any) -> bool:
+    try:
+        return np.dtype(dtype) == np.float64
+    except TypeError:
+        return False
 
 
 def _arg_names(args: Sequence[Any]) -> str:
