@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse
 
 import lagrad
-from lagrad import ProgramError
+from lagrad import OptionError, ProgramError
 from lagrad.errors import TracedIndexError
 
 
@@ -456,3 +456,46 @@ def test_variable_has_no_getattr_fallback():
     p, (a,) = _program((3,))
     with pytest.raises(AttributeError):
         a.not_a_method  # noqa: B018
+
+
+# -------------------------------------------------------------- 9. tracing
+
+def returns_text(x):
+    return "abc"
+
+
+@pytest.mark.parametrize(("fn", "match"), [
+    (returns_text, "function 'returns_text' returned a str, not numbers"),
+    (lambda x: 1j, r"function '<lambda>' returned complex numbers \(complex\)"),
+    (lambda x: np.ones(2, dtype=complex), r"returned complex numbers \(ndarray\)"),
+    (lambda x: None, "function '<lambda>' returned None; .* `return` missing"),
+    (lambda x: {"a": x}, "returned a dict"),
+    (lambda x: object(), "returned a object, not numbers"),
+])
+def test_functions_returning_non_numbers_raise(fn, match):
+    with pytest.raises(ProgramError, match=match):
+        lagrad.grad(fn)(1.0)
+    with pytest.raises(ProgramError, match=match):
+        lagrad.trace(fn, 1.0)
+
+
+def test_none_is_not_described_as_an_identity_equation():
+    with pytest.raises(ProgramError) as info:
+        lagrad.grad(lambda x: None)(1.0)
+    assert "identity" not in str(info.value)
+
+
+def test_a_constant_result_still_has_a_zero_gradient():
+    assert lagrad.grad(lambda x: 3.0)(1.0) == 0.0
+
+
+@pytest.mark.parametrize("argnums", [1.0, True, (0, 1.0), (False,), "0", None])
+@pytest.mark.parametrize("transform", [lagrad.grad, lagrad.value_and_grad, lagrad.jacobian])
+def test_non_integer_argnums_raise_option_errors(transform, argnums):
+    with pytest.raises(OptionError, match=r"argnums=.* is not an argument position"):
+        transform(lambda x, y: x * y, argnums=argnums)(1.0, 2.0)
+
+
+def test_integer_argnums_still_work():
+    assert lagrad.grad(lambda x, y: x * y, argnums=np.int64(1))(3.0, 2.0) == 3.0
+    assert lagrad.grad(lambda x, y: x * y, argnums=[0, 1])(3.0, 2.0) == (2.0, 3.0)
