@@ -195,12 +195,16 @@ class BulkProgram(Program):
         self.bulk = bulk
         n, d = bulk.n_variables, bulk.n_inputs
         self.variables = _Lazy(n, self._make_variable)  # type: ignore[assignment]
-        self.equations = _Lazy(n - d, lambda k: self._make_equation(d + k))  # type: ignore[assignment]
+        self.equations = _Lazy(n - d, self._make_equation_k)  # type: ignore[assignment]
         self.output(self.variables[n - 1])
 
     def _make_variable(self, i: int) -> Variable:
         d = self.bulk.n_inputs
         return Variable(self, i, (), "input" if i < d else "defined", f"x{i}" if i < d else f"v{i}")
+
+    def _make_equation_k(self, k: int) -> Equation:
+        """Equation k (a bound method, not a lambda: programs pickle)."""
+        return self._make_equation(self.bulk.n_inputs + k)
 
     def _make_equation(self, i: int) -> Equation:
         """The Equation defining variable i (for printing and errors)."""

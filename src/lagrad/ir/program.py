@@ -385,6 +385,12 @@ class Program:
     def _touch(self) -> None:
         self._version += 1
 
+    def __getstate__(self) -> dict[str, Any]:
+        # pickling: the cached graph, blocks and schedules are rebuilt on demand
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
     def cached(self, key: str, build: Any) -> Any:
         """Return ``build(self)``, computed once per version of the program."""
         hit = self._cache.get(key)
