@@ -302,6 +302,7 @@ def test_bad_init_raises(init, match):
     p = lagrad.Program()
     with pytest.raises(ProgramError, match=match):
         p.unknown("z", 3, init=init)
+    assert p.variables == []  # nothing half-added
 
 
 def test_complex_init_is_cast_with_a_warning():

@@ -264,18 +264,15 @@ class Program:
         ``method``, ``tol`` and ``maxiter`` are this block's forward-solve
         defaults (see :meth:`solve`).
         """
-        v = self._new_variable(_shape(shape, f"unknown {name!r}"), "unknown", name)
+        dims = _shape(shape, f"unknown {name!r}")
+        start = None if init is None else _init(init, dims, name)  # checked before adding
+        v = self._new_variable(dims, "unknown", name)
         options = {k: o for k, o in (("method", method), ("tol", tol), ("maxiter", maxiter))
                    if o is not None}
         if options:
             self.block_options[v.index] = options
-        if init is not None:
-            start = as_real(init, f"init of unknown {name!r}")
-            if start.shape != v.shape and start.size != v.size:
-                raise ProgramError(f"init of unknown {name!r} has shape {start.shape}, the "
-                                   f"unknown has shape {v.shape}; give an array of that "
-                                   "shape")
-            self.inits[v.index] = frozen(start.reshape(v.shape))
+        if start is not None:
+            self.inits[v.index] = start
         return v
 
     def define(self, z: Variable, expr: Any) -> None:
@@ -552,6 +549,14 @@ def as_real(value: Any, what: str, *, warn_complex: bool = True) -> np.ndarray:
         raise ProgramError(f"{what} must be real numbers, got {type(value).__name__} "
                            f"{_short(value)} of dtype {arr.dtype}")
     return arr.astype(float, copy=False)
+
+
+def _init(init: Any, shape: Shape, name: str) -> np.ndarray:
+    start = as_real(init, f"init of unknown {name!r}")
+    if start.shape != shape and start.size != math.prod(shape):
+        raise ProgramError(f"init of unknown {name!r} has shape {start.shape}, the unknown "
+                           f"has shape {shape}; give an array of that shape")
+    return frozen(start.reshape(shape))
 
 
 def _short(value: Any) -> str:
