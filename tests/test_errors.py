@@ -19,6 +19,7 @@ import pytest
 
 import lagrad
 from lagrad import NonFiniteError, OptionError, ProgramError
+from lagrad.errors import TracedIndexError
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -209,16 +210,25 @@ def test_matmul_of_scalars_and_3d() -> None:
     (lambda a: lagrad.concatenate([]), "concatenate"),
     (lambda a: lagrad.stack([a, np.ones(3)]), r"stack.*\(2, 3\).*\(3,\)"),
     (lambda a: lagrad.stack([a, a], axis=3), "axis 3"),
-    (lambda a: a[2], "index 2"),
-    (lambda a: a[:, 3], "index 3"),
-    (lambda a: a[np.array([0, 5])], "5"),
-    (lambda a: a[np.array([True, False, True])], "boolean"),
     (lambda a: lagrad.where(np.ones(4, dtype=bool), a, a), r"where"),
     (lambda a: a + "text", "str"),
 ])
 def test_bad_shapes_axes_and_indices(call: Callable[[Any], Any], match: str) -> None:
     p, (a,) = _program((2, 3))
     with raises_exactly(ProgramError, match=match):
+        call(a)
+    assert p.equations == []
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda a: a[2], "index 2"),
+    (lambda a: a[:, 3], "index 3"),
+    (lambda a: a[np.array([0, 5])], "5"),
+    (lambda a: a[np.array([True, False, True])], "boolean"),
+])
+def test_bad_indices(call: Callable[[Any], Any], match: str) -> None:
+    p, (a,) = _program((2, 3))
+    with raises_exactly(TracedIndexError, match=match):  # a ProgramError and an IndexError
         call(a)
     assert p.equations == []
 

@@ -10,6 +10,7 @@ __all__ = [
     "LagradError",
     "ProgramError",
     "CycleError",
+    "TracedIndexError",
     "NonFiniteError",
     "SolveError",
     "ConvergenceError",
@@ -31,6 +32,11 @@ class ProgramError(LagradError, ValueError):
 
 class CycleError(ProgramError):
     """An acyclic program was required but the dependency graph has a cycle."""
+
+
+class TracedIndexError(ProgramError, IndexError):
+    """An index is out of range for a traced variable's shape. An IndexError too,
+    so that Python's iteration and unpacking protocols see the end of the axis."""
 
 
 class NonFiniteError(LagradError, FloatingPointError):

@@ -37,7 +37,10 @@ def _from_arrays(cls: type[Program], kinds: Any, parents: Any, *, n_inputs: int,
     variable, or with ``output_weights`` (one per variable) the readout
     ``sum_j output_weights[j] z_j``. With ``primitives`` (a list of names)
     ``kinds`` holds integer codes into it, which skips sorting the names.
-    No Python object is made per equation.
+    No Python object is made per equation. Every array is checked (``parents``
+    of integers with shape (m, 2), (m, 1) or (m,); ``constants`` (m, 2);
+    ``output_weights`` (n_inputs + m,)) and copied: the program keeps
+    read-only copies. With no equations the output is the last input.
 
     Examples
     --------

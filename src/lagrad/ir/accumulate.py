@@ -39,6 +39,10 @@ def matmul_vjp_add(k: int, out: Array, g: Array, a: Array, b: Array) -> bool:
             and out.flags.c_contiguous and out.flags.writeable
             and a.flags.c_contiguous and b.flags.c_contiguous and g.flags.c_contiguous):
         return False
+    if min(out.size, g.size, a.size, b.size) == 0:
+        # an empty factor makes the cotangent all zeros (or ``out`` empty); BLAS
+        # rejects zero-size operands
+        return True
     a2, b2 = _vectors(a, b)
     m, n = a2.shape[0], b2.shape[1]
     g2 = g.reshape(m, n)

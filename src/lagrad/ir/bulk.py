@@ -25,7 +25,12 @@ __all__ = ["BulkEquations", "BulkProgram", "from_arrays"]
 
 Array = NDArray[np.float64]
 Ints = NDArray[np.intp]
-_BY_NAME = {p.name: p for p in P.ELEMENTWISE if not p.name == "where"}
+# the elementwise primitives without parameters, by name, with their arity
+_ARITY = {"identity": 1, "neg": 1, "exp": 1, "log": 1, "sin": 1, "cos": 1, "tanh": 1,
+          "sigmoid": 1, "relu": 1, "sqrt": 1, "abs": 1, "add": 2, "sub": 2, "mul": 2,
+          "div": 2, "pow": 2, "maximum": 2, "minimum": 2}
+_BY_NAME = {p.name: p for p in P.ELEMENTWISE if p.name in _ARITY}
+_OTHER = {p.name for p in P.ELEMENTWISE} - set(_BY_NAME)  # where, weighted_sum
 
 
 @dataclass(eq=False)
@@ -77,41 +82,104 @@ class _Lazy(Sequence[Any]):
 def from_arrays(kinds: Sequence[str] | NDArray[Any], parents: NDArray[Any], *, n_inputs: int,
                 constants: NDArray[Any] | None = None, output_weights: NDArray[Any] | None = None,
                 primitives: Sequence[str] | None = None, name: str = "") -> Program:
-    """See :meth:`lagrad.Program.from_arrays`."""
+    """See :meth:`lagrad.Program.from_arrays`.
+
+    Every array is checked and copied (the program keeps read-only copies):
+    ``kinds`` (m,), ``parents`` (m, 2), (m, 1) or (m,) of integers,
+    ``constants`` (m, 2) and ``output_weights`` (n_inputs + m,) of real numbers;
+    a wrong shape or type raises :class:`~lagrad.ProgramError` naming the
+    argument. With no equations (m = 0) the output is, by the same rule as
+    always, the last variable: the last input, or the weighted sum of the
+    inputs; a program with no variables at all raises.
+    """
+    d = _count(n_inputs, "n_inputs")
+    prims, kind = _kinds(kinds, primitives)
+    m = len(kind)
+    if d + m == 0:
+        raise ProgramError("from_arrays: no inputs and no equations; the output is the last "
+                           "variable, so give at least one")
+    parents = _parents(parents, m, d)
+    consts = np.zeros((m, 2)) if constants is None else _reals(
+        constants, (m, 2), "constants", f"shape ({m}, 2), one row per equation")
+    arity = np.array([_ARITY[p.name] for p in prims], dtype=np.intp)[kind]
+    weights = None
+    if output_weights is not None:
+        weights = _reals(output_weights, (d + m,), "output_weights",
+                         f"{d + m} entries, one per variable (inputs, then equations)")
+    for arr in (kind, parents, consts, arity):
+        arr.flags.writeable = False
+    bulk = BulkEquations(d, prims, kind, parents, consts, arity, weights)
+    return BulkProgram(bulk, name)
+
+
+def _count(n: Any, what: str) -> int:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+        raise ProgramError(f"from_arrays: {what}={n!r} must be a non-negative int")
+    return int(n)
+
+
+def _integers(values: Any, what: str) -> NDArray[np.intp]:
+    arr = np.asarray(values)
+    if arr.size and arr.dtype.kind not in "iu":
+        raise ProgramError(f"from_arrays: {what} must be integers, got dtype {arr.dtype}")
+    return np.array(arr, dtype=np.intp)  # a copy: the program keeps it
+
+
+def _kinds(kinds: Any, primitives: Any) -> tuple[tuple[P.Primitive, ...], NDArray[np.intp]]:
+    """The distinct primitives and each equation's index into them."""
     if primitives is not None:  # kinds are integer codes into ``primitives``
-        names = np.asarray(primitives, dtype=str)
-        kind = np.asarray(kinds, dtype=np.intp)
+        names = [str(k) for k in np.asarray(primitives, dtype=str).ravel()]
+        kind = _integers(kinds, "kinds (codes into primitives)")
         if kind.size and (kind.min() < 0 or kind.max() >= len(names)):
             raise ProgramError(f"from_arrays: kind codes must lie in 0..{len(names) - 1}")
     else:
-        names, kind = np.unique(np.asarray(kinds, dtype=str), return_inverse=True)
-    unknown = [k for k in names if k not in _BY_NAME]
+        unique, kind = np.unique(np.asarray(kinds, dtype=str), return_inverse=True)
+        names, kind = [str(k) for k in unique], kind.astype(np.intp)
+    if kind.ndim != 1:
+        raise ProgramError(f"from_arrays: kinds must be 1-D (one per equation), got shape "
+                           f"{kind.shape}")
+    unsupported = sorted({k for k in names if k in _OTHER})
+    if unsupported:
+        raise ProgramError(f"from_arrays: equation kinds {unsupported} take parameters and "
+                           f"cannot be built in bulk; choose from {sorted(_BY_NAME)}, or build "
+                           "the program by tracing")
+    unknown = sorted({k for k in names if k not in _BY_NAME})
     if unknown:
         raise ProgramError(f"from_arrays: unknown equation kinds {unknown}; choose from "
                            f"{sorted(_BY_NAME)}")
-    prims = tuple(_BY_NAME[k] for k in names)
-    m = len(kind)
-    parents = np.asarray(parents, dtype=np.intp).reshape(m, -1)
-    if parents.shape[1] == 1:
-        parents = np.concatenate([parents, np.full((m, 1), -1, np.intp)], axis=1)
-    if parents.shape != (m, 2):
-        raise ProgramError(f"from_arrays: parents must have shape ({m}, 2), got {parents.shape}")
-    own = n_inputs + np.arange(m)
-    if (parents >= own[:, None]).any() or (parents < -1).any():
-        bad = int(np.argmax((parents >= own[:, None]).any(axis=1) | (parents < -1).any(axis=1)))
-        raise ProgramError(f"from_arrays: equation {bad} (variable v{n_inputs + bad}) reads "
-                           f"{parents[bad].tolist()}: parents must be earlier variables or -1")
-    consts = np.zeros((m, 2)) if constants is None else np.asarray(constants, float).reshape(m, 2)
-    arity = np.array([_arity(p) for p in prims], dtype=np.intp)[kind]
-    weights = None
-    if output_weights is not None:
-        weights = np.asarray(output_weights, dtype=float).ravel()
-        if weights.size != n_inputs + m:
-            raise ProgramError(f"from_arrays: output_weights needs {n_inputs + m} entries, got "
-                               f"{weights.size}")
-    bulk = BulkEquations(int(n_inputs), prims, kind.astype(np.intp), parents, consts, arity,
-                         weights)
-    return BulkProgram(bulk, name)
+    return tuple(_BY_NAME[k] for k in names), kind
+
+
+def _parents(parents: Any, m: int, d: int) -> NDArray[np.intp]:
+    """(m, 2) parent indices, checked to be earlier variables or -1."""
+    arr = _integers(parents, "parents")
+    if arr.ndim == 1 and arr.shape == (m,):
+        arr = arr[:, None]
+    if arr.size == 0 and m == 0:
+        arr = arr.reshape(0, 2)
+    if arr.ndim != 2 or arr.shape[0] != m or arr.shape[1] not in (1, 2):
+        raise ProgramError(f"from_arrays: parents has shape {arr.shape} for {m} equations; "
+                           f"give one row per equation, shape ({m}, 2) (or ({m}, 1) for "
+                           "unary equations)")
+    if arr.shape[1] == 1:
+        arr = np.concatenate([arr, np.full((m, 1), -1, np.intp)], axis=1)
+    own = d + np.arange(m)
+    if (arr >= own[:, None]).any() or (arr < -1).any():
+        bad = int(np.argmax((arr >= own[:, None]).any(axis=1) | (arr < -1).any(axis=1)))
+        raise ProgramError(f"from_arrays: equation {bad} (variable v{d + bad}) reads "
+                           f"{arr[bad].tolist()}: parents must be earlier variables or -1")
+    return arr
+
+
+def _reals(values: Any, shape: Shape, what: str, needs: str) -> Array:
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf":
+        raise ProgramError(f"from_arrays: {what} must be real numbers, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ProgramError(f"from_arrays: {what} needs {needs}, got shape {arr.shape}")
+    out = np.array(arr, dtype=float)  # a copy: the program keeps it
+    out.flags.writeable = False
+    return out
 
 
 class BulkProgram(Program):
@@ -127,12 +195,16 @@ class BulkProgram(Program):
         self.bulk = bulk
         n, d = bulk.n_variables, bulk.n_inputs
         self.variables = _Lazy(n, self._make_variable)  # type: ignore[assignment]
-        self.equations = _Lazy(n - d, lambda k: self._make_equation(d + k))  # type: ignore[assignment]
+        self.equations = _Lazy(n - d, self._make_equation_k)  # type: ignore[assignment]
         self.output(self.variables[n - 1])
 
     def _make_variable(self, i: int) -> Variable:
         d = self.bulk.n_inputs
         return Variable(self, i, (), "input" if i < d else "defined", f"x{i}" if i < d else f"v{i}")
+
+    def _make_equation_k(self, k: int) -> Equation:
+        """Equation k (a bound method, not a lambda: programs pickle)."""
+        return self._make_equation(self.bulk.n_inputs + k)
 
     def _make_equation(self, i: int) -> Equation:
         """The Equation defining variable i (for printing and errors)."""
@@ -178,8 +250,3 @@ class BulkProgram(Program):
                            f"x0..x{d - 1} and v{d}..v{n - 1}")
 
     __getitem__ = variable
-
-
-def _arity(prim: P.Primitive) -> int:
-    return 1 if prim.name in ("identity", "neg", "exp", "log", "sin", "cos", "tanh", "sigmoid",
-                              "relu", "sqrt", "abs") else 2

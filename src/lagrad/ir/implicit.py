@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from lagrad.errors import ProgramError
-from lagrad.ir.program import Program, Variable
+from lagrad.ir.program import Program, Variable, as_real
 
 __all__ = ["fixed_point", "root"]
+
+_NAMES = {"define": "fixed_point", "root": "root"}  # how errors name the combinators
 
 
 def fixed_point(f: Callable[..., Any], z0: Any, *args: Any, method: str | None = None,
@@ -70,7 +72,7 @@ def _implicit(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
     if isinstance(z0, Variable):  # only its shape is known while tracing
         shape, init = z0.shape, None
     else:
-        init = np.asarray(z0, dtype=float)
+        init = as_real(z0, f"z0 of {_NAMES[kind]}")
         shape = init.shape
     z = program.unknown(name or _fresh(program), shape, init, method=method, tol=tol,
                         maxiter=maxiter)
@@ -86,7 +88,7 @@ def _solve_now(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...]
                method: str | None, tol: float | None, maxiter: int | None) -> Any:
     program = Program(kind)
     inputs = [program.input(f"a{k}", np.shape(a)) for k, a in enumerate(args)]
-    init = np.asarray(z0, dtype=float)
+    init = as_real(z0, f"z0 of {_NAMES[kind]}")
     z = program.unknown("z", init.shape, init, method=method, tol=tol, maxiter=maxiter)
     expr = fn(z, *inputs)
     if kind == "define":

@@ -48,7 +48,9 @@ def _axes(axis: Any, ndim: int) -> tuple[int, ...] | None:
     """Normalize ``axis`` (None, int or tuple) to sorted non-negative ints."""
     if axis is None:
         return None
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = (axis,) if _is_int(axis) else axis
+    if not isinstance(axes, (tuple, list)) or not builtins.all(_is_int(a) for a in axes):
+        raise ProgramError(f"axis {axis!r} is not an axis; give an int or a tuple of ints")
     out = []
     for a in axes:
         # numpy lets a 0-d array be reduced over axis 0 or -1, as over all (no) axes
@@ -63,9 +65,15 @@ def _axes(axis: Any, ndim: int) -> tuple[int, ...] | None:
 def _axis(axis: Any, ndim: int) -> int:
     """One axis in [-ndim, ndim) as a non-negative int (numpy raises AxisError
     where a modulo would silently wrap around)."""
+    if not _is_int(axis):
+        raise ProgramError(f"axis {axis!r} is not an axis; give an int")
     if not -ndim <= int(axis) < ndim:
         raise ProgramError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
     return int(axis) % ndim
+
+
+def _is_int(a: Any) -> bool:
+    return isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_))
 
 
 def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
@@ -78,6 +86,12 @@ def mean(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     shape = _shape_of(x)
     axes = _axes(axis, len(shape))
     count = math.prod(shape) if axes is None else math.prod(shape[a] for a in axes)
+    if count == 0:
+        name = f" {x.name!r}" if isinstance(x, Tracer) else ""
+        where = "" if axis is None else f" along axis {axis!r}"
+        raise ProgramError(f"mean of an empty slice: array{name} of shape {shape} has no "
+                           f"entries{where}, so the mean is undefined (numpy returns nan "
+                           "with a warning); take the mean of a non-empty array or axis")
     return P.mul(sum(x, axis=axes, keepdims=keepdims), 1.0 / count)
 
 

@@ -215,7 +215,10 @@ def _div_partials(k: int, ans: Array, x: Array, y: Array) -> Array:
 
 def _pow_partials(k: int, ans: Array, x: Array, y: Array) -> Array:
     if k == 0:
-        return y * np.power(x, np.subtract(y, 1.0))
+        # d x**y / d x = y x**(y - 1), but x**0 = 1 is constant, even at x = 0 where
+        # y x**(y - 1) would be 0 * inf: an exponent of 0 is replaced by 1 in the power
+        # (any finite value), so that y * ... is exactly 0 there.
+        return y * np.power(x, np.subtract(np.where(y == 0, 1.0, y), 1.0))
     # d x**y / d y = x**y log x; at x == 0 the limit used by JAX and autograd is 0.
     safe = np.where(x == 0, 1.0, x)
     return np.where(x == 0, 0.0, ans * np.log(safe))
@@ -242,9 +245,59 @@ def _where_partials(k: int, ans: Array, x: Array, y: Array, *,
     return np.broadcast_to(chosen, np.shape(ans)).astype(float)
 
 
-identity = _elementwise("identity", lambda x: np.array(x, dtype=float), _one, constant=(1.0,))
-neg = _elementwise("neg", np.negative, lambda k, ans, x: np.full_like(ans, -1.0),
-                   constant=(-1.0,))
+# Named functions, not lambdas: a Program holds its primitives, and pickle
+# stores functions by their module-level name.
+
+def _identity_value(x: Array) -> Array:
+    return np.array(x, dtype=float)
+
+
+def _neg_partials(k: int, ans: Array, x: Array) -> Array:
+    return np.full_like(ans, -1.0)
+
+
+def _exp_partials(k: int, ans: Array, x: Array) -> Array:
+    return ans
+
+
+def _log_partials(k: int, ans: Array, x: Array) -> Array:
+    return 1.0 / x
+
+
+def _sin_partials(k: int, ans: Array, x: Array) -> Array:
+    return np.cos(x)
+
+
+def _cos_partials(k: int, ans: Array, x: Array) -> Array:
+    return -np.sin(x)
+
+
+def _tanh_partials(k: int, ans: Array, x: Array) -> Array:
+    return 1.0 - ans * ans
+
+
+def _sigmoid_partials(k: int, ans: Array, x: Array) -> Array:
+    return ans * (1.0 - ans)
+
+
+def _relu_value(x: Array) -> Array:
+    return np.maximum(x, 0.0)
+
+
+def _relu_partials(k: int, ans: Array, x: Array) -> Array:
+    return (np.asarray(x) > 0).astype(float)
+
+
+def _sqrt_partials(k: int, ans: Array, x: Array) -> Array:
+    return 0.5 / ans
+
+
+def _abs_partials(k: int, ans: Array, x: Array) -> Array:
+    return np.sign(x).astype(float)
+
+
+identity = _elementwise("identity", _identity_value, _one, constant=(1.0,))
+neg = _elementwise("neg", np.negative, _neg_partials, constant=(-1.0,))
 add = _elementwise("add", np.add, _one, constant=(1.0, 1.0))
 sub = _elementwise("sub", np.subtract, _sub_partials, constant=(1.0, -1.0))
 mul = _elementwise("mul", np.multiply, _mul_partials)
@@ -253,16 +306,15 @@ power = _elementwise("pow", np.power, _pow_partials)
 maximum = _elementwise("maximum", np.maximum, _max_partials)
 minimum = _elementwise("minimum", np.minimum, _min_partials)
 where = _elementwise("where", _where_value, _where_partials)
-exp = _elementwise("exp", np.exp, lambda k, ans, x: ans)
-log = _elementwise("log", np.log, lambda k, ans, x: 1.0 / x)
-sin = _elementwise("sin", np.sin, lambda k, ans, x: np.cos(x))
-cos = _elementwise("cos", np.cos, lambda k, ans, x: -np.sin(x))
-tanh = _elementwise("tanh", np.tanh, lambda k, ans, x: 1.0 - ans * ans)
-sigmoid = _elementwise("sigmoid", scipy.special.expit, lambda k, ans, x: ans * (1.0 - ans))
-relu = _elementwise("relu", lambda x: np.maximum(x, 0.0),
-                    lambda k, ans, x: (np.asarray(x) > 0).astype(float))
-sqrt = _elementwise("sqrt", np.sqrt, lambda k, ans, x: 0.5 / ans)
-absolute = _elementwise("abs", np.abs, lambda k, ans, x: np.sign(x).astype(float))
+exp = _elementwise("exp", np.exp, _exp_partials)
+log = _elementwise("log", np.log, _log_partials)
+sin = _elementwise("sin", np.sin, _sin_partials)
+cos = _elementwise("cos", np.cos, _cos_partials)
+tanh = _elementwise("tanh", np.tanh, _tanh_partials)
+sigmoid = _elementwise("sigmoid", scipy.special.expit, _sigmoid_partials)
+relu = _elementwise("relu", _relu_value, _relu_partials)
+sqrt = _elementwise("sqrt", np.sqrt, _sqrt_partials)
+absolute = _elementwise("abs", np.abs, _abs_partials)
 
 def _weighted_sum_value(*args: Array, weights: Array) -> Array:
     return sum((w * a for w, a in zip(weights, args)), np.zeros(()))
@@ -297,8 +349,15 @@ def _reshape_jacobian(k: int, ans: Array, x: Array, *, shape: Shape) -> sp.csr_m
     return sp.identity(np.size(x), format="csr")
 
 
-reshape = Primitive("reshape", lambda x, *, shape: np.reshape(x, shape),
-                    lambda s, *, shape: tuple(shape), vjp=_reshape_vjp,
+def _reshape_value(x: Array, *, shape: Shape) -> Array:
+    return np.reshape(x, shape)
+
+
+def _reshape_shape(s: Shape, *, shape: Shape) -> Shape:
+    return tuple(shape)
+
+
+reshape = Primitive("reshape", _reshape_value, _reshape_shape, vjp=_reshape_vjp,
                     jvp=_reshape_jvp, jacobian=_reshape_jacobian)
 
 
@@ -315,8 +374,15 @@ def _transpose_jacobian(k: int, ans: Array, x: Array, *, axes: Shape) -> sp.csr_
     return _selection(np.arange(cols.size), cols, (cols.size, np.size(x)))
 
 
-transpose = Primitive("transpose", lambda x, *, axes: np.transpose(x, axes),
-                      lambda s, *, axes: tuple(s[a] for a in axes), vjp=_transpose_vjp,
+def _transpose_value(x: Array, *, axes: Shape) -> Array:
+    return np.transpose(x, axes)
+
+
+def _transpose_shape(s: Shape, *, axes: Shape) -> Shape:
+    return tuple(s[a] for a in axes)
+
+
+transpose = Primitive("transpose", _transpose_value, _transpose_shape, vjp=_transpose_vjp,
                       jvp=_transpose_jvp, jacobian=_transpose_jacobian)
 
 
@@ -343,7 +409,11 @@ def _getitem_jacobian(k: int, ans: Array, x: Array, *, index: Any) -> sp.csr_mat
     return _selection(np.arange(cols.size), cols, (cols.size, np.size(x)))
 
 
-getitem = Primitive("getitem", lambda x, *, index: np.asarray(x)[index], _getitem_shape,
+def _getitem_value(x: Array, *, index: Any) -> Array:
+    return np.asarray(x)[index]
+
+
+getitem = Primitive("getitem", _getitem_value, _getitem_shape,
                     vjp=_getitem_vjp, jvp=_getitem_jvp, jacobian=_getitem_jacobian)
 
 
@@ -381,8 +451,12 @@ def _sum_jacobian(k: int, ans: Array, x: Array, *, axis: Shape | None,
     return _selection(rows, np.arange(rows.size), (np.size(ans), rows.size))
 
 
-sum_ = Primitive("sum", lambda x, *, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
-                 _reduced_shape, vjp=_sum_vjp, jvp=_sum_jvp, jacobian=_sum_jacobian)
+def _sum_value(x: Array, *, axis: Shape | None, keepdims: bool) -> Array:
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+sum_ = Primitive("sum", _sum_value, _reduced_shape, vjp=_sum_vjp, jvp=_sum_jvp,
+                 jacobian=_sum_jacobian)
 
 
 def _softmax_weights(ans: Array, x: Array, axis: Shape | None) -> Array:
@@ -450,7 +524,11 @@ def _concat_jacobian(k: int, ans: Array, *args: Array, axis: int) -> sp.csr_matr
     return _selection(rows, np.arange(rows.size), (np.size(ans), rows.size))
 
 
-concatenate = Primitive("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
+def _concat_value(*xs: Array, axis: int) -> Array:
+    return np.concatenate(xs, axis=axis)
+
+
+concatenate = Primitive("concatenate", _concat_value,
                         _concat_shape, vjp=_concat_vjp, jvp=_concat_jvp,
                         jacobian=_concat_jacobian)
 

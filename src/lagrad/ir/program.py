@@ -10,22 +10,26 @@ never changes them.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
 import numpy as np
 
-from lagrad.errors import OptionError, ProgramError
+from lagrad.errors import OptionError, ProgramError, TracedIndexError
 from lagrad.ir import ops
 from lagrad.ir import primitives as P
 from lagrad.ir.blocks import Block, find_blocks
+from lagrad.ir.constants import frozen, frozen_param
 from lagrad.options import ForwardOptions
 
-__all__ = ["Variable", "Equation", "Program", "bind"]
+__all__ = ["Variable", "Equation", "Program", "bind", "as_real"]
 
 Shape = tuple[int, ...]
+# numpy >= 1.25 has it in np.exceptions (numpy 2 removed np.ComplexWarning)
+_ComplexWarning = getattr(np, "exceptions", np).ComplexWarning
 
 
 class Variable(P.Tracer):
@@ -33,8 +37,9 @@ class Variable(P.Tracer):
 
     Variables behave like numpy arrays under arithmetic, ``@``, indexing and
     numpy ufuncs; each operation records an equation in their program.
-    Comparisons and ``bool()`` need values, which a traced variable does not
-    have: use :func:`lagrad.where` with a constant condition instead.
+    Comparisons (``==`` and ``!=`` too) and ``bool()`` need values, which a
+    traced variable does not have: use :func:`lagrad.where` with a constant
+    condition instead. Variables hash by identity (they are dict keys).
     """
 
     __slots__ = ("program", "index", "shape", "kind", "_name")
@@ -72,6 +77,13 @@ class Variable(P.Tracer):
             raise TypeError(f"len() of unsized variable {self.name!r}")
         return self.shape[0]
 
+    def __iter__(self) -> Iterator[Variable]:
+        """The entries along the first axis, ``x[0], x[1], ...`` (as numpy)."""
+        if not self.shape:
+            raise ProgramError(f"iteration over 0-d traced variable {self.name!r}: it has no "
+                               "axis to iterate over; use it directly")
+        return (ops.getitem(self, i) for i in range(self.shape[0]))
+
     def __repr__(self) -> str:
         return f"Variable({self.name!r}, shape={self.shape}, kind={self.kind!r})"
 
@@ -95,6 +107,17 @@ class Variable(P.Tracer):
             "lagrad.where")
 
     __lt__ = __le__ = __gt__ = __ge__ = _no_compare
+
+    def _no_equality(self, other: Any) -> Any:
+        # Python's default == is identity: where(x == 0, ...) would silently
+        # select by object identity, a wrong value and gradient
+        raise ProgramError(
+            f"== and != on traced variable {self.name!r} have no value while tracing; "
+            "compute masks outside the traced function and use lagrad.where (to ask "
+            "whether two variables are the same object, use `is`)")
+
+    __eq__ = __ne__ = _no_equality
+    __hash__ = object.__hash__  # variables are dict keys, by identity
 
     # arithmetic: each records one equation
     def __add__(self, o: Any) -> Variable: return P.add(self, o)
@@ -132,6 +155,28 @@ class Variable(P.Tracer):
 
     def dot(self, other: Any) -> Variable:
         return ops.dot(self, other)
+
+    def ravel(self) -> Variable:
+        """The entries as a 1-D variable (``reshape(-1)``)."""
+        return ops.reshape(self, (self.size,))
+
+    flatten = ravel
+
+    def astype(self, dtype: Any, copy: bool = True) -> Variable:
+        """The variable itself for float64 (every variable is float64); other
+        dtypes raise, as a traced variable cannot change its type."""
+        if not _is_float64(dtype):
+            raise ProgramError(f"{self.name}.astype({dtype!r}): traced variables are float64 "
+                               "and cannot be cast; convert the result after solving")
+        return self
+
+    def _no_extremum(self, *args: Any, **kwargs: Any) -> Any:
+        raise ProgramError(
+            f"max() and min() reductions of traced variable {self.name!r} are not supported; "
+            "use lagrad.maximum / lagrad.minimum for elementwise extrema of two arrays, or "
+            "lagrad.logsumexp for a smooth maximum")
+
+    max = min = _no_extremum
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         raise ProgramError(
@@ -205,7 +250,7 @@ class Program:
     # ------------------------------------------------------------ building
     def input(self, name: str, shape: Sequence[int] | int = ()) -> Variable:
         """Add an input variable z_i = x_i of the given shape."""
-        return self._new_variable(_shape(shape), "input", name)
+        return self._new_variable(_shape(shape, f"input {name!r}"), "input", name)
 
     def unknown(self, name: str, shape: Sequence[int] | int = (), init: Any = None, *,
                 method: str | None = None, tol: float | None = None,
@@ -214,27 +259,31 @@ class Program:
 
         Expressions may read it before it is defined; that is how cycles
         (z = f(z, x)) and implicit constraints (g(z, x) = 0) are written.
-        ``init`` is the starting point of the nonlinear solve (default 0);
+        ``init`` is the starting point of the nonlinear solve (default 0; real
+        numbers of the unknown's shape, copied; a complex ``init`` loses its
+        imaginary part with a ``ComplexWarning``);
         ``method``, ``tol`` and ``maxiter`` are this block's forward-solve
         defaults (see :meth:`solve`).
         """
-        try:  # checked before anything is added
+        dims = _shape(shape, f"unknown {name!r}")
+        start = None if init is None else _init(init, dims, name)  # checked before adding
+        try:
             options = ForwardOptions(method, tol, maxiter)
         except OptionError as err:
             raise OptionError(f"unknown {name!r}: {err}") from None
-        v = self._new_variable(_shape(shape), "unknown", name)
+        v = self._new_variable(dims, "unknown", name)
         if options != ForwardOptions():
             self.block_options[v.index] = options
-        if init is not None:
-            start = np.asarray(init, dtype=float)
-            if start.shape != v.shape and start.size != v.size:
-                raise ProgramError(f"init of unknown {name!r} has shape {start.shape}, the "
-                                   f"unknown has shape {v.shape}")
-            self.inits[v.index] = start.reshape(v.shape)
+        if start is not None:
+            self.inits[v.index] = start
         return v
 
     def define(self, z: Variable, expr: Any) -> None:
-        """The constraint z = expr (expr may read z itself: a fixed point)."""
+        """The constraint z = expr (expr may read z itself: a fixed point).
+
+        A constant ``expr`` (real numbers) is broadcast to z's shape, as numpy
+        broadcasts in ``z[...] = expr``.
+        """
         self._check_unknown(z, "define")
         if isinstance(expr, Variable):
             self._check_own(expr, "expression")
@@ -246,8 +295,14 @@ class Program:
                                    f"{expr.shape}, the unknown has shape {z.shape}")
             self._add_equation(z, P.identity, (expr.index,), {})
         else:
-            c = np.broadcast_to(np.asarray(expr, dtype=float), z.shape).copy()
-            self._add_equation(z, P.identity, (c,), {})
+            c = as_real(expr, f"define({z.name!r}, ...): the constant", warn_complex=False)
+            try:
+                c = np.broadcast_to(c, z.shape)
+            except ValueError as err:
+                raise ProgramError(f"define({z.name!r}, ...): a constant of shape {c.shape} "
+                                   f"does not broadcast to the unknown's shape {z.shape}; "
+                                   "give a scalar or an array of that shape") from err
+            self._add_equation(z, P.identity, (frozen(c),), {})
 
     def root(self, z: Variable, residual: Variable) -> None:
         """The implicit constraint residual(z, ...) = 0, which determines z.
@@ -280,7 +335,8 @@ class Program:
     def output(self, expr: Any) -> None:
         """Declare the program's output z_n (a variable, or a constant)."""
         if not isinstance(expr, Variable):
-            expr = bind(P.identity, (np.asarray(expr, dtype=float),), {}, program=self)
+            c = as_real(expr, "output: the constant", warn_complex=False)
+            expr = bind(P.identity, (c,), {}, program=self)
         self._check_own(expr, "output")
         self._output = expr
         self._touch()
@@ -328,6 +384,12 @@ class Program:
 
     def _touch(self) -> None:
         self._version += 1
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickling: the cached graph, blocks and schedules are rebuilt on demand
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
 
     def cached(self, key: str, build: Any) -> Any:
         """Return ``build(self)``, computed once per version of the program."""
@@ -449,13 +511,27 @@ def bind(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
             shapes.append(c.shape)
     try:
         shape = tuple(int(n) for n in prim.shape(*shapes, **params))
-    except (ValueError, IndexError, TypeError) as err:
-        names = ", ".join(a.name if isinstance(a, Variable) else f"const{np.shape(a)}"
-                          for a in args)
-        raise ProgramError(f"{prim.name}({names}): {err}") from err
+    except IndexError as err:  # an IndexError too: iteration protocols stop on it
+        raise TracedIndexError(f"{prim.name}({_arg_names(args)}): {err}; indices must lie "
+                               "within the variable's shape") from err
+    except (ValueError, TypeError) as err:
+        raise ProgramError(f"{prim.name}({_arg_names(args)}): {err}") from err
     out = program._new_variable(shape, "defined", None)
-    program._add_equation(out, prim, tuple(refs), dict(params))
+    # constants are frozen copies: the caller may change its arrays afterwards
+    frozen_params = {k: frozen_param(v) for k, v in params.items()}
+    program._add_equation(out, prim, tuple(refs), frozen_params)
     return out
+
+
+def _is_float64(dtype: Any) -> bool:
+    try:
+        return np.dtype(dtype) == np.float64
+    except TypeError:
+        return False
+
+
+def _arg_names(args: Sequence[Any]) -> str:
+    return ", ".join(a.name if isinstance(a, Variable) else f"const{np.shape(a)}" for a in args)
 
 
 def _constant(a: Any, prim: P.Primitive) -> np.ndarray:
@@ -463,13 +539,50 @@ def _constant(a: Any, prim: P.Primitive) -> np.ndarray:
     if c.dtype == object or c.dtype.kind not in "biuf":
         raise ProgramError(f"{prim.name}: cannot use {type(a).__name__} {a!r} as a constant; "
                            "constants must be real numbers or numeric arrays")
-    return c.astype(float)
+    return frozen(c, float)
 
 
-def _shape(shape: Sequence[int] | int) -> Shape:
-    if isinstance(shape, (int, np.integer)):
-        return (int(shape),)
-    return tuple(int(n) for n in shape)
+def as_real(value: Any, what: str, *, warn_complex: bool = True) -> np.ndarray:
+    """``value`` as a float64 array; ``what`` names it in errors.
+
+    Complex values lose their imaginary part with a ``ComplexWarning`` (as in
+    numpy) when ``warn_complex``, else raise; anything not numeric raises.
+    """
+    arr = np.asarray(value)
+    if arr.dtype.kind == "c" and warn_complex:
+        warnings.warn(f"{what} is complex; its imaginary part is discarded", _ComplexWarning,
+                      stacklevel=3)
+        arr = arr.real
+    if arr.dtype.kind not in "biuf":
+        raise ProgramError(f"{what} must be real numbers, got {type(value).__name__} "
+                           f"{_short(value)} of dtype {arr.dtype}")
+    return arr.astype(float, copy=False)
+
+
+def _init(init: Any, shape: Shape, name: str) -> np.ndarray:
+    start = as_real(init, f"init of unknown {name!r}")
+    if start.shape != shape and start.size != math.prod(shape):
+        raise ProgramError(f"init of unknown {name!r} has shape {start.shape}, the unknown "
+                           f"has shape {shape}; give an array of that shape")
+    return frozen(start.reshape(shape))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _shape(shape: Any, what: str) -> Shape:
+    dims = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    try:
+        dims = tuple(dims)
+    except TypeError:
+        dims = (shape,)  # a float or other non-iterable: rejected below
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0
+               for n in dims):
+        raise ProgramError(f"{what}: shape {shape!r} is not a shape; give a non-negative int "
+                           "or a tuple of them")
+    return tuple(int(n) for n in dims)
 
 
 def _const_text(c: np.ndarray) -> str:

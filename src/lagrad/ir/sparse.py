@@ -49,6 +49,7 @@ from numpy.typing import NDArray
 
 from lagrad.errors import ProgramError
 from lagrad.ir import primitives as P
+from lagrad.ir.constants import frozen
 from lagrad.ir.program import Variable
 
 __all__ = ["coo_matvec", "csr_matvec", "CSRPattern", "SPARSE"]
@@ -92,8 +93,9 @@ class CSRPattern:
             order = np.argsort(row, kind="stable")  # stable: ties keep COO order
             row, col = row[order], col[order]
         counts = np.bincount(row, minlength=shape[0])
-        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(dtype)
-        return cls(shape, indptr, col.astype(dtype), row.astype(dtype), order)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        return cls(shape, frozen(indptr, dtype), frozen(col, dtype), frozen(row, dtype),
+                   None if order is None else frozen(order))
 
     @property
     def nnz(self) -> int:

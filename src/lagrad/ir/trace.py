@@ -67,10 +67,14 @@ def trace(fn: Callable[..., Any], *example_args: Any) -> Program:
 
 
 def normalize_argnums(argnums: int | Sequence[int], nargs: int) -> tuple[int, ...]:
-    nums = (argnums,) if isinstance(argnums, (int, np.integer)) else tuple(argnums)
+    """``argnums`` (an int or a tuple/list of ints) as non-negative positions."""
+    nums = (argnums,) if _is_int(argnums) else argnums
+    if not isinstance(nums, (tuple, list)) or not all(_is_int(a) for a in nums):
+        raise OptionError(f"argnums={argnums!r} is not an argument position; give an int or "
+                          "a tuple of ints")
     out = []
     for a in nums:
-        if not isinstance(a, (int, np.integer)) or not -nargs <= a < nargs:
+        if not -nargs <= a < nargs:
             raise OptionError(f"argnums {argnums!r} out of range for {nargs} positional "
                               "arguments")
         out.append(int(a) % nargs)
@@ -101,11 +105,31 @@ def trace_args(fn: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, 
             leaves.append((v,))
             containers.append(None)
     result = fn(*call)
-    if isinstance(result, (tuple, list, dict)):
-        raise ProgramError(f"{program.name or 'the function'} returned a {type(result).__name__};"
-                           " lagrad differentiates functions with one array output")
+    if not isinstance(result, Variable):
+        _check_result(result, f"function {program.name!r}" if program.name else "the function")
     program.output(result)
     return Traced(program, argnums, tuple(leaves), tuple(containers))
+
+
+def _is_int(a: Any) -> bool:
+    return isinstance(a, (int, np.integer)) and not isinstance(a, bool)
+
+
+def _check_result(result: Any, name: str) -> None:
+    """A traced function's result that is not a variable must be real numbers."""
+    if result is None:
+        raise ProgramError(f"{name} returned None; it must return the value to differentiate "
+                           "(is a `return` missing?)")
+    if isinstance(result, (tuple, list, dict)):
+        raise ProgramError(f"{name} returned a {type(result).__name__}; lagrad differentiates "
+                           "functions with one array output")
+    kind = np.asarray(result).dtype.kind
+    if kind == "c":
+        raise ProgramError(f"{name} returned complex numbers ({type(result).__name__}); "
+                           "lagrad differentiates real-valued functions (return .real or abs())")
+    if kind not in "biuf":
+        raise ProgramError(f"{name} returned a {type(result).__name__}, not numbers; it must "
+                           "return a real scalar or array computed from its arguments")
 
 
 def _example_shape(a: Any, name: str) -> tuple[int, ...]:

@@ -98,6 +98,11 @@ class BlockResult:
     def converged(self) -> bool:
         return self.status is Status.CONVERGED
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the LU factors (scipy's SuperLU does not pickle; a
+        later solve factorizes again)."""
+        return {**self.__dict__, "factorization": None}
+
 
 def raise_for(result: BlockResult) -> None:
     """Raise the error that a result's status calls for (nothing if converged)."""

@@ -84,6 +84,15 @@ class Solution:
         self._multiplier_info: SolveInfo | None = None
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_lock"]  # a lock does not pickle; the copy gets its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def adjoint_diagnostics(self) -> list[BlockResult]:
         """The cyclic blocks' results in the default multiplier solve (the one
