@@ -169,7 +169,7 @@ def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto"
 
 def _reverse_rows(sol: Solution) -> np.ndarray:
     """d output / d inputs, one adjoint sweep per output entry."""
-    out = sol.program.output_variable
+    out = sol.schedule.output_variable
     lo, hi = _input_span(sol)
     rows = np.empty((out.size, hi - lo))
     for k in range(out.size):
@@ -183,7 +183,7 @@ def _reverse_rows(sol: Solution) -> np.ndarray:
 def _forward_columns(sol: Solution) -> np.ndarray:
     """d output / d inputs, one tangent sweep per input entry."""
     lo, hi = _input_span(sol)
-    out_slice = sol.schedule.index[sol.program.output_variable]
+    out_slice = sol.schedule.index[sol.schedule.output_variable]
     cols = np.empty((out_slice.stop - out_slice.start, hi - lo))
     for k in range(hi - lo):
         e = np.zeros(sol.schedule.size)

@@ -109,7 +109,8 @@ def compile_bulk(program: BulkProgram) -> Schedule:
         groups.append(readout)
         levels = np.concatenate([level, [int(level.max(initial=0)) + 1]])
     index = Index(program, np.arange(bulk.n_variables + 1, dtype=np.intp))  # all scalars
-    schedule = Schedule(program, index, program.inputs, steps, levels, scalar=True)
+    schedule = Schedule(program, index, program.inputs, steps, levels, scalar=True,
+                        output=program.output_or_none)
     edges = [e for g in groups for e in g.edges()] or [(np.zeros(0, np.intp),) * 2]
     rows = np.concatenate([r for r, _ in edges]).astype(np.intp)
     cols = np.concatenate([c for _, c in edges]).astype(np.intp)

@@ -54,8 +54,13 @@ class Index:
     def __getitem__(self, v: Variable | str) -> slice:
         if isinstance(v, str):
             v = self.program.variable(v)
+        elif not isinstance(v, Variable):
+            raise ProgramError(f"{v!r} is not a variable: index with a variable or its name")
         elif v.program is not self.program:
             raise ProgramError(f"variable {v.name!r} belongs to another program")
+        if v.index >= len(self.variables):
+            raise ProgramError(f"variable {v.name!r} was added to the program after this was "
+                               "computed; solve the program again")
         return self.slice(v.index)
 
     def __iter__(self) -> Iterator[Variable]:
@@ -310,10 +315,20 @@ class Schedule:
     levels: NDArray[np.intp]  # per variable: longest path from the inputs
     scalar: bool = False  # every equation scalar and elementwise (see levels.py)
     extras: dict[str, Any] = field(default_factory=dict)  # plans built on demand
+    output: Variable | None = None  # the program's output when it was compiled
 
     @property
     def size(self) -> int:
         return self.index.size
+
+    @property
+    def output_variable(self) -> Variable:
+        """z_n as it was when this schedule was compiled (a later
+        ``program.output(...)`` makes a new schedule, not a new output here)."""
+        if self.output is None:
+            raise ProgramError("the program had no output when it was solved; call "
+                               "program.output(expr), then solve again")
+        return self.output
 
 
 def compile_schedule(program: Program) -> Schedule:
@@ -359,7 +374,8 @@ def compile_schedule(program: Program) -> Schedule:
         timed.append((level, len(timed), _single(eq, index, variables)))
     timed.sort(key=lambda t: (t[0], t[1]))
     steps = [s for _, _, s in timed]
-    return Schedule(program, index, program.inputs, steps, levels, scalar and bool(steps))
+    return Schedule(program, index, program.inputs, steps, levels, scalar and bool(steps),
+                    output=program.output_or_none)
 
 
 def _batchable(eq: Equation, variables: Sequence[Variable]) -> bool:

@@ -407,6 +407,11 @@ class Program:
         return tuple(v for v in self.variables if v.kind == "input")
 
     @property
+    def output_or_none(self) -> Variable | None:
+        """z_n, or None before :meth:`output` is called."""
+        return self._output
+
+    @property
     def output_variable(self) -> Variable:
         """z_n, the variable declared by :meth:`output`."""
         if self._output is None:

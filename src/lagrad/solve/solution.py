@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from lagrad.compile.compiler import compile_program
 from lagrad.compile.schedule import Index, Schedule
 from lagrad.errors import ProgramError
-from lagrad.ir.program import Program, Variable
+from lagrad.ir.program import Program, Variable, as_real
 from lagrad.options import ForwardOptions
 from lagrad.solve.buffers import pool_of
 from lagrad.solve.forward import evaluate
@@ -118,11 +118,11 @@ class Solution:
     @property
     def output(self) -> Any:
         """The value of the output z_n."""
-        return self[self.program.output_variable]
+        return self[self.schedule.output_variable]
 
     # ---------------------------------------------------------------- reverse
     def _seed(self, cotangent: Any = None, pooled: bool = False) -> Array:
-        out = self.program.output_variable
+        out = self.schedule.output_variable
         e = pool_of(self.schedule).zeros() if pooled else np.zeros(self.schedule.size)
         if cotangent is None:
             if out.size != 1:
@@ -130,7 +130,7 @@ class Solution:
                     f"the output {out.name!r} has shape {out.shape}; a gradient needs a scalar "
                     "output (pass a cotangent of that shape, or use lagrad.jacobian)")
             cotangent = 1.0
-        ct = np.asarray(cotangent, dtype=float)
+        ct = as_real(cotangent, "cotangent")
         if ct.size != out.size:
             raise ProgramError(f"cotangent has shape {ct.shape}, output {out.name!r} has "
                                f"shape {out.shape}")
@@ -197,7 +197,13 @@ class Solution:
     def _direction(self, direction: Any) -> Array:
         inputs = self.schedule.inputs
         if isinstance(direction, Mapping):
-            given = {self.program.variable(k).index: d for k, d in direction.items()}
+            given = {}
+            for k, d in direction.items():
+                v = self.program.variable(k)
+                if not any(v is u for u in inputs):  # (== on variables raises)
+                    raise ProgramError(f"direction: {v.name!r} is not an input; the inputs "
+                                       f"are {[u.name for u in inputs]}")
+                given[v.index] = d
             parts = [given.get(v.index, np.zeros(v.shape)) for v in inputs]
         elif len(inputs) == 1 and not isinstance(direction, tuple):
             parts = [direction]
@@ -215,14 +221,15 @@ class Solution:
     def lagrangian(self, multipliers: Any = None) -> float:
         """L(z, lambda) at this solution (equals the output when z solves the
         constraints)."""
-        lam = self._lambda("auto", {}) if multipliers is None else multipliers
-        return lagrangian(self.program, self.z, lam)
+        lam = self._lambda("auto", {}) if multipliers is None else \
+            _flat(self.schedule, multipliers, "multipliers")
+        return _lagrangian(self.schedule, self.z, lam)
 
     def kkt_residuals(self, multipliers: Any = None) -> KKTResiduals:
         """Norms of dL/dlambda (constraints) and dL/dz (multiplier equations)
         at this solution, with the computed (or the given) multipliers."""
         lam = self._lambda("auto", {}) if multipliers is None else \
-            _flat(self.schedule, multipliers)
+            _flat(self.schedule, multipliers, "multipliers")
         r = _constraint_residual(self.schedule, self.z)
         system = self.adjoint_system()
         with np.errstate(all="ignore"):
@@ -286,18 +293,27 @@ def _as_input(v: Variable, x: Any, role: str) -> Array:
     return arr
 
 
-def _flat(schedule: Schedule, vec: Any) -> Array:
-    if isinstance(vec, VariableMap):
+def _flat(schedule: Schedule, vec: Any, what: str) -> Array:
+    """``vec`` (a flat vector over all variables, a VariableMap, or a mapping from
+    variables or names to arrays) as a flat vector; wrong sizes raise."""
+    if isinstance(vec, VariableMap) and vec.index is schedule.index:
         return vec.vector
     if isinstance(vec, Mapping):
         out = np.zeros(schedule.size)
         for k, val in vec.items():
-            out[schedule.index[k]] = np.ravel(val)
+            sl = schedule.index[k]
+            name = k if isinstance(k, str) else getattr(k, "name", repr(k))
+            part = as_real(val, f"{what} of {name!r}").ravel()
+            if part.size != sl.stop - sl.start:
+                raise ProgramError(f"{what} of {name!r} has {part.size} entries, the variable "
+                                   f"has {sl.stop - sl.start}")
+            out[sl] = part
         return out
-    arr = np.asarray(vec, dtype=float).ravel()
+    arr = as_real(vec, what).ravel()
     if arr.size != schedule.size:
-        raise ProgramError(f"expected a flat vector of {schedule.size} entries (all variables), "
-                           f"got {arr.size}")
+        raise ProgramError(f"{what}: expected a flat vector of {schedule.size} entries (all "
+                           f"variables, in index order) or a mapping by variable, got "
+                           f"{arr.size} entries")
     return arr
 
 
@@ -313,8 +329,12 @@ def _constraint_residual(schedule: Schedule, z: Array) -> Array:
 def lagrangian(program: Program, values: Any, multipliers: Any) -> float:
     """L = z_n - sum_i lambda_i . (z_i - f_i(z_alpha(i))); see Program.lagrangian."""
     schedule = compile_program(program)
-    z, lam = _flat(schedule, values), _flat(schedule, multipliers)
-    out = program.output_variable
+    return _lagrangian(schedule, _flat(schedule, values, "values"),
+                       _flat(schedule, multipliers, "multipliers"))
+
+
+def _lagrangian(schedule: Schedule, z: Array, lam: Array) -> float:
+    out = schedule.output_variable
     if out.size != 1:
         raise ProgramError(f"the Lagrangian needs a scalar output; {out.name!r} has shape "
                            f"{out.shape}")

@@ -65,7 +65,7 @@ def _solve(program: Program, inputs: tuple[Any, ...], named: Mapping[str, Any],
 
 def _scalar_output(sol: Solution) -> int:
     """Flat position of the output, which must be a scalar."""
-    out = sol.program.output_variable
+    out = sol.schedule.output_variable
     if out.size != 1:
         raise ProgramError(f"the output {out.name!r} has shape {out.shape}; a gradient needs "
                            "a scalar output")

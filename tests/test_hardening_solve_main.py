@@ -1,0 +1,168 @@
+"""Issue 12, solution side: a Solution belongs to the program version it
+solved, validates what it is given, and is safe to share between threads."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import lagrad
+from lagrad import ProgramError
+
+ComplexWarning = getattr(np, "exceptions", np).ComplexWarning
+
+
+def _two_outputs() -> tuple[lagrad.Program, lagrad.Variable, lagrad.Variable]:
+    p = lagrad.Program()
+    x = p.input("x", 2)
+    a = lagrad.sum(x * x)
+    b = lagrad.sum(lagrad.sin(x))
+    p.output(a)
+    return p, a, b
+
+
+def test_a_solution_keeps_the_output_it_was_solved_for():
+    p, a, b = _two_outputs()
+    x = np.array([0.3, -1.2])
+    sol = p.solve(x)
+    p.output(b)  # a new version of the program
+    assert sol.output == pytest.approx(np.sum(x * x))
+    np.testing.assert_allclose(sol.grad(), 2 * x)
+    np.testing.assert_allclose(sol.adjoint_system().rhs[sol.schedule.index[a]], [1.0])
+    fresh = p.solve(x)
+    assert fresh.output == pytest.approx(np.sum(np.sin(x)))
+    np.testing.assert_allclose(fresh.grad(), np.cos(x))
+
+
+def test_a_variable_added_after_the_solve_is_an_error_not_an_index_error():
+    p, a, _ = _two_outputs()
+    sol = p.solve(np.ones(2))
+    late = lagrad.exp(a)
+    with pytest.raises(ProgramError, match="added to the program after"):
+        sol[late]
+
+
+@pytest.mark.parametrize("key", [0, 1.5, None, (1, 2)])
+def test_indexing_a_solution_with_a_non_variable(key: object):
+    p, _, _ = _two_outputs()
+    sol = p.solve(np.ones(2))
+    with pytest.raises(ProgramError):
+        sol[key]  # type: ignore[index]
+
+
+def test_tangent_keyed_by_a_non_input():
+    p, a, _ = _two_outputs()
+    sol = p.solve(np.ones(2))
+    with pytest.raises(ProgramError, match="not an input"):
+        sol.tangent({a: 1.0})
+    zdot = sol.tangent({"x": np.array([1.0, 0.0])})  # by name: fine
+    assert zdot[a] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("multipliers", [np.ones(3), "abc", {"x": np.ones(3)}, {"x": "ab"}])
+def test_lagrangian_with_wrong_multipliers(multipliers: object):
+    p, _, _ = _two_outputs()
+    sol = p.solve(np.ones(2))
+    with pytest.raises(ProgramError):
+        sol.lagrangian(multipliers)
+    with pytest.raises(ProgramError):
+        p.lagrangian(sol.z, multipliers)
+
+
+def test_lagrangian_with_a_mapping_is_the_flat_one():
+    p, _, _ = _two_outputs()
+    sol = p.solve(np.array([0.5, 2.0]))
+    lam = sol.multipliers()
+    by_name = {v.name: lam[v] for v in p.variables}
+    assert sol.lagrangian(by_name) == pytest.approx(sol.lagrangian(lam.vector))
+
+
+def test_a_complex_cotangent_is_cast_with_a_warning():
+    p = lagrad.Program()
+    x = p.input("x", 2)
+    p.output(x * 3.0)
+    sol = p.solve(np.ones(2))
+    with pytest.warns(ComplexWarning, match="cotangent"):
+        system = sol.adjoint_system(np.array([1 + 2j, 1j]))
+    np.testing.assert_array_equal(system.rhs[sol.schedule.index[p.output_variable]], [1.0, 0.0])
+    y, pullback = lagrad.vjp(lambda x: 3.0 * x, np.ones(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ComplexWarning)
+        (g,) = pullback(np.array([2 + 1j, 1.0]))
+    np.testing.assert_allclose(g, [6.0, 3.0])
+
+
+def _cyclic() -> lagrad.Program:
+    p = lagrad.Program()
+    x = p.input("x", 3)
+    z = p.unknown("z", 3)
+    p.define(z, 0.5 * lagrad.tanh(z) + x)
+    p.output(lagrad.sum(z * z) + lagrad.sum(lagrad.sin(x)))
+    return p
+
+
+def _calls(p: lagrad.Program, sol: lagrad.Solution, x: np.ndarray) -> dict[str, np.ndarray]:
+    f = lagrad.jacobian(lambda x: lagrad.fixed_point(lambda z, x: 0.5 * lagrad.tanh(z) + x,
+                                                     np.zeros(3), x))
+    return {"grad": np.asarray(sol.grad()),
+            "multipliers": sol.multipliers().vector.copy(),
+            "gmres": np.asarray(sol.grad(method="gmres", tol=1e-12)),
+            "solve": np.asarray(p.solve(x).grad()),
+            "jacobian": f(x)}
+
+
+def test_threads_sharing_a_program_and_a_solution_agree_with_a_serial_run():
+    p = _cyclic()
+    x = np.array([0.2, -0.4, 0.9])
+    expected = _calls(p, p.solve(x), x)
+    for _ in range(50):
+        sol = p.solve(x)  # shared by every thread, multipliers not yet computed
+        results: list[dict[str, np.ndarray]] = []
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(6)
+
+        def work() -> None:
+            try:
+                barrier.wait()
+                results.append(_calls(p, sol, x))
+            except BaseException as err:  # noqa: BLE001 (reported below)
+                errors.append(err)
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        for got in results:
+            for key, want in expected.items():
+                np.testing.assert_array_equal(got[key], want, err_msg=key)
+
+
+def test_multipliers_held_by_threads_survive_the_solution():
+    """Threads racing to compute a Solution's multipliers get one vector, and
+    none that a caller still holds goes back to the buffer pool."""
+    p = lagrad.trace(lambda x: lagrad.sum(lagrad.tanh(x) ** 2), np.ones(400))
+    x = np.linspace(-1, 1, 400)
+    want = p.solve(x).multipliers().vector.copy()
+    for _ in range(50):
+        sol = p.solve(x)
+        held: list[lagrad.VariableMap] = []
+        barrier = threading.Barrier(8)
+
+        def work() -> None:
+            barrier.wait()
+            held.append(sol.multipliers())
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        del sol
+        for _ in range(3):  # later solves take vectors from the pool
+            p.solve(-x).grad()
+        assert len({id(m.vector) for m in held}) == 1
+        for m in held:
+            np.testing.assert_array_equal(m.vector, want)
