@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import numpy as np
 import pytest
@@ -114,29 +117,35 @@ def _calls(p: lagrad.Program, sol: lagrad.Solution, x: np.ndarray) -> dict[str, 
             "jacobian": f(x)}
 
 
+def _in_threads(n: int, fn: Callable[[], Any]) -> list[Any]:
+    """``fn()`` in n threads released together; their results (errors re-raised)."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            barrier.wait()
+            results.append(fn())
+        except BaseException as err:  # noqa: BLE001 (re-raised below)
+            errors.append(err)
+    threads = [threading.Thread(target=work) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
 def test_threads_sharing_a_program_and_a_solution_agree_with_a_serial_run():
     p = _cyclic()
     x = np.array([0.2, -0.4, 0.9])
     expected = _calls(p, p.solve(x), x)
     for _ in range(50):
         sol = p.solve(x)  # shared by every thread, multipliers not yet computed
-        results: list[dict[str, np.ndarray]] = []
-        errors: list[BaseException] = []
-        barrier = threading.Barrier(6)
-
-        def work() -> None:
-            try:
-                barrier.wait()
-                results.append(_calls(p, sol, x))
-            except BaseException as err:  # noqa: BLE001 (reported below)
-                errors.append(err)
-        threads = [threading.Thread(target=work) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors, errors
-        for got in results:
+        for got in _in_threads(6, partial(_calls, p, sol, x)):
             for key, want in expected.items():
                 np.testing.assert_array_equal(got[key], want, err_msg=key)
 
@@ -148,19 +157,7 @@ def test_multipliers_held_by_threads_survive_the_solution():
     x = np.linspace(-1, 1, 400)
     want = p.solve(x).multipliers().vector.copy()
     for _ in range(50):
-        sol = p.solve(x)
-        held: list[lagrad.VariableMap] = []
-        barrier = threading.Barrier(8)
-
-        def work() -> None:
-            barrier.wait()
-            held.append(sol.multipliers())
-        threads = [threading.Thread(target=work) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        del sol
+        held = _in_threads(8, p.solve(x).multipliers)  # the Solution is then dropped
         for _ in range(3):  # later solves take vectors from the pool
             p.solve(-x).grad()
         assert len({id(m.vector) for m in held}) == 1
