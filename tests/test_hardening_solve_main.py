@@ -163,3 +163,58 @@ def test_multipliers_held_by_threads_survive_the_solution():
         assert len({id(m.vector) for m in held}) == 1
         for m in held:
             np.testing.assert_array_equal(m.vector, want)
+
+
+# ------------------------------------------------------------ traced z0
+
+def _root_from(sign: float):
+    return lambda a: lagrad.root(lambda z, a: z * z - a, sign * a, a)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_traced_z0_is_the_starting_point(sign: float):
+    """z^2 = a has two roots; starting from +a or -a picks one. Traced, the
+    start must still be z0's value (it used to be 0 for a traced z0), so the
+    value and the gradient match the untraced call."""
+    f = _root_from(sign)
+    a = 4.0
+    value, grad = lagrad.value_and_grad(f)(a)
+    assert value == pytest.approx(f(a)) == pytest.approx(sign * 2.0)
+    assert grad == pytest.approx(sign * 0.25)  # d sqrt(a)/da = 1 / (2 sqrt a)
+
+
+def test_a_start_from_another_branch_is_computed_before_the_block():
+    """z0 comes from an input the block does not read: the block still runs
+    after it, and its start is z0's value, not zero."""
+    p = lagrad.Program()
+    a = p.input("a")
+    b = p.input("b")
+    start = lagrad.exp(lagrad.exp(b)) * -1.0  # a long branch the block never reads
+    z = p.unknown("z", init=start)
+    p.root(z, z * z - a)
+    p.output(z)
+    sol = p.solve(4.0, 0.0)
+    assert float(sol["z"]) == pytest.approx(-2.0)
+    assert sol.grad()[0] == pytest.approx(-0.25) and sol.grad()[1] == 0.0
+    assert float(p.solve(4.0, 0.0, init={"z": 1.0})["z"]) == pytest.approx(2.0)  # given wins
+
+
+def test_a_start_variable_must_match_and_belong():
+    p = lagrad.Program()
+    a = p.input("a", 2)
+    with pytest.raises(ProgramError, match="shape"):
+        p.unknown("z", 3, init=a)
+    q = lagrad.Program()
+    with pytest.raises(ProgramError, match="another program"):
+        q.unknown("z", 2, init=a)
+
+
+@pytest.mark.parametrize("init", [{"a": 1.0}, {"z": np.ones(3)}, [1.0], {"z": "x"}])
+def test_solve_init_is_checked(init: object):
+    p = lagrad.Program()
+    a = p.input("a")
+    z = p.unknown("z")
+    p.define(z, 0.5 * z + a)
+    p.output(z)
+    with pytest.raises(ProgramError):
+        p.solve(1.0, init=init)

@@ -350,8 +350,10 @@ def compile_schedule(program: Program) -> Schedule:
         if block.cyclic:
             unit = _cyclic(program, block, index)
             members = [v.index for v in block.variables]
-            level = 1 + max((levels[j] for eq in unit.equations for j in eq.parents
-                             if j not in unit.members), default=0)
+            starts = [program.init_sources[u.index] for u in unit.unknowns
+                      if u.index in program.init_sources]  # solved after its start values
+            level = 1 + max([levels[j] for eq in unit.equations for j in eq.parents
+                             if j not in unit.members] + [levels[j] for j in starts], default=0)
             levels[members] = level
             timed.append((int(level), len(timed), unit))
             scalar = False

@@ -69,8 +69,8 @@ def _implicit(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
     if not programs:
         return _solve_now(kind, fn, z0, args, method, tol, maxiter)
     program = next(iter(programs.values()))
-    if isinstance(z0, Variable):  # only its shape is known while tracing
-        shape, init = z0.shape, None
+    if isinstance(z0, Variable):  # its value, known at solve time, is the start
+        shape, init = z0.shape, z0
     else:
         init = as_real(z0, f"z0 of {_NAMES[kind]}")
         shape = init.shape

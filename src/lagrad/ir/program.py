@@ -243,6 +243,7 @@ class Program:
         self._by_name: dict[str, Variable] = {}
         self._output: Variable | None = None
         self.inits: dict[int, np.ndarray] = {}
+        self.init_sources: dict[int, int] = {}  # unknown -> variable whose value starts it
         self.block_options: dict[int, ForwardOptions] = {}  # per unknown
         self._version = 0
         self._cache: dict[str, tuple[int, Any]] = {}
@@ -261,12 +262,19 @@ class Program:
         (z = f(z, x)) and implicit constraints (g(z, x) = 0) are written.
         ``init`` is the starting point of the nonlinear solve (default 0; real
         numbers of the unknown's shape, copied; a complex ``init`` loses its
-        imaginary part with a ``ComplexWarning``);
+        imaginary part with a ``ComplexWarning``; or a variable of the program
+        of that shape, whose value at solve time is the start);
         ``method``, ``tol`` and ``maxiter`` are this block's forward-solve
         defaults (see :meth:`solve`).
         """
         dims = _shape(shape, f"unknown {name!r}")
-        start = None if init is None else _init(init, dims, name)  # checked before adding
+        source = init if isinstance(init, Variable) else None
+        if source is not None:
+            self._check_own(source, f"init of unknown {name!r}")
+            if source.shape != dims:
+                raise ProgramError(f"init of unknown {name!r} is variable {source.name!r} of "
+                                   f"shape {source.shape}; the unknown has shape {dims}")
+        start = None if init is None or source is not None else _init(init, dims, name)
         try:
             options = ForwardOptions(method, tol, maxiter)
         except OptionError as err:
@@ -276,6 +284,8 @@ class Program:
             self.block_options[v.index] = options
         if start is not None:
             self.inits[v.index] = start
+        if source is not None:
+            self.init_sources[v.index] = source.index
         return v
 
     def define(self, z: Variable, expr: Any) -> None:
@@ -445,7 +455,9 @@ class Program:
 
     @property
     def graph(self) -> nx.DiGraph:
-        """Dependency graph: an edge j -> i when equation i reads z_j.
+        """Dependency graph: an edge j -> i when equation i reads z_j, and an
+        edge j -> u with attribute ``init=True`` when unknown u starts its solve
+        from the value of z_j (no derivative flows along it).
 
         Nodes are variable indices with attributes ``name``, ``shape``, ``kind``.
         """
@@ -455,6 +467,9 @@ class Program:
                 g.add_node(v.index, name=v.name, shape=v.shape, kind=v.kind)
             for eq in p.equations:
                 g.add_edges_from((j, eq.out) for j in eq.parents)
+            for u, j in p.init_sources.items():
+                if not g.has_edge(j, u):
+                    g.add_edge(j, u, init=True)
             return g
         return self.cached("graph", build).copy()
 

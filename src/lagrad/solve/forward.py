@@ -27,14 +27,17 @@ NO_OPTIONS = ForwardOptions()
 
 
 def evaluate(schedule: Schedule, inputs: Sequence[Array], options: ForwardOptions,
-             inits: Mapping[int, Array]) -> tuple[Array, dict[int, BlockResult]]:
+             inits: Mapping[int, Array], sources: Mapping[int, int] | None = None
+             ) -> tuple[Array, dict[int, BlockResult]]:
     """The flat vector z that satisfies every constraint for these inputs, and
     the result of each cyclic block's solve (by block number).
 
     Acyclic steps are evaluated; cyclic blocks are solved with ``options``,
     falling back to the options their unknowns were declared with, from
-    ``inits`` (by variable index; default zeros).
+    ``inits`` (by variable index; default zeros), or from the current value of
+    variable ``sources[u]`` for an unknown u (computed earlier in the schedule).
     """
+    inits = dict(inits)
     z = pool_of(schedule).take()  # every entry is written: inputs, then each equation
     index = schedule.index
     for v, x in zip(schedule.inputs, inputs):
@@ -48,6 +51,9 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array], options: ForwardOption
                 own = NO_OPTIONS
                 for u in reversed(step.unknowns):  # the first unknown's options win
                     own = program.block_options.get(u.index, NO_OPTIONS).over(own)
+                for u in step.unknowns:
+                    if sources and u.index in sources:
+                        inits[u.index] = z[index.slice(sources[u.index])].copy()
                 if scratch is None:
                     scratch = np.empty_like(z)
                 results[step.block.number] = solve_block(step, z, options.over(own), inits,

@@ -247,7 +247,8 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
                   options: Mapping[str, Any] | None = None) -> Solution:
     """Evaluate ``program`` at the given inputs (positional or by name)."""
     options = dict(options or {})
-    inits = _inits(program, options.pop("init", None))
+    starts = _inits(program, options.pop("init", None))
+    inits = {**program.inits, **starts}
     given = {k: v for k, v in options.items() if v is not None}
     forward = ForwardOptions(**given) if given else NO_OPTIONS  # checked before any work
     schedule = compile_program(program)
@@ -267,20 +268,31 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
     if missing:
         raise ProgramError(f"missing values for inputs {missing}")
     xs = [_as_input(v, values[v.index], "input") for v in declared]
-    z, diagnostics = evaluate(schedule, xs, forward, inits)
+    sources = {u: j for u, j in program.init_sources.items() if u not in starts}
+    z, diagnostics = evaluate(schedule, xs, forward, inits, sources)
     solution = Solution(schedule, z, diagnostics)
     pool_of(schedule).recycle(solution, z)
     return solution
 
 
 def _inits(program: Program, init: Mapping[Any, Any] | None) -> dict[int, Array]:
-    """The unknowns' starting points: their declared ``init``, overridden by
-    ``init`` (keys: unknowns or their names)."""
-    inits = dict(program.inits)
+    """The starting points given to solve (keys: unknowns or their names),
+    checked; the program's own ``init`` values fill in the rest."""
+    if init is not None and not isinstance(init, Mapping):
+        raise ProgramError("init must be a mapping from unknowns (or their names) to arrays, "
+                           f"got {type(init).__name__}")
+    given: dict[int, Array] = {}
     for key, value in (init or {}).items():
         v = program.variable(key)
-        inits[v.index] = np.asarray(value, dtype=float).reshape(v.shape)
-    return inits
+        if v.kind != "unknown":
+            raise ProgramError(f"init: {v.name!r} is not an unknown; only unknowns have a "
+                               "starting point")
+        start = as_real(value, f"init of {v.name!r}")
+        if start.size != v.size:
+            raise ProgramError(f"init of {v.name!r} has shape {start.shape}, the unknown has "
+                               f"shape {v.shape}")
+        given[v.index] = start.reshape(v.shape)
+    return given
 
 
 def _as_input(v: Variable, x: Any, role: str) -> Array:
