@@ -218,3 +218,57 @@ def test_solve_init_is_checked(init: object):
     p.output(z)
     with pytest.raises(ProgramError):
         p.solve(1.0, init=init)
+
+
+# -------------------------------------------- singular at the solution
+
+def _double_root(x):
+    return lagrad.root(lambda z, x: z * z - x, 1.0, x)  # z^2 = 0: a double root at x = 0
+
+
+def _slope_one(x):
+    return lagrad.fixed_point(lambda z, x: z * z + x, 0.0, x)  # G'(1/2) = 1 at x = 1/4
+
+
+@pytest.mark.parametrize(("f", "x"), [(_double_root, 0.0), (_slope_one, 0.25)])
+@pytest.mark.parametrize("method", ["auto", "splu", "gmres", "fixed_point", "reduced_lu",
+                                    "dense", "spsolve"])
+def test_a_block_singular_at_its_solution_gives_no_gradient(f, x, method: str):
+    """There dz/dx is infinite; the solve ends near it with gradients of 2e6-3e6
+    that differ by method. Every method refuses instead."""
+    sol = lagrad.trace(f, x).solve(x)
+    with pytest.raises(lagrad.SingularSystemError, match="singular at the solution.*lstsq"):
+        sol.grad(method=method)
+    with pytest.raises(lagrad.SingularSystemError):
+        lagrad.grad(f)(x)
+
+
+def test_lstsq_is_the_way_to_ask_anyway():
+    sol = lagrad.trace(_double_root, 0.0).solve(0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = sol.grad(method="lstsq")
+    assert np.isfinite(g) and g > 1e5  # 1 / (2 z) at the iterate where Newton stopped
+
+
+@pytest.mark.parametrize(("f", "x", "want"), [(_double_root, 1.0, 0.5),
+                                              (_double_root, 0.04, 2.5),
+                                              (_slope_one, 0.2, 1 / np.sqrt(1 - 0.8))])
+def test_regular_solutions_nearby_keep_their_gradient(f, x: float, want: float):
+    assert lagrad.grad(f)(x) == pytest.approx(want, rel=1e-9)
+
+
+def test_an_ill_conditioned_linear_block_is_not_singular():
+    """Newton solves a linear block in one step: I - J does not move, so even a
+    condition number of 1e9 leaves the derivative determined."""
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    a = np.eye(4) - q @ np.diag([1.0, 0.5, 0.1, 1e-9]) @ q.T  # I - A has condition 1e9
+    p = lagrad.Program()
+    b = p.input("b", 4)
+    z = p.unknown("z", 4, method="newton")
+    p.define(z, a @ z + b)
+    p.output(lagrad.sum(z))
+    bv = np.arange(1.0, 5.0)
+    g = p.solve(bv).grad()
+    np.testing.assert_allclose(g, np.linalg.solve((np.eye(4) - a).T, np.ones(4)), rtol=1e-6)

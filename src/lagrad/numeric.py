@@ -8,7 +8,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["norm2", "all_finite"]
+__all__ = ["norm2", "all_finite", "lu_condition"]
 
 Array = NDArray[np.float64]
 
@@ -27,3 +27,13 @@ def all_finite(vec: Array) -> bool:
     with np.errstate(all="ignore"):
         total = np.add.reduce(vec, axis=None)
     return bool(np.isfinite(total)) or bool(np.isfinite(vec).all())
+
+
+def lu_condition(pivots: Array) -> float:
+    """Condition estimate of a matrix I - J from its LU pivots: the largest
+    pivot (at least 1, the identity's scale) over the smallest; inf for a zero
+    pivot. Cheap and rough, but it sees a block that is nearly singular."""
+    d = np.abs(pivots)
+    if not d.size:
+        return 1.0
+    return float(max(d.max(), 1.0) / d.min()) if d.min() > 0 else float("inf")

@@ -36,13 +36,14 @@ from numpy.typing import NDArray
 
 from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.schedule import CyclicBlock
-from lagrad.numeric import norm2
+from lagrad.errors import SingularSystemError
+from lagrad.numeric import lu_condition, norm2
 from lagrad.options import LinearOptions
 from lagrad.solve.results import BlockResult, Status, raise_for
 from lagrad.solve.system import Orientation
 
 __all__ = ["Workspace", "BlockOperator", "METHODS", "BLOCK_METHODS", "choose", "solve_auto",
-           "substitute_block", "SingularBlockWarning"]
+           "substitute_block", "check_determined", "SingularBlockWarning", "SENSITIVITY_LIMIT"]
 
 Array = NDArray[np.float64]
 SINGULAR_CONDITION = 1e13
@@ -50,6 +51,13 @@ DIRECT_LIMIT = 20_000  # block entries above which "auto" goes matrix-free
 NEUMANN_BUDGET = 300  # iterations "auto" accepts for the Neumann series
 REDUCED_LU_LIMIT = 200  # "auto": at most this many unknowns for the reduced dense LU
 KRYLOV_BUDGET = 500  # "auto": BiCGSTAB iterations before GMRES takes over
+SENSITIVITY_LIMIT = 1e-3
+"""A block whose forward Newton solve ended where (I - J_SS) has condition c
+and still moved by d (largest entry) over the last step has an estimated
+relative error c * d in its derivative; above this limit the block is taken
+as singular at the solution (a double root, a fixed point where the map's
+slope is 1) and its linear solve raises SingularSystemError, unless
+method="lstsq" asks for minimum-norm multipliers."""
 
 
 class SingularBlockWarning(RuntimeWarning):
@@ -173,13 +181,6 @@ def _singular(result: BlockResult, cond: float, what: str = "I - J") -> BlockRes
     return result
 
 
-def _lu_condition(diagonal: Array) -> float:
-    d = np.abs(diagonal)
-    if not d.size:
-        return 1.0
-    return float(d.max() / d.min()) if d.min() > 0 else float("inf")
-
-
 def splu(block: BlockOperator, b: Array, options: LinearOptions, *, factor: Any = None,
          budget: int | None = None) -> BlockResult:
     """Sparse LU of (I - J_SS) (or the forward Newton solve's ``factor``)."""
@@ -190,7 +191,7 @@ def splu(block: BlockOperator, b: Array, options: LinearOptions, *, factor: Any 
             factor = spla.splu(block.matrix())
         except RuntimeError:
             return _singular(result, float("inf"))
-    result.condition = _lu_condition(factor.U.diagonal())
+    result.condition = lu_condition(factor.U.diagonal())
     if result.condition > SINGULAR_CONDITION:
         return _singular(result, result.condition)
     result.x = factor.solve(b, trans="T" if block.transposed else "N")
@@ -203,7 +204,7 @@ def dense(block: BlockOperator, b: Array, options: LinearOptions, *, factor: Any
     """Dense LU of (I - J_SS)."""
     result = block.result("dense")
     lu, piv = scipy.linalg.lu_factor(block.matrix().toarray(), check_finite=False)
-    result.condition = _lu_condition(np.diag(lu))
+    result.condition = lu_condition(np.diag(lu))
     if result.condition > SINGULAR_CONDITION:
         return _singular(result, result.condition)
     result.x = scipy.linalg.lu_solve((lu, piv), b, trans=1 if block.transposed else 0)
@@ -327,7 +328,7 @@ def _reduced_lu(op: spla.LinearOperator, c: Array, options: LinearOptions, resul
     with warnings.catch_warnings():  # a singular matrix is reported below, by block
         warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
         lu, piv = scipy.linalg.lu_factor(a, check_finite=False)
-    result.condition = _lu_condition(np.diag(lu))
+    result.condition = lu_condition(np.diag(lu))
     if result.condition > SINGULAR_CONDITION:
         _singular(result, result.condition, f"the reduced {n} x {n} matrix I - dG/dz_U")
         return None
@@ -426,6 +427,22 @@ def _run(name: str, block: BlockOperator, b: Array, options: LinearOptions,
     return result
 
 
+def check_determined(unit: CyclicBlock, forward: BlockResult | None) -> None:
+    """Raise SingularSystemError when the forward solve shows (I - J_SS) is
+    singular at the solution (see SENSITIVITY_LIMIT)."""
+    if forward is None or forward.condition is None:
+        return
+    moved = forward.extra.get("jacobian_change", 0.0)
+    if forward.condition * moved > SENSITIVITY_LIMIT:
+        raise SingularSystemError(
+            f"{unit.block.name}: I - J is singular at the solution: its estimated condition "
+            f"is {forward.condition:.1e} and it still moved by {moved:.1e} over the last "
+            f"Newton step, so the derivative is not determined (estimated relative error "
+            f"{forward.condition * moved:.0e} > {SENSITIVITY_LIMIT:g}); the constraints "
+            "may have a double root or a fixed point of slope 1 here. Use method='lstsq' "
+            "for minimum-norm multipliers")
+
+
 def substitute_block(unit: CyclicBlock, z: Array, vec: Array, orientation: Orientation,
                      method: str, options: LinearOptions, forward: BlockResult | None = None,
                      workspace: Workspace | None = None) -> BlockResult:
@@ -433,6 +450,8 @@ def substitute_block(unit: CyclicBlock, z: Array, vec: Array, orientation: Orien
     take in what flows from outside, replace vec[S] (holding the block's rhs)
     by the block's solution, pass on what flows out. Raises (ConvergenceError,
     SingularSystemError) naming the block when the solve fails."""
+    if method != "lstsq":
+        check_determined(unit, forward)
     orientation.enter_block(unit, z, vec)
     block = BlockOperator(unit, z, orientation, workspace)
     b = vec[unit.s_index]  # a copy: fancy indexing

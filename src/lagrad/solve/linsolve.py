@@ -31,7 +31,7 @@ from lagrad.errors import NonFiniteError, OptionError, SingularSystemError
 from lagrad.numeric import all_finite
 from lagrad.options import LinearOptions
 from lagrad.solve import blocksolve
-from lagrad.solve.blocksolve import Workspace, substitute_block
+from lagrad.solve.blocksolve import Workspace, check_determined, substitute_block
 from lagrad.solve.results import BlockResult, Status
 from lagrad.solve.system import System
 
@@ -173,6 +173,7 @@ class SparseDirect(LinearSolver):
 
     def run(self, system: System, options: LinearOptions,
             rebuild_rhs: Callable[[], Array] | None) -> Outcome:
+        _check_blocks(system)
         with warnings.catch_warnings():
             warnings.simplefilter("error", spla.MatrixRankWarning)
             try:
@@ -191,6 +192,7 @@ class Dense(LinearSolver):
     def run(self, system: System, options: LinearOptions,
             rebuild_rhs: Callable[[], Array] | None) -> Outcome:
         n = system.rhs.size
+        _check_blocks(system)
         if n > DENSE_LIMIT:
             raise OptionError(f"method 'dense' would build a {n} x {n} matrix "
                               f"(limit {DENSE_LIMIT}); use 'backsub' or 'spsolve'")
@@ -203,6 +205,14 @@ class Dense(LinearSolver):
         if cond > 1 / np.finfo(float).eps:
             raise _singular_block(system, cond)
         return Outcome(x, extra={"condition": cond})
+
+
+def _check_blocks(system: System) -> None:
+    """Whole-matrix methods refuse a block singular at the solution, as the
+    block methods do (see blocksolve.check_determined)."""
+    for step in system.schedule.steps:
+        if isinstance(step, CyclicBlock):
+            check_determined(step, system.forward.get(step.block.number))
 
 
 def _singular_block(system: System, cond: float) -> SingularSystemError:

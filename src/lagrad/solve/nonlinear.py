@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.schedule import CyclicBlock
-from lagrad.numeric import norm2
+from lagrad.numeric import lu_condition, norm2
 from lagrad.options import ForwardOptions
 from lagrad.solve.results import BlockResult, Status, raise_for
 
@@ -186,18 +186,22 @@ def newton(g: BlockMap, u0: Array, tol: float, maxiter: int, *,
     unit, z = g.unit, g.z
     result, u = g.result("newton"), u0
     gu = g(u)
+    previous = None  # I - J_SS at the last iterate
     for k in range(maxiter + 1):
         f = u - gu
         res = norm2(f)
         result.residuals.append(res)
         if _diverged(result, res, u):
             return result
-        lu = _factor(unit, z, result)
+        a = block_matrix(unit, z)
+        lu = _factor(a, result)
         if lu is None:
             return result
         if res <= tol * max(1.0, norm2(u)):
             result.iterations, result.factorization, result.x = k, lu, u
+            _record_conditioning(result, lu, a, previous)
             return result
+        previous = a
         if k == maxiter:
             break
         rhs = np.zeros(unit.s_index.size)
@@ -214,10 +218,20 @@ def newton(g: BlockMap, u0: Array, tol: float, maxiter: int, *,
     return _out_of_iterations(result, maxiter)
 
 
-def _factor(unit: CyclicBlock, z: Array, result: BlockResult) -> Any:
-    """Sparse LU of (I - J_SS) at z, or None with the result marked singular."""
+def _record_conditioning(result: BlockResult, lu: Any, a: Any, previous: Any) -> None:
+    """The condition estimate of (I - J_SS) at the solution, and how much the
+    matrix still moved over the last Newton step: together they say whether
+    the derivative is determined (see blocksolve.SENSITIVITY_LIMIT)."""
+    result.condition = lu_condition(lu.U.diagonal())
+    if previous is not None:
+        moved = abs(a - previous)
+        result.extra["jacobian_change"] = float(moved.max()) if moved.nnz else 0.0
+
+
+def _factor(a: Any, result: BlockResult) -> Any:
+    """Sparse LU of (I - J_SS), or None with the result marked singular."""
     try:
-        return spla.splu(block_matrix(unit, z))
+        return spla.splu(a)
     except RuntimeError as err:
         result.status, result.iterations = Status.SINGULAR, len(result.residuals)
         result.condition = float("inf")
