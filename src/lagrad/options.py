@@ -108,8 +108,8 @@ class LinearOptions:
     preconditioner: Any = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "tol", check_tol(self.tol, "linear solve option"))
-        object.__setattr__(self, "maxiter", check_maxiter(self.maxiter, "linear solve option"))
+        object.__setattr__(self, "tol", check_tol(self.tol, "linear solve"))
+        object.__setattr__(self, "maxiter", check_maxiter(self.maxiter, "linear solve"))
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any], method: str) -> LinearOptions:
@@ -119,10 +119,10 @@ class LinearOptions:
         if unknown:
             raise OptionError(f"method {method!r}: unknown options {sorted(unknown)}; "
                               f"accepted: {sorted(names)}")
-        try:
-            return cls(**options)
-        except OptionError as err:
-            raise OptionError(f"method {method!r}: {err}") from None
+        where = f"method {method!r}"
+        check_tol(options.get("tol"), where)  # named by the method they were given to
+        check_maxiter(options.get("maxiter"), where)
+        return cls(**options)
 
     @property
     def given(self) -> bool:
