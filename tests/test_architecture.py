@@ -126,3 +126,36 @@ def test_the_checker_sees_real_edges(module: str) -> None:
     graph = import_graph()
     assert graph.out_degree(module) > 0
     assert nx.has_path(graph, "lagrad.solve.solution", "lagrad.ir.program")
+
+
+def _private_names_defined(tree: ast.Module) -> set[str]:
+    """Private names a module defines: functions, classes, methods, attributes
+    it assigns (``self._x = ...``) and slots."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names.add(node.value)  # __slots__ entries, dataclass field names
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+def test_no_module_reaches_into_another_modules_private_attributes():
+    bad = []
+    for name, (_, tree) in _modules().items():
+        own = _private_names_defined(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute) or not node.attr.startswith("_") \
+                    or node.attr.startswith("__"):
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("np", "sys", "os"):
+                continue  # numpy's and the standard library's own (np._core is not used)
+            if node.attr not in own:
+                bad.append(f"{name}:{node.lineno} .{node.attr}")
+    assert not bad, "private attributes of other modules: " + ", ".join(bad)

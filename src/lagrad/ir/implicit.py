@@ -105,7 +105,5 @@ def _not_traced(expr: Any, z: Variable) -> Variable:
 
 
 def _fresh(program: Program) -> str:
-    k = len(program.block_options) + len(program.inits)  # a cheap lower bound
-    while f"z{k}" in program._by_name:
-        k += 1
-    return f"z{k}"
+    start = len(program.block_options) + len(program.inits)  # a cheap lower bound
+    return program.fresh_name("z", start)

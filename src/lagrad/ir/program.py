@@ -364,10 +364,15 @@ class Program:
         return v
 
     def _fresh_name(self) -> str:
-        k = len(self.variables)
-        while f"v{k}" in self._by_name:
+        return self.fresh_name("v", len(self.variables))
+
+    def fresh_name(self, prefix: str, start: int = 0) -> str:
+        """The first of ``prefix{start}``, ``prefix{start + 1}``, ... that no
+        variable of the program is named."""
+        k = start
+        while f"{prefix}{k}" in self._by_name:
             k += 1
-        return f"v{k}"
+        return f"{prefix}{k}"
 
     def _rename(self, v: Variable, new: str) -> None:
         if new in self._by_name and self._by_name[new] is not v:
