@@ -272,3 +272,61 @@ def test_an_ill_conditioned_linear_block_is_not_singular():
     bv = np.arange(1.0, 5.0)
     g = p.solve(bv).grad()
     np.testing.assert_allclose(g, np.linalg.solve((np.eye(4) - a).T, np.ones(4)), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- options
+
+def _contracting() -> lagrad.Program:
+    p = lagrad.Program()
+    a = p.input("a")
+    z = p.unknown("z")
+    p.define(z, 0.5 * lagrad.cos(z) + a)
+    p.output(z * z)
+    return p
+
+
+@pytest.mark.parametrize("options", [{"tol": -1}, {"tol": "a"}, {"tol": float("nan")},
+                                     {"tol": True}, {"maxiter": 0}, {"maxiter": 2.5},
+                                     {"maxiter": -3}, {"bogus": 1}])
+def test_bad_linear_options_raise_at_the_call(options: dict[str, object]):
+    sol = _contracting().solve(0.3)
+    with pytest.raises(lagrad.OptionError):
+        sol.grad(method="gmres", **options)
+    with pytest.raises(lagrad.OptionError):
+        sol.adjoint_system().solve("bicgstab", **options)
+
+
+@pytest.mark.parametrize("options", [{"tol": -1}, {"tol": "a"}, {"maxiter": 0},
+                                     {"method": "bogus"}])
+def test_bad_forward_options_raise_at_the_call(options: dict[str, object]):
+    p = _contracting()
+    with pytest.raises(lagrad.OptionError):
+        p.solve(0.3, **options)
+    q = lagrad.Program()
+    with pytest.raises(lagrad.OptionError):
+        q.unknown("z", **options)
+
+
+def test_tol_zero_means_zero_not_the_default():
+    p = _contracting()
+    default = p.solve(0.3, method="fixed_point").diagnostics[1]
+    exact = p.solve(0.3, method="fixed_point", tol=0.0).diagnostics[1]
+    assert exact.iterations > default.iterations
+    assert exact.residual == 0.0
+    sol = p.solve(0.3, method="newton")
+    _, loose = sol.adjoint_system().solve("gmres", tol=1e-3)
+    _, tight = sol.adjoint_system().solve("gmres", tol=0.0, maxiter=50)
+    assert tight.blocks[0].residual <= loose.blocks[0].residual
+
+
+def test_auto_keeps_maxiter_for_newton():
+    """"auto" solves a root constraint by Newton; a given maxiter bounds it (it
+    used to be replaced by Newton's default of 100)."""
+    p = lagrad.Program()
+    a = p.input("a")
+    z = p.unknown("z", init=30.0)
+    p.root(z, z * z * z - a)
+    p.output(z)
+    with pytest.raises(lagrad.ConvergenceError, match="in 2 iterations"):
+        p.solve(2.0, maxiter=2)
+    assert float(p.solve(2.0)["z"]) == pytest.approx(2 ** (1 / 3))
