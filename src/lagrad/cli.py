@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from lagrad import __version__
 from lagrad.examples import worked_example, worked_example_derivative
 
 
@@ -102,6 +103,7 @@ def study_command(name: str | None, list_only: bool, plot_dir: str | None = None
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lagrad", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"lagrad {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="the worked example of the Lagrangian view, step by step")
     p_demo.add_argument("--x", type=float, default=0.5, help="the input (default 0.5)")

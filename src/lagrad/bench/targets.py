@@ -174,7 +174,7 @@ def check_targets(results: Mapping[str, Any], level: str = "full") -> list[Resul
 
 
 def format_targets(targets: list[Result]) -> str:
-    lines = ["targets (issue 7):"]
+    lines = ["targets:"]
     width = max(len(t["status"]) for t in targets) if targets else 4
     for t in targets:
         measured = f": {t['measured']}" if t["measured"] else ""
