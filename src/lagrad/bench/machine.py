@@ -3,13 +3,12 @@
 On a small shared machine a second BLAS thread waiting for a busy core turns a
 2 ms matrix product into 30 ms: the benchmark measures lagrad, not thread
 scheduling. The environment variables only act before numpy is imported, so
-:func:`pin_blas_threads` also calls OpenBLAS's own setter in every OpenBLAS
-library already loaded (numpy and scipy each ship one), as threadpoolctl does.
+:func:`pin_blas_threads` also limits every BLAS library already loaded (numpy
+and scipy each ship one) through threadpoolctl.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import scipy
 import scipy.linalg  # noqa: F401  (loads scipy's OpenBLAS, which pin_blas_threads sets)
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import lagrad
 
@@ -24,43 +24,12 @@ __all__ = ["pin_blas_threads", "blas_threads", "describe_machine", "machine_line
            "BLAS_THREAD_VARIABLES"]
 
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-_SETTERS = ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
-            "scipy_openblas_set_num_threads", "openblas_set_num_threads64_")
-_GETTERS = ("openblas_get_num_threads", "scipy_openblas_get_num_threads64_",
-            "scipy_openblas_get_num_threads", "openblas_get_num_threads64_")
-
-
-def _openblas_libraries() -> list[str]:
-    """Paths of the OpenBLAS shared libraries mapped into this process."""
-    try:
-        with open("/proc/self/maps") as fh:
-            paths = {line.split()[-1] for line in fh if "openblas" in line.lower()}
-    except OSError:
-        return []
-    return sorted(p for p in paths if p.startswith("/"))
-
-
-def _call(path: str, names: tuple[str, ...], *args: int) -> int | None:
-    try:
-        lib = ctypes.CDLL(path)
-    except OSError:
-        return None
-    for name in names:
-        fn = getattr(lib, name, None)
-        if fn is not None:
-            result = fn(*args)
-            return int(result) if result is not None else 0
-    return None
 
 
 def blas_threads() -> dict[str, int]:
-    """Threads of each loaded OpenBLAS library, by file name."""
-    out = {}
-    for path in _openblas_libraries():
-        n = _call(path, _GETTERS)
-        if n is not None:
-            out[os.path.basename(path)] = n
-    return out
+    """Threads of each loaded BLAS library, by file name (threadpoolctl)."""
+    return {os.path.basename(info["filepath"]): int(info["num_threads"])
+            for info in threadpool_info() if info.get("user_api") == "blas"}
 
 
 def pin_blas_threads(n: int = 1) -> dict[str, int]:
@@ -68,8 +37,7 @@ def pin_blas_threads(n: int = 1) -> dict[str, int]:
     caller set the variables); returns the threads per library afterwards."""
     for name in BLAS_THREAD_VARIABLES:
         os.environ.setdefault(name, str(n))
-    for path in _openblas_libraries():
-        _call(path, _SETTERS, int(n))
+    threadpool_limits(limits=int(n), user_api="blas")  # kept: never restored
     return blas_threads()
 
 
