@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
+from lagrad.compile.guards import Relevant
 from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.levels import level_plan, levels_solve
 from lagrad.compile.schedule import CyclicBlock
@@ -129,8 +130,11 @@ class Substitution(LinearSolver):
         work = Workspace(vec.size)
         blocks: list[BlockResult] = []
 
-        def sweep() -> Array:
-            for step in orientation.order(schedule.steps):
+        def sweep(keep: Relevant | None) -> Array:
+            if keep is not None:  # again, over the output's ancestors only (guards.py)
+                vec[:] = rebuild_rhs() if rebuild_rhs is not None else system.rhs
+                blocks.clear()
+            for step in orientation.order(schedule.steps if keep is None else keep.steps):
                 if isinstance(step, CyclicBlock):
                     blocks.append(substitute_block(step, z, vec, orientation, self.inner,
                                                    options, system.forward.get(
@@ -158,11 +162,14 @@ class Levels(LinearSolver):
         if plan is None:
             raise OptionError("method 'levels' needs a program whose equations are all scalar "
                               "and elementwise; use 'backsub'")
-        inplace = rebuild_rhs is not None
         orientation = system.orientation
-        x = orientation.guard(lambda: levels_solve(plan, system.values, system.rhs,
-                                                   orientation.transposed, inplace),
-                              system.schedule, system.values, rebuild_rhs or system.rhs)
+
+        def sweep(keep: Relevant | None) -> Array:
+            if keep is not None and rebuild_rhs is not None:  # the first sweep overwrote it
+                system.rhs[:] = rebuild_rhs()
+            return levels_solve(plan, system.values, system.rhs, orientation.transposed,
+                                rebuild_rhs is not None, None if keep is None else keep.mask)
+        x = orientation.guard(sweep, system.schedule, system.values, rebuild_rhs or system.rhs)
         return Outcome(x, len(plan.down), "one vectorized step per level")
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from lagrad.compile.guards import guarded
+from lagrad.compile.guards import Sweep, guarded
 from lagrad.compile.jacobian import assemble_jacobian, blame_partials
 from lagrad.compile.schedule import Index, Schedule
 from lagrad.errors import OptionError
@@ -56,9 +56,10 @@ class Orientation:
         """(I - J) as this orientation's matrix."""
         raise NotImplementedError
 
-    def guard(self, sweep: Callable[[], Array], schedule: Schedule, z: Array,
+    def guard(self, sweep: Sweep, schedule: Schedule, z: Array,
               rhs: Array | Callable[[], Array]) -> Array:
-        """Run ``sweep``; if its result is not finite, raise NonFiniteError naming
+        """Run ``sweep`` (see :func:`lagrad.compile.guards.guarded`); if its result
+        is not finite where the output depends on it, raise NonFiniteError naming
         the equation where it first went wrong."""
         raise NotImplementedError
 
@@ -84,7 +85,7 @@ class _Tangent(Orientation):
     def arrange(self, a: sp.csr_matrix) -> sp.csr_matrix:
         return a.tocsr()
 
-    def guard(self, sweep: Callable[[], Array], schedule: Schedule, z: Array,
+    def guard(self, sweep: Sweep, schedule: Schedule, z: Array,
               rhs: Array | Callable[[], Array]) -> Array:
         return guarded(sweep, schedule, "tangent")
 
@@ -105,7 +106,7 @@ class _Adjoint(Orientation):
     def arrange(self, a: sp.csr_matrix) -> sp.csr_matrix:
         return a.T.tocsr()
 
-    def guard(self, sweep: Callable[[], Array], schedule: Schedule, z: Array,
+    def guard(self, sweep: Sweep, schedule: Schedule, z: Array,
               rhs: Array | Callable[[], Array]) -> Array:
         return guarded(sweep, schedule, "multiplier", z, rhs)  # replayed to blame
 

@@ -1,0 +1,135 @@
+"""Regression tests of issue 12 (hardening), on the solve side: unused infinite
+derivatives, overflowing residual norms, empty cyclic blocks, NaN inside a
+fixed point."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lagrad
+from lagrad import NonFiniteError
+from lagrad.compile import compile_program
+from lagrad.compile.schedule import Batch, Single
+
+# ------------------------------------- 1. an unused infinite derivative
+
+METHODS = ["auto", "backsub", "levels", "splu", "gmres"]
+
+
+def _unused_sqrt(x):  # sqrt(x - 1) at x = 1 has an infinite derivative, and is not used
+    lagrad.sqrt(x - 1.0)
+    return x * x
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_an_unused_infinite_derivative_leaves_the_gradient_alone(method):
+    sol = lagrad.trace(_unused_sqrt, 0.0).solve(1.0)
+    assert float(sol.grad(method=method)) == 2.0
+    lam = sol.multipliers(method=method)
+    assert float(lam["v1"]) == 0.0 and float(lam["v2"]) == 0.0  # not read by the output
+
+
+def _with_unused(x, y):
+    lagrad.sqrt(y)  # sqrt(0): infinite derivative, not used
+    return x * x + y
+
+
+def test_an_unused_sqrt_of_zero_in_grad():
+    g = lagrad.grad(_with_unused, argnums=(0, 1))(3.0, 0.0)
+    assert tuple(map(float, g)) == (6.0, 1.0)
+
+
+def _batched(a, b, c, d, v):
+    """Four sqrt at level 1 form one Batch; sqrt(a) is not used; the vector
+    operation keeps the program off the levels path (Batch and Single steps)."""
+    roots = [lagrad.sqrt(a), lagrad.sqrt(b), lagrad.sqrt(c), lagrad.sqrt(d)]
+    return roots[1] + roots[2] * roots[3] + lagrad.sum(v * v)
+
+
+def test_an_unused_entry_of_a_batch_step():
+    x = (0.0, 4.0, 9.0, 16.0, np.array([1.0, 2.0]))
+    p = lagrad.trace(_batched, *x)
+    steps = compile_program(p).steps
+    batch = [s for s in steps if isinstance(s, Batch)]
+    assert len(batch) == 1 and len(batch[0].equations) == 4  # the case under test
+    assert any(isinstance(s, Single) for s in steps)
+    g = p.solve(*x).grad()
+    expected = (0.0, 0.5 / 2.0, 4.0 * 0.5 / 3.0, 3.0 * 0.5 / 4.0, 2 * x[4])
+    for got, want in zip(g, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-14)
+
+
+def test_an_unused_infinite_derivative_on_the_levels_path():
+    p = lagrad.trace(lambda a, b, c, d: _batched(a, b, c, d, np.zeros(2)) * 1.0,
+                     0.0, 1.0, 1.0, 1.0)
+    sol = p.solve(0.0, 4.0, 9.0, 16.0)
+    for method in ("auto", "levels", "backsub"):
+        np.testing.assert_allclose(sol.grad(method=method), (0.0, 0.25, 2 / 3, 0.375),
+                                   rtol=1e-14)
+
+
+def _bulk() -> lagrad.Program:
+    # z2 = sqrt(x0) (unused), z3 = sqrt(x1): one Batch of two; z4 = z3 * x1 = x1^1.5
+    return lagrad.Program.from_arrays(["sqrt", "sqrt", "mul"], [[0, -1], [1, -1], [3, 1]],
+                                      n_inputs=2)
+
+
+@pytest.mark.parametrize("method", ["auto", "levels", "splu"])
+def test_an_unused_infinite_derivative_in_a_bulk_program(method):
+    g = _bulk().solve(0.0, 0.7).grad(method=method)
+    np.testing.assert_allclose(g, (0.0, 1.5 * np.sqrt(0.7)), rtol=1e-14)
+
+
+@pytest.mark.parametrize("method", ["auto", "levels", "splu"])
+def test_a_used_infinite_derivative_in_a_bulk_program_is_named(method):
+    with pytest.raises(NonFiniteError, match=r"`v3 = sqrt\(x1\)"):
+        _bulk().solve(0.0, 0.0).grad(method=method)
+
+
+def test_an_unused_infinite_derivative_beside_a_cyclic_block():
+    p = lagrad.Program()
+    x = p.input("x")
+    z = p.unknown("z")
+    p.define(z, 0.5 * lagrad.cos(z) + x)
+    lagrad.sqrt(x - 1.0)
+    p.output(z * z)
+    sol = p.solve(1.0)
+    zs = float(sol["z"])
+    for method in ("auto", "splu", "gmres"):
+        np.testing.assert_allclose(float(sol.grad(method=method)),
+                                   2 * zs / (1 + 0.5 * np.sin(zs)), rtol=1e-12)
+
+
+def test_an_unused_infinite_derivative_in_forward_mode():
+    assert lagrad.jvp(_unused_sqrt, (1.0,), (1.0,)) == (1.0, 2.0)
+    assert float(lagrad.jacobian(_unused_sqrt, mode="forward")(1.0)) == 2.0
+    p = lagrad.trace(_unused_sqrt, 0.0)
+    zdot = p.solve(1.0).tangent(1.0)
+    assert float(zdot[p.output_variable]) == 2.0
+    assert np.isinf(zdot["v2"])  # not an ancestor of the output: not checked
+
+
+def test_a_used_infinite_derivative_still_raises_and_is_named():
+    def f(x, y):
+        used = lagrad.sqrt(y)  # level 1, on the path to the output
+        lagrad.sqrt(lagrad.sin(x))  # level 2: reached first by back-substitution
+        return used + x
+
+    p = lagrad.trace(f, 1.0, 1.0)
+    sol = p.solve(0.0, 0.0)
+    for method in ("auto", "backsub", "levels", "splu"):
+        with pytest.raises(NonFiniteError, match=r"first produced by equation `v2 = sqrt\(y\)"):
+            sol.grad(method=method)
+    with pytest.raises(NonFiniteError, match=r"tangent of 'v2'.*`v2 = sqrt\(y\)"):
+        sol.tangent((0.0, 1.0))
+    with pytest.raises(NonFiniteError) as err:
+        lagrad.grad(f, argnums=1)(0.0, 0.0)
+    assert "= sqrt(y)" in err.value.equation
+
+
+def test_the_finite_path_computes_no_ancestors():
+    p = lagrad.trace(lambda x: lagrad.sqrt(x) * x, 0.0)
+    p.solve(2.0).grad()
+    p.solve(2.0).tangent(1.0)
+    assert not [k for k in compile_program(p).extras if isinstance(k, tuple)]
