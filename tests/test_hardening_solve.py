@@ -4,6 +4,8 @@ fixed point."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ import lagrad
 from lagrad import NonFiniteError
 from lagrad.compile import compile_program
 from lagrad.compile.schedule import Batch, Single
+from lagrad.numeric import norm2
 
 # ------------------------------------- 1. an unused infinite derivative
 
@@ -133,3 +136,45 @@ def test_the_finite_path_computes_no_ancestors():
     p.solve(2.0).grad()
     p.solve(2.0).tangent(1.0)
     assert not [k for k in compile_program(p).extras if isinstance(k, tuple)]
+
+
+# ------------------------------------------ 2. residual norms above 1e154
+
+@pytest.mark.parametrize("x", [np.array([3e160, -4e160]), np.array([1e300, 1e300, 1e-300]),
+                               np.array([2e154] * 1000), np.array([3.0, 4.0]), np.zeros(0)])
+def test_norm2_does_not_overflow(x):
+    with np.errstate(over="ignore"):
+        assert norm2(x) == pytest.approx(math.hypot(*x), rel=1e-14)  # hypot is scale-safe
+
+
+@np.errstate(over="ignore")
+def test_norm2_of_non_finite_entries():
+    assert norm2(np.array([1e200, np.inf])) == np.inf
+    assert np.isnan(norm2(np.array([1e200, np.nan])))
+
+
+@pytest.mark.parametrize("method", [None, "fixed_point", "newton", "anderson"])
+@pytest.mark.parametrize("shape", [(), (3,)])
+def test_a_fixed_point_at_1e160_converges(method, shape):
+    p = lagrad.Program()
+    x = p.input("x", shape)
+    z = p.unknown("z", shape)
+    p.define(z, 0.5 * z + x)
+    p.output(lagrad.sum(z * 3.0))
+    xs = np.full(shape, 1e160)
+    sol = p.solve(xs, method=method)
+    np.testing.assert_allclose(sol["z"], 2 * xs, rtol=1e-10)  # z = x / (1 - 0.5)
+    np.testing.assert_allclose(sol.grad(), np.full(shape, 6.0), rtol=1e-12)
+
+
+def test_residuals_of_huge_values_are_finite():
+    p = lagrad.Program()
+    x = p.input("x", (2,))
+    z = p.unknown("z", (2,))
+    p.define(z, 0.5 * z + x)
+    p.output(lagrad.sum(z))
+    sol = p.solve(np.array([1e160, -2e160]))
+    _, info = sol.adjoint_system().solve(method="splu")
+    assert info.residual < 1e-14
+    kkt = sol.kkt_residuals()
+    assert kkt.dL_dlambda < 1e-10 and kkt.dL_dz < 1e-14

@@ -24,6 +24,7 @@ from lagrad.compile.guards import Sweep, guarded
 from lagrad.compile.jacobian import assemble_jacobian, blame_partials
 from lagrad.compile.schedule import Index, Schedule
 from lagrad.errors import OptionError
+from lagrad.numeric import norm2
 
 __all__ = ["System", "Orientation", "ADJOINT", "TANGENT"]
 
@@ -256,10 +257,9 @@ class System:
 
     def residual(self, x: Array) -> float:
         """Relative residual ||matrix x - rhs|| / max(||rhs||, tiny)."""
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # norm2 may overflow before it rescales
             r = self.matvec(x) - self.rhs
-        scale = max(float(np.linalg.norm(self.rhs)), np.finfo(float).tiny)
-        return float(np.linalg.norm(r)) / scale
+            return norm2(r) / max(norm2(self.rhs), np.finfo(float).tiny)
 
     def split(self, x: Array) -> dict[Any, Array]:
         """A flat vector as ``{variable: array of its shape}``."""
