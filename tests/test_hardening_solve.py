@@ -14,10 +14,12 @@ from lagrad import NonFiniteError
 from lagrad.compile import compile_program
 from lagrad.compile.schedule import Batch, Single
 from lagrad.numeric import norm2
+from lagrad.solve import linsolve
 
 # ------------------------------------- 1. an unused infinite derivative
 
 METHODS = ["auto", "backsub", "levels", "splu", "gmres"]
+METHODS_ALL = sorted(linsolve.METHODS)
 
 
 def _unused_sqrt(x):  # sqrt(x - 1) at x = 1 has an infinite derivative, and is not used
@@ -178,3 +180,53 @@ def test_residuals_of_huge_values_are_finite():
     assert info.residual < 1e-14
     kkt = sol.kkt_residuals()
     assert kkt.dL_dlambda < 1e-10 and kkt.dL_dz < 1e-14
+
+
+# -------------------------------------------------- 3. an empty cyclic block
+
+LINEAR = [m for m in METHODS_ALL if m != "levels"]
+
+
+def _empty_block(kind: str) -> lagrad.Program:
+    """z of shape (0,) in a cycle with a scalar interior s = sum(z) + x
+    (which is x); the output x * s + x reads the interior."""
+    p = lagrad.Program()
+    x = p.input("x")
+    z = p.unknown("z", (0,))
+    s = lagrad.sum(z) + x
+    if kind == "define":
+        p.define(z, 0.5 * z + s)
+    else:
+        p.root(z, z - s)
+    p.output(x * s + x)
+    return p
+
+
+@pytest.mark.parametrize("kind", ["define", "root"])
+@pytest.mark.parametrize("forward", [None, "fixed_point", "newton", "anderson"])
+def test_an_empty_cyclic_block_solves_trivially(kind, forward):
+    p = _empty_block(kind)
+    assert [b.cyclic for b in p.blocks].count(True) == 1
+    sol = p.solve(3.0, method=forward)
+    assert sol["z"].shape == (0,) and float(sol.output) == 12.0
+    for method in LINEAR:
+        assert float(sol.grad(method=method)) == 7.0, method  # d(x^2 + x) = 2x + 1
+        assert float(sol.tangent(1.0, method=method)[p.output_variable]) == 7.0, method
+
+
+def test_an_empty_block_reports_how_it_was_solved():
+    sol = _empty_block("define").solve(3.0)
+    (forward,) = sol.diagnostics.values()
+    assert forward.converged and forward.method == "evaluation"
+    (adjoint,) = sol.adjoint_diagnostics
+    assert adjoint.converged and adjoint.method == "substitution"
+
+
+def test_an_empty_fixed_point_in_a_traced_function():
+    def f(x, e):
+        z = lagrad.fixed_point(lambda z, e: 0.5 * z + e, np.zeros(0), e)
+        return x * x + lagrad.sum(z)
+
+    for method in ("auto", "lstsq", "lgmres"):
+        sol = lagrad.trace(f, 0.0, np.zeros(0)).solve(2.0, np.zeros(0))
+        assert float(sol.grad(method=method)[0]) == 4.0

@@ -34,7 +34,7 @@ from lagrad.options import LinearOptions
 from lagrad.solve import blocksolve
 from lagrad.solve.blocksolve import Workspace, substitute_block
 from lagrad.solve.results import BlockResult, Status
-from lagrad.solve.system import System
+from lagrad.solve.system import Orientation, System
 
 __all__ = ["SolveInfo", "SystemSolution", "LinearSolver", "Substitution", "Levels",
            "SparseDirect", "Dense", "METHODS", "resolve_method", "solve_system"]
@@ -136,9 +136,7 @@ class Substitution(LinearSolver):
                 blocks.clear()
             for step in orientation.order(schedule.steps if keep is None else keep.steps):
                 if isinstance(step, CyclicBlock):
-                    blocks.append(substitute_block(step, z, vec, orientation, self.inner,
-                                                   options, system.forward.get(
-                                                       step.block.number), work))
+                    blocks.append(self.solve_block(step, system, vec, options, work))
                 else:
                     orientation.propagate(step, z, vec)
             return vec
@@ -147,6 +145,26 @@ class Substitution(LinearSolver):
         if blocks:
             notes += "; cyclic blocks: " + ", ".join(f"{b.block} by {b.method}" for b in blocks)
         return Outcome(x, max([b.iterations for b in blocks], default=1), notes, blocks)
+
+    def solve_block(self, unit: CyclicBlock, system: System, vec: Array,
+                    options: LinearOptions, work: Workspace) -> BlockResult:
+        """One cyclic block's step of the sweep, in place in ``vec``."""
+        if not unit.u_index.size:
+            return substitute_acyclic(unit, system.values, vec, system.orientation)
+        return substitute_block(unit, system.values, vec, system.orientation, self.inner,
+                                options, system.forward.get(unit.block.number), work)
+
+
+def substitute_acyclic(unit: CyclicBlock, z: Array, vec: Array,
+                       orientation: Orientation) -> BlockResult:
+    """A block whose unknowns have no entries (shape (0,)) is acyclic: given
+    z_U (nothing) its equations run in order, so its step of the sweep is a
+    substitution through them, with no linear solve (which would meet an
+    empty system)."""
+    for step in orientation.order(unit.steps):
+        orientation.propagate(step, z, vec)
+    return BlockResult(unit.block.name, "substitution", unit.block.number,
+                       reason="its unknowns have no entries: the block is acyclic")
 
 
 class Levels(LinearSolver):

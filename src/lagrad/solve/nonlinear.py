@@ -264,7 +264,10 @@ def solve_block(unit: CyclicBlock, z: Array, options: ForwardOptions,
     t0 = time.perf_counter()
     with np.errstate(all="ignore"):
         g = BlockMap(unit, z, scratch)
-        if method == "auto":
+        if not u0.size:  # unknowns of shape (0,): one evaluation of the interior solves it
+            result = g.result("evaluation")
+            result.x, result.reason = u0, "its unknowns have no entries"
+        elif method == "auto":
             result = auto_solve(g, u0, tol, options.maxiter)
         else:
             run: Callable[..., BlockResult] = METHODS[method]
