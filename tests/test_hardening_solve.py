@@ -5,16 +5,18 @@ fixed point."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
 
 import lagrad
-from lagrad import NonFiniteError
+from lagrad import ConvergenceError, NonFiniteError
 from lagrad.compile import compile_program
-from lagrad.compile.schedule import Batch, Single
+from lagrad.compile.schedule import Batch, CyclicBlock, Single
 from lagrad.numeric import norm2
-from lagrad.solve import linsolve
+from lagrad.solve import linsolve, nonlinear
+from lagrad.solve.results import BlockResult, Status
 
 # ------------------------------------- 1. an unused infinite derivative
 
@@ -230,3 +232,75 @@ def test_an_empty_fixed_point_in_a_traced_function():
     for method in ("auto", "lstsq", "lgmres"):
         sol = lagrad.trace(f, 0.0, np.zeros(0)).solve(2.0, np.zeros(0))
         assert float(sol.grad(method=method)[0]) == 4.0
+
+
+# ------------------------------------------------ 4. NaN inside a fixed point
+
+def _sqrt_block(shift: float) -> lagrad.Program:
+    """z = 0.5 sqrt(z - shift) + x: NaN while z < shift."""
+    p = lagrad.Program()
+    x = p.input("x")
+    z = p.unknown("z")
+    p.define(z, 0.5 * lagrad.sqrt(z - shift) + x)
+    p.output(z * 1.0)
+    return p
+
+
+@pytest.mark.parametrize("method", [None, "fixed_point", "newton", "anderson"])
+def test_a_nan_in_a_fixed_point_names_its_equation(method):
+    with pytest.raises(ConvergenceError) as err:
+        _sqrt_block(2.0).solve(1.0, method=method)
+    message = str(err.value)
+    assert re.match(r"block 1 \(z\): \w+ met a non-finite value at iteration 1: the value of "
+                    r"'v3' is not finite, first in equation `v3 = sqrt\(v2\)  # \(\)`", message)
+    assert "diverges" not in message and "method=" not in message
+    assert "init" in message
+
+
+def test_the_same_block_solves_from_an_init_in_the_domain():
+    sol = _sqrt_block(2.0).solve(3.0, init={"z": 3.0})
+    zs = float(sol["z"])
+    assert zs == pytest.approx(0.5 * np.sqrt(zs - 2.0) + 3.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["fixed_point", "newton", "anderson"])
+@np.errstate(invalid="ignore")
+def test_a_forward_method_reports_a_nan_as_nonfinite(name):
+    p = _sqrt_block(2.0)
+    unit = _block_of(p)
+    z = np.zeros(compile_program(p).size)
+    z[0] = 1.0  # x
+    result = nonlinear.METHODS[name](nonlinear.BlockMap(unit, z), np.zeros(1), 1e-12, 50)
+    assert result.status is Status.NONFINITE
+    assert result.extra["equation"] == "v3 = sqrt(v2)  # ()"
+
+
+def test_a_nan_after_some_iterations():
+    # z <- sqrt(z) - 1 from z = 4: 1, 0, -1, then sqrt(-1); no real fixed point exists
+    p = lagrad.Program()
+    x = p.input("x")
+    z = p.unknown("z", init=4.0)
+    p.define(z, lagrad.sqrt(z) - 1.0 + x)
+    p.output(z * 1.0)
+    with pytest.raises(ConvergenceError, match=r"fixed_point met a non-finite value at "
+                                               r"iteration 4: .*`v2 = sqrt\(z\)"):
+        p.solve(0.0, method="fixed_point")
+
+
+def test_a_non_finite_value_entering_a_block_is_named():
+    with pytest.raises(ConvergenceError, match=r"block 1 \(z\): .*it reads 'x', which is not "
+                                               r"finite before the block is solved"):
+        _sqrt_block(-1.0).solve(np.nan, method="fixed_point")
+
+
+@pytest.mark.parametrize("method", ["newton", "fixed_point"])
+def test_divergence_suggests_newton_only_to_other_methods(method):
+    g = nonlinear.BlockMap(_block_of(_sqrt_block(2.0)), np.zeros(4))
+    result = BlockResult("block 1 (z)", method, residuals=[1.0, 1e10])
+    assert nonlinear._diverged(g, result, 1e10, np.ones(1))
+    assert result.status is Status.BREAKDOWN and "diverges" in result.message
+    assert ("method='newton'" in result.message) == (method != "newton")
+
+
+def _block_of(p: lagrad.Program) -> CyclicBlock:
+    return next(s for s in compile_program(p).steps if isinstance(s, CyclicBlock))

@@ -24,7 +24,8 @@ from lagrad.compile.schedule import CyclicBlock, Schedule
 from lagrad.errors import NonFiniteError, ProgramError
 from lagrad.numeric import all_finite
 
-__all__ = ["guarded", "first_nonfinite", "blame_pullback", "Relevant", "relevant"]
+__all__ = ["guarded", "first_nonfinite", "blame_pullback", "blame_block", "Relevant",
+           "relevant"]
 
 Array = NDArray[np.float64]
 Sweep = Callable[["Relevant | None"], Array]
@@ -98,6 +99,34 @@ def first_nonfinite(schedule: Schedule, vec: Array, what: str,
                     f"in equation `{text}`; check its inputs are in the domain of "
                     f"{eq.primitive.name}", text)
     return NonFiniteError(f"a {what} is not finite")
+
+
+def blame_block(unit: CyclicBlock, z: Array, closing: Array) -> tuple[str, str]:
+    """Where one evaluation of a cyclic block's map G(z_U) first went non-finite:
+    ``(what happened, equation text)``. ``z`` holds the unknowns and interior
+    values of that evaluation, ``closing`` the closing equations' values (at
+    the unknowns' positions)."""
+    program = unit.unknowns[0].program
+    for step in unit.steps:
+        for (_, a, b, _), (_, j) in zip(step.vslots, step.eq.slots):
+            if j not in unit.members and not np.isfinite(z[a:b]).all():
+                name = program.variables[j].name
+                return (f"it reads {name!r}, which is not finite before the block is solved; "
+                        "check the values that it is computed from", "")
+    for step in unit.closing:  # each defines one unknown: z there holds its iterate
+        if not np.isfinite(z[step.start:step.stop]).all():
+            name = program.variables[step.eq.out].name
+            return (f"the method's update made the iterate of {name!r} non-finite; start "
+                    "from another init, or check the equations", "")
+    for source, steps in ((z, unit.interior), (closing, unit.closing)):
+        for step in steps:
+            if not np.isfinite(source[step.start:step.stop]).all():
+                text = program.describe(step.eq)
+                return (f"the value of {program.variables[step.eq.out].name!r} is not finite, "
+                        f"first in equation `{text}`; start from an init where the arguments "
+                        f"of {step.eq.primitive.name} are in its domain (solve(..., init=...)), "
+                        "or check the equation", text)
+    return "a value is not finite", ""
 
 
 def blame_pullback(schedule: Schedule, z: Array, rhs: Array,
