@@ -16,8 +16,23 @@ Array = NDArray[np.float64]
 def norm2(x: Array) -> float:
     """Euclidean norm of a vector: what np.linalg.norm computes for real 1-D
     input (sqrt of x . x), without its ~2 us of overhead per call, which adds
-    up over the iterations of many small blocks."""
-    return math.sqrt(float(np.dot(x, x)))
+    up over the iterations of many small blocks. Scale-safe: when x . x
+    overflows (entries above ~1e154) it is recomputed on x / max|x| (call it
+    under ``np.errstate(over="ignore")`` where that can happen: the first try
+    warns)."""
+    squares = float(np.dot(x, x))
+    if squares == math.inf:
+        return _rescaled_norm2(x)
+    return math.sqrt(squares)
+
+
+def _rescaled_norm2(x: Array) -> float:
+    """max|x| * ||x / max|x|||: inf only when an entry is."""
+    largest = float(np.max(np.abs(x)))
+    if not math.isfinite(largest):
+        return math.inf
+    y = x / largest
+    return largest * math.sqrt(float(np.dot(y, y)))
 
 
 def all_finite(vec: Array) -> bool:

@@ -52,6 +52,14 @@ class Readout:
         (rows, cols), = self.edges()
         return [(rows, cols, self.weights)]
 
+    def mark_parents(self, mask: NDArray[np.bool_]) -> None:
+        """The readout reads every variable before it."""
+        if mask[self.out]:
+            mask[:self.out] = True
+
+    def restrict(self, mask: NDArray[np.bool_]) -> Readout | None:
+        return self if mask[self.out] else None
+
 
 def _levels(bulk: BulkEquations) -> Ints:
     """Longest path from the inputs, by frontiers (Kahn's algorithm, one

@@ -4,8 +4,6 @@ over one cyclic block's variables."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
@@ -70,11 +68,4 @@ def block_matrix(unit: CyclicBlock, z: Array, size: int = 0) -> sp.csc_matrix:
     j = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                       shape=(n, n)) if rows else sp.csc_matrix((n, n))
     return (sp.identity(n, format="csc") - j).tocsc()
-
-
-def norm2(x: Array) -> float:
-    """Euclidean norm of a vector: what np.linalg.norm computes for real 1-D
-    input (sqrt of x . x), without its ~2 us of overhead per call, which adds
-    up over the iterations of many small blocks."""
-    return math.sqrt(float(np.dot(x, x)))
 

@@ -97,9 +97,12 @@ def plan_from_edges(groups: list[Any], rows: Ints, cols: Ints, edge_level: Ints)
 
 
 def levels_solve(plan: LevelPlan, z: Array, rhs: Array, transposed: bool,
-                 inplace: bool = False) -> Array:
+                 inplace: bool = False, keep: NDArray[np.bool_] | None = None) -> Array:
     """Solve (I - J)^T x = rhs level by level from the top (``transposed``), or
-    (I - J) x = rhs from the bottom; in ``rhs`` itself with ``inplace``.
+    (I - J) x = rhs from the bottom; in ``rhs`` itself with ``inplace``. With
+    ``keep`` (a mask of flat positions) only the equations defining kept
+    positions take part: the others' entries of J count as 0, so an infinite
+    derivative there gives no 0 * inf.
 
     The two are one loop with the edge ends swapped: the adjoint gathers at an
     edge's row and scatters to its column, the tangent the other way round.
@@ -108,7 +111,10 @@ def levels_solve(plan: LevelPlan, z: Array, rhs: Array, transposed: bool,
         order, spans, (gather, scatter) = plan.order_down, plan.down, plan.down_edges
     else:
         order, spans, (scatter, gather) = plan.order_up, plan.up, plan.up_edges
-    w = plan.weights(z)[order]
+    w = plan.weights(z)
+    if keep is not None:
+        w = np.where(keep[plan.rows], w, 0.0)
+    w = w[order]
     x = rhs if inplace else rhs.copy()
     for a, b in spans:
         np.add.at(x, scatter[a:b], w[a:b] * x[gather[a:b]])

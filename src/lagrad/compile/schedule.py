@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -161,6 +161,16 @@ class Single:
             out.append((block.row + self.start, block.col + a, block.data))
         return out
 
+    def mark_parents(self, mask: NDArray[np.bool_]) -> None:
+        """Where the output is marked in ``mask``, mark every variable it reads."""
+        if mask[self.start:self.stop].any():
+            for _, a, b, _ in self.vslots:
+                mask[a:b] = True
+
+    def restrict(self, mask: NDArray[np.bool_]) -> Single | None:
+        """This step if its output is marked in ``mask``, else None."""
+        return self if mask[self.start:self.stop].any() else None
+
 
 @dataclass(eq=False)
 class Batch:
@@ -224,6 +234,29 @@ class Batch:
         return [(self.out, self.operands[k],
                  np.broadcast_to(partials(k, ans, *args), self.out.shape))
                 for k in self.var_positions]
+
+    def mark_parents(self, mask: NDArray[np.bool_]) -> None:
+        """Mark the operands of the equations whose output is marked in ``mask``."""
+        keep = mask[self.out]
+        for k in self.var_positions:
+            mask[self.operands[k][keep]] = True
+
+    def restrict(self, mask: NDArray[np.bool_]) -> Batch | None:
+        """The equations whose output is marked in ``mask``, as a Batch (None if none)."""
+        keep = mask[self.out]
+        if keep.all():
+            return self
+        if not keep.any():
+            return None
+        operands = [o[keep] for o in self.operands]
+        unique = tuple(len(np.unique(operands[k])) == int(keep.sum())
+                       for k in self.var_positions)
+        if self.lazy is None:
+            eqs = tuple(eq for eq, kept in zip(self.eqs, keep) if kept)
+            return Batch(eqs, self.primitive, self.out[keep], operands, self.var_positions,
+                         unique)
+        return Batch((), self.primitive, self.out[keep], operands, self.var_positions, unique,
+                     lazy=partial(_kept_equations, self, keep))
 
 
 @dataclass(eq=False)
@@ -299,6 +332,18 @@ class CyclicBlock:
 
     def jacobian_entries(self, z: Array) -> list[tuple[Any, Any, Any]]:
         return [e for step in self.steps for e in step.jacobian_entries(z)]
+
+    def mark_parents(self, mask: NDArray[np.bool_]) -> None:
+        """A block is strongly connected: one marked variable marks all of it,
+        and then everything its equations read."""
+        if mask[self.s_index].any():
+            mask[self.s_index] = True
+            for step in self.steps:
+                step.mark_parents(mask)
+
+    def restrict(self, mask: NDArray[np.bool_]) -> CyclicBlock | None:
+        """This block if it is marked in ``mask``, else None."""
+        return self if mask[self.s_index].any() else None
 
 
 Step = Single | Batch | CyclicBlock
@@ -447,6 +492,11 @@ def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
         inner_interior=steps(interior_eqs, members), inner_closing=steps(closing_eqs, members),
         outer=steps(interior_eqs + closing_eqs, outside),
         runs=_runs([index.slice(v.index) for v in block.variables]))
+
+
+def _kept_equations(batch: Batch, keep: NDArray[np.bool_]) -> tuple[Equation, ...]:
+    """The equations of ``batch`` where ``keep`` is set (a restricted bulk Batch)."""
+    return tuple(eq for eq, kept in zip(batch.equations, keep) if kept)
 
 
 def _as_slice(positions: NDArray[np.intp]) -> slice | NDArray[np.intp]:

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
+from lagrad.compile.guards import Relevant
 from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.levels import level_plan, levels_solve
 from lagrad.compile.schedule import CyclicBlock
@@ -33,7 +34,7 @@ from lagrad.options import LinearOptions
 from lagrad.solve import blocksolve
 from lagrad.solve.blocksolve import Workspace, check_determined, substitute_block
 from lagrad.solve.results import BlockResult, Status
-from lagrad.solve.system import System
+from lagrad.solve.system import Orientation, System
 
 __all__ = ["SolveInfo", "SystemSolution", "LinearSolver", "Substitution", "Levels",
            "SparseDirect", "Dense", "METHODS", "resolve_method", "solve_system"]
@@ -129,12 +130,13 @@ class Substitution(LinearSolver):
         work = Workspace(vec.size)
         blocks: list[BlockResult] = []
 
-        def sweep() -> Array:
-            for step in orientation.order(schedule.steps):
+        def sweep(keep: Relevant | None) -> Array:
+            if keep is not None:  # again, over the output's ancestors only (guards.py)
+                vec[:] = rebuild_rhs() if rebuild_rhs is not None else system.rhs
+                blocks.clear()
+            for step in orientation.order(schedule.steps if keep is None else keep.steps):
                 if isinstance(step, CyclicBlock):
-                    blocks.append(substitute_block(step, z, vec, orientation, self.inner,
-                                                   options, system.forward.get(
-                                                       step.block.number), work))
+                    blocks.append(self.solve_block(step, system, vec, options, work))
                 else:
                     orientation.propagate(step, z, vec)
             return vec
@@ -143,6 +145,26 @@ class Substitution(LinearSolver):
         if blocks:
             notes += "; cyclic blocks: " + ", ".join(f"{b.block} by {b.method}" for b in blocks)
         return Outcome(x, max([b.iterations for b in blocks], default=1), notes, blocks)
+
+    def solve_block(self, unit: CyclicBlock, system: System, vec: Array,
+                    options: LinearOptions, work: Workspace) -> BlockResult:
+        """One cyclic block's step of the sweep, in place in ``vec``."""
+        if not unit.u_index.size:
+            return substitute_acyclic(unit, system.values, vec, system.orientation)
+        return substitute_block(unit, system.values, vec, system.orientation, self.inner,
+                                options, system.forward.get(unit.block.number), work)
+
+
+def substitute_acyclic(unit: CyclicBlock, z: Array, vec: Array,
+                       orientation: Orientation) -> BlockResult:
+    """A block whose unknowns have no entries (shape (0,)) is acyclic: given
+    z_U (nothing) its equations run in order, so its step of the sweep is a
+    substitution through them, with no linear solve (which would meet an
+    empty system)."""
+    for step in orientation.order(unit.steps):
+        orientation.propagate(step, z, vec)
+    return BlockResult(unit.block.name, "substitution", unit.block.number,
+                       reason="its unknowns have no entries: the block is acyclic")
 
 
 class Levels(LinearSolver):
@@ -158,11 +180,14 @@ class Levels(LinearSolver):
         if plan is None:
             raise OptionError("method 'levels' needs a program whose equations are all scalar "
                               "and elementwise; use 'backsub'")
-        inplace = rebuild_rhs is not None
         orientation = system.orientation
-        x = orientation.guard(lambda: levels_solve(plan, system.values, system.rhs,
-                                                   orientation.transposed, inplace),
-                              system.schedule, system.values, rebuild_rhs or system.rhs)
+
+        def sweep(keep: Relevant | None) -> Array:
+            if keep is not None and rebuild_rhs is not None:  # the first sweep overwrote it
+                system.rhs[:] = rebuild_rhs()
+            return levels_solve(plan, system.values, system.rhs, orientation.transposed,
+                                rebuild_rhs is not None, None if keep is None else keep.mask)
+        x = orientation.guard(sweep, system.schedule, system.values, rebuild_rhs or system.rhs)
         return Outcome(x, len(plan.down), "one vectorized step per level")
 
 

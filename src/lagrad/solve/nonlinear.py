@@ -31,6 +31,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
+from lagrad.compile.guards import blame_block
 from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.schedule import CyclicBlock
 from lagrad.numeric import lu_condition, norm2
@@ -74,17 +75,26 @@ class ForwardMethod(Protocol):
                  budget: int | None = None) -> BlockResult: ...
 
 
-def _diverged(result: BlockResult, res: float, u: Array) -> bool:
-    """Mark ``result`` as broken down when the residual blew up or is not finite."""
+def _diverged(g: BlockMap, result: BlockResult, res: float, u: Array) -> bool:
+    """Mark ``result`` as failed when the residual is not finite (NONFINITE,
+    naming the equation where the last evaluation of G first went non-finite)
+    or blew up (BREAKDOWN)."""
     first = result.residuals[0] if result.residuals else res
-    if np.isfinite(res) and np.isfinite(norm2(u)) and res <= DIVERGED * max(first, 1.0):
+    finite = bool(np.isfinite(res)) and bool(np.isfinite(norm2(u)))
+    if finite and res <= DIVERGED * max(first, 1.0):
         return False
-    result.status = Status.BREAKDOWN
     result.iterations = len(result.residuals)
+    if not finite:
+        what, equation = blame_block(g.unit, g.z, g.scratch)
+        result.status, result.extra["equation"] = Status.NONFINITE, equation
+        result.message = (f"{result.method} met a non-finite value at iteration "
+                          f"{result.iterations}: {what}")
+        return True
+    result.status = Status.BREAKDOWN
+    other = "method='newton', " if result.method != "newton" else ""
     result.message = (f"{result.method} diverges: final residual {res:.3e} after "
                       f"{result.iterations} iterations (from {first:.3e}); the map is not "
-                      "contractive here: try method='newton', another init, or check the "
-                      "equations")
+                      f"contractive here: try {other}another init, or check the equations")
     return True
 
 
@@ -124,7 +134,7 @@ def fixed_point(g: BlockMap, u0: Array, tol: float, maxiter: int, *,
         if budget is not None and not np.isfinite(res):
             return _gave_up(result, u)
         result.residuals.append(res)
-        if budget is None and _diverged(result, res, gu):
+        if budget is None and _diverged(g, result, res, gu):
             return result
         scale = max(1.0, norm2(gu))
         if res <= tol * scale:
@@ -159,7 +169,7 @@ def anderson(g: BlockMap, u0: Array, tol: float, maxiter: int, *,
         r = gu - u
         res = norm2(r)
         result.residuals.append(res)
-        if _diverged(result, res, gu):
+        if _diverged(g, result, res, gu):
             return result
         if res <= tol * max(1.0, norm2(gu)):
             result.iterations, result.x = k + 1, gu
@@ -191,7 +201,7 @@ def newton(g: BlockMap, u0: Array, tol: float, maxiter: int, *,
         f = u - gu
         res = norm2(f)
         result.residuals.append(res)
-        if _diverged(result, res, u):
+        if _diverged(g, result, res, u):
             return result
         a = block_matrix(unit, z)
         lu = _factor(a, result)
@@ -278,7 +288,10 @@ def solve_block(unit: CyclicBlock, z: Array, options: ForwardOptions,
     t0 = time.perf_counter()
     with np.errstate(all="ignore"):
         g = BlockMap(unit, z, scratch)
-        if method == "auto":
+        if not u0.size:  # unknowns of shape (0,): one evaluation of the interior solves it
+            result = g.result("evaluation")
+            result.x, result.reason = u0, "its unknowns have no entries"
+        elif method == "auto":
             result = auto_solve(g, u0, tol, options.maxiter)
         else:
             run: Callable[..., BlockResult] = METHODS[method]

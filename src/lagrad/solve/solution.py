@@ -14,6 +14,7 @@ from lagrad.compile.compiler import compile_program
 from lagrad.compile.schedule import Index, Schedule
 from lagrad.errors import ProgramError
 from lagrad.ir.program import Program, Variable, as_real
+from lagrad.numeric import norm2
 from lagrad.options import ForwardOptions
 from lagrad.solve.buffers import pool_of
 from lagrad.solve.forward import evaluate
@@ -232,10 +233,9 @@ class Solution:
             _flat(self.schedule, multipliers, "multipliers")
         r = _constraint_residual(self.schedule, self.z)
         system = self.adjoint_system()
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # norm2 may overflow before it rescales
             dz = system.rhs - system.matvec(lam)
-        return KKTResiduals(float(np.linalg.norm(r)) / (1 + float(np.linalg.norm(self.z))),
-                            float(np.linalg.norm(dz)) / (1 + float(np.linalg.norm(lam))))
+            return KKTResiduals(norm2(r) / (1 + norm2(self.z)), norm2(dz) / (1 + norm2(lam)))
 
     def __repr__(self) -> str:
         return f"<Solution of {self.program!r}>"

@@ -20,10 +20,11 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from lagrad.compile.guards import guarded
+from lagrad.compile.guards import Sweep, guarded
 from lagrad.compile.jacobian import assemble_jacobian, blame_partials
 from lagrad.compile.schedule import Index, Schedule
 from lagrad.errors import OptionError
+from lagrad.numeric import norm2
 
 __all__ = ["System", "Orientation", "ADJOINT", "TANGENT"]
 
@@ -56,9 +57,10 @@ class Orientation:
         """(I - J) as this orientation's matrix."""
         raise NotImplementedError
 
-    def guard(self, sweep: Callable[[], Array], schedule: Schedule, z: Array,
+    def guard(self, sweep: Sweep, schedule: Schedule, z: Array,
               rhs: Array | Callable[[], Array]) -> Array:
-        """Run ``sweep``; if its result is not finite, raise NonFiniteError naming
+        """Run ``sweep`` (see :func:`lagrad.compile.guards.guarded`); if its result
+        is not finite where the output depends on it, raise NonFiniteError naming
         the equation where it first went wrong."""
         raise NotImplementedError
 
@@ -84,7 +86,7 @@ class _Tangent(Orientation):
     def arrange(self, a: sp.csr_matrix) -> sp.csr_matrix:
         return a.tocsr()
 
-    def guard(self, sweep: Callable[[], Array], schedule: Schedule, z: Array,
+    def guard(self, sweep: Sweep, schedule: Schedule, z: Array,
               rhs: Array | Callable[[], Array]) -> Array:
         return guarded(sweep, schedule, "tangent")
 
@@ -105,7 +107,7 @@ class _Adjoint(Orientation):
     def arrange(self, a: sp.csr_matrix) -> sp.csr_matrix:
         return a.T.tocsr()
 
-    def guard(self, sweep: Callable[[], Array], schedule: Schedule, z: Array,
+    def guard(self, sweep: Sweep, schedule: Schedule, z: Array,
               rhs: Array | Callable[[], Array]) -> Array:
         return guarded(sweep, schedule, "multiplier", z, rhs)  # replayed to blame
 
@@ -255,10 +257,9 @@ class System:
 
     def residual(self, x: Array) -> float:
         """Relative residual ||matrix x - rhs|| / max(||rhs||, tiny)."""
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # norm2 may overflow before it rescales
             r = self.matvec(x) - self.rhs
-        scale = max(float(np.linalg.norm(self.rhs)), np.finfo(float).tiny)
-        return float(np.linalg.norm(r)) / scale
+            return norm2(r) / max(norm2(self.rhs), np.finfo(float).tiny)
 
     def split(self, x: Array) -> dict[Any, Array]:
         """A flat vector as ``{variable: array of its shape}``."""
