@@ -304,3 +304,44 @@ def test_divergence_suggests_newton_only_to_other_methods(method):
 
 def _block_of(p: lagrad.Program) -> CyclicBlock:
     return next(s for s in compile_program(p).steps if isinstance(s, CyclicBlock))
+
+
+# ------------------------------------- 5. raw exceptions found by the property test
+
+def _solved_sin() -> tuple[lagrad.Program, lagrad.Solution]:
+    p = lagrad.trace(lambda x: lagrad.sin(x) * x, 0.0)
+    return p, p.solve(0.5)
+
+
+@pytest.mark.parametrize("call", [
+    lambda p, s: s.grad(method=np.zeros(0)),
+    lambda p, s: s.multipliers(method=["auto"]),
+    lambda p, s: p.solve(0.5, method=np.zeros(0)),
+    lambda p, s: p.solve(0.5, init=1),
+    lambda p, s: p.solve(0.5, init=np.zeros(0)),
+    lambda p, s: lagrad.jacobian(lagrad.sin, mode=np.zeros(0)),
+])
+def test_junk_options_raise_option_errors(call):
+    with pytest.raises(lagrad.OptionError):
+        call(*_solved_sin())
+
+
+@pytest.mark.parametrize("call", [
+    lambda p, s: s[None],
+    lambda p, s: s.values[1.5],
+    lambda p, s: p.lagrangian("", s.z),
+    lambda p, s: p.lagrangian(s.z, {"x": "a"}),
+    lambda p, s: s.kkt_residuals(object()),
+    lambda p, s: lagrad.vjp(lagrad.sin, 0.5)[1](""),
+])  # a complex cotangent is cast with a warning: test_hardening_solve_main
+def test_junk_values_raise_program_errors(call):
+    with pytest.raises(lagrad.ProgramError):
+        call(*_solved_sin())
+
+
+def test_init_values_are_checked():
+    p = _sqrt_block(-1.0)
+    with pytest.raises(lagrad.ProgramError, match=r"init of 'z' must be real numbers"):
+        p.solve(1.0, init={"z": "abc"})
+    assert float(p.solve(1.0, init={"z": np.array([2.0])})["z"]) == pytest.approx(
+        0.5 * np.sqrt(float(p.solve(1.0)["z"]) + 1.0) + 1.0)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import lagrad
-from lagrad import ProgramError
+from lagrad import OptionError, ProgramError
 
 ComplexWarning = getattr(np, "exceptions", np).ComplexWarning
 
@@ -211,12 +211,13 @@ def test_a_start_variable_must_match_and_belong():
 
 @pytest.mark.parametrize("init", [{"a": 1.0}, {"z": np.ones(3)}, [1.0], {"z": "x"}])
 def test_solve_init_is_checked(init: object):
+    """A wrong part raises ProgramError; init that is no mapping, OptionError."""
     p = lagrad.Program()
     a = p.input("a")
     z = p.unknown("z")
     p.define(z, 0.5 * z + a)
     p.output(z)
-    with pytest.raises(ProgramError):
+    with pytest.raises(OptionError if isinstance(init, list) else ProgramError):
         p.solve(1.0, init=init)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from lagrad.errors import OptionError, ProgramError
+from lagrad.ir.program import as_real
 from lagrad.ir.trace import Traced, normalize_argnums, trace_args
 from lagrad.solve.linsolve import solve_system
 from lagrad.solve.solution import Solution
@@ -121,7 +122,7 @@ def vjp(fn: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], tup
     out = traced.program.output_variable
 
     def vjp_fn(cotangent: Any) -> tuple[Any, ...]:
-        ct = np.asarray(cotangent, dtype=float)
+        ct = as_real(cotangent, "cotangent")  # complex: the real part, with a warning
         if ct.shape != out.shape:
             raise ProgramError(f"cotangent has shape {ct.shape}, the output has shape "
                                f"{out.shape}")
@@ -148,7 +149,7 @@ def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto"
     array([[2., 0.],
            [0., 6.]])
     """
-    if mode not in _MODES:
+    if not isinstance(mode, str) or mode not in _MODES:
         raise OptionError(f"jacobian: unknown mode {mode!r}; choose one of {_MODES}")
 
     @functools.wraps(fn)

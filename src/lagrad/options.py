@@ -70,7 +70,8 @@ class ForwardOptions:
 
     def __post_init__(self) -> None:
         where = "forward solve"
-        if self.method is not None and self.method not in FORWARD_METHODS:
+        if self.method is not None and (not isinstance(self.method, str)
+                                        or self.method not in FORWARD_METHODS):
             raise OptionError(f"unknown forward method {self.method!r}; choose one of "
                               f"{sorted(FORWARD_METHODS)}")
         object.__setattr__(self, "tol", check_tol(self.tol, where))

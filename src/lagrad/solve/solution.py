@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from lagrad.compile.compiler import compile_program
 from lagrad.compile.schedule import Index, Schedule
-from lagrad.errors import ProgramError
+from lagrad.errors import OptionError, ProgramError
 from lagrad.ir.program import Program, Variable, as_real
 from lagrad.numeric import norm2
 from lagrad.options import ForwardOptions
@@ -160,7 +160,7 @@ class Solution:
             return self._multipliers
 
     def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
-        if method in DEFAULT_METHODS and not options:
+        if isinstance(method, str) and method in DEFAULT_METHODS and not options:
             return self._default_multipliers()
         return solve_system(self.adjoint_system(), method, options).x
 
@@ -208,11 +208,15 @@ class Solution:
             parts = [given.get(v.index, np.zeros(v.shape)) for v in inputs]
         elif len(inputs) == 1 and not isinstance(direction, tuple):
             parts = [direction]
-        else:
+        elif isinstance(direction, (tuple, list)):
             parts = list(direction)
             if len(parts) != len(inputs):
                 raise ProgramError(f"direction has {len(parts)} parts, the program has "
                                    f"{len(inputs)} inputs")
+        else:
+            raise ProgramError(f"direction: the program has {len(inputs)} inputs; give a tuple "
+                               "or list with one array per input, or a mapping from inputs "
+                               f"(or names) to arrays, not {type(direction).__name__}")
         e = np.zeros(self.schedule.size)
         for v, d in zip(inputs, parts):
             e[self.schedule.index[v]] = _as_input(v, d, "direction for").ravel()
@@ -279,8 +283,8 @@ def _inits(program: Program, init: Mapping[Any, Any] | None) -> dict[int, Array]
     """The starting points given to solve (keys: unknowns or their names),
     checked; the program's own ``init`` values fill in the rest."""
     if init is not None and not isinstance(init, Mapping):
-        raise ProgramError("init must be a mapping from unknowns (or their names) to arrays, "
-                           f"got {type(init).__name__}")
+        raise OptionError("init must be a mapping from unknowns (or their names) to arrays, "
+                          f"got {type(init).__name__}")
     given: dict[int, Array] = {}
     for key, value in (init or {}).items():
         v = program.variable(key)
@@ -293,6 +297,8 @@ def _inits(program: Program, init: Mapping[Any, Any] | None) -> dict[int, Array]
                                f"shape {v.shape}")
         given[v.index] = start.reshape(v.shape)
     return given
+
+
 
 
 def _as_input(v: Variable, x: Any, role: str) -> Array:
