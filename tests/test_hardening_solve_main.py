@@ -331,3 +331,12 @@ def test_auto_keeps_maxiter_for_newton():
     with pytest.raises(lagrad.ConvergenceError, match="in 2 iterations"):
         p.solve(2.0, maxiter=2)
     assert float(p.solve(2.0)["z"]) == pytest.approx(2 ** (1 / 3))
+
+
+def test_dense_does_not_call_an_acyclic_program_singular():
+    """I - J of an acyclic program is unit triangular, never singular, however
+    large its condition number (here ~1e36): the dense reference solves it."""
+    f = lambda x: 1e9 * (1e9 * x)  # noqa: E731
+    sol = lagrad.trace(f, 1.0).solve(2.0)
+    assert sol.grad(method="dense") == pytest.approx(1e18)
+    assert sol.grad(method="spsolve") == pytest.approx(1e18)
