@@ -37,7 +37,7 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array], options: ForwardOption
     ``inits`` (by variable index; default zeros), or from the current value of
     variable ``sources[u]`` for an unknown u (computed earlier in the schedule).
     """
-    inits = dict(inits)
+    inits = dict(inits) if sources else inits
     z = pool_of(schedule).take()  # every entry is written: inputs, then each equation
     index = schedule.index
     for v, x in zip(schedule.inputs, inputs):

@@ -124,13 +124,14 @@ class Solution:
     # ---------------------------------------------------------------- reverse
     def _seed(self, cotangent: Any = None, pooled: bool = False) -> Array:
         out = self.schedule.output_variable
+        if cotangent is None and out.size != 1:
+            raise ProgramError(
+                f"the output {out.name!r} has shape {out.shape}; a gradient needs a scalar "
+                "output (pass a cotangent of that shape, or use lagrad.jacobian)")
         e = pool_of(self.schedule).zeros() if pooled else np.zeros(self.schedule.size)
-        if cotangent is None:
-            if out.size != 1:
-                raise ProgramError(
-                    f"the output {out.name!r} has shape {out.shape}; a gradient needs a scalar "
-                    "output (pass a cotangent of that shape, or use lagrad.jacobian)")
-            cotangent = 1.0
+        if cotangent is None:  # the common case: d output / d output = 1
+            e[self.schedule.index.slice(out.index)] = 1.0
+            return e
         ct = as_real(cotangent, "cotangent")
         if ct.size != out.size:
             raise ProgramError(f"cotangent has shape {ct.shape}, output {out.name!r} has "
