@@ -80,10 +80,12 @@ class _CustomRule:
         self.fn = fn
         self.out_shape = out_shape
         self.name = getattr(fn, "__name__", "custom")
-        try:
-            self.signature: inspect.Signature | None = inspect.signature(fn)
-        except (TypeError, ValueError):
-            self.signature = None
+        self.signature: inspect.Signature | None = None
+        if not isinstance(fn, np.ufunc):  # a ufunc's arguments are its nin inputs
+            try:
+                self.signature = inspect.signature(fn)
+            except (TypeError, ValueError):
+                pass
         self._shapes: dict[tuple[Shape, ...], Shape] = {}
         self._memo = ValueMemo(maxsize=8)
         self.primitive = P.Primitive(self.name, self._value, self._shape, vjp=self._vjp,
@@ -99,7 +101,8 @@ class _CustomRule:
         return self.fn(*args)
 
     def _positional(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        """Keyword arguments and defaults as positions, as JAX resolves them."""
+        """Keyword arguments and positional defaults as positions, as JAX resolves
+        them: the rule gets every positional parameter of ``fn``."""
         if self.signature is None:
             if kwargs:
                 raise ProgramError(f"{self.kind} function {self.name!r}: keyword arguments "
@@ -110,6 +113,9 @@ class _CustomRule:
         except TypeError as err:
             raise ProgramError(f"{self.kind} function {self.name!r}: {err}") from err
         bound.apply_defaults()
+        for name, param in self.signature.parameters.items():
+            if param.kind is param.KEYWORD_ONLY and name not in kwargs:
+                del bound.arguments[name]  # an option left at its default, not data
         if bound.kwargs:
             raise ProgramError(f"{self.kind} function {self.name!r}: keyword-only arguments "
                                f"{sorted(bound.kwargs)} cannot be differentiated; make them "
@@ -143,7 +149,7 @@ class _CustomRule:
                 f"{self.kind} function {self.name!r} failed when called on arrays of ones of "
                 f"shapes {list(shapes)} to find its output shape ({type(err).__name__}: "
                 f"{err}); pass out_shape=... to {self.kind}") from err
-        arr = np.asarray(out)
+        arr = np.asarray(out) if not isinstance(out, (tuple, list, dict)) else np.array(None)
         if arr.dtype.kind not in "biuf":
             raise ProgramError(f"{self.kind} function {self.name!r} returned "
                                f"{type(out).__name__}, not one real array; a custom rule "
@@ -349,8 +355,9 @@ def custom_vjp(fn: Callable[..., Any] | None = None, *, out_shape: OutShape = No
     ----------
     fn : callable
         ``fn(*args) -> ndarray``: numpy code on arrays, a black box to lagrad.
-        Every positional argument (numbers or arrays) is an argument of the
-        rule; keyword arguments and defaults are resolved to positions.
+        Every positional parameter (numbers or arrays) is an argument of the
+        rule: keyword arguments and defaults are resolved to positions, as in
+        JAX (a numpy ufunc's arguments are its inputs).
     out_shape : tuple or callable, optional
         The output shape, or ``out_shape(*arg_shapes)``. By default it is
         found by calling ``fn`` once on arrays of ones of the arguments'
