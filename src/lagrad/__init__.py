@@ -18,6 +18,8 @@ from lagrad.errors import (
     SingularSystemError,
     SolveError,
 )
+from lagrad.ir import linalg
+from lagrad.ir.custom import CustomJVP, CustomVJP, custom_jvp, custom_vjp, stop_gradient
 from lagrad.ir.implicit import fixed_point, root
 from lagrad.ir.ops import (
     abs,
@@ -60,6 +62,7 @@ __all__ = [
     "trace", "fixed_point", "root", "unroll", "compare_unrolled",
     "grad", "value_and_grad", "jvp", "vjp", "jacobian",
     "check_grad", "taylor_test",
+    "linalg", "custom_vjp", "custom_jvp", "CustomVJP", "CustomJVP", "stop_gradient",
     "LagradError", "ProgramError", "CycleError", "NonFiniteError", "SolveError",
     "ConvergenceError", "SingularSystemError", "GradientCheckError", "OptionError",
     "exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "sqrt", "abs", "maximum",

@@ -54,7 +54,18 @@ class NonFiniteError(LagradError, FloatingPointError):
 
 
 class SolveError(LagradError, RuntimeError):
-    """A linear or nonlinear solve failed; no result is returned."""
+    """A linear or nonlinear solve failed; no result is returned.
+
+    Attributes
+    ----------
+    equation : str
+        The equation (printed) whose value failed, such as a singular
+        ``linalg.solve``; empty when a block solve failed as a whole.
+    """
+
+    def __init__(self, message: str = "", equation: str = "") -> None:
+        super().__init__(message)
+        self.equation = equation
 
 
 class ConvergenceError(SolveError):

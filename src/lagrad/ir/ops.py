@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse
 
 from lagrad.errors import ProgramError
+from lagrad.ir import linalg
 from lagrad.ir import primitives as P
 from lagrad.ir.primitives import Tracer
 
@@ -218,6 +219,8 @@ _FUNCTIONS: dict[Any, Any] = {
     np.sum: sum, np.mean: mean, np.reshape: reshape, np.transpose: transpose,
     np.concatenate: concatenate, np.stack: stack, np.where: where, np.dot: dot,
     np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
+    np.linalg.solve: linalg.solve, np.linalg.inv: linalg.inv, np.linalg.det: linalg.det,
+    np.linalg.slogdet: linalg.slogdet, np.linalg.cholesky: linalg.cholesky,
 }
 
 

@@ -332,6 +332,17 @@ ELEMENTWISE: tuple[Primitive, ...] = (
     exp, log, sin, cos, tanh, sigmoid, relu, sqrt, absolute, weighted_sum)
 
 
+def _zero_partials(k: int, ans: Array, x: Array) -> Array:
+    return np.zeros_like(ans)
+
+
+# The value passes, the derivative is declared zero (JAX's stop_gradient): on
+# purpose not the derivative of its value, so it is not in ELEMENTWISE, whose
+# rules the tests check against finite differences of the value.
+stop_gradient = _elementwise("stop_gradient", _identity_value, _zero_partials, constant=(0.0,),
+                             doc="x, with derivative zero")
+
+
 # ------------------------------------------------------ structural rules
 # Linear structural maps (reshape, transpose, indexing, concatenation) are
 # selections: their Jacobian is found by applying the map to the array of flat

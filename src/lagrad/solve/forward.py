@@ -13,7 +13,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lagrad.compile.guards import first_nonfinite
-from lagrad.compile.schedule import CyclicBlock, Schedule
+from lagrad.compile.schedule import CyclicBlock, Schedule, Single, Step
+from lagrad.errors import SolveError
 from lagrad.numeric import all_finite
 from lagrad.options import ForwardOptions
 from lagrad.solve.buffers import pool_of
@@ -47,19 +48,47 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array], options: ForwardOption
     scratch: Array | None = None  # shared by the cyclic blocks' solves
     with np.errstate(all="ignore"):  # non-finite values are reported below, by equation
         for step in schedule.steps:
-            if isinstance(step, CyclicBlock):
-                own = NO_OPTIONS
-                for u in reversed(step.unknowns):  # the first unknown's options win
-                    own = program.block_options.get(u.index, NO_OPTIONS).over(own)
-                for u in step.unknowns:
-                    if sources and u.index in sources:
-                        inits[u.index] = z[index.slice(sources[u.index])].copy()
-                if scratch is None:
-                    scratch = np.empty_like(z)
-                results[step.block.number] = solve_block(step, z, options.over(own), inits,
-                                                         scratch)
-            else:
-                step.run(z)
+            try:
+                if isinstance(step, CyclicBlock):
+                    own = NO_OPTIONS
+                    for u in reversed(step.unknowns):  # the first unknown's options win
+                        own = program.block_options.get(u.index, NO_OPTIONS).over(own)
+                    for u in step.unknowns:
+                        if sources and u.index in sources:
+                            inits[u.index] = z[index.slice(sources[u.index])].copy()
+                    if scratch is None:
+                        scratch = np.empty_like(z)
+                    results[step.block.number] = solve_block(step, z, options.over(own),
+                                                             inits, scratch)
+                else:
+                    step.run(z)
+            except SolveError as err:
+                located = _locate(err, step, z, schedule)
+                if located is None:
+                    raise
+                raise located from err
     if not all_finite(z):
         raise first_nonfinite(schedule, z, "value")
     return z, results
+
+
+def _locate(err: SolveError, step: Step, z: Array, schedule: Schedule) -> SolveError | None:
+    """``err`` (raised by an equation's value, such as a singular linalg.solve)
+    again, naming that equation; None when it already names one or came from a
+    block solve as a whole. In a cyclic block the equation is found by running
+    its steps again at the block's last iterate (left in z)."""
+    if err.equation:
+        return None
+    culprit = step if isinstance(step, Single) else None
+    if isinstance(step, CyclicBlock):
+        scratch = np.empty_like(z)
+        for inner in step.steps:
+            try:
+                inner.run(z, scratch if inner in step.closing else None)
+            except SolveError:
+                culprit = inner
+                break
+    if culprit is None:
+        return None
+    text = schedule.program.describe(culprit.eq)
+    return type(err)(f"{err} (in equation `{text}`)", text)

@@ -1,0 +1,612 @@
+"""Linear algebra on traced values (``lagrad.linalg``): solve, spsolve, inv,
+det, slogdet, cholesky.
+
+Each is a primitive whose rules are written with the factorization its value
+computed. For x = A^-1 b (``solve`` and ``spsolve``), differentiating
+A x = b gives A dx = db - dA x, so
+
+* the JVP is one solve with A: dx = A^-1 (db - dA x);
+* the VJP is one solve with A^T: with b_bar = A^-T g, the cotangents are
+  b_bar for b and -b_bar x^T for A (for sparse values d_e at (row_e, col_e),
+  -b_bar[row_e] x[col_e]), as in JAX's ``custom_linear_solve``.
+
+The factorization (``scipy.linalg.lu_factor``, or ``splu`` for sparse A) is
+memoized on A's values (:mod:`lagrad.ir.memo`), and the transposed solve on
+(A, g): the forward value, the JVP and the VJP of one equation share one
+factorization (``lu_solve(..., trans=1)``, ``splu(...).solve(..., trans="T")``),
+and the reverse sweep makes one transposed solve per equation, not one per
+argument. Singular A raises :class:`lagrad.SingularSystemError` (the forward
+pass adds the equation to the message).
+
+>>> import numpy as np, lagrad
+>>> A, c = np.array([[3.0, 1.0], [1.0, 2.0]]), np.array([1.0, -1.0])
+>>> L = lambda A, b: lagrad.linalg.solve(A, b) @ c
+>>> gA, gb = lagrad.grad(L, argnums=(0, 1))(A, np.ones(2))
+>>> bool(np.allclose(gb, np.linalg.solve(A.T, c)))
+True
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from numpy.typing import NDArray
+
+from lagrad.errors import ProgramError, SingularSystemError, SolveError
+from lagrad.ir import primitives as P
+from lagrad.ir.memo import ValueMemo, value_key
+from lagrad.ir.pattern import CSRPattern, check_indices, check_matrix_shape
+
+__all__ = ["solve", "spsolve", "inv", "det", "slogdet", "cholesky", "LINALG",
+           "factor_memo"]
+
+Array = NDArray[np.float64]
+Shape = tuple[int, ...]
+
+# A pivot ratio beyond 1/eps: A is singular to working precision.
+SINGULAR_PIVOT_RATIO = 1.0 / np.finfo(float).eps
+
+# Factorizations and transposed solves, by value (pure functions of their keys).
+factor_memo = ValueMemo(maxsize=16, maxbytes=2**28)
+_adjoint_memo = ValueMemo(maxsize=16)
+
+
+# ------------------------------------------------------------ factorizations
+
+@dataclass(frozen=True, eq=False)
+class DenseLU:
+    """``lu_factor(A)``: P A = L U, with the solves and determinant it gives."""
+
+    lu: Array
+    piv: NDArray[np.int32]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.lu.nbytes)
+
+    @property
+    def singular(self) -> bool:
+        d = np.abs(np.diag(self.lu))
+        return bool(d.size) and not (d.min() > 0 and d.max() / d.min() < SINGULAR_PIVOT_RATIO)
+
+    def solve(self, b: Array, trans: int = 0) -> Array:
+        """A^-1 b, or A^-T b with ``trans=1``."""
+        return sla.lu_solve((self.lu, self.piv), b, trans=trans, check_finite=False)
+
+    def sign_logabsdet(self) -> tuple[float, float]:
+        d = np.diag(self.lu)
+        swaps = int(np.count_nonzero(self.piv != np.arange(self.piv.size)))
+        sign = float(np.prod(np.sign(d))) * (-1.0) ** swaps
+        with np.errstate(divide="ignore"):
+            return sign, float(np.sum(np.log(np.abs(d))))
+
+
+def dense_lu(a: Array) -> DenseLU:
+    """The LU factorization of the square matrix ``a``, memoized on its values."""
+    def build() -> DenseLU:
+        with warnings.catch_warnings():  # an exactly singular A: reported by the callers
+            warnings.simplefilter("ignore", sla.LinAlgWarning)
+            lu, piv = sla.lu_factor(np.asarray(a, dtype=float), check_finite=False)
+        return DenseLU(lu, piv)
+    return factor_memo.get(("lu", value_key(a)), build)
+
+
+def _nonsingular(a: Array, who: str) -> DenseLU:
+    factor = dense_lu(a)
+    if factor.singular:
+        raise SingularSystemError(
+            f"{who}: the matrix A of shape {np.shape(a)} is singular to working precision "
+            "(a zero or negligible LU pivot), so A x = b does not determine x; check how A "
+            "is built, or regularize it")
+    return factor
+
+
+def _sparse_key(data: Array, pattern: CSRPattern) -> tuple[Any, ...]:
+    return value_key(data, pattern.indptr, pattern.indices)
+
+
+@dataclass(frozen=True, eq=False)
+class SparseLU:
+    """``splu(A)`` for a pattern and values, with the size of A for the memo."""
+
+    factor: Any
+    nbytes: int
+
+    def solve(self, b: Array, trans: str = "N") -> Array:
+        return self.factor.solve(np.ascontiguousarray(b, dtype=float), trans=trans)
+
+
+def sparse_lu(data: Array, pattern: CSRPattern, who: str = "linalg.spsolve") -> SparseLU:
+    """The sparse LU factorization of A(data), memoized on its values and pattern."""
+    def build() -> SparseLU:
+        m = pattern.matrix(data).tocsc()
+        m.sum_duplicates()
+        try:
+            factor = spla.splu(m)
+        except RuntimeError as err:  # scipy: "Factor is exactly singular"
+            raise _sparse_singular(pattern, who) from err
+        d = np.abs(factor.U.diagonal())
+        if d.size and not (d.min() > 0 and d.max() / d.min() < SINGULAR_PIVOT_RATIO):
+            raise _sparse_singular(pattern, who)
+        return SparseLU(factor, 8 * (factor.L.nnz + factor.U.nnz))
+    return factor_memo.get(("splu", _sparse_key(data, pattern)), build)
+
+
+def _sparse_singular(pattern: CSRPattern, who: str) -> SingularSystemError:
+    return SingularSystemError(
+        f"{who}: the sparse matrix A of shape {pattern.shape} with {pattern.nnz} stored "
+        "entries is singular to working precision, so A x = b does not determine x; check "
+        "its pattern (an empty row or column?) and values")
+
+
+# --------------------------------------------------------------- dense solve
+
+def _solve_value(a: Array, b: Array) -> Array:
+    return _nonsingular(a, "linalg.solve").solve(b)
+
+
+def _solve_shape(sa: Shape, sb: Shape) -> Shape:
+    if len(sa) != 2 or sa[0] != sa[1]:
+        raise ValueError(f"A must be a square matrix, got shape {sa}")
+    if not 1 <= len(sb) <= 2 or sb[0] != sa[0]:
+        raise ValueError(f"b must have shape ({sa[0]},) or ({sa[0]}, k), got {sb}")
+    return sb
+
+
+def _solve_adjoint(a: Array, g: Array) -> Array:
+    """b_bar = A^-T g: one transposed solve with A's factorization, per (A, g)."""
+    def build() -> Array:
+        return _nonsingular(a, "linalg.solve").solve(g, trans=1)
+    return _adjoint_memo.get(("solve", value_key(a, g)), build)
+
+
+def _solve_vjp(k: int, g: Array, ans: Array, a: Array, b: Array) -> Array:
+    b_bar = _solve_adjoint(a, np.asarray(g, dtype=float))
+    if k == 1:
+        return b_bar
+    # A x = b gives dA's cotangent -b_bar x^T (summed over the columns of a matrix b)
+    return -np.multiply.outer(b_bar, ans) if np.ndim(ans) == 1 else -b_bar @ ans.T
+
+
+def _solve_jvp(ts: Sequence[Array | None], ans: Array, a: Array, b: Array) -> Array:
+    ta, tb = ts
+    rhs = np.zeros(np.shape(ans)) if tb is None else np.array(tb, dtype=float)
+    if ta is not None:
+        rhs -= ta @ ans
+    return _nonsingular(a, "linalg.solve").solve(rhs)
+
+
+def _solve_jacobian(k: int, ans: Array, a: Array, b: Array) -> sp.csr_matrix:
+    a_inv = _nonsingular(a, "linalg.solve").solve(np.eye(np.shape(a)[0]))
+    width = 1 if np.ndim(ans) == 1 else np.shape(ans)[1]
+    if k == 1:  # x[i, j] = sum_l Ainv[i, l] b[l, j]: Ainv kron I
+        return sp.csr_matrix(np.kron(a_inv, np.eye(width)))
+    # d x[i, j] / d A[p, q] = -Ainv[i, p] x[q, j]: row i * width + j, column p * n + q
+    return sp.csr_matrix(-np.kron(a_inv, np.reshape(ans, (-1, width)).T))
+
+
+solve_p = P.Primitive("solve", _solve_value, _solve_shape, vjp=_solve_vjp, jvp=_solve_jvp,
+                      jacobian=_solve_jacobian, doc="A^-1 b by LU, adjoint by lu_solve(trans=1)")
+
+
+# -------------------------------------------------------------- sparse solve
+
+def _spsolve_value(data: Array, b: Array, *, pattern: CSRPattern) -> Array:
+    return sparse_lu(data, pattern).solve(b)
+
+
+def _spsolve_shape(s_data: Shape, s_b: Shape, *, pattern: CSRPattern) -> Shape:
+    n = pattern.shape[0]
+    if s_data != (pattern.nnz,):
+        raise ValueError(f"values of shape {s_data} for a pattern of {pattern.nnz} entries")
+    if not 1 <= len(s_b) <= 2 or s_b[0] != n:
+        raise ValueError(f"b must have shape ({n},) or ({n}, k), got {s_b}")
+    return s_b
+
+
+def _spsolve_vjp(k: int, g: Array, ans: Array, data: Array, b: Array, *,
+                 pattern: CSRPattern) -> Array:
+    g = np.asarray(g, dtype=float)
+
+    def build() -> Array:
+        return sparse_lu(data, pattern).solve(g, trans="T")
+    b_bar = _adjoint_memo.get(("spsolve", _sparse_key(data, pattern), value_key(g)), build)
+    if k == 1:
+        return b_bar
+    # d x / d data_e = -A^-1 E_e x: the cotangent is -b_bar[row_e] x[col_e]
+    br, xc = b_bar[pattern.rows], ans[pattern.indices]
+    return -(br * xc if np.ndim(ans) == 1 else np.einsum("ej,ej->e", br, xc))
+
+
+def _spsolve_jvp(ts: Sequence[Array | None], ans: Array, data: Array, b: Array, *,
+                 pattern: CSRPattern) -> Array:
+    t_data, t_b = ts
+    rhs = np.zeros(np.shape(ans)) if t_b is None else np.array(t_b, dtype=float)
+    if t_data is not None:
+        rhs -= pattern.matrix(t_data) @ ans
+    return sparse_lu(data, pattern).solve(rhs)
+
+
+def _spsolve_jacobian(k: int, ans: Array, data: Array, b: Array, *,
+                      pattern: CSRPattern) -> sp.csr_matrix:
+    # dense: A^-1 of a sparse A is dense in general (Newton in a block pays n solves)
+    n = pattern.shape[0]
+    a_inv = sparse_lu(data, pattern).solve(np.eye(n))
+    width = 1 if np.ndim(ans) == 1 else np.shape(ans)[1]
+    if k == 1:
+        return sp.csr_matrix(np.kron(a_inv, np.eye(width)))
+    # row i * width + j, column e: -Ainv[i, row_e] x[col_e, j]
+    x = np.reshape(ans, (n, width))
+    block = -np.einsum("ie,ej->ije", a_inv[:, pattern.rows], x[pattern.indices])
+    return sp.csr_matrix(block.reshape(n * width, pattern.nnz))
+
+
+spsolve_p = P.Primitive("spsolve", _spsolve_value, _spsolve_shape, vjp=_spsolve_vjp,
+                        jvp=_spsolve_jvp, jacobian=_spsolve_jacobian,
+                        doc="A(data)^-1 b by splu, adjoint by splu.solve(trans='T')")
+
+
+# ---------------------------------------------------------- determinants
+
+def _square_shape(s: Shape) -> Shape:
+    if len(s) != 2 or s[0] != s[1]:
+        raise ValueError(f"A must be a square matrix, got shape {s}")
+    return ()
+
+
+def _det_value(a: Array) -> Array:
+    factor = dense_lu(a)
+    if factor.singular:
+        return np.zeros(())
+    sign, logabs = factor.sign_logabsdet()
+    return np.asarray(sign * math.exp(logabs))
+
+
+def _inverse_transpose(a: Array, who: str) -> Array:
+    return _nonsingular(a, who).solve(np.eye(np.shape(a)[0]), trans=1)
+
+
+def _det_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
+    # d det A = det A tr(A^-1 dA): the cotangent is g det(A) A^-T
+    return g * ans * _inverse_transpose(a, "linalg.det (its derivative)")
+
+
+def _det_jvp(ts: Sequence[Array | None], ans: Array, a: Array) -> Array:
+    return ans * np.sum(_inverse_transpose(a, "linalg.det (its derivative)") * ts[0])
+
+
+def _det_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
+    row = ans * _inverse_transpose(a, "linalg.det (its derivative)").ravel()
+    return sp.csr_matrix(row.reshape(1, -1))
+
+
+det_p = P.Primitive("det", _det_value, _square_shape, vjp=_det_vjp, jvp=_det_jvp,
+                    jacobian=_det_jacobian, doc="det A by LU")
+
+
+def _logabsdet_value(a: Array) -> Array:
+    return np.asarray(_nonsingular(a, "linalg.slogdet").sign_logabsdet()[1])
+
+
+def _logabsdet_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
+    return g * _inverse_transpose(a, "linalg.slogdet")  # d log|det A| = tr(A^-1 dA)
+
+
+def _logabsdet_jvp(ts: Sequence[Array | None], ans: Array, a: Array) -> Array:
+    return np.sum(_inverse_transpose(a, "linalg.slogdet") * ts[0])
+
+
+def _logabsdet_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
+    return sp.csr_matrix(_inverse_transpose(a, "linalg.slogdet").reshape(1, -1))
+
+
+logabsdet_p = P.Primitive("logabsdet", _logabsdet_value, _square_shape, vjp=_logabsdet_vjp,
+                          jvp=_logabsdet_jvp, jacobian=_logabsdet_jacobian,
+                          doc="log |det A| by LU")
+
+
+def _sign_value(a: Array) -> Array:
+    factor = dense_lu(a)
+    return np.zeros(()) if factor.singular else np.asarray(factor.sign_logabsdet()[0])
+
+
+def _sign_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
+    return np.zeros(np.shape(a))  # piecewise constant
+
+
+def _sign_jvp(ts: Sequence[Array | None], ans: Array, a: Array) -> Array:
+    return np.zeros(())
+
+
+def _sign_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
+    return sp.csr_matrix((1, np.size(a)))
+
+
+sign_det_p = P.Primitive("sign_det", _sign_value, _square_shape, vjp=_sign_vjp,
+                         jvp=_sign_jvp, jacobian=_sign_jacobian,
+                         doc="the sign of det A (derivative zero)")
+
+
+# -------------------------------------------------------------- cholesky
+# L = chol(S) with S = tril(A) + tril(A, -1)^T: like numpy, only A's lower
+# triangle is read, and the rules are the derivatives of exactly that map.
+# With Phi(X) = tril(X) with its diagonal halved, S = L L^T gives
+# dS = dL L^T + L dL^T, so L^-1 dS L^-T = Phi(.) + Phi(.)^T and
+# dL = L Phi(L^-1 dS L^-T). Transposing (Phi is its own adjoint):
+# S_bar = L^-T Phi(L^T L_bar) L^-1, and A's lower triangle collects S_bar and
+# S_bar^T (each off-diagonal entry of A appears twice in S).
+
+def _from_lower(a: Array) -> Array:
+    return np.tril(a) + np.tril(a, -1).T
+
+
+def _phi(x: Array) -> Array:
+    return np.tril(x) - 0.5 * np.diag(np.diag(x))
+
+
+def _cholesky_value(a: Array) -> Array:
+    try:
+        return np.linalg.cholesky(_from_lower(np.asarray(a, dtype=float)))
+    except np.linalg.LinAlgError as err:
+        raise SolveError(f"linalg.cholesky: the matrix of shape {np.shape(a)} (its lower "
+                         "triangle, read as symmetric) is not positive definite; check how "
+                         "it is built, or add a multiple of the identity") from err
+
+
+def _cholesky_shape(s: Shape) -> Shape:
+    _square_shape(s)
+    return s
+
+
+def _tri_solve(l_mat: Array, b: Array, trans: int = 0) -> Array:
+    return sla.solve_triangular(l_mat, b, lower=True, trans=trans, check_finite=False)
+
+
+def _cholesky_jvp(ts: Sequence[Array | None], ans: Array, a: Array) -> Array:
+    ds = _from_lower(np.asarray(ts[0], dtype=float))
+    m = _tri_solve(ans, _tri_solve(ans, ds).T).T  # L^-1 dS L^-T (dS symmetric)
+    return ans @ _phi(m)
+
+
+def _cholesky_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
+    inner = _phi(ans.T @ g)
+    s_bar = _tri_solve(ans, _tri_solve(ans, inner, trans=1).T, trans=1).T  # L^-T . L^-1
+    return np.tril(s_bar + s_bar.T, -1) + np.diag(np.diag(s_bar))
+
+
+def _cholesky_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
+    n = np.shape(a)[0]
+    cols = np.zeros((n * n, n * n))
+    for p, q in zip(*np.tril_indices(n)):  # the upper triangle is not read
+        e = np.zeros((n, n))
+        e[p, q] = 1.0
+        cols[:, p * n + q] = _cholesky_jvp((e,), ans, a).ravel()
+    return sp.csr_matrix(cols)
+
+
+cholesky_p = P.Primitive("cholesky", _cholesky_value, _cholesky_shape, vjp=_cholesky_vjp,
+                         jvp=_cholesky_jvp, jacobian=_cholesky_jacobian,
+                         doc="the lower Cholesky factor of A's lower triangle")
+
+LINALG: tuple[P.Primitive, ...] = (solve_p, spsolve_p, det_p, logabsdet_p, sign_det_p,
+                                   cholesky_p)
+
+
+# ------------------------------------------------------------------- the ops
+
+def _shape_of(x: Any) -> Shape:
+    return x.shape if isinstance(x, P.Tracer) else np.shape(x)
+
+
+def _check_square(a: Any, who: str) -> int:
+    s = _shape_of(a)
+    if len(s) != 2 or s[0] != s[1]:
+        name = f" {a.name!r}" if isinstance(a, P.Tracer) else ""
+        raise ProgramError(f"{who}: A{name} has shape {s}; it must be a square matrix "
+                           "(n, n)")
+    return int(s[0])
+
+
+def _check_rhs(b: Any, n: int, who: str) -> None:
+    s = _shape_of(b)
+    if not 1 <= len(s) <= 2 or s[0] != n:
+        name = f" {b.name!r}" if isinstance(b, P.Tracer) else ""
+        raise ProgramError(f"{who}: b{name} has shape {s}, but A is ({n}, {n}); b must have "
+                           f"shape ({n},) or ({n}, k)")
+
+
+def solve(a: Any, b: Any) -> Any:
+    """The solution x of A x = b, for a dense square A (``numpy.linalg.solve``).
+
+    Parameters
+    ----------
+    a : array_like or Variable, shape (n, n)
+    b : array_like or Variable, shape (n,) or (n, k)
+
+    Returns
+    -------
+    ndarray or Variable, the shape of b
+
+    Raises
+    ------
+    ProgramError
+        A not square, or b of the wrong shape.
+    SingularSystemError
+        A singular to working precision (when the value is computed).
+
+    Notes
+    -----
+    One LU factorization (``scipy.linalg.lu_factor``) per value of A, shared
+    by the value, the JVP dx = A^-1 (db - dA x) and the VJP, which is one
+    transposed solve b_bar = A^-T g (``lu_solve(..., trans=1)``) giving
+    b_bar for b and -b_bar x^T for A. ``numpy.linalg.solve`` on traced
+    variables calls this function.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> lagrad.linalg.solve(A, np.array([3.0, 4.0]))
+    array([1., 1.])
+    >>> g = lagrad.grad(lambda b: np.linalg.solve(A, b).sum())(np.ones(2))
+    >>> bool(np.allclose(g, np.linalg.solve(A.T, np.ones(2))))  # A^-T 1
+    True
+    """
+    n = _check_square(a, "linalg.solve")
+    _check_rhs(b, n, "linalg.solve")
+    return solve_p(a, b)
+
+
+def inv(a: Any) -> Any:
+    """The inverse of a dense square A (``numpy.linalg.inv``), as ``solve(A, I)``:
+    its VJP is -A^-T G A^-T and its JVP -A^-1 dA A^-1, from solve's rules.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> lagrad.linalg.inv(np.array([[2.0, 0.0], [0.0, 4.0]]))
+    array([[0.5 , 0.  ],
+           [0.  , 0.25]])
+    """
+    return solve_p(a, np.eye(_check_square(a, "linalg.inv")))
+
+
+def det(a: Any) -> Any:
+    """The determinant of a dense square A (``numpy.linalg.det``), from its LU.
+
+    The derivative is det(A) A^-T, which needs a nonsingular A: at a singular
+    A the value is 0 and a derivative raises :class:`lagrad.SingularSystemError`.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> round(float(lagrad.linalg.det(A)), 12)
+    5.0
+    >>> lagrad.grad(lagrad.linalg.det)(A)  # det(A) A^-T, the cofactors
+    array([[ 3., -1.],
+           [-1.,  2.]])
+    """
+    _check_square(a, "linalg.det")
+    return det_p(a)
+
+
+def slogdet(a: Any) -> tuple[Any, Any]:
+    """``(sign, log|det A|)`` of a dense square A (``numpy.linalg.slogdet``).
+
+    The sign is piecewise constant (derivative zero); d log|det A| / dA = A^-T.
+    A singular A raises :class:`lagrad.SingularSystemError`.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> sign, logdet = lagrad.linalg.slogdet(np.array([[0.0, 2.0], [3.0, 0.0]]))
+    >>> float(sign), round(float(logdet), 12)
+    (-1.0, 1.791759469228)
+    """
+    _check_square(a, "linalg.slogdet")
+    return sign_det_p(a), logabsdet_p(a)
+
+
+def cholesky(a: Any) -> Any:
+    """The lower Cholesky factor L of a symmetric positive definite A, A = L L^T
+    (``numpy.linalg.cholesky``).
+
+    As numpy, only A's lower triangle is read; the derivative is that of this
+    map (its upper triangle's cotangent is zero; for a symmetric A built from
+    variables, the gradient is the usual symmetric one). Not positive definite
+    raises :class:`lagrad.SolveError`.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> lagrad.linalg.cholesky(np.array([[4.0, 2.0], [2.0, 2.0]]))
+    array([[2., 0.],
+           [1., 1.]])
+    """
+    _check_square(a, "linalg.cholesky")
+    return cholesky_p(a)
+
+
+def spsolve(a: Any, b: Any, *, shape: Sequence[int] | None = None) -> Any:
+    """The solution x of A x = b for a sparse A (``scipy.sparse.linalg.spsolve``).
+
+    Parameters
+    ----------
+    a : scipy.sparse matrix, or tuple (data, row, col)
+        A constant sparse matrix, or its COO form with constant indices
+        ``row``, ``col`` and values ``data`` that may be traced (repeated
+        (row, col) pairs add up), as :func:`lagrad.coo_matvec`.
+    b : array_like or Variable, shape (n,) or (n, k)
+    shape : (int, int), optional
+        A's shape, required with the COO form.
+
+    Returns
+    -------
+    ndarray or Variable, the shape of b
+
+    Raises
+    ------
+    ProgramError
+        A not square, a bad pattern, or ``data`` or ``b`` of the wrong shape.
+    SingularSystemError
+        A singular to working precision.
+
+    Notes
+    -----
+    One ``scipy.sparse.linalg.splu`` per value of A, shared by the value, the
+    JVP and the VJP, which is one transposed solve ``solve(g, trans="T")``:
+    the cotangents are b_bar = A^-T g for b and -b_bar[row_e] x[col_e] for
+    data_e. The pattern is compiled once into a
+    :class:`lagrad.ir.pattern.CSRPattern`, as in ``coo_matvec``. The local
+    Jacobian (needed only by Newton's method or a direct solver when the
+    solve sits in a cyclic block) is dense, n solves.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse, lagrad
+    >>> row, col = np.array([0, 1, 1]), np.array([0, 0, 1])
+    >>> lagrad.linalg.spsolve((np.array([2.0, 1.0, 4.0]), row, col), np.array([2.0, 5.0]),
+    ...                       shape=(2, 2))
+    array([1., 1.])
+    >>> f = lambda d: lagrad.linalg.spsolve((d, row, col), np.ones(2), shape=(2, 2)).sum()
+    >>> err = lagrad.check_grad(f, np.array([2.0, 1.0, 4.0]))
+    """
+    if sp.issparse(a):
+        m = sp.csr_matrix(a, dtype=float)
+        m.sum_duplicates()
+        coo = m.tocoo()
+        data: Any = coo.data
+        row, col, dims = coo.row, coo.col, check_matrix_shape(m.shape, "linalg.spsolve")
+    elif isinstance(a, (tuple, list)) and len(a) == 3:
+        if shape is None:
+            raise ProgramError("linalg.spsolve: A given as (data, row, col) needs shape=(n, n)")
+        data, row, col = a
+        dims = check_matrix_shape(shape, "linalg.spsolve")
+    else:
+        raise ProgramError(f"linalg.spsolve: A is a {type(a).__name__}; give a scipy.sparse "
+                           "matrix or a tuple (data, row, col) with shape=(n, n)")
+    if dims[0] != dims[1]:
+        raise ProgramError(f"linalg.spsolve: A has shape {dims}; it must be square")
+    row_a = check_indices(row, "row", dims[0], "linalg.spsolve")
+    col_a = check_indices(col, "col", dims[1], "linalg.spsolve")
+    if row_a.size != col_a.size or _shape_of(data) != (row_a.size,):
+        raise ProgramError(f"linalg.spsolve: data has shape {_shape_of(data)}, row "
+                           f"{row_a.size} and col {col_a.size} entries; give one value per "
+                           "(row, col) pair")
+    _check_rhs(b, dims[0], "linalg.spsolve")
+    pattern = CSRPattern.from_coo(row_a, col_a, dims)
+    if pattern.order is not None:  # values into CSR order, as coo_matvec does
+        if isinstance(data, P.Tracer):
+            data = P.getitem(data, index=pattern.order)
+        else:
+            data = np.asarray(data, dtype=float)[pattern.order]
+    return spsolve_p(data, b, pattern=pattern)
