@@ -43,7 +43,7 @@ Array = NDArray[np.float64]
 DENSE_LIMIT = 20_000  # unknowns; the dense reference needs n^2 floats of memory
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SolveInfo:
     """Diagnostics of one linear solve of a whole system.
 
@@ -83,7 +83,7 @@ class SystemSolution(NamedTuple):
         return self.info
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What a solver's run gives back to :func:`solve_system`."""
 
