@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from lagrad.errors import OptionError, ProgramError
-from lagrad.ir.program import as_real
+from lagrad.ir.constants import as_real
 from lagrad.ir.trace import Traced, normalize_argnums, trace_args
 from lagrad.solve.linsolve import solve_system
 from lagrad.solve.solution import Solution

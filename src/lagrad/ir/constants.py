@@ -9,13 +9,19 @@ no solve can write into the program's own copy.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import DTypeLike
 
-__all__ = ["frozen", "frozen_sparse", "frozen_param"]
+from lagrad.errors import ProgramError
+
+__all__ = ["frozen", "frozen_sparse", "frozen_param", "as_real"]
+
+# numpy >= 1.25 has it in np.exceptions (numpy 2 removed np.ComplexWarning)
+_ComplexWarning = getattr(np, "exceptions", np).ComplexWarning
 
 
 def frozen(a: Any, dtype: DTypeLike = None) -> np.ndarray:
@@ -45,3 +51,25 @@ def frozen_param(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(frozen_param(v) for v in value)
     return value
+
+
+def as_real(value: Any, what: str, *, warn_complex: bool = True) -> np.ndarray:
+    """``value`` as a float64 array; ``what`` names it in errors.
+
+    Complex values lose their imaginary part with a ``ComplexWarning`` (as in
+    numpy) when ``warn_complex``, else raise; anything not numeric raises.
+    """
+    arr = np.asarray(value)
+    if arr.dtype.kind == "c" and warn_complex:
+        warnings.warn(f"{what} is complex; its imaginary part is discarded", _ComplexWarning,
+                      stacklevel=3)
+        arr = arr.real
+    if arr.dtype.kind not in "biuf":
+        raise ProgramError(f"{what} must be real numbers, got {type(value).__name__} "
+                           f"{_short(value)} of dtype {arr.dtype}")
+    return arr.astype(float, copy=False)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

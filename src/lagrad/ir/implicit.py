@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from lagrad.errors import ProgramError
-from lagrad.ir.program import Program, Variable, as_real
+from lagrad.ir.constants import as_real
+from lagrad.ir.program import Program, Variable
 
 __all__ = ["fixed_point", "root"]
 

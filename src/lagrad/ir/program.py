@@ -10,7 +10,6 @@ never changes them.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,14 +21,12 @@ from lagrad.errors import OptionError, ProgramError, TracedIndexError
 from lagrad.ir import ops
 from lagrad.ir import primitives as P
 from lagrad.ir.blocks import Block, find_blocks
-from lagrad.ir.constants import frozen, frozen_param
+from lagrad.ir.constants import as_real, frozen, frozen_param
 from lagrad.options import ForwardOptions
 
-__all__ = ["Variable", "Equation", "Program", "bind", "as_real"]
+__all__ = ["Variable", "Equation", "Program", "bind"]
 
 Shape = tuple[int, ...]
-# numpy >= 1.25 has it in np.exceptions (numpy 2 removed np.ComplexWarning)
-_ComplexWarning = getattr(np, "exceptions", np).ComplexWarning
 
 
 class Variable(P.Tracer):
@@ -567,34 +564,12 @@ def _constant(a: Any, prim: P.Primitive) -> np.ndarray:
     return frozen(c, float)
 
 
-def as_real(value: Any, what: str, *, warn_complex: bool = True) -> np.ndarray:
-    """``value`` as a float64 array; ``what`` names it in errors.
-
-    Complex values lose their imaginary part with a ``ComplexWarning`` (as in
-    numpy) when ``warn_complex``, else raise; anything not numeric raises.
-    """
-    arr = np.asarray(value)
-    if arr.dtype.kind == "c" and warn_complex:
-        warnings.warn(f"{what} is complex; its imaginary part is discarded", _ComplexWarning,
-                      stacklevel=3)
-        arr = arr.real
-    if arr.dtype.kind not in "biuf":
-        raise ProgramError(f"{what} must be real numbers, got {type(value).__name__} "
-                           f"{_short(value)} of dtype {arr.dtype}")
-    return arr.astype(float, copy=False)
-
-
 def _init(init: Any, shape: Shape, name: str) -> np.ndarray:
     start = as_real(init, f"init of unknown {name!r}")
     if start.shape != shape and start.size != math.prod(shape):
         raise ProgramError(f"init of unknown {name!r} has shape {start.shape}, the unknown "
                            f"has shape {shape}; give an array of that shape")
     return frozen(start.reshape(shape))
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _shape(shape: Any, what: str) -> Shape:

@@ -13,7 +13,8 @@ from numpy.typing import NDArray
 from lagrad.compile.compiler import compile_program
 from lagrad.compile.schedule import Index, Schedule
 from lagrad.errors import OptionError, ProgramError
-from lagrad.ir.program import Program, Variable, as_real
+from lagrad.ir.constants import as_real
+from lagrad.ir.program import Program, Variable
 from lagrad.numeric import norm2
 from lagrad.options import ForwardOptions
 from lagrad.solve.buffers import pool_of
