@@ -29,7 +29,9 @@ import scipy.sparse as sp
 import scipy.special
 from numpy.typing import NDArray
 
+from lagrad.ir import batching
 from lagrad.ir.accumulate import matmul_vjp_add
+from lagrad.ir.batching import BatchRule, align, unalign
 
 Array = NDArray[np.float64]
 Shape = tuple[int, ...]
@@ -79,6 +81,9 @@ class Primitive:
         ``vjp_add(k, out, g, ans, *args, **params) -> bool``: add the cotangent
         of argument ``k`` into ``out`` in place (no temporary); returns False
         when it cannot, and the cotangent is then computed and added.
+    batch : BatchRule, optional
+        Structural primitives that can run over a batch of equations at once
+        (see :mod:`lagrad.ir.batching`); elementwise ones always can.
     """
 
     name: str
@@ -91,6 +96,7 @@ class Primitive:
     doc: str = field(default="", repr=False)
     constant_partials: tuple[float, ...] | None = None  # add, sub, neg: skip the products
     vjp_add: Callable[..., bool] | None = None
+    batch: BatchRule | None = None
 
     @property
     def elementwise(self) -> bool:
@@ -144,6 +150,45 @@ class Primitive:
             return _broadcast_jacobian(d, np.shape(args[k]), np.shape(ans))
         assert self.jacobian is not None, self.name
         return sp.csr_matrix(self.jacobian(k, ans, *args, **params))
+
+    # Batched forms: every argument has a leading batch axis (B, *shape) and the
+    # params are shared (lagrad.ir.batching; used by groups of cyclic blocks).
+    def batchable(self, params: Mapping[str, Any]) -> bool:
+        """Whether this primitive, with these params, runs over a batch."""
+        if self.partials is not None:
+            return True
+        rule = self.batch
+        return rule is not None and (rule.accepts is None or rule.accepts(**params))
+
+    def batched_value(self, args: Sequence[Array], params: Mapping[str, Any]) -> Array:
+        if self.batch is not None:
+            return self.batch.value(*args, **params)
+        rank = max(np.ndim(a) for a in args) - 1
+        return np.asarray(self.value(*(align(a, rank) for a in args), **params), dtype=float)
+
+    def batched_jvp(self, k: int, t: Array, ans: Array, args: Sequence[Array],
+                    params: Mapping[str, Any]) -> Array:
+        """Output tangent (B, *out) for the tangent ``t`` of argument ``k`` alone."""
+        if self.batch is not None:
+            return self.batch.jvp(k, t, ans, *args, **params)
+        assert self.partials is not None, self.name
+        rank = ans.ndim - 1
+        d = self.partials(k, ans, *(align(a, rank) for a in args), **params)
+        return np.broadcast_to(d * align(t, rank), ans.shape)
+
+    def batched_vjp(self, k: int, g: Array, ans: Array, args: Sequence[Array],
+                    params: Mapping[str, Any]) -> Array:
+        """Cotangent (B, *shape_k) of argument ``k`` for the output cotangent ``g``."""
+        if self.batch is not None:
+            return self.batch.vjp(k, g, ans, *args, **params)
+        if self.constant_partials is not None:
+            c = self.constant_partials[k]
+            ct = g if c == 1.0 else c * g
+        else:
+            assert self.partials is not None, self.name
+            rank = ans.ndim - 1
+            ct = g * self.partials(k, ans, *(align(a, rank) for a in args), **params)
+        return unalign(np.broadcast_to(ct, ans.shape), np.shape(args[k]))
 
 
 # ---------------------------------------------------------------- helpers
@@ -369,7 +414,7 @@ def _reshape_shape(s: Shape, *, shape: Shape) -> Shape:
 
 
 reshape = Primitive("reshape", _reshape_value, _reshape_shape, vjp=_reshape_vjp,
-                    jvp=_reshape_jvp, jacobian=_reshape_jacobian)
+                    jvp=_reshape_jvp, jacobian=_reshape_jacobian, batch=batching.RESHAPE)
 
 
 def _transpose_vjp(k: int, g: Array, ans: Array, x: Array, *, axes: Shape) -> Array:
@@ -425,7 +470,8 @@ def _getitem_value(x: Array, *, index: Any) -> Array:
 
 
 getitem = Primitive("getitem", _getitem_value, _getitem_shape,
-                    vjp=_getitem_vjp, jvp=_getitem_jvp, jacobian=_getitem_jacobian)
+                    vjp=_getitem_vjp, jvp=_getitem_jvp, jacobian=_getitem_jacobian,
+                    batch=batching.GETITEM)
 
 
 def _reduced_shape(s: Shape, *, axis: Shape | None, keepdims: bool) -> Shape:
@@ -467,7 +513,7 @@ def _sum_value(x: Array, *, axis: Shape | None, keepdims: bool) -> Array:
 
 
 sum_ = Primitive("sum", _sum_value, _reduced_shape, vjp=_sum_vjp, jvp=_sum_jvp,
-                 jacobian=_sum_jacobian)
+                 jacobian=_sum_jacobian, batch=batching.SUM)
 
 
 def _softmax_weights(ans: Array, x: Array, axis: Shape | None) -> Array:
@@ -595,7 +641,7 @@ def _matmul_vjp_add(k: int, out: Array, g: Array, ans: Array, a: Array, b: Array
 
 
 matmul = Primitive("matmul", np.matmul, _matmul_shape, vjp=_matmul_vjp, jvp=_matmul_jvp,
-                   jacobian=_matmul_jacobian, vjp_add=_matmul_vjp_add)
+                   jacobian=_matmul_jacobian, vjp_add=_matmul_vjp_add, batch=batching.MATMUL)
 
 STRUCTURAL: tuple[Primitive, ...] = (
     reshape, transpose, getitem, sum_, logsumexp, concatenate, matmul)

@@ -12,12 +12,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from lagrad.compile.groups import CyclicGroup, grouped_steps
 from lagrad.compile.guards import first_nonfinite
 from lagrad.compile.schedule import CyclicBlock, Schedule, Single, Step
 from lagrad.errors import SolveError
 from lagrad.numeric import all_finite
 from lagrad.options import ForwardOptions
 from lagrad.solve.buffers import pool_of
+from lagrad.solve.grouped import GROUP_METHODS, solve_group
 from lagrad.solve.nonlinear import solve_block
 from lagrad.solve.results import BlockResult
 
@@ -43,23 +45,15 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array], options: ForwardOption
     index = schedule.index
     for v, x in zip(schedule.inputs, inputs):
         z[index[v]] = np.ravel(x)
-    program = schedule.program
     results: dict[int, BlockResult] = {}
-    scratch: Array | None = None  # shared by the cyclic blocks' solves
+    solver = _Blocks(schedule, options, inits, sources, z)
     with np.errstate(all="ignore"):  # non-finite values are reported below, by equation
-        for step in schedule.steps:
+        for step in grouped_steps(schedule):
             try:
-                if isinstance(step, CyclicBlock):
-                    own = NO_OPTIONS
-                    for u in reversed(step.unknowns):  # the first unknown's options win
-                        own = program.block_options.get(u.index, NO_OPTIONS).over(own)
-                    for u in step.unknowns:
-                        if sources and u.index in sources:
-                            inits[u.index] = z[index.slice(sources[u.index])].copy()
-                    if scratch is None:
-                        scratch = np.empty_like(z)
-                    results[step.block.number] = solve_block(step, z, options.over(own),
-                                                             inits, scratch)
+                if isinstance(step, CyclicGroup):
+                    solver.group(step, results)
+                elif isinstance(step, CyclicBlock):
+                    results[step.block.number] = solver.block(step)
                 else:
                     step.run(z)
             except SolveError as err:
@@ -92,3 +86,42 @@ def _locate(err: SolveError, step: Step, z: Array, schedule: Schedule) -> SolveE
         return None
     text = schedule.program.describe(culprit.eq)
     return type(err)(f"{err} (in equation `{text}`)", text)
+
+
+class _Blocks:
+    """Solves the cyclic blocks of one evaluation, each with its options."""
+
+    def __init__(self, schedule: Schedule, options: ForwardOptions,
+                 inits: dict[int, Array], sources: Mapping[int, int] | None, z: Array) -> None:
+        self.program, self.index = schedule.program, schedule.index
+        self.options, self.inits, self.sources, self.z = options, inits, sources, z
+        self.scratch: Array | None = None  # shared by the cyclic blocks' solves
+
+    def _options(self, unit: CyclicBlock) -> ForwardOptions:
+        own = NO_OPTIONS
+        for u in reversed(unit.unknowns):  # the first unknown's options win
+            own = self.program.block_options.get(u.index, NO_OPTIONS).over(own)
+        return self.options.over(own)
+
+    def block(self, unit: CyclicBlock) -> BlockResult:
+        z, sources = self.z, self.sources
+        for u in unit.unknowns:
+            if sources and u.index in sources:
+                self.inits[u.index] = z[self.index.slice(sources[u.index])].copy()
+        if self.scratch is None:
+            self.scratch = np.empty_like(z)
+        return solve_block(unit, z, self._options(unit), self.inits, self.scratch)
+
+    def group(self, group: CyclicGroup, results: dict[int, BlockResult]) -> None:
+        """Blocks of one structure together (one result, under the first
+        block's number), or one by one for a method other than Newton."""
+        options = self._options(group.units[0])
+        if (options.method or "auto") in GROUP_METHODS:
+            results[group.units[0].block.number] = solve_group(group, self.z, options,
+                                                               self.inits)
+            return
+        for step in group.members:
+            if isinstance(step, CyclicBlock):
+                results[step.block.number] = self.block(step)
+            else:
+                step.run(self.z)

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
+from lagrad.compile.groups import CyclicGroup, grouped_steps
 from lagrad.compile.guards import Relevant
 from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.levels import level_plan, levels_solve
@@ -33,6 +34,7 @@ from lagrad.numeric import all_finite
 from lagrad.options import LinearOptions
 from lagrad.solve import blocksolve
 from lagrad.solve.blocksolve import Workspace, check_determined, substitute_block
+from lagrad.solve.grouped import check_group_determined, solve_linear
 from lagrad.solve.results import BlockResult, Status
 from lagrad.solve.system import Orientation, System
 
@@ -130,12 +132,18 @@ class Substitution(LinearSolver):
         work = Workspace(vec.size)
         blocks: list[BlockResult] = []
 
+        # the default ("auto") solves each group of same-structure blocks at once,
+        # reusing its forward factorization; a named block method runs block by block
+        steps = grouped_steps(schedule) if self.inner == "auto" else schedule.steps
+
         def sweep(keep: Relevant | None) -> Array:
             if keep is not None:  # again, over the output's ancestors only (guards.py)
                 vec[:] = rebuild_rhs() if rebuild_rhs is not None else system.rhs
                 blocks.clear()
-            for step in orientation.order(schedule.steps if keep is None else keep.steps):
-                if isinstance(step, CyclicBlock):
+            for step in orientation.order(steps if keep is None else keep.steps):
+                if isinstance(step, CyclicGroup):
+                    blocks.append(_substitute_group(step, system, vec))
+                elif isinstance(step, CyclicBlock):
                     blocks.append(self.solve_block(step, system, vec, options, work))
                 else:
                     orientation.propagate(step, z, vec)
@@ -152,7 +160,7 @@ class Substitution(LinearSolver):
         if not unit.u_index.size:
             return substitute_acyclic(unit, system.values, vec, system.orientation)
         return substitute_block(unit, system.values, vec, system.orientation, self.inner,
-                                options, system.forward.get(unit.block.number), work)
+                                options, _own_result(system, unit), work)
 
 
 def substitute_acyclic(unit: CyclicBlock, z: Array, vec: Array,
@@ -165,6 +173,26 @@ def substitute_acyclic(unit: CyclicBlock, z: Array, vec: Array,
         orientation.propagate(step, z, vec)
     return BlockResult(unit.block.name, "substitution", unit.block.number,
                        reason="its unknowns have no entries: the block is acyclic")
+
+
+def _own_result(system: System, unit: CyclicBlock) -> BlockResult | None:
+    """The block's own forward result (None for a block solved in a group: the
+    group's result is filed under its first block's number)."""
+    forward = system.forward.get(unit.block.number)
+    return None if forward is None or "blocks" in forward.extra else forward
+
+
+def _substitute_group(group: CyclicGroup, system: System, vec: Array) -> BlockResult:
+    """A group's step of the default sweep (see lagrad.solve.grouped); a group
+    solved block by block (a named forward method) has no group result, and
+    its factorization is then made here."""
+    forward = system.forward.get(group.units[0].block.number)
+    if forward is not None and "blocks" not in forward.extra:
+        forward = None  # the first block's own result, not the group's
+    if forward is not None:
+        check_group_determined(group, forward)
+    return solve_linear(group, system.values, vec, system.orientation.transposed,
+                        forward.factorization if forward is not None else None)
 
 
 class Levels(LinearSolver):
@@ -238,7 +266,7 @@ def _check_blocks(system: System) -> None:
     block methods do (see blocksolve.check_determined)."""
     for step in system.schedule.steps:
         if isinstance(step, CyclicBlock):
-            check_determined(step, system.forward.get(step.block.number))
+            check_determined(step, _own_result(system, step))
 
 
 def _singular_block(system: System, cond: float) -> SingularSystemError:

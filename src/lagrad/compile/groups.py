@@ -1,0 +1,391 @@
+"""Groups of cyclic blocks of one structure, laid out to be solved together.
+
+A traced loop of ``fixed_point`` calls makes B cyclic blocks that are the same
+equations at shifted offsets (the constants may differ). Solving them one by
+one costs one Python-level solve each; here they become one
+:class:`CyclicGroup` whose equations run once for all B blocks (the
+primitives' batched forms, :mod:`lagrad.ir.batching`).
+
+An *element* of a group is one block with its *connectors*: the acyclic
+equations on a path from another block of the same structure into it (in a
+chain z_k = f(z_k, g(z_{k-1})), the g that carries z_{k-1} in). Elements
+match when their equations match one by one: same primitive, same params,
+same shapes, and arguments that are the same local variable, a constant of
+the same shape, or an outer variable of the same shape. The *region* of a
+group (its elements' variables) is one step of :func:`grouped_steps`:
+
+* every element reads other elements only through their unknowns (what a
+  ``fixed_point`` returns), so given all unknowns U one batched sweep over
+  the element's equations evaluates the whole region; the region's Jacobian
+  is block triangular with B diagonal blocks (n_U x n_U);
+* every other outer variable is computed before the region and everything
+  that reads the region comes after it.
+
+Each element's local layout is [W | U]: connectors and interior variables in
+evaluation order (W), then the unknowns (U); ``positions[k, i]`` is the flat
+position of entry i of element k. The schedule's own ``steps`` are left as
+they are (study, whole-matrix methods and named block methods use them);
+:func:`grouped_steps` is the list that the default forward and multiplier
+sweeps run.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lagrad.compile.schedule import Batch, CyclicBlock, Schedule, Single
+from lagrad.ir.primitives import Primitive
+from lagrad.ir.program import Equation, Program
+
+__all__ = ["CyclicGroup", "Position", "Cross", "grouped_steps", "GROUP_MIN"]
+
+Array = NDArray[np.float64]
+GROUP_MIN = 4  # fewer blocks of one structure are solved one by one
+Key = tuple[Any, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Cross:
+    """An outer argument that, for the elements in ``mask``, reads the unknowns
+    of an earlier element ``source[k]`` at ``u`` (a slice of its U part)."""
+
+    mask: NDArray[np.bool_]
+    source: NDArray[np.intp]
+    u: slice
+
+
+@dataclass(frozen=True, eq=False)
+class Position:
+    """One equation of the element, for all B elements at once.
+
+    ``args[a]`` is ("const", (B, *shape) array), ("local", slice, shape) into
+    the element layout, or ("outer", (B, size) flat positions, shape, Cross or
+    None). ``out`` is the output's slice of the element layout (of U for a
+    closing equation)."""
+
+    primitive: Primitive
+    params: dict[str, Any]
+    out: slice
+    shape: tuple[int, ...]
+    closing: bool
+    args: tuple[tuple[Any, ...], ...]
+
+
+@dataclass(eq=False)
+class CyclicGroup:
+    """B cyclic blocks of one structure and their connectors, as one step."""
+
+    units: tuple[CyclicBlock, ...]
+    connectors: tuple[Single, ...]
+    members: tuple[Single | CyclicBlock, ...]  # the original steps, in schedule order
+    positions: NDArray[np.intp]  # (B, n_W + n_U) flat positions of the element layout
+    n_w: int
+    n_u: int
+    steps: tuple[Position, ...]
+    cache: dict[str, Any] = field(default_factory=dict)  # solvers' reusable arrays
+
+    @cached_property
+    def unknown_ids(self) -> list[int]:
+        """The unknowns' variable indices, element by element."""
+        return [v.index for u in self.units for v in u.unknowns]
+
+    @property
+    def size(self) -> int:
+        return len(self.units)
+
+    @property
+    def name(self) -> str:
+        first, last = self.units[0].block, self.units[-1].block
+        return f"group of {self.size} blocks of one structure ({first.name} .. {last.name})"
+
+    @property
+    def u_positions(self) -> NDArray[np.intp]:
+        return self.positions[:, self.n_w:]
+
+    @property
+    def chained(self) -> bool:
+        """Some element reads another's unknowns (the Jacobian has coupling)."""
+        return any(a[0] == "outer" and a[3] is not None for s in self.steps for a in s.args)
+
+    @property
+    def equations(self) -> tuple[Equation, ...]:
+        return tuple(eq for m in self.members for eq in m.equations)
+
+    def run(self, z: Array, out: Array | None = None) -> None:
+        for m in self.members:
+            m.run(z, out)
+
+    def pullback(self, z: Array, lam: Array, into: Array | None = None) -> None:
+        for m in self.members:
+            m.pullback(z, lam, into)
+
+    def pushforward(self, z: Array, zdot: Array, into: Array | None = None) -> None:
+        for m in self.members:
+            m.pushforward(z, zdot, into)
+
+    def jacobian_entries(self, z: Array) -> list[tuple[Any, Any, Any]]:
+        return [e for m in self.members for e in m.jacobian_entries(z)]
+
+
+def grouped_steps(schedule: Schedule) -> list[Any]:
+    """The schedule's steps with every group of same-structure cyclic blocks
+    (at least GROUP_MIN) replaced by one :class:`CyclicGroup` (cached)."""
+    cached = schedule.extras.get("grouped")
+    if cached is None:
+        cached = schedule.extras["grouped"] = _group(schedule)
+    return cached
+
+
+# --------------------------------------------------------------- recognition
+
+def _group(schedule: Schedule) -> list[Any]:
+    steps = list(schedule.steps)
+    units = [s for s in steps if isinstance(s, CyclicBlock)]
+    if len(units) < GROUP_MIN:
+        return steps
+    program = schedule.program
+    by_shape: dict[Key, list[CyclicBlock]] = defaultdict(list)
+    for unit in units:
+        key = _unit_key(program, unit)
+        if key is not None:
+            by_shape[key].append(unit)
+    for candidates in by_shape.values():
+        if len(candidates) < GROUP_MIN:
+            continue
+        for group in _groups_of(schedule, steps, candidates):
+            steps = _place(program, steps, group)
+    return steps
+
+
+def _unit_key(program: Program, unit: CyclicBlock) -> Key | None:
+    """What must agree for blocks to be grouped before their connectors are
+    looked at: the declared options, and the block's own equations."""
+    if any(u.index in program.init_sources for u in unit.unknowns):
+        return None  # started from a computed value: solved on its own
+    options = tuple(repr(program.block_options.get(u.index)) for u in unit.unknowns)
+    local = {v.index: n for n, v in enumerate(unit.block.variables)}
+    eqs = [s.eq for s in unit.interior + unit.closing]
+    key = _equations_key(program, eqs, local)
+    return None if key is None else (options, key)
+
+
+def _equations_key(program: Program, eqs: Sequence[Equation], local: dict[int, int]
+                   ) -> Key | None:
+    """The structure of a list of equations; None when one cannot be batched."""
+    out: list[Key] = []
+    variables = program.variables
+    for eq in eqs:
+        if not eq.primitive.batchable(eq.params):
+            return None
+        params = _freeze(eq.params)
+        if params is None:
+            return None
+        args = tuple(("l", local[a]) if isinstance(a, int) and a in local
+                     else ("o", variables[a].shape) if isinstance(a, int)
+                     else ("c", np.shape(a)) for a in eq.args)
+        out.append((eq.primitive.name, id(eq.primitive), params, variables[eq.out].shape,
+                    eq.kind, args))
+    return tuple(out)
+
+
+def _freeze(params: dict[str, Any]) -> Key | None:
+    items = []
+    for k, v in sorted(params.items()):
+        if isinstance(v, np.ndarray):
+            v = ("array", v.shape, v.dtype.str, v.tobytes())
+        try:
+            hash(v)
+        except TypeError:
+            return None
+        items.append((k, v))
+    return tuple(items)
+
+
+def _groups_of(schedule: Schedule, steps: list[Any], candidates: list[CyclicBlock]
+               ) -> list[CyclicGroup]:
+    """Split blocks of one structure by their connectors; lay out each group."""
+    program = schedule.program
+    owner = _owners(steps)
+    found = _connectors(program, steps, candidates, owner)
+    by_key: dict[Key, list[tuple[CyclicBlock, list[Single]]]] = defaultdict(list)
+    for unit in candidates:
+        conns = found.get(unit.block.number)
+        if conns is None:
+            continue
+        local: dict[int, int] = {}
+        for s in conns:
+            local[s.eq.out] = len(local)
+        for v in unit.block.variables:
+            local[v.index] = len(local)
+        key = _equations_key(program, [s.eq for s in conns], local)
+        if key is not None:
+            by_key[key].append((unit, conns))
+    groups = []
+    for elements in by_key.values():
+        if len(elements) >= GROUP_MIN:
+            group = _layout(schedule, elements, owner)
+            if group is not None:
+                groups.append(group)
+    return groups
+
+
+def _owners(steps: list[Any]) -> dict[int, Any]:
+    """Variable -> the step that computes it (Single and cyclic steps only)."""
+    owner: dict[int, Any] = {}
+    for step in steps:
+        if isinstance(step, Batch):
+            continue  # scalar batches are never connectors
+        for eq in step.equations:
+            owner[eq.out] = step
+    return owner
+
+
+def _connectors(program: Program, steps: list[Any], candidates: list[CyclicBlock],
+                owner: dict[int, Any]) -> dict[int, list[Single]]:
+    """Each candidate block's connectors (by block number), in evaluation
+    order; a block with a cyclic or batched step on such a path is left out."""
+    numbers = {u.block.number for u in candidates}
+    cand = {v.index for u in candidates for v in u.block.variables}
+    desc: set[int] = set()  # downstream of a candidate, outside the candidates
+    for step in steps:
+        if isinstance(step, CyclicBlock) and step.block.number in numbers:
+            continue
+        eqs = step.equations
+        inside = step.members if isinstance(step, CyclicBlock) else frozenset()
+        if any(j in cand or j in desc for eq in eqs for j in eq.parents if j not in inside):
+            desc.update(eq.out for eq in eqs)
+    found: dict[int, list[Single]] = {}
+    for unit in candidates:
+        stack = [j for eq in unit.equations for j in eq.parents if j not in unit.members]
+        seen: set[int] = set()
+        conns: list[Single] | None = []
+        while stack:
+            j = stack.pop()
+            if j in seen or j not in desc:
+                continue
+            seen.add(j)
+            step = owner.get(j)
+            if not isinstance(step, Single):
+                conns = None
+                break
+            conns.append(step)
+            stack.extend(step.eq.parents)
+        if conns is not None:
+            found[unit.block.number] = sorted(conns, key=lambda s: s.eq.out)
+    return found
+
+
+# -------------------------------------------------------------------- layout
+
+def _element_vars(unit: CyclicBlock, conns: list[Single]) -> list[int]:
+    """The element's variables in layout order: connectors, interior, unknowns."""
+    return [s.eq.out for s in conns] + \
+        [v.index for v in unit.block.variables if v.kind != "unknown"] + \
+        [u.index for u in unit.unknowns]
+
+
+def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]],
+            owner: dict[int, Any]) -> CyclicGroup | None:
+    program, offsets = schedule.program, schedule.index.offsets
+    variables = program.variables
+    ids = np.array([_element_vars(u, c) for u, c in elements], dtype=np.intp)  # (B, n_vars)
+    if len(np.unique(ids)) != ids.size:
+        return None  # a connector shared by two elements
+    sizes = [variables[j].size for j in ids[0]]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    n_u = sum(u.size for u in elements[0][0].unknowns)
+    n_w = int(starts[-1]) - n_u
+    positions = np.empty((len(elements), int(starts[-1])), dtype=np.intp)
+    for t, size in enumerate(sizes):
+        positions[:, starts[t]:starts[t + 1]] = offsets[ids[:, t]][:, None] + np.arange(size)
+    region = {int(j): (k, t) for k, row in enumerate(ids.tolist()) for t, j in enumerate(row)}
+    first = dict(zip(ids[0].tolist(), range(len(sizes))))
+    eqs = [[s.eq for s in c] + [s.eq for s in u.interior + u.closing] for u, c in elements]
+    steps = []
+    for p, eq in enumerate(eqs[0]):
+        column = [row[p] for row in eqs]
+        slot = first[eq.out]
+        out = slice(int(starts[slot]), int(starts[slot + 1]))
+        closing = out.start >= n_w
+        if closing:
+            out = slice(out.start - n_w, out.stop - n_w)
+        args = []
+        for a, arg in enumerate(eq.args):
+            made = _arg(column, a, arg, first, starts, offsets, variables, region, n_w)
+            if made is None:
+                return None
+            args.append(made)
+        steps.append(Position(eq.primitive, dict(eq.params), out, variables[eq.out].shape,
+                              closing, tuple(args)))
+    units = tuple(u for u, _ in elements)
+    conns = tuple(s for _, c in elements for s in c)
+    members = tuple(sorted(units + conns, key=_order_key(schedule)))
+    return CyclicGroup(units, conns, members, positions, n_w, n_u, tuple(steps))
+
+
+def _order_key(schedule: Schedule) -> Any:
+    rank = {id(s): n for n, s in enumerate(schedule.steps)}
+    return lambda s: rank[id(s)]
+
+
+def _arg(column: list[Equation], a: int, arg: Any, first: dict[int, int], starts: Any,
+         offsets: Any, variables: Any, region: dict[int, tuple[int, int]], n_w: int
+         ) -> tuple[Any, ...] | None:
+    """Argument ``a`` of one position, for every element (see Position)."""
+    if not isinstance(arg, int):
+        vals = [eq.args[a] for eq in column]
+        shape = np.shape(arg)
+        if all(v is arg for v in vals):
+            return ("const", np.broadcast_to(np.asarray(arg, dtype=float), (len(vals),) + shape))
+        return ("const", np.stack([np.asarray(v, dtype=float) for v in vals]))
+    shape = variables[arg].shape
+    if arg in first:
+        t = first[arg]
+        return ("local", slice(int(starts[t]), int(starts[t + 1])), shape)
+    read = np.array([eq.args[a] for eq in column], dtype=np.intp)
+    gather = offsets[read][:, None] + np.arange(variables[arg].size)
+    mask = np.zeros(len(column), dtype=bool)
+    source = np.zeros(len(column), dtype=np.intp)
+    u = None
+    for k, j in enumerate(read.tolist()):
+        hit = region.get(j)
+        if hit is None:
+            continue
+        m, t = hit
+        here = slice(int(starts[t]) - n_w, int(starts[t + 1]) - n_w)
+        if m >= k or here.start < 0 or (u is not None and u != here):
+            return None  # reads a later element, or a non-unknown of another element
+        mask[k], source[k], u = True, m, here
+    cross = Cross(mask, source, u) if u is not None else None
+    return ("outer", gather, shape, cross)
+
+
+def _place(program: Program, steps: list[Any], group: CyclicGroup) -> list[Any]:
+    """``steps`` with the group's members replaced by the group: what does not
+    depend on the region before it, what does after (the list stays
+    topological); unchanged if the region reads something that depends on it."""
+    members = {id(m) for m in group.members}
+    region = set(int(j) for m in group.members for eq in m.equations for j in [eq.out])
+    late = set(region)
+    before: list[Any] = []
+    after: list[Any] = []
+    for step in steps:
+        if id(step) in members:
+            continue
+        eqs = step.equations
+        if any(j in late for eq in eqs for j in eq.parents):
+            late.update(eq.out for eq in eqs)
+            after.append(step)
+        else:
+            before.append(step)
+    outer = {j for m in group.members for eq in m.equations for j in eq.parents} - region
+    if outer & late:
+        return steps
+    return before + [group] + after

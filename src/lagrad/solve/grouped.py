@@ -1,0 +1,442 @@
+"""Solving a group of same-structure cyclic blocks together (compile/groups.py).
+
+Forward: one Newton iteration on F(U) = U - G(U) over the unknowns U (B, n_U)
+of all B elements. G runs every equation of the element once for all
+elements (batched primitives). With K = dG/dU = D + C, D the B diagonal
+n_U x n_U blocks (an element's own unknowns) and C the coupling (an element
+reading an earlier one's unknowns, so C is strictly block lower triangular):
+
+    I - K = M - C = M (I - M^-1 C) = M L,    M = I - D (B stacked n_U x n_U)
+
+M is inverted as a stack (numpy's batched linalg) and L, unit lower
+triangular, is solved by one sparse triangular solve; independent blocks
+have no C and need only the stack. D's columns come from n_U batched JVP
+sweeps, C's from one sweep per coupling entry read.
+
+Linear solves reuse that factorization. The region's system, split into
+its unknowns U and the rest W (connectors, interiors), is reduced to U:
+
+    tangent  (M - C) zdot_U = b_U + [sweep with zdot_U = 0](b_W, outside)
+    adjoint  (M - C)^T lam_U = b_U + [reverse sweep with lam_U = 0](b_W)
+
+(the same L and M, transposed for the adjoint: L^T y = c, lam_U = M^-T y),
+then one more sweep recovers W. Every sweep is batched: a solve costs a
+fixed number of numpy calls whatever B is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+from scipy.sparse.linalg import spsolve_triangular
+
+from lagrad.compile.groups import CyclicGroup, Position
+from lagrad.errors import SingularSystemError
+from lagrad.options import ForwardOptions
+from lagrad.solve.nonlinear import NEWTON_MAXITER
+from lagrad.solve.results import BlockResult, Status, raise_for
+
+__all__ = ["GroupMap", "GroupFactor", "factorize", "newton_group", "solve_group",
+           "solve_linear", "check_group_determined", "GROUP_METHODS"]
+
+Array = NDArray[np.float64]
+SENSITIVITY_LIMIT = 1e-3  # as blocksolve.SENSITIVITY_LIMIT (see there)
+SINGULAR_CONDITION = 1e13
+GROUP_METHODS = ("auto", "newton")
+"""Forward methods a group is solved with together (any other named method
+solves its blocks one by one)."""
+
+
+class GroupMap:
+    """G over all elements at once. Values live in the local layout ``zl``
+    (B, n_W + n_U); outer values are read from z once (they are computed
+    before the group and do not change while it is solved)."""
+
+    def __init__(self, group: CyclicGroup, z: Array) -> None:
+        self.group, self.z = group, z
+        self.zl = z[group.positions]
+        self.b = group.size
+        self.outer: dict[tuple[int, int], Array] = {}
+        for p, step in enumerate(group.steps):
+            for a, arg in enumerate(step.args):
+                if arg[0] == "outer":
+                    self.outer[(p, a)] = z[arg[1]].reshape((self.b,) + arg[2])
+        self.gu = np.empty((self.b, group.n_u))  # the closing equations' values
+        self.args: list[list[Array]] = []
+        self.ans: list[Array] = []
+
+    def _arg(self, p: int, a: int, arg: tuple[Any, ...], u: Array) -> Array:
+        if arg[0] == "const":
+            return arg[1]
+        if arg[0] == "local":
+            return self.zl[:, arg[1]].reshape((self.b,) + arg[2])
+        value = self.outer[(p, a)]
+        cross = arg[3]
+        if cross is not None:
+            value = value.copy()
+            flat = value.reshape(self.b, -1)
+            flat[cross.mask] = u[cross.source[cross.mask], cross.u]
+        return value
+
+    def __call__(self, u: Array) -> Array:
+        """G(U): sets the unknowns, runs the elements' equations, returns (B, n_U)."""
+        n_w = self.group.n_w
+        self.zl[:, n_w:] = u
+        self.args, self.ans = [], []
+        for p, step in enumerate(self.group.steps):
+            args = [self._arg(p, a, arg, u) for a, arg in enumerate(step.args)]
+            val = step.primitive.batched_value(args, step.params).reshape(self.b, -1)
+            (self.gu if step.closing else self.zl)[:, step.out] = val
+            self.args.append(args)
+            self.ans.append((self.gu if step.closing else self.zl)[:, step.out].reshape(
+                (self.b,) + step.shape))
+        return self.gu.copy()
+
+    def write(self) -> None:
+        """Leave z at the current values of the whole region."""
+        self.z[self.group.positions] = self.zl
+
+    # ------------------------------------------------------------- sweeps
+    def jvp(self, tl: Array, outer_t: dict[tuple[int, int], Array]) -> Array:
+        """Tangent sweep in place in ``tl`` (B, n_W + n_U: W sources, own U
+        tangents); ``outer_t`` gives outer arguments' tangents. Returns the
+        closing equations' tangents (B, n_U)."""
+        b, gd = self.b, np.zeros((self.b, self.group.n_u))
+        for p, step in enumerate(self.group.steps):
+            target = (gd if step.closing else tl)[:, step.out]
+            for a, arg in enumerate(step.args):
+                if arg[0] == "const":
+                    continue
+                t = tl[:, arg[1]].reshape((b,) + arg[2]) if arg[0] == "local" \
+                    else outer_t.get((p, a))
+                if t is None:
+                    continue
+                target += step.primitive.batched_jvp(a, t, self.ans[p], self.args[p],
+                                                     step.params).reshape(b, -1)
+        return gd
+
+    def vjp(self, ll: Array, lam_u: Array) -> dict[tuple[int, int], Array]:
+        """Reverse sweep in place in ``ll`` (B, n_W + n_U: W seeds in, W
+        multipliers and the U part of the pullbacks out) from the closing
+        cotangents ``lam_u``; returns the outer arguments' cotangents."""
+        b, out = self.b, {}
+        for p in range(len(self.group.steps) - 1, -1, -1):
+            step: Position = self.group.steps[p]
+            g = (lam_u if step.closing else ll)[:, step.out].reshape((b,) + step.shape)
+            for a, arg in enumerate(step.args):
+                if arg[0] == "const":
+                    continue
+                ct = step.primitive.batched_vjp(a, g, self.ans[p], self.args[p], step.params)
+                if arg[0] == "local":
+                    ll[:, arg[1]] += ct.reshape(b, -1)
+                else:
+                    out[(p, a)] = ct.reshape(b, -1)
+        return out
+
+
+# -------------------------------------------------------------- factorization
+
+@dataclass
+class GroupFactor:
+    """I - dG/dU = M L at the solution: ``minv`` the stacked M^-1, ``lower``
+    the sparse unit lower triangular L (None without coupling)."""
+
+    minv: Array
+    lower: Any
+    condition: Array  # per element, ||M||_1 ||M^-1||_1
+    diagonal: Array  # D, kept to see how much it moved over a Newton step
+
+    def solve(self, r: Array, transposed: bool) -> Array:
+        """(M - C) x = r, or its transpose; r and x are (B, n_U)."""
+        b, n = r.shape
+        if not transposed:
+            y = np.matmul(self.minv, r[:, :, None])[:, :, 0]
+            if self.lower is not None:
+                y = spsolve_triangular(self.lower, y.ravel(), lower=True,
+                                       unit_diagonal=True).reshape(b, n)
+            return y
+        y = r
+        if self.lower is not None:
+            y = spsolve_triangular(self.lower.T.tocsr(), r.ravel(), lower=False,
+                                   unit_diagonal=True).reshape(b, n)
+        return np.matmul(np.swapaxes(self.minv, 1, 2), y[:, :, None])[:, :, 0]
+
+
+def _diagonal(gm: GroupMap) -> Array:
+    """D = dG_k/dU_k for every element (B, n_U, n_U), one JVP sweep per column."""
+    group = gm.group
+    d = np.empty((gm.b, group.n_u, group.n_u))
+    for j in range(group.n_u):
+        tl = np.zeros_like(gm.zl)
+        tl[:, group.n_w + j] = 1.0
+        d[:, :, j] = gm.jvp(tl, {})
+    return d
+
+
+def _coupling(gm: GroupMap) -> sp.csr_matrix | None:
+    """C (B n_U x B n_U): dG_k/dU_m through the cross reads, or None."""
+    group, b, n = gm.group, gm.b, gm.group.n_u
+    rows, cols, vals = [], [], []
+    zero = np.zeros_like(gm.zl)
+    for p, step in enumerate(group.steps):
+        for a, arg in enumerate(step.args):
+            cross = arg[0] == "outer" and arg[3]
+            if not cross:
+                continue
+            k = np.nonzero(cross.mask)[0]
+            for c in range(cross.u.stop - cross.u.start):
+                t = np.zeros((b, cross.u.stop - cross.u.start))
+                t[:, c] = 1.0
+                col = gm.jvp(zero.copy(), {(p, a): t.reshape((b,) + arg[2])})[k]
+                rows.append((k[:, None] * n + np.arange(n)).ravel())
+                cols.append(np.repeat(cross.source[k] * n + cross.u.start + c, n))
+                vals.append(col.ravel())
+    if not rows:
+        return None
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(b * n, b * n))
+
+
+def factorize(gm: GroupMap) -> GroupFactor | int:
+    """M L at the current values of ``gm`` (after a call); an element number
+    when that element's M is singular."""
+    d = _diagonal(gm)
+    m = np.eye(gm.group.n_u) - d
+    try:
+        minv = np.linalg.inv(m)
+    except np.linalg.LinAlgError:
+        return int(np.argmin(np.abs(np.linalg.det(m))))
+    cond = np.abs(m).sum(axis=1).max(axis=1) * np.abs(minv).sum(axis=1).max(axis=1)
+    if not np.all(cond <= SINGULAR_CONDITION):
+        return int(np.argmax(np.where(np.isfinite(cond), cond, np.inf)))
+    c = _coupling(gm)
+    lower = None
+    if c is not None:
+        b, n = minv.shape[0], minv.shape[1]
+        blocks = sp.bsr_matrix((minv, np.arange(b), np.arange(b + 1)), shape=(b * n, b * n))
+        lower = (sp.identity(b * n, format="csr") - (blocks @ c).tocsr()).tocsr()
+        lower.sort_indices()
+    return GroupFactor(minv, lower, cond, d)
+
+
+# -------------------------------------------------------------------- Newton
+
+def _norms(x: Array) -> Array:
+    return np.sqrt(np.einsum("ki,ki->k", x, x))
+
+
+def _failed(group: CyclicGroup, result: BlockResult, status: Status, k: int,
+            message: str) -> BlockResult:
+    """Mark the group's result failed, naming element ``k``'s block."""
+    result.status, result.block = status, group.units[k].block.name
+    result.number = group.units[k].block.number
+    result.message = f"{message} (element {k} of the {group.name})"
+    return result
+
+
+def newton_group(gm: GroupMap, u0: Array, tol: float, maxiter: int) -> BlockResult:
+    """Newton on U - G(U) = 0 over all elements, converged when every element's
+    ||U_k - G_k(U)|| <= tol max(1, ||U_k||). Backtracks element by element."""
+    group = gm.group
+    result = BlockResult(group.name, "newton", group.units[0].block.number)
+    result.reason = "a group of blocks of one structure: batched Newton"
+    u, gu, previous = u0, gm(u0), None
+    for it in range(maxiter + 1):
+        res = _norms(u - gu)
+        result.residuals.append(float(res.max()))
+        if not np.all(np.isfinite(res)) or not np.all(np.isfinite(u)):
+            k = int(np.argmax(~np.isfinite(res) | ~np.isfinite(u).all(axis=1)))
+            return _failed(group, result, Status.BREAKDOWN, k, "newton diverges: the "
+                           "residual is not finite; try another init or check the equations")
+        factor = factorize(gm)
+        if isinstance(factor, int):
+            return _failed(group, result, Status.SINGULAR, factor, "I - J is singular at the "
+                           "current iterate; the constraints do not determine the unknowns")
+        scale = np.maximum(1.0, _norms(u))
+        if np.all(res <= tol * scale):
+            result.iterations, result.factorization, result.x = it, factor, u
+            result.extra["element_residuals"] = res
+            if previous is not None:
+                result.extra["jacobian_change"] = np.abs(factor.diagonal - previous).max(
+                    axis=(1, 2))
+            return result
+        if it == maxiter:
+            k = int(np.argmax(res / scale))
+            return _failed(group, result, Status.MAX_ITERATIONS, k,
+                           f"newton did not converge in {maxiter} iterations (final residual "
+                           f"{res[k]:.3e}); raise maxiter, another init, or check the map")
+        previous = factor.diagonal
+        step = factor.solve(gu - u, transposed=False)
+        u, gu = _line_search(gm, u, step, res, tol)
+    raise AssertionError("unreachable")
+
+
+def _line_search(gm: GroupMap, u: Array, step: Array, res: Array, tol: float
+                 ) -> tuple[Array, Array]:
+    """The full step where it reduces an element's residual; halved (up to 30
+    times) for the elements where it does not."""
+    t = np.ones(u.shape[0])
+    trial = u + step
+    g = gm(trial)
+    for _ in range(30):
+        new = _norms(trial - g)
+        done = new <= tol * np.maximum(1.0, _norms(trial))  # at the floor: no descent
+        bad = ~(np.isfinite(new) & ((new <= (1 - 1e-4 * t) * res) | done))
+        if not bad.any():
+            break
+        t[bad] *= 0.5
+        trial[bad] = u[bad] + t[bad, None] * step[bad]
+        g = gm(trial)
+    return trial, g
+
+
+def check_group_determined(group: CyclicGroup, forward: BlockResult) -> None:
+    """Raise SingularSystemError naming the block whose I - J is singular at the
+    solution (condition times last change, as blocksolve.check_determined)."""
+    factor, moved = forward.factorization, forward.extra.get("jacobian_change")
+    if factor is None or moved is None:
+        return
+    risk = factor.condition * moved
+    k = int(np.argmax(risk))
+    if risk[k] > SENSITIVITY_LIMIT:
+        raise SingularSystemError(
+            f"{group.units[k].block.name}: I - J is singular at the solution: its estimated "
+            f"condition is {factor.condition[k]:.1e} and it still moved by {moved[k]:.1e} over "
+            f"the last Newton step, so the derivative is not determined; use method='lstsq' "
+            "for minimum-norm multipliers")
+
+
+def solve_group(group: CyclicGroup, z: Array, options: ForwardOptions,
+                inits: Mapping[int, Array]) -> BlockResult:
+    """Solve every block of the group in place in z; the group's result, or
+    raise (ConvergenceError, SingularSystemError) naming the stubborn block."""
+    t0 = time.perf_counter()
+    with np.errstate(all="ignore"):
+        gm = GroupMap(group, z)
+        result = newton_group(gm, _starts(group, inits), options.tolerance,
+                              options.maxiter or NEWTON_MAXITER)
+        raise_for(result)
+        assert result.x is not None
+        gm(result.x)
+        gm.write()
+    result.seconds = time.perf_counter() - t0
+    result.residual = result.residuals[-1]
+    result.extra["blocks"] = tuple(u.block.number for u in group.units)
+    return result
+
+
+def _starts(group: CyclicGroup, inits: Mapping[int, Array]) -> Array:
+    """U0 (B, n_U) from the unknowns' starting points (zeros where none); the
+    array is rebuilt only when a starting point object changed."""
+    found = [inits.get(j) for j in group.unknown_ids]
+    cached = group.cache.get("starts")
+    if cached is not None and all(a is b for a, b in zip(found, cached[0])):
+        return cached[1].copy()
+    sizes = [u.size for u in group.units[0].unknowns]
+    u0 = np.zeros((group.size, group.n_u))
+    per = len(sizes)
+    for i, value in enumerate(found):
+        if value is not None:
+            k, j = divmod(i, per)
+            a = sum(sizes[:j])
+            u0[k, a:a + sizes[j]] = np.ravel(value)
+    group.cache["starts"] = (found, u0)
+    return u0.copy()
+
+
+# -------------------------------------------------------------- linear solves
+
+def solve_linear(group: CyclicGroup, z: Array, vec: Array, transposed: bool,
+                 factor: GroupFactor | None) -> BlockResult:
+    """The region's step of a substitution sweep, in place in ``vec``: its rhs
+    (and, for the tangent, the outside tangents) in, its solution (and, for the
+    adjoint, its pullbacks to the outside) out."""
+    t0 = time.perf_counter()
+    gm = GroupMap(group, z)
+    gm(gm.zl[:, group.n_w:].copy())
+    if factor is None:
+        made = factorize(gm)
+        if isinstance(made, int):
+            raise SingularSystemError(f"{group.units[made].block.name}: I - J is singular "
+                                      "at the solution; use method='lstsq'")
+        factor = made
+    rhs = vec[group.positions]
+    x = _adjoint(gm, factor, rhs, vec) if transposed else _tangent(gm, factor, rhs, vec)
+    vec[group.positions] = x
+    result = BlockResult(group.name, "grouped", group.units[0].block.number,
+                         iterations=1, reason="reuses the group's Newton factorization")
+    result.reused_factorization = True
+    result.extra["elements"] = group.size
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _adjoint(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array:
+    group, n_w = gm.group, gm.group.n_w
+    lam_u0 = np.zeros((gm.b, group.n_u))
+    ll = rhs.copy()
+    ll[:, n_w:] = 0.0
+    outer = gm.vjp(ll, lam_u0)
+    c = rhs[:, n_w:] + ll[:, n_w:]
+    _scatter(gm, outer, c, None)
+    lam_u = factor.solve(c, transposed=True)
+    ll = rhs.copy()
+    ll[:, n_w:] = 0.0
+    outer = gm.vjp(ll, lam_u)
+    _scatter(gm, outer, None, vec)
+    ll[:, n_w:] = lam_u
+    return ll
+
+
+def _scatter(gm: GroupMap, outer: dict[tuple[int, int], Array], into_u: Array | None,
+             into_vec: Array | None) -> None:
+    """Outer cotangents: cross reads into the source elements' U (``into_u``),
+    everything else into the flat vector (``into_vec``)."""
+    for (p, a), ct in outer.items():
+        arg = gm.group.steps[p].args[a]
+        cross = arg[3]
+        inside = cross.mask if cross is not None else np.zeros(gm.b, dtype=bool)
+        if into_u is not None and cross is not None:
+            np.add.at(into_u, (cross.source[inside][:, None],
+                               np.arange(cross.u.start, cross.u.stop)[None, :]), ct[inside])
+        if into_vec is not None:
+            np.add.at(into_vec, arg[1][~inside], ct[~inside])
+
+
+def _tangent(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array:
+    group, n_w = gm.group, gm.group.n_w
+    outer_t = {}
+    for p, step in enumerate(group.steps):
+        for a, arg in enumerate(step.args):
+            if arg[0] == "outer":
+                outer_t[(p, a)] = vec[arg[1]].reshape((gm.b,) + arg[2])
+    tl = rhs.copy()
+    tl[:, n_w:] = 0.0
+    c = rhs[:, n_w:] + gm.jvp(tl, _with_cross(gm, outer_t, None))
+    x_u = factor.solve(c, transposed=False)
+    tl = rhs.copy()
+    tl[:, n_w:] = x_u
+    gm.jvp(tl, _with_cross(gm, outer_t, x_u))
+    return tl
+
+
+def _with_cross(gm: GroupMap, outer_t: dict[tuple[int, int], Array], x_u: Array | None
+                ) -> dict[tuple[int, int], Array]:
+    """Outer tangents with the cross reads' entries taken from ``x_u`` (zero
+    when None): inside the region they are unknowns being solved for."""
+    out = dict(outer_t)
+    for (p, a), t in outer_t.items():
+        cross = gm.group.steps[p].args[a][3]
+        if cross is None:
+            continue
+        t = t.copy()
+        flat = t.reshape(gm.b, -1)
+        flat[cross.mask] = 0.0 if x_u is None else x_u[cross.source[cross.mask], cross.u]
+        out[(p, a)] = t
+    return out

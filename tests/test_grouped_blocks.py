@@ -1,0 +1,137 @@
+"""Cyclic blocks of one structure solved together (compile/groups.py,
+solve/grouped.py): values, gradients and tangents against the per-block path,
+the numpy floor and finite differences; a stubborn block is named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import lagrad
+from lagrad.bench.blocks import BlockChain
+from lagrad.compile import compile_program
+from lagrad.compile.groups import CyclicGroup, grouped_steps
+
+
+def groups_of(program: lagrad.Program) -> list[CyclicGroup]:
+    return [s for s in grouped_steps(compile_program(program)) if isinstance(s, CyclicGroup)]
+
+
+def independent(n_blocks: int, seed: int = 0, bad: int | None = None) -> tuple[Any, ...]:
+    """B independent blocks z_k = tanh(A_k z_k + w_k * x + b_k) reading one input x."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n_blocks, 2, 2))
+    a *= (0.6 / np.linalg.norm(a, 2, axis=(1, 2)))[:, None, None]
+    b = 0.1 * rng.standard_normal((n_blocks, 2))
+    w = rng.uniform(-1, 1, n_blocks)
+
+    def body(z: Any, x: Any, wk: Any, ak: Any, bk: Any) -> Any:
+        return lagrad.tanh(ak @ z + wk * x + bk)
+
+    def fn(x: Any) -> Any:
+        total = 0.0
+        for k in range(n_blocks):
+            z = lagrad.fixed_point(body, np.zeros(2), x, w[k], a[k], b[k], name=f"z{k}")
+            total = total + lagrad.sum(z * z) * (k + 1)
+        return total
+    return lagrad.trace(fn, 0.3), a, b, w
+
+
+def test_chain_is_one_group_with_coupling() -> None:
+    chain = BlockChain(12)
+    [group] = groups_of(chain.trace())
+    assert group.size == 11  # block 0 reads the input, not another block: its own step
+    assert group.chained and group.n_u == 3
+
+
+@pytest.mark.parametrize("n_blocks", [8, 40])
+def test_chain_gradient_matches_the_floor(n_blocks: int) -> None:
+    chain = BlockChain(n_blocks, seed=3)
+    sol = chain.trace().solve(chain.x, chain.c)
+    gx, gc = sol.grad()
+    fx, fc = chain.floor()
+    assert np.allclose(gx, fx, rtol=1e-10, atol=1e-12)
+    assert np.allclose(gc, fc, rtol=1e-10, atol=1e-12)
+    z, _ = chain.floor_forward()
+    assert np.allclose(sol[f"z{n_blocks - 1}"], z[-1], rtol=0, atol=1e-12)
+
+
+def test_grouped_equals_per_block_paths() -> None:
+    chain = BlockChain(10, seed=1)
+    program = chain.trace()
+    grouped = program.solve(chain.x, chain.c)
+    one_by_one = program.solve(chain.x, chain.c, method="fixed_point")
+    assert np.allclose(grouped.z, one_by_one.z, rtol=0, atol=1e-12)
+    for got, want in zip(grouped.grad(), one_by_one.grad(method="splu")):
+        assert np.allclose(got, want, rtol=1e-10, atol=1e-13)
+    for got, want in zip(grouped.grad(), grouped.grad(method="gmres")):
+        assert np.allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_diagnostics_one_result_per_group() -> None:
+    chain = BlockChain(9)
+    sol = chain.trace().solve(chain.x, chain.c)
+    group = [d for d in sol.diagnostics.values() if "blocks" in d.extra]
+    assert len(group) == 1 and len(group[0].extra["blocks"]) == 8
+    assert group[0].method == "newton" and group[0].converged
+    assert group[0].extra["element_residuals"].shape == (8,)
+    assert [b.method for b in sol.adjoint_diagnostics].count("grouped") == 1
+
+
+def test_chain_tangent_matches_finite_differences_and_per_block() -> None:
+    chain = BlockChain(10, seed=2)
+    program = chain.trace()
+    sol = program.solve(chain.x, chain.c)
+    rng = np.random.default_rng(5)
+    dx, dc = rng.standard_normal(3), rng.standard_normal(10)
+    zdot = sol.tangent((dx, dc))
+    eps = 1e-6
+    plus = program.solve(chain.x + eps * dx, chain.c + eps * dc).output
+    minus = program.solve(chain.x - eps * dx, chain.c - eps * dc).output
+    fd = (plus - minus) / (2 * eps)
+    got = float(zdot[sol.schedule.output_variable])
+    assert abs(got - fd) <= 1e-7 * max(1.0, abs(fd))
+    gx, gc = sol.grad()
+    assert abs(got - float(gx @ dx + gc @ dc)) <= 1e-12 * max(1.0, abs(got))
+    per_block = sol.tangent((dx, dc), method="splu")
+    for v in program.variables:
+        assert np.allclose(zdot[v], per_block[v], rtol=1e-10, atol=1e-12)
+
+
+def test_independent_blocks_group_without_coupling() -> None:
+    program, *_ = independent(12)
+    [group] = groups_of(program)
+    assert group.size == 12 and not group.chained
+
+
+def test_independent_blocks_gradient_and_tangent() -> None:
+    program, *_ = independent(10, seed=4)
+    sol = program.solve(0.3)
+    g = float(sol.grad())
+    eps = 1e-6
+    fd = (program.solve(0.3 + eps).output - program.solve(0.3 - eps).output) / (2 * eps)
+    assert abs(g - fd) <= 1e-7 * max(1.0, abs(fd))
+    assert abs(g - float(sol.grad(method="splu"))) <= 1e-12 * max(1.0, abs(g))
+    zdot = sol.tangent(1.0)
+    assert abs(float(zdot[program.variables[-1]]) - g) <= 1e-12 * max(1.0, abs(g))
+
+
+def test_a_stubborn_block_is_named() -> None:
+    # z = z + w (z^2 - v): roots +-sqrt(v) for v > 0, none for the block with v < 0
+    v = np.full(8, 1.0)
+    v[5] = -1.0
+
+    def body(z: Any, x: Any, vk: Any) -> Any:
+        return z + (z * z - vk) + 0.0 * x
+
+    def fn(x: Any) -> Any:
+        total = 0.0
+        for k in range(8):
+            total = total + lagrad.fixed_point(body, 0.5, x, v[k], name=f"z{k}")
+        return total
+    program = lagrad.trace(fn, 0.0)
+    assert groups_of(program)
+    with pytest.raises(lagrad.LagradError, match=r"\(z5\)"):
+        program.solve(0.0)
