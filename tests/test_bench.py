@@ -246,3 +246,21 @@ def test_peers_side_by_side_with_a_stand_in_peer(monkeypatch: pytest.MonkeyPatch
     assert by["deq", "torch"]["note"] == "no implicit solver here"
     assert by["pagerank", "torch"]["note"] == "setup failed: RuntimeError: boom"
     assert "peers: the same problems through other libraries" in text
+
+
+def test_plots_read_as_figures(tmp_path: Path) -> None:
+    """One size only: bars with their times, not dots on a log axis; peers: one
+    panel per problem, each with its own legend."""
+    pytest.importorskip("matplotlib")
+    from matplotlib import image
+
+    rows = [{"batch": 128, "gradient_s": 4e-3, "forward_s": 2e-3, "floor_gradient_s": 3e-3,
+             "floor_forward_s": 1e-3}]
+    sizes = ((10, 1.0), (100, 9.0))
+    peers = [{"problem": p, "series": f"{who} {p}", "size": n, "seconds": t}
+             for p in ("deq", "mlp") for who in ("lagrad", "jax") for n, t in sizes]
+    lines = write_plots({"level": "quick", "workloads": {"mlp": {"rows": rows},
+                                                        "peers": {"rows": peers}}}, str(tmp_path))
+    assert lines == [f"wrote {tmp_path / 'mlp.png'}", f"wrote {tmp_path / 'peers.png'}"]
+    one, two = (image.imread(tmp_path / f) for f in ("mlp.png", "peers.png"))
+    assert two.shape[1] > one.shape[1]  # two panels side by side
