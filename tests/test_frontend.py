@@ -531,6 +531,13 @@ def test_taylor_test_on_trees() -> None:
     assert abs(orders[-1] - 2) < 0.1
 
 
+def test_trace_names_inputs_by_path() -> None:
+    p = lagrad.trace(lambda params, x: (params["w"] @ x.w + params["b"][0]).sum(),
+                     {"w": np.ones((2, 3)), "b": [np.zeros(2)]}, Params(np.ones(3), None))
+    assert [v.name for v in p.inputs] == ["params['b'][0]", "params['w']", "x.w"]
+    assert [v.shape for v in p.inputs] == [(2,), (2, 3), (3,)]
+
+
 # ------------------------------------------------------------- tree module
 
 def test_tree_flatten_orders_dict_keys_and_keeps_paths() -> None:

@@ -142,13 +142,12 @@ def _record_output(program: Program, result: Any, name: str, tree_output: bool
         if not isinstance(result, Variable):
             _check_result(result, name)
         program.output(result)
-        return LEAF, (np.shape(result) if not isinstance(result, Variable) else result.shape,)
+        return LEAF, (_shape(result),)
     pairs, out_tree = flatten_with_path(result)
     for path, leaf in pairs:
         if not isinstance(leaf, Variable):
             _check_result(leaf, name, f" at output{path}" if path else "")
-    shapes = tuple(leaf.shape if isinstance(leaf, Variable) else np.shape(leaf)
-                   for _, leaf in pairs)
+    shapes = tuple(_shape(leaf) for _, leaf in pairs)
     if len(pairs) == 1:
         program.output(pairs[0][1])
     elif not pairs:
@@ -156,6 +155,10 @@ def _record_output(program: Program, result: Any, name: str, tree_output: bool
     else:
         program.output(ops.concatenate([ops.reshape(leaf, (-1,)) for _, leaf in pairs]))
     return out_tree, shapes
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return x.shape if isinstance(x, Variable) else np.shape(x)
 
 
 def _is_int(a: Any) -> bool:
