@@ -15,8 +15,8 @@ PACKAGE = SRC / "lagrad"
 OPTIONAL = {"matplotlib", "jax", "jaxlib", "jaxopt", "autograd", "torch", "casadi",
             "threadpoolctl", "mkdocs"}
 """Packages that are not run-time dependencies: imported where they are used."""
-LAYERS = ["errors", "numeric", "options", "ir", "compile", "solve", "api", "check", "examples",
-          "study", "methods", "bench", "cli"]
+LAYERS = ["errors", "numeric", "options", "tree", "ir", "compile", "solve", "api", "check",
+          "examples", "study", "methods", "bench", "cli"]
 """lagrad's packages and top-level modules, lowest first."""
 
 

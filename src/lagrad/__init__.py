@@ -5,12 +5,14 @@ is read off the multipliers lambda that solve (I - J)^T lambda = e_n.
 """
 
 import lagrad.methods  # noqa: F401  (attaches Program.solve, System.summary, ...)
-from lagrad.api import grad, jacobian, jvp, value_and_grad, vjp
+from lagrad import tree
+from lagrad.api import grad, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
 from lagrad.check import check_grad, taylor_test
 from lagrad.errors import (
     ConvergenceError,
     CycleError,
     GradientCheckError,
+    InputDtypeError,
     LagradError,
     NonFiniteError,
     OptionError,
@@ -60,11 +62,12 @@ __all__ = [
     "Program", "Variable", "Equation", "Primitive", "Solution", "VariableMap",
     "KKTResiduals", "System", "SolveInfo", "SystemSolution",
     "trace", "fixed_point", "root", "unroll", "compare_unrolled",
-    "grad", "value_and_grad", "jvp", "vjp", "jacobian",
+    "grad", "value_and_grad", "jvp", "vjp", "jacobian", "jacfwd", "jacrev", "tree",
     "check_grad", "taylor_test",
     "linalg", "custom_vjp", "custom_jvp", "CustomVJP", "CustomJVP", "stop_gradient",
     "LagradError", "ProgramError", "CycleError", "NonFiniteError", "SolveError",
     "ConvergenceError", "SingularSystemError", "GradientCheckError", "OptionError",
+    "InputDtypeError",
     "exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "sqrt", "abs", "maximum",
     "minimum", "sum", "mean", "reshape", "transpose", "concatenate", "stack", "where",
     "logsumexp", "softmax", "dot", "matmul", "coo_matvec",

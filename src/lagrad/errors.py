@@ -11,6 +11,7 @@ __all__ = [
     "ProgramError",
     "CycleError",
     "TracedIndexError",
+    "InputDtypeError",
     "NonFiniteError",
     "SolveError",
     "ConvergenceError",
@@ -37,6 +38,12 @@ class CycleError(ProgramError):
 class TracedIndexError(ProgramError, IndexError):
     """An index is out of range for a traced variable's shape. An IndexError too,
     so that Python's iteration and unpacking protocols see the end of the axis."""
+
+
+class InputDtypeError(LagradError, TypeError):
+    """A differentiated input holds integers or booleans. A TypeError too, as
+    JAX raises for them (without ``allow_int``): their derivative is not defined
+    on a discrete set; pass floats, or leave the argument out of ``argnums``."""
 
 
 class NonFiniteError(LagradError, FloatingPointError):

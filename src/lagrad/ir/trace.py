@@ -8,48 +8,59 @@ program does not depend on the example values and can be solved at any inputs.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from lagrad.errors import OptionError, ProgramError
+from lagrad.errors import InputDtypeError, OptionError, ProgramError
+from lagrad.ir import ops
 from lagrad.ir.program import Program, Variable
+from lagrad.tree import LEAF, TreeDef, flatten_with_path, unflatten
 
 __all__ = ["trace", "Traced", "trace_args", "normalize_argnums"]
 
 
 @dataclass(frozen=True)
 class Traced:
-    """A traced program and how its inputs map back to the arguments.
+    """A traced program and how its inputs and output map back to the
+    arguments and the result.
 
-    ``leaves[k]`` lists the input variables of argument ``argnums[k]``;
-    ``containers[k]`` is ``None`` for an array argument, else the tuple/list
-    type that held the leaves.
+    Each differentiated argument ``args[argnums[k]]`` is a pytree of structure
+    ``trees[k]``; its leaves are the program's inputs, in order (``values``
+    holds their example values, ``dtypes`` their dtypes). The result (without
+    the auxiliary data of ``has_aux``) is a pytree of structure ``out_tree``
+    whose leaves have shapes ``out_shapes``: one leaf is the program's output
+    itself, several are raveled and concatenated into it. ``aux`` is the
+    auxiliary data as returned, traced variables included.
     """
 
     program: Program
     argnums: tuple[int, ...]
-    leaves: tuple[tuple[Variable, ...], ...]
-    containers: tuple[type | None, ...]
+    trees: tuple[TreeDef, ...]
+    values: tuple[Any, ...]
+    dtypes: tuple[np.dtype[Any], ...]
+    out_tree: TreeDef = LEAF
+    out_shapes: tuple[tuple[int, ...], ...] = ((),)
+    aux: Any = None
 
     def regroup(self, flat: Sequence[Any]) -> tuple[Any, ...]:
-        """Per-input results (in program input order) regrouped per argument."""
+        """Per-input results (in program input order) as one tree per argument."""
         out, k = [], 0
-        for leaves, container in zip(self.leaves, self.containers):
-            part = list(flat[k:k + len(leaves)])
-            k += len(leaves)
-            out.append(part[0] if container is None else container(part))
+        for treedef in self.trees:
+            out.append(unflatten(treedef, flat[k:k + treedef.num_leaves]))
+            k += treedef.num_leaves
         return tuple(out)
 
 
 def trace(fn: Callable[..., Any], *example_args: Any) -> Program:
     """Trace ``fn`` at arguments of the example's shapes into a Program.
 
-    Every argument (a float, an array, or a tuple/list of them) becomes one or
-    more inputs, named after ``fn``'s parameters. The example values give
-    shapes only.
+    Every argument (a float, an array, or a pytree of them: nested tuples,
+    lists, dicts and namedtuples) becomes one input per leaf, named after
+    ``fn``'s parameter and the leaf's path (``params['w1']``, ``x[0][1]``).
+    The example values give shapes only.
 
     Examples
     --------
@@ -84,63 +95,122 @@ def normalize_argnums(argnums: int | Sequence[int], nargs: int) -> tuple[int, ..
 
 
 def trace_args(fn: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
-               program: Program | None = None) -> Traced:
-    """Trace ``fn(*args)`` with placeholders for ``args[k]``, k in argnums;
-    the other arguments are passed through as constants."""
+               program: Program | None = None, *, kwargs: Mapping[str, Any] | None = None,
+               has_aux: bool = False, tree_output: bool = False, allow_int: bool = True
+               ) -> Traced:
+    """Trace ``fn(*args, **kwargs)`` with a placeholder for each leaf of the
+    pytrees ``args[k]``, k in argnums; the other arguments and ``kwargs`` are
+    passed through as constants.
+
+    With ``has_aux``, ``fn`` returns ``(result, aux)`` and only ``result`` is
+    the output. With ``tree_output`` the result may be a pytree (else it is one
+    array). Without ``allow_int``, an integer or boolean leaf raises
+    InputDtypeError.
+    """
     program = Program(getattr(fn, "__name__", "")) if program is None else program
     names = _parameter_names(fn, len(args))
     call = list(args)
-    leaves, containers = [], []
+    trees, values, dtypes = [], [], []
     for k in argnums:
-        arg = args[k]
-        if isinstance(arg, (tuple, list)):
-            vs = tuple(program.input(f"{names[k]}[{i}]", _example_shape(a, names[k]))
-                       for i, a in enumerate(arg))
-            call[k] = type(arg)(vs)
-            leaves.append(vs)
-            containers.append(type(arg))
-        else:
-            v = program.input(names[k], _example_shape(arg, names[k]))
-            call[k] = v
-            leaves.append((v,))
-            containers.append(None)
-    result = fn(*call)
-    if not isinstance(result, Variable):
-        _check_result(result, f"function {program.name!r}" if program.name else "the function")
-    program.output(result)
-    return Traced(program, argnums, tuple(leaves), tuple(containers))
+        pairs, treedef = flatten_with_path(args[k])
+        placeholders = []
+        for path, leaf in pairs:
+            dtype = _leaf_dtype(leaf, names[k] + path, allow_int)
+            placeholders.append(program.input(names[k] + path, np.shape(leaf)))
+            values.append(leaf)
+            dtypes.append(dtype)
+        call[k] = unflatten(treedef, placeholders)
+        trees.append(treedef)
+    result = fn(*call, **(kwargs or {}))
+    name = f"function {program.name!r}" if program.name else "the function"
+    aux = None
+    if has_aux:
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise ProgramError(f"{name} must return a pair (output, aux) with has_aux=True, "
+                               f"got {type(result).__name__}")
+        result, aux = result
+    out_tree, out_shapes = _record_output(program, result, name, tree_output)
+    return Traced(program, argnums, tuple(trees), tuple(values), tuple(dtypes), out_tree,
+                  out_shapes, aux)
+
+
+def _record_output(program: Program, result: Any, name: str, tree_output: bool
+                   ) -> tuple[TreeDef, tuple[tuple[int, ...], ...]]:
+    """Make ``result`` the program's output: one array, or with ``tree_output``
+    the leaves of a pytree, raveled and concatenated when there are several."""
+    if not tree_output or result is None:
+        if not isinstance(result, Variable):
+            _check_result(result, name)
+        program.output(result)
+        return LEAF, (_shape(result),)
+    pairs, out_tree = flatten_with_path(result)
+    for path, leaf in pairs:
+        if not isinstance(leaf, Variable):
+            _check_result(leaf, name, f" at output{path}" if path else "")
+    shapes = tuple(_shape(leaf) for _, leaf in pairs)
+    if len(pairs) == 1:
+        program.output(pairs[0][1])
+    elif not pairs:
+        program.output(np.zeros(0))
+    else:
+        program.output(ops.concatenate([ops.reshape(leaf, (-1,)) for _, leaf in pairs]))
+    return out_tree, shapes
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return x.shape if isinstance(x, Variable) else np.shape(x)
 
 
 def _is_int(a: Any) -> bool:
     return isinstance(a, (int, np.integer)) and not isinstance(a, bool)
 
 
-def _check_result(result: Any, name: str) -> None:
-    """A traced function's result that is not a variable must be real numbers."""
+def _check_result(result: Any, name: str, where: str = "") -> None:
+    """A traced function's result that is not a variable must be real numbers;
+    ``where`` names the place of a leaf in a pytree result."""
     if result is None:
         raise ProgramError(f"{name} returned None; it must return the value to differentiate "
                            "(is a `return` missing?)")
     if isinstance(result, (tuple, list, dict)):
         raise ProgramError(f"{name} returned a {type(result).__name__}; lagrad differentiates "
                            "functions with one array output")
-    kind = np.asarray(result).dtype.kind
+    kind = _dtype_kind(result)
     if kind == "c":
-        raise ProgramError(f"{name} returned complex numbers ({type(result).__name__}); "
+        raise ProgramError(f"{name} returned complex numbers ({type(result).__name__}){where}; "
                            "lagrad differentiates real-valued functions (return .real or abs())")
     if kind not in "biuf":
-        raise ProgramError(f"{name} returned a {type(result).__name__}, not numbers; it must "
-                           "return a real scalar or array computed from its arguments")
+        raise ProgramError(f"{name} returned a {type(result).__name__}{where}, not numbers; it "
+                           "must return a real scalar or array computed from its arguments")
 
 
-def _example_shape(a: Any, name: str) -> tuple[int, ...]:
-    if isinstance(a, Variable):
-        raise ProgramError(f"argument {name!r} is already a traced variable; nested "
+def _dtype_kind(value: Any) -> str:
+    """numpy's dtype kind of ``value``; "O" when numpy cannot make an array of it."""
+    try:
+        return np.asarray(value).dtype.kind
+    except ValueError:  # ragged nesting: numpy's "inhomogeneous shape"
+        return "O"
+
+
+def _leaf_dtype(leaf: Any, name: str, allow_int: bool) -> np.dtype[Any]:
+    """The dtype of an argument's leaf, which must be real numbers (and floats
+    unless ``allow_int``); ``name`` is its path, as ``params['w1']``."""
+    if isinstance(leaf, Variable):
+        raise ProgramError(f"argument {name} is already a traced variable; nested "
                            "tracing is not supported")
-    arr = np.asarray(a)
+    try:
+        arr = np.asarray(leaf)
+    except ValueError as err:  # ragged nesting: numpy's "inhomogeneous shape"
+        raise ProgramError(f"argument {name} must be an array of real numbers, got a ragged "
+                           f"{type(leaf).__name__}; give an array, or a tuple/list/dict of "
+                           "arrays") from err
     if arr.dtype.kind not in "biuf":
-        raise ProgramError(f"argument {name!r} must be real numbers (float64), got "
-                           f"{type(a).__name__} of dtype {arr.dtype}")
-    return arr.shape
+        raise ProgramError(f"argument {name} must be real numbers (float64), got "
+                           f"{type(leaf).__name__} of dtype {arr.dtype}")
+    if not allow_int and arr.dtype.kind != "f":
+        raise InputDtypeError(f"argument {name} has dtype {arr.dtype}; lagrad differentiates "
+                              "floating-point inputs only: pass floats (np.asarray(x, float)) "
+                              "or leave the argument out of argnums")
+    return arr.dtype
 
 
 def _parameter_names(fn: Callable[..., Any], n: int) -> list[str]:
