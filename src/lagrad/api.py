@@ -18,6 +18,7 @@ from lagrad.ir.program import as_real
 from lagrad.ir.trace import Traced, normalize_argnums, trace_args
 from lagrad.solve.linsolve import solve_system
 from lagrad.solve.solution import Solution
+from lagrad.solve.sparsejac import sparse_jacobian
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacobian"]
 
@@ -134,13 +135,34 @@ def vjp(fn: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], tup
 _MODES = ("auto", "reverse", "forward")
 
 
-def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto"
-             ) -> Callable[..., Any]:
+def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto",
+             sparse: bool = False) -> Callable[..., Any]:
     """The Jacobian of ``fn`` with respect to ``args[argnums]``, of shape
     ``output.shape + argument.shape`` (as ``jax.jacobian``).
 
-    ``mode``: "reverse" (one adjoint solve per output entry), "forward" (one
-    tangent solve per input entry) or "auto" (whichever needs fewer solves).
+    Parameters
+    ----------
+    fn : callable
+        The function, written with lagrad (or numpy) operations.
+    argnums : int or tuple of int
+        The arguments to differentiate with respect to.
+    mode : {"auto", "reverse", "forward"}
+        Dense: one adjoint solve per output entry ("reverse"), one tangent
+        solve per input entry ("forward"), or whichever needs fewer solves.
+        Sparse: colour rows ("reverse") or columns ("forward") of the
+        Jacobian, or whichever needs fewer colours ("auto").
+    sparse : bool
+        Return a ``scipy.sparse.csr_matrix`` of shape (output.size,
+        argument.size) per argument: the pattern is found from the program
+        (which input entries reach which output entries), its columns or rows
+        are grouped by a greedy colouring, and all colours are solved in one
+        sweep with one right-hand side each.
+
+    Returns
+    -------
+    callable
+        ``jac(*args)``: an array, a sparse matrix, or a tuple of them when
+        ``argnums`` is a tuple.
 
     Examples
     --------
@@ -148,6 +170,9 @@ def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto"
     >>> lagrad.jacobian(lambda x: x ** 2)(np.array([1.0, 3.0]))
     array([[2., 0.],
            [0., 6.]])
+    >>> jac = lagrad.jacobian(lambda x: x ** 2, sparse=True)(np.array([1.0, 3.0]))
+    >>> jac.format, jac.nnz, jac.diagonal()
+    ('csr', 2, array([2., 6.]))
     """
     if not isinstance(mode, str) or mode not in _MODES:
         raise OptionError(f"jacobian: unknown mode {mode!r}; choose one of {_MODES}")
@@ -155,6 +180,8 @@ def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto"
     @functools.wraps(fn)
     def wrapped(*args: Any) -> Any:
         traced, sol, _ = _solve(fn, args, argnums)
+        if sparse:
+            return _pick(traced.regroup(_sparse_blocks(sol, mode)), argnums)
         out = traced.program.output_variable
         inputs = sol.schedule.inputs
         n_in = sum(v.size for v in inputs)
@@ -166,6 +193,13 @@ def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto"
                   for v in inputs]
         return _pick(traced.regroup(blocks), argnums)
     return wrapped
+
+
+def _sparse_blocks(sol: Solution, mode: str) -> list[Any]:
+    """The sparse Jacobian cut into one CSR block of columns per input."""
+    matrix = sparse_jacobian(sol, mode).matrix.tocsc()
+    bounds = np.cumsum([0] + [v.size for v in sol.schedule.inputs])
+    return [matrix[:, a:b].tocsr() for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def _reverse_rows(sol: Solution) -> np.ndarray:
