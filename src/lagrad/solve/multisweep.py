@@ -77,10 +77,11 @@ class LevelSplit:
 def split_levels(schedule: Schedule, jac: sp.csr_matrix) -> LevelSplit:
     """Cut ``jac`` (J at a solution, n x n) by the schedule's levels."""
     sizes = np.diff(schedule.index.offsets)
-    raw = np.repeat(np.asarray(schedule.levels)[:sizes.size], sizes)
-    _, level = np.unique(raw, return_inverse=True)  # dense level numbers 0..m-1
-    level = level.astype(np.intp).ravel()
-    order = np.argsort(level, kind="stable")
+    raw = np.repeat(np.asarray(schedule.levels, dtype=np.intp)[:sizes.size], sizes)
+    present = np.bincount(raw) > 0 if raw.size else np.zeros(0, bool)
+    level = (np.cumsum(present) - 1)[raw].astype(np.intp)  # dense level numbers 0..m-1
+    small = level.astype(np.int16) if level.size and level.max() < 2**15 else level
+    order = np.argsort(small, kind="stable")  # a radix sort for 16-bit keys
     counts = np.bincount(level, minlength=int(level.max(initial=-1)) + 1)
     bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
     rows = [order[bounds[k]:bounds[k + 1]] for k in range(counts.size)]
@@ -92,10 +93,11 @@ def split_levels(schedule: Schedule, jac: sp.csr_matrix) -> LevelSplit:
     assert not np.any(lc > lr), "an equation reads a variable of a higher level"
     key = lr * max(counts.size, 1) + lc
     sort = np.argsort(key, kind="stable")
-    keys, starts = np.unique(key[sort], return_index=True)
+    sorted_keys = key[sort]
+    starts = np.flatnonzero(np.diff(sorted_keys, prepend=-1))
     ends = np.append(starts[1:], sort.size)
     pairs = {}
-    for k, a, b in zip(keys.tolist(), starts.tolist(), ends.tolist()):
+    for k, a, b in zip(sorted_keys[starts].tolist(), starts.tolist(), ends.tolist()):
         big, small = divmod(k, max(counts.size, 1))
         e = sort[a:b]
         pairs[(big, small)] = sp.csr_matrix(
