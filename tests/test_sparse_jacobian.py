@@ -160,3 +160,20 @@ def test_colouring_is_valid_and_recovers_random_patterns() -> None:
         rows = greedy_colouring(j.T)
         np.testing.assert_array_equal(
             recover(j, (seed_matrix(rows).T @ j).T, rows, by_rows=True).toarray(), j.toarray())
+
+
+def test_a_deep_chain_of_scalars_and_empty_sides() -> None:
+    """Hundreds of levels with one scalar equation each (the pattern sweep
+    runs level by level), scalar arguments, and empty inputs or outputs."""
+    def chain(a: Any, b: Any, c: Any, d: Any) -> Any:
+        xs = [a, b, c, d]
+        for k in range(120):
+            i = k % 3  # d never mixes in: its column is zero but for itself
+            xs[i] = lagrad.sin(xs[i]) * 0.9 + 0.1 * xs[i + 1 if i < 2 else 0]
+        return lagrad.stack(xs)
+    args = [0.1, 0.4, 0.7, 1.0]
+    blocks = _check(chain, args, argnums=(0, 1, 2, 3))
+    assert [m.shape for m in blocks] == [(4, 1)] * 4
+    assert blocks[3].nnz == 1
+    assert lagrad.jacobian(lambda x: x[:0] * 2.0, sparse=True)(np.ones(3)).shape == (0, 3)
+    assert lagrad.jacobian(lambda x: lagrad.sum(x) + 1.0, sparse=True)(np.ones(0)).shape == (1, 0)
