@@ -21,7 +21,8 @@ from lagrad.bench.targets import check_targets, format_targets
 TITLES = {"scaling": "scaling: random scalar DAGs", "modes": "modes: one program",
           "paths": "paths: stacked diamonds", "mlp": "mlp: tanh MLP",
           "deq": "deq: deep-equilibrium layer", "pagerank": "pagerank: implicit gradient",
-          "blocks": "blocks: a chain of B cyclic blocks", "peers": "peers"}
+          "blocks": "blocks: a chain of B cyclic blocks",
+          "sparsejac": "sparsejac: sparse Jacobians by colouring", "peers": "peers"}
 ROW_KEYS = {
     "scaling": {"n", "equations", "build_s", "first_s", "forward_s", "gradient_s",
                 "grad_over_forward", "floor_build_s", "floor_gradient_s", "grad_over_floor",
@@ -35,6 +36,8 @@ ROW_KEYS = {
     "deq": {"N", "method", "gradient_s"},
     "pagerank": {"m", "n", "method", "gradient_s"},
     "blocks": {"B", "method", "gradient_s"},
+    "sparsejac": {"problem", "n", "method", "jacobian_s", "colours", "speedup", "error",
+                  "missed"},
 }
 STATUSES = {"PASS", "FAIL", "NOT MEASURED"}
 

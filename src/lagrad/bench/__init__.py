@@ -5,7 +5,8 @@ one table): ``scaling`` (random scalar DAGs, 10^2..10^6 equations), ``modes``
 (reverse vs forward mode vs finite differences vs the path sum, against d),
 ``paths`` (stacked diamonds), ``mlp`` (tanh MLP 784-256-256-10), ``deq``
 (deep-equilibrium layer, every adjoint method and the unrolled baseline),
-``pagerank`` (10^4..10^6 edges), ``blocks`` (chains of small cyclic blocks) and
+``pagerank`` (10^4..10^6 edges), ``blocks`` (chains of small cyclic blocks),
+``sparsejac`` (sparse Jacobians by colouring against dense ones, n up to 10^4) and
 ``peers`` (JAX, jaxopt, autograd, PyTorch, CasADi when importable). Each times
 a hand-written numpy/scipy *floor* of the same problem in the same run.
 
@@ -16,7 +17,7 @@ Examples
 --------
 >>> from lagrad.bench import WORKLOADS
 >>> WORKLOADS
-('scaling', 'modes', 'paths', 'mlp', 'deq', 'pagerank', 'blocks', 'peers')
+('scaling', 'modes', 'paths', 'mlp', 'deq', 'pagerank', 'blocks', 'sparsejac', 'peers')
 """
 
 from .core import Context

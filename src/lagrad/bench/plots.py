@@ -33,6 +33,7 @@ PLOTS: dict[str, tuple[str, str, Any]] = {
     "deq": ("N", "method", "gradient_s"),
     "pagerank": ("m", "method", "gradient_s"),
     "blocks": ("B", "method", "gradient_s"),
+    "sparsejac": ("n", "method", "jacobian_s"),
     "peers": ("size", "series", "seconds"),
 }
 

@@ -24,6 +24,7 @@ from .pagerank import pagerank
 from .peers import peers
 from .plots import write_plots
 from .scaling import scaling
+from .sparsejac import sparsejac
 from .targets import check_targets, format_targets
 
 __all__ = ["main", "run", "WORKLOADS"]
@@ -31,10 +32,12 @@ __all__ = ["main", "run", "WORKLOADS"]
 
 def _workloads() -> dict[str, Callable[[Context], list[dict[str, Any]]]]:
     return {"scaling": scaling, "modes": modes, "paths": paths, "mlp": mlp, "deq": deq,
-            "pagerank": pagerank, "blocks": blocks, "peers": peers}
+            "pagerank": pagerank, "blocks": blocks, "sparsejac": sparsejac,
+            "peers": peers}
 
 
-WORKLOADS = ("scaling", "modes", "paths", "mlp", "deq", "pagerank", "blocks", "peers")
+WORKLOADS = ("scaling", "modes", "paths", "mlp", "deq", "pagerank", "blocks", "sparsejac",
+             "peers")
 """Workload names, in the order a full run takes them."""
 
 

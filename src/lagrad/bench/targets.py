@@ -132,6 +132,19 @@ def _blocks(results: Mapping[str, Any]) -> list[Result]:
     return [first, second]
 
 
+def _sparsejac(results: Mapping[str, Any]) -> Result:
+    target = "sparsejac n=10^4: sparse Jacobian >= 100x faster than dense, and exact"
+    rows = [r for r in _rows(results, "sparsejac") if r["n"] >= 10_000
+            and r.get("speedup") is not None]
+    if not rows:
+        return _result(target, None, "n=10^4 not run")
+    worst = min(rows, key=lambda r: r["speedup"])
+    exact = all(r["error"] <= 1e-12 and r["missed"] == 0 for r in rows)
+    return _result(target, worst["speedup"] >= 100 and exact,
+                   f"worst {worst['speedup']:.0f}x ({worst['problem']}), max error "
+                   f"{max(r['error'] for r in rows):.0e}")
+
+
 def _defaults(results: Mapping[str, Any]) -> Result:
     target = "default settings within 1.5x of the fastest exact lagrad method (every size)"
     worst: tuple[float, str] | None = None
@@ -158,7 +171,7 @@ def _defaults(results: Mapping[str, Any]) -> Result:
 
 TARGETS: tuple[Callable[[Mapping[str, Any]], Result | list[Result]], ...] = (
     _grad_over_forward, _modes, _scaling_million, _mlp_floor, _deq, _pagerank, _blocks,
-    _defaults)
+    _sparsejac, _defaults)
 
 
 def check_targets(results: Mapping[str, Any], level: str = "full") -> list[Result]:
