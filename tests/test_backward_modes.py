@@ -237,3 +237,16 @@ def test_backward_options_defaults():
     assert BackwardOptions("jfb").terms == 1
     assert not BackwardOptions().truncated
     assert BackwardOptions.resolve(("unrolled", 3), "here") == BackwardOptions("unrolled", 3)
+
+
+def test_study_table_has_every_mode_and_error_falls_with_cost():
+    from lagrad.study.examples import compare_backward
+
+    lines: list[str] = []
+    rows = compare_backward(deq().solve(), (2, 10, 20), lines.append)
+    assert not lines  # no mode failed
+    assert [r.mode for r in rows] == ["implicit", "phantom"] + ["unrolled"] * 3 + ["neumann"] * 3
+    assert rows[0].error == 0 and rows[1].products == 2
+    unrolled = [r for r in rows if r.mode == "unrolled"]
+    assert [r.products for r in unrolled] == [3, 11, 21]  # K + 1 sweeps
+    assert unrolled[0].error > unrolled[1].error > unrolled[2].error
