@@ -316,13 +316,13 @@ def test_unrolled_plot_shows_the_rows(mpl: Any) -> None:
     assert labelled(plot_curves.plot_unrolled([]).axes[0])  # nothing to show, still labelled
 
 
-def test_cli_study_plot_writes_five_pictures(mpl: Any, tmp_path: Path,
+def test_cli_study_plot_writes_six_pictures(mpl: Any, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "new" / "dir"
     assert main(["study", "mdp", "--plot", str(out)]) == 0
     printed = capsys.readouterr().out
     names = ["graph.png", "spy.png", "forward_convergence.png", "adjoint_convergence.png",
-             "unrolled.png"]
+             "unrolled.png", "backward_modes.png"]
     for name in names:
         assert png_size(out / name)[0] > 500
         assert str(out / name) in printed

@@ -97,7 +97,8 @@ def study_command(name: str | None, list_only: bool, plot_dir: str | None = None
     if plot_dir is not None:
         from lagrad.study.plot_curves import save_study_plots
 
-        _print_paths(save_study_plots(example, plot_dir, rows=result["unrolled"]))
+        _print_paths(save_study_plots(example, plot_dir, rows=result["unrolled"],
+                                      backward=result["backward"]))
     return 0
 
 
@@ -114,8 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_study.add_argument("name", nargs="?", help="the example (see --list)")
     p_study.add_argument("--list", action="store_true", help="list the examples")
     p_study.add_argument("--plot", metavar="DIR", help="also write graph.png, spy.png, "
-                         "forward_convergence.png, adjoint_convergence.png and unrolled.png "
-                         "into DIR (needs the plot extra)")
+                         "forward_convergence.png, adjoint_convergence.png, unrolled.png and "
+                         "backward_modes.png into DIR (needs the plot extra)")
     sub.add_parser("bench", add_help=False,
                    help="the benchmark suite (lagrad bench --help for its options)")
     argv = list(sys.argv[1:] if argv is None else argv)

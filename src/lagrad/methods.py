@@ -63,7 +63,7 @@ def _from_arrays(cls: type[Program], kinds: Any, parents: Any, *, n_inputs: int,
 
 def _solve(self: Program, *inputs: Any, method: str | None = None, tol: float | None = None,
            maxiter: int | None = None, init: Mapping[Any, Any] | None = None,
-           **named: Any) -> Solution:
+           backward: Any = None, **named: Any) -> Solution:
     """Satisfy the constraints for the given input values.
 
     Inputs are given positionally in :attr:`inputs` order, or by name.
@@ -71,10 +71,15 @@ def _solve(self: Program, *inputs: Any, method: str | None = None, tol: float | 
     "anderson"; default: each block's own choice, else "auto") to the
     relative tolerance ``tol`` within ``maxiter`` iterations, starting from
     ``init`` (a mapping from unknowns or names to arrays; default: the
-    unknowns' ``init``). Returns a :class:`lagrad.Solution`; the program is
-    not changed.
+    unknowns' ``init``). ``backward`` is the backward mode of every cyclic
+    block in this solution's default multiplier solve (``sol.grad()``,
+    ``sol.multipliers()``), over each block's own: "implicit" (exact),
+    "unrolled" / "neumann" (K terms of the Neumann series; ``(mode, K)``),
+    "phantom" / "jfb" (one term); see :class:`lagrad.options.BackwardOptions`.
+    Returns a :class:`lagrad.Solution`; the program is not changed.
     """
-    options = {"method": method, "tol": tol, "maxiter": maxiter, "init": init}
+    options = {"method": method, "tol": tol, "maxiter": maxiter, "init": init,
+               "backward": backward}
     return solve_program(self, inputs, named, options)
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from lagrad.errors import OptionError
 
-__all__ = ["ForwardOptions", "LinearOptions", "FORWARD_METHODS", "DEFAULT_TOL"]
+__all__ = ["ForwardOptions", "LinearOptions", "BackwardOptions", "FORWARD_METHODS",
+           "BACKWARD_MODES", "DEFAULT_TOL", "DEFAULT_STEPS"]
 
 DEFAULT_TOL = 1e-13
 """Relative tolerance of the nonlinear and iterative linear solves."""
@@ -25,6 +26,14 @@ DEFAULT_TOL = 1e-13
 FORWARD_METHODS = ("auto", "newton", "fixed_point", "anderson")
 """Names of the forward (nonlinear) block methods; :mod:`lagrad.solve.nonlinear`
 holds the table that implements them."""
+
+BACKWARD_MODES = ("implicit", "unrolled", "neumann", "phantom", "jfb")
+"""Names of the backward modes of a cyclic block; "implicit" is the exact
+adjoint solve, the others are truncations of its Neumann series, which
+:mod:`lagrad.solve.blocksolve` implements as block methods of the same names."""
+
+DEFAULT_STEPS = 10
+"""Terms of an "unrolled" or "neumann" backward mode given without ``steps``."""
 
 
 def check_tol(tol: Any, where: str) -> float | None:
@@ -134,3 +143,78 @@ class LinearOptions:
     @property
     def tolerance(self) -> float:
         return DEFAULT_TOL if self.tol is None else self.tol
+
+
+@dataclass(frozen=True)
+class BackwardOptions:
+    """How the multipliers of a cyclic block are computed (its backward mode).
+
+    Attributes
+    ----------
+    mode : {"implicit", "unrolled", "neumann", "phantom", "jfb"}
+        "implicit" (default): the exact adjoint solve of the block.
+        "unrolled": backpropagation through ``steps`` steps of the block's map
+        z_U <- G(z_U) taken from the fixed point, i.e. lambda_U =
+        sum_{k < K} (dG/dz_U^T)^k c, exactly K terms.
+        "neumann": the same series, at most ``steps`` terms, stopping early
+        once it has converged to the linear tolerance.
+        "phantom" / "jfb": one term, lambda_U = c (Jacobian-free backprop:
+        (I - dG/dz_U)^-T replaced by the identity).
+    steps : int or None
+        K, the number of terms ("unrolled", "neumann"; default
+        :data:`DEFAULT_STEPS`); "phantom" and "jfb" take 1 only, "implicit" none.
+
+    Notes
+    -----
+    A truncated mode returns no ConvergenceError: truncation is the point. Its
+    block result (``sol.adjoint_diagnostics``) has status ``TRUNCATED`` and an
+    a-posteriori ``extra["error_estimate"]`` of its multipliers' error.
+    """
+
+    mode: str = "implicit"
+    steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mode, str) or self.mode not in BACKWARD_MODES:
+            raise OptionError(f"unknown backward mode {self.mode!r}; choose one of "
+                              f"{list(BACKWARD_MODES)}")
+        steps = check_maxiter(self.steps, f"backward mode {self.mode!r}: steps")
+        if steps is not None and self.mode == "implicit":
+            raise OptionError("backward mode 'implicit' takes no steps (it solves exactly); "
+                              "use 'unrolled' or 'neumann' for a truncated series")
+        if steps not in (None, 1) and self.mode in ("phantom", "jfb"):
+            raise OptionError(f"backward mode {self.mode!r} is one step; got steps={steps} "
+                              "(use 'unrolled' for more)")
+        object.__setattr__(self, "steps", steps)
+
+    @classmethod
+    def resolve(cls, value: Any, where: str) -> BackwardOptions | None:
+        """``value`` (None, a mode name, ``(mode, steps)`` or BackwardOptions) as
+        BackwardOptions (None stays None); anything else raises OptionError."""
+        if value is None or isinstance(value, cls):
+            return value
+        try:
+            if isinstance(value, str):
+                return cls(value)
+            if isinstance(value, tuple) and len(value) == 2:
+                return cls(*value)
+        except OptionError as err:
+            raise OptionError(f"{where}: {err}") from None
+        raise OptionError(f"{where}: backward must be a mode name {list(BACKWARD_MODES)}, a "
+                          f"tuple (mode, steps) or BackwardOptions, got {value!r}")
+
+    @property
+    def truncated(self) -> bool:
+        """True for every mode but the exact "implicit" one."""
+        return self.mode != "implicit"
+
+    @property
+    def terms(self) -> int:
+        """K, the number of Neumann terms the mode takes."""
+        if self.mode in ("phantom", "jfb"):
+            return 1
+        return DEFAULT_STEPS if self.steps is None else self.steps
+
+    def linear_options(self, options: LinearOptions) -> LinearOptions:
+        """``options`` with maxiter = K: how the block method receives K."""
+        return LinearOptions(options.tol, self.terms, options.preconditioner)

@@ -25,12 +25,16 @@ _NAMES = {"define": "fixed_point", "root": "root"}  # how errors name the combin
 
 def fixed_point(f: Callable[..., Any], z0: Any, *args: Any, method: str | None = None,
                 tol: float | None = None, maxiter: int | None = None,
-                name: str | None = None) -> Any:
+                name: str | None = None, backward: Any = None) -> Any:
     """The solution z of z = f(z, *args), started from ``z0``.
 
     Differentiable (under :func:`lagrad.grad`, ``jvp``, ``jacobian``) by the
     implicit function theorem: the multipliers of the block solve
-    (I - df/dz)^T lambda = ..., with no iterations unrolled.
+    (I - df/dz)^T lambda = ..., with no iterations unrolled. ``backward``
+    chooses another backward mode for this block: "unrolled" or "neumann"
+    (K terms of the Neumann series, K given as ``(mode, K)``), "phantom" /
+    "jfb" (one term), or "implicit" (the default); see
+    :class:`~lagrad.options.BackwardOptions`.
 
     Examples
     --------
@@ -42,12 +46,16 @@ def fixed_point(f: Callable[..., Any], z0: Any, *args: Any, method: str | None =
     >>> round(float(g(2.0)), 12)  # d sqrt(a)/da = 1 / (2 sqrt(a))
     0.353553390593
     """
-    return _implicit("define", f, z0, args, method, tol, maxiter, name)
+    return _implicit("define", f, z0, args, (method, tol, maxiter, backward), name)
 
 
 def root(g: Callable[..., Any], z0: Any, *args: Any, method: str | None = None,
-         tol: float | None = None, maxiter: int | None = None, name: str | None = None) -> Any:
+         tol: float | None = None, maxiter: int | None = None, name: str | None = None,
+         backward: Any = None) -> Any:
     """The solution z of g(z, *args) = 0 near ``z0`` (g must return z's shape).
+
+    ``backward`` is the block's backward mode, as for :func:`fixed_point`; its
+    map is z <- z - g(z), so a truncated mode suits a g with dg/dz near I.
 
     Examples
     --------
@@ -58,25 +66,26 @@ def root(g: Callable[..., Any], z0: Any, *args: Any, method: str | None = None,
     >>> round(float(lagrad.grad(cube_root)(8.0)), 12)  # 1 / (3 z^2)
     0.083333333333
     """
-    return _implicit("root", g, z0, args, method, tol, maxiter, name)
+    return _implicit("root", g, z0, args, (method, tol, maxiter, backward), name)
+
+
+Options = tuple[Any, Any, Any, Any]  # method, tol, maxiter, backward of program.unknown
 
 
 def _implicit(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
-              method: str | None, tol: float | None, maxiter: int | None,
-              name: str | None) -> Any:
+              options: Options, name: str | None) -> Any:
     programs = {id(a.program): a.program for a in (z0, *args) if isinstance(a, Variable)}
     if len(programs) > 1:
         raise ProgramError(f"{kind}: arguments come from different programs")
     if not programs:
-        return _solve_now(kind, fn, z0, args, method, tol, maxiter)
+        return _solve_now(kind, fn, z0, args, options)
     program = next(iter(programs.values()))
     if isinstance(z0, Variable):  # its value, known at solve time, is the start
         shape, init = z0.shape, z0
     else:
         init = as_real(z0, f"z0 of {_NAMES[kind]}")
         shape = init.shape
-    z = program.unknown(name or _fresh(program), shape, init, method=method, tol=tol,
-                        maxiter=maxiter)
+    z = _unknown(program, name or _fresh(program), shape, init, options)
     expr = fn(z, *args)
     if kind == "define":
         program.define(z, expr)
@@ -85,12 +94,18 @@ def _implicit(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
     return z
 
 
+def _unknown(program: Program, name: str, shape: Any, init: Any, options: Options) -> Variable:
+    method, tol, maxiter, backward = options
+    return program.unknown(name, shape, init, method=method, tol=tol, maxiter=maxiter,
+                           backward=backward)
+
+
 def _solve_now(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
-               method: str | None, tol: float | None, maxiter: int | None) -> Any:
+               options: Options) -> Any:
     program = Program(kind)
     inputs = [program.input(f"a{k}", np.shape(a)) for k, a in enumerate(args)]
     init = as_real(z0, f"z0 of {_NAMES[kind]}")
-    z = program.unknown("z", init.shape, init, method=method, tol=tol, maxiter=maxiter)
+    z = _unknown(program, "z", init.shape, init, options)
     expr = fn(z, *inputs)
     if kind == "define":
         program.define(z, expr)

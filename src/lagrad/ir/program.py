@@ -22,7 +22,7 @@ from lagrad.ir import ops
 from lagrad.ir import primitives as P
 from lagrad.ir.blocks import Block, find_blocks
 from lagrad.ir.constants import as_real, frozen, frozen_param
-from lagrad.options import ForwardOptions
+from lagrad.options import BackwardOptions, ForwardOptions
 
 __all__ = ["Variable", "Equation", "Program", "bind"]
 
@@ -242,6 +242,7 @@ class Program:
         self.inits: dict[int, np.ndarray] = {}
         self.init_sources: dict[int, int] = {}  # unknown -> variable whose value starts it
         self.block_options: dict[int, ForwardOptions] = {}  # per unknown
+        self.block_backward: dict[int, BackwardOptions] = {}  # per unknown
         self._version = 0
         self._cache: dict[str, tuple[int, Any]] = {}
 
@@ -252,7 +253,7 @@ class Program:
 
     def unknown(self, name: str, shape: Sequence[int] | int = (), init: Any = None, *,
                 method: str | None = None, tol: float | None = None,
-                maxiter: int | None = None) -> Variable:
+                maxiter: int | None = None, backward: Any = None) -> Variable:
         """Add a variable to be determined by :meth:`define` or :meth:`root`.
 
         Expressions may read it before it is defined; that is how cycles
@@ -262,7 +263,10 @@ class Program:
         imaginary part with a ``ComplexWarning``; or a variable of the program
         of that shape, whose value at solve time is the start);
         ``method``, ``tol`` and ``maxiter`` are this block's forward-solve
-        defaults (see :meth:`solve`).
+        defaults (see :meth:`solve`); ``backward`` its backward mode: a name
+        ("implicit", the default and exact; "unrolled", "neumann", "phantom",
+        "jfb"), a tuple ``(mode, steps)`` or a
+        :class:`~lagrad.options.BackwardOptions`.
         """
         dims = _shape(shape, f"unknown {name!r}")
         source = init if isinstance(init, Variable) else None
@@ -276,9 +280,12 @@ class Program:
             options = ForwardOptions(method, tol, maxiter)
         except OptionError as err:
             raise OptionError(f"unknown {name!r}: {err}") from None
+        mode = BackwardOptions.resolve(backward, f"unknown {name!r}")
         v = self._new_variable(dims, "unknown", name)
         if options != ForwardOptions():
             self.block_options[v.index] = options
+        if mode is not None:
+            self.block_backward[v.index] = mode
         if start is not None:
             self.inits[v.index] = start
         if source is not None:

@@ -16,9 +16,15 @@ below is written once for both. Two equivalent forms:
   it: exact, and the cheapest choice when n_U is smaller than the number of
   iterations an iterative method would take (a chain of small blocks).
 
+*Truncated* ("unrolled", "neumann", "phantom"/"jfb"): the backward modes of
+:class:`~lagrad.options.BackwardOptions`, K terms of the Neumann series of the
+reduced system, lambda_U ~ sum_{k<K} (dG/dz_U^T)^k c, with an a-posteriori
+error estimate; their status is ``TRUNCATED`` (not a failure).
+
 Every method has one signature, ``method(block, b, options, *, factor=None,
 budget=None) -> BlockResult``, and sits in one table, :data:`METHODS`;
-:func:`choose` is the "auto" policy and :func:`solve_auto` runs its chain.
+:func:`choose` is the "auto" policy and :func:`solve_auto` runs its chain
+(or, for a block given a truncated backward mode, that mode).
 """
 
 from __future__ import annotations
@@ -37,13 +43,14 @@ from numpy.typing import NDArray
 from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.schedule import CyclicBlock
 from lagrad.errors import SingularSystemError
-from lagrad.numeric import lu_condition, norm2
-from lagrad.options import LinearOptions
+from lagrad.numeric import all_finite, lu_condition, norm2
+from lagrad.options import DEFAULT_STEPS, BackwardOptions, LinearOptions
 from lagrad.solve.results import BlockResult, Status, raise_for
 from lagrad.solve.system import Orientation
 
 __all__ = ["Workspace", "BlockOperator", "METHODS", "BLOCK_METHODS", "choose", "solve_auto",
-           "substitute_block", "check_determined", "SingularBlockWarning", "SENSITIVITY_LIMIT"]
+           "substitute_block", "check_determined", "SingularBlockWarning", "SENSITIVITY_LIMIT",
+           "backward_of"]
 
 Array = NDArray[np.float64]
 SINGULAR_CONDITION = 1e13
@@ -51,6 +58,8 @@ DIRECT_LIMIT = 20_000  # block entries above which "auto" goes matrix-free
 NEUMANN_BUDGET = 300  # iterations "auto" accepts for the Neumann series
 REDUCED_LU_LIMIT = 200  # "auto": at most this many unknowns for the reduced dense LU
 KRYLOV_BUDGET = 500  # "auto": BiCGSTAB iterations before GMRES takes over
+RATE_SAMPLES = 5  # truncated modes: ratios of successive terms behind a rate estimate
+ESTIMATE_SAFETY = 2.0  # truncated modes: the error estimate is this times ||r|| / (1 - rho)
 SENSITIVITY_LIMIT = 1e-3
 """A block whose forward Newton solve ended where (I - J_SS) has condition c
 and still moved by d (largest entry) over the last step has an estimated
@@ -81,13 +90,17 @@ class Workspace:
 
 class BlockOperator:
     """(I - J_SS) of one block at z, or its transpose, in direct and reduced
-    (matrix-free) form."""
+    (matrix-free) form. ``products`` counts the sweeps through the block
+    (products with dG/dz_U or its transpose) made so far; ``rate`` is the
+    forward iteration's observed contraction, when it had one (a hint for
+    error estimates)."""
 
     def __init__(self, unit: CyclicBlock, z: Array, orientation: Orientation,
-                 workspace: Workspace | None = None) -> None:
+                 workspace: Workspace | None = None, rate: float | None = None) -> None:
         self.unit, self.z, self.orientation = unit, z, orientation
         self.transposed = orientation.transposed
         self.w, self.w2 = (workspace or Workspace(z.size)).vectors()
+        self.products, self.rate = 0, rate
 
     @property
     def name(self) -> str:
@@ -132,6 +145,7 @@ class BlockOperator:
         a bound method kept on the instance would make a reference cycle that
         holds z until the garbage collector runs, and keeps the buffer pool
         from recycling it.)"""
+        self.products += 1
         if self.transposed:
             return self._g_vjp(v, b_interior)
         return self._g_jvp(v, b_interior)
@@ -336,6 +350,77 @@ def _reduced_lu(op: spla.LinearOperator, c: Array, options: LinearOptions, resul
     return scipy.linalg.lu_solve((lu, piv), c, check_finite=False)
 
 
+# --------------------------------------------------------------- truncated
+
+def _truncated(name: str, one_step: bool, early_stop: bool) -> BlockMethod:
+    """A truncated backward mode (see :class:`~lagrad.options.BackwardOptions`)."""
+    def method(block: BlockOperator, b: Array, options: LinearOptions, *, factor: Any = None,
+               budget: int | None = None) -> BlockResult:
+        result = block.result(name)
+        steps = 1 if one_step else (options.maxiter or DEFAULT_STEPS)
+        unit = block.unit
+        # with A = dG/dz_U^T (the adjoint; dG/dz_U for the tangent) and c the reduced
+        # rhs, the K-term sum x_K = sum_{k<K} A^k c leaves the residual
+        # c - (I - A) x_K = A^K c, the next term: so the terms are all it needs
+        term = b[unit.pos_u] + block._product(np.zeros(unit.u_index.size), b[unit.pos_i])
+        x = np.zeros_like(term)
+        norms = [norm2(term)]
+        k = 0
+        while k < steps and np.isfinite(norms[-1]):
+            if early_stop and norms[-1] <= options.tolerance * norms[0]:
+                break
+            x += term
+            term = block._product(term)
+            norms.append(norm2(term))
+            k += 1
+        residual = norms[-1]
+        probes = 0  # a short series sees too few terms to estimate its rate:
+        while len(norms) <= RATE_SAMPLES and 0 < norms[-1] < np.inf:  # a few more
+            term = block._product(term)
+            norms.append(norm2(term))
+            probes += 1
+        result.iterations = k
+        _estimate(result, norms, residual, block.rate, norm2(x))
+        result.extra["estimate_products"] = probes + (k > 0)  # + the residual's product
+        if not np.isfinite(residual) or not all_finite(x):
+            result.status = Status.NONFINITE
+            result.message = (f"the {name} series overflowed after {k} terms (observed rate "
+                              f"{result.extra['rate']:.3g}): the block's map does not "
+                              "contract here; use backward='implicit'")
+            return result
+        result.x = block.recover(x, b)
+        result.residual = block.residual(result.x, b)
+        exact = residual <= options.tolerance * norms[0]
+        result.status = Status.CONVERGED if exact else Status.TRUNCATED
+        return result
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = (f"Backward mode {name!r}: " +
+                      ("one term, lambda_U = c." if one_step else
+                       "K = maxiter terms of the Neumann series" +
+                       (", fewer once converged." if early_stop else ", exactly.")))
+    return method
+
+
+def _estimate(result: BlockResult, norms: list[float], residual: float, hint: float | None,
+              size: float) -> None:
+    """The a-posteriori error estimate of a truncated series: ``norms`` are
+    the norms of its terms A^k c (and of the probes after them), ``residual``
+    that of r = A^K c. The error of the multipliers is e = (I - A)^-1 r =
+    sum_j A^j r, so ||e|| <= ||r|| / (1 - rho) when every product shrinks a
+    vector by rho at least. rho is the largest ratio of successive terms
+    (at least RATE_SAMPLES of them), or the forward iteration's contraction
+    ``hint`` if larger: an estimate of the rate, not a proof (a slow mode may
+    not show in a few terms, and a non-normal A may shrink less at first), so
+    the estimate is ESTIMATE_SAFETY times that bound."""
+    ratios = [b / a for a, b in zip(norms, norms[1:]) if a > 0]
+    rho = max([*ratios, hint or 0.0])
+    bound = 0.0 if residual == 0 else (residual / (1 - rho) if rho < 1 else float("inf"))
+    estimate = ESTIMATE_SAFETY * bound
+    result.extra.update(steps=result.iterations, rate=float(rho), error_estimate=float(estimate),
+                        relative_error_estimate=float(estimate / max(size, np.finfo(float).tiny)),
+                        adjoint_residual=float(residual))
+
+
 METHODS: dict[str, BlockMethod] = {
     "splu": splu, "dense": dense, "lstsq": lstsq,
     "gmres": _reduced("gmres", _krylov(spla.gmres)),
@@ -343,6 +428,10 @@ METHODS: dict[str, BlockMethod] = {
     "lgmres": _reduced("lgmres", _krylov(spla.lgmres)),
     "fixed_point": _reduced("fixed_point", _neumann),
     "reduced_lu": _reduced("reduced_lu", _reduced_lu),
+    "unrolled": _truncated("unrolled", one_step=False, early_stop=False),
+    "neumann": _truncated("neumann", one_step=False, early_stop=True),
+    "phantom": _truncated("phantom", one_step=True, early_stop=False),
+    "jfb": _truncated("jfb", one_step=True, early_stop=False),
 }
 """The block methods by name ("auto" is the policy :func:`choose`)."""
 BLOCK_METHODS = ("auto", *METHODS)
@@ -396,9 +485,15 @@ follows; sparse LU last, when the block is small enough to factorize."""
 
 
 def solve_auto(block: BlockOperator, b: Array, options: LinearOptions,
-               forward: BlockResult | None) -> BlockResult:
+               forward: BlockResult | None,
+               backward: BackwardOptions | None = None) -> BlockResult:
     """Run the "auto" chain: :func:`choose`, then :data:`FALLBACK` while the
-    method in hand stops short of the tolerance."""
+    method in hand stops short of the tolerance. A truncated ``backward`` mode
+    of an adjoint solve runs instead: the block method of its name, with K terms."""
+    if backward is not None and backward.truncated and block.transposed:
+        result = _run(backward.mode, block, b, backward.linear_options(options), forward)
+        result.reason = f"backward mode {backward.mode!r}, K = {backward.terms}"
+        return result
     choice = choose(block.unit, forward, options.tolerance)
     name, reason = choice.name, choice.reason
     while True:
@@ -421,10 +516,24 @@ def solve_auto(block: BlockOperator, b: Array, options: LinearOptions,
 def _run(name: str, block: BlockOperator, b: Array, options: LinearOptions,
          forward: BlockResult | None, budget: int | None = None) -> BlockResult:
     factor = forward.factorization if (forward is not None and name == "splu") else None
-    t0 = time.perf_counter()
+    t0, before = time.perf_counter(), block.products
     result = METHODS[name](block, b, options, factor=factor, budget=budget)
     result.seconds = time.perf_counter() - t0
+    result.extra["products"] = block.products - before
     return result
+
+
+def backward_of(program: Any, unit: CyclicBlock,
+                override: BackwardOptions | None) -> BackwardOptions | None:
+    """The backward mode of a block: ``override`` (given to ``program.solve``),
+    else the one declared with its first unknown that has one, else None."""
+    if override is not None:
+        return override
+    for u in unit.unknowns:
+        declared = program.block_backward.get(u.index)
+        if declared is not None:
+            return declared
+    return None
 
 
 def check_determined(unit: CyclicBlock, forward: BlockResult | None) -> None:
@@ -445,18 +554,21 @@ def check_determined(unit: CyclicBlock, forward: BlockResult | None) -> None:
 
 def substitute_block(unit: CyclicBlock, z: Array, vec: Array, orientation: Orientation,
                      method: str, options: LinearOptions, forward: BlockResult | None = None,
-                     workspace: Workspace | None = None) -> BlockResult:
+                     workspace: Workspace | None = None,
+                     backward: BackwardOptions | None = None) -> BlockResult:
     """One cyclic block's step of a substitution sweep, in place in ``vec``:
     take in what flows from outside, replace vec[S] (holding the block's rhs)
     by the block's solution, pass on what flows out. Raises (ConvergenceError,
-    SingularSystemError) naming the block when the solve fails."""
+    SingularSystemError) naming the block when the solve fails. With ``method``
+    "auto", a truncated ``backward`` mode replaces the exact adjoint solve."""
     if method != "lstsq":
         check_determined(unit, forward)
     orientation.enter_block(unit, z, vec)
-    block = BlockOperator(unit, z, orientation, workspace)
+    block = BlockOperator(unit, z, orientation, workspace,
+                          forward.contraction if forward is not None else None)
     b = vec[unit.s_index]  # a copy: fancy indexing
     if method == "auto":
-        result = solve_auto(block, b, options, forward)
+        result = solve_auto(block, b, options, forward, backward)
     else:
         result = _run(method, block, b, options, forward)
         result.reason = "requested"

@@ -141,7 +141,13 @@ class Substitution(LinearSolver):
                 vec[:] = rebuild_rhs() if rebuild_rhs is not None else system.rhs
                 blocks.clear()
             for step in orientation.order(steps if keep is None else keep.steps):
-                if isinstance(step, CyclicGroup):
+                if isinstance(step, CyclicGroup) and _truncates(system, step.units):
+                    for member in orientation.order(step.members):  # block by block
+                        if isinstance(member, CyclicBlock):
+                            blocks.append(self.solve_block(member, system, vec, options, work))
+                        else:
+                            orientation.propagate(member, z, vec)
+                elif isinstance(step, CyclicGroup):
                     blocks.append(_substitute_group(step, system, vec))
                 elif isinstance(step, CyclicBlock):
                     blocks.append(self.solve_block(step, system, vec, options, work))
@@ -159,8 +165,19 @@ class Substitution(LinearSolver):
         """One cyclic block's step of the sweep, in place in ``vec``."""
         if not unit.u_index.size:
             return substitute_acyclic(unit, system.values, vec, system.orientation)
+        backward = blocksolve.backward_of(system.schedule.program, unit, system.backward)
         return substitute_block(unit, system.values, vec, system.orientation, self.inner,
-                                options, _own_result(system, unit), work)
+                                options, _own_result(system, unit), work, backward)
+
+
+def _truncates(system: System, units: tuple[CyclicBlock, ...]) -> bool:
+    """True when an adjoint sweep is to take a truncated backward mode in one of
+    ``units`` (a group of same-structure blocks is then solved block by block)."""
+    if not system.orientation.transposed:
+        return False
+    program = system.schedule.program
+    return any((mode := blocksolve.backward_of(program, u, system.backward)) is not None
+               and mode.truncated for u in units)
 
 
 def substitute_acyclic(unit: CyclicBlock, z: Array, vec: Array,

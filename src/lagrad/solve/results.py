@@ -5,7 +5,9 @@ solves inside a cyclic block).
 A method never raises for not converging: it returns its result with a
 :class:`Status`, and the caller decides (the ``auto`` policies move on to the
 next method; everything else raises with :func:`raise_for`). So a result that
-reaches a user has status ``CONVERGED``.
+reaches a user has status ``CONVERGED``, or ``TRUNCATED`` when a truncated
+backward mode ("unrolled", "neumann", "phantom") was asked for: then
+``extra["error_estimate"]`` says how far its multipliers may be off.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Status(enum.Enum):
     BREAKDOWN = "breakdown"  # diverged, stagnated, or gave up as too slow
     SINGULAR = "singular"  # (I - J) of the block is (numerically) singular
     NONFINITE = "nonfinite"  # a value became NaN or infinite
+    TRUNCATED = "truncated"  # a truncated backward mode stopped after its K terms, as asked
 
 
 _ERRORS: dict[Status, type[SolveError] | type[NonFiniteError]] = {
@@ -106,6 +109,6 @@ class BlockResult:
 
 def raise_for(result: BlockResult) -> None:
     """Raise the error that a result's status calls for (nothing if converged)."""
-    if result.converged:
+    if result.converged or result.status is Status.TRUNCATED:
         return
     raise _ERRORS[result.status](f"{result.block}: {result.message}")

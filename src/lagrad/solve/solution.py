@@ -16,7 +16,7 @@ from lagrad.errors import OptionError, ProgramError
 from lagrad.ir.constants import as_real
 from lagrad.ir.program import Program, Variable
 from lagrad.numeric import norm2
-from lagrad.options import ForwardOptions
+from lagrad.options import BackwardOptions, ForwardOptions
 from lagrad.solve.buffers import pool_of
 from lagrad.solve.forward import evaluate
 from lagrad.solve.linsolve import LinearSolver, SolveInfo, solve_system
@@ -77,11 +77,14 @@ class Solution:
     """
 
     def __init__(self, schedule: Schedule, z: Array,
-                 diagnostics: Mapping[int, BlockResult] | None = None) -> None:
+                 diagnostics: Mapping[int, BlockResult] | None = None,
+                 backward: BackwardOptions | None = None) -> None:
         self.schedule = schedule
         self.z = z
         self.diagnostics: dict[int, BlockResult] = dict(diagnostics or {})
         """Forward-solve results of each cyclic block, by block number."""
+        self.backward = backward
+        """The backward mode given to ``program.solve`` (None: each block's own)."""
         self._multipliers: Array | None = None
         self._multiplier_info: SolveInfo | None = None
         self._lock = threading.Lock()
@@ -99,8 +102,9 @@ class Solution:
     def adjoint_diagnostics(self) -> list[BlockResult]:
         """The cyclic blocks' results in the default multiplier solve (the one
         :meth:`grad` and :meth:`multipliers` use without a method or options;
-        computed on first use). For another method, read ``info.blocks`` of
-        ``sol.adjoint_system().solve(method, ...)``."""
+        computed on first use). A block with a truncated backward mode has
+        status ``TRUNCATED`` and its ``extra["error_estimate"]``. For another
+        method, read ``info.blocks`` of ``sol.adjoint_system().solve(method, ...)``."""
         self._default_multipliers()
         assert self._multiplier_info is not None
         return self._multiplier_info.blocks
@@ -148,7 +152,7 @@ class Solution:
         return self._adjoint_system(self._seed(cotangent))
 
     def _adjoint_system(self, rhs: Array) -> System:
-        return System(self.schedule, self.z, "adjoint", rhs, self.diagnostics)
+        return System(self.schedule, self.z, "adjoint", rhs, self.diagnostics, self.backward)
 
     def _default_multipliers(self) -> Array:
         """lambda by the default method, computed once (under a lock: threads
@@ -254,6 +258,7 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
     """Evaluate ``program`` at the given inputs (positional or by name)."""
     options = dict(options or {})
     starts = _inits(program, options.pop("init", None))
+    backward = BackwardOptions.resolve(options.pop("backward", None), "solve")
     inits = {**program.inits, **starts}
     given = {k: v for k, v in options.items() if v is not None}
     forward = ForwardOptions(**given) if given else NO_OPTIONS  # checked before any work
@@ -276,7 +281,7 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
     xs = [_as_input(v, values[v.index], "input") for v in declared]
     sources = {u: j for u, j in program.init_sources.items() if u not in starts}
     z, diagnostics = evaluate(schedule, xs, forward, inits, sources)
-    solution = Solution(schedule, z, diagnostics)
+    solution = Solution(schedule, z, diagnostics, backward)
     pool_of(schedule).recycle(solution, z)
     return solution
 

@@ -25,6 +25,7 @@ from lagrad.compile.jacobian import assemble_jacobian, blame_partials
 from lagrad.compile.schedule import Index, Schedule
 from lagrad.errors import OptionError
 from lagrad.numeric import norm2
+from lagrad.options import BackwardOptions
 
 __all__ = ["System", "Orientation", "ADJOINT", "TANGENT"]
 
@@ -145,10 +146,15 @@ class System:
     forward : dict
         Forward-solve results of the cyclic blocks (by block number): their
         observed contraction and Newton's LU factors guide the "auto" choice.
+    backward : BackwardOptions or None
+        The backward mode given to ``program.solve``, for every cyclic block
+        (None: each block's declared mode, else "implicit"); it changes the
+        default ("auto") solve of an adjoint system only.
     """
 
     def __init__(self, schedule: Schedule, values: Array, kind: str | Orientation, rhs: Array,
-                 forward: Mapping[int, Any] | None = None) -> None:
+                 forward: Mapping[int, Any] | None = None,
+                 backward: BackwardOptions | None = None) -> None:
         if isinstance(kind, Orientation):
             self.orientation = kind
         elif kind in ORIENTATIONS:
@@ -160,6 +166,7 @@ class System:
         self.rhs = rhs
         self.index: Index = schedule.index
         self.forward: dict[int, Any] = dict(forward or {})
+        self.backward = backward
 
     @property
     def kind(self) -> str:
@@ -184,7 +191,8 @@ class System:
 
     def transpose(self) -> System:
         """See :attr:`T`."""
-        return System(self.schedule, self.values, self.orientation.T, self.rhs, self.forward)
+        return System(self.schedule, self.values, self.orientation.T, self.rhs, self.forward,
+                      self.backward)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from lagrad.examples.base import Example
 from lagrad.ir.program import Program
 from lagrad.solve.solution import Solution
 from lagrad.solve.system import System
-from lagrad.study.examples import UNROLL_KS
+from lagrad.study.examples import UNROLL_KS, compare_backward
 from lagrad.study.plot import (
     ADJOINT_METHODS,
     FORWARD_METHODS,
@@ -37,7 +37,7 @@ from lagrad.study.plot import (
 from lagrad.study.unroll import compare_unrolled
 
 __all__ = ["plot_forward_convergence", "adjoint_residual_histories", "plot_adjoint_convergence",
-           "plot_unrolled", "save_program_plots", "save_study_plots"]
+           "plot_unrolled", "plot_backward", "save_program_plots", "save_study_plots"]
 
 
 def plot_forward_convergence(solution: Solution | Mapping[str, Solution],
@@ -323,6 +323,43 @@ def _notes(ax: Any, failures: Mapping[str, str] | None, drawn: int, empty: str) 
 
 # ------------------------------------------------------------------ files
 
+def plot_backward(rows: Sequence[Any], path: str | os.PathLike[str] | None = None, *,
+                  ax: Any = None, figsize: tuple[float, float] = (7.5, 4.8)) -> Any:
+    """Gradient error (log y) against cost (products through the cyclic
+    blocks, log x) of each backward mode.
+
+    Parameters
+    ----------
+    rows : sequence of :class:`lagrad.study.examples.BackwardRow`
+        From :func:`lagrad.study.examples.compare_backward`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig, ax = _figure(ax, path, figsize)
+    ax.set_xlabel("products through the cyclic blocks for the gradient (the error "
+                  "estimate takes 1-5 more)")
+    ax.set_ylabel("relative gradient error (vs implicit)")
+    ax.set_title("Backward modes: error against cost")
+    styles = {"implicit": ("*", "-", "#1f77b4"), "phantom": ("D", "", "#2ca02c"),
+              "unrolled": ("o", "-", "#d62728"), "neumann": ("s", "--", "#9467bd")}
+    for mode, (marker, ls, color) in styles.items():
+        mine = [r for r in rows if r.mode == mode]
+        if not mine:
+            continue
+        cost = [max(r.products, 1) for r in mine]
+        ax.loglog(cost, _positive([r.error for r in mine]), marker=marker, ls=ls or "none",
+                  color=color, label=mode + ("" if mode in ("implicit", "phantom") else
+                                             " (K = " + ", ".join(str(r.steps) for r in mine)
+                                             + ")"))
+    if not rows:
+        _notes(ax, None, 0, "no backward mode to show")
+    ax.grid(True, which="major", alpha=0.3)
+    _legend_below(ax, ncol=2)
+    return _finish(fig, path)
+
+
 def save_program_plots(program: Program, system: System, directory: str | os.PathLike[str],
                        *, title: str | None = None) -> list[Path]:
     """Write graph.png (:func:`draw_program`, with ``title``) and spy.png
@@ -336,12 +373,15 @@ def save_program_plots(program: Program, system: System, directory: str | os.Pat
 
 
 def save_study_plots(example: Example, directory: str | os.PathLike[str],
-                     rows: Sequence[Any] | None = None) -> list[Path]:
-    """Write the five pictures of ``lagrad study NAME --plot DIR``.
+                     rows: Sequence[Any] | None = None,
+                     backward: Sequence[Any] | None = None) -> list[Path]:
+    """Write the six pictures of ``lagrad study NAME --plot DIR``.
 
     graph.png, spy.png (of the adjoint system), forward_convergence.png (each
-    forward method that converges), adjoint_convergence.png and unrolled.png
-    (``rows`` from :func:`lagrad.compare_unrolled`, computed if not given).
+    forward method that converges), adjoint_convergence.png, unrolled.png
+    (``rows`` from :func:`lagrad.compare_unrolled`, computed if not given) and
+    backward_modes.png (``backward`` from
+    :func:`lagrad.study.examples.compare_backward`, computed if not given).
     """
     require_matplotlib()
 
@@ -367,6 +407,9 @@ def save_study_plots(example: Example, directory: str | os.PathLike[str],
     paths.append(folder / "unrolled.png")
     plot_unrolled(rows, path=paths[-1], failures=failed,
                   implicit_entries=sum(v.size for v in example.program.variables))
+    paths.append(folder / "backward_modes.png")
+    plot_backward(compare_backward(sol, write=lambda _: None) if backward is None
+                  else backward, path=paths[-1])
     return paths
 
 
