@@ -25,12 +25,21 @@ _NAMES = {"define": "fixed_point", "root": "root"}  # how errors name the combin
 
 def fixed_point(f: Callable[..., Any], z0: Any, *args: Any, method: str | None = None,
                 tol: float | None = None, maxiter: int | None = None,
-                name: str | None = None) -> Any:
+                name: str | None = None, adjoint_method: str | None = None,
+                adjoint_tol: float | None = None) -> Any:
     """The solution z of z = f(z, *args), started from ``z0``.
 
     Differentiable (under :func:`lagrad.grad`, ``jvp``, ``jacobian``) by the
     implicit function theorem: the multipliers of the block solve
     (I - df/dz)^T lambda = ..., with no iterations unrolled.
+
+    ``method``, ``tol`` and ``maxiter`` are this block's forward-solve
+    options (:meth:`lagrad.Program.unknown`); ``adjoint_method`` (a block
+    linear method: "splu", "gmres", "lgmres", "bicgstab", "fixed_point",
+    "reduced_lu", "dense", "lstsq") and ``adjoint_tol`` are the defaults of
+    its adjoint and tangent solves. Options given to the solve or the
+    transform (``solve_options=``) win over the block's own; an unknown name
+    or a negative tolerance raises OptionError here.
 
     Examples
     --------
@@ -42,12 +51,16 @@ def fixed_point(f: Callable[..., Any], z0: Any, *args: Any, method: str | None =
     >>> round(float(g(2.0)), 12)  # d sqrt(a)/da = 1 / (2 sqrt(a))
     0.353553390593
     """
-    return _implicit("define", f, z0, args, method, tol, maxiter, name)
+    return _implicit("define", f, z0, args, method, tol, maxiter, name,
+                     (adjoint_method, adjoint_tol))
 
 
 def root(g: Callable[..., Any], z0: Any, *args: Any, method: str | None = None,
-         tol: float | None = None, maxiter: int | None = None, name: str | None = None) -> Any:
+         tol: float | None = None, maxiter: int | None = None, name: str | None = None,
+         adjoint_method: str | None = None, adjoint_tol: float | None = None) -> Any:
     """The solution z of g(z, *args) = 0 near ``z0`` (g must return z's shape).
+
+    The options are those of :func:`fixed_point`.
 
     Examples
     --------
@@ -58,17 +71,18 @@ def root(g: Callable[..., Any], z0: Any, *args: Any, method: str | None = None,
     >>> round(float(lagrad.grad(cube_root)(8.0)), 12)  # 1 / (3 z^2)
     0.083333333333
     """
-    return _implicit("root", g, z0, args, method, tol, maxiter, name)
+    return _implicit("root", g, z0, args, method, tol, maxiter, name,
+                     (adjoint_method, adjoint_tol))
 
 
 def _implicit(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
               method: str | None, tol: float | None, maxiter: int | None,
-              name: str | None) -> Any:
+              name: str | None, adjoint: tuple[str | None, float | None]) -> Any:
     programs = {id(a.program): a.program for a in (z0, *args) if isinstance(a, Variable)}
     if len(programs) > 1:
         raise ProgramError(f"{kind}: arguments come from different programs")
     if not programs:
-        return _solve_now(kind, fn, z0, args, method, tol, maxiter)
+        return _solve_now(kind, fn, z0, args, method, tol, maxiter, adjoint)
     program = next(iter(programs.values()))
     if isinstance(z0, Variable):  # its value, known at solve time, is the start
         shape, init = z0.shape, z0
@@ -76,7 +90,7 @@ def _implicit(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
         init = as_real(z0, f"z0 of {_NAMES[kind]}")
         shape = init.shape
     z = program.unknown(name or _fresh(program), shape, init, method=method, tol=tol,
-                        maxiter=maxiter)
+                        maxiter=maxiter, adjoint_method=adjoint[0], adjoint_tol=adjoint[1])
     expr = fn(z, *args)
     if kind == "define":
         program.define(z, expr)
@@ -86,11 +100,13 @@ def _implicit(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
 
 
 def _solve_now(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
-               method: str | None, tol: float | None, maxiter: int | None) -> Any:
+               method: str | None, tol: float | None, maxiter: int | None,
+               adjoint: tuple[str | None, float | None]) -> Any:
     program = Program(kind)
     inputs = [program.input(f"a{k}", np.shape(a)) for k, a in enumerate(args)]
     init = as_real(z0, f"z0 of {_NAMES[kind]}")
-    z = program.unknown("z", init.shape, init, method=method, tol=tol, maxiter=maxiter)
+    z = program.unknown("z", init.shape, init, method=method, tol=tol, maxiter=maxiter,
+                        adjoint_method=adjoint[0], adjoint_tol=adjoint[1])
     expr = fn(z, *inputs)
     if kind == "define":
         program.define(z, expr)

@@ -22,7 +22,7 @@ from lagrad.ir import ops
 from lagrad.ir import primitives as P
 from lagrad.ir.blocks import Block, find_blocks
 from lagrad.ir.constants import as_real, frozen, frozen_param
-from lagrad.options import ForwardOptions
+from lagrad.options import AdjointOptions, ForwardOptions
 
 __all__ = ["Variable", "Equation", "Program", "bind"]
 
@@ -242,6 +242,7 @@ class Program:
         self.inits: dict[int, np.ndarray] = {}
         self.init_sources: dict[int, int] = {}  # unknown -> variable whose value starts it
         self.block_options: dict[int, ForwardOptions] = {}  # per unknown
+        self.adjoint_options: dict[int, AdjointOptions] = {}  # per unknown
         self._version = 0
         self._cache: dict[str, tuple[int, Any]] = {}
 
@@ -252,7 +253,8 @@ class Program:
 
     def unknown(self, name: str, shape: Sequence[int] | int = (), init: Any = None, *,
                 method: str | None = None, tol: float | None = None,
-                maxiter: int | None = None) -> Variable:
+                maxiter: int | None = None, adjoint_method: str | None = None,
+                adjoint_tol: float | None = None) -> Variable:
         """Add a variable to be determined by :meth:`define` or :meth:`root`.
 
         Expressions may read it before it is defined; that is how cycles
@@ -262,7 +264,10 @@ class Program:
         imaginary part with a ``ComplexWarning``; or a variable of the program
         of that shape, whose value at solve time is the start);
         ``method``, ``tol`` and ``maxiter`` are this block's forward-solve
-        defaults (see :meth:`solve`).
+        defaults (see :meth:`solve`); ``adjoint_method`` (a block method:
+        "splu", "gmres", "lgmres", "bicgstab", "fixed_point", "reduced_lu",
+        "dense", "lstsq" or "auto") and ``adjoint_tol`` are its defaults for
+        the linear solves of the default multiplier and tangent sweeps.
         """
         dims = _shape(shape, f"unknown {name!r}")
         source = init if isinstance(init, Variable) else None
@@ -274,11 +279,14 @@ class Program:
         start = None if init is None or source is not None else _init(init, dims, name)
         try:
             options = ForwardOptions(method, tol, maxiter)
+            linear = AdjointOptions(adjoint_method, adjoint_tol)
         except OptionError as err:
             raise OptionError(f"unknown {name!r}: {err}") from None
         v = self._new_variable(dims, "unknown", name)
         if options != ForwardOptions():
             self.block_options[v.index] = options
+        if linear != AdjointOptions():
+            self.adjoint_options[v.index] = linear
         if start is not None:
             self.inits[v.index] = start
         if source is not None:
