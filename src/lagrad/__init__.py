@@ -6,7 +6,18 @@ is read off the multipliers lambda that solve (I - J)^T lambda = e_n.
 
 import lagrad.methods  # noqa: F401  (attaches Program.solve, System.summary, ...)
 from lagrad import tree
-from lagrad.api import grad, jacfwd, jacobian, jacrev, jvp, value_and_grad, vjp
+from lagrad.api import (
+    DerivativeInfo,
+    Jitted,
+    grad,
+    jacfwd,
+    jacobian,
+    jacrev,
+    jit,
+    jvp,
+    value_and_grad,
+    vjp,
+)
 from lagrad.check import check_grad, taylor_test
 from lagrad.errors import (
     ConvergenceError,
@@ -51,6 +62,7 @@ from lagrad.ir.primitives import Primitive
 from lagrad.ir.program import Equation, Program, Variable
 from lagrad.ir.sparse import coo_matvec
 from lagrad.ir.trace import trace
+from lagrad.options import SolveOptions
 from lagrad.solve.linsolve import SolveInfo, SystemSolution
 from lagrad.solve.solution import KKTResiduals, Solution, VariableMap
 from lagrad.solve.system import System
@@ -63,6 +75,7 @@ __all__ = [
     "KKTResiduals", "System", "SolveInfo", "SystemSolution",
     "trace", "fixed_point", "root", "unroll", "compare_unrolled",
     "grad", "value_and_grad", "jvp", "vjp", "jacobian", "jacfwd", "jacrev", "tree",
+    "jit", "Jitted", "DerivativeInfo", "SolveOptions",
     "check_grad", "taylor_test",
     "linalg", "custom_vjp", "custom_jvp", "CustomVJP", "CustomJVP", "stop_gradient",
     "LagradError", "ProgramError", "CycleError", "NonFiniteError", "SolveError",

@@ -20,30 +20,223 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from lagrad import tree
 from lagrad.errors import OptionError, ProgramError
+from lagrad.ir.cache import TraceCache
 from lagrad.ir.constants import as_real
-from lagrad.ir.program import Variable
+from lagrad.ir.program import Program, Variable
 from lagrad.ir.trace import Traced, normalize_argnums, trace_args
-from lagrad.solve.linsolve import solve_system
+from lagrad.options import SolveOptions
+from lagrad.solve.linsolve import SolveInfo, resolve_method, solve_system
+from lagrad.solve.results import BlockResult
 from lagrad.solve.solution import Solution
 from lagrad.solve.sparsejac import sparse_jacobian
 
-__all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacobian", "jacfwd", "jacrev"]
+__all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacobian", "jacfwd", "jacrev", "jit",
+           "Jitted", "DerivativeInfo"]
 
 ArgNums = int | Sequence[int]
+Options = Mapping[str, Any] | SolveOptions | None
 
 
-def _trace_solve(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any],
-                 argnums: tuple[int, ...], *, has_aux: bool = False,
-                 tree_output: bool = False) -> tuple[Traced, Solution]:
-    traced = trace_args(fn, args, argnums, kwargs=kwargs, has_aux=has_aux,
-                        tree_output=tree_output, allow_int=False)
-    return traced, traced.program.solve(*traced.values)
+@dataclass(frozen=True)
+class DerivativeInfo:
+    """What the solves of one call did (``return_info=True``).
+
+    Attributes
+    ----------
+    forward : dict of int to BlockResult
+        Each cyclic block's forward (nonlinear) solve, by block number.
+    adjoint : SolveInfo or None
+        The multiplier solve (grad, value_and_grad); its ``blocks`` list each
+        cyclic block's linear solve (method, iterations, residual).
+    tangent : SolveInfo or None
+        The tangent solve (jvp).
+    traced : bool
+        Whether this call traced the function (False: a cached program ran).
+    program : Program
+        The program that was solved.
+    """
+
+    forward: dict[int, BlockResult]
+    program: Program
+    adjoint: SolveInfo | None = None
+    tangent: SolveInfo | None = None
+    traced: bool = True
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """A transform's solver options, resolved at the call that made it."""
+
+    options: SolveOptions = field(default_factory=SolveOptions)
+    cache: TraceCache | None = None
+    return_info: bool = False
+
+    @property
+    def linear_method(self) -> str:
+        return self.options.adjoint_method or "auto"
+
+    @property
+    def default_linear(self) -> bool:
+        return self.linear_method in ("auto", "backsub") and not self.options.linear
+
+
+def _setup(solve_options: Options, return_info: bool = False,
+           cache: TraceCache | None = None) -> _Setup:
+    """Validate the options where they are given (OptionError at the call site)."""
+    options = SolveOptions.from_mapping(solve_options)
+    solver = resolve_method(options.adjoint_method or "auto")
+    if options.linear and not solver.takes_options:
+        raise OptionError(f"adjoint_method {solver.name!r} takes no options, got "
+                          f"{sorted(options.linear)}")
+    if not isinstance(return_info, bool):
+        raise OptionError(f"return_info must be True or False, got {return_info!r}")
+    return _Setup(options, cache, return_info)
+
+
+@dataclass
+class _Call:
+    """One call's traced program, its solution and whether it traced."""
+
+    traced: Traced
+    sol: Solution
+    traced_now: bool
+
+    def info(self, **solves: SolveInfo | None) -> DerivativeInfo:
+        return DerivativeInfo(dict(self.sol.diagnostics), self.traced.program,
+                              traced=self.traced_now, **solves)
+
+
+def _trace_solve(fn: Callable[..., Any], setup: _Setup, args: Sequence[Any],
+                 kwargs: Mapping[str, Any], argnums: tuple[int, ...], *,
+                 has_aux: bool = False, tree_output: bool = False) -> _Call:
+    if setup.cache is None:
+        traced = trace_args(fn, args, argnums, kwargs=kwargs, has_aux=has_aux,
+                            tree_output=tree_output, allow_int=False)
+        values, now = traced.values, True
+    else:
+        hit = setup.cache.lookup(args, kwargs, argnums, has_aux=has_aux,
+                                 tree_output=tree_output)
+        traced, values, now = hit.traced, hit.values, hit.traced_now
+    sol = traced.program.solve(*values, **setup.options.forward)
+    return _Call(traced, sol, now)
+
+
+def _adjoint(sol: Solution, setup: _Setup, cotangent: Any = None
+             ) -> tuple[NDArray[np.float64], SolveInfo | None]:
+    """The multipliers (flat) and, when asked for, their solve's info."""
+    if setup.default_linear and cotangent is None:
+        lam = sol.multipliers().vector
+        return lam, sol.adjoint_info if setup.return_info else None
+    x, info = solve_system(sol.adjoint_system(cotangent), setup.linear_method,
+                           setup.options.linear, compute_residual=setup.return_info)
+    return x, info
+
+
+class Jitted:
+    """``fn`` with its traces cached: see :func:`jit`.
+
+    Calling it solves ``fn``'s program at the arguments (their values); the
+    transforms (:func:`grad`, :func:`value_and_grad`, :func:`jvp`, ...)
+    applied to it share its cache. ``cache.traces`` counts the traces.
+    """
+
+    def __init__(self, fn: Callable[..., Any], static_argnums: ArgNums = (),
+                 max_traces: int | None = None) -> None:
+        self.fn = fn
+        self.static_argnums = static_argnums
+        self.cache = TraceCache(fn) if max_traces is None else TraceCache(fn, max_traces)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        static = normalize_argnums(self.static_argnums, len(args)) if args else ()
+        nums = tuple(k for k in range(len(args)) if k not in static)
+        setup = _Setup(cache=self.cache)
+        call = _trace_solve(self.fn, setup, args, kwargs, nums, tree_output=True)
+        return _unflatten_output(call.traced, call.sol.output, _output_dtype(args, kwargs))
+
+    def __repr__(self) -> str:
+        return f"<lagrad.jit of {getattr(self.fn, '__name__', self.fn)!r}>"
+
+
+def _unjit(fn: Callable[..., Any], setup: _Setup) -> tuple[Callable[..., Any], _Setup]:
+    """A jitted function's own function, with its cache in the setup."""
+    if isinstance(fn, Jitted):
+        return fn.fn, _Setup(setup.options, fn.cache, setup.return_info)
+    return fn, setup
+
+
+def jit(fn: Callable[..., Any], *, static_argnums: ArgNums = (),
+        max_traces: int | None = None) -> Any:
+    """Trace once, run many: ``fn`` with its programs cached (as ``jax.jit``).
+
+    Parameters
+    ----------
+    fn : callable
+        A function of lagrad operations, or a transform of one
+        (``lagrad.jit(lagrad.value_and_grad(loss))``).
+    static_argnums : int or sequence of int
+        For a plain function: positional arguments passed as constants (not
+        traced), for Python control flow on them. Transforms already pass the
+        arguments outside ``argnums`` as constants.
+    max_traces : int, optional
+        Programs kept (least recently used dropped first; default 32).
+
+    Returns
+    -------
+    Jitted or callable
+        For a plain function, a :class:`Jitted`: calling it returns ``fn``'s
+        value; ``lagrad.grad(jitted)`` and the other transforms share its
+        cache. For a transform, the same transform with a cache; its
+        ``cache.traces`` counts the traces.
+
+    Notes
+    -----
+    A call traces ``fn`` when no program was traced for its *key*: the
+    structure, shapes and dtypes of the traced (differentiated) arguments,
+    the values of the other arguments and keyword arguments (constants baked
+    into the program: arrays are compared with a copy taken at trace time,
+    other values must be hashable and are compared with ``==``), and the
+    transform's ``argnums`` and ``has_aux``. Values of traced arguments never
+    retrace: placeholders carry shapes only. An argument that is neither an
+    array nor hashable (a scipy.sparse matrix) retraces at every call.
+
+    As in JAX, what ``fn`` closes over (arrays in an enclosing scope,
+    globals) is baked in at the first trace: a later change is not seen.
+    Pass such values as arguments, or call ``cache.clear()``.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> step = lagrad.jit(lagrad.value_and_grad(lambda w, x: ((x @ w) ** 2).sum()))
+    >>> x = np.ones((4, 3))
+    >>> for k in range(3):
+    ...     loss, g = step(np.full(3, float(k)), x)
+    >>> step.cache.traces, float(loss), g
+    (1, 144.0, array([48., 48., 48.]))
+    """
+    rebuild = getattr(fn, "lagrad_with_cache", None)
+    if rebuild is not None:
+        return rebuild(max_traces)
+    return Jitted(fn, static_argnums, max_traces)
+
+
+def _with_cache(wrapped: Callable[..., Any], fn: Callable[..., Any],
+                build: Callable[[TraceCache], Callable[..., Any]],
+                cache: TraceCache | None) -> Callable[..., Any]:
+    """Attach to a transform how :func:`jit` makes its cached twin."""
+    def rebuild(max_traces: int | None) -> Callable[..., Any]:
+        return build(TraceCache(fn) if max_traces is None else TraceCache(fn, max_traces))
+    wrapped.lagrad_with_cache = rebuild  # type: ignore[attr-defined]
+    wrapped.cache = cache  # type: ignore[attr-defined]
+    return wrapped
 
 
 def _pick(results: tuple[Any, ...], argnums: ArgNums) -> Any:
@@ -52,6 +245,9 @@ def _pick(results: tuple[Any, ...], argnums: ArgNums) -> Any:
 
 def _output_dtype(args: Sequence[Any], kwargs: Mapping[str, Any]) -> np.dtype[Any]:
     """numpy's promotion of the floating-point arrays among the arguments."""
+    if not kwargs and all(isinstance(a, (np.ndarray, float)) for a in args):  # no walk
+        found = [a.dtype for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+        return np.result_type(*found) if found else np.dtype(np.float64)
     found = [leaf.dtype for leaf in tree.leaves((tuple(args), dict(kwargs)))
              if isinstance(leaf, (np.ndarray, np.generic)) and leaf.dtype.kind == "f"]
     return np.result_type(*found) if found else np.dtype(np.float64)
@@ -87,7 +283,8 @@ def _input_gradients(traced: Traced, flat: Sequence[Any]) -> tuple[Any, ...]:
     return traced.regroup([_cast(g, d) for g, d in zip(flat, traced.dtypes)])
 
 
-def value_and_grad(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False
+def value_and_grad(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False, *,
+                   solve_options: Options = None, return_info: bool = False
                    ) -> Callable[..., Any]:
     """A function returning ``fn``'s value and its gradient with respect to
     the arguments ``argnums``.
@@ -105,13 +302,21 @@ def value_and_grad(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool =
     has_aux : bool
         Whether ``fn`` returns ``(value, aux)``; ``aux`` is passed back with
         each traced variable in it replaced by its value.
+    solve_options : dict or SolveOptions, optional
+        Options of the solves behind every call: ``method``, ``tol``,
+        ``maxiter`` (the forward solve of the cyclic blocks) and
+        ``adjoint_method``, ``adjoint_tol``, ``adjoint_maxiter`` (the
+        multiplier solve); see :class:`lagrad.options.SolveOptions`.
+    return_info : bool
+        Also return a :class:`DerivativeInfo` with the solves' diagnostics.
 
     Returns
     -------
     callable
         ``f(*args, **kwargs) -> (value, grad)``, or ``((value, aux), grad)``
-        with ``has_aux``. ``grad`` has the argument's structure (a tuple of
-        them when ``argnums`` is a sequence) and each leaf its input's dtype;
+        with ``has_aux``; with ``return_info``, ``(that, info)``. ``grad``
+        has the argument's structure (a tuple of them when ``argnums`` is a
+        sequence) and each leaf its input's dtype;
         the computation runs in float64 (see the module notes on precision).
 
     Raises
@@ -122,7 +327,12 @@ def value_and_grad(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool =
     InputDtypeError
         If a differentiated leaf holds integers or booleans (also a TypeError).
     OptionError
-        If ``argnums`` is not an argument position.
+        If ``argnums`` is not an argument position; when the transform is
+        made, for an unknown or invalid solver option.
+
+    See Also
+    --------
+    jit : trace once, run many.
 
     Examples
     --------
@@ -138,27 +348,36 @@ def value_and_grad(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool =
     >>> float(v), err, g
     (10.0, array([ 3., -1.]), {'b': np.float64(4.0), 'w': np.float64(8.0)})
     """
-    @functools.wraps(fn)
+    return _value_and_grad(fn, argnums, has_aux, _setup(solve_options, return_info))
+
+
+def _value_and_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, setup: _Setup
+                    ) -> Callable[..., Any]:
+    inner, setup = _unjit(fn, setup)
+    positions = functools.lru_cache(maxsize=8)(functools.partial(normalize_argnums, argnums))
+
+    @functools.wraps(inner)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        nums = normalize_argnums(argnums, len(args))
-        traced, sol = _trace_solve(fn, args, kwargs, nums, has_aux=has_aux)
+        nums = positions(len(args))
+        call = _trace_solve(inner, setup, args, kwargs, nums, has_aux=has_aux)
+        traced, sol = call.traced, call.sol
         out = traced.program.output_variable
         if out.size != 1 or out.shape != ():
             raise ProgramError(f"grad needs a scalar output; {getattr(fn, '__name__', 'fn')} "
                                f"returned shape {out.shape} (use lagrad.jacobian or lagrad.vjp)")
-        lam = sol.multipliers()
-        grads = _pick(_input_gradients(traced, [lam[v] for v in traced.program.inputs]),
+        lam, info = _adjoint(sol, setup)
+        grads = _pick(_input_gradients(traced, sol.schedule.index.take(lam, sol.schedule.inputs)),
                       argnums)
         dtype = _output_dtype(args, kwargs)
         value = _cast(sol.output, dtype)
-        if has_aux:
-            return (value, _aux_values(traced, sol, dtype)), grads
-        return value, grads
-    return wrapped
+        result = ((value, _aux_values(traced, sol, dtype)), grads) if has_aux else (value, grads)
+        return (result, call.info(adjoint=info)) if setup.return_info else result
+    return _with_cache(wrapped, inner, lambda cache: _value_and_grad(
+        inner, argnums, has_aux, _Setup(setup.options, cache, setup.return_info)), setup.cache)
 
 
-def grad(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False
-         ) -> Callable[..., Any]:
+def grad(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False, *,
+         solve_options: Options = None, return_info: bool = False) -> Callable[..., Any]:
     """A function returning the gradient of a scalar-output ``fn`` with
     respect to the arguments ``argnums``.
 
@@ -170,11 +389,14 @@ def grad(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False
         Which positional arguments to differentiate, as in :func:`value_and_grad`.
     has_aux : bool
         Whether ``fn`` returns ``(value, aux)``.
+    solve_options, return_info
+        As :func:`value_and_grad`.
 
     Returns
     -------
     callable
-        ``f(*args, **kwargs) -> grad``, or ``(grad, aux)`` with ``has_aux``.
+        ``f(*args, **kwargs) -> grad``, or ``(grad, aux)`` with ``has_aux``;
+        with ``return_info``, ``(that, info)``.
         The gradient has the argument's structure (dict in, dict out; a tuple
         of them when ``argnums`` is a sequence) and each leaf its input's
         dtype; the computation runs in float64.
@@ -201,17 +423,29 @@ def grad(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False
     >>> lagrad.grad(lambda x: (x ** 2).sum())(np.ones(2, dtype=np.float32))
     array([2., 2.], dtype=float32)
     """
-    vg = value_and_grad(fn, argnums, has_aux)
+    return _grad(fn, argnums, has_aux, _setup(solve_options, return_info))
 
-    @functools.wraps(fn)
+
+def _grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, setup: _Setup
+          ) -> Callable[..., Any]:
+    vg = _value_and_grad(fn, argnums, has_aux, setup)
+    inner, setup = _unjit(fn, setup)
+
+    @functools.wraps(inner)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        head, grads = vg(*args, **kwargs)
+        result = vg(*args, **kwargs)
+        if setup.return_info:
+            (head, grads), info = result
+            return ((grads, head[1]) if has_aux else grads), info
+        head, grads = result
         return (grads, head[1]) if has_aux else grads
-    return wrapped
+    return _with_cache(wrapped, inner, lambda cache: _grad(
+        inner, argnums, has_aux, _Setup(setup.options, cache, setup.return_info)), setup.cache)
 
 
 def jvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
-        has_aux: bool = False) -> tuple[Any, ...]:
+        has_aux: bool = False, *, solve_options: Options = None, return_info: bool = False
+        ) -> tuple[Any, ...]:
     """Forward mode: ``fn``'s value and its derivative along ``tangents``.
 
     Parameters
@@ -224,6 +458,12 @@ def jvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
         (floating-point leaves).
     tangents : sequence
         One direction per primal, with the primal's structure and shapes.
+    has_aux : bool
+        Whether ``fn`` returns ``(result, aux)``.
+    solve_options : dict or SolveOptions, optional
+        As :func:`value_and_grad` (``adjoint_*`` set the tangent solve).
+    return_info : bool
+        Also return a :class:`DerivativeInfo` (last in the tuple).
 
     Returns
     -------
@@ -251,11 +491,13 @@ def jvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
     >>> lagrad.jvp(lambda p: {"s": p[0] + p[1], "d": p[0] * p[1]}, ((2.0, 3.0),), ((1.0, 0.0),))
     ({'d': np.float64(6.0), 's': np.float64(5.0)}, {'d': np.float64(3.0), 's': np.float64(1.0)})
     """
+    fn, setup = _unjit(fn, _setup(solve_options, return_info))
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise OptionError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
-    traced, sol = _trace_solve(fn, primals, {}, tuple(range(len(primals))), has_aux=has_aux,
-                               tree_output=True)
+    call = _trace_solve(fn, setup, primals, {}, tuple(range(len(primals))), has_aux=has_aux,
+                        tree_output=True)
+    traced, sol = call.traced, call.sol
     flat: list[Any] = []
     for k, (treedef, tangent) in enumerate(zip(traced.trees, tangents)):
         flat += tree.flatten_up_to(treedef, tangent, f"tangents[{k}]")
@@ -264,16 +506,20 @@ def jvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
         if t.shape != v.shape:
             raise ProgramError(f"tangent for {v.name!r} has shape {t.shape}, its primal has shape "
                                f"{v.shape}")
-    zdot = sol.tangent(tuple(flat))
+    zdot, info = solve_system(sol.tangent_system(tuple(flat)), setup.linear_method,
+                              setup.options.linear, compute_residual=setup.return_info)
     dtype = _output_dtype(primals, {})
     value = _unflatten_output(traced, sol.output, dtype)
-    tangent_out = _unflatten_output(traced, zdot[traced.program.output_variable], dtype)
-    if has_aux:
-        return value, tangent_out, _aux_values(traced, sol, dtype)
-    return value, tangent_out
+    out_slice = sol.schedule.index[traced.program.output_variable]
+    tangent_out = _unflatten_output(
+        traced, zdot[out_slice].reshape(traced.program.output_variable.shape), dtype)
+    result = (value, tangent_out, _aux_values(traced, sol, dtype)) if has_aux \
+        else (value, tangent_out)
+    return (*result, call.info(tangent=info)) if setup.return_info else result
 
 
-def vjp(fn: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[Any, ...]:
+def vjp(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
+        solve_options: Options = None) -> tuple[Any, ...]:
     """Reverse mode: ``fn``'s value and a function pulling cotangents back.
 
     Parameters
@@ -286,6 +532,8 @@ def vjp(fn: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[A
         (floating-point leaves).
     has_aux : bool
         Whether ``fn`` returns ``(result, aux)``.
+    solve_options : dict or SolveOptions, optional
+        As :func:`value_and_grad`.
 
     Returns
     -------
@@ -313,8 +561,10 @@ def vjp(fn: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[A
     >>> pullback((1.0, 0.0))
     (np.float64(3.0), np.float64(2.0))
     """
-    traced, sol = _trace_solve(fn, primals, {}, tuple(range(len(primals))), has_aux=has_aux,
-                               tree_output=True)
+    fn, setup = _unjit(fn, _setup(solve_options))
+    call = _trace_solve(fn, setup, primals, {}, tuple(range(len(primals))), has_aux=has_aux,
+                        tree_output=True)
+    traced, sol = call.traced, call.sol
     out = traced.program.output_variable
     paths = [p for p, _ in tree.flatten_with_path(
         tree.unflatten(traced.out_tree, range(traced.out_tree.num_leaves)))[0]]
@@ -330,8 +580,8 @@ def vjp(fn: Callable[..., Any], *primals: Any, has_aux: bool = False) -> tuple[A
             parts.append(ct)
         seed = parts[0] if len(parts) == 1 else np.concatenate([np.ravel(p) for p in parts]) \
             if parts else np.zeros(0)
-        lam = solve_system(sol.adjoint_system(seed.reshape(out.shape)),
-                           compute_residual=False).x
+        lam = solve_system(sol.adjoint_system(seed.reshape(out.shape)), setup.linear_method,
+                           setup.options.linear, compute_residual=False).x
         return _input_gradients(traced, sol.schedule.index.take(lam, sol.schedule.inputs))
 
     dtype = _output_dtype(primals, {})
@@ -345,7 +595,8 @@ _MODES = ("auto", "reverse", "forward")
 
 
 def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto", *,
-             has_aux: bool = False, sparse: bool = False) -> Callable[..., Any]:
+             has_aux: bool = False, solve_options: Options = None,
+             sparse: bool = False) -> Callable[..., Any]:
     """A function returning the Jacobian of ``fn`` with respect to the
     arguments ``argnums`` (as ``jax.jacobian``).
 
@@ -371,6 +622,8 @@ def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto", *
         from the program (which input entries reach which output entries), its
         columns or rows are grouped by a greedy colouring, and all colours are
         solved in one sweep with one right-hand side each.
+    solve_options : dict or SolveOptions, optional
+        As :func:`value_and_grad` (``adjoint_*`` set every linear solve).
 
     Returns
     -------
@@ -408,11 +661,19 @@ def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto", *
     """
     if not isinstance(mode, str) or mode not in _MODES:
         raise OptionError(f"jacobian: unknown mode {mode!r}; choose one of {_MODES}")
+    return _jacobian(fn, argnums, mode, has_aux, _setup(solve_options), sparse)
 
-    @functools.wraps(fn)
+
+def _jacobian(fn: Callable[..., Any], argnums: ArgNums, mode: str, has_aux: bool,
+              setup: _Setup, sparse: bool = False) -> Callable[..., Any]:
+    inner, setup = _unjit(fn, setup)
+
+    @functools.wraps(inner)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         nums = normalize_argnums(argnums, len(args))
-        traced, sol = _trace_solve(fn, args, kwargs, nums, has_aux=has_aux, tree_output=True)
+        call = _trace_solve(inner, setup, args, kwargs, nums, has_aux=has_aux,
+                            tree_output=True)
+        traced, sol = call.traced, call.sol
         dtype = _output_dtype(args, kwargs)
         if sparse:
             blocks = [b.astype(np.result_type(dtype, d))
@@ -423,7 +684,7 @@ def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto", *
         inputs = sol.schedule.inputs
         n_in = sum(v.size for v in inputs)
         use_reverse = mode == "reverse" or (mode == "auto" and out.size <= n_in)
-        flat = _reverse_rows(sol) if use_reverse else _forward_columns(sol)
+        flat = _reverse_rows(sol, setup) if use_reverse else _forward_columns(sol, setup)
         index = sol.schedule.index
         base = index[inputs[0]].start if inputs else 0
         jac_leaves, row = [], 0
@@ -436,17 +697,18 @@ def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto", *
             jac_leaves.append(_pick(traced.regroup(blocks), argnums))
         jac = tree.unflatten(traced.out_tree, jac_leaves)
         return (jac, _aux_values(traced, sol, dtype)) if has_aux else jac
-    return wrapped
+    return _with_cache(wrapped, inner, lambda cache: _jacobian(
+        inner, argnums, mode, has_aux, _Setup(setup.options, cache), sparse), setup.cache)
 
 
-def jacfwd(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False
-           ) -> Callable[..., Any]:
+def jacfwd(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False, *,
+           solve_options: Options = None) -> Callable[..., Any]:
     """The Jacobian in forward mode (one tangent solve per input entry):
     :func:`jacobian` with ``mode="forward"``, under JAX's name.
 
     Parameters
     ----------
-    fn, argnums, has_aux
+    fn, argnums, has_aux, solve_options
         As :func:`jacobian`.
 
     Returns
@@ -461,17 +723,17 @@ def jacfwd(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False
     array([[1., 0.],
            [0., 2.]])
     """
-    return jacobian(fn, argnums, "forward", has_aux=has_aux)
+    return jacobian(fn, argnums, "forward", has_aux=has_aux, solve_options=solve_options)
 
 
-def jacrev(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False
-           ) -> Callable[..., Any]:
+def jacrev(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False, *,
+           solve_options: Options = None) -> Callable[..., Any]:
     """The Jacobian in reverse mode (one adjoint solve per output entry):
     :func:`jacobian` with ``mode="reverse"``, under JAX's name.
 
     Parameters
     ----------
-    fn, argnums, has_aux
+    fn, argnums, has_aux, solve_options
         As :func:`jacobian`.
 
     Returns
@@ -485,7 +747,7 @@ def jacrev(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False
     >>> lagrad.jacrev(lambda x: (x.sum(), x[0] * x[1]))(np.array([2.0, 3.0]))
     (array([1., 1.]), array([3., 2.]))
     """
-    return jacobian(fn, argnums, "reverse", has_aux=has_aux)
+    return jacobian(fn, argnums, "reverse", has_aux=has_aux, solve_options=solve_options)
 
 
 def _sparse_blocks(sol: Solution, mode: str) -> list[Any]:
@@ -495,7 +757,7 @@ def _sparse_blocks(sol: Solution, mode: str) -> list[Any]:
     return [matrix[:, a:b].tocsr() for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _reverse_rows(sol: Solution) -> np.ndarray:
+def _reverse_rows(sol: Solution, setup: _Setup) -> np.ndarray:
     """d output / d inputs, one adjoint sweep per output entry."""
     out = sol.schedule.output_variable
     lo, hi = _input_span(sol)
@@ -504,11 +766,12 @@ def _reverse_rows(sol: Solution) -> np.ndarray:
         seed = np.zeros(out.size)
         seed[k] = 1.0
         system = sol.adjoint_system(seed.reshape(out.shape))
-        rows[k] = solve_system(system, compute_residual=False).x[lo:hi]
+        rows[k] = solve_system(system, setup.linear_method, setup.options.linear,
+                               compute_residual=False).x[lo:hi]
     return rows
 
 
-def _forward_columns(sol: Solution) -> np.ndarray:
+def _forward_columns(sol: Solution, setup: _Setup) -> np.ndarray:
     """d output / d inputs, one tangent sweep per input entry."""
     lo, hi = _input_span(sol)
     out_slice = sol.schedule.index[sol.schedule.output_variable]
@@ -517,7 +780,8 @@ def _forward_columns(sol: Solution) -> np.ndarray:
         e = np.zeros(sol.schedule.size)
         e[lo + k] = 1.0
         system = sol.tangent_system(sol.schedule.index.take(e, sol.schedule.inputs))
-        cols[:, k] = solve_system(system, compute_residual=False).x[out_slice]
+        cols[:, k] = solve_system(system, setup.linear_method, setup.options.linear,
+                                  compute_residual=False).x[out_slice]
     return cols
 
 

@@ -17,8 +17,9 @@ from typing import Any
 
 from lagrad.errors import OptionError
 
-__all__ = ["ForwardOptions", "LinearOptions", "BackwardOptions", "FORWARD_METHODS",
-           "BACKWARD_MODES", "DEFAULT_TOL", "DEFAULT_STEPS"]
+__all__ = ["ForwardOptions", "LinearOptions", "BackwardOptions", "AdjointOptions", "SolveOptions",
+           "FORWARD_METHODS", "BACKWARD_MODES", "BLOCK_LINEAR_METHODS", "DEFAULT_TOL",
+           "DEFAULT_STEPS"]
 
 DEFAULT_TOL = 1e-13
 """Relative tolerance of the nonlinear and iterative linear solves."""
@@ -34,6 +35,12 @@ adjoint solve, the others are truncations of its Neumann series, which
 
 DEFAULT_STEPS = 10
 """Terms of an "unrolled" or "neumann" backward mode given without ``steps``."""
+
+
+BLOCK_LINEAR_METHODS = ("auto", "splu", "dense", "lstsq", "gmres", "bicgstab", "lgmres",
+                        "fixed_point", "reduced_lu")
+"""Names of the linear methods inside one cyclic block (its adjoint and tangent
+solves); :mod:`lagrad.solve.blocksolve` holds the table that implements them."""
 
 
 def check_tol(tol: Any, where: str) -> float | None:
@@ -218,3 +225,96 @@ class BackwardOptions:
     def linear_options(self, options: LinearOptions) -> LinearOptions:
         """``options`` with maxiter = K: how the block method receives K."""
         return LinearOptions(options.tol, self.terms, options.preconditioner)
+
+
+@dataclass(frozen=True)
+class AdjointOptions:
+    """A cyclic block's own defaults for its linear solves (adjoint and tangent).
+
+    Declared with the block (``fixed_point(..., adjoint_method="gmres")``) and
+    used by the default sweep (``method="auto"``) for that block only; a
+    method or tolerance given to the solve itself wins.
+
+    Attributes
+    ----------
+    method : one of BLOCK_LINEAR_METHODS, or None
+    tol : float or None
+        Relative residual tolerance of the iterative methods.
+    """
+
+    method: str | None = None
+    tol: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.method is not None and (not isinstance(self.method, str)
+                                        or self.method not in BLOCK_LINEAR_METHODS):
+            raise OptionError(f"unknown adjoint method {self.method!r}; choose one of "
+                              f"{sorted(BLOCK_LINEAR_METHODS)}")
+        object.__setattr__(self, "tol", check_tol(self.tol, "adjoint solve"))
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """Solver options of a functional transform (``grad(fn, solve_options=...)``).
+
+    Attributes
+    ----------
+    method, tol, maxiter
+        The forward (nonlinear) solve of every cyclic block, as
+        :class:`ForwardOptions`; they win over a block's own.
+    adjoint_method : str or None
+        The linear method of the adjoint and tangent solves: a block method
+        used inside every cyclic block ("splu", "gmres", "lgmres",
+        "bicgstab", "fixed_point", "reduced_lu", "dense", "lstsq"), or a
+        whole-system one ("auto" = "backsub", "levels", "spsolve", "dense").
+        None: each block's declared method, else the automatic choice.
+    adjoint_tol, adjoint_maxiter : float or int or None
+        Tolerance and iteration limit of the iterative linear methods.
+    """
+
+    method: str | None = None
+    tol: float | None = None
+    maxiter: int | None = None
+    adjoint_method: str | None = None
+    adjoint_tol: float | None = None
+    adjoint_maxiter: int | None = None
+
+    def __post_init__(self) -> None:
+        ForwardOptions(self.method, self.tol, self.maxiter)  # raises OptionError
+        if self.adjoint_method is not None and not isinstance(self.adjoint_method, str):
+            raise OptionError(f"adjoint_method must be a method name, got "
+                              f"{self.adjoint_method!r}")
+        object.__setattr__(self, "tol", check_tol(self.tol, "forward solve"))
+        object.__setattr__(self, "adjoint_tol", check_tol(self.adjoint_tol, "adjoint solve"))
+        object.__setattr__(self, "adjoint_maxiter",
+                           check_maxiter(self.adjoint_maxiter, "adjoint solve"))
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any] | SolveOptions | None) -> SolveOptions:
+        """``options`` given as a dict (or already a SolveOptions; None: none);
+        an unknown name raises OptionError listing the accepted ones."""
+        if options is None:
+            return cls()
+        if isinstance(options, SolveOptions):
+            return options
+        if not isinstance(options, Mapping):
+            raise OptionError("solve_options must be a dict of options, got "
+                              f"{type(options).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = set(options) - names
+        if unknown:
+            raise OptionError(f"solve_options: unknown options {sorted(unknown)}; accepted: "
+                              f"{sorted(names)}")
+        return cls(**options)
+
+    @property
+    def forward(self) -> dict[str, Any]:
+        """The forward options that were given, as keywords of ``program.solve``."""
+        return {k: v for k, v in (("method", self.method), ("tol", self.tol),
+                                  ("maxiter", self.maxiter)) if v is not None}
+
+    @property
+    def linear(self) -> dict[str, Any]:
+        """The linear options that were given, as keywords of ``solve_system``."""
+        return {k: v for k, v in (("tol", self.adjoint_tol),
+                                  ("maxiter", self.adjoint_maxiter)) if v is not None}

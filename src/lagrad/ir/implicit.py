@@ -25,7 +25,8 @@ _NAMES = {"define": "fixed_point", "root": "root"}  # how errors name the combin
 
 def fixed_point(f: Callable[..., Any], z0: Any, *args: Any, method: str | None = None,
                 tol: float | None = None, maxiter: int | None = None,
-                name: str | None = None, backward: Any = None) -> Any:
+                name: str | None = None, backward: Any = None,
+                adjoint_method: str | None = None, adjoint_tol: float | None = None) -> Any:
     """The solution z of z = f(z, *args), started from ``z0``.
 
     Differentiable (under :func:`lagrad.grad`, ``jvp``, ``jacobian``) by the
@@ -35,6 +36,14 @@ def fixed_point(f: Callable[..., Any], z0: Any, *args: Any, method: str | None =
     (K terms of the Neumann series, K given as ``(mode, K)``), "phantom" /
     "jfb" (one term), or "implicit" (the default); see
     :class:`~lagrad.options.BackwardOptions`.
+
+    ``method``, ``tol`` and ``maxiter`` are this block's forward-solve
+    options (:meth:`lagrad.Program.unknown`); ``adjoint_method`` (a block
+    linear method: "splu", "gmres", "lgmres", "bicgstab", "fixed_point",
+    "reduced_lu", "dense", "lstsq") and ``adjoint_tol`` are the defaults of
+    its adjoint and tangent solves. Options given to the solve or the
+    transform (``solve_options=``) win over the block's own; an unknown name
+    or a negative tolerance raises OptionError here.
 
     Examples
     --------
@@ -46,12 +55,14 @@ def fixed_point(f: Callable[..., Any], z0: Any, *args: Any, method: str | None =
     >>> round(float(g(2.0)), 12)  # d sqrt(a)/da = 1 / (2 sqrt(a))
     0.353553390593
     """
-    return _implicit("define", f, z0, args, (method, tol, maxiter, backward), name)
+    return _implicit("define", f, z0, args,
+                     (method, tol, maxiter, backward, adjoint_method, adjoint_tol), name)
 
 
 def root(g: Callable[..., Any], z0: Any, *args: Any, method: str | None = None,
          tol: float | None = None, maxiter: int | None = None, name: str | None = None,
-         backward: Any = None) -> Any:
+         backward: Any = None, adjoint_method: str | None = None,
+         adjoint_tol: float | None = None) -> Any:
     """The solution z of g(z, *args) = 0 near ``z0`` (g must return z's shape).
 
     ``backward`` is the block's backward mode, as for :func:`fixed_point`; its
@@ -66,10 +77,12 @@ def root(g: Callable[..., Any], z0: Any, *args: Any, method: str | None = None,
     >>> round(float(lagrad.grad(cube_root)(8.0)), 12)  # 1 / (3 z^2)
     0.083333333333
     """
-    return _implicit("root", g, z0, args, (method, tol, maxiter, backward), name)
+    return _implicit("root", g, z0, args,
+                     (method, tol, maxiter, backward, adjoint_method, adjoint_tol), name)
 
 
-Options = tuple[Any, Any, Any, Any]  # method, tol, maxiter, backward of program.unknown
+Options = tuple[Any, Any, Any, Any, Any, Any]
+"""method, tol, maxiter, backward, adjoint_method, adjoint_tol of program.unknown"""
 
 
 def _implicit(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
@@ -95,9 +108,10 @@ def _implicit(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
 
 
 def _unknown(program: Program, name: str, shape: Any, init: Any, options: Options) -> Variable:
-    method, tol, maxiter, backward = options
+    method, tol, maxiter, backward, adjoint_method, adjoint_tol = options
     return program.unknown(name, shape, init, method=method, tol=tol, maxiter=maxiter,
-                           backward=backward)
+                           backward=backward, adjoint_method=adjoint_method,
+                           adjoint_tol=adjoint_tol)
 
 
 def _solve_now(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],

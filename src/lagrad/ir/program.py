@@ -22,7 +22,7 @@ from lagrad.ir import ops
 from lagrad.ir import primitives as P
 from lagrad.ir.blocks import Block, find_blocks
 from lagrad.ir.constants import as_real, frozen, frozen_param
-from lagrad.options import BackwardOptions, ForwardOptions
+from lagrad.options import AdjointOptions, BackwardOptions, ForwardOptions
 
 __all__ = ["Variable", "Equation", "Program", "bind"]
 
@@ -243,6 +243,7 @@ class Program:
         self.init_sources: dict[int, int] = {}  # unknown -> variable whose value starts it
         self.block_options: dict[int, ForwardOptions] = {}  # per unknown
         self.block_backward: dict[int, BackwardOptions] = {}  # per unknown
+        self.adjoint_options: dict[int, AdjointOptions] = {}  # per unknown
         self._version = 0
         self._cache: dict[str, tuple[int, Any]] = {}
 
@@ -253,7 +254,8 @@ class Program:
 
     def unknown(self, name: str, shape: Sequence[int] | int = (), init: Any = None, *,
                 method: str | None = None, tol: float | None = None,
-                maxiter: int | None = None, backward: Any = None) -> Variable:
+                maxiter: int | None = None, backward: Any = None,
+                adjoint_method: str | None = None, adjoint_tol: float | None = None) -> Variable:
         """Add a variable to be determined by :meth:`define` or :meth:`root`.
 
         Expressions may read it before it is defined; that is how cycles
@@ -266,7 +268,10 @@ class Program:
         defaults (see :meth:`solve`); ``backward`` its backward mode: a name
         ("implicit", the default and exact; "unrolled", "neumann", "phantom",
         "jfb"), a tuple ``(mode, steps)`` or a
-        :class:`~lagrad.options.BackwardOptions`.
+        :class:`~lagrad.options.BackwardOptions`. ``adjoint_method`` (a block method:
+        "splu", "gmres", "lgmres", "bicgstab", "fixed_point", "reduced_lu",
+        "dense", "lstsq" or "auto") and ``adjoint_tol`` are its defaults for
+        the linear solves of the default multiplier and tangent sweeps.
         """
         dims = _shape(shape, f"unknown {name!r}")
         source = init if isinstance(init, Variable) else None
@@ -278,6 +283,7 @@ class Program:
         start = None if init is None or source is not None else _init(init, dims, name)
         try:
             options = ForwardOptions(method, tol, maxiter)
+            linear = AdjointOptions(adjoint_method, adjoint_tol)
         except OptionError as err:
             raise OptionError(f"unknown {name!r}: {err}") from None
         mode = BackwardOptions.resolve(backward, f"unknown {name!r}")
@@ -286,6 +292,8 @@ class Program:
             self.block_options[v.index] = options
         if mode is not None:
             self.block_backward[v.index] = mode
+        if linear != AdjointOptions():
+            self.adjoint_options[v.index] = linear
         if start is not None:
             self.inits[v.index] = start
         if source is not None:

@@ -30,8 +30,9 @@ from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.levels import level_plan, levels_solve
 from lagrad.compile.schedule import CyclicBlock
 from lagrad.errors import NonFiniteError, OptionError, SingularSystemError
+from lagrad.ir.program import Program
 from lagrad.numeric import all_finite
-from lagrad.options import LinearOptions
+from lagrad.options import AdjointOptions, LinearOptions
 from lagrad.solve import blocksolve
 from lagrad.solve.blocksolve import Workspace, check_determined, substitute_block
 from lagrad.solve.grouped import check_group_determined, solve_linear
@@ -126,7 +127,8 @@ class Substitution(LinearSolver):
     def run(self, system: System, options: LinearOptions,
             rebuild_rhs: Callable[[], Array] | None) -> Outcome:
         schedule, z, orientation = system.schedule, system.values, system.orientation
-        if self.inner == "auto" and not options.given and level_plan(schedule) is not None:
+        if self.inner == "auto" and not options.given and not schedule.program.adjoint_options \
+                and level_plan(schedule) is not None:
             return LEVELS.run(system, options, rebuild_rhs)
         vec = system.rhs if rebuild_rhs is not None else system.rhs.copy()
         work = Workspace(vec.size)
@@ -141,7 +143,8 @@ class Substitution(LinearSolver):
                 vec[:] = rebuild_rhs() if rebuild_rhs is not None else system.rhs
                 blocks.clear()
             for step in orientation.order(steps if keep is None else keep.steps):
-                if isinstance(step, CyclicGroup) and _truncates(system, step.units):
+                if isinstance(step, CyclicGroup) and (_truncates(system, step.units) or
+                                                      _declares(schedule.program, step)):
                     for member in orientation.order(step.members):  # block by block
                         if isinstance(member, CyclicBlock):
                             blocks.append(self.solve_block(member, system, vec, options, work))
@@ -149,6 +152,12 @@ class Substitution(LinearSolver):
                             orientation.propagate(member, z, vec)
                 elif isinstance(step, CyclicGroup):
                     blocks.append(_substitute_group(step, system, vec))
+                elif isinstance(step, CyclicGroup):  # a block's own method: one by one
+                    for member in orientation.order(step.members):
+                        if isinstance(member, CyclicBlock):
+                            blocks.append(self.solve_block(member, system, vec, options, work))
+                        else:
+                            orientation.propagate(member, z, vec)
                 elif isinstance(step, CyclicBlock):
                     blocks.append(self.solve_block(step, system, vec, options, work))
                 else:
@@ -166,7 +175,13 @@ class Substitution(LinearSolver):
         if not unit.u_index.size:
             return substitute_acyclic(unit, system.values, vec, system.orientation)
         backward = blocksolve.backward_of(system.schedule.program, unit, system.backward)
-        return substitute_block(unit, system.values, vec, system.orientation, self.inner,
+        method = self.inner
+        declared = _declared(system.schedule.program, unit) if method == "auto" else None
+        if declared is not None:  # the block's own defaults; the call's tol wins
+            method = declared.method or "auto"
+            if options.tol is None and declared.tol is not None:
+                options = LinearOptions(declared.tol, options.maxiter, options.preconditioner)
+        return substitute_block(unit, system.values, vec, system.orientation, method,
                                 options, _own_result(system, unit), work, backward)
 
 
@@ -178,6 +193,21 @@ def _truncates(system: System, units: tuple[CyclicBlock, ...]) -> bool:
     program = system.schedule.program
     return any((mode := blocksolve.backward_of(program, u, system.backward)) is not None
                and mode.truncated for u in units)
+
+
+def _declared(program: Program, unit: CyclicBlock) -> AdjointOptions | None:
+    """The linear-solve options a block declared (its first unknown's win)."""
+    for u in unit.unknowns:
+        found = program.adjoint_options.get(u.index)
+        if found is not None:
+            return found
+    return None
+
+
+def _declares(program: Program, group: CyclicGroup) -> bool:
+    """Whether any block of the group declared its own linear-solve options."""
+    return bool(program.adjoint_options) and any(
+        _declared(program, unit) is not None for unit in group.units)
 
 
 def substitute_acyclic(unit: CyclicBlock, z: Array, vec: Array,

@@ -110,6 +110,15 @@ class Solution:
         return self._multiplier_info.blocks
 
     @property
+    def adjoint_info(self) -> SolveInfo:
+        """The :class:`~lagrad.SolveInfo` of the default multiplier solve (the
+        one :meth:`grad` and :meth:`multipliers` use without a method or
+        options; computed on first use)."""
+        self._default_multipliers()
+        assert self._multiplier_info is not None
+        return self._multiplier_info
+
+    @property
     def program(self) -> Program:
         return self.schedule.program
 
