@@ -304,7 +304,11 @@ def _inits(program: Program, init: Mapping[Any, Any] | None) -> dict[int, Array]
 
 
 def _as_input(v: Variable, x: Any, role: str) -> Array:
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except ValueError as err:  # a ragged nest of lists: numpy's "inhomogeneous shape"
+        raise ProgramError(f"{role} {v.name!r} is not an array of shape {v.shape}: "
+                           f"{err}") from None
     if arr.dtype.kind not in "biuf":
         raise ProgramError(f"{role} {v.name!r} must be real numbers, got dtype {arr.dtype}")
     arr = np.asarray(arr, dtype=float)  # no copy for float64
