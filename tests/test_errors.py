@@ -188,12 +188,14 @@ def test_matmul_inner_dimensions_differ(sa: tuple[int, ...], sb: tuple[int, ...]
         np.ones(sa) @ b
 
 
-def test_matmul_of_scalars_and_3d() -> None:
+def test_matmul_of_scalars_and_mismatched_stacks() -> None:
     p, (s, t) = _program((), (2, 2, 2))
     with raises_exactly(ProgramError, match="matmul"):
         s @ np.ones(2)
-    with raises_exactly(ProgramError, match="matmul"):
-        t @ np.ones(2)
+    with raises_exactly(ProgramError, match="matmul.*inner dimensions"):
+        t @ np.ones(3)
+    with raises_exactly(ProgramError, match="matmul.*do not broadcast"):
+        t @ np.ones((3, 2, 2))
 
 
 @pytest.mark.parametrize(("call", "match"), [
@@ -304,10 +306,9 @@ def test_solution_grad_of_non_scalar_output() -> None:
 @pytest.mark.parametrize(("name", "call"), [
     ("floor", lambda v: np.floor(v)),
     ("arctan2", lambda v: np.arctan2(v, 1.0)),
-    ("cumsum", lambda v: np.cumsum(v)),
     ("sort", lambda v: np.sort(v)),
-    ("prod", lambda v: np.prod(v)),
-    ("log1p", lambda v: np.log1p(v)),
+    ("arcsinh", lambda v: np.arcsinh(v)),
+    ("median", lambda v: np.median(v)),
 ])
 def test_unsupported_numpy_function(name: str, call: Callable[[Any], Any]) -> None:
     p, (v,) = _program((3,), names="v")
@@ -405,14 +406,15 @@ def test_non_finite_multiplier_with_assembled_solvers(method: str) -> None:
 @pytest.mark.parametrize(("what", "call"), [
     ("bool", lambda v: bool(v)),
     ("if", lambda v: 1 if v else 0),
-    ("v > 0", lambda v: v > 0),
-    ("v < 0", lambda v: v < 0),
-    ("v >= 0", lambda v: v >= 0),
-    ("v <= 0", lambda v: v <= 0),
-    ("0 < v", lambda v: 0 < v),
-    ("arr < v", lambda v: np.zeros(()) < v),
+    ("if v > 0", lambda v: 1 if v > 0 else 0),
+    ("if v < 0", lambda v: 1 if v < 0 else 0),
+    ("bool(v >= 0)", lambda v: bool(v >= 0)),
+    ("if v <= 0", lambda v: 1 if v <= 0 else 0),
+    ("if 0 < v", lambda v: 1 if 0 < v else 0),
+    ("if arr < v", lambda v: 1 if np.zeros(()) < v else 0),
+    ("if v == 0", lambda v: 1 if v == 0 else 0),
+    ("v in [0.0]", lambda v: v in [0.0]),
     ("np.asarray", lambda v: np.asarray(v)),
-    ("where(v, ...)", lambda v: lagrad.where(v, v, v)),
     ("index by v", lambda v: lagrad.stack([v, v])[v]),
 ])
 def test_traced_values_have_no_truth_value(what: str, call: Callable[[Any], Any]) -> None:

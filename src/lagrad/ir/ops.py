@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse
+import scipy.special
 
 from lagrad.errors import ProgramError
 from lagrad.ir import linalg
+from lagrad.ir import numpy_prims as N
 from lagrad.ir import primitives as P
 from lagrad.ir.primitives import Tracer
 
@@ -26,6 +28,9 @@ __all__ = [
     "exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "sqrt", "abs", "maximum",
     "minimum", "sum", "mean", "reshape", "transpose", "concatenate", "stack", "where",
     "logsumexp", "softmax", "dot", "matmul", "getitem",
+    "square", "log1p", "expm1", "arctan", "sinh", "cosh", "sign", "logaddexp", "expit",
+    "max", "min", "prod", "cumsum", "var", "std", "einsum", "outer", "tensordot", "clip",
+    "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
 ]
 
 exp = P.exp
@@ -39,6 +44,22 @@ sqrt = P.sqrt
 abs = P.absolute  # noqa: A001 (numpy's name)
 maximum = P.maximum
 minimum = P.minimum
+square = N.square
+log1p = N.log1p
+expm1 = N.expm1
+arctan = N.arctan
+sinh = N.sinh
+cosh = N.cosh
+sign = N.sign  # derivative zero, also at 0
+logaddexp = N.logaddexp
+expit = P.sigmoid  # scipy.special's name
+# comparisons: 0/1 masks of the current values, derivative zero (as JAX's booleans)
+greater = N.greater
+greater_equal = N.greater_equal
+less = N.less
+less_equal = N.less_equal
+equal = N.equal
+not_equal = N.not_equal
 
 
 def _shape_of(x: Any) -> tuple[int, ...]:
@@ -57,7 +78,7 @@ def _axes(axis: Any, ndim: int) -> tuple[int, ...] | None:
         # numpy lets a 0-d array be reduced over axis 0 or -1, as over all (no) axes
         if not (a in (0, -1) if ndim == 0 else -ndim <= a < ndim):
             raise ProgramError(f"axis {a} is out of bounds for an array of dimension {ndim}")
-        out.append(int(a) % max(ndim, 1))
+        out.append(int(a) % builtins.max(ndim, 1))
     if len(set(out)) != len(out):
         raise ProgramError(f"repeated axis in {axis!r}")
     return tuple(sorted(out)) if ndim else None
@@ -178,23 +199,57 @@ def stack(arrays: Sequence[Any], axis: int = 0) -> Any:
 
 
 def where(condition: Any, x: Any, y: Any) -> Any:
-    """``x`` where ``condition`` else ``y``; the condition must be a constant."""
+    """``x`` where ``condition`` else ``y``, as :func:`numpy.where` (three arguments).
+
+    The condition is a constant boolean array, or a traced mask such as
+    ``x > 0``: a 0/1 variable evaluated from the current values at every solve
+    (any traced value counts as true where it is nonzero, as numpy reads a
+    float condition). The derivative flows to ``x`` and ``y`` only.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> relu = lambda x: np.where(x > 0, x, 0.0).sum()
+    >>> lagrad.grad(relu)(np.array([-1.0, 2.0, 3.0]))
+    array([0., 1., 1.])
+    """
     if isinstance(condition, Tracer):
-        raise ProgramError(f"where: the condition {condition.name!r} is traced; it must be a "
-                           "constant boolean array computed outside the traced function")
+        return N.select(condition, x, y)
     return P.where(x, y, condition=np.asarray(condition, dtype=bool))
 
 
 def matmul(a: Any, b: Any) -> Any:
-    """Matrix product of 1-D and 2-D operands, as the ``@`` operator.
+    """Matrix product as the ``@`` operator and :func:`numpy.matmul`.
 
-    ``a`` may be a constant ``scipy.sparse`` matrix: its product with a traced
-    vector or matrix stays sparse (no dense copy of the matrix is made).
+    1-D and 2-D operands, and stacks of matrices (3-D and more) whose leading
+    axes broadcast as in numpy. Either operand may be a constant
+    ``scipy.sparse`` matrix (1-D or 2-D other operand): its product with a
+    traced value stays sparse (no dense copy of the matrix is made).
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> a, b = np.ones((4, 2, 3)), np.ones((3, 5))
+    >>> lagrad.matmul(a, b).shape
+    (4, 2, 5)
+    >>> lagrad.grad(lambda a: lagrad.matmul(a, b).sum())(a)[0]
+    array([[5., 5., 5.],
+           [5., 5., 5.]])
     """
     if scipy.sparse.issparse(a):
         return P.sparse_matmul(b, matrix=scipy.sparse.csr_matrix(a))
-    if len(_shape_of(a)) == 0 or len(_shape_of(b)) == 0:
+    sa, sb = _shape_of(a), _shape_of(b)
+    if len(sa) == 0 or len(sb) == 0:
         raise ProgramError("matmul: operands must not be scalars; use * instead")
+    if scipy.sparse.issparse(b):  # x A = (A^T x^T)^T
+        at = scipy.sparse.csr_matrix(b.T)
+        if len(sa) > 2:
+            raise ProgramError(f"matmul: a stack of shape {sa} times a sparse matrix is not "
+                               "supported; give a 1-D or 2-D operand")
+        return P.sparse_matmul(a, matrix=at) if len(sa) == 1 else \
+            transpose(P.sparse_matmul(transpose(a), matrix=at))
+    if len(sa) > 2 or len(sb) > 2:
+        return N.batched_matmul(a, b)
     return P.matmul(a, b)
 
 
@@ -205,6 +260,194 @@ def dot(a: Any, b: Any) -> Any:
     return matmul(a, b)  # which routes a scipy.sparse ``a`` to sparse_matmul
 
 
+# ------------------------------------------- more numpy (ir/numpy_prims.py)
+
+def _op_axes(name: str, x: Any, axis: Any) -> tuple[int, ...] | None:
+    """``_axes`` with the operation's name in its error message."""
+    try:
+        return _axes(axis, len(_shape_of(x)))
+    except ProgramError as err:
+        raise ProgramError(f"{name}: {err}") from None
+
+
+def max(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+    """Largest entry over ``axis`` (None: all), as :func:`numpy.max`.
+
+    Entries that tie for the maximum share its derivative equally (as JAX and
+    autograd); an empty slice raises :class:`lagrad.ProgramError`.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> lagrad.grad(lambda x: lagrad.max(x))(np.array([1.0, 3.0, 3.0]))
+    array([0. , 0.5, 0.5])
+    """
+    return N.amax(x, axis=_op_axes("max", x, axis), keepdims=bool(keepdims))
+
+
+def min(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+    """Smallest entry over ``axis`` (None: all), as :func:`numpy.min`; ties
+    share the derivative equally, as in :func:`max`."""
+    return N.amin(x, axis=_op_axes("min", x, axis), keepdims=bool(keepdims))
+
+
+def prod(x: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """Product over ``axis`` (None: all), as :func:`numpy.prod`.
+
+    The derivative with respect to an entry is the product of the others,
+    computed without dividing by the entry, so it is exact at zeros.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> lagrad.grad(lagrad.prod)(np.array([2.0, 0.0, 5.0]))
+    array([ 0., 10.,  0.])
+    """
+    return N.prod(x, axis=_op_axes("prod", x, axis), keepdims=bool(keepdims))
+
+
+def cumsum(x: Any, axis: Any = None) -> Any:
+    """Cumulative sum along ``axis`` (None: of the flattened array), as
+    :func:`numpy.cumsum`.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> lagrad.grad(lambda x: lagrad.cumsum(x)[-2])(np.ones(3))
+    array([1., 1., 0.])
+    """
+    shape = _shape_of(x)
+    if axis is None:
+        return N.cumsum(reshape(x, (math.prod(shape),)), axis=0)
+    if not shape:
+        raise ProgramError(f"cumsum: axis {axis!r} given for a 0-d array; use axis=None")
+    try:
+        ax = _axis(axis, len(shape))
+    except ProgramError as err:
+        raise ProgramError(f"cumsum: {err}") from None
+    return N.cumsum(x, axis=ax)
+
+
+def var(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
+    """Variance over ``axis``, as :func:`numpy.var`: the mean squared
+    deviation from the mean, divided by ``N - ddof`` instead of ``N``.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> float(lagrad.var(np.array([1.0, 2.0, 3.0, 4.0])))
+    1.25
+    """
+    shape = _shape_of(x)
+    axes = _op_axes("var", x, axis)
+    count = math.prod(shape) if axes is None else math.prod(shape[a] for a in axes)
+    if not _is_int(ddof) or count - ddof <= 0:
+        raise ProgramError(f"var: ddof={ddof!r} with {count} entries per slice of shape "
+                           f"{shape}; ddof must be an int below the number of entries")
+    deviation = P.sub(x, mean(x, axis=axes, keepdims=True))
+    return P.mul(sum(N.square(deviation), axis=axes, keepdims=keepdims), 1.0 / (count - ddof))
+
+
+def std(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
+    """Standard deviation, ``sqrt(var(x, axis, ddof, keepdims))``, as
+    :func:`numpy.std` (its derivative is infinite where the variance is 0)."""
+    try:
+        return sqrt(var(x, axis=axis, ddof=ddof, keepdims=keepdims))
+    except ProgramError as err:
+        raise ProgramError(str(err).replace("var:", "std:", 1)) from None
+
+
+def einsum(subscripts: str, *operands: Any, optimize: Any = False) -> Any:
+    """Einstein summation, as :func:`numpy.einsum`, with explicit labels.
+
+    Any number of operands; ``"ij,jk->ik"`` or the implicit ``"ij,jk"``.
+    Not supported (raise :class:`lagrad.ProgramError`): ``...``, a label
+    repeated within one operand (diagonals, traces), and size-1 axes
+    broadcast against longer ones. ``optimize`` is accepted and ignored.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> a, b = np.arange(6.0).reshape(2, 3), np.ones((3, 2))
+    >>> lagrad.einsum("ij,jk->ik", a, b)
+    array([[ 3.,  3.],
+           [12., 12.]])
+    >>> lagrad.grad(lambda a: lagrad.einsum("ij,ij->", a, a))(a)  # 2 a
+    array([[ 0.,  2.,  4.],
+           [ 6.,  8., 10.]])
+    """
+    if not isinstance(subscripts, str):
+        raise ProgramError("einsum: give the subscripts as a string ('ij,jk->ik'); the "
+                           "interleaved form einsum(a, [0, 1], b, [1, 2]) is not supported")
+    if not operands:
+        raise ProgramError("einsum needs at least one operand")
+    try:
+        spec = N.parse_einsum(subscripts, [_shape_of(a) for a in operands])
+    except ValueError as err:
+        raise ProgramError(f"einsum({subscripts!r}): {err}") from None
+    return N.einsum(*operands, subscripts=spec)
+
+
+def outer(a: Any, b: Any) -> Any:
+    """Outer product of the flattened ``a`` and ``b``, as :func:`numpy.outer`."""
+    na, nb = math.prod(_shape_of(a)), math.prod(_shape_of(b))
+    return P.mul(reshape(a, (na, 1)), reshape(b, (1, nb)))
+
+
+def tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
+    """Sum of products over the given axes, as :func:`numpy.tensordot`
+    (an int n: the last n axes of ``a`` with the first n of ``b``).
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> lagrad.tensordot(np.ones((2, 3)), np.ones((3, 4)), axes=1).shape
+    (2, 4)
+    """
+    sa, sb = _shape_of(a), _shape_of(b)
+    try:
+        if _is_int(axes):
+            if not 0 <= axes <= builtins.min(len(sa), len(sb)):
+                raise ProgramError(f"axes={axes} for operands of shapes {sa} and {sb}")
+            pairs_a, pairs_b = list(range(len(sa) - axes, len(sa))), list(range(axes))
+        else:
+            pairs_a, pairs_b = ([_axis(i, len(s)) for i in ([p] if _is_int(p) else p)]
+                                for p, s in zip(axes, (sa, sb)))
+    except (ProgramError, TypeError, ValueError) as err:
+        raise ProgramError(f"tensordot: axes={axes!r} do not name axes of shapes {sa} and "
+                           f"{sb}: {err}") from None
+    if len(pairs_a) != len(pairs_b):
+        raise ProgramError(f"tensordot: axes={axes!r} pair {len(pairs_a)} axes of a with "
+                           f"{len(pairs_b)} of b")
+    letters = iter("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    la = [next(letters) for _ in sa]
+    lb = [next(letters) for _ in sb]
+    for i, j in zip(pairs_a, pairs_b):
+        lb[j] = la[i]
+    out = [c for i, c in enumerate(la) if i not in pairs_a] + \
+        [c for j, c in enumerate(lb) if j not in pairs_b]
+    try:
+        spec = N.parse_einsum(f"{''.join(la)},{''.join(lb)}->{''.join(out)}", [sa, sb])
+    except ValueError as err:
+        raise ProgramError(f"tensordot: shapes {sa} and {sb} do not match on axes={axes!r} "
+                           f"({err})") from None
+    return N.einsum(a, b, subscripts=spec)
+
+
+def clip(x: Any, a_min: Any = None, a_max: Any = None) -> Any:
+    """``x`` limited to [a_min, a_max], as :func:`numpy.clip` (None: no bound).
+
+    Written as ``minimum(maximum(x, a_min), a_max)``, as ``jax.numpy.clip``:
+    at a bound the derivative is split in halves between ``x`` and the bound.
+    """
+    out = x
+    if a_min is not None:
+        out = P.maximum(out, a_min)
+    if a_max is not None:
+        out = P.minimum(out, a_max)
+    return P.identity(out) if out is x else out
+
+
 # --------------------------------------------------------- numpy dispatch
 
 _UFUNCS: dict[np.ufunc, Any] = {
@@ -212,7 +455,10 @@ _UFUNCS: dict[np.ufunc, Any] = {
     np.power: P.power, np.negative: P.neg, np.exp: P.exp, np.log: P.log, np.sin: P.sin,
     np.cos: P.cos, np.tanh: P.tanh, np.sqrt: P.sqrt, np.absolute: P.absolute,
     np.maximum: P.maximum, np.minimum: P.minimum, np.matmul: matmul,
-    np.positive: lambda x: x,
+    np.positive: lambda x: x, np.square: square, np.log1p: log1p, np.expm1: expm1,
+    np.arctan: arctan, np.sinh: sinh, np.cosh: cosh, np.sign: sign, np.logaddexp: logaddexp,
+    scipy.special.expit: expit, np.greater: greater, np.greater_equal: greater_equal,
+    np.less: less, np.less_equal: less_equal, np.equal: equal, np.not_equal: not_equal,
 }
 
 _FUNCTIONS: dict[Any, Any] = {
@@ -221,6 +467,9 @@ _FUNCTIONS: dict[Any, Any] = {
     np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
     np.linalg.solve: linalg.solve, np.linalg.inv: linalg.inv, np.linalg.det: linalg.det,
     np.linalg.slogdet: linalg.slogdet, np.linalg.cholesky: linalg.cholesky,
+    np.max: max, np.amax: max, np.min: min, np.amin: min, np.prod: prod, np.cumsum: cumsum,
+    np.var: var, np.std: std, np.einsum: einsum, np.outer: outer, np.tensordot: tensordot,
+    np.clip: clip, np.ravel: lambda x: reshape(x, (math.prod(_shape_of(x)),)),
 }
 
 

@@ -36,7 +36,9 @@ from lagrad.ir.batching import BatchRule, align, unalign
 Array = NDArray[np.float64]
 Shape = tuple[int, ...]
 
-__all__ = ["Primitive", "Tracer", "ELEMENTWISE", "unbroadcast"]
+__all__ = ["Primitive", "Tracer", "ELEMENTWISE", "STRUCTURAL", "unbroadcast", "positions",
+           "selection", "broadcast_shape", "elementwise_primitive", "reduced_shape",
+           "expand_reduced", "reduction_rows"]
 
 
 class Tracer:
@@ -204,7 +206,7 @@ def unbroadcast(g: Array, shape: Shape) -> Array:
     return np.sum(g, axis=axes).reshape(shape)
 
 
-def _positions(shape: Shape) -> NDArray[np.intp]:
+def positions(shape: Shape) -> NDArray[np.intp]:
     """Flat positions of an array of ``shape``, laid out in that shape."""
     return np.arange(math.prod(shape)).reshape(shape)
 
@@ -214,18 +216,20 @@ def _broadcast_jacobian(d: Array, arg_shape: Shape, out_shape: Shape) -> sp.csr_
     # a diagonal when no broadcasting happens, a selection otherwise.
     n_out, n_arg = math.prod(out_shape), math.prod(arg_shape)
     vals = np.broadcast_to(d, out_shape).ravel()
-    cols = np.broadcast_to(_positions(arg_shape), out_shape).ravel()
+    cols = np.broadcast_to(positions(arg_shape), out_shape).ravel()
     return sp.csr_matrix((vals, (np.arange(n_out), cols)), shape=(n_out, n_arg))
 
 
-def _selection(rows: NDArray[np.intp], cols: NDArray[np.intp], shape: tuple[int, int],
-               vals: Array | None = None) -> sp.csr_matrix:
+def selection(rows: NDArray[np.intp], cols: NDArray[np.intp], shape: tuple[int, int],
+              vals: Array | None = None) -> sp.csr_matrix:
+    """The sparse matrix with ``vals`` (default ones) at (rows, cols)."""
     if vals is None:
         vals = np.ones(len(rows))
     return sp.csr_matrix((vals, (rows, cols)), shape=shape)
 
 
-def _broadcast_shape(*shapes: Shape, **params: Any) -> Shape:
+def broadcast_shape(*shapes: Shape, **params: Any) -> Shape:
+    """The shape rule of elementwise primitives: numpy broadcasting."""
     if "weights" in params and len(params["weights"]) != len(shapes):
         raise ValueError(f"weighted_sum: {len(params['weights'])} weights for {len(shapes)} "
                          "operands")
@@ -234,9 +238,10 @@ def _broadcast_shape(*shapes: Shape, **params: Any) -> Shape:
     return tuple(np.broadcast_shapes(*shapes))
 
 
-def _elementwise(name: str, value: Callable[..., Any], partials: Callable[..., Any],
-                 doc: str = "", constant: tuple[float, ...] | None = None) -> Primitive:
-    return Primitive(name, value, _broadcast_shape, partials=partials, doc=doc,
+def elementwise_primitive(name: str, value: Callable[..., Any], partials: Callable[..., Any],
+                          doc: str = "", constant: tuple[float, ...] | None = None) -> Primitive:
+    """An elementwise primitive: broadcasting shape rule, derivative from ``partials``."""
+    return Primitive(name, value, broadcast_shape, partials=partials, doc=doc,
                      constant_partials=constant)
 
 
@@ -341,25 +346,25 @@ def _abs_partials(k: int, ans: Array, x: Array) -> Array:
     return np.sign(x).astype(float)
 
 
-identity = _elementwise("identity", _identity_value, _one, constant=(1.0,))
-neg = _elementwise("neg", np.negative, _neg_partials, constant=(-1.0,))
-add = _elementwise("add", np.add, _one, constant=(1.0, 1.0))
-sub = _elementwise("sub", np.subtract, _sub_partials, constant=(1.0, -1.0))
-mul = _elementwise("mul", np.multiply, _mul_partials)
-div = _elementwise("div", np.divide, _div_partials)
-power = _elementwise("pow", np.power, _pow_partials)
-maximum = _elementwise("maximum", np.maximum, _max_partials)
-minimum = _elementwise("minimum", np.minimum, _min_partials)
-where = _elementwise("where", _where_value, _where_partials)
-exp = _elementwise("exp", np.exp, _exp_partials)
-log = _elementwise("log", np.log, _log_partials)
-sin = _elementwise("sin", np.sin, _sin_partials)
-cos = _elementwise("cos", np.cos, _cos_partials)
-tanh = _elementwise("tanh", np.tanh, _tanh_partials)
-sigmoid = _elementwise("sigmoid", scipy.special.expit, _sigmoid_partials)
-relu = _elementwise("relu", _relu_value, _relu_partials)
-sqrt = _elementwise("sqrt", np.sqrt, _sqrt_partials)
-absolute = _elementwise("abs", np.abs, _abs_partials)
+identity = elementwise_primitive("identity", _identity_value, _one, constant=(1.0,))
+neg = elementwise_primitive("neg", np.negative, _neg_partials, constant=(-1.0,))
+add = elementwise_primitive("add", np.add, _one, constant=(1.0, 1.0))
+sub = elementwise_primitive("sub", np.subtract, _sub_partials, constant=(1.0, -1.0))
+mul = elementwise_primitive("mul", np.multiply, _mul_partials)
+div = elementwise_primitive("div", np.divide, _div_partials)
+power = elementwise_primitive("pow", np.power, _pow_partials)
+maximum = elementwise_primitive("maximum", np.maximum, _max_partials)
+minimum = elementwise_primitive("minimum", np.minimum, _min_partials)
+where = elementwise_primitive("where", _where_value, _where_partials)
+exp = elementwise_primitive("exp", np.exp, _exp_partials)
+log = elementwise_primitive("log", np.log, _log_partials)
+sin = elementwise_primitive("sin", np.sin, _sin_partials)
+cos = elementwise_primitive("cos", np.cos, _cos_partials)
+tanh = elementwise_primitive("tanh", np.tanh, _tanh_partials)
+sigmoid = elementwise_primitive("sigmoid", scipy.special.expit, _sigmoid_partials)
+relu = elementwise_primitive("relu", _relu_value, _relu_partials)
+sqrt = elementwise_primitive("sqrt", np.sqrt, _sqrt_partials)
+absolute = elementwise_primitive("abs", np.abs, _abs_partials)
 
 def _weighted_sum_value(*args: Array, weights: Array) -> Array:
     return sum((w * a for w, a in zip(weights, args)), np.zeros(()))
@@ -370,7 +375,7 @@ def _weighted_sum_partials(k: int, ans: Array, *args: Array, weights: Array) -> 
 
 
 # sum_k w_k a_k over any number of operands: the output readout of bulk programs
-weighted_sum = _elementwise("weighted_sum", _weighted_sum_value, _weighted_sum_partials)
+weighted_sum = elementwise_primitive("weighted_sum", _weighted_sum_value, _weighted_sum_partials)
 
 ELEMENTWISE: tuple[Primitive, ...] = (
     identity, neg, add, sub, mul, div, power, maximum, minimum, where,
@@ -384,8 +389,8 @@ def _zero_partials(k: int, ans: Array, x: Array) -> Array:
 # The value passes, the derivative is declared zero (JAX's stop_gradient): on
 # purpose not the derivative of its value, so it is not in ELEMENTWISE, whose
 # rules the tests check against finite differences of the value.
-stop_gradient = _elementwise("stop_gradient", _identity_value, _zero_partials, constant=(0.0,),
-                             doc="x, with derivative zero")
+stop_gradient = elementwise_primitive("stop_gradient", _identity_value, _zero_partials,
+                                      constant=(0.0,), doc="x, with derivative zero")
 
 
 # ------------------------------------------------------ structural rules
@@ -426,8 +431,8 @@ def _transpose_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, axes: Sh
 
 
 def _transpose_jacobian(k: int, ans: Array, x: Array, *, axes: Shape) -> sp.csr_matrix:
-    cols = np.transpose(_positions(np.shape(x)), axes).ravel()
-    return _selection(np.arange(cols.size), cols, (cols.size, np.size(x)))
+    cols = np.transpose(positions(np.shape(x)), axes).ravel()
+    return selection(np.arange(cols.size), cols, (cols.size, np.size(x)))
 
 
 def _transpose_value(x: Array, *, axes: Shape) -> Array:
@@ -461,8 +466,8 @@ def _getitem_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, index: Any
 
 
 def _getitem_jacobian(k: int, ans: Array, x: Array, *, index: Any) -> sp.csr_matrix:
-    cols = np.ravel(_positions(np.shape(x))[index])
-    return _selection(np.arange(cols.size), cols, (cols.size, np.size(x)))
+    cols = np.ravel(positions(np.shape(x))[index])
+    return selection(np.arange(cols.size), cols, (cols.size, np.size(x)))
 
 
 def _getitem_value(x: Array, *, index: Any) -> Array:
@@ -474,21 +479,22 @@ getitem = Primitive("getitem", _getitem_value, _getitem_shape,
                     batch=batching.GETITEM)
 
 
-def _reduced_shape(s: Shape, *, axis: Shape | None, keepdims: bool) -> Shape:
+def reduced_shape(s: Shape, *, axis: Shape | None, keepdims: bool) -> Shape:
+    """The shape rule of reductions over ``axis`` (None: all axes)."""
     axes = range(len(s)) if axis is None else axis
     if keepdims:
         return tuple(1 if i in axes else n for i, n in enumerate(s))
     return tuple(n for i, n in enumerate(s) if i not in axes)
 
 
-def _expand(g: Array, x: Array, axis: Shape | None) -> Array:
+def expand_reduced(g: Array, x: Array, axis: Shape | None) -> Array:
     """Reshape a reduced array so that it broadcasts against ``x``."""
-    return np.reshape(g, _reduced_shape(np.shape(x), axis=axis, keepdims=True))
+    return np.reshape(g, reduced_shape(np.shape(x), axis=axis, keepdims=True))
 
 
 def _sum_vjp(k: int, g: Array, ans: Array, x: Array, *, axis: Shape | None,
              keepdims: bool) -> Array:
-    return np.broadcast_to(_expand(g, x, axis), np.shape(x))
+    return np.broadcast_to(expand_reduced(g, x, axis), np.shape(x))
 
 
 def _sum_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, axis: Shape | None,
@@ -496,33 +502,33 @@ def _sum_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, axis: Shape | 
     return np.sum(ts[0], axis=axis, keepdims=keepdims)
 
 
-def _reduction_rows(x: Array, axis: Shape | None) -> NDArray[np.intp]:
-    # row (output position) of each input element of a reduction
-    out = _positions(_reduced_shape(np.shape(x), axis=axis, keepdims=True))
+def reduction_rows(x: Array, axis: Shape | None) -> NDArray[np.intp]:
+    """The row (output position) of each input element of a reduction, flat."""
+    out = positions(reduced_shape(np.shape(x), axis=axis, keepdims=True))
     return np.broadcast_to(out, np.shape(x)).ravel()
 
 
 def _sum_jacobian(k: int, ans: Array, x: Array, *, axis: Shape | None,
                   keepdims: bool) -> sp.csr_matrix:
-    rows = _reduction_rows(x, axis)
-    return _selection(rows, np.arange(rows.size), (np.size(ans), rows.size))
+    rows = reduction_rows(x, axis)
+    return selection(rows, np.arange(rows.size), (np.size(ans), rows.size))
 
 
 def _sum_value(x: Array, *, axis: Shape | None, keepdims: bool) -> Array:
     return np.sum(x, axis=axis, keepdims=keepdims)
 
 
-sum_ = Primitive("sum", _sum_value, _reduced_shape, vjp=_sum_vjp, jvp=_sum_jvp,
+sum_ = Primitive("sum", _sum_value, reduced_shape, vjp=_sum_vjp, jvp=_sum_jvp,
                  jacobian=_sum_jacobian, batch=batching.SUM)
 
 
 def _softmax_weights(ans: Array, x: Array, axis: Shape | None) -> Array:
-    return np.exp(x - _expand(ans, x, axis))
+    return np.exp(x - expand_reduced(ans, x, axis))
 
 
 def _lse_vjp(k: int, g: Array, ans: Array, x: Array, *, axis: Shape | None,
              keepdims: bool) -> Array:
-    return _expand(g, x, axis) * _softmax_weights(ans, x, axis)
+    return expand_reduced(g, x, axis) * _softmax_weights(ans, x, axis)
 
 
 def _lse_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, axis: Shape | None,
@@ -532,9 +538,9 @@ def _lse_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, axis: Shape | 
 
 def _lse_jacobian(k: int, ans: Array, x: Array, *, axis: Shape | None,
                   keepdims: bool) -> sp.csr_matrix:
-    rows = _reduction_rows(x, axis)
+    rows = reduction_rows(x, axis)
     vals = _softmax_weights(ans, x, axis).ravel()
-    return _selection(rows, np.arange(rows.size), (np.size(ans), rows.size), vals)
+    return selection(rows, np.arange(rows.size), (np.size(ans), rows.size), vals)
 
 
 def _lse_value(x: Array, *, axis: Shape | None, keepdims: bool) -> Array:
@@ -547,10 +553,10 @@ def _lse_value(x: Array, *, axis: Shape | None, keepdims: bool) -> Array:
     m = np.where(np.isfinite(m), m, 0.0)
     with np.errstate(divide="ignore"):
         out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
-    return np.reshape(out, _reduced_shape(np.shape(x), axis=axis, keepdims=keepdims))
+    return np.reshape(out, reduced_shape(np.shape(x), axis=axis, keepdims=keepdims))
 
 
-logsumexp = Primitive("logsumexp", _lse_value, _reduced_shape, vjp=_lse_vjp, jvp=_lse_jvp,
+logsumexp = Primitive("logsumexp", _lse_value, reduced_shape, vjp=_lse_vjp, jvp=_lse_jvp,
                       jacobian=_lse_jacobian)
 
 
@@ -577,8 +583,8 @@ def _concat_jvp(ts: Sequence[Array | None], ans: Array, *args: Array, axis: int)
 
 
 def _concat_jacobian(k: int, ans: Array, *args: Array, axis: int) -> sp.csr_matrix:
-    rows = np.ravel(_concat_part(k, _positions(np.shape(ans)), args, axis))
-    return _selection(rows, np.arange(rows.size), (np.size(ans), rows.size))
+    rows = np.ravel(_concat_part(k, positions(np.shape(ans)), args, axis))
+    return selection(rows, np.arange(rows.size), (np.size(ans), rows.size))
 
 
 def _concat_value(*xs: Array, axis: int) -> Array:

@@ -10,6 +10,7 @@ never changes them.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,9 +35,11 @@ class Variable(P.Tracer):
 
     Variables behave like numpy arrays under arithmetic, ``@``, indexing and
     numpy ufuncs; each operation records an equation in their program.
-    Comparisons (``==`` and ``!=`` too) and ``bool()`` need values, which a
-    traced variable does not have: use :func:`lagrad.where` with a constant
-    condition instead. Variables hash by identity (they are dict keys).
+    Comparisons (``<``, ``>=``, ``==``, ``!=``, ...) record 0/1 masks of the
+    current values with derivative zero, as JAX's boolean arrays, for
+    :func:`lagrad.where`. ``bool()`` (and so ``if x > 0:``) needs a value,
+    which a traced variable does not have, and raises. Variables hash by
+    identity (they are dict keys; compare them with ``is``).
     """
 
     __slots__ = ("program", "index", "shape", "kind", "_name")
@@ -85,10 +88,15 @@ class Variable(P.Tracer):
         return f"Variable({self.name!r}, shape={self.shape}, kind={self.kind!r})"
 
     def __bool__(self) -> bool:
+        eq = self.program.equation(self)
+        what = "" if eq is None else (
+            f" ({self.program.describe(eq).split('  #')[0]}, of "
+            f"{', '.join(repr(self.program.variables[j].name) for j in eq.parents)})")
         raise ProgramError(
-            f"the truth value of traced variable {self.name!r} is not known while tracing; "
-            "Python control flow cannot depend on it: use lagrad.where with a constant "
-            "condition, or compute the condition outside the traced function")
+            f"the truth value of traced variable {self.name!r}{what} is not known while "
+            "tracing; "
+            "Python control flow cannot depend on it: select with lagrad.where(x > 0, a, b) "
+            "(or np.where), or compute the condition outside the traced function")
 
     def _no_value(self) -> Any:
         raise ProgramError(
@@ -97,23 +105,13 @@ class Variable(P.Tracer):
 
     __float__ = __int__ = __index__ = __complex__ = _no_value
 
-    def _no_compare(self, other: Any) -> Any:
-        raise ProgramError(
-            f"comparison of traced variable {self.name!r} is not differentiable and has no "
-            "value while tracing; compute masks outside the traced function and use "
-            "lagrad.where")
-
-    __lt__ = __le__ = __gt__ = __ge__ = _no_compare
-
-    def _no_equality(self, other: Any) -> Any:
-        # Python's default == is identity: where(x == 0, ...) would silently
-        # select by object identity, a wrong value and gradient
-        raise ProgramError(
-            f"== and != on traced variable {self.name!r} have no value while tracing; "
-            "compute masks outside the traced function and use lagrad.where (to ask "
-            "whether two variables are the same object, use `is`)")
-
-    __eq__ = __ne__ = _no_equality
+    # comparisons: 0/1 masks, re-evaluated at every solve, derivative zero
+    def __lt__(self, o: Any) -> Variable: return ops.less(self, o)
+    def __le__(self, o: Any) -> Variable: return ops.less_equal(self, o)
+    def __gt__(self, o: Any) -> Variable: return ops.greater(self, o)
+    def __ge__(self, o: Any) -> Variable: return ops.greater_equal(self, o)
+    def __eq__(self, o: Any) -> Variable: return ops.equal(self, o)  # type: ignore[override]
+    def __ne__(self, o: Any) -> Variable: return ops.not_equal(self, o)  # type: ignore[override]
     __hash__ = object.__hash__  # variables are dict keys, by identity
 
     # arithmetic: each records one equation
@@ -167,15 +165,35 @@ class Variable(P.Tracer):
                                "and cannot be cast; convert the result after solving")
         return self
 
-    def _no_extremum(self, *args: Any, **kwargs: Any) -> Any:
-        raise ProgramError(
-            f"max() and min() reductions of traced variable {self.name!r} are not supported; "
-            "use lagrad.maximum / lagrad.minimum for elementwise extrema of two arrays, or "
-            "lagrad.logsumexp for a smooth maximum")
+    def max(self, axis: Any = None, keepdims: bool = False) -> Variable:
+        return ops.max(self, axis=axis, keepdims=keepdims)
 
-    max = min = _no_extremum
+    def min(self, axis: Any = None, keepdims: bool = False) -> Variable:
+        return ops.min(self, axis=axis, keepdims=keepdims)
+
+    def prod(self, axis: Any = None, keepdims: bool = False) -> Variable:
+        return ops.prod(self, axis=axis, keepdims=keepdims)
+
+    def cumsum(self, axis: Any = None) -> Variable:
+        return ops.cumsum(self, axis=axis)
+
+    def var(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Variable:
+        return ops.var(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def std(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Variable:
+        return ops.std(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def clip(self, min: Any = None, max: Any = None) -> Variable:  # noqa: A002 (numpy's)
+        return ops.clip(self, min, max)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if _from_sparse_matmul(sys._getframe(1)):
+            # scipy.sparse's A @ x reads x with np.asanyarray and returns
+            # NotImplemented for a 0-d object array, so that Python then calls
+            # x.__rmatmul__(A), which records lagrad.matmul(A, x)
+            boxed = np.empty((), dtype=object)
+            boxed[()] = self
+            return boxed
         raise ProgramError(
             f"traced variable {self.name!r} has no value while tracing and cannot be "
             "converted to a numpy array; use lagrad's operations (or numpy ufuncs) on it")
@@ -558,6 +576,12 @@ def bind(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
     frozen_params = {k: frozen_param(v) for k, v in params.items()}
     program._add_equation(out, prim, tuple(refs), frozen_params)
     return out
+
+
+def _from_sparse_matmul(frame: Any) -> bool:
+    """Whether ``frame`` is scipy.sparse's product dispatch (``A @ x``, ``A * x``)."""
+    return (frame is not None and frame.f_code.co_name == "_matmul_dispatch"
+            and str(frame.f_globals.get("__name__", "")).startswith("scipy.sparse"))
 
 
 def _is_float64(dtype: Any) -> bool:
