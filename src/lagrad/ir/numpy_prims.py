@@ -88,13 +88,51 @@ def _sign_value(x: Array) -> Array:
     return np.sign(x).astype(float)
 
 
-square = elementwise_primitive("square", np.square, _square_partials)
-log1p = elementwise_primitive("log1p", np.log1p, _log1p_partials)
-expm1 = elementwise_primitive("expm1", np.expm1, _expm1_partials)
-arctan = elementwise_primitive("arctan", np.arctan, _arctan_partials)
-sinh = elementwise_primitive("sinh", np.sinh, _sinh_partials)
-cosh = elementwise_primitive("cosh", np.cosh, _cosh_partials)
-logaddexp = elementwise_primitive("logaddexp", np.logaddexp, _logaddexp_partials)
+# Second partials d^2 f / d arg_k d arg_m (see lagrad.ir.primitives), total
+# derivatives where a rule is written with ``ans``.
+
+def _zero_second(k: int, m: int, ans: Array, *args: Array) -> Array:
+    return np.zeros_like(ans)
+
+
+def _square_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return np.full_like(ans, 2.0)
+
+
+def _log1p_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -1.0 / np.square(1.0 + np.asarray(x, dtype=float))
+
+
+def _expm1_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return ans + 1.0
+
+
+def _arctan_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -2.0 * np.asarray(x) / np.square(1.0 + np.square(x))
+
+
+def _sinh_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return ans
+
+
+def _cosh_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return ans
+
+
+def _logaddexp_second(k: int, m: int, ans: Array, x: Array, y: Array) -> Array:
+    # with p = exp(x - ans): f_x = p, f_y = 1 - p, and dp = p (1 - p) (dx - dy)
+    p = np.exp(x - ans)
+    return p * (1.0 - p) * (1.0 if k == m else -1.0)
+
+
+square = elementwise_primitive("square", np.square, _square_partials, second=_square_second)
+log1p = elementwise_primitive("log1p", np.log1p, _log1p_partials, second=_log1p_second)
+expm1 = elementwise_primitive("expm1", np.expm1, _expm1_partials, second=_expm1_second)
+arctan = elementwise_primitive("arctan", np.arctan, _arctan_partials, second=_arctan_second)
+sinh = elementwise_primitive("sinh", np.sinh, _sinh_partials, second=_sinh_second)
+cosh = elementwise_primitive("cosh", np.cosh, _cosh_partials, second=_cosh_second)
+logaddexp = elementwise_primitive("logaddexp", np.logaddexp, _logaddexp_partials,
+                                  second=_logaddexp_second)
 # piecewise constant: derivative zero everywhere, also at 0 (as JAX)
 sign = elementwise_primitive("sign", _sign_value, _zero_partials, constant=(0.0,))
 
@@ -152,7 +190,7 @@ def _select_partials(k: int, ans: Array, c: Array, x: Array, y: Array) -> Array:
 
 # where(c, x, y) with a traced condition c (nonzero is true, as numpy reads a
 # float condition): derivative to the chosen operand, none to the condition
-select = elementwise_primitive("select", _select_value, _select_partials)
+select = elementwise_primitive("select", _select_value, _select_partials, second=_zero_second)
 
 MASKS: tuple[Primitive, ...] = (greater, greater_equal, less, less_equal, equal, not_equal)
 ELEMENTWISE: tuple[Primitive, ...] = (
