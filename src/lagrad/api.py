@@ -35,11 +35,12 @@ from lagrad.ir.trace import Traced, normalize_argnums, trace_args
 from lagrad.options import SolveOptions
 from lagrad.solve.linsolve import SolveInfo, resolve_method, solve_system
 from lagrad.solve.results import BlockResult
+from lagrad.solve.second import multiplier_tangent
 from lagrad.solve.solution import Solution
 from lagrad.solve.sparsejac import sparse_jacobian
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacobian", "jacfwd", "jacrev", "jit",
-           "Jitted", "DerivativeInfo"]
+           "Jitted", "DerivativeInfo", "hvp", "hessian"]
 
 ArgNums = int | Sequence[int]
 Options = Mapping[str, Any] | SolveOptions | None
@@ -748,6 +749,144 @@ def jacrev(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False, 
     (array([1., 1.]), array([3., 2.]))
     """
     return jacobian(fn, argnums, "reverse", has_aux=has_aux, solve_options=solve_options)
+
+
+def hvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], *,
+        solve_options: Options = None) -> Any:
+    """The Hessian of a scalar ``fn`` times ``tangents``, by forward over reverse
+    on the multiplier system.
+
+    Parameters
+    ----------
+    fn : callable
+        Returns a scalar; every argument is differentiated.
+    primals : sequence
+        The arguments, each an array, a float or a pytree of them.
+    tangents : sequence
+        One direction per primal, with its structure and shapes.
+    solve_options : dict or SolveOptions, optional
+        As :func:`value_and_grad`; the linear method runs both solves.
+
+    Returns
+    -------
+    Any
+        H v: for one primal, with that primal's structure; for several, a
+        tuple with one entry per primal (JAX's ``jvp(grad(f, argnums), ...)``).
+
+    Raises
+    ------
+    MissingDerivativeError
+        If ``fn`` uses a primitive without a second-order rule (named).
+    ProgramError, InputDtypeError, OptionError
+        As :func:`jvp`, and for a non-scalar result.
+
+    Notes
+    -----
+    With lambda solving (I - J)^T lambda = e_n, differentiate along v: zdot
+    solves (I - J) zdot = e_v, then (I - J)^T lambdadot = (dJ/dt)^T lambda,
+    whose entry j is sum_i lambda_i sum_k d^2 f_i / dz_j dz_k zdot_k. The
+    input part of lambdadot is H v. Inside a cyclic block (``fixed_point``,
+    ``root``) both are linear solves with the multipliers' I - J_SS.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> f = lambda x: lagrad.sum(x ** 3)
+    >>> lagrad.hvp(f, (np.array([1.0, 2.0]),), (np.array([1.0, 1.0]),))
+    array([ 6., 12.])
+    """
+    fn, setup = _unjit(fn, _setup(solve_options))
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents):
+        raise OptionError(f"hvp: {len(primals)} primals but {len(tangents)} tangents")
+    call = _trace_solve(fn, setup, primals, {}, tuple(range(len(primals))))
+    traced, sol = call.traced, call.sol
+    flat: list[Any] = []
+    for k, (treedef, tangent) in enumerate(zip(traced.trees, tangents)):
+        flat += tree.flatten_up_to(treedef, tangent, f"tangents[{k}]")
+    index = sol.schedule.index
+    e = np.zeros(sol.schedule.size)
+    for v, t in zip(traced.program.inputs, flat):
+        t = as_real(t, f"tangent for {v.name!r}")
+        if t.shape != v.shape:
+            raise ProgramError(f"tangent for {v.name!r} has shape {t.shape}, its primal has shape "
+                               f"{v.shape}")
+        e[index[v]] = t.ravel()
+    lam, _ = _adjoint(sol, setup)
+    lamdot = multiplier_tangent(sol, lam, e, setup.linear_method, setup.options.linear).lamdot
+    result = _input_gradients(traced, index.take(lamdot, sol.schedule.inputs))
+    return result[0] if len(primals) == 1 else result
+
+
+def hessian(fn: Callable[..., Any], argnums: ArgNums = 0, *,
+            solve_options: Options = None) -> Callable[..., Any]:
+    """A function returning the Hessian of a scalar ``fn`` with respect to the
+    arguments ``argnums``, as one Hessian-vector product per input entry.
+
+    Parameters
+    ----------
+    fn : callable
+        Returns a scalar built from lagrad operations.
+    argnums : int or sequence of int
+        Which positional arguments to differentiate, as in :func:`grad`.
+    solve_options : dict or SolveOptions, optional
+        As :func:`value_and_grad`.
+
+    Returns
+    -------
+    callable
+        ``h(*args, **kwargs)``, with JAX's layout: for an array argument of
+        shape s, an array of shape s + s; for pytrees, a tree (the argument's)
+        of trees whose leaves have shape s_i + s_j; for a sequence
+        ``argnums``, a tuple of tuples.
+
+    Raises
+    ------
+    MissingDerivativeError
+        If ``fn`` uses a primitive without a second-order rule (named).
+
+    See Also
+    --------
+    hvp : one column, H v.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> lagrad.hessian(lambda x: x[0] ** 2 * x[1])(np.array([1.0, 3.0]))
+    array([[6., 2.],
+           [2., 0.]])
+    """
+    return _hessian(fn, argnums, _setup(solve_options))
+
+
+def _hessian(fn: Callable[..., Any], argnums: ArgNums, setup: _Setup) -> Callable[..., Any]:
+    inner, setup = _unjit(fn, setup)
+
+    @functools.wraps(inner)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        nums = normalize_argnums(argnums, len(args))
+        call = _trace_solve(inner, setup, args, kwargs, nums)
+        traced, sol = call.traced, call.sol
+        lam, _ = _adjoint(sol, setup)
+        lo, hi = _input_span(sol)
+        columns = np.empty((hi - lo, hi - lo))
+        for k in range(hi - lo):
+            e = np.zeros(sol.schedule.size)
+            e[lo + k] = 1.0
+            columns[:, k] = multiplier_tangent(sol, lam, e, setup.linear_method,
+                                               setup.options.linear).lamdot[lo:hi]
+        dtype = _output_dtype(args, kwargs)
+        index, inputs = sol.schedule.index, sol.schedule.inputs
+        rows = []
+        for u, du in zip(inputs, traced.dtypes):
+            blocks = [_cast(columns[index[u].start - lo:index[u].stop - lo,
+                                    index[v].start - lo:index[v].stop - lo]
+                            .reshape(u.shape + v.shape)[()], np.result_type(dtype, du, dv))
+                      for v, dv in zip(inputs, traced.dtypes)]
+            rows.append(_pick(traced.regroup(blocks), argnums))
+        return _pick(traced.regroup(rows), argnums)
+    return _with_cache(wrapped, inner, lambda cache: _hessian(
+        inner, argnums, _Setup(setup.options, cache)), setup.cache)
 
 
 def _sparse_blocks(sol: Solution, mode: str) -> list[Any]:

@@ -18,6 +18,7 @@ __all__ = [
     "SingularSystemError",
     "GradientCheckError",
     "OptionError",
+    "MissingDerivativeError",
 ]
 
 
@@ -91,3 +92,9 @@ class GradientCheckError(LagradError, AssertionError):
 class OptionError(LagradError, ValueError):
     """An argument has a value lagrad does not accept (unknown method name,
     mode, argnums out of range, ...)."""
+
+
+class MissingDerivativeError(LagradError, NotImplementedError):
+    """A primitive lacks the derivative rule a transform needs (for example a
+    second-order rule, for :func:`lagrad.hessian` and :func:`lagrad.hvp`). The
+    message names the primitive."""

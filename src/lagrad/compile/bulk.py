@@ -45,6 +45,9 @@ class Readout:
     def pushforward(self, z: Array, zdot: Array, into: Array | None = None) -> None:
         (zdot if into is None else into)[self.out] += self.weights @ zdot[:self.out]
 
+    def pullback_jvp(self, z: Array, zdot: Array, lam: Array, into: Array) -> None:
+        """Linear: no second-order term."""
+
     def edges(self) -> list[tuple[Ints, Ints]]:
         return [(np.full(self.out, self.out, np.intp), np.arange(self.out, dtype=np.intp))]
 

@@ -150,6 +150,25 @@ class Single:
         (zdot if into is None else into)[self.start:self.stop] += np.ravel(
             eq.primitive.pushforward(ts, ans, self.gather(z), eq.params))
 
+    def pullback_jvp(self, z: Array, zdot: Array, lam: Array, into: Array) -> None:
+        """Add to ``into[j]``, for parents j, the derivative of lambda_i df_i/dz_j
+        along zdot with lambda held fixed: lambda_i sum_k d^2 f_i/dz_j dz_k zdot_k."""
+        if not self.dslots:
+            return
+        eq = self.eq
+        g = lam[self.start:self.stop].reshape(self.shape)
+        if not g.any():
+            return
+        ts: list[Array | None] = [None] * len(self.template)
+        for pos, a, b, shape in self.vslots:
+            ts[pos] = zdot[a:b].reshape(shape)
+        ans = z[self.start:self.stop].reshape(self.shape)
+        args = self.gather(z)
+        for pos, a, b, _ in self.dslots:
+            d = eq.primitive.pullback_jvp(pos, g, ts, ans, args, eq.params)
+            if d is not None:
+                into[a:b] += np.ravel(d)
+
     def jacobian_entries(self, z: Array) -> list[tuple[Any, Any, Any]]:
         """(rows, cols, values) of this equation's rows of J."""
         eq = self.eq
@@ -221,6 +240,23 @@ class Batch:
         for k in self.var_positions:
             total += partials(k, ans, *args) * zdot[self.operands[k]]
         (zdot if into is None else into)[self.out] += total
+
+    def pullback_jvp(self, z: Array, zdot: Array, lam: Array, into: Array) -> None:
+        """As :meth:`Single.pullback_jvp`, for every equation of the batch."""
+        prim = self.primitive
+        if prim.constant_partials is not None:
+            return  # linear
+        g = lam[self.out]
+        args = self.gather(z)
+        ans = z[self.out]
+        for k, once in zip(self.var_positions, self.unique):
+            acc = np.zeros(len(self.out))
+            for m in self.var_positions:
+                acc += prim.second_partials(k, m, ans, args, {}) * zdot[self.operands[m]]
+            if once:
+                into[self.operands[k]] += g * acc
+            else:
+                np.add.at(into, self.operands[k], g * acc)
 
     def edges(self) -> list[tuple[NDArray[np.intp], NDArray[np.intp]]]:
         """(rows, cols) of J's entries, in :meth:`jacobian_entries` order."""
@@ -329,6 +365,12 @@ class CyclicBlock:
         assert into is not None, "a cyclic block is forward-substituted by a linear solve"
         for step in self.steps:
             step.pushforward(z, zdot, into)
+
+    def pullback_jvp(self, z: Array, zdot: Array, lam: Array, into: Array) -> None:
+        """Every equation's second-order term (the block's solve is done by the
+        caller, with the same I - J_SS as the multipliers')."""
+        for step in self.steps:
+            step.pullback_jvp(z, zdot, lam, into)
 
     def jacobian_entries(self, z: Array) -> list[tuple[Any, Any, Any]]:
         return [e for step in self.steps for e in step.jacobian_entries(z)]

@@ -36,6 +36,7 @@ from lagrad.ir.primitives import (
     Primitive,
     elementwise_primitive,
     expand_reduced,
+    linear_second_vjp,
     positions,
     reduced_shape,
     reduction_rows,
@@ -88,13 +89,51 @@ def _sign_value(x: Array) -> Array:
     return np.sign(x).astype(float)
 
 
-square = elementwise_primitive("square", np.square, _square_partials)
-log1p = elementwise_primitive("log1p", np.log1p, _log1p_partials)
-expm1 = elementwise_primitive("expm1", np.expm1, _expm1_partials)
-arctan = elementwise_primitive("arctan", np.arctan, _arctan_partials)
-sinh = elementwise_primitive("sinh", np.sinh, _sinh_partials)
-cosh = elementwise_primitive("cosh", np.cosh, _cosh_partials)
-logaddexp = elementwise_primitive("logaddexp", np.logaddexp, _logaddexp_partials)
+# Second partials d^2 f / d arg_k d arg_m (see lagrad.ir.primitives), total
+# derivatives where a rule is written with ``ans``.
+
+def _zero_second(k: int, m: int, ans: Array, *args: Array) -> Array:
+    return np.zeros_like(ans)
+
+
+def _square_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return np.full_like(ans, 2.0)
+
+
+def _log1p_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -1.0 / np.square(1.0 + np.asarray(x, dtype=float))
+
+
+def _expm1_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return ans + 1.0
+
+
+def _arctan_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -2.0 * np.asarray(x) / np.square(1.0 + np.square(x))
+
+
+def _sinh_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return ans
+
+
+def _cosh_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return ans
+
+
+def _logaddexp_second(k: int, m: int, ans: Array, x: Array, y: Array) -> Array:
+    # with p = exp(x - ans): f_x = p, f_y = 1 - p, and dp = p (1 - p) (dx - dy)
+    p = np.exp(x - ans)
+    return p * (1.0 - p) * (1.0 if k == m else -1.0)
+
+
+square = elementwise_primitive("square", np.square, _square_partials, second=_square_second)
+log1p = elementwise_primitive("log1p", np.log1p, _log1p_partials, second=_log1p_second)
+expm1 = elementwise_primitive("expm1", np.expm1, _expm1_partials, second=_expm1_second)
+arctan = elementwise_primitive("arctan", np.arctan, _arctan_partials, second=_arctan_second)
+sinh = elementwise_primitive("sinh", np.sinh, _sinh_partials, second=_sinh_second)
+cosh = elementwise_primitive("cosh", np.cosh, _cosh_partials, second=_cosh_second)
+logaddexp = elementwise_primitive("logaddexp", np.logaddexp, _logaddexp_partials,
+                                  second=_logaddexp_second)
 # piecewise constant: derivative zero everywhere, also at 0 (as JAX)
 sign = elementwise_primitive("sign", _sign_value, _zero_partials, constant=(0.0,))
 
@@ -152,7 +191,7 @@ def _select_partials(k: int, ans: Array, c: Array, x: Array, y: Array) -> Array:
 
 # where(c, x, y) with a traced condition c (nonzero is true, as numpy reads a
 # float condition): derivative to the chosen operand, none to the condition
-select = elementwise_primitive("select", _select_value, _select_partials)
+select = elementwise_primitive("select", _select_value, _select_partials, second=_zero_second)
 
 MASKS: tuple[Primitive, ...] = (greater, greater_equal, less, less_equal, equal, not_equal)
 ELEMENTWISE: tuple[Primitive, ...] = (
@@ -221,16 +260,20 @@ def _prod_value(x: Array, *, axis: Shape | None, keepdims: bool) -> Array:
     return np.prod(x, axis=axis, keepdims=keepdims)
 
 
-def _weighted_reduction(name: str, value: Any, weights: Any, shape: Any, doc: str) -> Primitive:
+def _weighted_reduction(name: str, value: Any, weights: Any, shape: Any, doc: str,
+                        second_vjp: Any = None) -> Primitive:
     return Primitive(name, value, shape, vjp=partial(_weighted_vjp, weights),
                      jvp=partial(_weighted_jvp, weights),
-                     jacobian=partial(_weighted_jacobian, weights), doc=doc)
+                     jacobian=partial(_weighted_jacobian, weights), doc=doc,
+                     second_vjp=second_vjp)
 
 
+# max and min are piecewise linear (their weights are locally constant): no
+# second-order term. prod has none written yet: hessian raises MissingDerivativeError.
 amax = _weighted_reduction("max", _max_value, _tie_weights, _extremum_shape,
-                           "largest entry; ties share the derivative equally")
+                           "largest entry; ties share the derivative equally", linear_second_vjp)
 amin = _weighted_reduction("min", _min_value, _tie_weights, _extremum_shape,
-                           "smallest entry; ties share the derivative equally")
+                           "smallest entry; ties share the derivative equally", linear_second_vjp)
 prod = _weighted_reduction("prod", _prod_value, _prod_weights, reduced_shape,
                            "product of the entries")
 
@@ -265,7 +308,8 @@ def _cumsum_jacobian(k: int, ans: Array, x: Array, *, axis: int) -> sp.csr_matri
 
 
 cumsum = Primitive("cumsum", _cumsum_value, _cumsum_shape, vjp=_cumsum_vjp, jvp=_cumsum_jvp,
-                   jacobian=_cumsum_jacobian, doc="cumulative sum along one axis")
+                   jacobian=_cumsum_jacobian, doc="cumulative sum along one axis",
+                   second_vjp=linear_second_vjp)
 
 
 # --------------------------------------------------------------- einsum
@@ -366,8 +410,23 @@ def _einsum_jacobian(k: int, ans: Array, *xs: Array, subscripts: str) -> sp.csr_
                          shape=(np.size(ans), np.size(xs[k])))
 
 
+def _einsum_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array, *xs: Array,
+                       subscripts: str) -> Array | None:
+    # multilinear: x_k's cotangent moves with every other operand, linearly, so
+    # its derivative along t_m is the same contraction with x_m replaced by t_m
+    out: Array | None = None
+    for m, t in enumerate(ts):
+        if m != k and t is not None:
+            moved = list(xs)
+            moved[m] = t
+            term = _einsum_vjp(k, g, ans, *moved, subscripts=subscripts)
+            out = term if out is None else out + term
+    return out
+
+
 einsum = Primitive("einsum", _einsum_value, _einsum_shape, vjp=_einsum_vjp, jvp=_einsum_jvp,
-                   jacobian=_einsum_jacobian, doc="Einstein summation, explicit subscripts")
+                   jacobian=_einsum_jacobian, doc="Einstein summation, explicit subscripts",
+                   second_vjp=_einsum_second_vjp)
 
 
 # ----------------------------------------------------- batched matmul
@@ -433,8 +492,18 @@ def _bmm_jacobian(k: int, ans: Array, a: Array, b: Array) -> sp.csr_matrix:
                          shape=(np.size(ans), np.size(a if k == 0 else b)))
 
 
+
+def _bmm_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array, a: Array,
+                    b: Array) -> Array | None:
+    # bilinear, as primitives.matmul: da = g b^T moves with b, db = a^T g with a
+    other = ts[1 - k]
+    if other is None:
+        return None
+    return _bmm_vjp(k, g, ans, a, other) if k == 0 else _bmm_vjp(k, g, ans, other, b)
+
 batched_matmul = Primitive("batched_matmul", np.matmul, matmul_shape, vjp=_bmm_vjp,
                            jvp=_bmm_jvp, jacobian=_bmm_jacobian,
-                           doc="matmul of stacks of matrices, numpy's broadcasting")
+                           doc="matmul of stacks of matrices, numpy's broadcasting",
+                           second_vjp=_bmm_second_vjp)
 
 STRUCTURAL: tuple[Primitive, ...] = (amax, amin, prod, cumsum, einsum, batched_matmul)

@@ -15,6 +15,14 @@ Two kinds of rules:
   and ``jacobian`` directly, because there they are cheaper than any generic
   derivation; the tests check the three against each other and against finite
   differences.
+
+Second order (:func:`lagrad.hvp`, :func:`lagrad.hessian`) needs one more rule
+per primitive, next to its first: elementwise ones give ``second(k, m, ans,
+*args)``, the elementwise d^2 ans / d arg_k d arg_m (total: through ``ans``
+too); structural ones give ``second_vjp(k, g, ts, ans, *args)``, the derivative
+of their ``vjp`` of argument ``k`` along the argument tangents ``ts`` with the
+cotangent ``g`` held fixed (``None`` when it is zero, as for every linear map).
+A primitive without one raises :class:`~lagrad.errors.MissingDerivativeError`.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import scipy.sparse as sp
 import scipy.special
 from numpy.typing import NDArray
 
+from lagrad.errors import MissingDerivativeError
 from lagrad.ir import batching
 from lagrad.ir.accumulate import matmul_vjp_add
 from lagrad.ir.batching import BatchRule, align, unalign
@@ -38,7 +47,7 @@ Shape = tuple[int, ...]
 
 __all__ = ["Primitive", "Tracer", "ELEMENTWISE", "STRUCTURAL", "unbroadcast", "positions",
            "selection", "broadcast_shape", "elementwise_primitive", "reduced_shape",
-           "expand_reduced", "reduction_rows"]
+           "expand_reduced", "reduction_rows", "linear_second_vjp"]
 
 
 class Tracer:
@@ -86,6 +95,13 @@ class Primitive:
     batch : BatchRule, optional
         Structural primitives that can run over a batch of equations at once
         (see :mod:`lagrad.ir.batching`); elementwise ones always can.
+    second : callable, optional
+        Elementwise primitives: ``second(k, m, ans, *args, **params)``, the
+        elementwise d^2 ans / d arg_k d arg_m (for :meth:`pullback_jvp`).
+    second_vjp : callable, optional
+        Structural primitives: ``second_vjp(k, g, ts, ans, *args, **params)``,
+        the derivative of ``vjp(k, g, ...)`` along the argument tangents ``ts``
+        (``None`` where zero) with ``g`` fixed; it may return ``None`` for zero.
     """
 
     name: str
@@ -99,6 +115,8 @@ class Primitive:
     constant_partials: tuple[float, ...] | None = None  # add, sub, neg: skip the products
     vjp_add: Callable[..., bool] | None = None
     batch: BatchRule | None = None
+    second: Callable[..., Any] | None = None
+    second_vjp: Callable[..., Any] | None = None
 
     @property
     def elementwise(self) -> bool:
@@ -123,6 +141,40 @@ class Primitive:
             return unbroadcast(g * self.partials(k, ans, *args, **params), np.shape(args[k]))
         assert self.vjp is not None, self.name
         return self.vjp(k, g, ans, *args, **params)
+
+    def pullback_jvp(self, k: int, g: Array, ts: Sequence[Array | None], ans: Array,
+                     args: Sequence[Any], params: Mapping[str, Any]) -> Array | None:
+        """The derivative of :meth:`pullback` (argument ``k``, cotangent ``g``
+        fixed) along the argument tangents ``ts``: sum_m g . d^2 f / d arg_k
+        d arg_m . ts_m, in argument ``k``'s shape; ``None`` when it is zero."""
+        if self.constant_partials is not None:
+            return None  # add, sub, neg, identity: linear
+        if self.partials is not None:
+            total: Array | None = None
+            for m, t in enumerate(ts):
+                if t is not None:
+                    term = self.second_partials(k, m, ans, args, params) * t
+                    total = term if total is None else total + term
+            if total is None:
+                return None
+            return unbroadcast(np.broadcast_to(g * total, np.shape(ans)), np.shape(args[k]))
+        if self.second_vjp is None:
+            raise self._missing_second()
+        out = self.second_vjp(k, g, ts, ans, *args, **params)
+        return None if out is None else np.reshape(out, np.shape(args[k]))
+
+    def second_partials(self, k: int, m: int, ans: Array, args: Sequence[Any],
+                        params: Mapping[str, Any]) -> Array:
+        """Elementwise primitives: d^2 ans / d arg_k d arg_m, broadcastable to ans."""
+        if self.second is None:
+            raise self._missing_second()
+        return self.second(k, m, ans, *args, **params)
+
+    def _missing_second(self) -> MissingDerivativeError:
+        return MissingDerivativeError(
+            f"primitive {self.name!r} has no second-order rule, so hessian and hvp cannot "
+            "differentiate through it; give it `second` (elementwise) or `second_vjp` "
+            "(structural) next to its first derivative")
 
     def pullback_add(self, k: int, out: Array, g: Array, ans: Array, args: Sequence[Any],
                      params: Mapping[str, Any]) -> None:
@@ -239,10 +291,12 @@ def broadcast_shape(*shapes: Shape, **params: Any) -> Shape:
 
 
 def elementwise_primitive(name: str, value: Callable[..., Any], partials: Callable[..., Any],
-                          doc: str = "", constant: tuple[float, ...] | None = None) -> Primitive:
-    """An elementwise primitive: broadcasting shape rule, derivative from ``partials``."""
+                          doc: str = "", constant: tuple[float, ...] | None = None,
+                          second: Callable[..., Any] | None = None) -> Primitive:
+    """An elementwise primitive: broadcasting shape rule, derivative from
+    ``partials`` (and second derivative from ``second``, when given)."""
     return Primitive(name, value, broadcast_shape, partials=partials, doc=doc,
-                     constant_partials=constant)
+                     constant_partials=constant, second=second)
 
 
 # ----------------------------------------------------- elementwise rules
@@ -295,6 +349,40 @@ def _where_partials(k: int, ans: Array, x: Array, y: Array, *,
     return np.broadcast_to(chosen, np.shape(ans)).astype(float)
 
 
+# Second partials d^2 f / d arg_k d arg_m (total derivatives: a rule written with
+# ``ans`` differentiates ans too), one next to each first.
+
+def _zero_second(k: int, m: int, ans: Array, *args: Array, **params: Any) -> Array:
+    return np.zeros_like(ans)
+
+
+def _mul_second(k: int, m: int, ans: Array, x: Array, y: Array) -> Array:
+    return np.full_like(ans, 0.0 if k == m else 1.0)
+
+
+def _div_second(k: int, m: int, ans: Array, x: Array, y: Array) -> Array:
+    # f = x / y:  f_xx = 0,  f_xy = -1 / y^2,  f_yy = 2 x / y^3 = 2 f / y^2
+    if k == m == 0:
+        return np.zeros_like(ans)
+    if k != m:
+        return -1.0 / (np.asarray(y) * y)
+    return 2.0 * ans / (np.asarray(y) * y)
+
+
+def _pow_second(k: int, m: int, ans: Array, x: Array, y: Array) -> Array:
+    # f = x^y:  f_xx = y (y - 1) x^(y - 2),  f_xy = x^(y - 1) (1 + y log x),
+    # f_yy = x^y log(x)^2. Exponents 0 and 1 make f_xx exactly 0 (no 0 * inf at
+    # x = 0, as in _pow_partials); at x = 0 the log terms take JAX's limit 0.
+    if k == m == 0:
+        flat = (y == 0) | (y == 1)
+        return np.where(flat, 0.0, y * (y - 1.0) * np.power(x, np.where(flat, 2.0, y) - 2.0))
+    safe = np.where(x == 0, 1.0, x)
+    if k != m:
+        return np.where(x == 0, np.where(y == 1, 1.0, 0.0),
+                        np.power(safe, y - 1.0) * (1.0 + y * np.log(safe)))
+    return np.where(x == 0, 0.0, ans * np.log(safe) ** 2)
+
+
 # Named functions, not lambdas: a Program holds its primitives, and pickle
 # stores functions by their module-level name.
 
@@ -310,24 +398,48 @@ def _exp_partials(k: int, ans: Array, x: Array) -> Array:
     return ans
 
 
+def _exp_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return ans
+
+
 def _log_partials(k: int, ans: Array, x: Array) -> Array:
     return 1.0 / x
+
+
+def _log_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -1.0 / (np.asarray(x) * x)
 
 
 def _sin_partials(k: int, ans: Array, x: Array) -> Array:
     return np.cos(x)
 
 
+def _sin_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -ans
+
+
 def _cos_partials(k: int, ans: Array, x: Array) -> Array:
     return -np.sin(x)
+
+
+def _cos_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -ans
 
 
 def _tanh_partials(k: int, ans: Array, x: Array) -> Array:
     return 1.0 - ans * ans
 
 
+def _tanh_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -2.0 * ans * (1.0 - ans * ans)
+
+
 def _sigmoid_partials(k: int, ans: Array, x: Array) -> Array:
     return ans * (1.0 - ans)
+
+
+def _sigmoid_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return ans * (1.0 - ans) * (1.0 - 2.0 * ans)
 
 
 def _relu_value(x: Array) -> Array:
@@ -342,6 +454,10 @@ def _sqrt_partials(k: int, ans: Array, x: Array) -> Array:
     return 0.5 / ans
 
 
+def _sqrt_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -0.25 / (ans * ans * ans)
+
+
 def _abs_partials(k: int, ans: Array, x: Array) -> Array:
     return np.sign(x).astype(float)
 
@@ -350,21 +466,22 @@ identity = elementwise_primitive("identity", _identity_value, _one, constant=(1.
 neg = elementwise_primitive("neg", np.negative, _neg_partials, constant=(-1.0,))
 add = elementwise_primitive("add", np.add, _one, constant=(1.0, 1.0))
 sub = elementwise_primitive("sub", np.subtract, _sub_partials, constant=(1.0, -1.0))
-mul = elementwise_primitive("mul", np.multiply, _mul_partials)
-div = elementwise_primitive("div", np.divide, _div_partials)
-power = elementwise_primitive("pow", np.power, _pow_partials)
-maximum = elementwise_primitive("maximum", np.maximum, _max_partials)
-minimum = elementwise_primitive("minimum", np.minimum, _min_partials)
-where = elementwise_primitive("where", _where_value, _where_partials)
-exp = elementwise_primitive("exp", np.exp, _exp_partials)
-log = elementwise_primitive("log", np.log, _log_partials)
-sin = elementwise_primitive("sin", np.sin, _sin_partials)
-cos = elementwise_primitive("cos", np.cos, _cos_partials)
-tanh = elementwise_primitive("tanh", np.tanh, _tanh_partials)
-sigmoid = elementwise_primitive("sigmoid", scipy.special.expit, _sigmoid_partials)
-relu = elementwise_primitive("relu", _relu_value, _relu_partials)
-sqrt = elementwise_primitive("sqrt", np.sqrt, _sqrt_partials)
-absolute = elementwise_primitive("abs", np.abs, _abs_partials)
+mul = elementwise_primitive("mul", np.multiply, _mul_partials, second=_mul_second)
+div = elementwise_primitive("div", np.divide, _div_partials, second=_div_second)
+power = elementwise_primitive("pow", np.power, _pow_partials, second=_pow_second)
+maximum = elementwise_primitive("maximum", np.maximum, _max_partials, second=_zero_second)
+minimum = elementwise_primitive("minimum", np.minimum, _min_partials, second=_zero_second)
+where = elementwise_primitive("where", _where_value, _where_partials, second=_zero_second)
+exp = elementwise_primitive("exp", np.exp, _exp_partials, second=_exp_second)
+log = elementwise_primitive("log", np.log, _log_partials, second=_log_second)
+sin = elementwise_primitive("sin", np.sin, _sin_partials, second=_sin_second)
+cos = elementwise_primitive("cos", np.cos, _cos_partials, second=_cos_second)
+tanh = elementwise_primitive("tanh", np.tanh, _tanh_partials, second=_tanh_second)
+sigmoid = elementwise_primitive("sigmoid", scipy.special.expit, _sigmoid_partials,
+                                second=_sigmoid_second)
+relu = elementwise_primitive("relu", _relu_value, _relu_partials, second=_zero_second)
+sqrt = elementwise_primitive("sqrt", np.sqrt, _sqrt_partials, second=_sqrt_second)
+absolute = elementwise_primitive("abs", np.abs, _abs_partials, second=_zero_second)
 
 def _weighted_sum_value(*args: Array, weights: Array) -> Array:
     return sum((w * a for w, a in zip(weights, args)), np.zeros(()))
@@ -375,7 +492,8 @@ def _weighted_sum_partials(k: int, ans: Array, *args: Array, weights: Array) -> 
 
 
 # sum_k w_k a_k over any number of operands: the output readout of bulk programs
-weighted_sum = elementwise_primitive("weighted_sum", _weighted_sum_value, _weighted_sum_partials)
+weighted_sum = elementwise_primitive("weighted_sum", _weighted_sum_value, _weighted_sum_partials,
+                                     second=_zero_second)
 
 ELEMENTWISE: tuple[Primitive, ...] = (
     identity, neg, add, sub, mul, div, power, maximum, minimum, where,
@@ -390,13 +508,21 @@ def _zero_partials(k: int, ans: Array, x: Array) -> Array:
 # purpose not the derivative of its value, so it is not in ELEMENTWISE, whose
 # rules the tests check against finite differences of the value.
 stop_gradient = elementwise_primitive("stop_gradient", _identity_value, _zero_partials,
-                                      constant=(0.0,), doc="x, with derivative zero")
+                                      constant=(0.0,), doc="x, with derivative zero",
+                                      second=_zero_second)
 
 
 # ------------------------------------------------------ structural rules
 # Linear structural maps (reshape, transpose, indexing, concatenation) are
 # selections: their Jacobian is found by applying the map to the array of flat
-# positions, which says where each output element was read from.
+# positions, which says where each output element was read from. Being linear,
+# their VJP does not move with the arguments: their second_vjp is None.
+
+def linear_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
+                      *args: Any, **params: Any) -> None:
+    """The second-order rule of a linear map: its VJP is constant, the term is zero."""
+    return None
+
 
 def _reshape_vjp(k: int, g: Array, ans: Array, x: Array, *, shape: Shape) -> Array:
     return np.reshape(g, np.shape(x))
@@ -419,7 +545,8 @@ def _reshape_shape(s: Shape, *, shape: Shape) -> Shape:
 
 
 reshape = Primitive("reshape", _reshape_value, _reshape_shape, vjp=_reshape_vjp,
-                    jvp=_reshape_jvp, jacobian=_reshape_jacobian, batch=batching.RESHAPE)
+                    jvp=_reshape_jvp, jacobian=_reshape_jacobian, batch=batching.RESHAPE,
+                     second_vjp=linear_second_vjp)
 
 
 def _transpose_vjp(k: int, g: Array, ans: Array, x: Array, *, axes: Shape) -> Array:
@@ -444,7 +571,8 @@ def _transpose_shape(s: Shape, *, axes: Shape) -> Shape:
 
 
 transpose = Primitive("transpose", _transpose_value, _transpose_shape, vjp=_transpose_vjp,
-                      jvp=_transpose_jvp, jacobian=_transpose_jacobian)
+                      jvp=_transpose_jvp, jacobian=_transpose_jacobian,
+                       second_vjp=linear_second_vjp)
 
 
 def _getitem_shape(s: Shape, *, index: Any) -> Shape:
@@ -476,7 +604,8 @@ def _getitem_value(x: Array, *, index: Any) -> Array:
 
 getitem = Primitive("getitem", _getitem_value, _getitem_shape,
                     vjp=_getitem_vjp, jvp=_getitem_jvp, jacobian=_getitem_jacobian,
-                    batch=batching.GETITEM)
+                    batch=batching.GETITEM,
+                     second_vjp=linear_second_vjp)
 
 
 def reduced_shape(s: Shape, *, axis: Shape | None, keepdims: bool) -> Shape:
@@ -519,7 +648,8 @@ def _sum_value(x: Array, *, axis: Shape | None, keepdims: bool) -> Array:
 
 
 sum_ = Primitive("sum", _sum_value, reduced_shape, vjp=_sum_vjp, jvp=_sum_jvp,
-                 jacobian=_sum_jacobian, batch=batching.SUM)
+                 jacobian=_sum_jacobian, batch=batching.SUM,
+                  second_vjp=linear_second_vjp)
 
 
 def _softmax_weights(ans: Array, x: Array, axis: Shape | None) -> Array:
@@ -556,8 +686,19 @@ def _lse_value(x: Array, *, axis: Shape | None, keepdims: bool) -> Array:
     return np.reshape(out, reduced_shape(np.shape(x), axis=axis, keepdims=keepdims))
 
 
+def _lse_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array, x: Array, *,
+                    axis: Shape | None, keepdims: bool) -> Array | None:
+    # vjp = g s with s = softmax(x); along t, ds = s (t - sum(s t)) over the axis
+    t = ts[0]
+    if t is None:
+        return None
+    s = _softmax_weights(ans, x, axis)
+    mean = np.sum(s * t, axis=axis, keepdims=True)
+    return expand_reduced(g, x, axis) * s * (t - mean)
+
+
 logsumexp = Primitive("logsumexp", _lse_value, reduced_shape, vjp=_lse_vjp, jvp=_lse_jvp,
-                      jacobian=_lse_jacobian)
+                      jacobian=_lse_jacobian, second_vjp=_lse_second_vjp)
 
 
 def _concat_shape(*shapes: Shape, axis: int) -> Shape:
@@ -593,7 +734,8 @@ def _concat_value(*xs: Array, axis: int) -> Array:
 
 concatenate = Primitive("concatenate", _concat_value,
                         _concat_shape, vjp=_concat_vjp, jvp=_concat_jvp,
-                        jacobian=_concat_jacobian)
+                        jacobian=_concat_jacobian,
+                         second_vjp=linear_second_vjp)
 
 
 def _as_matrices(a: Array, b: Array) -> tuple[Array, Array]:
@@ -646,8 +788,18 @@ def _matmul_vjp_add(k: int, out: Array, g: Array, ans: Array, a: Array, b: Array
     return matmul_vjp_add(k, out, g, a, b)
 
 
+def _matmul_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array, a: Array,
+                       b: Array) -> Array | None:
+    # bilinear: da = g b^T moves only with b (g tb^T), db = a^T g only with a (ta^T g)
+    other = ts[1 - k]
+    if other is None:
+        return None
+    return _matmul_vjp(k, g, ans, a, other) if k == 0 else _matmul_vjp(k, g, ans, other, b)
+
+
 matmul = Primitive("matmul", np.matmul, _matmul_shape, vjp=_matmul_vjp, jvp=_matmul_jvp,
-                   jacobian=_matmul_jacobian, vjp_add=_matmul_vjp_add, batch=batching.MATMUL)
+                   jacobian=_matmul_jacobian, vjp_add=_matmul_vjp_add, batch=batching.MATMUL,
+                   second_vjp=_matmul_second_vjp)
 
 STRUCTURAL: tuple[Primitive, ...] = (
     reshape, transpose, getitem, sum_, logsumexp, concatenate, matmul)
@@ -682,6 +834,7 @@ def _spmm_jacobian(k: int, ans: Array, x: Array, *, matrix: Any) -> sp.csr_matri
 
 
 sparse_matmul = Primitive("sparse_matmul", _spmm_value, _spmm_shape, vjp=_spmm_vjp,
-                          jvp=_spmm_jvp, jacobian=_spmm_jacobian)
+                          jvp=_spmm_jvp, jacobian=_spmm_jacobian,
+                           second_vjp=linear_second_vjp)
 
 STRUCTURAL = STRUCTURAL + (sparse_matmul,)
