@@ -30,6 +30,7 @@ from lagrad import tree
 from lagrad.errors import OptionError, ProgramError
 from lagrad.ir.cache import TraceCache
 from lagrad.ir.constants import as_real
+from lagrad.ir.custom import custom_jvp
 from lagrad.ir.program import Program, Variable
 from lagrad.ir.trace import Traced, normalize_argnums, trace_args
 from lagrad.options import SolveOptions
@@ -434,6 +435,8 @@ def _grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, setup: _Setup
 
     @functools.wraps(inner)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if _traced(args):  # under an outer transform: grad(grad(f)), jacobian(grad(f))
+            return _traced_grad(inner, argnums, has_aux, setup, args, kwargs)
         result = vg(*args, **kwargs)
         if setup.return_info:
             (head, grads), info = result
@@ -442,6 +445,40 @@ def _grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, setup: _Setup
         return (grads, head[1]) if has_aux else grads
     return _with_cache(wrapped, inner, lambda cache: _grad(
         inner, argnums, has_aux, _Setup(setup.options, cache, setup.return_info)), setup.cache)
+
+
+def _traced(args: Sequence[Any]) -> bool:
+    return any(isinstance(leaf, Variable) for leaf in tree.leaves(tuple(args)))
+
+
+def _traced_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, setup: _Setup,
+                 args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """``grad(fn, argnums)(*args)`` where an outer transform traces ``args``: one
+    equation whose value is the gradient (an inner solve at the values) and
+    whose derivative is the Hessian, by forward over reverse (:func:`hvp`).
+    So nested derivatives need no nested tracing. Supported: one argument
+    number, arguments that are arrays or floats, no ``has_aux``."""
+    if has_aux or setup.return_info or not isinstance(argnums, (int, np.integer)) or \
+            any(isinstance(a, (tuple, list, dict)) for a in args):
+        raise ProgramError("grad of a function traced by another transform (grad(grad(f)), "
+                           "jacobian(grad(f))) supports one argument number, array or float "
+                           "arguments and no has_aux or return_info; use lagrad.hessian or "
+                           "lagrad.hvp for the rest")
+    k = normalize_argnums(argnums, len(args))[0]
+    gradient = _grad(fn, k, False, setup)
+
+    def value(*vals: Any) -> Any:
+        return np.asarray(gradient(*vals, **kwargs), dtype=float)
+
+    def tangent(primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
+        ts = [np.zeros(np.shape(p)) if t is None else t for p, t in zip(primals, tangents)]
+        h = hvp(functools.partial(fn, **kwargs), tuple(primals), tuple(ts),
+                solve_options=setup.options)
+        return value(*primals), np.asarray(h[k] if len(primals) > 1 else h, dtype=float)
+
+    rule = custom_jvp(value, out_shape=tuple(np.shape(args[k])))
+    rule.defjvp(tangent)
+    return rule(*args)
 
 
 def jvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
