@@ -189,3 +189,29 @@ def test_missing_second_order_rule_names_the_primitive():
     with pytest.raises(lagrad.MissingDerivativeError, match="'prod'"):
         lagrad.hessian(lambda x: lagrad.prod(x))(np.array([1.0, 2.0]))
     assert issubclass(lagrad.MissingDerivativeError, NotImplementedError)
+
+
+def test_a_quadratic_through_a_linear_solve():
+    """f(b) = x^T Q x with A x = b: the Hessian is 2 A^-T Q A^-1; with respect
+    to A it matches finite differences of the gradient (linalg.solve's
+    second-order rule)."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(3, 3)) + 3 * np.eye(3)
+    q = rng.normal(size=(3, 3))
+    q = q @ q.T
+    b = rng.normal(size=3)
+
+    def f(b: np.ndarray) -> object:
+        x = lagrad.linalg.solve(a, b)
+        return x @ (q @ x)
+    a_inv = np.linalg.inv(a)
+    np.testing.assert_allclose(lagrad.hessian(f)(b), 2 * a_inv.T @ q @ a_inv, rtol=1e-10)
+    for rhs in (b, rng.normal(size=(3, 2))):
+        g = lambda m, rhs=rhs: lagrad.sum(lagrad.linalg.solve(m, rhs) ** 2)  # noqa: E731
+        hess, grad = lagrad.hessian(g)(a), lagrad.grad(g)
+        eps = 1e-6
+        for i, j in [(0, 0), (1, 2), (2, 1)]:
+            e = np.zeros((3, 3))
+            e[i, j] = eps
+            fd = (grad(a + e) - grad(a - e)) / (2 * eps)
+            np.testing.assert_allclose(hess[:, :, i, j], fd, rtol=1e-6, atol=1e-9)

@@ -193,8 +193,25 @@ def _solve_jacobian(k: int, ans: Array, a: Array, b: Array) -> sp.csr_matrix:
     return sp.csr_matrix(-np.kron(a_inv, np.reshape(ans, (-1, width)).T))
 
 
+def _solve_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array, a: Array,
+                      b: Array) -> Array | None:
+    # with g fixed: b_bar = A^-T g moves with A only, d b_bar = -A^-T tA^T b_bar;
+    # A_bar = -b_bar x^T moves with both, d A_bar = -(d b_bar) x^T - b_bar (dx)^T
+    ta = ts[0]
+    b_bar = _solve_adjoint(a, np.asarray(g, dtype=float))
+    d_bbar = None if ta is None else -_solve_adjoint(a, np.asarray(ta).T @ b_bar)
+    if k == 1:
+        return d_bbar
+    dx = _solve_jvp(ts, ans, a, b)
+    outer = (lambda u, v: np.multiply.outer(u, v)) if np.ndim(ans) == 1 else \
+        (lambda u, v: u @ v.T)
+    term = -outer(b_bar, dx)
+    return term if d_bbar is None else term - outer(d_bbar, ans)
+
+
 solve_p = P.Primitive("solve", _solve_value, _solve_shape, vjp=_solve_vjp, jvp=_solve_jvp,
-                      jacobian=_solve_jacobian, doc="A^-1 b by LU, adjoint by lu_solve(trans=1)")
+                      jacobian=_solve_jacobian, second_vjp=_solve_second_vjp,
+                      doc="A^-1 b by LU, adjoint by lu_solve(trans=1)")
 
 
 # -------------------------------------------------------------- sparse solve
