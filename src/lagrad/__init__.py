@@ -20,6 +20,7 @@ from lagrad.api import (
 )
 from lagrad.check import check_grad, taylor_test
 from lagrad.errors import (
+    BatchingError,
     ConvergenceError,
     CycleError,
     GradientCheckError,
@@ -86,6 +87,7 @@ from lagrad.solve.linsolve import SolveInfo, SystemSolution
 from lagrad.solve.solution import KKTResiduals, Solution, VariableMap
 from lagrad.solve.system import System
 from lagrad.study.unroll import compare_unrolled, unroll
+from lagrad.vectorize import vmap
 
 __version__ = "0.1.0"
 
@@ -94,12 +96,12 @@ __all__ = [
     "KKTResiduals", "System", "SolveInfo", "SystemSolution",
     "trace", "fixed_point", "root", "unroll", "compare_unrolled",
     "grad", "value_and_grad", "jvp", "vjp", "jacobian", "jacfwd", "jacrev", "tree",
-    "jit", "Jitted", "DerivativeInfo", "SolveOptions",
+    "jit", "Jitted", "vmap", "DerivativeInfo", "SolveOptions",
     "check_grad", "taylor_test",
     "linalg", "custom_vjp", "custom_jvp", "CustomVJP", "CustomJVP", "stop_gradient",
     "LagradError", "ProgramError", "CycleError", "NonFiniteError", "SolveError",
     "ConvergenceError", "SingularSystemError", "GradientCheckError", "OptionError",
-    "InputDtypeError",
+    "InputDtypeError", "BatchingError",
     "exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "sqrt", "abs", "maximum",
     "minimum", "sum", "mean", "reshape", "transpose", "concatenate", "stack", "where",
     "logsumexp", "softmax", "dot", "matmul", "coo_matvec",
