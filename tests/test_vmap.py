@@ -175,6 +175,15 @@ def test_one_trace_and_one_block(data):
     assert len(vg.cache) == 2  # one trace per batch size
 
 
+def test_jitted_plain_function(data):
+    close(lagrad.vmap(lagrad.jit(mlp), (0, None))(data["xs"], data["w"]),
+          loop(mlp_value, data["xs"], data["w"], in_axes=(0, None)))
+
+
+def mlp_value(x, w):
+    return float(np.sum(np.tanh(w @ x) * x) + np.sin(x[0]) * x[1] + np.mean(x @ w))
+
+
 def test_float32_in_float32_out(data):
     g = lagrad.vmap(lagrad.grad(mlp), (0, None))(data["xs"].astype(np.float32), data["w"])
     assert g.dtype == np.float32
@@ -200,6 +209,10 @@ def test_argument_errors(data):
         lagrad.vmap(lambda x: x, in_axes=2)(data["xs"])
     with pytest.raises(OptionError, match="does not match"):
         lagrad.vmap(lambda p: p["a"], in_axes=({"b": 0},))({"a": data["xs"]})
+    with pytest.raises(OptionError, match="one entry per positional argument"):
+        lagrad.vmap(lambda x, y: x * y, in_axes=[0, 0])(data["xs"], data["xs"])
+    with pytest.raises(BatchingError, match="nested vmap"):
+        lagrad.vmap(lagrad.vmap(lambda x: x * 2.0))(np.ones((2, B, N)))
     with pytest.raises(OptionError, match="out_axes"):
         lagrad.vmap(lambda x: x, out_axes=(0,))
     with pytest.raises(ProgramError, match="scalar output per instance"):

@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from lagrad import tree
-from lagrad.api import Transform, _adjoint, _setup, jvp
-from lagrad.errors import OptionError, ProgramError
+from lagrad.api import Jitted, Transform, _adjoint, _setup, jvp
+from lagrad.errors import BatchingError, OptionError, ProgramError
 from lagrad.ir import ops
+from lagrad.ir.primitives import Tracer
 from lagrad.ir.program import Program, Variable
 from lagrad.ir.trace import normalize_argnums
 from lagrad.ir.vmapping import BatchedVariable, materialize
@@ -144,11 +145,16 @@ class _Batch:
 def _batch_arguments(args: Sequence[Any], in_axes: Axes) -> _Batch:
     if in_axes is None or _is_int(in_axes):
         per_arg = [in_axes] * len(args)
-    elif isinstance(in_axes, (tuple, list)) and len(in_axes) == len(args):
+    elif isinstance(in_axes, tuple) and len(in_axes) == len(args):
         per_arg = list(in_axes)
-    else:
+    else:  # a list is a pytree, not the argument tuple (as in jax.vmap)
         raise OptionError(f"vmap: in_axes {in_axes!r} must be an int, None or a tuple with "
                           f"one entry per positional argument ({len(args)})")
+    for leaf in tree.leaves(tuple(args)):
+        if isinstance(leaf, Tracer):
+            raise BatchingError(f"vmap: argument {leaf.name!r} is a traced variable; vmap "
+                                "inside a traced function (nested vmap, vmap under grad) "
+                                "is not supported")
     trees, axes, values, dtypes, sizes = [], [], [], [], set()
     for k, (arg, prefix) in enumerate(zip(args, per_arg)):
         pairs, treedef = tree.flatten_with_path(arg)
@@ -245,7 +251,7 @@ def _spec_of(fn: Callable[..., Any]) -> _Spec:
             raise OptionError("vmap: give jvp as functools.partial(lagrad.jvp, f) (optionally "
                               "with solve_options=); it is called with (primals, tangents)")
         return _Spec(fn.args[0], "jvp", None, _setup(fn.keywords.get("solve_options")))
-    return _Spec(fn, "plain", None, _setup(None))
+    return _Spec(fn.fn if isinstance(fn, Jitted) else fn, "plain", None, _setup(None))
 
 
 def _trace(spec: _Spec, batch: _Batch) -> _Traced:
