@@ -41,6 +41,9 @@ from lagrad.solve.solution import Solution
 
 __all__ = ["vmap"]
 
+MAX_TRACES = 32
+"""Programs a mapped function keeps (one per batch size and argument shapes)."""
+
 Axes = Any  # an int, None, or a tuple (one entry per argument) of pytree prefixes
 
 
@@ -112,6 +115,8 @@ def vmap(fn: Callable[..., Any], in_axes: Axes = 0, out_axes: int = 0) -> Callab
         key = (batch.key, spec.diff(len(args)))
         traced = cache.get(key)
         if traced is None:
+            if len(cache) >= MAX_TRACES:  # drop the oldest program
+                del cache[next(iter(cache))]
             traced = cache[key] = _trace(spec, batch)
         return spec.run(traced, batch, int(out_axes))
     wrapped.cache = cache  # type: ignore[attr-defined]
