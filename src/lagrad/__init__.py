@@ -22,6 +22,7 @@ from lagrad.api import (
 )
 from lagrad.check import check_grad, taylor_test
 from lagrad.errors import (
+    BatchingError,
     ConvergenceError,
     CycleError,
     GradientCheckError,
@@ -89,6 +90,7 @@ from lagrad.solve.linsolve import SolveInfo, SystemSolution
 from lagrad.solve.solution import KKTResiduals, Solution, VariableMap
 from lagrad.solve.system import System
 from lagrad.study.unroll import compare_unrolled, unroll
+from lagrad.vectorize import vmap
 
 __version__ = "0.1.0"
 
@@ -98,12 +100,12 @@ __all__ = [
     "trace", "fixed_point", "root", "unroll", "compare_unrolled",
     "grad", "value_and_grad", "jvp", "vjp", "jacobian", "jacfwd", "jacrev", "tree",
     "hvp", "hessian",
-    "jit", "Jitted", "DerivativeInfo", "SolveOptions",
+    "jit", "Jitted", "vmap", "DerivativeInfo", "SolveOptions",
     "check_grad", "taylor_test",
     "linalg", "custom_vjp", "custom_jvp", "CustomVJP", "CustomJVP", "stop_gradient",
     "LagradError", "ProgramError", "CycleError", "NonFiniteError", "SolveError",
     "ConvergenceError", "SingularSystemError", "GradientCheckError", "OptionError",
-    "InputDtypeError", "MissingDerivativeError",
+    "InputDtypeError", "MissingDerivativeError", "BatchingError",
     "exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "sqrt", "abs", "maximum",
     "minimum", "sum", "mean", "reshape", "transpose", "concatenate", "stack", "where",
     "logsumexp", "softmax", "dot", "matmul", "coo_matvec",

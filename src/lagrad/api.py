@@ -103,6 +103,18 @@ def _setup(solve_options: Options, return_info: bool = False,
     return _Setup(options, cache, return_info)
 
 
+@dataclass(frozen=True)
+class Transform:
+    """What a transform made by :func:`grad` or :func:`value_and_grad` is of:
+    read by :func:`lagrad.vmap` to batch the function inside it."""
+
+    kind: str  # "grad" or "value_and_grad"
+    fn: Callable[..., Any]
+    argnums: ArgNums
+    has_aux: bool
+    setup: _Setup
+
+
 @dataclass
 class _Call:
     """One call's traced program, its solution and whether it traced."""
@@ -374,6 +386,8 @@ def _value_and_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, set
         value = _cast(sol.output, dtype)
         result = ((value, _aux_values(traced, sol, dtype)), grads) if has_aux else (value, grads)
         return (result, call.info(adjoint=info)) if setup.return_info else result
+    wrapped.lagrad_transform = Transform(  # type: ignore[attr-defined]
+        "value_and_grad", inner, argnums, has_aux, setup)
     return _with_cache(wrapped, inner, lambda cache: _value_and_grad(
         inner, argnums, has_aux, _Setup(setup.options, cache, setup.return_info)), setup.cache)
 
@@ -443,6 +457,8 @@ def _grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, setup: _Setup
             return ((grads, head[1]) if has_aux else grads), info
         head, grads = result
         return (grads, head[1]) if has_aux else grads
+    wrapped.lagrad_transform = Transform(  # type: ignore[attr-defined]
+        "grad", inner, argnums, has_aux, setup)
     return _with_cache(wrapped, inner, lambda cache: _grad(
         inner, argnums, has_aux, _Setup(setup.options, cache, setup.return_info)), setup.cache)
 

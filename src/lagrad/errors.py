@@ -19,6 +19,7 @@ __all__ = [
     "GradientCheckError",
     "OptionError",
     "MissingDerivativeError",
+    "BatchingError",
 ]
 
 
@@ -39,6 +40,11 @@ class CycleError(ProgramError):
 class TracedIndexError(ProgramError, IndexError):
     """An index is out of range for a traced variable's shape. An IndexError too,
     so that Python's iteration and unpacking protocols see the end of the axis."""
+
+
+class BatchingError(ProgramError, NotImplementedError):
+    """:func:`lagrad.vmap` met an operation it cannot batch (named in the
+    message); a NotImplementedError too."""
 
 
 class InputDtypeError(LagradError, TypeError):

@@ -17,6 +17,7 @@ import numpy as np
 from lagrad.errors import ProgramError
 from lagrad.ir.constants import as_real
 from lagrad.ir.program import Program, Variable
+from lagrad.ir.vmapping import BatchedVariable, batch_of, materialize
 
 __all__ = ["fixed_point", "root"]
 
@@ -93,6 +94,9 @@ def _implicit(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
     if not programs:
         return _solve_now(kind, fn, z0, args, options)
     program = next(iter(programs.values()))
+    batch = batch_of((z0, *args))
+    if batch is not None:
+        return _implicit_batched(kind, fn, z0, args, options, name, program, batch)
     if isinstance(z0, Variable):  # its value, known at solve time, is the start
         shape, init = z0.shape, z0
     else:
@@ -104,6 +108,27 @@ def _implicit(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
         program.define(z, expr)
     else:
         program.root(z, expr if isinstance(expr, Variable) else _not_traced(expr, z))
+    return z
+
+
+def _implicit_batched(kind: str, fn: Callable[..., Any], z0: Any, args: tuple[Any, ...],
+                      options: Options, name: str | None, program: Program,
+                      batch: int) -> BatchedVariable:
+    """Under :func:`lagrad.vmap`: one unknown of shape (B, *s) for the B
+    instances, so one cyclic block; its instances read only their own rows,
+    so the block's Newton matrix is block diagonal."""
+    if isinstance(z0, Variable):
+        shape, init = z0.shape, materialize(z0, batch)
+    else:
+        start = as_real(z0, f"z0 of {_NAMES[kind]}")
+        shape, init = start.shape, np.broadcast_to(start, (batch,) + start.shape)
+    inner = _unknown(program, name or _fresh(program), (batch,) + shape, init, options)
+    z = BatchedVariable(inner)
+    expr = materialize(fn(z, *args), batch)
+    if kind == "define":
+        program.define(inner, expr)
+    else:
+        program.root(inner, expr if isinstance(expr, Variable) else _not_traced(expr, inner))
     return z
 
 

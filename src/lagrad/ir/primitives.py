@@ -60,6 +60,7 @@ class Tracer:
     shape: tuple[int, ...]
     name: str
     program: Any
+    priority = 0  # among a primitive's traced arguments, the highest records it
 
     def record(self, prim: Primitive, args: Sequence[Any], params: Mapping[str, Any]) -> Any:
         """Record ``prim(*args, **params)`` and return its traced result."""
@@ -124,11 +125,14 @@ class Primitive:
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         """Apply to numbers (returns the value) or to traced variables (the
-        first :class:`Tracer` argument records an equation in its program and
-        returns the new variable)."""
+        first :class:`Tracer` argument of highest ``priority`` records an
+        equation in its program and returns the new variable)."""
+        chosen: Tracer | None = None
         for a in args:
-            if isinstance(a, Tracer):
-                return a.record(self, args, params)
+            if isinstance(a, Tracer) and (chosen is None or a.priority > chosen.priority):
+                chosen = a
+        if chosen is not None:
+            return chosen.record(self, args, params)
         return self.value(*(np.asarray(a, dtype=float) for a in args), **params)
 
     def pullback(self, k: int, g: Array, ans: Array, args: Sequence[Any],

@@ -1,0 +1,208 @@
+"""Batched tracing for :func:`lagrad.vmap`: one program for B instances.
+
+A batched value is a traced variable of shape (B, *s) that the traced
+function sees as one instance of shape s (JAX's ``BatchTracer``). Every
+primitive applied to it is rewritten, while tracing, into the same primitive
+on the whole batch: elementwise primitives align their batched arguments as
+(B, 1, ..., 1, *s), so that numpy broadcasts the instance axes and never the
+batch axis; structural ones (reductions, reshape, transpose, indexing,
+concatenate, matmul) shift their axes past the batch axis or are rewritten
+(``W @ x`` as ``x_b @ W^T``). A primitive without a rule raises
+:class:`~lagrad.errors.BatchingError` naming it.
+
+The recorded program is an ordinary one over (B, *s) variables: each
+instance's equations touch only its own row, so the local Jacobians are block
+diagonal, and a ``fixed_point`` under vmap is one cyclic block over a (B, *s)
+unknown whose Newton matrix is block diagonal (no coupling between instances).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from lagrad.errors import BatchingError
+from lagrad.ir import numpy_prims as N
+from lagrad.ir import ops
+from lagrad.ir import primitives as P
+from lagrad.ir.program import Variable
+
+__all__ = ["BatchedVariable", "batch_of", "materialize"]
+
+Shape = tuple[int, ...]
+
+
+class BatchedVariable(Variable):
+    """One instance's view (shape s) of a batched variable ``inner`` (B, *s)."""
+
+    __slots__ = ("inner",)
+    priority = 1
+
+    def __init__(self, inner: Variable) -> None:
+        super().__init__(inner.program, inner.index, inner.shape[1:], inner.kind, inner.name)
+        self.inner = inner
+
+    @property
+    def batch(self) -> int:
+        return self.inner.shape[0]
+
+    def __repr__(self) -> str:
+        return (f"BatchedVariable({self.name!r}, shape={self.shape}, "
+                f"batch={self.batch})")
+
+    def record(self, prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any]) -> Any:
+        return _apply(prim, args, params, self.batch)
+
+
+def batch_of(values: Sequence[Any]) -> int | None:
+    """The batch size of the first batched value among ``values`` (None: none)."""
+    for v in values:
+        if isinstance(v, BatchedVariable):
+            return v.batch
+    return None
+
+
+def _shape(x: Any) -> Shape:
+    return x.shape if isinstance(x, P.Tracer) else np.shape(x)
+
+
+def materialize(x: Any, batch: int) -> Any:
+    """``x`` as a (B, *s) batched value: its inner variable, or a traced
+    variable or constant repeated over the batch."""
+    if isinstance(x, BatchedVariable):
+        return x.inner
+    if isinstance(x, Variable):
+        return P.add(np.zeros((batch,) + x.shape), x)
+    arr = np.asarray(x, dtype=float)
+    return np.broadcast_to(arr, (batch,) + arr.shape)
+
+
+def _align(x: Any, rank: int) -> Any:
+    """A batched value's inner variable as (B, 1, ..., 1, *s) with ``rank`` instance axes."""
+    if not isinstance(x, BatchedVariable):
+        return x
+    missing = rank - len(x.shape)
+    if missing <= 0:
+        return x.inner
+    return P.reshape(x.inner, shape=(x.batch,) + (1,) * missing + x.shape)
+
+
+def _apply(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
+           batch: int) -> BatchedVariable:
+    if prim.elementwise:
+        ranks = [len(_shape(a)) for a in args]
+        if "condition" in params:  # where's constant mask broadcasts with the operands
+            ranks.append(np.ndim(params["condition"]))
+        rank = max(ranks)
+        return BatchedVariable(prim(*(_align(a, rank) for a in args), **params))
+    rule = _RULES.get(prim)
+    if rule is None:
+        raise BatchingError(f"lagrad.vmap: primitive {prim.name!r} has no batching rule; "
+                            "supported are the elementwise primitives, sum/mean/max/min/"
+                            "prod/logsumexp, reshape, transpose, indexing, concatenate, "
+                            "cumsum and matmul of 1-D and 2-D operands; write the "
+                            "function with these, or loop over the instances")
+    return BatchedVariable(rule(prim, args, params, batch))
+
+
+def _shifted(axes: Any, ndim: int) -> tuple[int, ...]:
+    """Instance axes (None: all of ``ndim``) as axes of the batched array."""
+    if axes is None:
+        return tuple(range(1, ndim + 1))
+    axes = (axes,) if isinstance(axes, (int, np.integer)) else axes
+    return tuple(int(a) % max(ndim, 1) + 1 for a in axes)
+
+
+def _reduction(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
+               batch: int) -> Variable:
+    (x,) = args
+    return prim(x.inner, **{**params, "axis": _shifted(params["axis"], len(x.shape))})
+
+
+def _cumsum(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
+            batch: int) -> Variable:
+    (x,) = args
+    return prim(x.inner, **{**params, "axis": _shifted(params["axis"], len(x.shape))[0]})
+
+
+def _reshape(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
+             batch: int) -> Variable:
+    (x,) = args
+    return P.reshape(x.inner, shape=(batch,) + tuple(params["shape"]))
+
+
+def _transpose(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
+               batch: int) -> Variable:
+    (x,) = args
+    return P.transpose(x.inner, axes=(0,) + tuple(a + 1 for a in params["axes"]))
+
+
+def _getitem(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
+             batch: int) -> Variable:
+    # numpy keeps a leading full slice in front unless advanced indices
+    # (arrays, and integers next to them) are split by a slice: then their
+    # axes move to the front and the batch axis would not be first
+    (x,) = args
+    index = params["index"]
+    parts = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(p, np.ndarray) for p in parts):
+        advanced = [k for k, p in enumerate(parts)
+                    if isinstance(p, (np.ndarray, int, np.integer))]
+        if advanced != list(range(advanced[0], advanced[-1] + 1)):
+            raise BatchingError(f"lagrad.vmap: getitem with index {index!r} (array indices "
+                                "separated by slices) has no batching rule; index one "
+                                "axis at a time")
+    return P.getitem(x.inner, index=(slice(None),) + tuple(parts))
+
+
+def _concatenate(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
+                 batch: int) -> Variable:
+    return P.concatenate(*(materialize(a, batch) for a in args), axis=params["axis"] + 1)
+
+
+def _matmul(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
+            batch: int) -> Any:
+    a, b = args
+    sa, sb = _shape(a), _shape(b)
+    a_batched, b_batched = isinstance(a, BatchedVariable), isinstance(b, BatchedVariable)
+    if a_batched and not b_batched and len(sb) <= 2:
+        return ops.matmul(a.inner, b)  # (B, ..., k) @ (k, ...): the batch leads already
+    if b_batched and not a_batched and len(sa) <= 2:
+        if len(sb) == 1:  # A x_b = x_b A^T
+            return ops.matmul(b.inner, ops.transpose(a) if len(sa) == 2 else a)
+        return ops.matmul(a, b.inner)  # (m, k) @ (B, k, n): a stack of products
+    if a_batched and b_batched:
+        if len(sa) == 1 and len(sb) == 1:
+            return ops.sum(P.mul(a.inner, b.inner), axis=1)
+        if len(sa) == 2 and len(sb) == 1:
+            col = P.reshape(b.inner, shape=(batch, sb[0], 1))
+            return P.reshape(ops.matmul(a.inner, col), shape=(batch, sa[0]))
+        if len(sa) == 1 and len(sb) == 2:
+            row = P.reshape(a.inner, shape=(batch, 1, sa[0]))
+            return P.reshape(ops.matmul(row, b.inner), shape=(batch, sb[1]))
+        if len(sa) == 2 and len(sb) == 2:
+            return ops.matmul(a.inner, b.inner)
+    raise BatchingError(f"lagrad.vmap: matmul of instance shapes {sa} and {sb} has no "
+                        "batching rule; use 1-D or 2-D operands")
+
+
+def _sparse_matmul(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
+                   batch: int) -> Any:
+    (x,) = args
+    if len(x.shape) != 1:
+        raise BatchingError(f"lagrad.vmap: a scipy.sparse matrix times instances of shape "
+                            f"{x.shape} has no batching rule; use 1-D instances")
+    return ops.transpose(prim(ops.transpose(x.inner), **params))  # (A X^T)^T
+
+
+Rule = Callable[[P.Primitive, Sequence[Any], Mapping[str, Any], int], Any]
+
+_RULES: dict[P.Primitive, Rule] = {
+    P.sum_: _reduction, P.logsumexp: _reduction, N.amax: _reduction, N.amin: _reduction,
+    N.prod: _reduction, N.cumsum: _cumsum, P.reshape: _reshape, P.transpose: _transpose,
+    P.getitem: _getitem, P.concatenate: _concatenate, P.matmul: _matmul,
+    P.sparse_matmul: _sparse_matmul,
+}
+"""The structural primitives' batching rules (elementwise ones need none)."""
