@@ -250,3 +250,17 @@ def test_study_table_has_every_mode_and_error_falls_with_cost():
     unrolled = [r for r in rows if r.mode == "unrolled"]
     assert [r.products for r in unrolled] == [3, 11, 21]  # K + 1 sweeps
     assert unrolled[0].error > unrolled[1].error > unrolled[2].error
+
+
+def test_the_functional_api_takes_a_backward_mode():
+    """grad(f, solve_options={"backward": ...}) chooses the mode for every block
+    of each call; a bad mode raises OptionError when the transform is made."""
+    def layer(x):
+        return lagrad.fixed_point(lambda z, x: 0.5 * lagrad.tanh(z) + x, 0.0, x) ** 2
+    exact = lagrad.grad(layer)(0.3)
+    phantom = lagrad.grad(layer, solve_options={"backward": "phantom"})(0.3)
+    unrolled = lagrad.grad(layer, solve_options={"backward": ("unrolled", 20)})(0.3)
+    assert abs(phantom - exact) > 0.1 * abs(exact)  # one term: far off
+    assert unrolled == pytest.approx(exact, rel=1e-7)  # rho^20 ~ 2e-9
+    with pytest.raises(lagrad.OptionError, match="backward"):
+        lagrad.grad(layer, solve_options={"backward": ("neumann", 0)})

@@ -270,6 +270,10 @@ class SolveOptions:
         None: each block's declared method, else the automatic choice.
     adjoint_tol, adjoint_maxiter : float or int or None
         Tolerance and iteration limit of the iterative linear methods.
+    backward : str, tuple or BackwardOptions or None
+        The backward mode of every cyclic block (:class:`BackwardOptions`:
+        "implicit", ("unrolled", K), ("neumann", K), "phantom", "jfb"), as
+        ``program.solve(backward=...)``; None: each block's own.
     """
 
     method: str | None = None
@@ -278,6 +282,7 @@ class SolveOptions:
     adjoint_method: str | None = None
     adjoint_tol: float | None = None
     adjoint_maxiter: int | None = None
+    backward: Any = None
 
     def __post_init__(self) -> None:
         ForwardOptions(self.method, self.tol, self.maxiter)  # raises OptionError
@@ -288,6 +293,8 @@ class SolveOptions:
         object.__setattr__(self, "adjoint_tol", check_tol(self.adjoint_tol, "adjoint solve"))
         object.__setattr__(self, "adjoint_maxiter",
                            check_maxiter(self.adjoint_maxiter, "adjoint solve"))
+        object.__setattr__(self, "backward",
+                           BackwardOptions.resolve(self.backward, "solve_options"))
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | SolveOptions | None) -> SolveOptions:
@@ -311,6 +318,7 @@ class SolveOptions:
     def forward(self) -> dict[str, Any]:
         """The forward options that were given, as keywords of ``program.solve``."""
         return {k: v for k, v in (("method", self.method), ("tol", self.tol),
+                                  ("backward", self.backward),
                                   ("maxiter", self.maxiter)) if v is not None}
 
     @property
