@@ -34,6 +34,7 @@ from numpy.typing import NDArray
 
 from lagrad.ir.primitives import (
     Primitive,
+    bilinear_jvp,
     elementwise_primitive,
     expand_reduced,
     linear_second_vjp,
@@ -465,16 +466,6 @@ def _bmm_vjp(k: int, g: Array, ans: Array, a: Array, b: Array) -> Array:
     return unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(np.shape(b))
 
 
-def _bmm_jvp(ts: Sequence[Array | None], ans: Array, a: Array, b: Array) -> Array:
-    ta, tb = ts
-    out = np.zeros(np.shape(ans))
-    if ta is not None:
-        out = out + np.matmul(ta, b)
-    if tb is not None:
-        out = out + np.matmul(a, tb)
-    return out
-
-
 def _bmm_jacobian(k: int, ans: Array, a: Array, b: Array) -> sp.csr_matrix:
     # over (..., i, l, j): d out[..., i, j] / d a[..., i, l] = b[..., l, j] and
     # d out[..., i, j] / d b[..., l, j] = a[..., i, l]
@@ -502,7 +493,7 @@ def _bmm_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array, a:
     return _bmm_vjp(k, g, ans, a, other) if k == 0 else _bmm_vjp(k, g, ans, other, b)
 
 batched_matmul = Primitive("batched_matmul", np.matmul, matmul_shape, vjp=_bmm_vjp,
-                           jvp=_bmm_jvp, jacobian=_bmm_jacobian,
+                           jvp=bilinear_jvp, jacobian=_bmm_jacobian,
                            doc="matmul of stacks of matrices, numpy's broadcasting",
                            second_vjp=_bmm_second_vjp)
 

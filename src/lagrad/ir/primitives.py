@@ -47,7 +47,7 @@ Shape = tuple[int, ...]
 
 __all__ = ["Primitive", "Tracer", "ELEMENTWISE", "STRUCTURAL", "unbroadcast", "positions",
            "selection", "broadcast_shape", "elementwise_primitive", "reduced_shape",
-           "expand_reduced", "reduction_rows", "linear_second_vjp"]
+           "expand_reduced", "reduction_rows", "linear_second_vjp", "bilinear_jvp"]
 
 
 class Tracer:
@@ -769,7 +769,8 @@ def _matmul_vjp(k: int, g: Array, ans: Array, a: Array, b: Array) -> Array:
     return grad.reshape(np.shape(b))
 
 
-def _matmul_jvp(ts: Sequence[Array | None], ans: Array, a: Array, b: Array) -> Array:
+def bilinear_jvp(ts: Sequence[Array | None], ans: Array, a: Array, b: Array) -> Array:
+    """Tangent of a @ b (any matmul, batched too): ta @ b + a @ tb."""
     ta, tb = ts
     out = np.zeros(np.shape(ans))
     if ta is not None:
@@ -801,7 +802,7 @@ def _matmul_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
     return _matmul_vjp(k, g, ans, a, other) if k == 0 else _matmul_vjp(k, g, ans, other, b)
 
 
-matmul = Primitive("matmul", np.matmul, _matmul_shape, vjp=_matmul_vjp, jvp=_matmul_jvp,
+matmul = Primitive("matmul", np.matmul, _matmul_shape, vjp=_matmul_vjp, jvp=bilinear_jvp,
                    jacobian=_matmul_jacobian, vjp_add=_matmul_vjp_add, batch=batching.MATMUL,
                    second_vjp=_matmul_second_vjp)
 
