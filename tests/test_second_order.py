@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import lagrad
 
@@ -215,3 +216,35 @@ def test_a_quadratic_through_a_linear_solve():
             e[i, j] = eps
             fd = (grad(a + e) - grad(a - e)) / (2 * eps)
             np.testing.assert_allclose(hess[:, :, i, j], fd, rtol=1e-6, atol=1e-9)
+
+
+def _hessian_matches_fd(f, x: np.ndarray) -> None:
+    """lagrad.hessian against central differences of lagrad.grad."""
+    hess, grad, eps = lagrad.hessian(f)(x), lagrad.grad(f), 1e-6
+    n = x.size
+    fd = np.empty((n, n))
+    for i in range(n):
+        e = np.zeros(n)
+        e[i] = eps
+        plus, minus = grad((x.ravel() + e).reshape(x.shape)), grad((x.ravel() - e).reshape(x.shape))
+        fd[:, i] = ((plus - minus) / (2 * eps)).ravel()
+    np.testing.assert_allclose(np.reshape(hess, (n, n)), fd, rtol=1e-6, atol=1e-8)
+
+
+def test_determinants_sparse_solves_and_sparse_products_have_second_order_rules():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(3, 3)) + 3 * np.eye(3)
+    _hessian_matches_fd(lambda m: lagrad.linalg.det(m), a)
+    _hessian_matches_fd(lambda m: lagrad.linalg.slogdet(m)[1], a)
+    _hessian_matches_fd(lambda m: lagrad.linalg.slogdet(m)[0] * lagrad.sum(m * m), a)
+    m = (sp.random(5, 5, density=0.5, random_state=2, format="coo") + 3 * sp.eye(5)).tocoo()
+    row, col, data = m.row, m.col, m.data
+    b, x = rng.normal(size=5), rng.normal(size=5)
+    _hessian_matches_fd(lambda d: lagrad.sum(
+        lagrad.linalg.spsolve((d, row, col), b, shape=(5, 5)) ** 2), data)
+    _hessian_matches_fd(lambda v: lagrad.sum(
+        lagrad.linalg.spsolve((data, row, col), v, shape=(5, 5)) ** 3), b)
+    k = data.size
+    _hessian_matches_fd(lambda v: lagrad.sum(
+        lagrad.coo_matvec(v[:k], row, col, v[k:], shape=(5, 5)) ** 2),
+        np.concatenate([data, x]))

@@ -266,8 +266,28 @@ def _spsolve_jacobian(k: int, ans: Array, data: Array, b: Array, *,
     return sp.csr_matrix(block.reshape(n * width, pattern.nnz))
 
 
+def _spsolve_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
+                        data: Array, b: Array, *, pattern: CSRPattern) -> Array | None:
+    # as solve: b_bar = A^-T g moves with the values only, d b_bar = -A^-T dA^T b_bar;
+    # data_bar_e = -b_bar[row_e] x[col_e] moves with both
+    t_data = ts[0]
+    b_bar = _spsolve_vjp(1, g, ans, data, b, pattern=pattern)
+    d_bbar = None if t_data is None else -sparse_lu(data, pattern).solve(
+        pattern.transposed(t_data) @ b_bar, trans="T")
+    if k == 1:
+        return d_bbar
+    dx = _spsolve_jvp(ts, ans, data, b, pattern=pattern)
+
+    def pair(u: Array, v: Array) -> Array:
+        ur, vc = u[pattern.rows], v[pattern.indices]
+        return ur * vc if np.ndim(v) == 1 else np.einsum("ej,ej->e", ur, vc)
+    term = -pair(b_bar, dx)
+    return term if d_bbar is None else term - pair(d_bbar, ans)
+
+
 spsolve_p = P.Primitive("spsolve", _spsolve_value, _spsolve_shape, vjp=_spsolve_vjp,
                         jvp=_spsolve_jvp, jacobian=_spsolve_jacobian,
+                        second_vjp=_spsolve_second_vjp,
                         doc="A(data)^-1 b by splu, adjoint by splu.solve(trans='T')")
 
 
@@ -305,8 +325,18 @@ def _det_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
     return sp.csr_matrix(row.reshape(1, -1))
 
 
+def _det_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
+                    a: Array) -> Array | None:
+    # g det(A) A^-T along tA: d det = det tr(A^-1 tA), d A^-T = -A^-T tA^T A^-T
+    if ts[0] is None:
+        return None
+    inv_t = _inverse_transpose(a, "linalg.det (its derivative)")
+    t = np.asarray(ts[0])
+    return g * ans * (np.sum(inv_t * t) * inv_t - inv_t @ t.T @ inv_t)
+
+
 det_p = P.Primitive("det", _det_value, _square_shape, vjp=_det_vjp, jvp=_det_jvp,
-                    jacobian=_det_jacobian, doc="det A by LU")
+                    jacobian=_det_jacobian, second_vjp=_det_second_vjp, doc="det A by LU")
 
 
 def _logabsdet_value(a: Array) -> Array:
@@ -325,8 +355,17 @@ def _logabsdet_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
     return sp.csr_matrix(_inverse_transpose(a, "linalg.slogdet").reshape(1, -1))
 
 
+def _logabsdet_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
+                          a: Array) -> Array | None:
+    if ts[0] is None:  # g A^-T along tA: -g A^-T tA^T A^-T
+        return None
+    inv_t = _inverse_transpose(a, "linalg.slogdet")
+    return -g * (inv_t @ np.asarray(ts[0]).T @ inv_t)
+
+
 logabsdet_p = P.Primitive("logabsdet", _logabsdet_value, _square_shape, vjp=_logabsdet_vjp,
                           jvp=_logabsdet_jvp, jacobian=_logabsdet_jacobian,
+                          second_vjp=_logabsdet_second_vjp,
                           doc="log |det A| by LU")
 
 
@@ -349,6 +388,7 @@ def _sign_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
 
 sign_det_p = P.Primitive("sign_det", _sign_value, _square_shape, vjp=_sign_vjp,
                          jvp=_sign_jvp, jacobian=_sign_jacobian,
+                         second_vjp=P.linear_second_vjp,
                          doc="the sign of det A (derivative zero)")
 
 

@@ -104,8 +104,19 @@ def _csr_jacobian(k: int, ans: Array, data: Array, x: Array, *,
     return sp.csr_matrix((vals, (rows, cols)), shape=(pattern.shape[0] * width, nnz))
 
 
+def _csr_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array, data: Array,
+                    x: Array, *, pattern: CSRPattern) -> Array | None:
+    # bilinear in (data, x), as matmul: each cotangent moves only with the other operand
+    other = ts[1 - k]
+    if other is None:
+        return None
+    return _csr_vjp(k, g, ans, data, other, pattern=pattern) if k == 0 else \
+        _csr_vjp(k, g, ans, other, x, pattern=pattern)
+
+
 csr_matvec = P.Primitive(
     "csr_matvec", _csr_value, _csr_shape, vjp=_csr_vjp, jvp=_csr_jvp, jacobian=_csr_jacobian,
+    second_vjp=_csr_second_vjp,
     doc="A @ x for A = csr_matrix((data, pattern.indices, pattern.indptr)): values in CSR "
         "order, one scipy sparse product per value, VJP or JVP")
 
