@@ -8,13 +8,13 @@ classes; synthetic unless scikit-learn is installed). Medians of interleaved run
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 import lagrad
+from lagrad.bench.core import time_calls
 from lagrad.bench.mlp import make_mlp, numpy_gradient
 
 
@@ -36,13 +36,8 @@ def loss(params: Any, x: np.ndarray, y: np.ndarray) -> Any:
 
 
 def medians(calls: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
-            t0 = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) for k, v in times.items()}
+    """Interleaved medians, by the suite's own timer (lagrad.bench.core)."""
+    return {k: t.median for k, t in time_calls(calls, repeats, budget=60.0).items()}
 
 
 def main() -> None:

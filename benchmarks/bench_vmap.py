@@ -9,13 +9,13 @@ target is vmap(grad) at least 20x faster than the loop of grad calls.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 import lagrad
+from lagrad.bench.core import time_calls
 
 B, N = 200, 3
 
@@ -26,13 +26,8 @@ def loss(x: Any, w: Any) -> Any:
 
 
 def medians(calls: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(repeats):
-        for name, call in calls.items():
-            t0 = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) for k, v in times.items()}
+    """Interleaved medians, by the suite's own timer (lagrad.bench.core)."""
+    return {k: t.median for k, t in time_calls(calls, repeats, budget=60.0).items()}
 
 
 def main() -> None:
