@@ -186,9 +186,20 @@ def test_scalar_batches_use_second_partials():
     _close(full, expected)
 
 
+def _cube_value(x):
+    return x ** 3
+
+
+def _cube_partials(k, ans, x):
+    return 3 * x ** 2
+
+
 def test_missing_second_order_rule_names_the_primitive():
-    with pytest.raises(lagrad.MissingDerivativeError, match="'prod'"):
-        lagrad.hessian(lambda x: lagrad.prod(x))(np.array([1.0, 2.0]))
+    # every built-in primitive has one; a Primitive of one's own may not
+    cube = lagrad.Primitive("my_cube", _cube_value, lambda s: s, partials=_cube_partials)
+    assert float(lagrad.grad(lambda x: cube(x))(2.0)) == 12.0
+    with pytest.raises(lagrad.MissingDerivativeError, match="'my_cube'.*`second`"):
+        lagrad.hessian(lambda x: lagrad.sum(cube(x)))(np.array([1.0, 2.0]))
     assert issubclass(lagrad.MissingDerivativeError, NotImplementedError)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lagrad import tree
-from lagrad.errors import OptionError, ProgramError
+from lagrad.errors import MissingDerivativeError, OptionError, ProgramError
 from lagrad.ir.cache import TraceCache
 from lagrad.ir.constants import as_real
 from lagrad.ir.custom import custom_jvp
@@ -487,6 +487,12 @@ def _traced_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, setup:
         return np.asarray(gradient(*vals, **kwargs), dtype=float)
 
     def tangent(primals: Sequence[Any], tangents: Sequence[Any]) -> tuple[Any, Any]:
+        if _traced(primals):  # this rule's own derivative: a third derivative of fn
+            raise MissingDerivativeError(
+                "third derivatives (grad(grad(grad(f))), or hessian or hvp of a function "
+                "that calls grad) are not supported: nesting goes to depth 2; "
+                "differentiate grad(f) once (grad, jacobian, hvp), or take lagrad.hessian "
+                "of f itself")
         ts = [np.zeros(np.shape(p)) if t is None else t for p, t in zip(primals, tangents)]
         h = hvp(functools.partial(fn, **kwargs), tuple(primals), tuple(ts),
                 solve_options=setup.options)

@@ -44,9 +44,11 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from lagrad.errors import ProgramError
+from lagrad.errors import MissingDerivativeError, ProgramError
+from lagrad.ir import ops
 from lagrad.ir import primitives as P
 from lagrad.ir.memo import ValueMemo, value_key
+from lagrad.ir.program import Program, Variable
 
 __all__ = ["custom_vjp", "custom_jvp", "CustomVJP", "CustomJVP", "stop_gradient"]
 
@@ -88,8 +90,10 @@ class _CustomRule:
                 pass
         self._shapes: dict[tuple[Shape, ...], Shape] = {}
         self._memo = ValueMemo(maxsize=8)
+        self._rule_programs: dict[tuple[Shape, ...], Program] = {}
         self.primitive = P.Primitive(self.name, self._value, self._shape, vjp=self._vjp,
                                      jvp=self._jvp, jacobian=self._jacobian,
+                                     second_vjp=self._second_vjp,
                                      doc=f"{self.kind} of {self.name}")
 
     # ------------------------------------------------------------ calling
@@ -173,6 +177,60 @@ class _CustomRule:
         raise NotImplementedError
 
     def _jacobian(self, k: int, ans: Array, *args: Array) -> sp.csr_matrix:
+        raise NotImplementedError
+
+    # ------------------------------------------ second order (the rule's derivative)
+    # Second order needs the derivative of the VJP along argument tangents t with
+    # the cotangent g fixed: sum_m g . d^2 f / d arg_k d arg_m . t_m for each k,
+    # which is the gradient with respect to the arguments of the scalar
+    # phi(args) = g . J(args) t, J the rule's Jacobian. phi is written with the
+    # rule itself (g . jvp(args, t), or t . bwd(residuals(args), g)), traced once
+    # per argument shapes with args, g and t as inputs, and differentiated as any
+    # program: one reverse solve per call. A rule that cannot be traced (numpy
+    # that lagrad does not record, scipy.special, control flow on values) has
+    # no known derivative: MissingDerivativeError says what to change.
+    def _second_vjp(self, k: int, g: Array, ts: Sequence[Array | None], ans: Array,
+                    *args: Array) -> Array:
+        g = np.asarray(g, dtype=float)
+        tangents = tuple(np.zeros(np.shape(a)) if t is None else np.asarray(t, dtype=float)
+                         for a, t in zip(args, ts))
+
+        def run() -> tuple[Array, ...]:
+            program = self._rule_program(tuple(np.shape(a) for a in args), np.shape(g))
+            grads = program.solve(*args, g, *tangents).grad()
+            return tuple(np.asarray(d, dtype=float) for d in grads[:len(args)])
+        return self._memo.get(("second", value_key(*args, g, *tangents)), run)[k]
+
+    def _rule_program(self, shapes: tuple[Shape, ...], g_shape: Shape) -> Program:
+        """The program of phi(args, g, t) = g . J(args) t, traced from the rule."""
+        key = shapes + (g_shape,)
+        hit = self._rule_programs.get(key)
+        if hit is not None:
+            return hit
+        program = Program(f"derivative of the rule of {self.name}")
+        primals = tuple(program.input(f"x{k}", s) for k, s in enumerate(shapes))
+        g = program.input("g", g_shape)
+        tangents = tuple(program.input(f"t{k}", s) for k, s in enumerate(shapes))
+        try:
+            phi = self._linear_form(primals, g, tangents)
+        except MissingDerivativeError:
+            raise
+        except Exception as err:
+            raise MissingDerivativeError(
+                f"{self.kind} function {self.name!r}: second derivatives (hessian, hvp, "
+                f"grad of grad) differentiate its {self._rule_name}, but lagrad could not "
+                f"trace it ({type(err).__name__}: {err}). Write the rule with lagrad "
+                "operations (lagrad.exp, lagrad.sum, numpy ufuncs on the traced arguments), "
+                "and put any black box it calls in a custom_jvp function of its own, whose "
+                "rule gives that box's derivative") from err
+        program.output(phi if isinstance(phi, Variable) else ops.sum(g) * 0.0)
+        self._rule_programs[key] = program
+        return program
+
+    _rule_name = "rule"
+
+    def _linear_form(self, primals: tuple[Variable, ...], g: Variable,
+                     tangents: tuple[Variable, ...]) -> Any:
         raise NotImplementedError
 
     # ----------------------------------------------------------- pickling
@@ -276,6 +334,22 @@ class CustomVJP(_CustomRule):
     def _jacobian(self, k: int, ans: Array, *args: Array) -> sp.csr_matrix:
         return sp.csr_matrix(self._jacobians(ans, args)[k])
 
+    _rule_name = "fwd and bwd"
+
+    def _linear_form(self, primals: tuple[Variable, ...], g: Variable,
+                     tangents: tuple[Variable, ...]) -> Any:
+        # g . J t = sum_m t_m . bwd(residuals, g)_m
+        assert self.fwd is not None and self.bwd is not None
+        pair = self.fwd(*primals)
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ProgramError(f"fwd must return a pair (out, residuals), got "
+                               f"{type(pair).__name__}")
+        cts = self.bwd(pair[1], g)
+        if not isinstance(cts, (tuple, list)) or len(cts) != len(primals):
+            raise ProgramError(f"bwd must return a tuple of {len(primals)} cotangents")
+        terms = [ops.sum(t * c) for t, c in zip(tangents, cts) if c is not None]
+        return sum(terms[1:], terms[0]) if terms else None
+
 
 class CustomJVP(_CustomRule):
     """A function with a hand-written forward-mode rule; see :func:`custom_jvp`."""
@@ -346,6 +420,17 @@ class CustomJVP(_CustomRule):
 
     def _jacobian(self, k: int, ans: Array, *args: Array) -> sp.csr_matrix:
         return sp.csr_matrix(self._block(k, ans, args))
+
+    _rule_name = "jvp rule"
+
+    def _linear_form(self, primals: tuple[Variable, ...], g: Variable,
+                     tangents: tuple[Variable, ...]) -> Any:
+        assert self.jvp is not None  # g . J t = g . tangent_out
+        pair = self.jvp(primals, tangents)
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise ProgramError(f"the rule must return a pair (primal_out, tangent_out), "
+                               f"got {type(pair).__name__}")
+        return ops.sum(g * pair[1])
 
 
 def custom_vjp(fn: Callable[..., Any] | None = None, *, out_shape: OutShape = None) -> Any:

@@ -433,10 +433,35 @@ def _cholesky_jvp(ts: Sequence[Array | None], ans: Array, a: Array) -> Array:
     return ans @ _phi(m)
 
 
-def _cholesky_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
-    inner = _phi(ans.T @ g)
-    s_bar = _tri_solve(ans, _tri_solve(ans, inner, trans=1).T, trans=1).T  # L^-T . L^-1
+def _sandwich(l_mat: Array, x: Array) -> Array:
+    """L^-T X L^-1, by two triangular solves."""
+    return _tri_solve(l_mat, _tri_solve(l_mat, x, trans=1).T, trans=1).T
+
+
+def _lower_cotangent(s_bar: Array) -> Array:
+    """S's cotangent as A's: each off-diagonal entry of A's lower triangle is
+    read twice (S_ij and S_ji), its upper triangle never."""
     return np.tril(s_bar + s_bar.T, -1) + np.diag(np.diag(s_bar))
+
+
+def _cholesky_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
+    return _lower_cotangent(_sandwich(ans, _phi(ans.T @ g)))
+
+
+def _cholesky_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
+                         a: Array) -> Array | None:
+    # S_bar = L^-T Phi(L^T g) L^-1 with g fixed moves with L by dL = jvp(tA):
+    # d(L^-1) = -L^-1 dL L^-1, so
+    # dS_bar = -L^-T dL^T S_bar + L^-T Phi(dL^T g) L^-1 - S_bar dL L^-1,
+    # and A's cotangent is the same linear map of dS_bar as of S_bar.
+    if ts[0] is None:
+        return None
+    g = np.asarray(g, dtype=float)
+    s_bar = _sandwich(ans, _phi(ans.T @ g))
+    dl = _cholesky_jvp(ts, ans, a)
+    left = _tri_solve(ans, dl.T @ s_bar, trans=1)  # L^-T dL^T S_bar
+    right = _tri_solve(ans, dl.T @ s_bar.T, trans=1).T  # S_bar dL L^-1
+    return _lower_cotangent(_sandwich(ans, _phi(dl.T @ g)) - left - right)
 
 
 def _cholesky_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
@@ -451,6 +476,7 @@ def _cholesky_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
 
 cholesky_p = P.Primitive("cholesky", _cholesky_value, _cholesky_shape, vjp=_cholesky_vjp,
                          jvp=_cholesky_jvp, jacobian=_cholesky_jacobian,
+                         second_vjp=_cholesky_second_vjp,
                          doc="the lower Cholesky factor of A's lower triangle")
 
 LINALG: tuple[P.Primitive, ...] = (solve_p, spsolve_p, det_p, logabsdet_p, sign_det_p,

@@ -227,18 +227,61 @@ def _tie_weights(ans: Array, x: Array, axis: Shape | None) -> Array:
     return hit / np.sum(hit, axis=axis, keepdims=True)
 
 
-def _prod_weights(ans: Array, x: Array, axis: Shape | None) -> Array:
-    # the product of the other entries of each slice: exclusive cumulative
-    # products from the left and from the right, exact where entries are 0
+def _slices(x: Array, axis: Shape | None) -> tuple[Array, Any]:
+    """x with the reduced axes moved last and flattened into one, and the map back."""
     x = np.asarray(x, dtype=float)
     axes = tuple(range(x.ndim)) if axis is None else axis
     perm = [i for i in range(x.ndim) if i not in axes] + list(axes)
     moved = np.transpose(x, perm)
-    flat = moved.reshape(moved.shape[:x.ndim - len(axes)] + (-1,))
-    ones = np.ones(flat.shape[:-1] + (1,))
-    left = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
-    right = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
-    return np.transpose((left * right).reshape(moved.shape), np.argsort(perm))
+
+    def restore(flat: Array) -> Array:
+        return np.transpose(flat.reshape(moved.shape), np.argsort(perm))
+    return moved.reshape(moved.shape[:x.ndim - len(axes)] + (-1,)), restore
+
+
+def _exclusive(flat: Array, op: Any, unit: float) -> Array:
+    """op over the other entries of each row (last axis): the exclusive cumulative
+    op from the left times (or plus) the one from the right; no inverse op is used,
+    so it is exact where entries are 0 (products) and does not cancel (sums)."""
+    if flat.shape[-1] == 0:
+        return np.array(flat)
+    pad = np.full(flat.shape[:-1] + (1,), unit)
+    cumulative = np.cumprod if op is np.multiply else np.cumsum
+    left = cumulative(np.concatenate([pad, flat[..., :-1]], axis=-1), axis=-1)
+    right = cumulative(np.concatenate([pad, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    return op(left, right)
+
+
+def _prod_weights(ans: Array, x: Array, axis: Shape | None) -> Array:
+    # the product of the other entries of each slice, exact where entries are 0
+    flat, restore = _slices(x, axis)
+    return restore(_exclusive(flat, np.multiply, 1.0))
+
+
+def _prod_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array, x: Array, *,
+                     axis: Shape | None, keepdims: bool) -> Array | None:
+    # The VJP is g W with W_i = prod_{j != i} x_j; along t it moves by g dW with
+    # dW_i = sum_{m != i} t_m prod_{j not in {i, m}} x_j. With x' = x where x != 0
+    # and 1 where x == 0, W'_i = prod_{j != i} x'_j, and c_i the number of zeros
+    # among the other entries j != i:
+    #   c_i = 0:  dW_i = W'_i sum_{m != i} t_m / x_m   (every x_m there is nonzero)
+    #   c_i = 1:  dW_i = W'_i t_q                      (only m = q, the zero, remains)
+    #   c_i > 1:  dW_i = 0                             (every term keeps a zero)
+    # All sums are exclusive (left and right), none subtracts a term: exact at zeros.
+    t = ts[0]
+    if t is None:
+        return None
+    flat, restore = _slices(x, axis)
+    tflat = _slices(np.broadcast_to(t, np.shape(x)), axis)[0]
+    zero = flat == 0
+    safe = np.where(zero, 1.0, flat)
+    others = _exclusive(safe, np.multiply, 1.0)
+    zeros_other = _exclusive(zero.astype(float), np.add, 0.0)
+    ratio_sum = _exclusive(np.where(zero, 0.0, tflat / safe), np.add, 0.0)
+    zero_tangent = _exclusive(np.where(zero, tflat, 0.0), np.add, 0.0)
+    dw = others * np.where(zeros_other == 0, ratio_sum,
+                           np.where(zeros_other == 1, zero_tangent, 0.0))
+    return expand_reduced(g, x, axis) * restore(dw)
 
 
 def _extremum_shape(s: Shape, *, axis: Shape | None, keepdims: bool) -> Shape:
@@ -270,13 +313,13 @@ def _weighted_reduction(name: str, value: Any, weights: Any, shape: Any, doc: st
 
 
 # max and min are piecewise linear (their weights are locally constant): no
-# second-order term. prod has none written yet: hessian raises MissingDerivativeError.
+# second-order term; prod's is the zero-safe rule above.
 amax = _weighted_reduction("max", _max_value, _tie_weights, _extremum_shape,
                            "largest entry; ties share the derivative equally", linear_second_vjp)
 amin = _weighted_reduction("min", _min_value, _tie_weights, _extremum_shape,
                            "smallest entry; ties share the derivative equally", linear_second_vjp)
 prod = _weighted_reduction("prod", _prod_value, _prod_weights, reduced_shape,
-                           "product of the entries")
+                           "product of the entries", _prod_second_vjp)
 
 
 # ------------------------------------------------------------- cumsum
