@@ -245,8 +245,10 @@ def test_study_table_has_every_mode_and_error_falls_with_cost():
     lines: list[str] = []
     rows = compare_backward(deq().solve(), (2, 10, 20), lines.append)
     assert not lines  # no mode failed
-    assert [r.mode for r in rows] == ["implicit", "phantom"] + ["unrolled"] * 3 + ["neumann"] * 3
-    assert rows[0].error == 0 and rows[1].products == 2
+    assert [r.mode for r in rows] == (["implicit", "phantom", "jfb"] + ["unrolled"] * 3
+                                      + ["neumann"] * 3)
+    assert rows[0].error == 0 and rows[1].products == rows[2].products == 2
+    assert rows[1].error == rows[2].error > 0  # two names of one mode
     unrolled = [r for r in rows if r.mode == "unrolled"]
     assert [r.products for r in unrolled] == [3, 11, 21]  # K + 1 sweeps
     assert unrolled[0].error > unrolled[1].error > unrolled[2].error

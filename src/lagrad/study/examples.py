@@ -84,14 +84,16 @@ def study(example: Example, ks: Sequence[int] = UNROLL_KS,
 def compare_backward(sol: Any, ks: Sequence[int] = BACKWARD_KS,
                      write: Callable[[str], Any] = print) -> list[BackwardRow]:
     """Cost and gradient error of every backward mode at the solution ``sol``:
-    "implicit", "phantom" and, for each K in ``ks``, "unrolled" and "neumann"
-    (equal in exact arithmetic; "neumann" stops early once converged). The
+    "implicit", "phantom", "jfb" (two names of one mode, both shown) and, for
+    each K in ``ks``, "unrolled" and "neumann" (equal in exact arithmetic;
+    "neumann" stops early once converged). The
     error is the gradient's, against the implicit one; the estimate is the
     blocks' largest ``relative_error_estimate`` of their multipliers. A mode
     that fails (a series that overflows) is left out, with a line written."""
     row, exact = _row(sol, "implicit", None, None)
     rows = [row]
-    for mode, k in [("phantom", None), *[(m, k) for m in ("unrolled", "neumann") for k in ks]]:
+    for mode, k in [("phantom", None), ("jfb", None),
+                    *[(m, k) for m in ("unrolled", "neumann") for k in ks]]:
         try:
             rows.append(_row(sol, mode, k, exact)[0])
         except LagradError as err:
@@ -112,7 +114,7 @@ def _row(sol: Any, mode: str, k: int | None,
     spent = sum(b.extra.get("products", 0) for b in blocks)
     extra = sum(b.extra.get("estimate_products", 0) for b in blocks)
     estimate = max([b.extra.get("relative_error_estimate", 0.0) for b in blocks], default=0.0)
-    steps = 1 if mode == "phantom" else k
+    steps = 1 if mode in ("phantom", "jfb") else k
     return BackwardRow(mode, steps, spent - extra, extra, info.seconds, error, estimate), grads
 
 

@@ -343,14 +343,15 @@ def plot_backward(rows: Sequence[Any], path: str | os.PathLike[str] | None = Non
     ax.set_ylabel("relative gradient error (vs implicit)")
     ax.set_title("Backward modes: error against cost")
     styles = {"implicit": ("*", "-", "#1f77b4"), "phantom": ("D", "", "#2ca02c"),
-              "unrolled": ("o", "-", "#d62728"), "neumann": ("s", "--", "#9467bd")}
+              "jfb": ("x", "", "#ff7f0e"), "unrolled": ("o", "-", "#d62728"),
+              "neumann": ("s", "--", "#9467bd")}
     for mode, (marker, ls, color) in styles.items():
         mine = [r for r in rows if r.mode == mode]
         if not mine:
             continue
         cost = [max(r.products, 1) for r in mine]
         ax.loglog(cost, _positive([r.error for r in mine]), marker=marker, ls=ls or "none",
-                  color=color, label=mode + ("" if mode in ("implicit", "phantom") else
+                  color=color, label=mode + ("" if mode in ("implicit", "phantom", "jfb") else
                                              " (K = " + ", ".join(str(r.steps) for r in mine)
                                              + ")"))
     if not rows:
