@@ -498,6 +498,7 @@ def _traced_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, setup:
                 solve_options=setup.options)
         return value(*primals), np.asarray(h[k] if len(primals) > 1 else h, dtype=float)
 
+    value.__name__ = value.__qualname__ = f"grad({getattr(fn, '__name__', 'f')})"  # in errors
     rule = custom_jvp(value, out_shape=tuple(np.shape(args[k])))
     rule.defjvp(tangent)
     return rule(*args)
