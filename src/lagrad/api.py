@@ -836,7 +836,9 @@ def hvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
     Raises
     ------
     MissingDerivativeError
-        If ``fn`` uses a primitive without a second-order rule (named).
+        If ``fn`` uses a primitive without a second-order rule, or a custom
+        rule (``custom_jvp``, ``custom_vjp``) whose rule lagrad cannot trace
+        to differentiate it (named, saying what to change).
     ProgramError, InputDtypeError, OptionError
         As :func:`jvp`, and for a non-scalar result.
 
@@ -903,7 +905,9 @@ def hessian(fn: Callable[..., Any], argnums: ArgNums = 0, *,
     Raises
     ------
     MissingDerivativeError
-        If ``fn`` uses a primitive without a second-order rule (named).
+        If ``fn`` uses a primitive without a second-order rule, or a custom
+        rule (``custom_jvp``, ``custom_vjp``) whose rule lagrad cannot trace
+        to differentiate it (named, saying what to change).
 
     See Also
     --------

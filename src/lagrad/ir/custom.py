@@ -467,8 +467,12 @@ def custom_vjp(fn: Callable[..., Any] | None = None, *, out_shape: OutShape = No
     -----
     Forward mode and the local Jacobian (which Newton's method needs inside
     a cyclic block) are derived from ``bwd`` by applying it to the unit
-    cotangents, one call per output entry. Can be used as ``@custom_vjp`` or
-    ``@custom_vjp(out_shape=...)``.
+    cotangents, one call per output entry. Second order (:func:`lagrad.hessian`,
+    :func:`lagrad.hvp`, ``grad(grad(f))``) differentiates ``fwd`` and ``bwd``:
+    the gradient of t . bwd(residuals(args), g) with respect to the arguments,
+    traced with lagrad; a rule lagrad cannot trace raises
+    :class:`~lagrad.errors.MissingDerivativeError` there. Can be used as
+    ``@custom_vjp`` or ``@custom_vjp(out_shape=...)``.
 
     Examples
     --------
@@ -511,7 +515,10 @@ def custom_jvp(fn: Callable[..., Any] | None = None, *, out_shape: OutShape = No
     -----
     Reverse mode and the local Jacobian are derived by applying the rule to
     each unit tangent of each argument (one call per argument entry), then
-    transposing: cheap for arguments of modest size.
+    transposing: cheap for arguments of modest size. Second order
+    differentiates the rule (the gradient of g . tangent_out with respect to
+    the primals, traced with lagrad); a rule lagrad cannot trace raises
+    :class:`~lagrad.errors.MissingDerivativeError` there.
 
     Examples
     --------
