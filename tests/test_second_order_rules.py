@@ -72,6 +72,9 @@ def test_prod_over_axes_against_autograd_and_finite_differences():
 
     h = lagrad.hessian(f)(x)
     _close(h, autograd.hessian(f_ag)(x))
+    x3 = np.arange(1.0, 9.0).reshape(2, 2, 2) / 3  # several reduced axes, not adjacent
+    _close(lagrad.hessian(lambda x: lagrad.sum(lagrad.prod(x, axis=(0, 2)) ** 2))(x3),
+           autograd.hessian(lambda x: anp.sum(anp.prod(x, axis=(0, 2)) ** 2))(x3))
     # with zeros autograd divides by them; lagrad's gradient does not, so its
     # finite differences are the reference (one and two zeros in a row)
     xz = np.array([[0.0, -0.3, 2.0], [3.0, 0.0, 0.0]])
