@@ -97,7 +97,9 @@ def test_timed_gradients_are_right(runs: dict[str, Any], tmp_path_factory: Any,
     """The workloads check what they time against floors and references."""
     for name in ("scaling", "mlp"):
         rows = run_workload(name, runs, tmp_path_factory, capsys)[2]["workloads"][name]["rows"]
-        assert all(r["error"] < 1e-10 for r in rows)
+        # a loaded machine may skip sizes over the time budget: those rows carry no error
+        timed = [r for r in rows if "error" in r]
+        assert timed and all(r["error"] < 1e-10 for r in timed), rows
     modes = run_workload("modes", runs, tmp_path_factory, capsys)[2]["workloads"]["modes"]
     for r in modes["rows"]:
         assert r["error_forward"] < 1e-10 and r["error_path"] < 1e-10 and r["error_fd"] < 1e-5
