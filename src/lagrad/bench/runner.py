@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="lagrad bench",
         description="Benchmarks: lagrad against hand-written numpy/scipy floors, naive "
                     "baselines and peers. Prints one table per workload and checks the "
-                    "targets of the benchmark issue.")
+                    "targets set for each workload.")
     parser.add_argument("--quick", action="store_true",
                         help="smaller sizes and fewer repeats (under 2 minutes)")
     parser.add_argument("--only", metavar="NAME", action="append", default=None,
