@@ -60,9 +60,16 @@ def _series(rows: list[dict[str, Any]], x: str, how: str, y: Any
     return out
 
 
+# peers: one colour per library in every panel
+PEER_COLOURS = {"jax": "tab:orange", "jaxopt": "tab:green", "autograd": "tab:red",
+                "torch": "tab:purple", "casadi": "tab:brown"}
+
+
 def _style(label: str, k: int, colors: Any) -> dict[str, Any]:
-    """Floors black or grey and dashed, lagrad's default thick blue."""
-    style: dict[str, Any] = {"marker": "o", "color": colors[(k + 2) % len(colors)]}
+    """Floors black or grey and dashed, lagrad's default thick blue, each peer
+    library its own colour."""
+    colour = PEER_COLOURS.get(label.split(" ", 1)[0], colors[(k + 2) % len(colors)])
+    style: dict[str, Any] = {"marker": "o", "color": colour}
     if "floor" in label or "hand-written" in label or label.startswith("numpy"):
         forward_only = "forward" in label and "gradient" not in label and "backprop" not in label
         style.update(color="gray" if forward_only else "black",
