@@ -5,6 +5,7 @@ are right; the timing, budget, table and target helpers behave."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,24 @@ def test_workload_runs_prints_and_writes_json(name: str, runs: dict[str, Any],
     present = set().union(*(r.keys() for r in rows))
     assert ROW_KEYS[name] <= present, ROW_KEYS[name] - present
     assert (out / f"{name}.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("name", ["modes", "deq"])
+def test_tables_md_holds_each_table_as_markdown(name: str, runs: dict[str, Any],
+                                                tmp_path_factory: Any,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """tables.md has the printed tables as Markdown tables: one row per printed
+    row, with as many cells as the header, and no console rules left."""
+    _, text, results, out = run_workload(name, runs, tmp_path_factory, capsys)
+    markdown = (out / "tables.md").read_text()
+    assert f"**{TITLES[name]}" in markdown
+    assert not re.search(r"^-{10,}$", markdown, re.M)
+    table = [ln for ln in markdown.splitlines() if ln.startswith("|")]
+    header = table[0]
+    cells = header.count(" | ") + 1
+    assert all(ln.replace("\\|", "").count("|") == cells + 1 for ln in table)
+    assert len(table) - 2 == len(results["workloads"][name]["rows"])
+    assert "**PASS**" in markdown or "**FAIL**" in markdown or "NOT MEASURED" in markdown
 
 
 def test_peers_missing_are_noted(runs: dict[str, Any], tmp_path_factory: Any,

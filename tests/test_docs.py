@@ -61,7 +61,8 @@ def _fenced_blocks(path: Path) -> list[tuple[str, str, int]]:
 @pytest.mark.parametrize("path", DOCS, ids=_rel)
 def test_code_blocks_are_run(path: Path) -> None:
     """A ```python block is a doctest (so it runs), a ```console block holds
-    only shell commands, a ```text block only maths; nothing else."""
+    only shell commands, a ```text block plain text (no doctest); nothing else.
+    Maths is typeset: $...$ and $$...$$, not code blocks."""
     parser = doctest.DocTestParser()
     for lang, body, line in _fenced_blocks(path):
         where = f"{_rel(path)}:{line}"
@@ -78,6 +79,40 @@ def test_code_blocks_are_run(path: Path) -> None:
                 f"{where}: a console block holds only '$ ' command lines"
         else:
             assert ">>>" not in body, f"{where}: a doctest in a text block would not run"
+
+
+# ------------------------------------------------------------- maths and references
+
+# Maths written as ASCII in prose (how the docs spelled it before they were
+# typeset): each is a formula that belongs between $...$.
+ASCII_MATHS = re.compile(r"lambda_|zdot|z_alpha|\(I - J\)\^T lambda|dL/d(?:z|lambda)|J\[i, j\]")
+PROSE_CODE = re.compile(r"^```.*?^```|^    .*?$|`[^`\n]*`|\$\$.*?\$\$|\$(?:[^$\n]|\n(?!\n))*\$",
+                        re.M | re.S)
+SITE_PAGES = sorted((ROOT / "docs").glob("**/*.md"))
+
+
+@pytest.mark.parametrize("path", SITE_PAGES, ids=_rel)
+def test_maths_is_typeset(path: Path) -> None:
+    """Prose outside code and $...$ holds no ASCII formulas."""
+    prose = PROSE_CODE.sub("", path.read_text())
+    found = sorted(set(ASCII_MATHS.findall(prose)))
+    assert not found, f"{_rel(path)}: write {found} as maths ($...$)"
+
+
+def test_mkdocs_typesets_maths() -> None:
+    config = (ROOT / "mkdocs.yml").read_text()
+    assert re.search(r"pymdownx\.arithmatex:\s*\n\s*generic: true", config)
+    assert "mathjax" in config
+    assert (ROOT / "docs" / "javascripts" / "mathjax.js").exists()
+
+
+@pytest.mark.parametrize("path", DOCS + [ROOT / "CHANGELOG.md"], ids=_rel)
+def test_docs_stand_alone(path: Path) -> None:
+    """No file outside the project, no issue tracker numbers."""
+    text = path.read_text()
+    for outside in ("MATH.md", "ARCHITECTURE.md", "STYLE.md", "../shared"):
+        assert outside not in text, f"{_rel(path)} refers to {outside}, outside the project"
+    assert not re.search(r"\bissues?\b", text, re.I), f"{_rel(path)} mentions an issue"
 
 
 def test_navigation_lists_every_page() -> None:

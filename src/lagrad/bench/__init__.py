@@ -11,7 +11,8 @@ one table): ``scaling`` (random scalar DAGs, 10^2..10^6 equations), ``modes``
 a hand-written numpy/scipy *floor* of the same problem in the same run.
 
 Run ``lagrad bench --quick`` (under two minutes), ``lagrad bench --only deq``,
-or ``lagrad bench --out DIR`` to write ``results.json`` and log-log plots.
+or ``lagrad bench --out DIR`` to write ``results.json``, the tables as
+Markdown (``tables.md``) and plots.
 
 Examples
 --------

@@ -53,6 +53,7 @@ class Context:
     stream: Any = None  # where tables go (default sys.stdout)
     progress_stream: Any = None  # where progress lines go (default sys.stderr)
     started: float = field(default_factory=time.perf_counter)
+    transcript: list[str] = field(default_factory=list)  # every printed line, for tables.md
 
     def __post_init__(self) -> None:
         if self.level not in SIZES["repeats"]:
@@ -72,6 +73,7 @@ class Context:
               flush=True)
 
     def print(self, text: str = "") -> None:
+        self.transcript.append(text)
         print(text, file=self.stream or sys.stdout, flush=True)
 
     def guard(self) -> Guard:

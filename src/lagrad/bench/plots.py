@@ -60,9 +60,16 @@ def _series(rows: list[dict[str, Any]], x: str, how: str, y: Any
     return out
 
 
+# peers: one colour per library in every panel
+PEER_COLOURS = {"jax": "tab:orange", "jaxopt": "tab:green", "autograd": "tab:red",
+                "torch": "tab:purple", "casadi": "tab:brown"}
+
+
 def _style(label: str, k: int, colors: Any) -> dict[str, Any]:
-    """Floors black or grey and dashed, lagrad's default thick blue."""
-    style: dict[str, Any] = {"marker": "o", "color": colors[(k + 2) % len(colors)]}
+    """Floors black or grey and dashed, lagrad's default thick blue, each peer
+    library its own colour."""
+    colour = PEER_COLOURS.get(label.split(" ", 1)[0], colors[(k + 2) % len(colors)])
+    style: dict[str, Any] = {"marker": "o", "color": colour}
     if "floor" in label or "hand-written" in label or label.startswith("numpy"):
         forward_only = "forward" in label and "gradient" not in label and "backprop" not in label
         style.update(color="gray" if forward_only else "black",
@@ -88,6 +95,11 @@ def _draw_lines(ax: Any, series: list[tuple[str, list[float], list[float]]], x: 
     ax.legend(fontsize=7)
 
 
+def _ms(value: float) -> str:
+    """Milliseconds with three significant digits, without an exponent."""
+    return f"{value:.3g}" if value < 1000 else f"{value:.0f}"
+
+
 def _draw_bars(ax: Any, series: list[tuple[str, list[float], list[float]]], x: str,
                colors: Any) -> None:
     """One size only: a bar per series, labelled with its time (dots on a log
@@ -99,9 +111,13 @@ def _draw_bars(ax: Any, series: list[tuple[str, list[float], list[float]]], x: s
     ax.set_yticks(range(len(ms)), labels, fontsize=8)
     ax.invert_yaxis()
     for k, value in enumerate(ms):
-        ax.annotate(f" {value:.3g} ms", (value, k), va="center", fontsize=8)
+        ax.annotate(f" {_ms(value)} ms", (value, k), va="center", fontsize=8)
     ax.set_xlabel(f"milliseconds (median) at {x} = {series[0][1][0]:g}")
-    ax.set_xlim(0, max(ms) * 1.25)
+    if min(ms) > 0 and max(ms) / min(ms) > 50:  # a linear axis would hide the short bars
+        ax.set_xscale("log")
+        ax.set_xlim(min(ms) / 2, max(ms) * 8)
+    else:
+        ax.set_xlim(0, max(ms) * 1.25)
     ax.grid(True, axis="x", alpha=0.3)
 
 

@@ -18,6 +18,7 @@ from .blocks import blocks
 from .core import SIZES, Context
 from .deq import deq
 from .machine import describe_machine, machine_line, pin_blas_threads
+from .markdown import to_markdown
 from .mlp import mlp
 from .modes import modes, paths
 from .pagerank import pagerank
@@ -46,14 +47,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="lagrad bench",
         description="Benchmarks: lagrad against hand-written numpy/scipy floors, naive "
                     "baselines and peers. Prints one table per workload and checks the "
-                    "targets of the benchmark issue.")
+                    "targets set for each workload.")
     parser.add_argument("--quick", action="store_true",
                         help="smaller sizes and fewer repeats (under 2 minutes)")
     parser.add_argument("--only", metavar="NAME", action="append", default=None,
                         help="run only this workload (repeatable, or comma-separated): "
                              + ", ".join(WORKLOADS))
     parser.add_argument("--out", metavar="DIR",
-                        help="write results.json and, with matplotlib, PNG plots to DIR")
+                        help="write results.json, the tables as Markdown (tables.md) and, "
+                             "with matplotlib, PNG plots to DIR")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed repeats per measurement (default: 3 quick, 7 full)")
     parser.add_argument("--budget", type=float, default=None,
@@ -141,7 +143,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = os.path.join(args.out, "results.json")
         with open(path, "w") as fh:
             json.dump(results, fh, indent=1)
+        tables = os.path.join(args.out, "tables.md")
+        with open(tables, "w") as fh:
+            fh.write(to_markdown("\n".join(ctx.transcript)) + "\n")
         ctx.print(f"wrote {path}")
+        ctx.print(f"wrote {tables}")
 
         for line in write_plots(results, args.out):
             ctx.print(line)

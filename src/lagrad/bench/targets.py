@@ -1,4 +1,4 @@
-"""The targets of the benchmark issue, checked against a run's rows.
+"""The benchmark targets (speed and accuracy goals per workload), checked against a run's rows.
 
 Each check returns ``{"target", "status", "measured"}`` with status PASS,
 FAIL, or "NOT MEASURED" when the run did not include the sizes it needs
