@@ -16,7 +16,7 @@ OPTIONAL = {"matplotlib", "jax", "jaxlib", "jaxopt", "autograd", "torch", "casad
             "threadpoolctl", "mkdocs"}
 """Packages that are not run-time dependencies: imported where they are used."""
 LAYERS = ["errors", "numeric", "options", "tree", "ir", "compile", "solve", "api", "check",
-          "vectorize", "examples", "study", "methods", "bench", "cli"]
+          "vectorize", "examples", "optimize", "study", "methods", "bench", "cli"]
 """lagrad's packages and top-level modules, lowest first."""
 
 
