@@ -39,8 +39,9 @@ def plot(results: OptimizeResult | Sequence[OptimizeResult], *, xaxis: str = "it
     Returns
     -------
     matplotlib.figure.Figure
-        Four panels; norms on log scales (zeros drawn at the smallest
-        positive value shown).
+        Four panels; norms on log scales, where exact zeros (the violation of
+        a method whose iterates satisfy the constraints) are not drawn; the
+        loss on a log scale too when it stays positive.
 
     Raises
     ------
@@ -61,14 +62,13 @@ def plot(results: OptimizeResult | Sequence[OptimizeResult], *, xaxis: str = "it
     fig = matplotlib.figure.Figure(figsize=(11, 7.5), layout="constrained")
     axes = fig.subplots(2, 2).ravel()
     for ax, (field, label) in zip(axes, PANELS):
-        for run, name in zip(runs, names):
-            y = run.column(field)
-            if field != "loss":
-                positive = y[y > 0]
-                floor = positive.min() if positive.size else 1e-300
-                y = np.maximum(y, floor)
+        values = [run.column(field) for run in runs]
+        log = field != "loss" or all(np.all(v > 0) for v in values)
+        for run, name, y in zip(runs, names, values):
+            if log:  # an exact zero (a feasible iterate) has no place on a log axis
+                y = np.where(y > 0, y, np.nan)
             ax.plot(run.column(xaxis), y, marker=".", label=name)
-        if field != "loss":
+        if log:
             ax.set_yscale("log")
         ax.set_xlabel(xaxis)
         ax.set_title(label)
