@@ -13,10 +13,10 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "lagrad"
 OPTIONAL = {"matplotlib", "jax", "jaxlib", "jaxopt", "autograd", "torch", "casadi",
-            "threadpoolctl", "mkdocs"}
+            "threadpoolctl", "mkdocs", "sklearn"}
 """Packages that are not run-time dependencies: imported where they are used."""
 LAYERS = ["errors", "numeric", "options", "tree", "ir", "compile", "solve", "api", "check",
-          "vectorize", "examples", "study", "methods", "bench", "cli"]
+          "vectorize", "examples", "optimize", "study", "methods", "bench", "cli"]
 """lagrad's packages and top-level modules, lowest first."""
 
 

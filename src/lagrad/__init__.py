@@ -5,7 +5,7 @@ is read off the multipliers lambda that solve (I - J)^T lambda = e_n.
 """
 
 import lagrad.methods  # noqa: F401  (attaches Program.solve, System.summary, ...)
-from lagrad import tree
+from lagrad import optimize, tree
 from lagrad.api import (
     DerivativeInfo,
     Jitted,
@@ -99,7 +99,7 @@ __all__ = [
     "KKTResiduals", "System", "SolveInfo", "SystemSolution",
     "trace", "fixed_point", "root", "unroll", "compare_unrolled",
     "grad", "value_and_grad", "jvp", "vjp", "jacobian", "jacfwd", "jacrev", "tree",
-    "hvp", "hessian",
+    "hvp", "hessian", "optimize",
     "jit", "Jitted", "vmap", "DerivativeInfo", "SolveOptions",
     "check_grad", "taylor_test",
     "linalg", "custom_vjp", "custom_jvp", "CustomVJP", "CustomJVP", "stop_gradient",

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lagrad import __version__
+from lagrad.errors import LagradError
 from lagrad.examples import worked_example, worked_example_derivative
 
 
@@ -80,18 +82,34 @@ def study_command(name: str | None, list_only: bool, plot_dir: str | None = None
     """``lagrad study NAME [--plot DIR]`` / ``lagrad study --list``."""
     from lagrad.examples import EXAMPLES
     from lagrad.study.examples import study
+    from lagrad.study.studies import STUDIES, SUMMARIES
 
     if list_only or name is None:
+        print("Cyclic examples (solvers, diagnostics, unrolled baseline):")
         for key, make in EXAMPLES.items():
             doc = (make.__doc__ or "").strip().splitlines()[0]
             print(f"{key:<10} {doc}")
+        print("\nWorked studies (each against an independent reference):")
+        for key, summary in SUMMARIES.items():
+            print(f"{key:<10} {summary}")
         return 0
-    if name not in EXAMPLES:
-        print(f"lagrad study: unknown example {name!r}; choose one of {sorted(EXAMPLES)}",
-              file=sys.stderr)
+    if name not in EXAMPLES and name not in STUDIES:
+        print(f"lagrad study: unknown example {name!r}; choose one of "
+              f"{sorted(EXAMPLES) + sorted(STUDIES)}", file=sys.stderr)
         return 2
     if plot_dir is not None and not _can_plot():
         return 1
+    if name in STUDIES:
+        if plot_dir is not None:
+            Path(plot_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            result = STUDIES[name](plot_dir=plot_dir)
+        except LagradError as err:  # a missing optional dependency (scikit-learn)
+            print(f"lagrad study {name}: {err}", file=sys.stderr)
+            return 1
+        if result["paths"]:
+            _print_paths(result["paths"])
+        return 0
     example = EXAMPLES[name]()
     result = study(example)
     if plot_dir is not None:
@@ -111,12 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_demo.add_argument("--plot", metavar="DIR", help="also write graph.png and spy.png into "
                                                       "DIR (needs the plot extra)")
     p_study = sub.add_parser("study", help="solvers, diagnostics and the unrolled baseline "
-                                           "on a cyclic example")
+                                           "on a cyclic example, or a worked study")
     p_study.add_argument("name", nargs="?", help="the example (see --list)")
     p_study.add_argument("--list", action="store_true", help="list the examples")
     p_study.add_argument("--plot", metavar="DIR", help="also write graph.png, spy.png, "
                          "forward_convergence.png, adjoint_convergence.png, unrolled.png and "
-                         "backward_modes.png into DIR (needs the plot extra)")
+                         "backward_modes.png into DIR for an example, or the study's "
+                         "pictures (needs the plot extra)")
     sub.add_parser("bench", add_help=False,
                    help="the benchmark suite (lagrad bench --help for its options)")
     argv = list(sys.argv[1:] if argv is None else argv)

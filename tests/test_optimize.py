@@ -1,0 +1,164 @@
+"""lagrad.optimize: descent on the exact gradient, the quadratic penalty and the
+augmented Lagrangian over (x, z, lambda), checked against closed forms and
+finite differences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lagrad
+from lagrad.optimize import Relaxation
+
+RNG = np.random.default_rng(3)
+M = RNG.standard_normal((6, 3))
+T = RNG.standard_normal(6)
+
+
+def _least_squares(w):
+    r = lagrad.tanh(M @ w) - 0.5 * np.tanh(T)
+    return lagrad.sum(r * r)
+
+
+def _net(w):
+    return lagrad.tanh(M @ w)
+
+
+def _loss(o):
+    return lagrad.sum((o - 0.3) ** 2)
+
+
+@pytest.fixture(scope="module")
+def program():
+    return lagrad.trace(_least_squares, np.zeros(3))
+
+
+@pytest.mark.parametrize("jacobian", ["matvec", "sparse"])
+def test_lagrangian_gradient_matches_finite_differences(program, jacobian):
+    rel = Relaxation(program, jacobian=jacobian)
+    z = program.solve(RNG.standard_normal(3)).z + 0.1 * RNG.standard_normal(rel.free.size)
+    z[~rel.free] = 0.0
+    lam = np.where(rel.defined, RNG.standard_normal(z.size), 0.0)
+
+    def lagrangian(v):
+        return rel.objective(v)[0] - lam @ rel.residual(v)
+
+    g = rel.lagrangian_gradient(z, lam)
+    eps = 1e-6
+    fd = np.array([(lagrangian(z + eps * e) - lagrangian(z - eps * e)) / (2 * eps)
+                   for e in np.eye(z.size)])
+    assert np.allclose(g[rel.free], fd[rel.free], atol=1e-6)
+
+
+def test_the_two_jacobian_modes_agree(program):
+    z = program.solve(RNG.standard_normal(3)).z
+    v = RNG.standard_normal(z.size)
+    a, b = Relaxation(program, jacobian="sparse"), Relaxation(program, jacobian="matvec")
+    v[~a.defined] = 0.0
+    z[3:] += 0.1 * RNG.standard_normal(z.size - 3)  # a relaxed point
+    assert np.allclose(a.rmatvec(z, v), b.rmatvec(z, v), atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "penalty", "augmented_lagrangian"])
+def test_methods_reach_the_closed_form_minimum(program, method):
+    # tanh(M w) = 0.5 tanh(T) has no exact solution; the reference is a dense
+    # Gauss-Newton solve in numpy on the same least-squares problem
+    w = np.zeros(3)
+    for _ in range(50):
+        r = np.tanh(M @ w) - 0.5 * np.tanh(T)
+        jac = (1 - np.tanh(M @ w) ** 2)[:, None] * M
+        w = w - np.linalg.lstsq(jac, r, rcond=None)[0]
+    options = {"tol": 1e-8} if method != "lbfgs" else {"gtol": 1e-10}
+    if method == "penalty":
+        options = {"tol": 1e-5, "maxiter": 12}
+    res = lagrad.optimize.minimize(program, np.zeros(3), method=method, **options)
+    assert res.success, res.message
+    assert np.allclose(res.x, w, atol=1e-4 if method == "penalty" else 1e-6)
+    assert res.history[0].iteration == 0 and len(res.history) == res.nit + 1
+    seconds = res.column("seconds")
+    assert np.all(np.diff(seconds) >= 0)
+
+
+def test_augmented_lagrangian_multipliers_solve_the_multiplier_system(program):
+    res = lagrad.optimize.augmented_lagrangian(program, np.zeros(3), tol=1e-9)
+    rel = Relaxation(program)
+    _, _, exact = rel.multipliers(rel.flat_x(res.x))
+    assert np.allclose(res.multipliers, exact, atol=1e-5)
+    last = res.history[-1]
+    assert last.violation <= 1e-9 and last.dL_dz < 1e-5 and last.dL_dx < 1e-5
+
+
+def test_loss_on_a_non_scalar_output():
+    net = lagrad.trace(_net, np.zeros(3))
+    ref = lagrad.optimize.lbfgs(lagrad.trace(lambda w: _loss(_net(w)), np.zeros(3)),
+                                np.zeros(3), gtol=1e-10)
+    for method in ("lbfgs", "augmented_lagrangian"):
+        res = lagrad.optimize.minimize(net, np.zeros(3), method=method, loss=_loss)
+        assert res.success, res.message
+        assert np.allclose(res.x, ref.x, atol=1e-5)
+        assert res.fun == pytest.approx(ref.fun, abs=1e-9)
+
+
+def test_gradient_descent_with_fixed_and_minibatch_inputs():
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((64, 3))
+    w_true = np.array([1.0, -2.0, 0.5])
+    target = data @ w_true
+    p = lagrad.trace(lambda w, a, t: lagrad.mean((a @ w - t) ** 2), np.zeros(3),
+                     np.zeros((16, 3)), np.zeros(16))
+    names = [v.name for v in p.inputs]
+
+    def batch(k):
+        rows = slice(16 * (k % 4), 16 * (k % 4) + 16)
+        return {names[1]: data[rows], names[2]: target[rows]}
+
+    res = lagrad.optimize.gradient_descent(p, np.zeros(3), fixed=batch, learning_rate=0.2,
+                                           momentum=0.5, maxiter=300)
+    assert np.allclose(res.x, w_true, atol=1e-6)
+    whole = lagrad.optimize.lbfgs(p, {names[0]: np.zeros(3)}, fixed=batch(1))
+    assert np.allclose(whole.x, w_true, atol=1e-5)
+
+
+def test_a_cyclic_program_is_relaxed_too():
+    # z = 0.5 sin(z) + a, minimize (z - 1)^2 over a: the optimum is z = 1
+    p = lagrad.Program()
+    a = p.input("a")
+    z = p.unknown("z")
+    p.define(z, 0.5 * lagrad.sin(z) + a)
+    p.output((z - 1.0) ** 2)
+    res = lagrad.optimize.augmented_lagrangian(p, 0.0, tol=1e-10)
+    assert res.success
+    assert float(res.x) == pytest.approx(1.0 - 0.5 * np.sin(1.0), abs=1e-7)
+
+
+def test_errors_name_the_problem(program):
+    with pytest.raises(lagrad.OptionError, match="method='newton'"):
+        lagrad.optimize.minimize(program, np.zeros(3), method="newton")
+    with pytest.raises(lagrad.OptionError, match="jacobian"):
+        lagrad.optimize.lbfgs(program, np.zeros(3), jacobian="dense")
+    with pytest.raises(lagrad.ProgramError, match="pass a loss"):
+        lagrad.optimize.lbfgs(lagrad.trace(_net, np.zeros(3)), np.zeros(3))
+    with pytest.raises(lagrad.ProgramError, match="loss must return a scalar"):
+        lagrad.optimize.lbfgs(lagrad.trace(_net, np.zeros(3)), np.zeros(3), loss=lambda o: o)
+    with pytest.raises(lagrad.ProgramError, match="fixed input 'nope'"):
+        lagrad.optimize.lbfgs(program, np.zeros(3), fixed={"nope": 1.0})
+    with pytest.raises(lagrad.ProgramError, match="shape"):
+        lagrad.optimize.lbfgs(program, np.zeros(4))
+    with pytest.raises(lagrad.OptionError, match="penalty"):
+        lagrad.optimize.quadratic_penalty(program, np.zeros(3), penalty=0.0)
+    with pytest.raises(lagrad.OptionError, match="learning_rate"):
+        lagrad.optimize.gradient_descent(program, np.zeros(3), learning_rate=-1.0)
+    with pytest.raises(lagrad.OptionError, match="multipliers has 2 entries"):
+        lagrad.optimize.augmented_lagrangian(program, np.zeros(3), multipliers=np.zeros(2))
+
+
+def test_history_table_and_plot(tmp_path, program):
+    pytest.importorskip("matplotlib")
+    runs = [lagrad.optimize.minimize(program, np.zeros(3), method=m, maxiter=3)
+            for m in ("gradient_descent", "augmented_lagrangian")]
+    text = lagrad.optimize.format_history(runs[1])
+    assert "||z-f(z)||" in text and len(text.splitlines()) == len(runs[1].history) + 2
+    fig = lagrad.optimize.plot(runs, xaxis="seconds", path=tmp_path / "c.png", title="t")
+    assert len(fig.axes) == 4 and (tmp_path / "c.png").stat().st_size > 0
+    with pytest.raises(lagrad.OptionError, match="xaxis"):
+        lagrad.optimize.plot(runs, xaxis="time")
