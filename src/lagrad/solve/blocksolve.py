@@ -101,6 +101,11 @@ class BlockOperator:
         self.transposed = orientation.transposed
         self.w, self.w2 = (workspace or Workspace(z.size)).vectors()
         self.products, self.rate = 0, rate
+        # the argument of the last product made without an interior seed, and whether
+        # the block's rhs has none either (then that product's interior entries are
+        # what :meth:`recover` would compute, and the reduced residual is the block's)
+        self.last: Array | None = None
+        self.interior_free = False
 
     @property
     def name(self) -> str:
@@ -146,6 +151,7 @@ class BlockOperator:
         holds z until the garbage collector runs, and keeps the buffer pool
         from recycling it.)"""
         self.products += 1
+        self.last = v if b_interior is None else None
         if self.transposed:
             return self._g_vjp(v, b_interior)
         return self._g_jvp(v, b_interior)
@@ -155,14 +161,19 @@ class BlockOperator:
         right-hand side for the block rhs ``b``."""
         unit = self.unit
         n = unit.u_index.size
-        c = b[unit.pos_u] + self._product(np.zeros(n), b[unit.pos_i])
+        b_i = b[unit.pos_i]
+        self.interior_free = not b_i.any()
+        # c = b_U + (the interior's rhs carried to the unknowns): no product when it is 0
+        c = b[unit.pos_u] if self.interior_free else \
+            b[unit.pos_u] + self._product(np.zeros(n), b_i)
         op = spla.LinearOperator((n, n), matvec=lambda v: v - self._product(v), dtype=float)
         return op, c
 
     def recover(self, x_u: Array, b: Array) -> Array:
         """The whole block's solution from the unknowns' part ``x_u``."""
         unit = self.unit
-        self._product(x_u, b[unit.pos_i])
+        if not (self.interior_free and x_u is self.last):  # else the last product did it
+            self._product(x_u, b[unit.pos_i])
         x_i = (self.w2 if self.transposed else self.w)[unit.i_at]
         x = np.empty(unit.s_index.size)
         x[unit.pos_u], x[unit.pos_i] = x_u, x_i
@@ -259,8 +270,12 @@ def _reduced(name: str, solver: ReducedSolver) -> BlockMethod:
         x_u = solver(op, c, options, result, budget)
         if x_u is None:  # singular, or given up: status and message are set
             return result
+        known = result.extra.get("reduced_residual") if block.interior_free and \
+            result.converged else None
         result.x = block.recover(x_u, b)
-        res = result.residual = block.residual(result.x, b)
+        # the interior rows hold by construction: with no interior rhs the block's
+        # relative residual is the reduced system's, when the solver measured it
+        res = result.residual = known if known is not None else block.residual(result.x, b)
         if not (np.isfinite(res) and (result.converged or res <= options.tolerance)):
             result.status = Status.MAX_ITERATIONS
             result.message = (f"{name} did not converge within {result.iterations} "
@@ -309,7 +324,7 @@ def _neumann(op: spla.LinearOperator, c: Array, options: LinearOptions, result: 
         history.append(res)
         result.iterations = k - 1
         if res <= tol * scale:
-            result.status = Status.CONVERGED
+            result.status, result.extra["reduced_residual"] = Status.CONVERGED, res / scale
             return x
         if not np.isfinite(res) or res > 1e12 * scale:
             break
