@@ -45,6 +45,7 @@ from lagrad.compile.schedule import CyclicBlock
 from lagrad.errors import SingularSystemError
 from lagrad.numeric import all_finite, lu_condition, norm2
 from lagrad.options import DEFAULT_STEPS, BackwardOptions, LinearOptions
+from lagrad.solve.buffers import Pool
 from lagrad.solve.results import BlockResult, Status, raise_for
 from lagrad.solve.system import Orientation
 
@@ -76,15 +77,27 @@ class SingularBlockWarning(RuntimeWarning):
 class Workspace:
     """Two scratch vectors in the flat layout, allocated once per sweep and
     shared by its blocks (each block only touches its own positions), so that
-    a chain of many small blocks costs time linear in their number."""
+    a chain of many small blocks costs time linear in their number.
 
-    def __init__(self, size: int) -> None:
+    Their contents are undefined: a block writes every position it reads
+    (zeroing its own runs first where it accumulates). With a ``pool`` they
+    are taken from the schedule's recycled vectors and go back to it once the
+    workspace is dropped, so a sweep allocates no program-sized memory (a DEQ
+    layer's z holds all of W: fresh vectors would cost page faults)."""
+
+    def __init__(self, size: int, pool: Pool | None = None) -> None:
         self.size = size
+        self.pool = pool if pool is not None and pool.size == size else None
         self._vectors: tuple[Array, Array] | None = None
 
     def vectors(self) -> tuple[Array, Array]:
         if self._vectors is None:
-            self._vectors = (np.zeros(self.size), np.zeros(self.size))
+            if self.pool is None:
+                self._vectors = (np.empty(self.size), np.empty(self.size))
+            else:
+                self._vectors = (self.pool.take(), self.pool.take())
+                for vec in self._vectors:
+                    self.pool.recycle(self, vec)
         return self._vectors
 
 
