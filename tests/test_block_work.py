@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from lagrad.compile.schedule import CyclicBlock
 from lagrad.examples import deq
 from lagrad.solve import nonlinear
+from lagrad.solve.bound import bind_pullbacks, bind_runs, run_all
 
 
 def test_deq_adjoint_makes_one_product_per_iteration() -> None:
@@ -48,3 +50,22 @@ def test_small_blocks_stay_consistent_to_rounding() -> None:
     pre = [v for v in sol.program.variables if v.kind != "input" and v.shape == (20,)]
     assert any(np.array_equal(sol[v], w @ z) for v in pre)
     assert x.shape == (5,)
+
+
+def test_bound_steps_do_what_the_steps_do(rng: np.random.Generator) -> None:
+    ex = deq(n=30, d=4, seed=1)
+    sol = ex.solve()
+    unit = next(s for s in sol.schedule.steps if isinstance(s, CyclicBlock))
+    z = sol.z + 0.1 * rng.standard_normal(sol.z.size)
+    z_steps, z_bound = z.copy(), z.copy()
+    for step in unit.steps:
+        step.run(z_steps)
+    run_all(bind_runs(unit.steps, z_bound))
+    np.testing.assert_array_equal(z_bound, z_steps)
+    lam = rng.standard_normal(z.size)
+    into_steps, into_bound = np.zeros(z.size), np.zeros(z.size)
+    for step in unit.steps:
+        step.pullback(z, lam, into_steps)
+    run_all(bind_pullbacks(unit.steps, z, lam, into_bound))
+    np.testing.assert_allclose(into_bound, into_steps, rtol=1e-14, atol=1e-14)
+    assert np.abs(into_bound).max() > 0

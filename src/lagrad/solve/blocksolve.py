@@ -45,6 +45,7 @@ from lagrad.compile.schedule import CyclicBlock
 from lagrad.errors import SingularSystemError
 from lagrad.numeric import all_finite, lu_condition, norm2
 from lagrad.options import DEFAULT_STEPS, BackwardOptions, LinearOptions
+from lagrad.solve.bound import bind_pullbacks, run_all
 from lagrad.solve.buffers import Pool
 from lagrad.solve.results import BlockResult, Status, raise_for
 from lagrad.solve.system import Orientation
@@ -119,6 +120,7 @@ class BlockOperator:
         # what :meth:`recover` would compute, and the reduced residual is the block's)
         self.last: Array | None = None
         self.interior_free = False
+        self._vjp_calls: list[Callable[[], Any]] | None = None  # made on first use
 
     @property
     def name(self) -> str:
@@ -134,14 +136,15 @@ class BlockOperator:
     def _g_vjp(self, v: Array, b_interior: Array | None = None) -> Array:
         """(dG/du)^T v, or with ``b_interior`` the back-substituted interior seed."""
         u = self.unit
+        if self._vjp_calls is None:  # bound once: z, w and w2 stay put for the solve
+            self._vjp_calls = bind_pullbacks(u.inner_closing, self.z, self.w, self.w2)
+            self._vjp_interior = bind_pullbacks(u.inner_interior[::-1], self.z, self.w2)
         u.zero(self.w2)
         self.w[u.u_at] = v  # the closing pullbacks read only the unknowns' entries
-        for step in u.inner_closing:
-            step.pullback(self.z, self.w, into=self.w2)
+        run_all(self._vjp_calls)
         if b_interior is not None:
             self.w2[u.i_at] += b_interior
-        for step in reversed(u.inner_interior):
-            step.pullback(self.z, self.w2)
+        run_all(self._vjp_interior)
         return self.w2[u.u_at].copy()
 
     def _g_jvp(self, v: Array, c_interior: Array | None = None) -> Array:

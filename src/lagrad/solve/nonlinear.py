@@ -36,6 +36,7 @@ from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.schedule import CyclicBlock
 from lagrad.numeric import lu_condition, norm2
 from lagrad.options import ForwardOptions
+from lagrad.solve.bound import bind_runs
 from lagrad.solve.results import BlockResult, Status, raise_for
 
 __all__ = ["BlockMap", "solve_block", "auto_solve", "METHODS", "ForwardMethod",
@@ -59,15 +60,17 @@ class BlockMap:
         self.scratch = np.empty_like(z) if scratch is None else scratch
         self.last: Array | None = None  # the argument of the last call: z is evaluated there
         self.last_out: Array | None = None  # and its value G(last)
+        self.calls: list[Callable[[], Any]] | None = None  # bound on the first call
 
     def __call__(self, u: Array) -> Array:
         z, at = self.z, self.unit.u_at
         z[at] = u
         self.last = u
-        for step in self.unit.interior:
-            step.run(z)
-        for step in self.unit.closing:
-            step.run(z, self.scratch)
+        if self.calls is None:
+            self.calls = bind_runs(self.unit.interior, z) + \
+                bind_runs(self.unit.closing, z, self.scratch)
+        for call in self.calls:  # the interior in order, then the closing equations
+            call()
         out = self.scratch[at].copy() if isinstance(at, slice) else self.scratch[at]
         self.last_out = out
         return out
