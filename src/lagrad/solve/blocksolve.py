@@ -45,6 +45,8 @@ from lagrad.compile.schedule import CyclicBlock
 from lagrad.errors import SingularSystemError
 from lagrad.numeric import all_finite, lu_condition, norm2
 from lagrad.options import DEFAULT_STEPS, BackwardOptions, LinearOptions
+from lagrad.solve.bound import bind_pullbacks, run_all
+from lagrad.solve.buffers import Pool
 from lagrad.solve.results import BlockResult, Status, raise_for
 from lagrad.solve.system import Orientation
 
@@ -76,15 +78,27 @@ class SingularBlockWarning(RuntimeWarning):
 class Workspace:
     """Two scratch vectors in the flat layout, allocated once per sweep and
     shared by its blocks (each block only touches its own positions), so that
-    a chain of many small blocks costs time linear in their number."""
+    a chain of many small blocks costs time linear in their number.
 
-    def __init__(self, size: int) -> None:
+    Their contents are undefined: a block writes every position it reads
+    (zeroing its own runs first where it accumulates). With a ``pool`` they
+    are taken from the schedule's recycled vectors and go back to it once the
+    workspace is dropped, so a sweep allocates no program-sized memory (a DEQ
+    layer's z holds all of W: fresh vectors would cost page faults)."""
+
+    def __init__(self, size: int, pool: Pool | None = None) -> None:
         self.size = size
+        self.pool = pool if pool is not None and pool.size == size else None
         self._vectors: tuple[Array, Array] | None = None
 
     def vectors(self) -> tuple[Array, Array]:
         if self._vectors is None:
-            self._vectors = (np.zeros(self.size), np.zeros(self.size))
+            if self.pool is None:
+                self._vectors = (np.empty(self.size), np.empty(self.size))
+            else:
+                self._vectors = (self.pool.take(), self.pool.take())
+                for vec in self._vectors:
+                    self.pool.recycle(self, vec)
         return self._vectors
 
 
@@ -101,6 +115,12 @@ class BlockOperator:
         self.transposed = orientation.transposed
         self.w, self.w2 = (workspace or Workspace(z.size)).vectors()
         self.products, self.rate = 0, rate
+        # the argument of the last product made without an interior seed, and whether
+        # the block's rhs has none either (then that product's interior entries are
+        # what :meth:`recover` would compute, and the reduced residual is the block's)
+        self.last: Array | None = None
+        self.interior_free = False
+        self._vjp_calls: list[Callable[[], Any]] | None = None  # made on first use
 
     @property
     def name(self) -> str:
@@ -116,14 +136,15 @@ class BlockOperator:
     def _g_vjp(self, v: Array, b_interior: Array | None = None) -> Array:
         """(dG/du)^T v, or with ``b_interior`` the back-substituted interior seed."""
         u = self.unit
+        if self._vjp_calls is None:  # bound once: z, w and w2 stay put for the solve
+            self._vjp_calls = bind_pullbacks(u.inner_closing, self.z, self.w, self.w2)
+            self._vjp_interior = bind_pullbacks(u.inner_interior[::-1], self.z, self.w2)
         u.zero(self.w2)
         self.w[u.u_at] = v  # the closing pullbacks read only the unknowns' entries
-        for step in u.inner_closing:
-            step.pullback(self.z, self.w, into=self.w2)
+        run_all(self._vjp_calls)
         if b_interior is not None:
             self.w2[u.i_at] += b_interior
-        for step in reversed(u.inner_interior):
-            step.pullback(self.z, self.w2)
+        run_all(self._vjp_interior)
         return self.w2[u.u_at].copy()
 
     def _g_jvp(self, v: Array, c_interior: Array | None = None) -> Array:
@@ -146,6 +167,7 @@ class BlockOperator:
         holds z until the garbage collector runs, and keeps the buffer pool
         from recycling it.)"""
         self.products += 1
+        self.last = v if b_interior is None else None
         if self.transposed:
             return self._g_vjp(v, b_interior)
         return self._g_jvp(v, b_interior)
@@ -155,14 +177,19 @@ class BlockOperator:
         right-hand side for the block rhs ``b``."""
         unit = self.unit
         n = unit.u_index.size
-        c = b[unit.pos_u] + self._product(np.zeros(n), b[unit.pos_i])
+        b_i = b[unit.pos_i]
+        self.interior_free = not b_i.any()
+        # c = b_U + (the interior's rhs carried to the unknowns): no product when it is 0
+        c = b[unit.pos_u] if self.interior_free else \
+            b[unit.pos_u] + self._product(np.zeros(n), b_i)
         op = spla.LinearOperator((n, n), matvec=lambda v: v - self._product(v), dtype=float)
         return op, c
 
     def recover(self, x_u: Array, b: Array) -> Array:
         """The whole block's solution from the unknowns' part ``x_u``."""
         unit = self.unit
-        self._product(x_u, b[unit.pos_i])
+        if not (self.interior_free and x_u is self.last):  # else the last product did it
+            self._product(x_u, b[unit.pos_i])
         x_i = (self.w2 if self.transposed else self.w)[unit.i_at]
         x = np.empty(unit.s_index.size)
         x[unit.pos_u], x[unit.pos_i] = x_u, x_i
@@ -259,8 +286,12 @@ def _reduced(name: str, solver: ReducedSolver) -> BlockMethod:
         x_u = solver(op, c, options, result, budget)
         if x_u is None:  # singular, or given up: status and message are set
             return result
+        known = result.extra.get("reduced_residual") if block.interior_free and \
+            result.converged else None
         result.x = block.recover(x_u, b)
-        res = result.residual = block.residual(result.x, b)
+        # the interior rows hold by construction: with no interior rhs the block's
+        # relative residual is the reduced system's, when the solver measured it
+        res = result.residual = known if known is not None else block.residual(result.x, b)
         if not (np.isfinite(res) and (result.converged or res <= options.tolerance)):
             result.status = Status.MAX_ITERATIONS
             result.message = (f"{name} did not converge within {result.iterations} "
@@ -309,7 +340,7 @@ def _neumann(op: spla.LinearOperator, c: Array, options: LinearOptions, result: 
         history.append(res)
         result.iterations = k - 1
         if res <= tol * scale:
-            result.status = Status.CONVERGED
+            result.status, result.extra["reduced_residual"] = Status.CONVERGED, res / scale
             return x
         if not np.isfinite(res) or res > 1e12 * scale:
             break

@@ -35,6 +35,7 @@ from lagrad.numeric import all_finite
 from lagrad.options import AdjointOptions, LinearOptions
 from lagrad.solve import blocksolve
 from lagrad.solve.blocksolve import Workspace, check_determined, substitute_block
+from lagrad.solve.buffers import pool_of
 from lagrad.solve.grouped import check_group_determined, solve_linear
 from lagrad.solve.results import BlockResult, Status
 from lagrad.solve.system import Orientation, System
@@ -131,7 +132,7 @@ class Substitution(LinearSolver):
                 and level_plan(schedule) is not None:
             return LEVELS.run(system, options, rebuild_rhs)
         vec = system.rhs if rebuild_rhs is not None else system.rhs.copy()
-        work = Workspace(vec.size)
+        work = Workspace(vec.size, pool_of(schedule))
         blocks: list[BlockResult] = []
 
         # the default ("auto") solves each group of same-structure blocks at once,

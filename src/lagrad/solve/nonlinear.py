@@ -36,6 +36,7 @@ from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.schedule import CyclicBlock
 from lagrad.numeric import lu_condition, norm2
 from lagrad.options import ForwardOptions
+from lagrad.solve.bound import bind_runs
 from lagrad.solve.results import BlockResult, Status, raise_for
 
 __all__ = ["BlockMap", "solve_block", "auto_solve", "METHODS", "ForwardMethod",
@@ -45,6 +46,7 @@ Array = NDArray[np.float64]
 NEWTON_MAXITER = 100
 ITERATIVE_MAXITER = 10_000
 SWITCH_BUDGET = 500  # "auto": predicted fixed-point iterations beyond which Newton takes over
+SETTLE_MIN = 256  # unknowns from which a converged iteration skips its last evaluation
 DIVERGED = 1e8  # a residual this many times the first one (or 1) counts as divergence
 
 
@@ -56,15 +58,38 @@ class BlockMap:
         self.unit, self.z = unit, z
         # only the unknowns' positions are written: one scratch serves all blocks
         self.scratch = np.empty_like(z) if scratch is None else scratch
+        self.last: Array | None = None  # the argument of the last call: z is evaluated there
+        self.last_out: Array | None = None  # and its value G(last)
+        self.calls: list[Callable[[], Any]] | None = None  # bound on the first call
 
     def __call__(self, u: Array) -> Array:
         z, at = self.z, self.unit.u_at
         z[at] = u
-        for step in self.unit.interior:
-            step.run(z)
-        for step in self.unit.closing:
-            step.run(z, self.scratch)
-        return self.scratch[at].copy() if isinstance(at, slice) else self.scratch[at]
+        self.last = u
+        if self.calls is None:
+            self.calls = bind_runs(self.unit.interior, z) + \
+                bind_runs(self.unit.closing, z, self.scratch)
+        for call in self.calls:  # the interior in order, then the closing equations
+            call()
+        out = self.scratch[at].copy() if isinstance(at, slice) else self.scratch[at]
+        self.last_out = out
+        return out
+
+    def settle(self, x: Array) -> None:
+        """Leave z at the solution ``x``. When ``x`` is the last call's argument,
+        z is already there. When it is that call's value G(u) (a converged
+        fixed-point iteration, ||G(u) - u|| <= tol), z_U is set to it and the
+        interior is kept at u: the closing equations hold exactly, the
+        interior ones to within the tolerance, and one evaluation of the block
+        (a product with the whole of a dense W, say) is saved. Small blocks,
+        where that evaluation costs little, are evaluated again at ``x``: z is
+        then consistent to rounding (second derivatives read it)."""
+        if x is self.last:
+            return
+        if x is self.last_out and x.size >= SETTLE_MIN:
+            self.z[self.unit.u_at] = x
+            return
+        self(x)
 
     def result(self, method: str) -> BlockResult:
         return BlockResult(self.unit.block.name, method, self.unit.block.number)
@@ -300,7 +325,7 @@ def solve_block(unit: CyclicBlock, z: Array, options: ForwardOptions,
             result = run(g, u0, tol, limit)
         raise_for(result)
         assert result.x is not None
-        g(result.x)  # leave z at the solution, with the interior evaluated there
+        g.settle(result.x)
     result.seconds = time.perf_counter() - t0
     result.residual = result.residuals[-1] if result.residuals else 0.0
     return result
