@@ -85,3 +85,20 @@ def test_jit_through_the_plan_matches_autograd(rng):
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
         params = tuple(p - 0.1 * d for p, d in zip(params, g))
     assert step.cache.traces == 1
+
+
+def test_jit_value_and_grad_recycles_values_and_multipliers(rng):
+    """A training step drops its Solution: z and lambda go back to the pool
+    (a fresh program-sized lambda per call page-faults through its memory)."""
+    step = lagrad.jit(lagrad.value_and_grad(lambda w, x: lagrad.tanh(x @ w).sum(),
+                                            return_info=True))
+    w, x = rng.standard_normal(3), rng.standard_normal((50, 3))
+    _, info = step(w, x)
+    pool = pool_of(compile_program(info.program))
+    before = None
+    for _ in range(3):
+        step(w, x)
+        assert len(pool.free) == 2
+        now = {id(v) for v in pool.free}
+        assert before is None or now == before  # the same two vectors, round after round
+        before = now

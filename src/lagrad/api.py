@@ -394,6 +394,9 @@ def _value_and_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, set
         lam, info = _adjoint(sol, setup)
         grads = _pick(_input_gradients(traced, sol.schedule.index.take(lam, sol.schedule.inputs)),
                       argnums)
+        # unbound before the Solution goes: only then is lambda recycled (solve/buffers.py),
+        # not allocated afresh (page faults through it) at the next call
+        del lam
         dtype = call.dtype(args, kwargs)
         value = _cast(sol.output, dtype)
         result = ((value, _aux_values(traced, sol, dtype)), grads) if has_aux else (value, grads)
