@@ -35,13 +35,16 @@ def cases(rng):
     }
 
 
+@pytest.mark.parametrize("stepwise", [False, True])
 @pytest.mark.parametrize("name", ["mlp", "reused", "unused input", "dead branch",
                                   "vector products", "outer"])
-def test_plan_multipliers_equal_the_general_sweep(name, rng):
+def test_plan_multipliers_equal_the_general_sweep(name, stepwise, rng):
     fn, args = cases(rng)[name]
     program = lagrad.trace(fn, *args)
     schedule = compile_program(program)
-    assert flat_plan(schedule) is not None
+    plan = flat_plan(schedule)
+    assert plan is not None
+    plan.stepwise = stepwise  # (chosen by size: small programs check in one pass)
     sol = program.solve(*args)
     general = solve_system(sol.adjoint_system(), "backsub").x
     dense = solve_system(sol.adjoint_system(), "dense").x
@@ -58,11 +61,25 @@ def test_plan_multipliers_equal_the_general_sweep(name, rng):
         np.testing.assert_allclose(lam, dense, rtol=1e-12, atol=1e-12)
 
 
-def test_a_non_finite_multiplier_takes_the_general_path_and_names_the_equation():
-    program = lagrad.trace(lambda v: lagrad.sqrt(v).sum(), np.ones(3))
-    assert flat_plan(compile_program(program)) is not None
+@pytest.mark.parametrize("stepwise", [False, True])
+def test_a_non_finite_multiplier_takes_the_general_path_and_names_the_equation(stepwise):
+    program = lagrad.trace(lambda v: (lagrad.sqrt(v) * 2.0).sum(), np.ones(3))
+    flat_plan(compile_program(program)).stepwise = stepwise
     with pytest.raises(NonFiniteError, match="sqrt"):
         program.solve(np.array([1.0, 0.0, 2.0])).grad()
+    np.testing.assert_allclose(program.solve(np.ones(3)).grad(), np.ones(3))
+
+
+@pytest.mark.parametrize("stepwise", [False, True])
+@pytest.mark.parametrize("bad", [np.array([1.0, np.inf, 2.0]), np.array([1.0, -1.0, 2.0])])
+def test_a_non_finite_value_names_the_equation(stepwise, bad):
+    step = lagrad.jit(lagrad.value_and_grad(lambda v: (lagrad.log(v) * 2.0).sum(),
+                                            return_info=True))
+    _, info = step(np.ones(3))
+    flat_plan(compile_program(info.program)).stepwise = stepwise
+    expected = "log" if bad.min() < 0 else "input .v. has a non-finite"
+    with pytest.raises(NonFiniteError, match=expected):
+        step(bad)
 
 
 def test_jit_through_the_plan_matches_autograd(rng):

@@ -39,6 +39,7 @@ __all__ = ["FlatPlan", "flat_plan"]
 
 Array = NDArray[np.float64]
 NOTES = "one sweep in block order"  # what the general sweep reports for no cyclic block
+STEPWISE = 1 << 16  # programs longer than this check finiteness step by step (see FlatPlan)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,15 @@ class FlatPlan:
         Acyclic, every step a :class:`~lagrad.compile.schedule.Single`, with
         an output (see :func:`flat_plan`, which checks). Only a scalar output
         has multipliers here (a seed of 1).
+
+    Notes
+    -----
+    Every value and multiplier is checked to be finite. In a program of more
+    than ``STEPWISE`` entries each step's output is checked right after it is
+    written (its value) or before it is read (its multiplier), while it is
+    still in cache, instead of in one pass over the whole vector at the end;
+    the inputs' entries, and the multipliers of steps that pass nothing on,
+    are checked at the end. Either way every entry is checked once.
     """
 
     def __init__(self, schedule: Schedule) -> None:
@@ -80,6 +90,10 @@ class FlatPlan:
             if slots:
                 reverse.append(_Reverse(step, tuple(slots)))
         self.reverse = tuple(reverse)
+        self.stepwise = schedule.size > STEPWISE
+        passing = {id(rev.step) for rev in reverse}
+        self.last = _runs(sorted(list(self.inputs) + [(s.start, s.stop) for s in self.steps
+                                                      if id(s) not in passing]))
         self.clear = _runs([(int(a), int(b)) for a, b in zip(index.offsets[:-1],
                                                              index.offsets[1:])
                             if b > a and (int(a), int(b)) not in written])
@@ -94,9 +108,15 @@ class FlatPlan:
         for (a, b), x in zip(self.inputs, inputs):
             z[a:b] = np.ravel(x)
         with np.errstate(all="ignore"):
-            for step in self.steps:
-                step.run(z)
-            finite = _finite(z)
+            if self.stepwise:
+                finite = all(_finite(z[a:b]) for a, b in self.inputs)
+                for step in self.steps:
+                    step.run(z)
+                    finite = finite and _finite(z[step.start:step.stop])
+            else:
+                for step in self.steps:
+                    step.run(z)
+                finite = _finite(z)
         if not finite:
             raise first_nonfinite(self.schedule, z, "value")
         return z
@@ -113,12 +133,15 @@ class FlatPlan:
         for a, b in self.clear:
             lam[a:b] = 0.0
         lam[self.seed] = 1.0
+        stepwise = self.stepwise
         with np.errstate(all="ignore"):  # non-finite multipliers are found below
             for rev in self.reverse:
                 step = rev.step
                 eq = step.eq
                 prim, params = eq.primitive, eq.params
                 g = lam[step.start:step.stop].reshape(step.shape)
+                if stepwise and not _finite(g):  # complete: every child passed its part
+                    return None
                 ans = z[step.start:step.stop].reshape(step.shape)
                 args = step.gather(z)
                 for pos, a, b, shape, first in rev.slots:
@@ -126,7 +149,8 @@ class FlatPlan:
                         prim.pullback_set(pos, lam[a:b].reshape(shape), g, ans, args, params)
                     else:
                         prim.pullback_add(pos, lam[a:b].reshape(shape), g, ans, args, params)
-            finite = _finite(lam)
+            finite = all(_finite(lam[a:b]) for a, b in self.last) if stepwise else \
+                _finite(lam)
         if not finite:
             return None
         seconds = time.perf_counter() - t0
