@@ -43,3 +43,35 @@ def test_pullback_add_falls_back_to_the_vjp():
     out = np.ones((3, 2))
     P.matmul.pullback_add(0, out, g, a @ b, [a, b], {})
     np.testing.assert_array_equal(out, 1 + g @ b.T)
+
+
+@pytest.mark.parametrize("sa, sb", SHAPES)
+@pytest.mark.parametrize("k", [0, 1])
+def test_beta_zero_writes_the_vjp_over_nan(sa, sb, k):
+    """beta=0 (pullback_set) must not read the target, even where it holds NaN."""
+    rng = np.random.default_rng(len(sa) * 10 + len(sb) + k)
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    g = rng.standard_normal(np.shape(a @ b))
+    out = np.full((sa, sb)[k], np.nan)
+    assert matmul_vjp_add(k, out, g, a, b, beta=0.0)
+    np.testing.assert_allclose(out, P.matmul.pullback(k, g, a @ b, [a, b], {}),
+                               rtol=1e-13, atol=1e-13)
+    again = np.full((sa, sb)[k], np.nan)
+    P.matmul.pullback_set(k, again, g, a @ b, [a, b], {})
+    np.testing.assert_array_equal(again, out)
+
+
+@pytest.mark.parametrize("prim, args", [
+    (P.tanh, [np.linspace(-1, 1, 6).reshape(2, 3)]),
+    (P.add, [np.ones((2, 3)), np.arange(3.0)]),
+    (P.mul, [np.arange(6.0).reshape(2, 3), np.arange(3.0) - 1]),
+    (P.sum_, [np.arange(6.0).reshape(2, 3)]),
+])
+def test_pullback_set_equals_pullback(prim, args):
+    params = {"axis": (1,), "keepdims": False} if prim is P.sum_ else {}
+    ans = prim.value(*args, **params)
+    g = np.random.default_rng(0).standard_normal(np.shape(ans))
+    for k in range(len(args)):
+        out = np.full(np.shape(args[k]), np.nan)
+        prim.pullback_set(k, out, g, ans, args, params)
+        np.testing.assert_array_equal(out, prim.pullback(k, g, ans, args, params))

@@ -37,7 +37,7 @@ from lagrad.options import SolveOptions
 from lagrad.solve.linsolve import SolveInfo, resolve_method, solve_system
 from lagrad.solve.results import BlockResult
 from lagrad.solve.second import multiplier_tangent
-from lagrad.solve.solution import Solution
+from lagrad.solve.solution import Solution, solve_checked
 from lagrad.solve.sparsejac import sparse_jacobian
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacobian", "jacfwd", "jacrev", "jit",
@@ -122,6 +122,15 @@ class _Call:
     traced: Traced
     sol: Solution
     traced_now: bool
+    memo: dict[str, Any] = field(default_factory=dict)  # kept with a cached trace
+
+    def dtype(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> np.dtype[Any]:
+        """The output dtype (see the module notes), remembered with a cached
+        trace: the cache key (dtypes and constants) determines it."""
+        dtype = self.memo.get("dtype")
+        if dtype is None:
+            dtype = self.memo["dtype"] = _output_dtype(args, kwargs)
+        return dtype
 
     def info(self, **solves: SolveInfo | None) -> DerivativeInfo:
         return DerivativeInfo(dict(self.sol.diagnostics), self.traced.program,
@@ -134,13 +143,16 @@ def _trace_solve(fn: Callable[..., Any], setup: _Setup, args: Sequence[Any],
     if setup.cache is None:
         traced = trace_args(fn, args, argnums, kwargs=kwargs, has_aux=has_aux,
                             tree_output=tree_output, allow_int=False)
-        values, now = traced.values, True
+        values, now, memo = traced.values, True, {}
     else:
         hit = setup.cache.lookup(args, kwargs, argnums, has_aux=has_aux,
                                  tree_output=tree_output)
-        traced, values, now = hit.traced, hit.values, hit.traced_now
-    sol = traced.program.solve(*values, **setup.options.forward)
-    return _Call(traced, sol, now)
+        traced, values, now, memo = hit.traced, hit.values, hit.traced_now, hit.memo
+    forward = setup.options.forward
+    # the trace checked the inputs (and the cache key matched their shapes and dtypes)
+    sol = traced.program.solve(*values, **forward) if forward else \
+        solve_checked(traced.program, values)
+    return _Call(traced, sol, now, memo)
 
 
 def _adjoint(sol: Solution, setup: _Setup, cotangent: Any = None
@@ -174,7 +186,7 @@ class Jitted:
         nums = tuple(k for k in range(len(args)) if k not in static)
         setup = _Setup(cache=self.cache)
         call = _trace_solve(self.fn, setup, args, kwargs, nums, tree_output=True)
-        return _unflatten_output(call.traced, call.sol.output, _output_dtype(args, kwargs))
+        return _unflatten_output(call.traced, call.sol.output, call.dtype(args, kwargs))
 
     def __repr__(self) -> str:
         return f"<lagrad.jit of {getattr(self.fn, '__name__', self.fn)!r}>"
@@ -382,7 +394,10 @@ def _value_and_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, set
         lam, info = _adjoint(sol, setup)
         grads = _pick(_input_gradients(traced, sol.schedule.index.take(lam, sol.schedule.inputs)),
                       argnums)
-        dtype = _output_dtype(args, kwargs)
+        # unbound before the Solution goes: only then is lambda recycled (solve/buffers.py),
+        # not allocated afresh (page faults through it) at the next call
+        del lam
+        dtype = call.dtype(args, kwargs)
         value = _cast(sol.output, dtype)
         result = ((value, _aux_values(traced, sol, dtype)), grads) if has_aux else (value, grads)
         return (result, call.info(adjoint=info)) if setup.return_info else result
@@ -735,7 +750,7 @@ def _jacobian(fn: Callable[..., Any], argnums: ArgNums, mode: str, has_aux: bool
         call = _trace_solve(inner, setup, args, kwargs, nums, has_aux=has_aux,
                             tree_output=True)
         traced, sol = call.traced, call.sol
-        dtype = _output_dtype(args, kwargs)
+        dtype = call.dtype(args, kwargs)
         if sparse:
             blocks = [b.astype(np.result_type(dtype, d))
                       for b, d in zip(_sparse_blocks(sol, mode), traced.dtypes)]
@@ -939,7 +954,7 @@ def _hessian(fn: Callable[..., Any], argnums: ArgNums, setup: _Setup) -> Callabl
             e[lo + k] = 1.0
             columns[:, k] = multiplier_tangent(sol, lam, e, setup.linear_method,
                                                setup.options.linear).lamdot[lo:hi]
-        dtype = _output_dtype(args, kwargs)
+        dtype = call.dtype(args, kwargs)
         index, inputs = sol.schedule.index, sol.schedule.inputs
         rows = []
         for u, du in zip(inputs, traced.dtypes):

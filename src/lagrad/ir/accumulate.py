@@ -28,8 +28,11 @@ def _vectors(a: Array, b: Array) -> tuple[Array, Array]:
     return a2, b2
 
 
-def matmul_vjp_add(k: int, out: Array, g: Array, a: Array, b: Array) -> bool:
-    """Add the cotangent of argument ``k`` of ``a @ b`` into ``out`` in place.
+def matmul_vjp_add(k: int, out: Array, g: Array, a: Array, b: Array,
+                   beta: float = 1.0) -> bool:
+    """Add the cotangent of argument ``k`` of ``a @ b`` into ``out`` in place
+    (``beta * out +`` the cotangent; ``beta=0`` writes it, reading nothing of
+    ``out``).
 
     Returns False (and changes nothing) when the operands are not plain
     float64 arrays laid out for BLAS; the caller then adds a temporary.
@@ -42,6 +45,7 @@ def matmul_vjp_add(k: int, out: Array, g: Array, a: Array, b: Array) -> bool:
     if min(out.size, g.size, a.size, b.size) == 0:
         # an empty factor makes the cotangent all zeros (or ``out`` empty); BLAS
         # rejects zero-size operands
+        _scaled(out, beta)
         return True
     a2, b2 = _vectors(a, b)
     m, n = a2.shape[0], b2.shape[1]
@@ -49,23 +53,33 @@ def matmul_vjp_add(k: int, out: Array, g: Array, a: Array, b: Array) -> bool:
     if k == 0:  # d a = g b^T, shape of a (m, l)
         t = out.reshape(m, -1).T  # (l, m), Fortran order
         if n == 1:
-            res = blas.dger(1.0, b2[:, 0], g2[:, 0], a=t, overwrite_a=1)
+            res = blas.dger(1.0, b2[:, 0], g2[:, 0], a=_scaled(t, beta), overwrite_a=1)
         elif m == 1:  # a vector: d a = b g (numpy's gemv into a vector-sized temporary:
-            t = out.reshape(-1)  # measured ~10% faster than scipy's dgemv at 1000 x 1000)
+            t = _scaled(out.reshape(-1), beta)  # ~10% faster than scipy's dgemv at 1000^2)
             t += b2 @ g2[0]
             return True
         else:  # (l, m) += b (l, n) @ g^T (n, m)
-            res = blas.dgemm(1.0, b2.T, g2.T, beta=1.0, c=t, trans_a=1, overwrite_c=1)
+            res = blas.dgemm(1.0, b2.T, g2.T, beta=beta, c=t, trans_a=1, overwrite_c=1)
     else:  # d b = a^T g, shape of b (l, n)
         t = out.reshape(-1, n).T  # (n, l), Fortran order
         if m == 1:
-            res = blas.dger(1.0, g2[0], a2[0], a=t, overwrite_a=1)
+            res = blas.dger(1.0, g2[0], a2[0], a=_scaled(t, beta), overwrite_a=1)
         elif n == 1:  # b a vector: d b = a^T g (numpy's gemv, as above)
-            t = out.reshape(-1)
+            t = _scaled(out.reshape(-1), beta)
             t += a2.T @ g2[:, 0]
             return True
         else:  # (n, l) += g^T (n, m) @ a (m, l)
-            res = blas.dgemm(1.0, g2.T, a2.T, beta=1.0, c=t, trans_b=1, overwrite_c=1)
+            res = blas.dgemm(1.0, g2.T, a2.T, beta=beta, c=t, trans_b=1, overwrite_c=1)
     if not np.shares_memory(res, t):  # f2py worked on a copy: write it back
         t[...] = res
     return True
+
+
+def _scaled(t: Array, beta: float) -> Array:
+    """``t`` scaled by ``beta`` in place, for ger (no beta) and gemv (whose
+    beta = 0 need not clear a NaN); 0 clears ``t``, whatever it held."""
+    if beta == 0.0:
+        t.fill(0.0)
+    elif beta != 1.0:
+        t *= beta
+    return t

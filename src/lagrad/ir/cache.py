@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,11 +42,17 @@ MAX_TRACES = 32
 
 @dataclass(frozen=True)
 class CacheHit:
-    """A traced program and this call's differentiated leaves (its inputs)."""
+    """A traced program and this call's differentiated leaves (its inputs).
+
+    ``memo`` is a dict kept with the program for as long as the cache keeps
+    it (empty for an uncacheable call): a caller may store there what follows
+    from the key alone (such as the result's dtype), to skip recomputing it.
+    """
 
     traced: Traced
     values: tuple[Any, ...]
     traced_now: bool
+    memo: dict[str, Any] = field(default_factory=dict)
 
 
 class _Uncacheable(Exception):
@@ -57,6 +63,7 @@ class _Uncacheable(Exception):
 class _Entry:
     snapshots: tuple[np.ndarray, ...]
     traced: Traced
+    memo: dict[str, Any] = field(default_factory=dict)
 
 
 class TraceCache:
@@ -121,7 +128,7 @@ class TraceCache:
                 self._entries.move_to_end(key)
                 for entry in entries:
                     if _same_arrays(entry.snapshots, arrays):
-                        return CacheHit(entry.traced, tuple(values), False)
+                        return CacheHit(entry.traced, tuple(values), False, entry.memo)
         traced = self._trace(args, kwargs, argnums, has_aux, tree_output)
         entry = _Entry(tuple(np.array(a, copy=True) for a in arrays), traced)
         with self._lock:
@@ -132,7 +139,7 @@ class TraceCache:
                 self._entries[oldest].pop(0)
                 if not self._entries[oldest]:
                     del self._entries[oldest]
-        return CacheHit(traced, tuple(values), True)
+        return CacheHit(traced, tuple(values), True, entry.memo)
 
     def _trace(self, args: Sequence[Any], kwargs: Mapping[str, Any], argnums: tuple[int, ...],
                has_aux: bool, tree_output: bool) -> Traced:

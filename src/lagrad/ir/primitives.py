@@ -93,6 +93,9 @@ class Primitive:
         ``vjp_add(k, out, g, ans, *args, **params) -> bool``: add the cotangent
         of argument ``k`` into ``out`` in place (no temporary); returns False
         when it cannot, and the cotangent is then computed and added.
+    vjp_set : callable, optional
+        The same, writing the cotangent over ``out`` (whose contents, even
+        NaN, must not be read).
     batch : BatchRule, optional
         Structural primitives that can run over a batch of equations at once
         (see :mod:`lagrad.ir.batching`); elementwise ones always can.
@@ -118,6 +121,7 @@ class Primitive:
     batch: BatchRule | None = None
     second: Callable[..., Any] | None = None
     second_vjp: Callable[..., Any] | None = None
+    vjp_set: Callable[..., bool] | None = None
 
     @property
     def elementwise(self) -> bool:
@@ -185,6 +189,18 @@ class Primitive:
         """``out += `` the cotangent of argument ``k`` (``out`` has its shape)."""
         if self.vjp_add is None or not self.vjp_add(k, out, g, ans, *args, **params):
             out += self.pullback(k, g, ans, args, params)
+
+    def pullback_set(self, k: int, out: Array, g: Array, ans: Array, args: Sequence[Any],
+                     params: Mapping[str, Any]) -> None:
+        """``out[...] = `` the cotangent of argument ``k``: :meth:`pullback_add`
+        into an ``out`` that was not cleared (nothing of it is read)."""
+        if self.vjp_set is not None and self.vjp_set(k, out, g, ans, *args, **params):
+            return
+        if self.constant_partials is None and self.partials is not None \
+                and out.shape == np.shape(g) == np.shape(ans):  # no temporary
+            np.multiply(g, self.partials(k, ans, *args, **params), out=out)
+            return
+        np.copyto(out, self.pullback(k, g, ans, args, params))
 
     def pushforward(self, ts: Sequence[Array | None], ans: Array, args: Sequence[Any],
                     params: Mapping[str, Any]) -> Array:
@@ -793,6 +809,10 @@ def _matmul_vjp_add(k: int, out: Array, g: Array, ans: Array, a: Array, b: Array
     return matmul_vjp_add(k, out, g, a, b)
 
 
+def _matmul_vjp_set(k: int, out: Array, g: Array, ans: Array, a: Array, b: Array) -> bool:
+    return matmul_vjp_add(k, out, g, a, b, beta=0.0)
+
+
 def _matmul_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array, a: Array,
                        b: Array) -> Array | None:
     # bilinear: da = g b^T moves only with b (g tb^T), db = a^T g only with a (ta^T g)
@@ -803,7 +823,8 @@ def _matmul_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
 
 
 matmul = Primitive("matmul", np.matmul, _matmul_shape, vjp=_matmul_vjp, jvp=bilinear_jvp,
-                   jacobian=_matmul_jacobian, vjp_add=_matmul_vjp_add, batch=batching.MATMUL,
+                   jacobian=_matmul_jacobian, vjp_add=_matmul_vjp_add,
+                   vjp_set=_matmul_vjp_set, batch=batching.MATMUL,
                    second_vjp=_matmul_second_vjp)
 
 STRUCTURAL: tuple[Primitive, ...] = (

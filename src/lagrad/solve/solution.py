@@ -12,18 +12,20 @@ from numpy.typing import NDArray
 
 from lagrad.compile.compiler import compile_program
 from lagrad.compile.schedule import Index, Schedule
-from lagrad.errors import OptionError, ProgramError
+from lagrad.errors import OptionError, ProgramError, SolveError
 from lagrad.ir.constants import as_real
 from lagrad.ir.program import Program, Variable
 from lagrad.numeric import norm2
 from lagrad.options import BackwardOptions, ForwardOptions
 from lagrad.solve.buffers import pool_of
+from lagrad.solve.flatplan import flat_plan
 from lagrad.solve.forward import evaluate
 from lagrad.solve.linsolve import LinearSolver, SolveInfo, solve_system
 from lagrad.solve.results import BlockResult
 from lagrad.solve.system import System
 
-__all__ = ["Solution", "VariableMap", "KKTResiduals", "solve_program", "lagrangian"]
+__all__ = ["Solution", "VariableMap", "KKTResiduals", "solve_program", "solve_checked",
+           "lagrangian"]
 
 Array = NDArray[np.float64]
 NO_OPTIONS = ForwardOptions()
@@ -133,7 +135,9 @@ class Solution:
     @property
     def output(self) -> Any:
         """The value of the output z_n."""
-        return self[self.schedule.output_variable]
+        out = self.schedule.output_variable  # (VariableMap's lookup, without its checks)
+        value = self.z[self.schedule.index.slice(out.index)].reshape(out.shape)
+        return value[()] if value.ndim == 0 else value.copy()
 
     # ---------------------------------------------------------------- reverse
     def _seed(self, cotangent: Any = None, pooled: bool = False) -> Array:
@@ -168,10 +172,14 @@ class Solution:
         sharing a Solution get one vector) in a pooled vector (buffers.py)."""
         with self._lock:
             if self._multipliers is None:
-                system = self._adjoint_system(self._seed(pooled=True))
-                x, info = solve_system(system, rebuild_rhs=self._seed, compute_residual=False)
-                self._multipliers, self._multiplier_info = x, info
-                pool_of(self.schedule).recycle(self, x)
+                plan = flat_plan(self.schedule)
+                found = None if plan is None else plan.multipliers(self.z)
+                if found is None:  # the general sweep (and its guard, naming a culprit)
+                    system = self._adjoint_system(self._seed(pooled=True))
+                    found = solve_system(system, rebuild_rhs=self._seed,
+                                         compute_residual=False)
+                self._multipliers, self._multiplier_info = found
+                pool_of(self.schedule).recycle(self, found[0])
             return self._multipliers
 
     def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
@@ -291,6 +299,24 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
     sources = {u: j for u, j in program.init_sources.items() if u not in starts}
     z, diagnostics = evaluate(schedule, xs, forward, inits, sources)
     solution = Solution(schedule, z, diagnostics, backward)
+    pool_of(schedule).recycle(solution, z)
+    return solution
+
+
+def solve_checked(program: Program, inputs: Sequence[Any]) -> Solution:
+    """``program.solve(*inputs)`` without the checks of the inputs, for a
+    caller that made them: one value per input, of its shape, real numbers (a
+    traced program at arguments of its trace's structure, shapes and dtypes).
+    An acyclic program of array equations runs from its flat plan."""
+    schedule = compile_program(program)
+    plan = flat_plan(schedule)
+    try:
+        z = None if plan is None else plan.forward(inputs)
+    except SolveError:  # again by the general path, whose error names the equation
+        z = None
+    if z is None:
+        return solve_program(program, inputs, {})
+    solution = Solution(schedule, z)
     pool_of(schedule).recycle(solution, z)
     return solution
 

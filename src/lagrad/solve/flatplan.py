@@ -1,0 +1,186 @@
+"""Acyclic array programs run from a flat plan: the forward pass and the
+default multiplier sweep without the general machinery, each multiplier
+written once.
+
+For a program with no cyclic block whose equations all run as single steps
+(array programs: an MLP's loss, a small vector function), the default
+multiplier solve is one back-substitution through the steps in reverse. The
+general sweep (:class:`lagrad.solve.linsolve.Substitution`) starts from the
+seed e_n in a vector cleared in full and *adds* each equation's contribution
+lambda_i df_i/dz_j into lambda_j. Here, with the order of the steps known
+when the plan is made, the first contribution to each variable is *written*
+(a BLAS product with beta = 0, a ufunc with ``out=``) and only later ones are
+added; only variables that no equation reaches are cleared. That saves a pass
+over the whole vector, a pass over each multiplier (the add), and the
+temporary of each product.
+
+The multipliers are the general sweep's to the last digit (x + 0 = x; only
+the sign of a zero may differ). A sweep whose result is not finite gives
+None: the caller then runs the general path, which guards the sweep and names
+the equation at fault.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lagrad.compile.guards import first_nonfinite
+from lagrad.compile.schedule import Schedule, Single
+from lagrad.solve.buffers import pool_of
+from lagrad.solve.linsolve import SolveInfo
+
+__all__ = ["FlatPlan", "flat_plan"]
+
+Array = NDArray[np.float64]
+NOTES = "one sweep in block order"  # what the general sweep reports for no cyclic block
+STEPWISE = 1 << 16  # programs longer than this check finiteness step by step (see FlatPlan)
+
+
+@dataclass(frozen=True)
+class _Reverse:
+    """One step of the sweep: its equation's cotangents into its parents, the
+    first one into each parent written (``first``), the others added."""
+
+    step: Single
+    slots: tuple[tuple[int, int, int, tuple[int, ...], bool], ...]  # (pos, a, b, shape, first)
+
+
+class FlatPlan:
+    """The steps of an acyclic schedule of single steps, with which argument
+    slots of the sweep write and which add, and what to clear.
+
+    Parameters
+    ----------
+    schedule : Schedule
+        Acyclic, every step a :class:`~lagrad.compile.schedule.Single`, with
+        an output (see :func:`flat_plan`, which checks). Only a scalar output
+        has multipliers here (a seed of 1).
+
+    Notes
+    -----
+    Every value and multiplier is checked to be finite. In a program of more
+    than ``STEPWISE`` entries each step's output is checked right after it is
+    written (its value) or before it is read (its multiplier), while it is
+    still in cache, instead of in one pass over the whole vector at the end;
+    the inputs' entries, and the multipliers of steps that pass nothing on,
+    are checked at the end. Either way every entry is checked once.
+    """
+
+    def __init__(self, schedule: Schedule) -> None:
+        self.schedule = schedule
+        self.steps: tuple[Single, ...] = tuple(schedule.steps)  # type: ignore[arg-type]
+        index = schedule.index
+        self.inputs = tuple((int(index.offsets[v.index]), int(index.offsets[v.index + 1]))
+                            for v in schedule.inputs)
+        out = schedule.output_variable
+        self.seed = int(index.offsets[out.index]) if out.size == 1 else None
+        written = {(int(index.offsets[out.index]), int(index.offsets[out.index + 1]))}
+        reverse: list[_Reverse] = []
+        for step in reversed(self.steps):
+            slots = []
+            for pos, a, b, shape in step.dslots:
+                slots.append((pos, a, b, shape, (a, b) not in written))
+                written.add((a, b))
+            if slots:
+                reverse.append(_Reverse(step, tuple(slots)))
+        self.reverse = tuple(reverse)
+        self.stepwise = schedule.size > STEPWISE
+        passing = {id(rev.step) for rev in reverse}
+        self.last = _runs(sorted(list(self.inputs) + [(s.start, s.stop) for s in self.steps
+                                                      if id(s) not in passing]))
+        self.clear = _runs([(int(a), int(b)) for a, b in zip(index.offsets[:-1],
+                                                             index.offsets[1:])
+                            if b > a and (int(a), int(b)) not in written])
+
+    def forward(self, inputs: tuple[Any, ...]) -> Array:
+        """z at the inputs (one value per input, already of its shape): every
+        step run in order; a non-finite value raises NonFiniteError naming
+        the equation where it first appears. An equation's own SolveError
+        (a singular linalg.solve) propagates as raised: the general path
+        (:func:`lagrad.solve.forward.evaluate`) names its equation."""
+        z = pool_of(self.schedule).take()  # every entry is written
+        for (a, b), x in zip(self.inputs, inputs):
+            z[a:b] = np.ravel(x)
+        with np.errstate(all="ignore"):
+            if self.stepwise:
+                finite = all(_finite(z[a:b]) for a, b in self.inputs)
+                for step in self.steps:
+                    step.run(z)
+                    finite = finite and _finite(z[step.start:step.stop])
+            else:
+                for step in self.steps:
+                    step.run(z)
+                finite = _finite(z)
+        if not finite:
+            raise first_nonfinite(self.schedule, z, "value")
+        return z
+
+    def multipliers(self, z: Array) -> tuple[Array, SolveInfo] | None:
+        """lambda at z for the output seed 1, and the solve's info as the
+        general sweep reports it; None when lambda is not finite (the general
+        path then finds out where it went wrong, or, for an output that is not
+        a scalar, says what to do)."""
+        if self.seed is None:
+            return None
+        t0 = time.perf_counter()
+        lam = pool_of(self.schedule).take()
+        for a, b in self.clear:
+            lam[a:b] = 0.0
+        lam[self.seed] = 1.0
+        stepwise = self.stepwise
+        with np.errstate(all="ignore"):  # non-finite multipliers are found below
+            for rev in self.reverse:
+                step = rev.step
+                eq = step.eq
+                prim, params = eq.primitive, eq.params
+                g = lam[step.start:step.stop].reshape(step.shape)
+                if stepwise and not _finite(g):  # complete: every child passed its part
+                    return None
+                ans = z[step.start:step.stop].reshape(step.shape)
+                args = step.gather(z)
+                for pos, a, b, shape, first in rev.slots:
+                    if first:
+                        prim.pullback_set(pos, lam[a:b].reshape(shape), g, ans, args, params)
+                    else:
+                        prim.pullback_add(pos, lam[a:b].reshape(shape), g, ans, args, params)
+            finite = all(_finite(lam[a:b]) for a, b in self.last) if stepwise else \
+                _finite(lam)
+        if not finite:
+            return None
+        seconds = time.perf_counter() - t0
+        return lam, SolveInfo("auto", seconds, float("nan"), 1, True, NOTES, {"blocks": []})
+
+
+def _finite(vec: Array) -> bool:
+    """:func:`lagrad.numeric.all_finite` inside the caller's errstate."""
+    return math.isfinite(np.add.reduce(vec, axis=None)) or bool(np.isfinite(vec).all())
+
+
+def _runs(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Adjacent spans merged (one slice assignment per run)."""
+    merged: list[tuple[int, int]] = []
+    for a, b in spans:
+        if merged and merged[-1][1] == a:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return tuple(merged)
+
+
+def flat_plan(schedule: Schedule) -> FlatPlan | None:
+    """The plan of ``schedule`` (cached on it) when it has one: no cyclic block,
+    every step a single equation, not a program of scalars (those solve by
+    levels), no per-block adjoint options, and an output; else None."""
+    extras = schedule.extras
+    if "flat" not in extras:
+        ok = (not schedule.scalar and schedule.output is not None
+              and not schedule.program.adjoint_options
+              and all(type(step) is Single for step in schedule.steps))
+        extras["flat"] = FlatPlan(schedule) if ok else None
+    return extras["flat"]

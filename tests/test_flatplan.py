@@ -1,0 +1,121 @@
+"""The flat plan of acyclic array programs (lagrad.solve.flatplan): its
+multipliers against the general sweep and a dense solve, with recycled
+buffers full of NaN (nothing uncleared may be read)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lagrad
+from lagrad.compile.compiler import compile_program
+from lagrad.errors import NonFiniteError
+from lagrad.solve.buffers import pool_of
+from lagrad.solve.flatplan import flat_plan
+from lagrad.solve.linsolve import solve_system
+
+
+def mlp(w1, b1, w2, x, y):
+    a = lagrad.tanh(x @ w1 + b1) @ w2
+    return -lagrad.mean(lagrad.sum(y * (a - lagrad.logsumexp(a, axis=1, keepdims=True)),
+                                   axis=1))
+
+
+def cases(rng):
+    x, y = rng.standard_normal((7, 4)), np.eye(3)[rng.integers(3, size=7)]
+    w1, b1, w2 = rng.standard_normal((4, 5)), rng.standard_normal(5), rng.standard_normal((5, 3))
+    v, m = rng.standard_normal(4), rng.standard_normal((4, 4))
+    return {
+        "mlp": (lambda w1, b1, w2: mlp(w1, b1, w2, x, y), (w1, b1, w2)),
+        "reused": (lambda v: (v * v).sum() + lagrad.sin(v).sum() * v.sum(), (v,)),
+        "unused input": (lambda v, m: (v ** 2).sum(), (v, m)),
+        "dead branch": (lambda v, m: (lagrad.exp(m) @ v, (v @ m @ v))[1], (v, m)),
+        "vector products": (lambda v, m: (v @ m) @ (m @ v) + (m @ v) @ v, (v, m)),
+        "outer": (lambda v, m: (v.reshape(4, 1) @ v.reshape(1, 4) * m).sum(), (v, m)),
+    }
+
+
+@pytest.mark.parametrize("stepwise", [False, True])
+@pytest.mark.parametrize("name", ["mlp", "reused", "unused input", "dead branch",
+                                  "vector products", "outer"])
+def test_plan_multipliers_equal_the_general_sweep(name, stepwise, rng):
+    fn, args = cases(rng)[name]
+    program = lagrad.trace(fn, *args)
+    schedule = compile_program(program)
+    plan = flat_plan(schedule)
+    assert plan is not None
+    plan.stepwise = stepwise  # (chosen by size: small programs check in one pass)
+    sol = program.solve(*args)
+    general = solve_system(sol.adjoint_system(), "backsub").x
+    dense = solve_system(sol.adjoint_system(), "dense").x
+    del sol
+    pool = pool_of(schedule)
+    for _ in range(3):  # recycled vectors hold NaN: the plan must write or clear every entry
+        for vec in pool.free:
+            vec.fill(np.nan)
+        sol = program.solve(*args)
+        lam = sol.multipliers().vector.copy()
+        del sol
+        assert pool.free  # recycled vectors (NaN-filled next round)
+        np.testing.assert_array_equal(lam, general)
+        np.testing.assert_allclose(lam, dense, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("stepwise", [False, True])
+def test_a_non_finite_multiplier_takes_the_general_path_and_names_the_equation(stepwise):
+    program = lagrad.trace(lambda v: (lagrad.sqrt(v) * 2.0).sum(), np.ones(3))
+    flat_plan(compile_program(program)).stepwise = stepwise
+    with pytest.raises(NonFiniteError, match="sqrt"):
+        program.solve(np.array([1.0, 0.0, 2.0])).grad()
+    np.testing.assert_allclose(program.solve(np.ones(3)).grad(), np.ones(3))
+
+
+@pytest.mark.parametrize("stepwise", [False, True])
+@pytest.mark.parametrize("bad", [np.array([1.0, np.inf, 2.0]), np.array([1.0, -1.0, 2.0])])
+def test_a_non_finite_value_names_the_equation(stepwise, bad):
+    step = lagrad.jit(lagrad.value_and_grad(lambda v: (lagrad.log(v) * 2.0).sum(),
+                                            return_info=True))
+    _, info = step(np.ones(3))
+    flat_plan(compile_program(info.program)).stepwise = stepwise
+    expected = "log" if bad.min() < 0 else "input .v. has a non-finite"
+    with pytest.raises(NonFiniteError, match=expected):
+        step(bad)
+
+
+def test_jit_through_the_plan_matches_autograd(rng):
+    import autograd
+    import autograd.numpy as anp
+
+    x, y = rng.standard_normal((7, 4)), np.eye(3)[rng.integers(3, size=7)]
+    params = (rng.standard_normal((4, 5)), rng.standard_normal(5), rng.standard_normal((5, 3)))
+
+    def ref(p):
+        a = anp.tanh(x @ p[0] + p[1]) @ p[2]
+        lse = anp.log(anp.sum(anp.exp(a), axis=1, keepdims=True))
+        return -anp.mean(anp.sum(y * (a - lse), axis=1))
+
+    step = lagrad.jit(lagrad.value_and_grad(lambda p, x, y: mlp(*p, x, y)))
+    for _ in range(3):
+        v, g = step(params, x, y)
+        assert v == pytest.approx(ref(params), rel=1e-13)
+        for a, b in zip(g, autograd.grad(ref)(params)):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+        params = tuple(p - 0.1 * d for p, d in zip(params, g))
+    assert step.cache.traces == 1
+
+
+def test_jit_value_and_grad_recycles_values_and_multipliers(rng):
+    """A training step drops its Solution: z and lambda go back to the pool
+    (a fresh program-sized lambda per call page-faults through its memory)."""
+    step = lagrad.jit(lagrad.value_and_grad(lambda w, x: lagrad.tanh(x @ w).sum(),
+                                            return_info=True))
+    w, x = rng.standard_normal(3), rng.standard_normal((50, 3))
+    _, info = step(w, x)
+    pool = pool_of(compile_program(info.program))
+    before = None
+    for _ in range(3):
+        step(w, x)
+        assert len(pool.free) == 2
+        now = {id(v) for v in pool.free}
+        assert before is None or now == before  # the same two vectors, round after round
+        before = now
