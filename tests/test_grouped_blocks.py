@@ -43,7 +43,12 @@ def test_chain_is_one_group_with_coupling() -> None:
     chain = BlockChain(12)
     [group] = groups_of(chain.trace())
     assert group.size == 11  # block 0 reads the input, not another block: its own step
-    assert group.chained and group.n_u == 3
+    assert group.chained and group.n_unknowns == 3
+    # the loop's glue joins the group: c[k] gathered, sum(z * z) and the running
+    # total (carried from element to element, so solved with the unknowns)
+    assert group.n_u == 4
+    names = {chain_var.name for chain_var in (group.units[0].unknowns)}
+    assert names == {"z1"}
 
 
 @pytest.mark.parametrize("n_blocks", [8, 40])
