@@ -102,6 +102,11 @@ class CyclicGroup:
         """The unknowns' variable indices, element by element."""
         return [v.index for u in self.units for v in u.unknowns]
 
+    @cached_property
+    def block_numbers(self) -> tuple[int, ...]:
+        """The units' block numbers, element by element."""
+        return tuple(u.block.number for u in self.units)
+
     @property
     def size(self) -> int:
         return len(self.units)

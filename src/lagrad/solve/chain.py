@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,6 +40,7 @@ class Coupling:
     source: NDArray[np.intp]
     col: int
     values: Array
+    key: Any  # the same for the same column of the same group
 
 
 @dataclass
@@ -65,25 +67,28 @@ def band_width(n: int, reach: int) -> tuple[int, int]:
     return reach * n + n - 1, n - 1
 
 
-def band_factorize(m: Array, coupling: Sequence[Coupling], reach: int
-                   ) -> BandFactor | int:
+def band_factorize(m: Array, coupling: Sequence[Coupling], reach: int,
+                   cache: dict[Any, Any]) -> BandFactor | int:
     """The band LU of M - C from the stacked M (B, n, n) and C's columns; the
-    number of an element when a pivot of its rows is zero."""
+    number of an element when a pivot of its rows is zero. ``cache`` keeps
+    the band positions of the pattern, which is the same at every call."""
     b, n = m.shape[0], m.shape[1]
     kl, ku = band_width(n, reach)
-    size = b * n
-    ab = np.zeros((2 * kl + ku + 1, size), order="F")
-    for i in range(n):
-        for j in range(n):
-            ab[kl + ku + i - j, j::n] = m[:, i, j]
-    flat = ab.ravel(order="K")  # a view: Fortran order, column after column
-    ldab = ab.shape[0]
-    rows = np.arange(n)
+    ldab = 2 * kl + ku + 1
+    ab = np.zeros((b * n, ldab))  # C order: the transpose is LAPACK's band array
+    # entry (i, j) of element k's M at band row kl + ku + i - j, column k n + j
+    i, j = np.divmod(np.arange(n * n), n)
+    ab.reshape(b, n, ldab)[:, j, kl + ku + i - j] = m.reshape(b, n * n)
+    flat = ab.reshape(-1)
     for c in coupling:
-        col = c.source * n + c.col  # (len(k),)
-        row = c.k[:, None] * n + rows  # (len(k), n)
-        flat[(kl + ku + row - col[:, None]) + col[:, None] * ldab] -= c.values
-    lu, piv, info = dgbtrf(ab, kl, ku, overwrite_ab=1)
+        key = ("band", c.key, b, n, reach)
+        where = cache.get(key)
+        if where is None:
+            col = c.source * n + c.col  # (len(k),)
+            row = c.k[:, None] * n + np.arange(n)  # (len(k), n)
+            where = cache[key] = (kl + ku + row - col[:, None]) + col[:, None] * ldab
+        flat[where] -= c.values
+    lu, piv, info = dgbtrf(ab.T, kl, ku, overwrite_ab=1)
     if info > 0:
         return (info - 1) // n
     pivots = np.abs(lu[kl + ku]).reshape(b, n)

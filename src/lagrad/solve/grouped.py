@@ -36,8 +36,9 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.sparse.linalg import spsolve_triangular
 
-from lagrad.compile.groups import CyclicGroup, Position
+from lagrad.compile.groups import Cross, CyclicGroup, Position
 from lagrad.errors import SingularSystemError
+from lagrad.ir.batching import align
 from lagrad.options import ForwardOptions
 from lagrad.solve.chain import MAX_REACH, BandFactor, Coupling, band_factorize
 from lagrad.solve.nonlinear import NEWTON_MAXITER
@@ -52,6 +53,15 @@ SINGULAR_CONDITION = 1e13
 GROUP_METHODS = ("auto", "newton")
 """Forward methods a group is solved with together (any other named method
 solves its blocks one by one)."""
+
+
+def _outside(group: CyclicGroup, cross: Cross) -> NDArray[np.intp]:
+    """The elements whose read of a cross argument is outside the group."""
+    key = ("outside", id(cross))
+    found = group.cache.get(key)
+    if found is None:
+        found = group.cache[key] = np.flatnonzero(~cross.mask)
+    return found
 
 
 class GroupMap:
@@ -71,6 +81,7 @@ class GroupMap:
         self.gu = np.empty((self.b, group.n_u))  # the closing equations' values
         self.args: list[list[Array]] = []
         self.ans: list[Array] = []
+        self.partials = {}  # elementwise local derivatives at the current values
 
     def _arg(self, p: int, a: int, arg: tuple[Any, ...], u: Array) -> Array:
         if arg[0] == "const":
@@ -79,10 +90,12 @@ class GroupMap:
             return self.zl[:, arg[1]].reshape((self.b,) + arg[2])
         value = self.outer[(p, a)]
         cross = arg[3]
-        if cross is not None:
-            value = value.copy()
-            flat = value.reshape(self.b, -1)
-            flat[cross.mask] = u[cross.source[cross.mask], cross.u]
+        if cross is not None:  # the source elements' unknowns, the outside value elsewhere
+            flat = np.take(u[:, cross.u], cross.source, axis=0)
+            rest = _outside(self.group, cross)
+            if rest.size:
+                flat[rest] = value.reshape(self.b, -1)[rest]
+            value = flat.reshape(value.shape)
         return value
 
     def __call__(self, u: Array) -> Array:
@@ -90,6 +103,7 @@ class GroupMap:
         n_w = self.group.n_w
         self.zl[:, n_w:] = u
         self.args, self.ans = [], []
+        self.partials: dict[tuple[int, int], Array] = {}
         for p, step in enumerate(self.group.steps):
             args = [self._arg(p, a, arg, u) for a, arg in enumerate(step.args)]
             val = step.primitive.batched_value(args, step.params).reshape(self.b, -1)
@@ -98,6 +112,26 @@ class GroupMap:
             self.ans.append((self.gu if step.closing else self.zl)[:, step.out].reshape(
                 (self.b,) + step.shape))
         return self.gu.copy()
+
+    def _jvp(self, p: int, a: int, t: Array) -> Array:
+        """Output tangent of step p for the tangent t of its argument a alone;
+        an elementwise step's local derivative is computed once per G call
+        (a Jacobian takes one sweep per column)."""
+        step = self.group.steps[p]
+        prim, ans = step.primitive, self.ans[p]
+        if prim.batch is not None or prim.partials is None:
+            return prim.batched_jvp(a, t, ans, self.args[p], step.params)
+        rank = ans.ndim - 1
+        if prim.constant_partials is not None:
+            c = prim.constant_partials[a]
+            out = align(t, rank) if c == 1.0 else c * align(t, rank)
+        else:
+            d = self.partials.get((p, a))
+            if d is None:
+                d = self.partials[(p, a)] = prim.partials(
+                    a, ans, *(align(x, rank) for x in self.args[p]), **step.params)
+            out = d * align(t, rank)
+        return np.broadcast_to(out, ans.shape)
 
     def write(self) -> None:
         """Leave z at the current values of the whole region."""
@@ -129,8 +163,7 @@ class GroupMap:
                     t = outer_t.get((p, a))
                     if t is None:
                         continue
-                target += step.primitive.batched_jvp(a, t, self.ans[p], self.args[p],
-                                                     step.params).reshape(b, -1)
+                target += self._jvp(p, a, t).reshape(b, -1)
                 moved = True
             if live is not None and moved and not step.closing:
                 live.add(step.out.start)
@@ -209,7 +242,7 @@ def _coupling(gm: GroupMap) -> list[Coupling]:
                 t = np.zeros((b, cross.u.stop - cross.u.start))
                 t[:, c] = 1.0
                 col = gm.jvp(zero.copy(), {(p, a): t.reshape((b,) + arg[2])}, live_u=())[k]
-                out.append(Coupling(k, cross.source[k], cross.u.start + c, col))
+                out.append(Coupling(k, cross.source[k], cross.u.start + c, col, (p, a, c)))
     return out
 
 
@@ -242,7 +275,7 @@ def factorize(gm: GroupMap) -> GroupFactor | BandFactor | int:
     m = np.eye(gm.group.n_u) - d
     reach = _reach(gm.group)
     if 0 < reach <= MAX_REACH:
-        band = band_factorize(m, _coupling(gm), reach)
+        band = band_factorize(m, _coupling(gm), reach, gm.group.cache)
         if isinstance(band, int) or np.all(band.condition <= SINGULAR_CONDITION):
             return band
         return int(np.argmax(band.condition))
@@ -396,7 +429,7 @@ def solve_group(group: CyclicGroup, z: Array, options: ForwardOptions,
         gm.write()
     result.seconds = time.perf_counter() - t0
     result.residual = result.residuals[-1]
-    result.extra["blocks"] = tuple(u.block.number for u in group.units)
+    result.extra["blocks"] = group.block_numbers
     return result
 
 
