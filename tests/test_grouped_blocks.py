@@ -43,7 +43,12 @@ def test_chain_is_one_group_with_coupling() -> None:
     chain = BlockChain(12)
     [group] = groups_of(chain.trace())
     assert group.size == 11  # block 0 reads the input, not another block: its own step
-    assert group.chained and group.n_u == 3
+    assert group.chained and group.n_unknowns == 3
+    # the loop's glue joins the group: c[k] gathered, sum(z * z) and the running
+    # total (carried from element to element, so solved with the unknowns)
+    assert group.n_u == 4
+    names = {chain_var.name for chain_var in (group.units[0].unknowns)}
+    assert names == {"z1"}
 
 
 @pytest.mark.parametrize("n_blocks", [8, 40])
@@ -134,4 +139,112 @@ def test_a_stubborn_block_is_named() -> None:
     program = lagrad.trace(fn, 0.0)
     assert groups_of(program)
     with pytest.raises(lagrad.LagradError, match=r"\(z5\)"):
+        program.solve(0.0)
+
+
+# ------------------------------------------------------- loop glue and carries
+
+def glued_chain(n_blocks: int, seed: int = 0, extra: bool = False,
+                nan_at: int | None = None, decay: bool = False) -> tuple[Any, ...]:
+    """A loop whose body reads p[k] and keeps two running values: a total of
+    sum(z * z) and r_k = r_{k-1} + 0.9 z_k[0] (with ``decay``, 0.9 r_{k-1} +
+    z_k[0]: its 0.9 r_{k-1} reads only the previous iteration, a shape the
+    glue is not recognised in, so the group keeps to its blocks)."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n_blocks, 2, 2))
+    a *= (0.5 / np.linalg.norm(a, 2, axis=(1, 2)))[:, None, None]
+    b = 0.1 * rng.standard_normal((n_blocks, 2))
+    if nan_at is not None:
+        b[nan_at] = np.nan
+
+    def body(z: Any, prev: Any, pk: Any, ak: Any, bk: Any) -> Any:
+        return lagrad.tanh(ak @ z + pk * lagrad.sum(prev) + bk)
+
+    def fn(x: Any, p: Any) -> Any:
+        z, total, r = x, 0.0, 0.0
+        for k in range(n_blocks):
+            z = lagrad.fixed_point(body, np.zeros(2), z, p[k], a[k], b[k], name=f"z{k}")
+            total = total + lagrad.sum(z * z)
+            r = 0.9 * r + z[0] if decay else r + 0.9 * z[0]
+        out = total + r
+        return out * 2.0 if extra else out
+    x = rng.standard_normal(2)
+    p = rng.uniform(-0.3, 0.3, n_blocks)
+    return lagrad.trace(fn, x, p), x, p
+
+
+def test_glue_joins_the_group_with_its_carries() -> None:
+    program, x, p = glued_chain(9)
+    [group] = groups_of(program)
+    assert group.size == 8 and group.n_unknowns == 2
+    assert group.n_u == 4  # z (2) and the two running values carried along the chain
+    assert sum(1 for s in grouped_steps(compile_program(program))
+               if not isinstance(s, CyclicGroup)) < 15  # not 7 Python steps per block
+
+
+@pytest.mark.parametrize("extra, decay", [(False, False), (True, False), (False, True)])
+def test_glued_chain_matches_block_by_block(extra: bool, decay: bool) -> None:
+    program, x, p = glued_chain(10, seed=1, extra=extra, decay=decay)
+    [group] = groups_of(program)
+    assert group.n_u == (2 if decay else 4)
+    grouped = program.solve(x, p)
+    one_by_one = program.solve(x, p, method="fixed_point")
+    assert np.allclose(grouped.z, one_by_one.z, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grouped.grad(), one_by_one.grad(method="splu")):
+        assert np.allclose(got, want, rtol=1e-10, atol=1e-13)
+    for got, want in zip(grouped.grad(), grouped.grad(method="spsolve")):
+        assert np.allclose(got, want, rtol=1e-10, atol=1e-13)
+
+
+def test_glued_chain_gradient_against_finite_differences() -> None:
+    program, x, p = glued_chain(8, seed=2)
+    sol = program.solve(x, p)
+    gx, gp = sol.grad()
+    rng = np.random.default_rng(7)
+    dx, dp = rng.standard_normal(x.shape), rng.standard_normal(p.shape)
+    eps = 1e-6
+    fd = (program.solve(x + eps * dx, p + eps * dp).output
+          - program.solve(x - eps * dx, p - eps * dp).output) / (2 * eps)
+    assert abs(float(gx @ dx + gp @ dp) - fd) <= 1e-7 * max(1.0, abs(fd))
+    zdot = sol.tangent((dx, dp))
+    assert abs(float(zdot[sol.schedule.output_variable]) - float(gx @ dx + gp @ dp)) \
+        <= 1e-12 * max(1.0, abs(fd))
+
+
+def test_blocks_chain_default_is_one_group_and_a_band_factorization() -> None:
+    chain = BlockChain(30, seed=4)
+    program = chain.trace()
+    steps = grouped_steps(compile_program(program))
+    assert len(steps) < 15  # block 0 and its glue, then one group
+    sol = program.solve(chain.x, chain.c)
+    [result] = [d for d in sol.diagnostics.values() if "blocks" in d.extra]
+    assert type(result.factorization).__name__ == "BandFactor"
+    gx, gc = sol.grad()
+    fx, fc = chain.floor()
+    assert np.allclose(gx, fx, rtol=1e-10, atol=1e-12)
+    assert np.allclose(gc, fc, rtol=1e-10, atol=1e-12)
+
+
+def test_nan_in_a_glued_chain_raises() -> None:
+    program, x, p = glued_chain(8, nan_at=4)
+    with pytest.raises(lagrad.LagradError, match=r"z4|not finite|NaN|nan"):
+        program.solve(x, p).grad()
+
+
+def test_a_stubborn_block_in_a_glued_chain_is_named() -> None:
+    v = np.full(8, 1.0)
+    v[6] = -1.0
+
+    def body(z: Any, prev: Any, vk: Any) -> Any:
+        return z + (z * z - vk) + 0.0 * prev
+
+    def fn(x: Any) -> Any:
+        z, total = x, 0.0
+        for k in range(8):
+            z = lagrad.fixed_point(body, 0.5, z, v[k], name=f"z{k}")
+            total = total + z * z
+        return total
+    program = lagrad.trace(fn, 0.0)
+    assert groups_of(program)
+    with pytest.raises(lagrad.ConvergenceError, match=r"\(z6\)"):
         program.solve(0.0)

@@ -201,6 +201,6 @@ def blocks(ctx: Context) -> list[dict[str, Any]]:
     notes += ["z_k = tanh(A_k z_k + c_k sum(z_{k-1}) + b_k), ||A_k|| = 0.5, output "
               "sum_k sum(z_k^2); gradient wrt x and c (includes the forward solve)",
               "build: tracing B lagrad.fixed_point calls; err: against the floor; target "
-              "(B = 10^5): default grad <= 1 s, linear in B"]
+              "(B = 10^5): default grad <= 0.4 s, linear in B"]
     ctx.print(format_table("blocks: a chain of B cyclic blocks of size 3", COLUMNS, rows, notes))
     return rows

@@ -40,8 +40,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from lagrad.compile.glue import Glue, find_glue, gather_of, no_glue
 from lagrad.compile.schedule import Batch, CyclicBlock, Schedule, Single
-from lagrad.ir.primitives import Primitive
+from lagrad.ir.primitives import Primitive, identity
 from lagrad.ir.program import Equation, Program
 
 __all__ = ["CyclicGroup", "Position", "Cross", "grouped_steps", "GROUP_MIN"]
@@ -89,12 +90,22 @@ class CyclicGroup:
     n_w: int
     n_u: int
     steps: tuple[Position, ...]
+    n_unknowns: int = -1  # U = [unknowns | carries]: the unknowns' width (-1: all of U)
     cache: dict[str, Any] = field(default_factory=dict)  # solvers' reusable arrays
+
+    def __post_init__(self) -> None:
+        if self.n_unknowns < 0:
+            self.n_unknowns = self.n_u
 
     @cached_property
     def unknown_ids(self) -> list[int]:
         """The unknowns' variable indices, element by element."""
         return [v.index for u in self.units for v in u.unknowns]
+
+    @cached_property
+    def block_numbers(self) -> tuple[int, ...]:
+        """The units' block numbers, element by element."""
+        return tuple(u.block.number for u in self.units)
 
     @property
     def size(self) -> int:
@@ -230,7 +241,10 @@ def _groups_of(schedule: Schedule, steps: list[Any], candidates: list[CyclicBloc
     groups = []
     for elements in by_key.values():
         if len(elements) >= GROUP_MIN:
-            group = _layout(schedule, elements, owner)
+            glue = find_glue(program, steps, elements, _equations_key)
+            group = _layout(schedule, elements, glue)
+            if group is None and (any(glue.feeders) or any(glue.followers)):
+                group = _layout(schedule, elements, no_glue(len(elements)))
             if group is not None:
                 groups.append(group)
     return groups
@@ -284,30 +298,60 @@ def _connectors(program: Program, steps: list[Any], candidates: list[CyclicBlock
 
 # -------------------------------------------------------------------- layout
 
-def _element_vars(unit: CyclicBlock, conns: list[Single]) -> list[int]:
-    """The element's variables in layout order: connectors, interior, unknowns."""
-    return [s.eq.out for s in conns] + \
+def _element_vars(unit: CyclicBlock, conns: list[Single], feed: list[Single],
+                  follow: list[Single]) -> list[int]:
+    """The element's variables: feeders, connectors, interior, followers, unknowns."""
+    return [s.eq.out for s in feed + conns] + \
         [v.index for v in unit.block.variables if v.kind != "unknown"] + \
-        [u.index for u in unit.unknowns]
+        [s.eq.out for s in follow] + [u.index for u in unit.unknowns]
+
+
+def _carried(ids: NDArray[np.intp], eqs: list[list[Equation]], n_unknowns: int
+             ) -> tuple[list[int], int] | None:
+    """The columns of ``ids`` in layout order, [W | unknowns | carries], and
+    the number of W columns: a carry is a variable another element reads;
+    None if an element reads a later one."""
+    region = {int(j): (k, t) for k, row in enumerate(ids.tolist()) for t, j in enumerate(row)}
+    carry: set[int] = set()
+    for k, row in enumerate(eqs):
+        for eq in row:
+            for j in eq.args:
+                hit = region.get(j) if isinstance(j, int) else None
+                if hit is not None and hit[0] != k:
+                    if hit[0] > k:
+                        return None
+                    carry.add(hit[1])
+    n = ids.shape[1]
+    unknowns = list(range(n - n_unknowns, n))
+    w = [t for t in range(n - n_unknowns) if t not in carry]
+    return w + unknowns + sorted(carry - set(unknowns)), len(w)
 
 
 def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]],
-            owner: dict[int, Any]) -> CyclicGroup | None:
+            glue: Glue) -> CyclicGroup | None:
     program, offsets = schedule.program, schedule.index.offsets
     variables = program.variables
-    ids = np.array([_element_vars(u, c) for u, c in elements], dtype=np.intp)  # (B, n_vars)
+    rows = [_element_vars(u, c, glue.feeders[k], glue.followers[k])
+            for k, (u, c) in enumerate(elements)]
+    ids = np.array(rows, dtype=np.intp)  # (B, n_vars)
     if len(np.unique(ids)) != ids.size:
         return None  # a connector shared by two elements
+    eqs = [[s.eq for s in glue.feeders[k] + c] + [s.eq for s in u.interior + u.closing] +
+           [s.eq for s in glue.followers[k]] for k, (u, c) in enumerate(elements)]
+    carried = _carried(ids, eqs, len(elements[0][0].unknowns))
+    if carried is None:
+        return None
+    ids = ids[:, carried[0]]
     sizes = [variables[j].size for j in ids[0]]
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-    n_u = sum(u.size for u in elements[0][0].unknowns)
-    n_w = int(starts[-1]) - n_u
+    n_w = int(starts[carried[1]])
+    n_u = int(starts[-1]) - n_w
     positions = np.empty((len(elements), int(starts[-1])), dtype=np.intp)
     for t, size in enumerate(sizes):
         positions[:, starts[t]:starts[t + 1]] = offsets[ids[:, t]][:, None] + np.arange(size)
     region = {int(j): (k, t) for k, row in enumerate(ids.tolist()) for t, j in enumerate(row)}
     first = dict(zip(ids[0].tolist(), range(len(sizes))))
-    eqs = [[s.eq for s in c] + [s.eq for s in u.interior + u.closing] for u, c in elements]
+    n_feed = len(glue.feeders[0])
     steps = []
     for p, eq in enumerate(eqs[0]):
         column = [row[p] for row in eqs]
@@ -316,6 +360,13 @@ def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]]
         closing = out.start >= n_w
         if closing:
             out = slice(out.start - n_w, out.stop - n_w)
+        if p < n_feed:
+            gather = np.array([gather_of(program, offsets, feeders[p])
+                               for feeders in glue.feeders])
+            shape = variables[eq.out].shape
+            steps.append(Position(identity, {}, out, shape, closing,
+                                  (("outer", gather, shape, None),)))
+            continue
         args = []
         for a, arg in enumerate(eq.args):
             made = _arg(column, a, arg, first, starts, offsets, variables, region, n_w)
@@ -326,8 +377,11 @@ def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]]
                               closing, tuple(args)))
     units = tuple(u for u, _ in elements)
     conns = tuple(s for _, c in elements for s in c)
-    members = tuple(sorted(units + conns, key=_order_key(schedule)))
-    return CyclicGroup(units, conns, members, positions, n_w, n_u, tuple(steps))
+    glued = tuple(s for k in range(len(elements)) for s in glue.feeders[k] + glue.followers[k])
+    members = tuple(sorted(units + conns + glued, key=_order_key(schedule)))
+    n_unknowns = sum(u.size for u in units[0].unknowns)
+    return CyclicGroup(units, conns, members, positions, n_w, n_u, tuple(steps),
+                       n_unknowns=n_unknowns)
 
 
 def _order_key(schedule: Schedule) -> Any:

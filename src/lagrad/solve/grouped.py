@@ -27,7 +27,7 @@ fixed number of numpy calls whatever B is.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,9 +36,11 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.sparse.linalg import spsolve_triangular
 
-from lagrad.compile.groups import CyclicGroup, Position
+from lagrad.compile.groups import Cross, CyclicGroup, Position
 from lagrad.errors import SingularSystemError
+from lagrad.ir.batching import align
 from lagrad.options import ForwardOptions
+from lagrad.solve.chain import MAX_REACH, BandFactor, Coupling, band_factorize
 from lagrad.solve.nonlinear import NEWTON_MAXITER
 from lagrad.solve.results import BlockResult, Status, raise_for
 
@@ -51,6 +53,15 @@ SINGULAR_CONDITION = 1e13
 GROUP_METHODS = ("auto", "newton")
 """Forward methods a group is solved with together (any other named method
 solves its blocks one by one)."""
+
+
+def _outside(group: CyclicGroup, cross: Cross) -> NDArray[np.intp]:
+    """The elements whose read of a cross argument is outside the group."""
+    key = ("outside", id(cross))
+    found = group.cache.get(key)
+    if found is None:
+        found = group.cache[key] = np.flatnonzero(~cross.mask)
+    return found
 
 
 class GroupMap:
@@ -70,6 +81,7 @@ class GroupMap:
         self.gu = np.empty((self.b, group.n_u))  # the closing equations' values
         self.args: list[list[Array]] = []
         self.ans: list[Array] = []
+        self.partials = {}  # elementwise local derivatives at the current values
 
     def _arg(self, p: int, a: int, arg: tuple[Any, ...], u: Array) -> Array:
         if arg[0] == "const":
@@ -78,10 +90,12 @@ class GroupMap:
             return self.zl[:, arg[1]].reshape((self.b,) + arg[2])
         value = self.outer[(p, a)]
         cross = arg[3]
-        if cross is not None:
-            value = value.copy()
-            flat = value.reshape(self.b, -1)
-            flat[cross.mask] = u[cross.source[cross.mask], cross.u]
+        if cross is not None:  # the source elements' unknowns, the outside value elsewhere
+            flat = np.take(u[:, cross.u], cross.source, axis=0)
+            rest = _outside(self.group, cross)
+            if rest.size:
+                flat[rest] = value.reshape(self.b, -1)[rest]
+            value = flat.reshape(value.shape)
         return value
 
     def __call__(self, u: Array) -> Array:
@@ -89,6 +103,7 @@ class GroupMap:
         n_w = self.group.n_w
         self.zl[:, n_w:] = u
         self.args, self.ans = [], []
+        self.partials: dict[tuple[int, int], Array] = {}
         for p, step in enumerate(self.group.steps):
             args = [self._arg(p, a, arg, u) for a, arg in enumerate(step.args)]
             val = step.primitive.batched_value(args, step.params).reshape(self.b, -1)
@@ -98,27 +113,60 @@ class GroupMap:
                 (self.b,) + step.shape))
         return self.gu.copy()
 
+    def _jvp(self, p: int, a: int, t: Array) -> Array:
+        """Output tangent of step p for the tangent t of its argument a alone;
+        an elementwise step's local derivative is computed once per G call
+        (a Jacobian takes one sweep per column)."""
+        step = self.group.steps[p]
+        prim, ans = step.primitive, self.ans[p]
+        if prim.batch is not None or prim.partials is None:
+            return prim.batched_jvp(a, t, ans, self.args[p], step.params)
+        rank = ans.ndim - 1
+        if prim.constant_partials is not None:
+            c = prim.constant_partials[a]
+            out = align(t, rank) if c == 1.0 else c * align(t, rank)
+        else:
+            d = self.partials.get((p, a))
+            if d is None:
+                d = self.partials[(p, a)] = prim.partials(
+                    a, ans, *(align(x, rank) for x in self.args[p]), **step.params)
+            out = d * align(t, rank)
+        return np.broadcast_to(out, ans.shape)
+
     def write(self) -> None:
         """Leave z at the current values of the whole region."""
         self.z[self.group.positions] = self.zl
 
     # ------------------------------------------------------------- sweeps
-    def jvp(self, tl: Array, outer_t: dict[tuple[int, int], Array]) -> Array:
+    def jvp(self, tl: Array, outer_t: dict[tuple[int, int], Array],
+            live_u: Sequence[int] | None = None) -> Array:
         """Tangent sweep in place in ``tl`` (B, n_W + n_U: W sources, own U
         tangents); ``outer_t`` gives outer arguments' tangents. Returns the
-        closing equations' tangents (B, n_U)."""
-        b, gd = self.b, np.zeros((self.b, self.group.n_u))
+        closing equations' tangents (B, n_U). With ``live_u`` (the U columns
+        whose tangent may be non-zero; tl's W part then zero) the sweep skips
+        every argument whose tangent is known to be zero."""
+        b, n_w, gd = self.b, self.group.n_w, np.zeros((self.b, self.group.n_u))
+        live: set[int] | None = None if live_u is None else set()  # W slots that are live
         for p, step in enumerate(self.group.steps):
             target = (gd if step.closing else tl)[:, step.out]
+            moved = False
             for a, arg in enumerate(step.args):
                 if arg[0] == "const":
                     continue
-                t = tl[:, arg[1]].reshape((b,) + arg[2]) if arg[0] == "local" \
-                    else outer_t.get((p, a))
-                if t is None:
-                    continue
-                target += step.primitive.batched_jvp(a, t, self.ans[p], self.args[p],
-                                                     step.params).reshape(b, -1)
+                if arg[0] == "local":
+                    if live is not None and live_u is not None and not (
+                            arg[1].start in live if arg[1].start < n_w else
+                            any(arg[1].start - n_w <= c < arg[1].stop - n_w for c in live_u)):
+                        continue
+                    t = tl[:, arg[1]].reshape((b,) + arg[2])
+                else:
+                    t = outer_t.get((p, a))
+                    if t is None:
+                        continue
+                target += self._jvp(p, a, t).reshape(b, -1)
+                moved = True
+            if live is not None and moved and not step.closing:
+                live.add(step.out.start)
         return gd
 
     def vjp(self, ll: Array, lam_u: Array) -> dict[tuple[int, int], Array]:
@@ -175,14 +223,14 @@ def _diagonal(gm: GroupMap) -> Array:
     for j in range(group.n_u):
         tl = np.zeros_like(gm.zl)
         tl[:, group.n_w + j] = 1.0
-        d[:, :, j] = gm.jvp(tl, {})
+        d[:, :, j] = gm.jvp(tl, {}, live_u=(j,))
     return d
 
 
-def _coupling(gm: GroupMap) -> sp.csr_matrix | None:
-    """C (B n_U x B n_U): dG_k/dU_m through the cross reads, or None."""
-    group, b, n = gm.group, gm.b, gm.group.n_u
-    rows, cols, vals = [], [], []
+def _coupling(gm: GroupMap) -> list[Coupling]:
+    """C's columns: dG_k/dU_m through the cross reads, one JVP sweep each."""
+    group, b = gm.group, gm.b
+    out = []
     zero = np.zeros_like(gm.zl)
     for p, step in enumerate(group.steps):
         for a, arg in enumerate(step.args):
@@ -193,21 +241,44 @@ def _coupling(gm: GroupMap) -> sp.csr_matrix | None:
             for c in range(cross.u.stop - cross.u.start):
                 t = np.zeros((b, cross.u.stop - cross.u.start))
                 t[:, c] = 1.0
-                col = gm.jvp(zero.copy(), {(p, a): t.reshape((b,) + arg[2])})[k]
-                rows.append((k[:, None] * n + np.arange(n)).ravel())
-                cols.append(np.repeat(cross.source[k] * n + cross.u.start + c, n))
-                vals.append(col.ravel())
-    if not rows:
+                col = gm.jvp(zero.copy(), {(p, a): t.reshape((b,) + arg[2])}, live_u=())[k]
+                out.append(Coupling(k, cross.source[k], cross.u.start + c, col, (p, a, c)))
+    return out
+
+
+def _coupling_matrix(coupling: list[Coupling], b: int, n: int) -> sp.csr_matrix | None:
+    """C (B n_U x B n_U) from its columns, or None."""
+    if not coupling:
         return None
+    rows = [(c.k[:, None] * n + np.arange(n)).ravel() for c in coupling]
+    cols = [np.repeat(c.source * n + c.col, n) for c in coupling]
+    vals = [c.values.ravel() for c in coupling]
     return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                          shape=(b * n, b * n))
 
 
-def factorize(gm: GroupMap) -> GroupFactor | int:
-    """M L at the current values of ``gm`` (after a call); an element number
-    when that element's M is singular."""
+def _reach(group: CyclicGroup) -> int:
+    """How many places back an element reads (0: no coupling)."""
+    reach = group.cache.get("reach")
+    if reach is None:
+        reach = max((int(np.max(np.nonzero(a[3].mask)[0] - a[3].source[a[3].mask]))
+                     for s in group.steps for a in s.args
+                     if a[0] == "outer" and a[3] is not None), default=0)
+        group.cache["reach"] = reach
+    return reach
+
+
+def factorize(gm: GroupMap) -> GroupFactor | BandFactor | int:
+    """M L (or, for a chain, the band LU of M - C) at the current values of
+    ``gm`` (after a call); an element number when that element's M is singular."""
     d = _diagonal(gm)
     m = np.eye(gm.group.n_u) - d
+    reach = _reach(gm.group)
+    if 0 < reach <= MAX_REACH:
+        band = band_factorize(m, _coupling(gm), reach, gm.group.cache)
+        if isinstance(band, int) or np.all(band.condition <= SINGULAR_CONDITION):
+            return band
+        return int(np.argmax(band.condition))
     try:
         minv = np.linalg.inv(m)
     except np.linalg.LinAlgError:
@@ -215,7 +286,7 @@ def factorize(gm: GroupMap) -> GroupFactor | int:
     cond = np.abs(m).sum(axis=1).max(axis=1) * np.abs(minv).sum(axis=1).max(axis=1)
     if not np.all(cond <= SINGULAR_CONDITION):
         return int(np.argmax(np.where(np.isfinite(cond), cond, np.inf)))
-    c = _coupling(gm)
+    c = _coupling_matrix(_coupling(gm), gm.b, gm.group.n_u) if reach else None
     lower = None
     if c is not None:
         b, n = minv.shape[0], minv.shape[1]
@@ -229,6 +300,18 @@ def factorize(gm: GroupMap) -> GroupFactor | int:
 
 def _norms(x: Array) -> Array:
     return np.sqrt(np.einsum("ki,ki->k", x, x))
+
+
+def _converged(group: CyclicGroup, u: Array, gu: Array, tol: float) -> NDArray[np.bool_]:
+    """Per element: ||U_k - G_k|| <= tol max(1, ||U_k||), tested apart for the
+    unknowns and the carries (a long sum carried along the chain must not
+    loosen the test of the unknowns)."""
+    n = group.n_unknowns
+    r = u - gu
+    ok = _norms(r[:, :n]) <= tol * np.maximum(1.0, _norms(u[:, :n]))
+    if n < u.shape[1]:
+        ok &= _norms(r[:, n:]) <= tol * np.maximum(1.0, _norms(u[:, n:]))
+    return ok
 
 
 def _failed(group: CyclicGroup, result: BlockResult, status: Status, k: int,
@@ -259,7 +342,7 @@ def newton_group(gm: GroupMap, u0: Array, tol: float, maxiter: int) -> BlockResu
             return _failed(group, result, Status.SINGULAR, factor, "I - J is singular at the "
                            "current iterate; the constraints do not determine the unknowns")
         scale = np.maximum(1.0, _norms(u))
-        if np.all(res <= tol * scale):
+        if np.all(_converged(group, u, gu, tol)):
             result.iterations, result.factorization, result.x = it, factor, u
             result.extra["element_residuals"] = res
             if previous is not None:
@@ -280,18 +363,37 @@ def newton_group(gm: GroupMap, u0: Array, tol: float, maxiter: int) -> BlockResu
 def _line_search(gm: GroupMap, u: Array, step: Array, res: Array, tol: float
                  ) -> tuple[Array, Array]:
     """The full step where it reduces an element's residual; halved (up to 30
-    times) for the elements where it does not."""
-    t = np.ones(u.shape[0])
+    times) for the elements where it does not. In a chain an element's
+    residual also depends on the steps of the elements it reads, so there the
+    step is halved for all at once, on the sum of squares of the residuals."""
     trial = u + step
     g = gm(trial)
+    if gm.group.chained:
+        return _chain_line_search(gm, u, step, res, tol, trial, g)
+    t = np.ones(u.shape[0])
     for _ in range(30):
         new = _norms(trial - g)
-        done = new <= tol * np.maximum(1.0, _norms(trial))  # at the floor: no descent
+        done = _converged(gm.group, trial, g, tol)  # at the floor: no descent
         bad = ~(np.isfinite(new) & ((new <= (1 - 1e-4 * t) * res) | done))
         if not bad.any():
             break
         t[bad] *= 0.5
         trial[bad] = u[bad] + t[bad, None] * step[bad]
+        g = gm(trial)
+    return trial, g
+
+
+def _chain_line_search(gm: GroupMap, u: Array, step: Array, res: Array, tol: float,
+                       trial: Array, g: Array) -> tuple[Array, Array]:
+    merit = float(res @ res)
+    t = 1.0
+    for _ in range(30):
+        new = _norms(trial - g)
+        if np.all(np.isfinite(new)) and (float(new @ new) <= (1 - 1e-4 * t) * merit
+                                         or np.all(_converged(gm.group, trial, g, tol))):
+            break
+        t *= 0.5
+        trial = u + t * step
         g = gm(trial)
     return trial, g
 
@@ -327,7 +429,7 @@ def solve_group(group: CyclicGroup, z: Array, options: ForwardOptions,
         gm.write()
     result.seconds = time.perf_counter() - t0
     result.residual = result.residuals[-1]
-    result.extra["blocks"] = tuple(u.block.number for u in group.units)
+    result.extra["blocks"] = group.block_numbers
     return result
 
 

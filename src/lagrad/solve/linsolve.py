@@ -192,6 +192,8 @@ def _truncates(system: System, units: tuple[CyclicBlock, ...]) -> bool:
     if not system.orientation.transposed:
         return False
     program = system.schedule.program
+    if system.backward is None and not program.block_backward:
+        return False  # nothing declared: skip asking each of a group's B blocks
     return any((mode := blocksolve.backward_of(program, u, system.backward)) is not None
                and mode.truncated for u in units)
 
