@@ -22,7 +22,8 @@ TITLES = {"scaling": "scaling: random scalar DAGs", "modes": "modes: one program
           "paths": "paths: stacked diamonds", "mlp": "mlp: tanh MLP",
           "deq": "deq: deep-equilibrium layer", "pagerank": "pagerank: implicit gradient",
           "blocks": "blocks: a chain of B cyclic blocks",
-          "sparsejac": "sparsejac: sparse Jacobians by colouring", "peers": "peers"}
+          "sparsejac": "sparsejac: sparse Jacobians by colouring",
+          "jacobian": "jacobian: k rows in one sweep against one gradient", "peers": "peers"}
 ROW_KEYS = {
     "scaling": {"n", "equations", "build_s", "first_s", "forward_s", "gradient_s",
                 "grad_over_forward", "floor_build_s", "floor_gradient_s", "grad_over_floor",
@@ -38,6 +39,8 @@ ROW_KEYS = {
     "blocks": {"B", "method", "gradient_s"},
     "sparsejac": {"problem", "n", "method", "jacobian_s", "colours", "speedup", "error",
                   "missed"},
+    "jacobian": {"problem", "label", "rows", "gradient_s", "jacobian_s", "row_by_row_s",
+                 "jac_over_grad", "error", "fd_error", "method", "seconds"},
 }
 STATUSES = {"PASS", "FAIL", "NOT MEASURED"}
 

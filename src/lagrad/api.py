@@ -669,6 +669,11 @@ def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto", *
     mode : {"auto", "reverse", "forward"}
         "reverse" solves one adjoint system per output entry, "forward" one
         tangent system per input entry, "auto" whichever needs fewer solves.
+        With the default linear method they are solved together: one sweep
+        with a block of seeds (a k-column right-hand side), so that matrix
+        products become matrix-matrix products and each cyclic block is
+        factorized or iterated once for all of them; a named
+        ``adjoint_method`` solves them one by one.
         With ``sparse``: colour rows ("reverse") or columns ("forward") of the
         Jacobian, or whichever needs fewer colours ("auto").
     has_aux : bool

@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
@@ -67,6 +68,9 @@ Array = NDArray[np.float64]
 Ints = NDArray[np.intp]
 MAX_ENTRIES = 1 << 24
 """Most entries of the (k, n) sweep array (128 MB): more seeds are split into chunks."""
+DENSE_REDUCED_LIMIT = 4000
+"""Most unknowns of a block solved by a dense LU of its reduced matrix, when
+building that matrix (n_U products) costs fewer products than the series."""
 
 
 # ------------------------------------------------------------ one primitive
@@ -130,15 +134,16 @@ def pushforward_many(prim: Primitive, ts: Sequence[Array | None], ans: Array,
 
 # ------------------------------------------------------------ one step
 
-def _pull(step: Single | Batch, z: Array, x: Array, into: Array) -> None:
-    """``into[:, j] +=`` lambda_i df_i/dz_j for the step's parents j, every seed."""
+def _pull(step: Single | Batch, z: Array, x: Array, into: Array, sparse: bool = True) -> None:
+    """``into[:, j] +=`` lambda_i df_i/dz_j for the step's parents j, every seed
+    (``sparse``: first check whether any seed reaches the step)."""
     if isinstance(step, Batch):
         _pull_batch(step, z, x, into)
         return
     if not step.dslots:
         return
     g = x[:, step.start:step.stop]
-    if not g.any():  # no seed reaches this equation
+    if sparse and not g.any():  # no seed reaches this equation
         return
     seeds = x.shape[0]
     g = g.reshape((seeds,) + step.shape)
@@ -167,8 +172,9 @@ def _pull_batch(step: Batch, z: Array, x: Array, into: Array) -> None:
             np.add.at(into, (slice(None), step.operands[k]), ct)
 
 
-def _push(step: Single | Batch, z: Array, x: Array, into: Array) -> None:
-    """``into[:, i] +=`` (J x)_i for the step's outputs i, every seed."""
+def _push(step: Single | Batch, z: Array, x: Array, into: Array, sparse: bool = True) -> None:
+    """``into[:, i] +=`` (J x)_i for the step's outputs i, every seed (``sparse``:
+    leave out the arguments no seed reaches)."""
     seeds = x.shape[0]
     if isinstance(step, Batch):
         args, ans = step.gather(z), z[step.out]
@@ -183,7 +189,7 @@ def _push(step: Single | Batch, z: Array, x: Array, into: Array) -> None:
     ts: list[Array | None] = [None] * len(step.template)
     for pos, a, b, shape in step.dslots:
         t = x[:, a:b]
-        if t.any():
+        if not sparse or t.any():
             ts[pos] = t.reshape((seeds,) + shape)
     if all(t is None for t in ts):
         return
@@ -196,45 +202,67 @@ def _push(step: Single | Batch, z: Array, x: Array, into: Array) -> None:
 
 class _Reduced:
     """The products with dG/du (tangent) or dG/du^T (adjoint) of one block, for
-    k columns at once: the block's inner steps on two (k, n) scratch arrays."""
+    many columns at once: the block's inner steps on two (columns, n) scratch
+    arrays."""
 
-    def __init__(self, unit: CyclicBlock, z: Array, transposed: bool, seeds: int) -> None:
+    def __init__(self, unit: CyclicBlock, z: Array, transposed: bool) -> None:
         self.unit, self.z, self.transposed = unit, z, transposed
-        self.w = np.zeros((seeds, z.size))
-        self.w2 = np.zeros((seeds, z.size))
+        self._work: dict[int, tuple[Array, Array]] = {}
+
+    def scratch(self, seeds: int) -> tuple[Array, Array]:
+        if seeds not in self._work:
+            self._work[seeds] = (np.zeros((seeds, self.z.size)), np.zeros((seeds, self.z.size)))
+        return self._work[seeds]
 
     def product(self, v: Array, interior: Array | None = None) -> Array:
-        """dG/du^T v (adjoint) or dG/du v (tangent), with an optional interior
-        seed (back-substituted or forward-substituted through the interior)."""
-        u, w, w2, z = self.unit, self.w, self.w2, self.z
-        for a, b in u.runs:
-            w[:, a:b] = 0.0
-            w2[:, a:b] = 0.0
+        """dG/du^T v (adjoint) or dG/du v (tangent) for each row of ``v``, with
+        an optional interior seed (substituted through the interior)."""
+        u, z = self.unit, self.z
+        w, w2 = self.scratch(v.shape[0])
         if self.transposed:
+            for a, b in u.runs:
+                w2[:, a:b] = 0.0
             w[:, u.u_at] = v  # the closing pullbacks read only the unknowns' entries
             for step in u.inner_closing:
-                _pull(step, z, w, w2)
+                _pull(step, z, w, w2, sparse=False)
             if interior is not None:
                 w2[:, u.i_at] += interior
             for step in reversed(u.inner_interior):
-                _pull(step, z, w2, w2)
+                _pull(step, z, w2, w2, sparse=False)
             return w2[:, u.u_at].copy()
+        for a, b in u.runs:
+            w[:, a:b] = 0.0
+        w2[:, u.u_at] = 0.0
         w[:, u.u_at] = v
         if interior is not None:
             w[:, u.i_at] = interior
         for step in u.inner_interior:
-            _push(step, z, w, w)
+            _push(step, z, w, w, sparse=False)
         for step in u.inner_closing:
-            _push(step, z, w, w2)
+            _push(step, z, w, w2, sparse=False)
         return w2[:, u.u_at].copy()
+
+    def reduced_rhs(self, b: Array) -> Array:
+        """C = b_U + dG/du^T-substitution of the interior part of ``b``."""
+        u = self.unit
+        return b[:, u.pos_u] + self.product(np.zeros((b.shape[0], u.u_index.size)),
+                                            b[:, u.pos_i])
+
+    def recover(self, x_u: Array, b: Array) -> Array:
+        """The whole block's rows from the unknowns' part ``x_u``."""
+        u = self.unit
+        self.product(x_u, b[:, u.pos_i])
+        w, w2 = self.scratch(b.shape[0])
+        out = np.empty_like(b)
+        out[:, u.pos_u] = x_u
+        out[:, u.pos_i] = (w2 if self.transposed else w)[:, u.i_at]
+        return out
 
     def neumann(self, b: Array, tol: float, budget: int) -> Array | None:
         """X on the block for the right-hand sides ``b`` (k, block size) by the
         Neumann series on the unknowns; None when it does not converge within
         ``budget`` iterations (the caller then solves column by column)."""
-        u = self.unit
-        c = b[:, u.pos_u] + self.product(np.zeros((b.shape[0], u.u_index.size)),
-                                         b[:, u.pos_i])
+        c = self.reduced_rhs(b)
         scale = np.maximum(np.linalg.norm(c, axis=1), np.finfo(float).tiny)
         x_u = c.copy()
         for _ in range(budget):
@@ -247,11 +275,27 @@ class _Reduced:
             x_u += r
         else:
             return None
-        self.product(x_u, b[:, u.pos_i])
-        out = np.empty_like(b)
-        out[:, u.pos_u] = x_u
-        out[:, u.pos_i] = (self.w2 if self.transposed else self.w)[:, u.i_at]
-        return out
+        return self.recover(x_u, b)
+
+    def dense_lu(self, b: Array) -> Array:
+        """X on the block by a dense LU of the reduced n_U x n_U matrix, built
+        by one product with the identity's n_U columns."""
+        n_u = self.unit.u_index.size
+        # row j of P is the product with e_j, so P = (dG/du) for the adjoint and
+        # (dG/du)^T for the tangent: both reduced systems are (I - P^T) X_U^T = C^T
+        p = self.product(np.eye(n_u))
+        self._work.pop(n_u, None)
+        np.negative(p, out=p)
+        p[np.diag_indices(n_u)] += 1.0
+        factors = scipy.linalg.lu_factor(p, overwrite_a=True, check_finite=False)
+        cond = lu_condition(np.diag(factors[0]))
+        if cond > SINGULAR_CONDITION:
+            raise SingularSystemError(f"{self.unit.block.name}: I - J is numerically "
+                                      f"singular (estimated condition {cond:.2e}); use "
+                                      "method='lstsq' for minimum-norm multipliers")
+        c = self.reduced_rhs(b)
+        x_u = scipy.linalg.lu_solve(factors, c.T, trans=1, check_finite=False).T
+        return self.recover(np.ascontiguousarray(x_u), b)
 
 
 def _own_forward(forward: Mapping[int, Any], unit: CyclicBlock) -> BlockResult | None:
@@ -281,9 +325,16 @@ def _solve_block(unit: CyclicBlock, z: Array, b: Array, orientation: Orientation
                                       "method='lstsq' for minimum-norm multipliers")
         x = factor.solve(np.ascontiguousarray(b.T), trans="T" if transposed else "N")
         return np.asarray(x).T.reshape(b.shape)
+    reduced = _Reduced(unit, z, transposed)
+    n_u, seeds = unit.u_index.size, b.shape[0]
+    # the series' expected iterations (its budget is twice that, plus 20)
+    expected = (choice.neumann_budget - 20) // 2 if choice.neumann_budget else 0
+    # n_U products build the reduced matrix; its LU costs about n_U / 3 more
+    if n_u <= DENSE_REDUCED_LIMIT and n_u * z.size <= MAX_ENTRIES and \
+            (expected == 0 or 4 * n_u < 3 * expected * seeds):
+        return reduced.dense_lu(b)
     if choice.neumann_budget is not None:
-        x = _Reduced(unit, z, transposed, b.shape[0]).neumann(b, options.tolerance,
-                                                              choice.neumann_budget)
+        x = reduced.neumann(b, options.tolerance, choice.neumann_budget)
         if x is not None:
             return x
     work = Workspace(z.size)
