@@ -48,11 +48,18 @@ TARGET = 10.0  # a Jacobian with 100 rows costs at most this many gradients
 
 
 class JacobianProblem:
-    """f (k outputs) and a scalar loss of one input x, with their labels."""
+    """f (k outputs) and a scalar loss of one input x, with their labels; the
+    arrays they are made of (for other libraries) and a dense reference."""
 
     def __init__(self, name: str, label: str, f: Callable[[Any], Any],
-                 loss: Callable[[Any], Any], x: Array) -> None:
+                 loss: Callable[[Any], Any], x: Array, arrays: dict[str, Any],
+                 reference: Callable[[], Array]) -> None:
         self.name, self.label, self.f, self.loss, self.x = name, label, f, loss, x
+        self.arrays, self._reference = arrays, reference
+
+    def reference(self) -> Array:
+        """The Jacobian in closed form with numpy (deq: a dense LU)."""
+        return self._reference()
 
     def row_by_row(self, program: lagrad.Program) -> Array:
         """The Jacobian by k single-seed adjoint solves (the default method)."""
@@ -98,7 +105,18 @@ def mlp_problem(hidden: tuple[int, ...], k: int) -> JacobianProblem:
     def loss(x: Any) -> Any:
         h = f(x)
         return -lagrad.sum(y * (h - lagrad.logsumexp(h)))
-    return JacobianProblem("mlp", "-".join(map(str, tuple(hidden) + (k,))), f, loss, x)
+
+    def reference() -> Array:  # W_L^T D_{L-1} ... D_1 W_1^T, D = diag(1 - h^2)
+        h, jac = x, np.eye(x.size)
+        for j in range(len(params) // 2):
+            a = h @ params[2 * j] + params[2 * j + 1]
+            jac = params[2 * j].T @ jac
+            if j < len(params) // 2 - 1:
+                h = np.tanh(a)
+                jac = (1.0 - h * h)[:, None] * jac
+        return jac
+    return JacobianProblem("mlp", "-".join(map(str, tuple(hidden) + (k,))), f, loss, x,
+                           {"params": params, "k": k}, reference)
 
 
 def deq_problem(n: int, k: int) -> JacobianProblem:
@@ -108,8 +126,20 @@ def deq_problem(n: int, k: int) -> JacobianProblem:
 
     def z_of(x: Any) -> Any:
         return lagrad.fixed_point(lambda z, x: lagrad.tanh(w @ z + u @ x + b), np.zeros(n), x)
+    def reference() -> Array:  # dz/dx = (I - D W)^-1 D U at the fixed point
+        z = np.zeros(n)
+        a = u @ p.x + b
+        for _ in range(10_000):
+            new = np.tanh(w @ z + a)
+            done = np.linalg.norm(new - z) <= 1e-15 * max(1.0, np.linalg.norm(new))
+            z = new
+            if done:
+                break
+        d = 1.0 - z * z
+        return np.linalg.solve(np.eye(n) - d[:, None] * w, d[:, None] * u)[:k]
     return JacobianProblem("deq", f"N={n}", lambda x: z_of(x)[:k],
-                           lambda x: lagrad.sum(z_of(x) ** 2), p.x)
+                           lambda x: lagrad.sum(z_of(x) ** 2), p.x,
+                           {"W": w, "U": u, "b": b, "n": n, "k": k}, reference)
 
 
 COLUMNS = [
