@@ -230,7 +230,7 @@ def test_peers_side_by_side_with_a_stand_in_peer(monkeypatch: pytest.MonkeyPatch
     from lagrad.bench.mlp import numpy_gradient
 
     def stand_in(problem: str, p: Any, mods: Any) -> Any:
-        if problem == "deq":
+        if problem in ("deq", "blocks", "jacobian"):
             raise NotImplementedError("no implicit solver here")
         if problem == "pagerank":
             raise RuntimeError("boom")
@@ -244,8 +244,8 @@ def test_peers_side_by_side_with_a_stand_in_peer(monkeypatch: pytest.MonkeyPatch
     text = capsys.readouterr().out
     assert "peers: jax is not installed" in text and "peers: torch is not" not in text
     by = {(r["problem"], r["peer"]): r for r in rows}
-    assert set(by) == {(p, who) for p in ("scaling", "mlp", "deq", "pagerank")
-                       for who in ("lagrad", "torch")}
+    assert set(by) == {(p, who) for p in ("scaling", "mlp", "deq", "pagerank", "blocks",
+                                          "jacobian") for who in ("lagrad", "torch")}
     for problem in ("scaling", "mlp"):
         assert by[problem, "torch"]["error"] < 1e-10
         assert by[problem, "torch"]["over_lagrad"] > 0
