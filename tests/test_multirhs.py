@@ -54,10 +54,13 @@ def test_many_seeds_equal_one_seed_at_a_time_for_every_primitive(prim: P.Primiti
     if not cases:
         pytest.skip(f"no sample arguments for {prim.name}")
     rng = np.random.default_rng(1)
-    for args, params in cases:
+    for (args, params), unit in [(c, u) for c in cases for u in (False, True)]:
         ans = np.asarray(prim.value(*args, **params), dtype=float)
         seeds = 3
         g = rng.standard_normal((seeds,) + ans.shape)
+        if unit:  # unit seeds, as a Jacobian's (mostly zeros: sparse products)
+            seeds = min(ans.size, 64)
+            g = np.eye(seeds, ans.size).reshape((seeds,) + ans.shape)
         for k in range(len(args)):
             got = pullback_many(prim, k, g, ans, args, params)
             want = [prim.pullback(k, g[j], ans, args, params) for j in range(seeds)]
@@ -74,12 +77,14 @@ def test_many_seeds_equal_one_seed_at_a_time_for_every_primitive(prim: P.Primiti
 def _cases(prim: P.Primitive) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
     rng = np.random.default_rng(0)
     a, b = rng.uniform(0.5, 1.5, (3, 4)), rng.uniform(0.5, 1.5, (4,))
+    big = rng.standard_normal((70, 80))  # 5600 entries: unit seeds multiply sparsely
     if prim.name in ("add", "sub", "mul", "div", "pow", "maximum", "minimum"):
         return [((a, b), {}), ((b, a), {})]  # broadcasting either way
     if prim.elementwise and prim.name not in ("where", "weighted_sum"):
         return [((a,), {}), ((b,), {})]
     table: dict[str, list[tuple[tuple[Any, ...], dict[str, Any]]]] = {
         "matmul": [((a, rng.standard_normal((4, 2))), {}), ((a, b), {}),
+                   ((big, big[0]), {}), ((big[:, :70], big), {}), ((big[0, :70], big), {}),
                    ((b, rng.standard_normal((4, 5))), {}), ((b, b), {})],
         "sum": [((a,), {"axis": (1,), "keepdims": False}),
                 ((a,), {"axis": None, "keepdims": False})],

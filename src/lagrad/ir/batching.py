@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 __all__ = ["BatchRule", "align", "unalign", "MATMUL", "SUM", "RESHAPE", "GETITEM"]
@@ -104,6 +105,20 @@ def _matrices(a: Array, b: Array) -> tuple[Array, Array]:
     return a2, b2
 
 
+SPARSE_SEEDS = 0.05
+"""Seeds stacked into a matrix with at most this fraction of non-zeros (and
+at least 4096 entries) multiply as a sparse matrix: unit seeds (a Jacobian's
+first products, a block's reduced matrix built from the identity) then cost
+O(non-zeros x width), not a dense product."""
+
+
+def _times(x: Array, m: Array) -> Array:
+    """x @ m, by a sparse product when x (the stacked seeds) is mostly zeros."""
+    if x.size >= 4096 and np.count_nonzero(x) <= SPARSE_SEEDS * x.size:
+        return np.asarray(sp.csr_matrix(x) @ m)
+    return x @ m
+
+
 def _matmul_shared_jvp(k: int, t: Array, ans: Array, a: Array, b: Array) -> Array:
     # K tangents of one a @ b as one gemm: the K copies of t are stacked along
     # the rows (t_a b) or the columns (a t_b) of a single product
@@ -111,10 +126,10 @@ def _matmul_shared_jvp(k: int, t: Array, ans: Array, a: Array, b: Array) -> Arra
     seeds = t.shape[0]
     m, inner, n = a2.shape[0], a2.shape[1], b2.shape[1]
     if k == 0:
-        out = np.reshape(t, (seeds * m, inner)) @ b2
-    else:
+        out = _times(np.reshape(t, (seeds * m, inner)), b2)
+    else:  # a t_b = (t_b^T a^T)^T, the seeds' columns stacked
         tb = np.reshape(t, (seeds, inner, n)).transpose(1, 0, 2).reshape(inner, seeds * n)
-        out = (a2 @ tb).reshape(m, seeds, n).transpose(1, 0, 2)
+        out = _times(tb.T, a2.T).T.reshape(m, seeds, n).transpose(1, 0, 2)
     return np.reshape(out, (seeds,) + np.shape(ans))
 
 
@@ -123,12 +138,12 @@ def _matmul_shared_vjp(k: int, g: Array, ans: Array, a: Array, b: Array) -> Arra
     seeds = g.shape[0]
     m, inner, n = a2.shape[0], a2.shape[1], b2.shape[1]
     if k == 0:  # da_j = g_j b^T, the K seeds stacked along the rows
-        out = np.reshape(g, (seeds * m, n)) @ b2.T
+        out = _times(np.reshape(g, (seeds * m, n)), b2.T)
         return out.reshape((seeds,) + np.shape(a))
     if n == 1:  # b a vector: db_j = a^T g_j, i.e. the rows g_j a
-        return (np.reshape(g, (seeds, m)) @ a2).reshape((seeds,) + np.shape(b))
+        return _times(np.reshape(g, (seeds, m)), a2).reshape((seeds,) + np.shape(b))
     stacked = np.reshape(g, (seeds, m, n)).transpose(1, 0, 2).reshape(m, seeds * n)
-    out = (a2.T @ stacked).reshape(inner, seeds, n).transpose(1, 0, 2)
+    out = _times(stacked.T, a2).T.reshape(inner, seeds, n).transpose(1, 0, 2)
     return out.reshape((seeds,) + np.shape(b))
 
 
