@@ -23,7 +23,8 @@ TITLES = {"scaling": "scaling: random scalar DAGs", "modes": "modes: one program
           "paths": "paths: stacked diamonds", "mlp": "mlp: tanh MLP",
           "deq": "deq: deep-equilibrium layer", "pagerank": "pagerank: implicit gradient",
           "blocks": "blocks: a chain of B cyclic blocks",
-          "sparsejac": "sparsejac: sparse Jacobians by colouring", "peers": "peers"}
+          "sparsejac": "sparsejac: sparse Jacobians by colouring",
+          "jacobian": "jacobian: k rows in one sweep against one gradient", "peers": "peers"}
 ROW_KEYS = {
     "scaling": {"n", "equations", "build_s", "first_s", "forward_s", "gradient_s",
                 "grad_over_forward", "floor_build_s", "floor_gradient_s", "grad_over_floor",
@@ -39,6 +40,8 @@ ROW_KEYS = {
     "blocks": {"B", "method", "gradient_s"},
     "sparsejac": {"problem", "n", "method", "jacobian_s", "colours", "speedup", "error",
                   "missed"},
+    "jacobian": {"problem", "label", "rows", "gradient_s", "jacobian_s", "row_by_row_s",
+                 "jac_over_grad", "error", "fd_error", "method", "seconds"},
 }
 STATUSES = {"PASS", "FAIL", "NOT MEASURED"}
 
@@ -248,7 +251,7 @@ def test_peers_side_by_side_with_a_stand_in_peer(monkeypatch: pytest.MonkeyPatch
     from lagrad.bench.mlp import numpy_gradient
 
     def stand_in(problem: str, p: Any, mods: Any) -> Any:
-        if problem == "deq":
+        if problem in ("deq", "blocks", "jacobian"):
             raise NotImplementedError("no implicit solver here")
         if problem == "pagerank":
             raise RuntimeError("boom")
@@ -262,8 +265,8 @@ def test_peers_side_by_side_with_a_stand_in_peer(monkeypatch: pytest.MonkeyPatch
     text = capsys.readouterr().out
     assert "peers: jax is not installed" in text and "peers: torch is not" not in text
     by = {(r["problem"], r["peer"]): r for r in rows}
-    assert set(by) == {(p, who) for p in ("scaling", "mlp", "deq", "pagerank")
-                       for who in ("lagrad", "torch")}
+    assert set(by) == {(p, who) for p in ("scaling", "mlp", "deq", "pagerank", "blocks",
+                                          "jacobian") for who in ("lagrad", "torch")}
     for problem in ("scaling", "mlp"):
         assert by[problem, "torch"]["error"] < 1e-10
         assert by[problem, "torch"]["over_lagrad"] > 0

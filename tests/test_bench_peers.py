@@ -35,6 +35,8 @@ def _floor_grad(problem: str, p: dict[str, Any]) -> Any:
         return p["floor"].gradient(p["x"])[1]
     if problem == "mlp":
         return numpy_gradient(p["data"], p["labels"], p["params"])[1]
+    if problem == "blocks":
+        return p["blocks"].floor()
     return p[problem].reference()
 
 

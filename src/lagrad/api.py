@@ -33,12 +33,15 @@ from lagrad.ir.constants import as_real
 from lagrad.ir.custom import custom_jvp
 from lagrad.ir.program import Program, Variable
 from lagrad.ir.trace import Traced, normalize_argnums, trace_args
+from lagrad.numeric import all_finite
 from lagrad.options import SolveOptions
 from lagrad.solve.linsolve import SolveInfo, resolve_method, solve_system
+from lagrad.solve.multirhs import unit_solves
 from lagrad.solve.results import BlockResult
 from lagrad.solve.second import multiplier_tangent
 from lagrad.solve.solution import Solution, solve_checked
 from lagrad.solve.sparsejac import sparse_jacobian
+from lagrad.solve.system import ADJOINT, TANGENT
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacobian", "jacfwd", "jacrev", "jit",
            "Jitted", "DerivativeInfo", "hvp", "hessian"]
@@ -688,6 +691,11 @@ def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto", *
     mode : {"auto", "reverse", "forward"}
         "reverse" solves one adjoint system per output entry, "forward" one
         tangent system per input entry, "auto" whichever needs fewer solves.
+        With the default linear method they are solved together: one sweep
+        with a block of seeds (a k-column right-hand side), so that matrix
+        products become matrix-matrix products and each cyclic block is
+        factorized or iterated once for all of them; a named
+        ``adjoint_method`` solves them one by one.
         With ``sparse``: colour rows ("reverse") or columns ("forward") of the
         Jacobian, or whichever needs fewer colours ("auto").
     has_aux : bool
@@ -975,11 +983,27 @@ def _sparse_blocks(sol: Solution, mode: str) -> list[Any]:
     return [matrix[:, a:b].tocsr() for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def _many_seeds(sol: Solution, setup: _Setup) -> bool:
+    """Whether a Jacobian's solves may run as one sweep with many seeds: the
+    default method, and no block with a method or backward mode of its own."""
+    program = sol.schedule.program
+    return setup.default_linear and sol.backward is None and not program.adjoint_options \
+        and not program.block_backward
+
+
 def _reverse_rows(sol: Solution, setup: _Setup) -> np.ndarray:
-    """d output / d inputs, one adjoint sweep per output entry."""
-    out = sol.schedule.output_variable
+    """d output / d inputs: one adjoint sweep with a seed per output entry
+    (lagrad.solve.multirhs), or one sweep per entry with a named method."""
+    schedule = sol.schedule
+    out = schedule.output_variable
     lo, hi = _input_span(sol)
-    rows = np.empty((out.size, hi - lo))
+    if _many_seeds(sol, setup):
+        with np.errstate(all="ignore"):
+            rows = unit_solves(schedule, sol.z, ADJOINT, schedule.index.positions([out]),
+                               slice(lo, hi), sol.diagnostics).T
+        if all_finite(rows):
+            return rows
+    rows = np.empty((out.size, hi - lo))  # one by one: a named method, or to blame
     for k in range(out.size):
         seed = np.zeros(out.size)
         seed[k] = 1.0
@@ -990,14 +1014,22 @@ def _reverse_rows(sol: Solution, setup: _Setup) -> np.ndarray:
 
 
 def _forward_columns(sol: Solution, setup: _Setup) -> np.ndarray:
-    """d output / d inputs, one tangent sweep per input entry."""
+    """d output / d inputs: one tangent sweep with a seed per input entry, or
+    one sweep per entry with a named method."""
+    schedule = sol.schedule
     lo, hi = _input_span(sol)
-    out_slice = sol.schedule.index[sol.schedule.output_variable]
+    out_slice = schedule.index[schedule.output_variable]
+    if _many_seeds(sol, setup):
+        with np.errstate(all="ignore"):
+            cols = unit_solves(schedule, sol.z, TANGENT, np.arange(lo, hi, dtype=np.intp),
+                               out_slice, sol.diagnostics)
+        if all_finite(cols):
+            return cols
     cols = np.empty((out_slice.stop - out_slice.start, hi - lo))
     for k in range(hi - lo):
-        e = np.zeros(sol.schedule.size)
+        e = np.zeros(schedule.size)
         e[lo + k] = 1.0
-        system = sol.tangent_system(sol.schedule.index.take(e, sol.schedule.inputs))
+        system = sol.tangent_system(schedule.index.take(e, schedule.inputs))
         cols[:, k] = solve_system(system, setup.linear_method, setup.options.linear,
                                   compute_residual=False).x[out_slice]
     return cols

@@ -6,7 +6,9 @@ one table): ``scaling`` (random scalar DAGs, 10^2..10^6 equations), ``modes``
 ``paths`` (stacked diamonds), ``mlp`` (tanh MLP 784-256-256-10), ``deq``
 (deep-equilibrium layer, every adjoint method and the unrolled baseline),
 ``pagerank`` (10^4..10^6 edges), ``blocks`` (chains of small cyclic blocks),
-``sparsejac`` (sparse Jacobians by colouring against dense ones, n up to 10^4) and
+``sparsejac`` (sparse Jacobians by colouring against dense ones, n up to 10^4),
+``jacobian`` (a Jacobian of 100 rows in one multi-seed sweep against one
+gradient, on an MLP and the DEQ) and
 ``peers`` (JAX, jaxopt, autograd, PyTorch, CasADi when importable). Each times
 a hand-written numpy/scipy *floor* of the same problem in the same run.
 
@@ -18,7 +20,8 @@ Examples
 --------
 >>> from lagrad.bench import WORKLOADS
 >>> WORKLOADS
-('scaling', 'modes', 'paths', 'mlp', 'deq', 'pagerank', 'blocks', 'sparsejac', 'peers')
+('scaling', 'modes', 'paths', 'mlp', 'deq', 'pagerank', 'blocks', 'sparsejac', 'jacobian',
+ 'peers')
 """
 
 from .core import Context

@@ -22,7 +22,11 @@ What each peer runs (the ``method`` column of the table says the same):
   and pagerank with a hand-written implicit backward (fixed point without a
   graph, adjoint iteration through ``torch.autograd.grad``);
 * casadi: scaling (an SX expression graph built from Python, then
-  ``gradient`` and a ``Function``).
+  ``gradient`` and a ``Function``);
+* jax and jaxopt also run the blocks chain (``lax.scan`` over the blocks,
+  one ``custom_root`` / ``FixedPointIteration`` per block) and the Jacobians
+  of the ``jacobian`` workload (``jax.jacrev``), against lagrad's default
+  gradient and ``lagrad.jacrev`` (see :mod:`lagrad.bench.peers_jax`).
 
 Conventions, as for the other workloads: float64 everywhere (jax's x64 mode
 is switched on); one thread (BLAS is pinned by the runner; XLA's and torch's
@@ -61,24 +65,41 @@ from .dag import KINDS, LevelPass, build_program, random_dag
 from .deq import make_deq
 from .mlp import lagrad_loss, make_mlp
 from .pagerank import ALPHA, PageRankProblem
+from .peers_jax import (
+    EXTRA_METHODS,
+    EXTRA_PROBLEMS,
+    MAXITER,
+    TOL,
+    extra_lagrad_call,
+    extra_problem,
+    jax_extra,
+    jaxopt_extra,
+)
+from .peers_jax import jax_compiled as _jax_compiled
+from .peers_jax import jax_implicit as _jax_implicit
+from .peers_jax import jax_setup as _jax_setup
 
 __all__ = ["peers", "PEERS", "SIZES", "AGREE", "available_peers"]
 
 PEERS = ("jax", "jaxopt", "autograd", "torch", "casadi")
 SIZES: dict[str, dict[str, list[Any]]] = {
     "tiny": {"scaling": [1000], "mlp": [((64, 32, 32, 10), 16)], "deq": [30],
-             "pagerank": [2000]},
+             "pagerank": [2000], "blocks": [10],
+             "jacobian": [("deq", 30, 10), ("mlp", (64, 32, 32), 20)]},
     "quick": {"scaling": [10_000], "mlp": [((784, 256, 256, 10), 128)], "deq": [1000],
-              "pagerank": [100_000]},
+              "pagerank": [100_000], "blocks": [1000],
+              "jacobian": [("mlp", (784, 256, 256), 100), ("deq", 1000, 100)]},
     "full": {"scaling": [100_000, 1_000_000], "mlp": [((784, 256, 256, 10), 128)],
-             "deq": [1000, 3000], "pagerank": [100_000, 1_000_000]}}
-TOL = 1e-12  # iterations and linear solves (as the deq and pagerank workloads)
-MAXITER = 10_000
+             "deq": [1000, 3000], "pagerank": [100_000, 1_000_000], "blocks": [1000, 100_000],
+             "jacobian": [("mlp", (784, 256, 256), 100), ("deq", 1000, 100),
+                          ("deq", 3000, 100)]}}
 # a peer's gradient agrees with lagrad's when the relative error is at most this:
 # rounding for the explicit programs; for the implicit ones, two solutions of the
 # same system, each to TOL, through conditioning 1 / (1 - 0.9) or 1 / (1 - 0.85)
-AGREE = {"scaling": 1e-12, "mlp": 1e-12, "deq": 1e-9, "pagerank": 1e-9}
-WORK_EXPONENT = {"scaling": 1.0, "mlp": 1.0, "deq": 2.0, "pagerank": 1.0}  # guard: time ~ size^k
+AGREE = {"scaling": 1e-12, "mlp": 1e-12, "deq": 1e-9, "pagerank": 1e-9, "blocks": 1e-9,
+         "jacobian": 1e-9}
+WORK_EXPONENT = {"scaling": 1.0, "mlp": 1.0, "deq": 2.0, "pagerank": 1.0,  # guard: time ~ size^k
+                 "blocks": 1.0, "jacobian": 1.0}
 METHODS = {
     ("jax", "scaling"): "jit(grad), level pass", ("jax", "mlp"): "jit(grad)",
     ("jax", "deq"): "custom_vjp, BiCGSTAB", ("jax", "pagerank"): "custom_vjp, BiCGSTAB",
@@ -89,6 +110,7 @@ METHODS = {
     ("torch", "scaling"): "autograd, level pass", ("torch", "mlp"): "autograd (eager)",
     ("torch", "deq"): "hand-written implicit", ("torch", "pagerank"): "hand-written implicit",
     ("casadi", "scaling"): "SX gradient",
+    **EXTRA_METHODS,
 }
 _XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
@@ -115,6 +137,8 @@ def available_peers() -> dict[str, Any]:
 # ---------------------------------------------------------------- problems
 
 def _problem(name: str, size: Any) -> dict[str, Any]:
+    if name in EXTRA_PROBLEMS:
+        return extra_problem(name, size)
     if name == "mlp":
         sizes, batch = size
         data, labels, params = make_mlp(sizes, batch)
@@ -130,6 +154,8 @@ def _problem(name: str, size: Any) -> dict[str, Any]:
 
 def _lagrad_call(problem: str, p: Any) -> Callable[[], Any]:
     """lagrad's gradient call for a problem (the program traced or built once)."""
+    if problem in EXTRA_PROBLEMS:
+        return extra_lagrad_call(problem, p)
     if problem == "mlp":
         program = lagrad.trace(lagrad_loss(p["data"], p["labels"]), *p["params"])
         return lambda: program.solve(*p["params"]).grad()
@@ -149,77 +175,6 @@ def _converged(step_norm: float, new_norm: float) -> bool:
 
 
 # ---------------------------------------------------------------- jax
-
-def _jax_setup(mods: dict[str, Any]) -> Any:
-    jax = mods["jax"]
-    jax.config.update("jax_enable_x64", True)
-    return jax
-
-
-def _jax_ready(jax: Any, value: Any) -> Any:
-    return jax.tree_util.tree_map(lambda a: np.asarray(a.block_until_ready()), value)
-
-
-def _jax_compiled(jax: Any, p: dict[str, Any], fn: Callable[..., Any],
-                  *args: Any) -> Callable[[], Any]:
-    """``fn`` compiled ahead of time for ``args`` (the time goes to p["build_s"])."""
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    p["build_s"] = time.perf_counter() - t0
-    return lambda: _jax_ready(jax, compiled(*args))
-
-
-def _jax_fixed_point(jax: Any, residual: Callable[[Any], Any], z0: Any) -> Any:
-    """Root of ``residual(z) = T(z) - z`` by the iteration z <- z + residual(z)."""
-    jnp = jax.numpy
-
-    def cond(state: Any) -> Any:
-        z, step, k = state
-        return (k < MAXITER) & (jnp.linalg.norm(step) > TOL * jnp.maximum(1.0, jnp.linalg.norm(z)))
-
-    def body(state: Any) -> Any:
-        z, _, k = state
-        step = residual(z)
-        return z + step, step, k + 1
-
-    return jax.lax.while_loop(cond, body, (z0, jnp.full_like(z0, jnp.inf), 0))[0]
-
-
-def _jax_implicit(jax: Any, fixed: Callable[..., Any], z0: Any, *args: Any) -> Any:
-    """z = fixed(z, *args), differentiable in ``args``: a ``custom_vjp`` whose
-    backward solves (I - J^T) u = g by BiCGSTAB (J^T u by ``jax.vjp``), then
-    returns u^T d fixed / d args. (``lax.custom_root`` with BiCGSTAB as its
-    tangent solve cannot be transposed: NotImplementedError in JAX 0.10.)"""
-    return _jax_implicit_rule(jax)(fixed, z0, args)
-
-
-_IMPLICIT_RULES: dict[int, Any] = {}
-
-
-def _jax_implicit_rule(jax: Any) -> Any:
-    if id(jax) in _IMPLICIT_RULES:
-        return _IMPLICIT_RULES[id(jax)]
-    from jax.scipy.sparse.linalg import bicgstab
-
-    @partial(jax.custom_vjp, nondiff_argnums=(0,))
-    def solve(fixed: Callable[..., Any], z0: Any, args: Any) -> Any:
-        return _jax_fixed_point(jax, lambda z: fixed(z, *args) - z, z0)
-
-    def forward(fixed: Callable[..., Any], z0: Any, args: Any) -> Any:
-        z = solve(fixed, z0, args)
-        return z, (z, args)
-
-    def backward(fixed: Callable[..., Any], saved: Any, g: Any) -> Any:
-        z, args = saved
-        _, vjp_z = jax.vjp(lambda z: fixed(z, *args), z)
-        u = bicgstab(lambda u: u - vjp_z(u)[0], g, tol=TOL, atol=0.0)[0]
-        _, vjp_args = jax.vjp(lambda args: fixed(z, *args), args)
-        return jax.numpy.zeros_like(z), vjp_args(u)[0]
-
-    solve.defvjp(forward, backward)
-    _IMPLICIT_RULES[id(jax)] = solve
-    return solve
-
 
 def _jax_fixed_points(problem: str, p: Any, jax: Any,
                       fixed_point: Callable[..., Any]) -> Callable[[], Any]:
@@ -253,6 +208,8 @@ def _jax_fixed_points(problem: str, p: Any, jax: Any,
 
 
 def _jax(problem: str, p: Any, mods: dict[str, Any]) -> Callable[[], Any]:
+    if problem in EXTRA_PROBLEMS:
+        return jax_extra(problem, p, mods)
     jax = _jax_setup(mods)
     jnp = jax.numpy
     if problem == "mlp":
@@ -295,6 +252,8 @@ def _jax(problem: str, p: Any, mods: dict[str, Any]) -> Callable[[], Any]:
 
 
 def _jaxopt(problem: str, p: Any, mods: dict[str, Any]) -> Callable[[], Any]:
+    if problem in EXTRA_PROBLEMS:
+        return jaxopt_extra(problem, p, mods)
     if problem not in ("deq", "pagerank"):
         raise NotImplementedError("jaxopt: implicit problems only (see the jax row)")
     jax = _jax_setup(mods)
@@ -325,6 +284,8 @@ class _Distance:
 
 
 def _autograd(problem: str, p: Any, mods: dict[str, Any]) -> Callable[[], Any]:
+    if problem in EXTRA_PROBLEMS:
+        raise NotImplementedError(f"{problem}: run through jax and jaxopt only")
     ag = mods["autograd"]
     anp = importlib.import_module("autograd.numpy")
     if problem == "mlp":
@@ -397,6 +358,8 @@ def _autograd(problem: str, p: Any, mods: dict[str, Any]) -> Callable[[], Any]:
 # ---------------------------------------------------------------- torch
 
 def _torch(problem: str, p: Any, mods: dict[str, Any]) -> Callable[[], Any]:
+    if problem in EXTRA_PROBLEMS:
+        raise NotImplementedError(f"{problem}: run through jax and jaxopt only")
     torch = mods["torch"]
     torch.set_num_threads(1)
     f64 = torch.float64

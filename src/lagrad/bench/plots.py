@@ -34,6 +34,7 @@ PLOTS: dict[str, tuple[str, str, Any]] = {
     "pagerank": ("m", "method", "gradient_s"),
     "blocks": ("B", "method", "gradient_s"),
     "sparsejac": ("n", "method", "jacobian_s"),
+    "jacobian": ("rows", "method", "seconds"),
     "peers": ("size", "series", "seconds"),
 }
 

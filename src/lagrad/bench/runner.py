@@ -21,6 +21,7 @@ from .machine import describe_machine, machine_line, pin_blas_threads
 from .markdown import to_markdown
 from .mlp import mlp
 from .modes import modes, paths
+from .multirhs import jacobian
 from .pagerank import pagerank
 from .peers import peers
 from .plots import write_plots
@@ -34,11 +35,11 @@ __all__ = ["main", "run", "WORKLOADS"]
 def _workloads() -> dict[str, Callable[[Context], list[dict[str, Any]]]]:
     return {"scaling": scaling, "modes": modes, "paths": paths, "mlp": mlp, "deq": deq,
             "pagerank": pagerank, "blocks": blocks, "sparsejac": sparsejac,
-            "peers": peers}
+            "jacobian": jacobian, "peers": peers}
 
 
 WORKLOADS = ("scaling", "modes", "paths", "mlp", "deq", "pagerank", "blocks", "sparsejac",
-             "peers")
+             "jacobian", "peers")
 """Workload names, in the order a full run takes them."""
 
 

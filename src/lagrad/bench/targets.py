@@ -145,6 +145,19 @@ def _sparsejac(results: Mapping[str, Any]) -> Result:
                    f"{max(r['error'] for r in rows):.0e}")
 
 
+def _jacobian(results: Mapping[str, Any]) -> Result:
+    target = "jacobian with 100 rows <= 10 gradients (mlp and deq, one sweep), exact"
+    rows = [r for r in _rows(results, "jacobian")
+            if r.get("jac_over_grad") is not None and r["rows"] >= 100]
+    if not rows or {r["problem"] for r in rows} != {"mlp", "deq"}:
+        return _result(target, None, "100 rows not run")
+    worst = max(rows, key=lambda r: r["jac_over_grad"])
+    exact = all(r["error"] <= 1e-10 for r in rows)
+    return _result(target, worst["jac_over_grad"] <= 10.0 and exact,
+                   ", ".join(f"{r['problem']} {r['label']} {r['jac_over_grad']:.1f}x"
+                             for r in rows) + f"; max error {max(r['error'] for r in rows):.0e}")
+
+
 def _defaults(results: Mapping[str, Any]) -> Result:
     target = "default settings within 1.5x of the fastest exact lagrad method (every size)"
     worst: tuple[float, str] | None = None
@@ -171,7 +184,7 @@ def _defaults(results: Mapping[str, Any]) -> Result:
 
 TARGETS: tuple[Callable[[Mapping[str, Any]], Result | list[Result]], ...] = (
     _grad_over_forward, _modes, _scaling_million, _mlp_floor, _deq, _pagerank, _blocks,
-    _sparsejac, _defaults)
+    _sparsejac, _jacobian, _defaults)
 
 
 def check_targets(results: Mapping[str, Any], level: str = "full") -> list[Result]:

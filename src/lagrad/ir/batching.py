@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 __all__ = ["BatchRule", "align", "unalign", "MATMUL", "SUM", "RESHAPE", "GETITEM"]
@@ -38,6 +39,12 @@ class BatchRule:
     jvp: Callable[..., Array]
     vjp: Callable[..., Array]
     accepts: Callable[..., bool] | None = None  # params it can batch (default: all)
+    # Shared operands (several seeds of one equation): only the tangent ``t`` or
+    # cotangent ``g`` has the leading axis, the arguments are the equation's own;
+    # ``shared_jvp(k, t, ans, *args)``, ``shared_vjp(k, g, ans, *args)``. None: the
+    # arguments are broadcast to the batch and ``jvp`` / ``vjp`` run.
+    shared_jvp: Callable[..., Array] | None = None
+    shared_vjp: Callable[..., Array] | None = None
 
 
 def align(a: Array, rank: int) -> Array:
@@ -102,7 +109,56 @@ def _matmul_vjp(k: int, g: Array, ans: Array, a: Array, b: Array) -> Array:
     return _bmm(np.swapaxes(a2, 1, 2), g2).reshape(b.shape)  # db = a^T g
 
 
-MATMUL = BatchRule(_matmul_value, _matmul_jvp, _matmul_vjp)
+def _matrices(a: Array, b: Array) -> tuple[Array, Array]:
+    a2 = np.reshape(a, (1, -1)) if np.ndim(a) == 1 else np.asarray(a)
+    b2 = np.reshape(b, (-1, 1)) if np.ndim(b) == 1 else np.asarray(b)
+    return a2, b2
+
+
+SPARSE_SEEDS = 0.05
+"""Seeds stacked into a matrix with at most this fraction of non-zeros (and
+at least 4096 entries) multiply as a sparse matrix: unit seeds (a Jacobian's
+first products, a block's reduced matrix built from the identity) then cost
+O(non-zeros x width), not a dense product."""
+
+
+def _times(x: Array, m: Array) -> Array:
+    """x @ m, by a sparse product when x (the stacked seeds) is mostly zeros."""
+    if x.size >= 4096 and np.count_nonzero(x) <= SPARSE_SEEDS * x.size:
+        return np.asarray(sp.csr_matrix(x) @ m)
+    return x @ m
+
+
+def _matmul_shared_jvp(k: int, t: Array, ans: Array, a: Array, b: Array) -> Array:
+    # K tangents of one a @ b as one gemm: the K copies of t are stacked along
+    # the rows (t_a b) or the columns (a t_b) of a single product
+    a2, b2 = _matrices(a, b)
+    seeds = t.shape[0]
+    m, inner, n = a2.shape[0], a2.shape[1], b2.shape[1]
+    if k == 0:
+        out = _times(np.reshape(t, (seeds * m, inner)), b2)
+    else:  # a t_b = (t_b^T a^T)^T, the seeds' columns stacked
+        tb = np.reshape(t, (seeds, inner, n)).transpose(1, 0, 2).reshape(inner, seeds * n)
+        out = _times(tb.T, a2.T).T.reshape(m, seeds, n).transpose(1, 0, 2)
+    return np.reshape(out, (seeds,) + np.shape(ans))
+
+
+def _matmul_shared_vjp(k: int, g: Array, ans: Array, a: Array, b: Array) -> Array:
+    a2, b2 = _matrices(a, b)
+    seeds = g.shape[0]
+    m, inner, n = a2.shape[0], a2.shape[1], b2.shape[1]
+    if k == 0:  # da_j = g_j b^T, the K seeds stacked along the rows
+        out = _times(np.reshape(g, (seeds * m, n)), b2.T)
+        return out.reshape((seeds,) + np.shape(a))
+    if n == 1:  # b a vector: db_j = a^T g_j, i.e. the rows g_j a
+        return _times(np.reshape(g, (seeds, m)), a2).reshape((seeds,) + np.shape(b))
+    stacked = np.reshape(g, (seeds, m, n)).transpose(1, 0, 2).reshape(m, seeds * n)
+    out = _times(stacked.T, a2).T.reshape(inner, seeds, n).transpose(1, 0, 2)
+    return out.reshape((seeds,) + np.shape(b))
+
+
+MATMUL = BatchRule(_matmul_value, _matmul_jvp, _matmul_vjp, shared_jvp=_matmul_shared_jvp,
+                   shared_vjp=_matmul_shared_vjp)
 
 
 # --------------------------------------------------------------------- sum
