@@ -519,8 +519,9 @@ def solve_auto(block: BlockOperator, b: Array, options: LinearOptions,
 
 def _run(name: str, block: BlockOperator, b: Array, options: LinearOptions,
          forward: BlockResult | None, budget: int | None = None) -> BlockResult:
-    factor = forward.factorization if (forward is not None and name in ("splu", "petsc")) \
-        else None
+    factor = forward.factorization if forward is not None else None
+    if name not in ("splu", "petsc") or (name == "petsc") != isinstance(factor, petsc.KrylovSolve):
+        factor = None  # a factorization serves only the method that made it
     t0, before = time.perf_counter(), block.products
     result = METHODS[name](block, b, options, factor=factor, budget=budget)
     result.seconds = time.perf_counter() - t0

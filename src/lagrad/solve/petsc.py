@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,7 +44,7 @@ from numpy.typing import NDArray
 
 from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.schedule import CyclicBlock
-from lagrad.errors import MissingDependencyError
+from lagrad.errors import MissingDependencyError, OptionError, SolveError
 from lagrad.numeric import all_finite
 from lagrad.options import LinearOptions
 from lagrad.solve.results import BlockResult, Status, raise_for
@@ -51,16 +52,27 @@ from lagrad.solve.system import ADJOINT, TANGENT, Orientation, System
 
 __all__ = ["INSTALL", "import_petsc", "available", "ranks", "Operator", "KrylovSolve",
            "krylov_solve", "system_operator", "block_operator", "solve_system_petsc",
-           "block_method", "describe", "ownership", "BlockLike", "REASONS", "MAXITER"]
+           "block_method", "describe", "ownership", "BlockLike", "REASONS", "MAXITER",
+           "RESIDUAL_SLACK", "RESIDUAL_FLOOR", "UNSUPPORTED", "petsc_errors"]
 
 Array = NDArray[np.float64]
 Product = Callable[[Array], Array]
 INSTALL = 'pip install "lagrad[petsc]"'
 MAXITER = 10_000  # PETSc's own default iteration limit
+RESIDUAL_SLACK = 100.0
+RESIDUAL_FLOOR = 1e-10
+"""A KSP that reports convergence must also leave a true relative residual
+||b - A x|| / ||b|| of at most max(RESIDUAL_SLACK * tol, RESIDUAL_FLOOR):
+PETSc tests the preconditioned residual by default, and does not test it at
+all with ``ksp_type="preonly"`` (one application of the preconditioner,
+exact only for an exact factorization)."""
 _prefixes = itertools.count()
+UNSUPPORTED = {56: "not supported", 86: "unknown type"}
+"""PETSc error codes that mean the options, not the system, are at fault."""
 
 REASONS: dict[str, Status] = {
-    "DIVERGED_ITS": Status.MAX_ITERATIONS,
+    "DIVERGED_ITS": Status.MAX_ITERATIONS,  # its name in older PETSc releases
+    "DIVERGED_MAX_IT": Status.MAX_ITERATIONS,
     "DIVERGED_NANORINF": Status.NONFINITE,
     "DIVERGED_PC_FAILED": Status.SINGULAR,
     "DIVERGED_PCSETUP_FAILED": Status.SINGULAR,
@@ -75,8 +87,6 @@ as a breakdown: ILU may fail on a regular matrix."""
 def import_petsc() -> Any:
     """The ``petsc4py.PETSc`` module, or MissingDependencyError without it."""
     try:
-        import petsc4py
-        petsc4py.init()  # before the first PETSc import; a no-op after it
         from petsc4py import PETSc
     except ImportError as err:
         raise MissingDependencyError(
@@ -93,6 +103,24 @@ def available() -> bool:
     except MissingDependencyError:
         return False
     return True
+
+
+@contextmanager
+def petsc_errors(petsc: Any, what: str) -> Iterator[None]:
+    """PETSc's own errors as lagrad's: an unsupported combination or an unknown
+    type name (PETSc error codes 56 and 86) is an OptionError, any other a SolveError."""
+    try:
+        yield
+    except petsc.Error as err:
+        code = getattr(err, "ierr", None)
+        if code in UNSUPPORTED:
+            raise OptionError(f"method 'petsc': PETSc cannot {what} with these options "
+                              f"({UNSUPPORTED[code]}, PETSc error {code}); choose another "
+                              "ksp_type, pc_type or mat_type (transposed solves need a "
+                              "preconditioner with a transpose, such as ilu, bjacobi, jacobi "
+                              "or none)") from err
+        raise SolveError(f"method 'petsc': PETSc failed to {what} (PETSc error {code}): "
+                         f"{str(err).strip().splitlines()[0]}") from err
 
 
 def ranks() -> tuple[int, int]:
@@ -176,7 +204,11 @@ class KrylovSolve:
         petsc = self.petsc = import_petsc()
         self.op, self.options, self.name = op, options, name
         self.mat_type = options.mat_type or "aij"
-        self.matrix = _petsc_matrix(petsc, op, self.mat_type)
+        with petsc_errors(petsc, "set up the KSP"):
+            self._setup(petsc, options)
+
+    def _setup(self, petsc: Any, options: LinearOptions) -> None:
+        self.matrix = _petsc_matrix(petsc, self.op, self.mat_type)
         ksp = self.ksp = petsc.KSP().create(petsc.COMM_WORLD)
         ksp.setOperators(self.matrix)
         ksp.setType(options.ksp_type or "gmres")
@@ -212,7 +244,9 @@ class KrylovSolve:
         self.b.setArray(rhs[start:end])
         self.x.set(0.0)
         t0 = time.perf_counter()
-        (self.ksp.solveTranspose if transposed else self.ksp.solve)(self.b, self.x)
+        with petsc_errors(self.petsc, "solve the transposed system" if transposed
+                          else "solve the system"):
+            (self.ksp.solveTranspose if transposed else self.ksp.solve)(self.b, self.x)
         result.seconds = time.perf_counter() - t0
         reason = self.ksp.getConvergedReason()
         result.iterations = self.ksp.getIterationNumber()
@@ -223,6 +257,17 @@ class KrylovSolve:
         if reason <= 0:
             self._fail(result, reason)
             return None
+        result.residual = self._true_residual(transposed)
+        limit = max(RESIDUAL_SLACK * self.options.tolerance, RESIDUAL_FLOOR)
+        if not result.residual <= limit:  # NaN too
+            result.status = Status.BREAKDOWN
+            result.message = (
+                f"the PETSc KSP ({self.ksp.getType()}, pc {self.ksp.getPC().getType()}) "
+                f"reported {self.reasons.get(reason, reason)}, but the true relative residual "
+                f"is {result.residual:.2e} > {limit:.0e} (a preconditioned or skipped residual "
+                "test, as with ksp_type='preonly' and an inexact pc_type); lower tol or "
+                "choose an exact pc_type")
+            return None
         self.scatter.scatter(self.x, self.full, addv=self.petsc.InsertMode.INSERT,
                              mode=self.petsc.ScatterMode.FORWARD)
         x = np.array(self.full.getArray(readonly=True), dtype=float)
@@ -231,6 +276,16 @@ class KrylovSolve:
             return None
         result.status = Status.CONVERGED
         return x
+
+    def _true_residual(self, transposed: bool) -> float:
+        """||b - A x|| / ||b|| of the last solve (A^T with ``transposed``)."""
+        r = self.b.duplicate()
+        (self.matrix.multTranspose if transposed else self.matrix.mult)(self.x, r)
+        r.aypx(-1.0, self.b)
+        scale = self.b.norm()
+        out = r.norm() / scale if scale > 0 else r.norm()
+        r.destroy()
+        return float(out)
 
     def solve(self, rhs: Array, trans: str = "N") -> Array:
         """x with (I - A) x = rhs (``trans="T"``: the transpose), as scipy's
