@@ -250,7 +250,8 @@ class KrylovSolve:
         result.seconds = time.perf_counter() - t0
         reason = self.ksp.getConvergedReason()
         result.iterations = self.ksp.getIterationNumber()
-        result.extra.update(ksp_type=self.ksp.getType(), pc_type=self.ksp.getPC().getType(),
+        result.extra.update(ksp_seconds=result.seconds, ksp_type=self.ksp.getType(),
+                            pc_type=self.ksp.getPC().getType(),
                             mat_type=self.mat_type, reason=self.reasons.get(reason, reason),
                             ranks=self.petsc.COMM_WORLD.getSize(),
                             transposed_solve=transposed)
