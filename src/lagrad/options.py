@@ -309,8 +309,9 @@ class SolveOptions:
     adjoint_method : str or None
         The linear method of the adjoint and tangent solves: a block method
         used inside every cyclic block ("splu", "gmres", "lgmres",
-        "bicgstab", "fixed_point", "reduced_lu", "dense", "lstsq"), or a
-        whole-system one ("auto" = "backsub", "levels", "spsolve", "dense").
+        "bicgstab", "fixed_point", "reduced_lu", "dense", "lstsq", "petsc"), or
+        a whole-system one ("auto" = "backsub", "levels", "spsolve", "dense",
+        "petsc", "petsc_blocks").
         None: each block's declared method, else the automatic choice.
     adjoint_tol, adjoint_maxiter : float or int or None
         Tolerance and iteration limit of the iterative linear methods.
