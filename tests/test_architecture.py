@@ -13,7 +13,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "lagrad"
 OPTIONAL = {"matplotlib", "jax", "jaxlib", "jaxopt", "autograd", "torch", "casadi",
-            "threadpoolctl", "mkdocs", "sklearn"}
+            "threadpoolctl", "mkdocs", "sklearn", "petsc4py", "mpi4py"}
 """Packages that are not run-time dependencies: imported where they are used."""
 LAYERS = ["errors", "numeric", "options", "tree", "ir", "compile", "solve", "api", "check",
           "vectorize", "examples", "optimize", "study", "methods", "bench", "cli"]

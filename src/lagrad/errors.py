@@ -20,6 +20,7 @@ __all__ = [
     "OptionError",
     "MissingDerivativeError",
     "BatchingError",
+    "MissingDependencyError",
 ]
 
 
@@ -104,3 +105,9 @@ class MissingDerivativeError(LagradError, NotImplementedError):
     """A primitive lacks the derivative rule a transform needs (for example a
     second-order rule, for :func:`lagrad.hessian` and :func:`lagrad.hvp`). The
     message names the primitive."""
+
+
+class MissingDependencyError(LagradError, ImportError):
+    """An optional dependency a method needs is not installed (an ImportError
+    too); the message names the extra to install, such as
+    ``pip install "lagrad[petsc]"``."""

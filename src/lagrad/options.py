@@ -19,12 +19,12 @@ from lagrad.errors import OptionError
 
 __all__ = ["ForwardOptions", "LinearOptions", "BackwardOptions", "AdjointOptions", "SolveOptions",
            "FORWARD_METHODS", "BACKWARD_MODES", "BLOCK_LINEAR_METHODS", "DEFAULT_TOL",
-           "DEFAULT_STEPS"]
+           "DEFAULT_STEPS", "PETSC_MAT_TYPES", "PETSC_OPTIONS"]
 
 DEFAULT_TOL = 1e-13
 """Relative tolerance of the nonlinear and iterative linear solves."""
 
-FORWARD_METHODS = ("auto", "newton", "fixed_point", "anderson")
+FORWARD_METHODS = ("auto", "newton", "fixed_point", "anderson", "petsc")
 """Names of the forward (nonlinear) block methods; :mod:`lagrad.solve.nonlinear`
 holds the table that implements them."""
 
@@ -34,11 +34,15 @@ adjoint solve, the others are truncations of its Neumann series, which
 :mod:`lagrad.solve.blocksolve` implements as block methods of the same names."""
 
 DEFAULT_STEPS = 10
+PETSC_MAT_TYPES = ("aij", "python")
+"""Method "petsc": the operator assembled (distributed AIJ) or matrix-free."""
+PETSC_OPTIONS = ("ksp_type", "pc_type", "mat_type", "petsc_options")
+"""The :class:`LinearOptions` fields that only method "petsc" takes."""
 """Terms of an "unrolled" or "neumann" backward mode given without ``steps``."""
 
 
 BLOCK_LINEAR_METHODS = ("auto", "splu", "dense", "lstsq", "gmres", "bicgstab", "lgmres",
-                        "fixed_point", "reduced_lu")
+                        "fixed_point", "reduced_lu", "petsc")
 """Names of the linear methods inside one cyclic block (its adjoint and tangent
 solves); :mod:`lagrad.solve.blocksolve` holds the table that implements them."""
 
@@ -73,7 +77,8 @@ class ForwardOptions:
 
     Attributes
     ----------
-    method : {"auto", "newton", "fixed_point", "anderson"} or None
+    method : {"auto", "newton", "fixed_point", "anderson", "petsc"} or None
+        "petsc": Newton's method with PETSc KSP steps (needs petsc4py).
     tol : float or None
         Relative tolerance: ||G(z_U) - z_U|| <= tol * max(1, ||z_U||).
     maxiter : int or None
@@ -118,15 +123,50 @@ class LinearOptions:
         Iteration limit of the iterative methods (None: the method's default).
     preconditioner : LinearOperator, matrix or None
         Passed to scipy's Krylov solvers as ``M``.
+    ksp_type, pc_type : str or None
+        Method "petsc" only: the PETSc Krylov method and preconditioner
+        (``"gmres"``, ``"bcgs"``, ``"preonly"``; ``"ilu"``, ``"bjacobi"``,
+        ``"lu"``, ``"none"``); None: GMRES, with block Jacobi/ILU on an
+        assembled matrix and no preconditioner on a matrix-free one.
+    mat_type : {"aij", "python"} or None
+        Method "petsc" only: the operator as an assembled, distributed AIJ
+        matrix ("aij", the default) or matrix-free ("python": a PETSc Python
+        matrix whose products are JVP and VJP sweeps).
+    petsc_options : mapping or None
+        Method "petsc" only: further PETSc options database entries, without
+        the leading dash (``{"ksp_gmres_restart": 100}``).
     """
 
     tol: float | None = None
     maxiter: int | None = None
     preconditioner: Any = None
+    ksp_type: str | None = None
+    pc_type: str | None = None
+    mat_type: str | None = None
+    petsc_options: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tol", check_tol(self.tol, "linear solve"))
         object.__setattr__(self, "maxiter", check_maxiter(self.maxiter, "linear solve"))
+        for name in ("ksp_type", "pc_type"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and value):
+                raise OptionError(f"method 'petsc': {name} must be a PETSc type name such as "
+                                  f"'gmres' or 'ilu', got {value!r}")
+        if self.mat_type not in (None, *PETSC_MAT_TYPES):
+            raise OptionError(f"method 'petsc': mat_type must be one of "
+                              f"{list(PETSC_MAT_TYPES)}, got {self.mat_type!r}")
+        if self.petsc_options is not None and not (
+                isinstance(self.petsc_options, Mapping)
+                and all(isinstance(k, str) and k for k in self.petsc_options)):
+            raise OptionError("method 'petsc': petsc_options must be a dict of option names "
+                              f"(without the leading dash) to values, got "
+                              f"{self.petsc_options!r}")
+
+    @property
+    def petsc_given(self) -> bool:
+        """True when any option of method "petsc" was given."""
+        return any(getattr(self, name) is not None for name in PETSC_OPTIONS)
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any], method: str) -> LinearOptions:
@@ -137,6 +177,10 @@ class LinearOptions:
             raise OptionError(f"method {method!r}: unknown options {sorted(unknown)}; "
                               f"accepted: {sorted(names)}")
         where = f"method {method!r}"
+        foreign = sorted(set(options) & set(PETSC_OPTIONS))
+        if foreign and not method.startswith("petsc"):
+            raise OptionError(f"method {method!r}: the options {foreign} belong to method "
+                              "'petsc'")
         check_tol(options.get("tol"), where)  # named by the method they were given to
         check_maxiter(options.get("maxiter"), where)
         return cls(**options)
@@ -145,7 +189,7 @@ class LinearOptions:
     def given(self) -> bool:
         """True when any option was given."""
         return self.tol is not None or self.maxiter is not None or \
-            self.preconditioner is not None
+            self.preconditioner is not None or self.petsc_given
 
     @property
     def tolerance(self) -> float:
@@ -224,7 +268,7 @@ class BackwardOptions:
 
     def linear_options(self, options: LinearOptions) -> LinearOptions:
         """``options`` with maxiter = K: how the block method receives K."""
-        return LinearOptions(options.tol, self.terms, options.preconditioner)
+        return replace(options, maxiter=self.terms)
 
 
 @dataclass(frozen=True)
@@ -265,8 +309,9 @@ class SolveOptions:
     adjoint_method : str or None
         The linear method of the adjoint and tangent solves: a block method
         used inside every cyclic block ("splu", "gmres", "lgmres",
-        "bicgstab", "fixed_point", "reduced_lu", "dense", "lstsq"), or a
-        whole-system one ("auto" = "backsub", "levels", "spsolve", "dense").
+        "bicgstab", "fixed_point", "reduced_lu", "dense", "lstsq", "petsc"), or
+        a whole-system one ("auto" = "backsub", "levels", "spsolve", "dense",
+        "petsc", "petsc_blocks").
         None: each block's declared method, else the automatic choice.
     adjoint_tol, adjoint_maxiter : float or int or None
         Tolerance and iteration limit of the iterative linear methods.

@@ -45,6 +45,7 @@ from lagrad.compile.schedule import CyclicBlock
 from lagrad.errors import SingularSystemError
 from lagrad.numeric import all_finite, lu_condition, norm2
 from lagrad.options import DEFAULT_STEPS, BackwardOptions, LinearOptions
+from lagrad.solve import petsc
 from lagrad.solve.bound import bind_pullbacks, run_all
 from lagrad.solve.buffers import Pool
 from lagrad.solve.results import BlockResult, Status, raise_for
@@ -463,6 +464,7 @@ METHODS: dict[str, BlockMethod] = {
     "neumann": _truncated("neumann", one_step=False, early_stop=True),
     "phantom": _truncated("phantom", one_step=True, early_stop=False),
     "jfb": _truncated("jfb", one_step=True, early_stop=False),
+    "petsc": petsc.block_method,  # a PETSc KSP, distributed over the MPI ranks
 }
 """The block methods by name ("auto" is the policy :func:`choose`)."""
 BLOCK_METHODS = ("auto", *METHODS)
@@ -485,6 +487,8 @@ def choose(unit: CyclicBlock, forward: BlockResult | None, tol: float) -> Choice
     contracting iteration, the reduced LU when it needs fewer products than the
     Neumann series, else the series at the observed rate, else BiCGSTAB; with
     no forward hint, sparse LU unless the block is too large to factorize."""
+    if forward is not None and isinstance(forward.factorization, petsc.KrylovSolve):
+        return Choice("petsc", "reuses the forward Newton KSP (solveTranspose)")
     if forward is not None and forward.factorization is not None:
         return Choice("splu", "reuses the forward Newton factorization")
     rho = forward.contraction if forward is not None else None
@@ -546,7 +550,9 @@ def solve_auto(block: BlockOperator, b: Array, options: LinearOptions,
 
 def _run(name: str, block: BlockOperator, b: Array, options: LinearOptions,
          forward: BlockResult | None, budget: int | None = None) -> BlockResult:
-    factor = forward.factorization if (forward is not None and name == "splu") else None
+    factor = forward.factorization if forward is not None else None
+    if name not in ("splu", "petsc") or (name == "petsc") != isinstance(factor, petsc.KrylovSolve):
+        factor = None  # a factorization serves only the method that made it
     t0, before = time.perf_counter(), block.products
     result = METHODS[name](block, b, options, factor=factor, budget=budget)
     result.seconds = time.perf_counter() - t0

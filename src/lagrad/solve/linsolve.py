@@ -17,7 +17,7 @@ import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,7 +33,7 @@ from lagrad.errors import NonFiniteError, OptionError, SingularSystemError
 from lagrad.ir.program import Program
 from lagrad.numeric import all_finite
 from lagrad.options import AdjointOptions, LinearOptions
-from lagrad.solve import blocksolve
+from lagrad.solve import blocksolve, petsc
 from lagrad.solve.blocksolve import Workspace, check_determined, substitute_block
 from lagrad.solve.buffers import pool_of
 from lagrad.solve.grouped import check_group_determined, solve_linear
@@ -41,7 +41,7 @@ from lagrad.solve.results import BlockResult, Status
 from lagrad.solve.system import Orientation, System
 
 __all__ = ["SolveInfo", "SystemSolution", "LinearSolver", "Substitution", "Levels",
-           "SparseDirect", "Dense", "METHODS", "resolve_method", "solve_system"]
+           "SparseDirect", "Dense", "Petsc", "METHODS", "resolve_method", "solve_system"]
 
 Array = NDArray[np.float64]
 DENSE_LIMIT = 20_000  # unknowns; the dense reference needs n^2 floats of memory
@@ -181,7 +181,7 @@ class Substitution(LinearSolver):
         if declared is not None:  # the block's own defaults; the call's tol wins
             method = declared.method or "auto"
             if options.tol is None and declared.tol is not None:
-                options = LinearOptions(declared.tol, options.maxiter, options.preconditioner)
+                options = replace(options, tol=declared.tol)
         return substitute_block(unit, system.values, vec, system.orientation, method,
                                 options, _own_result(system, unit), work, backward)
 
@@ -335,6 +335,20 @@ def _singular_block(system: System, cond: float) -> SingularSystemError:
                                "method='lstsq' for minimum-norm multipliers")
 
 
+class Petsc(LinearSolver):
+    """The whole system in one PETSc KSP solve, distributed over the MPI ranks
+    (see :mod:`lagrad.solve.petsc`): the adjoint by ``solveTranspose`` on (I - J)."""
+
+    name = "petsc"
+    takes_options = True
+
+    def run(self, system: System, options: LinearOptions,
+            rebuild_rhs: Callable[[], Array] | None) -> Outcome:
+        _check_blocks(system)
+        x, result = petsc.solve_system_petsc(system, options)
+        return Outcome(x, result.iterations, petsc.describe(result), extra=dict(result.extra))
+
+
 NO_OPTIONS = LinearOptions()
 LEVELS = Levels()
 METHODS: dict[str, LinearSolver] = {
@@ -343,12 +357,15 @@ METHODS: dict[str, LinearSolver] = {
     "levels": LEVELS,
     "spsolve": SparseDirect(),
     "dense": Dense(),  # the whole dense matrix (the reference), not the block method
+    "petsc": Petsc(),  # the whole system; "petsc_blocks": PETSc inside each cyclic block
+    "petsc_blocks": Substitution("petsc_blocks", "petsc"),
 }
 """Every method by name. "auto" and "backsub" are the default substitution
 (block methods chosen by :func:`lagrad.solve.blocksolve.choose`); a block
 method's name ("splu", "gmres", ...) is the substitution with that method
-inside every cyclic block; "levels", "spsolve" and "dense" solve the whole
-system at once."""
+inside every cyclic block; "levels", "spsolve", "dense" and "petsc" solve the
+whole system at once ("petsc_blocks" is the substitution with PETSc inside
+every cyclic block)."""
 
 
 def resolve_method(method: str | LinearSolver) -> LinearSolver:

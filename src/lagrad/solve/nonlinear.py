@@ -9,7 +9,10 @@ one signature ``method(g, u0, tol, maxiter, *, budget=None) -> BlockResult``:
   sparse LU at each step, and a backtracking line search on ||F||;
 * "fixed_point": plain iteration z_U <- G(z_U); with a ``budget`` it gives up
   as soon as its observed rate predicts more iterations than that;
-* "anderson": Anderson acceleration of that iteration.
+* "anderson": Anderson acceleration of that iteration;
+* "petsc": Newton's method with each step a PETSc KSP solve (see
+  :mod:`lagrad.solve.petsc`), distributed over the MPI ranks; its last KSP
+  serves the block's adjoint solve by ``solveTranspose``.
 
 :func:`auto_solve` is the "auto" policy (the default): root constraints by
 Newton; fixed points by iteration while the map contracts fast enough, then
@@ -35,7 +38,8 @@ from lagrad.compile.guards import blame_block
 from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.schedule import CyclicBlock
 from lagrad.numeric import lu_condition, norm2
-from lagrad.options import ForwardOptions
+from lagrad.options import ForwardOptions, LinearOptions
+from lagrad.solve import petsc
 from lagrad.solve.bound import bind_runs
 from lagrad.solve.results import BlockResult, Status, raise_for
 
@@ -218,8 +222,29 @@ def anderson(g: BlockMap, u0: Array, tol: float, maxiter: int, *,
 def newton(g: BlockMap, u0: Array, tol: float, maxiter: int, *,
            budget: int | None = None) -> BlockResult:
     """Newton's method with a backtracking line search on ||u - G(u)||."""
+    return _newton(g, u0, tol, maxiter, "newton", _factor)
+
+
+def newton_petsc(g: BlockMap, u0: Array, tol: float, maxiter: int, *,
+                 budget: int | None = None) -> BlockResult:
+    """Newton's method whose steps are PETSc KSP solves on (I - J_SS), as an
+    assembled AIJ matrix distributed over the MPI ranks; the KSP of the last
+    iterate is kept for the adjoint and tangent solves (``solveTranspose``)."""
+    def factor(a: Any, result: BlockResult) -> Any:
+        return petsc.KrylovSolve(petsc.Operator(a.shape[0], lambda: a, _no_product,
+                                                _no_product), LinearOptions(),
+                                 g.unit.block.name)
+    return _newton(g, u0, tol, maxiter, "petsc", factor)
+
+
+def _no_product(x: Array) -> Array:
+    raise AssertionError("the forward Newton KSP is assembled (AIJ)")
+
+
+def _newton(g: BlockMap, u0: Array, tol: float, maxiter: int, name: str,
+            factorize: Callable[[Any, BlockResult], Any]) -> BlockResult:
     unit, z = g.unit, g.z
-    result, u = g.result("newton"), u0
+    result, u = g.result(name), u0
     gu = g(u)
     previous = None  # I - J_SS at the last iterate
     for k in range(maxiter + 1):
@@ -229,12 +254,13 @@ def newton(g: BlockMap, u0: Array, tol: float, maxiter: int, *,
         if _diverged(g, result, res, u):
             return result
         a = block_matrix(unit, z)
-        lu = _factor(a, result)
+        lu = factorize(a, result)
         if lu is None:
             return result
         if res <= tol * max(1.0, norm2(u)):
             result.iterations, result.factorization, result.x = k, lu, u
-            _record_conditioning(result, lu, a, previous)
+            if hasattr(lu, "U"):  # sparse LU: its pivots estimate the condition
+                _record_conditioning(result, lu, a, previous)
             return result
         previous = a
         if k == maxiter:
@@ -277,7 +303,7 @@ def _factor(a: Any, result: BlockResult) -> Any:
 
 
 METHODS: dict[str, ForwardMethod] = {
-    "newton": newton, "fixed_point": fixed_point, "anderson": anderson}
+    "newton": newton, "fixed_point": fixed_point, "anderson": anderson, "petsc": newton_petsc}
 """The forward methods by name (``"auto"`` is the policy :func:`auto_solve`)."""
 
 
@@ -320,7 +346,7 @@ def solve_block(unit: CyclicBlock, z: Array, options: ForwardOptions,
             result = auto_solve(g, u0, tol, options.maxiter)
         else:
             run: Callable[..., BlockResult] = METHODS[method]
-            limit = options.maxiter or (NEWTON_MAXITER if method == "newton"
+            limit = options.maxiter or (NEWTON_MAXITER if method in ("newton", "petsc")
                                         else ITERATIVE_MAXITER)
             result = run(g, u0, tol, limit)
         raise_for(result)
