@@ -115,7 +115,8 @@ def _run(rel: Relaxation, x0: Any, multipliers: Any, s: _Settings) -> OptimizeRe
         before = violation
         z, estimate, mu, violation, evaluations = _outer(rel, z, lam, mu, before, evaluations,
                                                          s)
-        if s.update:
+        settled = violation <= 0.25 * before or not np.isfinite(before)
+        if s.update and settled:
             lam = estimate
         history.append(clock.record(partial(_record, rel, k, z, estimate, mu, evaluations)))
         if not np.isfinite(violation):
@@ -126,8 +127,9 @@ def _run(rel: Relaxation, x0: Any, multipliers: Any, s: _Settings) -> OptimizeRe
             message = (f"||z - f(z)|| = {violation:.1e} <= tol = {s.tol} and |dL/dz|, "
                        f"|dL/dx| <= gtol max(1, ||lambda||) = {s.gtol * scale:.1e}")
             success = True
+            lam = estimate if s.update else lam
             break
-        if not s.update or violation > 0.25 * before:
+        if not (s.update and settled):
             mu *= s.growth
     x = z[rel.x_positions]
     lam_out = lam if s.update else -mu * rel.residual(z)
