@@ -16,7 +16,7 @@ one product with the program's own (I - J)^T, at the cost of a backward
 sweep, and one evaluation of every equation for c. The penalty method keeps
 lambda = 0 and grows mu (its multiplier estimate is -mu c); the method of
 multipliers updates lambda <- lambda - mu c, which makes that gradient the
-Lagrangian's, and grows mu only when the violation does not fall fast enough.
+Lagrangian's, when the violation fell fast enough, and else grows mu.
 """
 
 from __future__ import annotations
@@ -243,9 +243,11 @@ def augmented_lagrangian(program: Program, x0: Any, *, fixed: Mapping[str, Any] 
 
     Each outer iteration minimizes
     z_n - lambda^T c(z) + (mu / 2) ||c(z)||^2 over (x, z) with L-BFGS-B
-    (c(z) = z - f(z)), then sets lambda <- lambda - mu c(z); mu grows by
-    ``growth`` only when the violation fell by less than a factor 4. Unlike
-    the penalty method, it converges with mu bounded.
+    (c(z) = z - f(z)); if the violation fell by a factor 4 it sets
+    lambda <- lambda - mu c(z), otherwise it keeps lambda and grows mu by
+    ``growth``. An inner step that breaks the constraints by more than
+    :data:`HOLD` is redone with a larger mu. Unlike the penalty method, it
+    converges with mu bounded.
 
     Parameters
     ----------

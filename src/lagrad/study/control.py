@@ -130,9 +130,9 @@ def lqr_study(write: Callable[[str], Any] = print, small: bool = False,
     relaxed = {"penalty": 100.0, "maxiter": 20}
     runs = [lbfgs(p.program, zero, gtol=1e-10, options={"ftol": 1e-15}),
             quadratic_penalty(p.program, zero, **relaxed),
-            augmented_lagrangian(p.program, zero, **relaxed)]
+            augmented_lagrangian(p.program, zero, multipliers=np.zeros(sol.z.size), **relaxed)]
     write("  minimizing over u (penalty methods: over u, the states and every intermediate, "
-          "mu0 = 100, at most 20 outer iterations of L-BFGS-B):")
+          "mu0 = 100, at most 20 outer iterations of L-BFGS-B; lambda starts at 0):")
     write(f"  {'method':<22} {'cost':>14} {'cost/opt-1':>10} {'|u - u*|':>10} {'iters':>6} "
           f"{'evals':>6} {'seconds':>8}")
     rows = []
