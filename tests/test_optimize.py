@@ -9,6 +9,7 @@ import pytest
 
 import lagrad
 from lagrad.optimize import Relaxation
+from lagrad.study.control import make_lqr, riccati
 
 RNG = np.random.default_rng(3)
 M = RNG.standard_normal((6, 3))
@@ -162,3 +163,34 @@ def test_history_table_and_plot(tmp_path, program):
     assert len(fig.axes) == 4 and (tmp_path / "c.png").stat().st_size > 0
     with pytest.raises(lagrad.OptionError, match="xaxis"):
         lagrad.optimize.plot(runs, xaxis="time")
+
+
+@pytest.mark.parametrize("method", ["penalty", "augmented_lagrangian"])
+def test_a_saturating_tanh_is_not_driven_away(method):
+    # with the exact multipliers at x = 0 and a weak mu, the first inner
+    # minimization used to push tanh(x) to 1 (x ~ 18) where the gradient vanishes
+    prog = lagrad.trace(lambda x: lagrad.sum((lagrad.tanh(x) - 0.5) ** 2), np.zeros(3))
+    res = lagrad.optimize.minimize(prog, np.zeros(3), method=method)
+    assert res.success, res.message
+    assert res.fun < 1e-8
+    assert np.allclose(res.x, np.arctanh(0.5), atol=1e-4)
+
+
+def test_augmented_lagrangian_reaches_the_riccati_cost():
+    p = make_lqr(horizon=4)
+    _, cost = riccati(p)
+    res = lagrad.optimize.augmented_lagrangian(p.program, np.zeros((4, 1)), penalty=100.0)
+    assert res.success, res.message
+    assert res.fun == pytest.approx(cost, rel=1e-6)
+    last = res.history[-1]
+    assert last.violation <= 1e-6
+
+
+def test_success_needs_a_kkt_point(program):
+    # an inner minimization cut short leaves the violation within tol but the
+    # Lagrangian's gradient large: that is not a success
+    res = lagrad.optimize.augmented_lagrangian(program, np.zeros(3), maxiter=1, tol=1.0,
+                                               inner_options={"maxiter": 1})
+    last = res.history[-1]
+    assert last.violation <= 1.0 and max(last.dL_dz, last.dL_dx) > 1e-3
+    assert not res.success

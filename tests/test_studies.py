@@ -38,8 +38,12 @@ def test_lqr_multipliers_are_the_costates_and_optimum_is_riccati():
     # Riccati cost from the recursion equals the program's cost at the Riccati controls
     u_star, cost = riccati(make_lqr(horizon=8))
     assert float(make_lqr(horizon=8).program.solve(u_star).output) == pytest.approx(cost)
+    cost = out["riccati_cost"]
     for row in out["rows"][1:]:  # the relaxed methods end no better than the optimum
         assert row["cost"] >= cost * (1 - 1e-9)
+    al = out["rows"][2]
+    assert al["method"] == "augmented_lagrangian" and al["result"].success
+    assert abs(al["gap"]) < 1e-6
 
 
 def test_qp_layer_gradient_matches_the_closed_form_and_finite_differences():

@@ -16,7 +16,7 @@ one product with the program's own (I - J)^T, at the cost of a backward
 sweep, and one evaluation of every equation for c. The penalty method keeps
 lambda = 0 and grows mu (its multiplier estimate is -mu c); the method of
 multipliers updates lambda <- lambda - mu c, which makes that gradient the
-Lagrangian's, and grows mu only when the violation does not fall fast enough.
+Lagrangian's, when the violation fell fast enough, and else grows mu.
 """
 
 from __future__ import annotations
@@ -39,8 +39,17 @@ from lagrad.optimize.result import Clock, Iteration, OptimizeResult, make_iterat
 __all__ = ["quadratic_penalty", "augmented_lagrangian", "INNER_OPTIONS"]
 
 Array = NDArray[np.float64]
-INNER_OPTIONS = {"maxiter": 500, "gtol": 1e-10, "ftol": 1e-15}
-"""Default options of the inner L-BFGS-B minimization over (x, z)."""
+INNER_OPTIONS = {"maxiter": 2000, "maxcor": 50, "gtol": 1e-10, "ftol": 1e-15}
+"""Default options of the inner L-BFGS-B minimization over (x, z). The relaxed
+problem of a long chain is ill-conditioned: a long memory (``maxcor``) and
+many iterations are what let the inner minimization actually finish."""
+MAX_PENALTY = 1e12
+"""mu is not grown past this while redoing a rejected step."""
+HOLD = 0.1
+"""An inner step whose violation exceeds ``HOLD * max(1, ||z||)`` (z where the
+outer iteration started) is rejected: mu was too weak to hold the constraints
+against the multiplier term, which can then drive x to where f is flat
+(a saturated tanh) and never return. mu is grown and the step redone."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class _Settings:
     growth: float
     maxiter: int
     tol: float
+    gtol: float
     inner: Mapping[str, Any]
 
 
@@ -102,25 +112,24 @@ def _run(rel: Relaxation, x0: Any, multipliers: Any, s: _Settings) -> OptimizeRe
     history = [clock.record(partial(_record, rel, 0, z, lam, mu, evaluations))]
     message, success, k, violation = f"{s.maxiter} outer iterations done", False, 0, np.inf
     for k in range(1, s.maxiter + 1):
-        inner = _Inner(rel, z, lam, mu)
-        res = scipy.optimize.minimize(inner, z[rel.free], jac=True, method="L-BFGS-B",
-                                      options=dict(s.inner))
-        evaluations += inner.evaluations
-        z[rel.free] = res.x
-        c = rel.residual(z)
-        before, violation = violation, norm2(c[rel.defined])
-        estimate = lam - mu * c if s.update else -mu * c
-        history.append(clock.record(partial(_record, rel, k, z, estimate, mu, evaluations)))
-        if s.update:
+        before = violation
+        z, estimate, mu, violation, evaluations = _outer(rel, z, lam, mu, before, evaluations,
+                                                         s)
+        settled = violation <= 0.25 * before or not np.isfinite(before)
+        if s.update and settled:
             lam = estimate
+        history.append(clock.record(partial(_record, rel, k, z, estimate, mu, evaluations)))
         if not np.isfinite(violation):
             message = f"the violation is not finite at iteration {k}: lower the penalty"
             break
-        if violation <= s.tol:
-            message = f"||z - f(z)|| = {violation:.1e} <= tol = {s.tol}"
+        kkt, scale = history[-1], max(1.0, norm2(estimate))
+        if violation <= s.tol and max(kkt.dL_dz, kkt.dL_dx) <= s.gtol * scale:
+            message = (f"||z - f(z)|| = {violation:.1e} <= tol = {s.tol} and |dL/dz|, "
+                       f"|dL/dx| <= gtol max(1, ||lambda||) = {s.gtol * scale:.1e}")
             success = True
+            lam = estimate if s.update else lam
             break
-        if not s.update or violation > 0.25 * before:
+        if not (s.update and settled):
             mu *= s.growth
     x = z[rel.x_positions]
     lam_out = lam if s.update else -mu * rel.residual(z)
@@ -128,19 +137,40 @@ def _run(rel: Relaxation, x0: Any, multipliers: Any, s: _Settings) -> OptimizeRe
                           k, evaluations, z, lam_out, history)
 
 
+def _outer(rel: Relaxation, z: Array, lam: Array, mu: float, violation: float,
+           evaluations: int, s: _Settings) -> tuple[Array, Array, float, float, int]:
+    """One outer iteration: minimize L_mu from z (growing mu and redoing the
+    step while it breaks the constraints by more than :data:`HOLD`), then
+    return the point, the new multiplier estimate, the mu used, the violation."""
+    hold = HOLD * max(1.0, norm2(z))
+    while True:
+        inner = _Inner(rel, z, lam, mu)
+        res = scipy.optimize.minimize(inner, z[rel.free], jac=True, method="L-BFGS-B",
+                                      options=dict(s.inner))
+        evaluations += inner.evaluations
+        trial = z.copy()
+        trial[rel.free] = res.x
+        c = rel.residual(trial)
+        now = norm2(c[rel.defined])
+        previous = violation if np.isfinite(violation) else 0.0
+        if now <= max(hold, previous) or mu * s.growth > MAX_PENALTY or s.growth == 1:
+            return trial, (lam - mu * c if s.update else -mu * c), mu, now, evaluations
+        mu *= s.growth
+
+
 def _settings(method: str, update: bool, penalty: float, growth: float, maxiter: int,
-              tol: float, inner_options: Mapping[str, Any] | None) -> _Settings:
-    if not penalty > 0 or not growth >= 1 or maxiter < 1 or not tol >= 0:
+              tol: float, gtol: float, inner_options: Mapping[str, Any] | None) -> _Settings:
+    if not penalty > 0 or not growth >= 1 or maxiter < 1 or not tol >= 0 or not gtol >= 0:
         raise OptionError(f"penalty={penalty} must be > 0, growth={growth} >= 1, "
-                          f"maxiter={maxiter} >= 1 and tol={tol} >= 0")
+                          f"maxiter={maxiter} >= 1, tol={tol} >= 0 and gtol={gtol} >= 0")
     return _Settings(method, update, float(penalty), float(growth), int(maxiter), float(tol),
-                     {**INNER_OPTIONS, **(inner_options or {})})
+                     float(gtol), {**INNER_OPTIONS, **(inner_options or {})})
 
 
 def quadratic_penalty(program: Program, x0: Any, *, fixed: Mapping[str, Any] | None = None,
                       loss: Callable[[Any], Any] | None = None, penalty: float = 1.0,
                       growth: float = 10.0, maxiter: int = 20, tol: float = 1e-6,
-                      jacobian: str = "matvec",
+                      gtol: float = 1e-5, jacobian: str = "matvec",
                       inner_options: Mapping[str, Any] | None = None) -> OptimizeResult:
     """Minimize the program's output by the quadratic-penalty method.
 
@@ -170,7 +200,11 @@ def quadratic_penalty(program: Program, x0: Any, *, fixed: Mapping[str, Any] | N
     maxiter : int
         Outer iterations.
     tol : float
-        Stop when ||z - f(z)|| <= tol (``success``).
+        Stop when ||z - f(z)|| <= tol and the Lagrangian's gradient at the
+        multiplier estimate is <= ``gtol`` (``success``: a KKT point).
+    gtol : float
+        Bound on ||dL/dz|| and ||dL/dx||, relative to max(1, ||lambda||),
+        for ``success``.
     jacobian : {"matvec", "sparse"}
         Products with (I - J)^T by VJP sweeps through the program's schedule
         (J's action, never assembled), or by the assembled sparse J.
@@ -194,22 +228,26 @@ def quadratic_penalty(program: Program, x0: Any, *, fixed: Mapping[str, Any] | N
     array([2., 2.])
     """
     rel = Relaxation(program, fixed, jacobian, loss)
-    settings = _settings("penalty", False, penalty, growth, maxiter, tol, inner_options)
+    settings = _settings("penalty", False, penalty, growth, maxiter, tol, gtol,
+                         inner_options)
     return _run(rel, x0, None, settings)
 
 
 def augmented_lagrangian(program: Program, x0: Any, *, fixed: Mapping[str, Any] | None = None,
                          loss: Callable[[Any], Any] | None = None, multipliers: Any = None,
                          penalty: float = 1.0, growth: float = 10.0,
-                         maxiter: int = 20, tol: float = 1e-6, jacobian: str = "matvec",
+                         maxiter: int = 20, tol: float = 1e-6, gtol: float = 1e-5,
+                         jacobian: str = "matvec",
                          inner_options: Mapping[str, Any] | None = None) -> OptimizeResult:
     """Minimize the program's output by the augmented Lagrangian (method of multipliers).
 
     Each outer iteration minimizes
     z_n - lambda^T c(z) + (mu / 2) ||c(z)||^2 over (x, z) with L-BFGS-B
-    (c(z) = z - f(z)), then sets lambda <- lambda - mu c(z); mu grows by
-    ``growth`` only when the violation fell by less than a factor 4. Unlike
-    the penalty method, it converges with mu bounded.
+    (c(z) = z - f(z)); if the violation fell by a factor 4 it sets
+    lambda <- lambda - mu c(z), otherwise it keeps lambda and grows mu by
+    ``growth``. An inner step that breaks the constraints by more than
+    :data:`HOLD` is redone with a larger mu. Unlike the penalty method, it
+    converges with mu bounded.
 
     Parameters
     ----------
@@ -226,7 +264,7 @@ def augmented_lagrangian(program: Program, x0: Any, *, fixed: Mapping[str, Any] 
         ignored). Default: the exact multipliers at the start (one adjoint
         solve), with which the first inner gradient in z is zero and in x is
         the loss's gradient.
-    penalty, growth, maxiter, tol, jacobian, inner_options
+    penalty, growth, maxiter, tol, gtol, jacobian, inner_options
         As in :func:`quadratic_penalty`.
 
     Returns
@@ -245,5 +283,5 @@ def augmented_lagrangian(program: Program, x0: Any, *, fixed: Mapping[str, Any] 
     """
     rel = Relaxation(program, fixed, jacobian, loss)
     settings = _settings("augmented_lagrangian", True, penalty, growth, maxiter, tol,
-                         inner_options)
+                         gtol, inner_options)
     return _run(rel, x0, multipliers, settings)
