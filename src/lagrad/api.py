@@ -787,7 +787,7 @@ def _jacobian(fn: Callable[..., Any], argnums: ArgNums, mode: str, has_aux: bool
 
 def jacfwd(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False, *,
            solve_options: Options = None) -> Callable[..., Any]:
-    """The Jacobian in forward mode (one tangent solve per input entry):
+    """The Jacobian in forward mode (one tangent sweep seeded with every input entry):
     :func:`jacobian` with ``mode="forward"``, under JAX's name.
 
     Parameters
@@ -812,7 +812,7 @@ def jacfwd(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False, 
 
 def jacrev(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False, *,
            solve_options: Options = None) -> Callable[..., Any]:
-    """The Jacobian in reverse mode (one adjoint solve per output entry):
+    """The Jacobian in reverse mode (one adjoint sweep seeded with every output entry):
     :func:`jacobian` with ``mode="reverse"``, under JAX's name.
 
     Parameters

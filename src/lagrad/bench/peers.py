@@ -74,6 +74,7 @@ from .peers_jax import (
     extra_problem,
     jax_extra,
     jaxopt_extra,
+    jaxopt_fixed_point,
 )
 from .peers_jax import jax_compiled as _jax_compiled
 from .peers_jax import jax_implicit as _jax_implicit
@@ -256,15 +257,7 @@ def _jaxopt(problem: str, p: Any, mods: dict[str, Any]) -> Callable[[], Any]:
         return jaxopt_extra(problem, p, mods)
     if problem not in ("deq", "pagerank"):
         raise NotImplementedError("jaxopt: implicit problems only (see the jax row)")
-    jax = _jax_setup(mods)
-    jaxopt = mods["jaxopt"]
-    solve = partial(jaxopt.linear_solve.solve_bicgstab, tol=TOL, atol=0.0)
-
-    def fixed_point(fixed: Callable[..., Any], z0: Any, *args: Any) -> Any:
-        fpi = jaxopt.FixedPointIteration(fixed, maxiter=MAXITER, tol=TOL, implicit_diff=True,
-                                         implicit_diff_solve=solve)
-        return fpi.run(z0, *args).params
-    return _jax_fixed_points(problem, p, jax, fixed_point)
+    return _jax_fixed_points(problem, p, _jax_setup(mods), jaxopt_fixed_point(mods))
 
 
 # ---------------------------------------------------------------- autograd

@@ -33,7 +33,7 @@ from .multirhs import JacobianProblem, deq_problem, mlp_problem
 
 __all__ = ["TOL", "MAXITER", "EXTRA_PROBLEMS", "EXTRA_METHODS", "jax_setup", "jax_ready",
            "jax_compiled", "jax_fixed_point", "jax_implicit", "extra_problem",
-           "extra_lagrad_call", "jax_extra", "jaxopt_extra"]
+           "extra_lagrad_call", "jax_extra", "jaxopt_fixed_point", "jaxopt_extra"]
 
 TOL = 1e-12  # iterations and linear solves (as the deq and pagerank workloads)
 MAXITER = 10_000
@@ -211,12 +211,9 @@ def jax_extra(problem: str, p: dict[str, Any], mods: dict[str, Any]) -> Callable
     return _jacobian(jax, p, partial(jax_implicit, jax))
 
 
-def jaxopt_extra(problem: str, p: dict[str, Any], mods: dict[str, Any]) -> Callable[[], Any]:
-    """jaxopt's FixedPointIteration (implicit differentiation) on blocks and the
-    DEQ Jacobian; the MLP Jacobian has no fixed point (NotImplementedError)."""
-    if problem == "jacobian" and p["jacobian"].name != "deq":
-        raise NotImplementedError("jaxopt: the deq Jacobian only (the mlp has no fixed point)")
-    jax = jax_setup(mods)
+def jaxopt_fixed_point(mods: dict[str, Any]) -> Callable[..., Any]:
+    """``fixed_point(fixed, z0, *args)`` by jaxopt's FixedPointIteration with
+    implicit differentiation (BiCGSTAB), at the tolerances every peer uses."""
     jaxopt = mods["jaxopt"]
     solve = partial(jaxopt.linear_solve.solve_bicgstab, tol=TOL, atol=0.0)
 
@@ -224,6 +221,16 @@ def jaxopt_extra(problem: str, p: dict[str, Any], mods: dict[str, Any]) -> Calla
         fpi = jaxopt.FixedPointIteration(fixed, maxiter=MAXITER, tol=TOL, implicit_diff=True,
                                          implicit_diff_solve=solve)
         return fpi.run(z0, *args).params
+    return fixed_point
+
+
+def jaxopt_extra(problem: str, p: dict[str, Any], mods: dict[str, Any]) -> Callable[[], Any]:
+    """jaxopt's FixedPointIteration (implicit differentiation) on blocks and the
+    DEQ Jacobian; the MLP Jacobian has no fixed point (NotImplementedError)."""
+    if problem == "jacobian" and p["jacobian"].name != "deq":
+        raise NotImplementedError("jaxopt: the deq Jacobian only (the mlp has no fixed point)")
+    jax = jax_setup(mods)
+    fixed_point = jaxopt_fixed_point(mods)
     if problem == "blocks":
         return _chain(jax, p, fixed_point)
     return _jacobian(jax, p, fixed_point)
