@@ -73,6 +73,11 @@ class _Setup:
     def default_linear(self) -> bool:
         return self.linear_method in ("auto", "backsub") and not self.options.linear
 
+    @property
+    def plain(self) -> bool:
+        """Default solves and no diagnostics: a jitted call may take the fast path."""
+        return not self.options.forward and self.default_linear and not self.return_info
+
 
 def _setup(solve_options: Options, return_info: bool = False,
            cache: TraceCache | None = None) -> _Setup:

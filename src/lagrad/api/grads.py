@@ -27,13 +27,14 @@ from lagrad.api.common import (
     _unflatten_output,
     _with_cache,
 )
+from lagrad.api.fastpath import fast_call, learn
 from lagrad.api.jacobians import hvp
 from lagrad.api.jit import _unjit
 from lagrad.errors import MissingDerivativeError, OptionError, ProgramError
 from lagrad.ir.constants import as_real
 from lagrad.ir.custom import custom_jvp
 from lagrad.ir.program import Variable
-from lagrad.ir.trace import normalize_argnums
+from lagrad.ir.trace import Traced, normalize_argnums
 from lagrad.solve.linsolve import solve_system
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp"]
@@ -112,9 +113,15 @@ def _value_and_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, set
     inner, setup = _unjit(fn, setup)
     positions = functools.lru_cache(maxsize=8)(functools.partial(normalize_argnums, argnums))
 
+    cache = setup.cache if not has_aux and setup.plain else None  # for the fast path
+
     @functools.wraps(inner)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         nums = positions(len(args))
+        if cache is not None and not kwargs:
+            fast = fast_call(cache, args, nums)
+            if fast is not None:
+                return fast
         call = _trace_solve(inner, setup, args, kwargs, nums, has_aux=has_aux)
         traced, sol = call.traced, call.sol
         out = traced.program.output_variable
@@ -130,11 +137,26 @@ def _value_and_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, set
         dtype = call.dtype(args, kwargs)
         value = _cast(sol.output, dtype)
         result = ((value, _aux_values(traced, sol, dtype)), grads) if has_aux else (value, grads)
+        if cache is not None and not kwargs:
+            learn(cache, args, nums, sol, result, _finisher(traced, dtype, argnums))
         return (result, call.info(adjoint=info)) if setup.return_info else result
     wrapped.lagrad_transform = Transform(  # type: ignore[attr-defined]
         "value_and_grad", inner, argnums, has_aux, setup)
     return _with_cache(wrapped, inner, lambda cache: _value_and_grad(
         inner, argnums, has_aux, _Setup(setup.options, cache, setup.return_info)), setup.cache)
+
+
+def _finisher(traced: Traced, dtype: np.dtype[Any], argnums: ArgNums
+              ) -> Callable[[Any, tuple[Any, ...]], tuple[Any, Any]]:
+    """(value, per-input gradients) of a compiled sweep as value_and_grad's
+    result: cast to their dtypes, regrouped into the arguments' structures."""
+    if isinstance(argnums, (int, np.integer)) and traced.trees == (tree.LEAF,) and \
+            dtype == np.float64 and traced.dtypes[0] == np.float64:
+        return lambda value, flat: (value, flat[0])  # nothing to cast or regroup
+
+    def finish(value: Any, flat: tuple[Any, ...]) -> tuple[Any, Any]:
+        return _cast(value, dtype), _pick(_input_gradients(traced, flat), argnums)
+    return finish
 
 
 def grad(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False, *,
