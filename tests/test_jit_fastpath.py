@@ -90,15 +90,17 @@ def test_float32_pytrees_argnums_and_grad_keep_their_conventions(rng):
         assert fast.cache.traces == 1
 
 
-def test_constants_still_retrace_and_in_place_changes_are_seen(rng):
-    step = lagrad.jit(lagrad.value_and_grad(lambda w, x: lagrad.sum((x @ w) ** 2)))
+def test_data_arrays_are_inputs_and_constants_still_retrace(rng):
+    step = lagrad.jit(lagrad.value_and_grad(lambda w, x, s: s * lagrad.sum((x @ w) ** 2)))
     w, x = rng.standard_normal(3), rng.standard_normal((4, 3))
     for _ in range(3):
-        step(w, x)
-    x[0, 0] += 1.0  # a constant of the program, changed in place
-    v, g = step(w, x)
-    assert v == pytest.approx(float(((x @ w) ** 2).sum()), rel=1e-13)
-    np.testing.assert_allclose(g, 2 * x.T @ (x @ w), rtol=1e-13)
+        step(w, x, 2.0)
+    x[0, 0] += 1.0  # data, changed in place: read by the fast path
+    v, g = step(w, x, 2.0)
+    assert v == pytest.approx(2 * float(((x @ w) ** 2).sum()), rel=1e-13)
+    np.testing.assert_allclose(g, 4 * x.T @ (x @ w), rtol=1e-13)
+    assert step.cache.traces == 1
+    v, g = step(w, rng.standard_normal((4, 3)), 3.0)  # a new constant retraces
     assert step.cache.traces == 2
 
 

@@ -204,6 +204,16 @@ def _aux_values(traced: Traced, sol: Solution, dtype: np.dtype[Any]) -> Any:
     return tree.map(value, traced.aux)
 
 
-def _input_gradients(traced: Traced, flat: Sequence[Any]) -> tuple[Any, ...]:
-    """Per-input derivatives in their inputs' dtypes, as one tree per argument."""
-    return traced.regroup([_cast(g, d) for g, d in zip(flat, traced.dtypes)])
+def _input_gradients(traced: Traced, flat: Sequence[Any], count: int | None = None
+                     ) -> tuple[Any, ...]:
+    """Per-input derivatives in their inputs' dtypes, as one tree per argument
+    (of the first ``count`` traced arguments; default all)."""
+    if count is None:
+        return traced.regroup([_cast(g, d) for g, d in zip(flat, traced.dtypes)])
+    out, k = [], 0
+    for treedef in traced.trees[:count]:
+        leaves = [_cast(g, d) for g, d in zip(flat[k:k + treedef.num_leaves],
+                                              traced.dtypes[k:k + treedef.num_leaves])]
+        out.append(tree.unflatten(treedef, leaves))
+        k += treedef.num_leaves
+    return tuple(out)

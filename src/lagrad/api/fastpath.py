@@ -78,6 +78,7 @@ class FastEntry:
 
     run: CompiledGradient
     nums: tuple[int, ...]
+    data: tuple[int, ...]  # arrays passed as inputs without a gradient
     constants: tuple[tuple[int, np.ndarray], ...]  # (position, copy) of constant arrays
     finish: Callable[[Any, tuple[Any, ...]], Any]
 
@@ -93,6 +94,8 @@ class FastEntry:
                 inputs.extend(a)
             else:
                 inputs.append(a)
+        for k in self.data:
+            inputs.append(args[k])
         try:
             found = self.run(*inputs)
         except Exception:  # noqa: BLE001  (the general path raises it again, or names it)
@@ -107,22 +110,25 @@ def fast_call(cache: TraceCache, args: Sequence[Any], nums: tuple[int, ...]) -> 
     return None if entry is None else entry(args)
 
 
-def learn(cache: TraceCache, args: Sequence[Any], nums: tuple[int, ...], sol: Solution,
-          result: tuple[Any, Any], finish: Callable[[Any, tuple[Any, ...]], Any]) -> None:
+def learn(cache: TraceCache, args: Sequence[Any], nums: tuple[int, ...],
+          data: tuple[int, ...], sol: Solution, result: tuple[Any, Any],
+          finish: Callable[[Any, tuple[Any, ...]], Any]) -> None:
     """Make the fast entry of a call that took the general path, when its
     program runs from a flat plan and the generated sweep reproduces
     ``result`` (the call's ``(value, gradients)``) exactly; else remember that
-    this signature has none (None)."""
+    this signature has none (None). ``data``: the arguments that the program
+    reads as its last inputs (one leaf each), without a gradient."""
     key = signature(args, nums)
     if key is None or key in cache.fast:
         return
     plan = flat_plan(sol.schedule)
-    compiled = None if plan is None else compile_gradient(plan)
+    compiled = None if plan is None else \
+        compile_gradient(plan, len(sol.schedule.inputs) - len(data))
     entry = None
     if compiled is not None:
         constants = tuple((k, np.array(a, copy=True)) for k, a in enumerate(args)
-                          if k not in nums and type(a) is np.ndarray)
-        candidate = FastEntry(compiled, nums, constants, finish)
+                          if k not in nums and k not in data and type(a) is np.ndarray)
+        candidate = FastEntry(compiled, nums, data, constants, finish)
         found = candidate(args)
         if found is None:
             return  # not finite here, or busy: try again at the next call

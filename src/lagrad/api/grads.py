@@ -17,6 +17,7 @@ from lagrad.api.common import (
     Transform,
     _adjoint,
     _aux_values,
+    _Call,
     _cast,
     _input_gradients,
     _output_dtype,
@@ -31,6 +32,7 @@ from lagrad.api.fastpath import fast_call, learn
 from lagrad.api.jacobians import hvp
 from lagrad.api.jit import _unjit
 from lagrad.errors import MissingDerivativeError, OptionError, ProgramError
+from lagrad.ir.cache import TraceCache
 from lagrad.ir.constants import as_real
 from lagrad.ir.custom import custom_jvp
 from lagrad.ir.program import Variable
@@ -122,14 +124,18 @@ def _value_and_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, set
             fast = fast_call(cache, args, nums)
             if fast is not None:
                 return fast
-        call = _trace_solve(inner, setup, args, kwargs, nums, has_aux=has_aux)
+        if cache is None:
+            call, data = _trace_solve(inner, setup, args, kwargs, nums, has_aux=has_aux), ()
+        else:
+            call, data = _trace_solve_data(inner, cache, setup, args, kwargs, nums)
         traced, sol = call.traced, call.sol
         out = traced.program.output_variable
         if out.size != 1 or out.shape != ():
             raise ProgramError(f"grad needs a scalar output; {getattr(fn, '__name__', 'fn')} "
                                f"returned shape {out.shape} (use lagrad.jacobian or lagrad.vjp)")
         lam, info = _adjoint(sol, setup)
-        grads = _pick(_input_gradients(traced, sol.schedule.index.take(lam, sol.schedule.inputs)),
+        inputs = sol.schedule.inputs[:len(sol.schedule.inputs) - len(data)]
+        grads = _pick(_input_gradients(traced, sol.schedule.index.take(lam, inputs), len(nums)),
                       argnums)
         # unbound before the Solution goes: only then is lambda recycled (solve/buffers.py),
         # not allocated afresh (page faults through it) at the next call
@@ -138,7 +144,8 @@ def _value_and_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, set
         value = _cast(sol.output, dtype)
         result = ((value, _aux_values(traced, sol, dtype)), grads) if has_aux else (value, grads)
         if cache is not None and not kwargs:
-            learn(cache, args, nums, sol, result, _finisher(traced, dtype, argnums))
+            learn(cache, args, nums, data, sol, result,
+                  _finisher(traced, dtype, argnums, len(nums)))
         return (result, call.info(adjoint=info)) if setup.return_info else result
     wrapped.lagrad_transform = Transform(  # type: ignore[attr-defined]
         "value_and_grad", inner, argnums, has_aux, setup)
@@ -146,16 +153,43 @@ def _value_and_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, set
         inner, argnums, has_aux, _Setup(setup.options, cache, setup.return_info)), setup.cache)
 
 
-def _finisher(traced: Traced, dtype: np.dtype[Any], argnums: ArgNums
+def _data_positions(args: Sequence[Any], nums: tuple[int, ...]) -> tuple[int, ...]:
+    """The positional arguments outside ``nums`` that a jitted value_and_grad
+    traces as inputs without a gradient (read at each call, not baked in):
+    floating-point arrays."""
+    return tuple(k for k, a in enumerate(args)
+                 if k not in nums and type(a) is np.ndarray and a.dtype.kind == "f")
+
+
+def _trace_solve_data(fn: Callable[..., Any], cache: TraceCache, setup: _Setup,
+                      args: Sequence[Any], kwargs: Mapping[str, Any], nums: tuple[int, ...]
+                      ) -> tuple[_Call, tuple[int, ...]]:
+    """A jitted call, with its data arrays (:func:`_data_positions`) traced as
+    the program's last inputs, so that a new batch does not retrace; with
+    them as constants instead when that fails (Python control flow on them,
+    numpy functions lagrad does not trace, a derivative through them that is
+    not finite), remembered for their shapes and dtypes."""
+    data = _data_positions(args, nums)
+    key = ("constant data", nums, tuple((k, args[k].shape, args[k].dtype) for k in data))
+    if data and key not in cache.fast:
+        try:
+            return _trace_solve(fn, setup, args, kwargs, nums + data), data
+        except Exception:  # noqa: BLE001  (as constants: an error of fn raises again there)
+            cache.fast[key] = None
+    return _trace_solve(fn, setup, args, kwargs, nums), ()
+
+
+def _finisher(traced: Traced, dtype: np.dtype[Any], argnums: ArgNums, count: int
               ) -> Callable[[Any, tuple[Any, ...]], tuple[Any, Any]]:
     """(value, per-input gradients) of a compiled sweep as value_and_grad's
-    result: cast to their dtypes, regrouped into the arguments' structures."""
-    if isinstance(argnums, (int, np.integer)) and traced.trees == (tree.LEAF,) and \
+    result: cast to their dtypes, regrouped into the structures of the first
+    ``count`` traced arguments (the differentiated ones)."""
+    if isinstance(argnums, (int, np.integer)) and traced.trees[:1] == (tree.LEAF,) and \
             dtype == np.float64 and traced.dtypes[0] == np.float64:
         return lambda value, flat: (value, flat[0])  # nothing to cast or regroup
 
     def finish(value: Any, flat: tuple[Any, ...]) -> tuple[Any, Any]:
-        return _cast(value, dtype), _pick(_input_gradients(traced, flat), argnums)
+        return _cast(value, dtype), _pick(_input_gradients(traced, flat, count), argnums)
     return finish
 
 

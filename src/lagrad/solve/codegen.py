@@ -91,45 +91,76 @@ class CompiledGradient:
             self._lock.release()
 
 
-def compile_gradient(plan: FlatPlan) -> CompiledGradient | None:
+def compile_gradient(plan: FlatPlan, differentiated: int | None = None
+                     ) -> CompiledGradient | None:
     """The generated sweep of ``plan`` (value and gradient of its scalar
     output), or None when the plan has no multipliers (an output that is not
-    a scalar) or more than ``MAX_STEPS`` steps."""
+    a scalar) or more than ``MAX_STEPS`` steps.
+
+    Only the first ``differentiated`` inputs (default: all) get a gradient;
+    the others are data read at each call, and no multiplier that reaches
+    only them is computed."""
     if plan.seed is None or len(plan.steps) > MAX_STEPS:
         return None
     schedule = plan.schedule
+    n = len(plan.inputs) if differentiated is None else differentiated
     z, lam = np.empty(schedule.size), np.empty(schedule.size)
     src = _Source()
     zn, ln = src.name(z, "Z"), src.name(lam, "L")
-    params = [f"x{k}" for k in range(len(plan.inputs))]
     for k, (a, b) in enumerate(plan.inputs):
-        shape = schedule.inputs[k].shape
-        src.emit(f"{src.name(z[a:b].reshape(shape), 'v')}[...] = x{k}")
-    views = {}
-    for step in plan.steps:
-        views[id(step)] = _forward(src, step, z)
+        src.emit(f"{src.name(z[a:b].reshape(schedule.inputs[k].shape), 'v')}[...] = x{k}")
+    views = {id(step): _forward(src, step, z) for step in plan.steps}
     _check_finite(src, zn)
-    for a, b in plan.clear:
-        src.emit(f"{ln}[{a}:{b}] = 0.0")
+    sweep = _sweep(plan, n)
+    offsets = schedule.index.offsets
+    written = {slot[1:3] for _, slots in sweep for slot in slots} | {(plan.seed, plan.seed + 1)}
+    for a, b in zip(offsets[:-1], offsets[1:]):
+        if b > a and (int(a), int(b)) not in written:
+            src.emit(f"{ln}[{a}:{b}] = 0.0")
     src.emit(f"{ln}[{plan.seed}] = 1.0")
-    for rev in plan.reverse:
-        step = rev.step
+    for step, slots in sweep:
         g = src.name(lam[step.start:step.stop].reshape(step.shape), "g")
-        for pos, a, b, shape, first in rev.slots:
+        for pos, a, b, shape, first in slots:
             _reverse(src, step, pos, lam[a:b].reshape(shape), g, views[id(step)], first)
     _check_finite(src, ln)
     out = schedule.output_variable
-    value = f"{zn}[{int(schedule.index.offsets[out.index])}]"
+    value = f"{zn}[{int(offsets[out.index])}]"
     grads = []
-    for (a, b), v in zip(plan.inputs, schedule.inputs):
+    for (a, b), v in zip(plan.inputs[:n], schedule.inputs[:n]):
         view = src.name(lam[a:b].reshape(v.shape), "v")
         grads.append(f"{view}[()]" if not v.shape else f"{view}.copy()")
     src.emit(f"return {value}, ({', '.join(grads)}{',' if len(grads) == 1 else ''})")
-    source = f"def run({', '.join(params)}):\n" + "\n".join(src.lines) + "\n"
+    params = ", ".join(f"x{k}" for k in range(len(plan.inputs)))
+    source = f"def run({params}):\n" + "\n".join(src.lines) + "\n"
     namespace = dict(src.names)
     exec(compile(source, f"<lagrad gradient of {schedule.program.name or 'a program'}>",
                  "exec"), namespace)
     return CompiledGradient(namespace["run"], source)
+
+
+Slot = tuple[int, int, int, tuple[int, ...], bool]
+
+
+def _sweep(plan: FlatPlan, n: int) -> list[tuple[Single, list[Slot]]]:
+    """The reverse steps with the argument slots to pass cotangents into:
+    those of variables that depend on one of the first ``n`` inputs, the
+    first contribution to each written (``True``) and the others added, as
+    in the flat plan (whose sweep this is when every input counts)."""
+    active = set(plan.inputs[:n])
+    for step in plan.steps:
+        if any((a, b) in active for _, a, b, _ in step.vslots):
+            active.add((step.start, step.stop))
+    written = {(plan.seed, plan.seed + 1)}
+    sweep = []
+    for rev in plan.reverse:
+        slots = []
+        for pos, a, b, shape, _ in rev.slots:
+            if (a, b) in active:
+                slots.append((pos, a, b, shape, (a, b) not in written))
+                written.add((a, b))
+        if slots:
+            sweep.append((rev.step, slots))
+    return sweep
 
 
 def _check_finite(src: _Source, vec: str) -> None:
