@@ -129,6 +129,19 @@ def test_data_that_python_reads_stays_a_constant(rng):
     assert h.cache.traces == 2
 
 
+def test_a_derivative_through_data_that_is_not_finite_is_not_asked_for():
+    """d/dx sqrt(x) is infinite at x = 0; x is data, so its multiplier is
+    nobody's business: the call gives what the uncached transform gives."""
+    f = lambda w, x: lagrad.sum(w * lagrad.sqrt(x))  # noqa: E731
+    step = lagrad.jit(lagrad.value_and_grad(f))
+    for x in ([0.0, 1.0], [1.0, 4.0], [0.0, 9.0], [4.0, 9.0], [4.0, 16.0]):
+        x = np.array(x)
+        v, g = step(np.full(2, 2.0), x)
+        v_ref, g_ref = lagrad.value_and_grad(f)(np.full(2, 2.0), x)
+        assert v == v_ref
+        np.testing.assert_array_equal(g, np.sqrt(x))
+
+
 def test_python_control_flow_on_a_constant_is_keyed():
     def f(x, mode):
         return (x ** 2).sum() if mode == "square" else (x ** 3).sum()

@@ -126,14 +126,16 @@ def _value_and_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, set
                 return fast
         if cache is None:
             call, data = _trace_solve(inner, setup, args, kwargs, nums, has_aux=has_aux), ()
+            adjoint, learnable = _scalar_adjoint(call, setup), False
         else:
-            call, data = _trace_solve_data(inner, cache, setup, args, kwargs, nums)
+            call, data, adjoint, learnable = _solve_jitted(inner, cache, setup, args, kwargs,
+                                                           nums)
         traced, sol = call.traced, call.sol
-        out = traced.program.output_variable
-        if out.size != 1 or out.shape != ():
+        if adjoint is None:
             raise ProgramError(f"grad needs a scalar output; {getattr(fn, '__name__', 'fn')} "
-                               f"returned shape {out.shape} (use lagrad.jacobian or lagrad.vjp)")
-        lam, info = _adjoint(sol, setup)
+                               f"returned shape {traced.program.output_variable.shape} (use "
+                               "lagrad.jacobian or lagrad.vjp)")
+        lam, info = adjoint
         inputs = sol.schedule.inputs[:len(sol.schedule.inputs) - len(data)]
         grads = _pick(_input_gradients(traced, sol.schedule.index.take(lam, inputs), len(nums)),
                       argnums)
@@ -143,7 +145,7 @@ def _value_and_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, set
         dtype = call.dtype(args, kwargs)
         value = _cast(sol.output, dtype)
         result = ((value, _aux_values(traced, sol, dtype)), grads) if has_aux else (value, grads)
-        if cache is not None and not kwargs:
+        if learnable and not kwargs:
             learn(cache, args, nums, data, sol, result,
                   _finisher(traced, dtype, argnums, len(nums)))
         return (result, call.info(adjoint=info)) if setup.return_info else result
@@ -161,22 +163,40 @@ def _data_positions(args: Sequence[Any], nums: tuple[int, ...]) -> tuple[int, ..
                  if k not in nums and type(a) is np.ndarray and a.dtype.kind == "f")
 
 
-def _trace_solve_data(fn: Callable[..., Any], cache: TraceCache, setup: _Setup,
-                      args: Sequence[Any], kwargs: Mapping[str, Any], nums: tuple[int, ...]
-                      ) -> tuple[_Call, tuple[int, ...]]:
-    """A jitted call, with its data arrays (:func:`_data_positions`) traced as
-    the program's last inputs, so that a new batch does not retrace; with
-    them as constants instead when that fails (Python control flow on them,
-    numpy functions lagrad does not trace, a derivative through them that is
-    not finite), remembered for their shapes and dtypes."""
+def _scalar_adjoint(call: _Call, setup: _Setup) -> tuple[Any, Any] | None:
+    """The multipliers and their info, or None for an output that is not a scalar."""
+    out = call.traced.program.output_variable
+    return None if out.size != 1 or out.shape != () else _adjoint(call.sol, setup)
+
+
+def _solve_jitted(fn: Callable[..., Any], cache: TraceCache, setup: _Setup,
+                  args: Sequence[Any], kwargs: Mapping[str, Any], nums: tuple[int, ...]
+                  ) -> tuple[_Call, tuple[int, ...], tuple[Any, Any] | None, bool]:
+    """A jitted call: (its traced and solved program, the positions of the
+    data arrays it reads as its last inputs, the adjoint or None, whether the
+    fast path may learn from it).
+
+    The data arrays (:func:`_data_positions`) are traced as inputs, so that a
+    new batch does not retrace. They are constants instead when tracing them
+    fails (Python reads their values, or numpy functions lagrad does not
+    trace), from then on for their shapes and dtypes; and for this call alone
+    when a derivative through them is not finite (``sqrt`` of a data entry
+    0): the general sweep would blame a multiplier that nobody asked for."""
     data = _data_positions(args, nums)
     key = ("constant data", nums, tuple((k, args[k].shape, args[k].dtype) for k in data))
     if data and key not in cache.fast:
         try:
-            return _trace_solve(fn, setup, args, kwargs, nums + data), data
+            call = _trace_solve(fn, setup, args, kwargs, nums + data)
         except Exception:  # noqa: BLE001  (as constants: an error of fn raises again there)
             cache.fast[key] = None
-    return _trace_solve(fn, setup, args, kwargs, nums), ()
+        else:
+            try:
+                return call, data, _scalar_adjoint(call, setup), True
+            except Exception:  # noqa: BLE001  (as constants below, which may raise it)
+                call = _trace_solve(fn, setup, args, kwargs, nums)
+                return call, (), _scalar_adjoint(call, setup), False
+    call = _trace_solve(fn, setup, args, kwargs, nums)
+    return call, (), _scalar_adjoint(call, setup), True
 
 
 def _finisher(traced: Traced, dtype: np.dtype[Any], argnums: ArgNums, count: int
