@@ -193,3 +193,22 @@ def test_long_programs_are_not_compiled():
         return v.sum()
     plan = flat_plan(compile_program(lagrad.trace(chain, np.ones(2))))
     assert plan is not None and compile_gradient(plan) is None
+
+
+def test_dict_parameters_take_the_fast_path(rng):
+    def loss(p, x):
+        return lagrad.sum(lagrad.tanh(x @ p["w"] + p["b"]) ** 2)
+
+    p = {"w": rng.standard_normal((3, 2)), "b": rng.standard_normal(2)}
+    step = lagrad.jit(lagrad.value_and_grad(loss))
+    for _ in range(3):
+        x = rng.standard_normal((4, 3))
+        (v, g), (v_ref, g_ref) = step(p, x), lagrad.value_and_grad(loss)(p, x)
+        assert v == v_ref and list(g) == ["b", "w"]
+        for name in p:
+            np.testing.assert_array_equal(g[name], g_ref[name])
+        p = {k: a - 0.1 * g[k] for k, a in p.items()}
+    assert step.cache.traces == 1
+    assert [e is not None for e in step.cache.fast.values()] == [True]
+    with mock.patch("lagrad.api.grads._trace_solve", side_effect=AssertionError("general")):
+        step(p, x)

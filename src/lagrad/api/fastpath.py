@@ -1,18 +1,21 @@
 """The fast path of a jitted ``value_and_grad``: a call whose arguments are
-arrays, floats, or tuples and lists of them runs the program's generated
-sweep (:mod:`lagrad.solve.codegen`) after one dictionary lookup.
+arrays, floats, or tuples, lists and dicts of them runs the program's
+generated sweep (:mod:`lagrad.solve.codegen`) after one dictionary lookup.
 
-The key is the call's *signature*: per argument, its (shape, dtype) (arrays),
-``float`` (floats) or the tuple of its leaves' (tuples and lists of them) for
-a differentiated argument; for another argument, its (shape, dtype) and a
-comparison with a copy taken when the entry was made (arrays: their values
-are constants of the program), or its type and value (hashable scalars). That
-determines the traced program as :class:`lagrad.ir.cache.TraceCache`'s key
-does, so a signature found here maps to the program the general path would
-solve. Any other call (keyword arguments, dicts, numpy scalars, options,
-``has_aux``, ``return_info``) takes the general path; so does a call whose
-sweep meets a value that is not finite (the general path then names the
-equation), or that raises.
+The key is the call's *signature*: for a differentiated argument, its
+(shape, dtype) (an array), ``float``, or the (shape, dtype) or ``float`` of
+each leaf of a tuple, list or dict (with its keys); for another argument, its
+(shape, dtype) when it is an array, or its type and value (hashable
+scalars). A floating-point array outside ``argnums`` is read as an input of
+the program (a data array); any other array, and a data array whose tracing
+as an input failed, is a constant of the program, compared at each call with
+a copy taken when the entry was made. That determines the traced program as
+:class:`lagrad.ir.cache.TraceCache`'s key does, so a signature found here
+maps to the program the general path would solve. Any other call (keyword
+arguments, nested containers, numpy scalars, options, ``has_aux``,
+``return_info``) takes the general path; so does a call whose sweep meets a
+value that is not finite (the general path then names the equation), or that
+raises.
 
 An entry is made after a call of the general path, from that call's program
 when it runs from a flat plan, and kept only if its generated sweep gives
@@ -52,24 +55,54 @@ def signature(args: Sequence[Any], nums: tuple[int, ...]) -> Hashable | None:
         elif k in nums:
             if t is float:
                 key.append(float)
-            elif t is tuple or t is list:
-                parts: list[Hashable] = [t]
-                for leaf in a:
-                    tl = type(leaf)
-                    if tl is np.ndarray and leaf.dtype.kind == "f":
-                        parts.append((leaf.shape, leaf.dtype))
-                    elif tl is float:
-                        parts.append(float)
-                    else:
-                        return None
-                key.append(tuple(parts))
+                continue
+            if t is tuple or t is list:
+                leaves = _leaves_key(a)
+            elif t is dict:
+                names = _sorted_keys(a)
+                leaves = None if names is None else _leaves_key([a[n] for n in names])
+                t = (t, names)
             else:
                 return None
+            if leaves is None:
+                return None
+            key.append((t, leaves))
         elif t is float or t in _SCALARS:
             key.append((t, a))
         else:
             return None
     return tuple(key)
+
+
+def _leaves_key(leaves: Sequence[Any]) -> tuple[Hashable, ...] | None:
+    """(shape, dtype) or float per leaf of one level of a container; None if
+    a leaf is anything else (a nested container: the general path)."""
+    parts: list[Hashable] = []
+    for leaf in leaves:
+        t = type(leaf)
+        if t is np.ndarray and leaf.dtype.kind == "f":
+            parts.append((leaf.shape, leaf.dtype))
+        elif t is float:
+            parts.append(float)
+        else:
+            return None
+    return tuple(parts)
+
+
+def _sorted_keys(d: dict[Any, Any]) -> tuple[Any, ...] | None:
+    """A dict's keys in lagrad.tree's order (sorted), or None if unsortable."""
+    try:
+        return tuple(sorted(d))
+    except TypeError:
+        return None
+
+
+def _layout(a: Any) -> Any:
+    """How a differentiated argument gives its leaves: itself (None), in
+    order ("seq") or by these keys (a dict)."""
+    if type(a) is dict:
+        return tuple(sorted(a))
+    return "seq" if type(a) is tuple or type(a) is list else None
 
 
 @dataclass(frozen=True)
@@ -78,6 +111,7 @@ class FastEntry:
 
     run: CompiledGradient
     nums: tuple[int, ...]
+    layouts: tuple[Any, ...]  # per differentiated argument, see _layout
     data: tuple[int, ...]  # arrays passed as inputs without a gradient
     constants: tuple[tuple[int, np.ndarray], ...]  # (position, copy) of constant arrays
     finish: Callable[[Any, tuple[Any, ...]], Any]
@@ -88,12 +122,14 @@ class FastEntry:
             if not same_arrays((old,), (args[k],)):
                 return None
         inputs: list[Any] = []
-        for k in self.nums:
+        for k, layout in zip(self.nums, self.layouts):
             a = args[k]
-            if type(a) is tuple or type(a) is list:
+            if layout is None:
+                inputs.append(a)
+            elif layout == "seq":
                 inputs.extend(a)
             else:
-                inputs.append(a)
+                inputs.extend(a[name] for name in layout)
         for k in self.data:
             inputs.append(args[k])
         try:
@@ -128,15 +164,19 @@ def learn(cache: TraceCache, args: Sequence[Any], nums: tuple[int, ...],
     if compiled is not None:
         constants = tuple((k, np.array(a, copy=True)) for k, a in enumerate(args)
                           if k not in nums and k not in data and type(a) is np.ndarray)
-        candidate = FastEntry(compiled, nums, data, constants, finish)
+        layouts = tuple(_layout(args[k]) for k in nums)
+        candidate = FastEntry(compiled, nums, layouts, data, constants, finish)
         found = candidate(args)
         if found is None:
             return  # not finite here, or busy: try again at the next call
         if _identical(found, result):
             entry = candidate
     cache.fast[key] = entry
-    while len(cache.fast) > cache.max_traces:
-        del cache.fast[next(iter(cache.fast))]
+    try:
+        while len(cache.fast) > cache.max_traces:
+            cache.fast.pop(next(iter(cache.fast)), None)
+    except (RuntimeError, StopIteration):  # another thread changed it: trimmed next time
+        pass
 
 
 def _identical(a: Any, b: Any) -> bool:

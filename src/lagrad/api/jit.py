@@ -82,6 +82,16 @@ def jit(fn: Callable[..., Any], *, static_argnums: ArgNums = (),
     retrace: placeholders carry shapes only. An argument that is neither an
     array nor hashable (a scipy.sparse matrix) retraces at every call.
 
+    Under :func:`~lagrad.value_and_grad` and :func:`~lagrad.grad` (without
+    ``has_aux``, options or ``return_info``), a floating-point array passed
+    positionally outside ``argnums`` (a batch of data) is traced too, as an
+    input without a gradient: keyed by its shape and dtype and read at each
+    call, so new batches do not retrace. One whose values the function reads
+    in Python (control flow, ``np.asarray``) cannot be traced and is baked
+    in as a constant, as above. After the first call, such a transform of an
+    acyclic array program runs as one generated function (see
+    :mod:`lagrad.api.fastpath`).
+
     As in JAX, what ``fn`` closes over (arrays in an enclosing scope,
     globals) is baked in at the first trace: a later change is not seen.
     Pass such values as arguments, or call ``cache.clear()``.
@@ -90,11 +100,11 @@ def jit(fn: Callable[..., Any], *, static_argnums: ArgNums = (),
     --------
     >>> import numpy as np, lagrad
     >>> step = lagrad.jit(lagrad.value_and_grad(lambda w, x: ((x @ w) ** 2).sum()))
-    >>> x = np.ones((4, 3))
     >>> for k in range(3):
+    ...     x = np.full((4, 3), k + 1.0)  # a new batch: read, not retraced
     ...     loss, g = step(np.full(3, float(k)), x)
     >>> step.cache.traces, float(loss), g
-    (1, 144.0, array([48., 48., 48.]))
+    (1, 1296.0, array([432., 432., 432.]))
     """
     rebuild = getattr(fn, "lagrad_with_cache", None)
     if rebuild is not None:

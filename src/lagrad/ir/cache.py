@@ -19,6 +19,10 @@ static arguments: they must be immutable). An argument that is neither (a
 scipy.sparse matrix, a mutable object) is not cached: the call traces anew,
 which is always correct. Closures are the caller's contract: to see a new
 value of a closed-over array, pass it as an argument or make a new cache.
+
+A caller may also pass data arrays among the argnums to trace them as
+inputs (``lagrad.api`` does so for a jitted ``value_and_grad``): they are then
+keyed by shape and dtype like the differentiated ones.
 """
 
 from __future__ import annotations
