@@ -26,6 +26,8 @@ FUNCTIONS = {
     "where": (lambda x: lagrad.sum(np.where(x > 0.2, x ** 2, -x)),
               lambda: (np.array([0.1, 0.3, 0.5]),)),
     "scalars": (lambda a, b: a * lagrad.sin(b) + b ** 2, lambda: (1.5, 0.25)),
+    "linear": (lambda a, b: lagrad.sum((a - b) * (b - a) + (-a) - 2.0 * b),
+               lambda: (np.array([1.0, 2.0]), np.array([0.5, 3.0]))),
 }
 
 

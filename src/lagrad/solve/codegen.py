@@ -207,7 +207,8 @@ def _reverse(src: _Source, step: Single, pos: int, into: Array, g: str,
             src.emit(f"if not {src.name(prim.vjp_set, 'S')}{rule}:")
             src.emit(f"    copyto({o}, {pullback})")
         elif c is not None and same:
-            src.emit(f"copyto({o}, {g})" if c == 1.0 else f"copyto({o}, {c!r} * {g})")
+            src.emit(f"copyto({o}, {g})" if c == 1.0 else
+                     f"copyto({o}, {src.name(c, 'k')} * {g})")
         elif prim.constant_partials is None and partial and same:
             src.emit(f"multiply({g}, {partial}, out={o})")
         else:
@@ -216,7 +217,8 @@ def _reverse(src: _Source, step: Single, pos: int, into: Array, g: str,
         src.emit(f"if not {src.name(prim.vjp_add, 'S')}{rule}:")
         src.emit(f"    add({o}, {pullback}, out={o})")
     elif c is not None and same:
-        src.emit(f"add({o}, {g}, out={o})" if c == 1.0 else f"add({o}, {c!r} * {g}, out={o})")
+        src.emit(f"add({o}, {g}, out={o})" if c == 1.0 else
+                 f"add({o}, {src.name(c, 'k')} * {g}, out={o})")
     elif prim.constant_partials is None and partial and same:
         src.emit(f"add({o}, {g} * {partial}, out={o})")
     else:
