@@ -285,6 +285,8 @@ def _grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, setup: _Setup
 
 
 def _traced(args: Sequence[Any]) -> bool:
+    if all(type(a) is np.ndarray or type(a) is float for a in args):  # no walk
+        return False
     return any(isinstance(leaf, Variable) for leaf in tree.leaves(tuple(args)))
 
 
