@@ -111,6 +111,28 @@ def test_data_arrays_are_read_at_each_call_not_retraced(rng):
     assert g.cache.traces == 1
 
 
+def test_data_arrays_are_inputs_with_has_aux_options_and_info(rng):
+    def loss(w, x):
+        r = x @ w
+        return lagrad.sum(r ** 2), {"r": r, "x": x}
+
+    w = rng.standard_normal(3)
+    for transform in (lagrad.value_and_grad(loss, has_aux=True, return_info=True),
+                      lagrad.value_and_grad(loss, has_aux=True,
+                                            solve_options={"adjoint_method": "splu"})):
+        step = lagrad.jit(transform)
+        for k in range(3):
+            x = rng.standard_normal((4, 3))
+            got = step(w, x)
+            ((v, aux), g) = got[0] if isinstance(got[1], lagrad.DerivativeInfo) else got
+            np.testing.assert_allclose(g, 2 * x.T @ (x @ w), rtol=1e-12)
+            np.testing.assert_allclose(aux["r"], x @ w, rtol=1e-14)
+            np.testing.assert_array_equal(aux["x"], x)
+            if isinstance(got[1], lagrad.DerivativeInfo):
+                assert got[1].traced == (k == 0)
+        assert step.cache.traces == 1
+
+
 def test_data_that_python_reads_stays_a_constant(rng):
     """Python control flow on a data array cannot be traced: it is baked in
     as before (keyed by value), with results that follow the data."""

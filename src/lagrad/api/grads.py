@@ -115,21 +115,22 @@ def _value_and_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, set
     inner, setup = _unjit(fn, setup)
     positions = functools.lru_cache(maxsize=8)(functools.partial(normalize_argnums, argnums))
 
-    cache = setup.cache if not has_aux and setup.plain else None  # for the fast path
+    cache = setup.cache
+    fast = cache is not None and not has_aux and setup.plain  # may take the fast path
 
     @functools.wraps(inner)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         nums = positions(len(args))
-        if cache is not None and not kwargs:
-            fast = fast_call(cache, args, nums)
-            if fast is not None:
-                return fast
+        if fast and not kwargs:
+            found = fast_call(cache, args, nums)
+            if found is not None:
+                return found
         if cache is None:
             call, data = _trace_solve(inner, setup, args, kwargs, nums, has_aux=has_aux), ()
             adjoint, learnable = _scalar_adjoint(call, setup), False
         else:
             call, data, adjoint, learnable = _solve_jitted(inner, cache, setup, args, kwargs,
-                                                           nums)
+                                                           nums, has_aux)
         traced, sol = call.traced, call.sol
         if adjoint is None:
             raise ProgramError(f"grad needs a scalar output; {getattr(fn, '__name__', 'fn')} "
@@ -145,7 +146,7 @@ def _value_and_grad(fn: Callable[..., Any], argnums: ArgNums, has_aux: bool, set
         dtype = call.dtype(args, kwargs)
         value = _cast(sol.output, dtype)
         result = ((value, _aux_values(traced, sol, dtype)), grads) if has_aux else (value, grads)
-        if learnable and not kwargs:
+        if fast and learnable and not kwargs:
             learn(cache, args, nums, data, sol, result,
                   _finisher(traced, dtype, argnums, len(nums)))
         return (result, call.info(adjoint=info)) if setup.return_info else result
@@ -170,8 +171,8 @@ def _scalar_adjoint(call: _Call, setup: _Setup) -> tuple[Any, Any] | None:
 
 
 def _solve_jitted(fn: Callable[..., Any], cache: TraceCache, setup: _Setup,
-                  args: Sequence[Any], kwargs: Mapping[str, Any], nums: tuple[int, ...]
-                  ) -> tuple[_Call, tuple[int, ...], tuple[Any, Any] | None, bool]:
+                  args: Sequence[Any], kwargs: Mapping[str, Any], nums: tuple[int, ...],
+                  has_aux: bool) -> tuple[_Call, tuple[int, ...], tuple[Any, Any] | None, bool]:
     """A jitted call: (its traced and solved program, the positions of the
     data arrays it reads as its last inputs, the adjoint or None, whether the
     fast path may learn from it).
@@ -186,16 +187,16 @@ def _solve_jitted(fn: Callable[..., Any], cache: TraceCache, setup: _Setup,
     key = ("constant data", nums, tuple((k, args[k].shape, args[k].dtype) for k in data))
     if data and key not in cache.fast:
         try:
-            call = _trace_solve(fn, setup, args, kwargs, nums + data)
+            call = _trace_solve(fn, setup, args, kwargs, nums + data, has_aux=has_aux)
         except Exception:  # noqa: BLE001  (as constants: an error of fn raises again there)
             cache.fast[key] = None
         else:
             try:
                 return call, data, _scalar_adjoint(call, setup), True
             except Exception:  # noqa: BLE001  (as constants below, which may raise it)
-                call = _trace_solve(fn, setup, args, kwargs, nums)
+                call = _trace_solve(fn, setup, args, kwargs, nums, has_aux=has_aux)
                 return call, (), _scalar_adjoint(call, setup), False
-    call = _trace_solve(fn, setup, args, kwargs, nums)
+    call = _trace_solve(fn, setup, args, kwargs, nums, has_aux=has_aux)
     return call, (), _scalar_adjoint(call, setup), True
 
 

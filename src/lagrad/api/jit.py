@@ -82,15 +82,15 @@ def jit(fn: Callable[..., Any], *, static_argnums: ArgNums = (),
     retrace: placeholders carry shapes only. An argument that is neither an
     array nor hashable (a scipy.sparse matrix) retraces at every call.
 
-    Under :func:`~lagrad.value_and_grad` and :func:`~lagrad.grad` (without
-    ``has_aux``, options or ``return_info``), a floating-point array passed
-    positionally outside ``argnums`` (a batch of data) is traced too, as an
-    input without a gradient: keyed by its shape and dtype and read at each
-    call, so new batches do not retrace. One whose values the function reads
-    in Python (control flow, ``np.asarray``) cannot be traced and is baked
-    in as a constant, as above. After the first call, such a transform of an
-    acyclic array program runs as one generated function (see
-    :mod:`lagrad.api.fastpath`).
+    Under :func:`~lagrad.value_and_grad` and :func:`~lagrad.grad`, a
+    floating-point array passed positionally outside ``argnums`` (a batch of
+    data) is traced too, as an input without a gradient: keyed by its shape
+    and dtype and read at each call, so new batches do not retrace. One whose
+    values the function reads in Python (control flow, ``np.asarray``)
+    cannot be traced and is baked in as a constant, as above. After the
+    first call, such a transform of an acyclic array program (without
+    ``has_aux``, options or ``return_info``) runs as one generated function
+    (see :mod:`lagrad.api.fastpath`).
 
     As in JAX, what ``fn`` closes over (arrays in an enclosing scope,
     globals) is baked in at the first trace: a later change is not seen.
