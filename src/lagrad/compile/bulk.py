@@ -1,7 +1,9 @@
 """Compile a :class:`lagrad.ir.bulk.BulkProgram` straight from its columns.
 
-Levels (longest path from the inputs) by vectorized frontiers, Batch steps by
-(level, kind, operand pattern), the readout last, and the level plan: a few
+Levels (longest path from the inputs) by blocked relaxation, the variables
+laid out level by level (:class:`~lagrad.compile.schedule.PermutedIndex`),
+Batch steps by (level, kind, operand pattern) each writing a contiguous run,
+the readout last, and the bulk plan (:mod:`lagrad.compile.bulkplan`): a few
 numpy passes whatever the number of equations, no per-equation object.
 """
 
@@ -11,11 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from lagrad.compile.levels import plan_from_edges
-from lagrad.compile.schedule import Batch, Index, Schedule
+from lagrad.compile.bulkplan import BulkPlan
+from lagrad.compile.schedule import Batch, PermutedIndex, Schedule
 from lagrad.ir.bulk import BulkEquations, BulkProgram
 
 __all__ = ["compile_bulk", "Readout"]
@@ -64,93 +65,120 @@ class Readout:
         return self if mask[self.out] else None
 
 
+BLOCK = 8192  # equations relaxed together when computing levels
+PASSES = 12  # relaxation passes on a block before it is split in two
+SEQUENTIAL = 32  # a block this small that still changes is done one equation at a time
+
+
 def _levels(bulk: BulkEquations) -> Ints:
-    """Longest path from the inputs, by frontiers (Kahn's algorithm, one
-    vectorized round per level)."""
+    """Longest path from the inputs, per variable.
+
+    Parents come before their children, so the equations are taken in blocks
+    of consecutive ones: parents before a block have their final level, and
+    the block's own levels are relaxed (level = 1 + max over parents) until
+    they stop changing, a few vectorized passes for a wide graph. A block that
+    is still changing after ``PASSES`` passes (a long chain inside it) is
+    split in two, down to a few equations done one by one, so a chain costs
+    O(length) and never O(length^2)."""
     d, m = bulk.n_inputs, bulk.n_equations
-    level = np.zeros(d + m, dtype=np.intp)
-    between = bulk.parents >= d  # edges between equations, a parent read twice counted once
-    between[:, 1] &= bulk.parents[:, 1] != bulk.parents[:, 0]
-    eq, col = np.nonzero(between)
-    src = bulk.parents[eq, col] - d
-    indeg = np.bincount(eq, minlength=m)
-    # children of each equation as CSR rows: scipy's counting sort, O(edges)
-    adjacency = sp.csr_matrix((np.ones(len(eq), dtype=np.int8), (src, eq)), shape=(m, m))
-    children, indptr = adjacency.indices.astype(np.intp), adjacency.indptr.astype(np.intp)
-    frontier = np.flatnonzero(indeg == 0)
-    owner = np.empty(m, dtype=np.intp)
-    current = 1
-    while frontier.size:
-        level[d + frontier] = current
-        starts, stops = indptr[frontier], indptr[frontier + 1]
-        counts = stops - starts
-        if counts.sum() == 0:
-            break
-        idx = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + \
-            np.arange(counts.sum())
-        reached = children[idx]
-        np.subtract.at(indeg, reached, 1)
-        ready = reached[indeg[reached] == 0]
-        # drop repeats without sorting: keep the entry that wrote its owner slot last
-        slot = np.arange(len(ready))
-        owner[ready] = slot
-        frontier = ready[owner[ready] == slot]
-        current += 1
-    return level
+    level = np.zeros(d + m + 1, dtype=np.intp)  # last entry: 0, read by a constant's -1
+    for lo in range(0, m, BLOCK):
+        _relax(level, bulk.parents, d, lo, min(lo + BLOCK, m))
+    return level[:-1]
+
+
+def _relax(level: Ints, parents: Ints, d: int, lo: int, hi: int) -> None:
+    """Final levels of equations lo..hi-1, those of every earlier variable being final."""
+    own = level[d + lo:d + hi]
+    pa, pb = parents[lo:hi, 0], parents[lo:hi, 1]
+    if hi - lo <= SEQUENTIAL:
+        for k in range(hi - lo):
+            own[k] = 1 + max(level[pa[k]], level[pb[k]])
+        return
+    for _ in range(PASSES):
+        new = np.maximum(level[pa], level[pb])
+        new += 1
+        if np.array_equal(new, own):
+            return
+        own[:] = new
+    mid = (lo + hi) // 2
+    own[:] = 0
+    _relax(level, parents, d, lo, mid)
+    _relax(level, parents, d, mid, hi)
+
+
+def _layout(bulk: BulkEquations, level: Ints) -> tuple[Ints, Ints, Ints]:
+    """Equations sorted by (level, kind, operand pattern): the order, the
+    sorted keys, and each variable's flat position (inputs first, in order;
+    then the equations in that order; the readout last)."""
+    d, m = bulk.n_inputs, bulk.n_equations
+    is_var = bulk.parents >= 0
+    pattern = is_var[:, 0].astype(np.intp) + 2 * (is_var[:, 1] & (bulk.arity == 2))
+    key = level[d:] * (4 * len(bulk.primitives)) + bulk.kind * 4 + pattern
+    small = key.astype(np.int16) if key.max(initial=0) < 2**15 else key
+    order = np.argsort(small, kind="stable")  # a radix sort for 16-bit keys
+    position = np.arange(bulk.n_variables, dtype=np.intp)
+    position[d + order] = np.arange(d, d + m)
+    return order, key[order], position
 
 
 def compile_bulk(program: BulkProgram) -> Schedule:
-    """The schedule of a bulk program: Batch steps by (level, kind, operand
-    pattern), the readout last, and the level plan, all from the arrays. The
-    plan computes J's values with one Batch per (kind, pattern) across all
-    levels, so its cost does not grow with the number of levels."""
+    """The schedule of a bulk program, all from the arrays.
+
+    Variables are laid out level by level (:class:`PermutedIndex`): the
+    equations of one level and kind are one Batch writing a contiguous run of
+    z, and the multipliers of one level are a contiguous run of lambda. The
+    plan (:class:`lagrad.compile.bulkplan.BulkPlan`) runs the forward pass
+    with J's values and the multiplier sweep from that layout."""
     bulk: BulkEquations = program.bulk
     d, m = bulk.n_inputs, bulk.n_equations
     level = _levels(bulk)
-    is_var = bulk.parents >= 0
-    pattern = is_var[:, 0].astype(np.intp) + 2 * (is_var[:, 1] & (bulk.arity == 2))
-    kind_key = bulk.kind * 4 + pattern
-    steps: list[Any] = _batches(program, level[d:] * (4 * len(bulk.primitives)) + kind_key,
-                                is_var)
-    groups: list[Any] = _batches(program, kind_key, is_var)
+    order, keys, position = _layout(bulk, level)
+    sorted_parents = bulk.parents[order]
+    parents = [position[sorted_parents[:, k]] for k in range(2)]  # -1 reads the last: unused
+    steps: list[Any] = _batches(program, order, keys, sorted_parents, parents)
     levels = level
+    readout = None
     if bulk.weights is not None:
-        readout = Readout(program, d + m, bulk.weights)
+        weights = np.zeros(d + m)
+        weights[position[:d + m]] = bulk.weights
+        readout = Readout(program, d + m, weights)
         steps.append(readout)
-        groups.append(readout)
         levels = np.concatenate([level, [int(level.max(initial=0)) + 1]])
-    index = Index(program, np.arange(bulk.n_variables + 1, dtype=np.intp))  # all scalars
+    index = PermutedIndex(program, position)
     schedule = Schedule(program, index, program.inputs, steps, levels, scalar=True,
                         output=program.output_or_none)
-    edges = [e for g in groups for e in g.edges()] or [(np.zeros(0, np.intp),) * 2]
-    rows = np.concatenate([r for r, _ in edges]).astype(np.intp)
-    cols = np.concatenate([c for _, c in edges]).astype(np.intp)
-    schedule.extras["levels"] = plan_from_edges(groups, rows, cols, levels[rows])
+    schedule.extras["levels"] = BulkPlan(schedule, d, steps, level[d:][order], readout,
+                                         parents)
     return schedule
 
 
-def _batches(program: BulkProgram, key: Ints, is_var: NDArray[np.bool_]) -> list[Any]:
-    """One Batch per value of ``key`` (in increasing key order)."""
+def _batches(program: BulkProgram, order: Ints, keys: Ints, sorted_parents: Ints,
+             slots: list[Ints]) -> list[Any]:
+    """One Batch per run of equal ``keys`` (equations ``order``), reading and
+    writing flat positions. The operands of all runs are views of one array
+    per argument slot, in flat-position order (parents as positions,
+    constants as values)."""
     bulk: BulkEquations = program.bulk
     d = bulk.n_inputs
-    order = np.argsort(key.astype(np.int16) if key.max(initial=0) < 2**15 else key,
-                       kind="stable")  # a radix sort for 16-bit keys
-    counts = np.bincount(key) if key.size else np.zeros(0, np.intp)
-    cuts = np.cumsum(counts[counts > 0])[:-1]  # group boundaries, without a pass over order
+    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    bounds = np.concatenate([[0], cuts, [keys.size]]).astype(int) if keys.size else []
+    constants = [bulk.constants[order, k] for k in range(2)]
+    outs = np.arange(d, d + len(order), dtype=np.intp)
     out = []
-    for group in np.split(order, cuts) if len(order) else []:
-        first = int(group[0])
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        first = int(order[lo])
         operands: list[Any] = []
         var_positions = []
         for k in range(int(bulk.arity[first])):
-            if is_var[first, k]:
-                operands.append(bulk.parents[group, k])
+            if sorted_parents[lo, k] >= 0:
+                operands.append(slots[k][lo:hi])
                 var_positions.append(k)
             else:
-                operands.append(bulk.constants[group, k])
-        out.append(Batch((), bulk.primitives[bulk.kind[first]], (d + group).astype(np.intp),
-                         operands, tuple(var_positions), (False,) * len(var_positions),
-                         lazy=_lazy_equations(program, d + group)))
+                operands.append(constants[k][lo:hi])
+        out.append(Batch((), bulk.primitives[bulk.kind[first]], outs[lo:hi], operands,
+                         tuple(var_positions), (False,) * len(var_positions),
+                         lazy=_lazy_equations(program, d + order[lo:hi])))
     return out
 
 
