@@ -106,8 +106,8 @@ class BulkPlan:
         The inputs are at flat positions 0 .. n_inputs - 1.
     steps : sequence
         The schedule's Batch steps in level order, then the readout if any.
-    eq_levels : array of int
-        The level of each equation, in flat-position order.
+    run_levels : sequence of int
+        The level of each Batch step.
     readout : object or None
         The weighted-sum output (its ``weights`` over all earlier positions).
     parents : sequence of two int arrays
@@ -116,18 +116,18 @@ class BulkPlan:
     """
 
     def __init__(self, schedule: Schedule, n_inputs: int, steps: Sequence[Any],
-                 eq_levels: Ints, readout: Any, parents: Sequence[Ints]) -> None:
+                 run_levels: Sequence[int], readout: Any, parents: Sequence[Ints]) -> None:
         self.schedule = schedule
         self.n_inputs = n_inputs
         self.readout = readout
         self.runs = [_Run(step, n_inputs) for step in steps if isinstance(step, Batch)]
-        self.n_equations = len(eq_levels)
-        self.levels = self._level_sweeps(eq_levels, parents)
+        self.n_equations = len(parents[0])
+        self.levels = self._level_sweeps(run_levels, parents)
         self._lock = threading.Lock()
         self._last: tuple[Any, Array] | None = None  # (weak reference to z, W at z)
         self._spare: list[Array] = []
 
-    def _level_sweeps(self, eq_levels: Ints, parents: Sequence[Ints]
+    def _level_sweeps(self, run_levels: Sequence[int], parents: Sequence[Ints]
                       ) -> list[tuple[int, int, list[tuple[int, int, int, Ints]]]]:
         """Per level, from the top: its run [start, stop) of z and its scatter-adds
         (slot k, positions [a, b) of the children, their parents' positions): one
@@ -135,8 +135,8 @@ class BulkPlan:
         variable in that slot, else one per run."""
         d = self.n_inputs
         by_level: dict[int, list[_Run]] = {}
-        for run in self.runs:
-            by_level.setdefault(int(eq_levels[run.start - d]), []).append(run)
+        for run, level in zip(self.runs, run_levels):
+            by_level.setdefault(level, []).append(run)
         out = []
         for runs in by_level.values():
             start, stop = runs[0].start, runs[-1].stop

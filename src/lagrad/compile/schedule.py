@@ -115,10 +115,15 @@ class PermutedIndex(Index):
         self.variables = program.variables
         self.offsets = None  # type: ignore[assignment]
         self.position = position
-        self.inverse = np.empty_like(position)
-        self.inverse[position] = np.arange(position.size, dtype=position.dtype)
         self.size = int(position.size)
         self.program = program
+
+    @cached_property
+    def inverse(self) -> NDArray[np.intp]:
+        """The variable at each flat position."""
+        inverse = np.empty_like(self.position)
+        inverse[self.position] = np.arange(self.size, dtype=self.position.dtype)
+        return inverse
 
     def slice(self, j: int) -> slice:
         p = int(self.position[j])
