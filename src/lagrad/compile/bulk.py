@@ -125,11 +125,12 @@ def _layout(bulk: BulkEquations, level: Ints) -> tuple[Ints, Ints, Ints]:
     small = key.astype(np.int16) if key.max(initial=0) < 2**15 else key
     order = np.argsort(small, kind="stable")  # a radix sort for 16-bit keys
     position = np.arange(bulk.n_variables, dtype=np.intp)
-    eq_level = level[d:][order]
-    cuts = np.flatnonzero(eq_level[1:] != eq_level[:-1]) + 1
-    first = np.maximum(bulk.parents[order, 0], 0)  # in that order (a constant: 0)
-    keys = key[order]
+    keys = key.take(order)
     kinds = 4 * len(bulk.primitives)  # keys within one level
+    eq_level = keys // kinds
+    cuts = np.flatnonzero(eq_level[1:] != eq_level[:-1]) + 1
+    first = bulk.parents[:, 0].take(order)
+    np.maximum(first, 0, out=first)  # (a constant operand: any position will do)
     shift = 15 - int(kinds - 1).bit_length()  # bits left for the parent's region
     for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [m]]) if m else []):
         # one level: its parents are placed
