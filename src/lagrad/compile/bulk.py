@@ -107,10 +107,11 @@ def _relax(level: Ints, parents: Ints, d: int, lo: int, hi: int) -> None:
     _relax(level, parents, d, mid, hi)
 
 
-def _layout(bulk: BulkEquations, level: Ints) -> tuple[Ints, Ints, Ints]:
+def _layout(bulk: BulkEquations, level: Ints) -> tuple[Ints, Ints, Ints, Ints]:
     """Equations sorted by (level, kind, operand pattern): the order, the
-    sorted keys, and each variable's flat position (inputs first, in order;
-    then the equations in that order; the readout last).
+    sorted keys, each variable's flat position (inputs first, in order; then
+    the equations in that order; the readout last) and the first parents in
+    that order.
 
     Within a run of one key the equations are sorted by the region of z
     (one of about 2^8) holding their first parent, placed before them (at a
@@ -125,22 +126,29 @@ def _layout(bulk: BulkEquations, level: Ints) -> tuple[Ints, Ints, Ints]:
     small = key.astype(np.int16) if key.max(initial=0) < 2**15 else key
     order = np.argsort(small, kind="stable")  # a radix sort for 16-bit keys
     position = np.arange(bulk.n_variables, dtype=np.intp)
-    keys = key.take(order)
+    if small.dtype == np.int16:
+        counts = np.bincount(small) if m else np.zeros(0, np.intp)
+        present = np.flatnonzero(counts)
+        counts = counts[present]
+    else:
+        present, counts = np.unique(small, return_counts=True)
+    keys = np.repeat(present.astype(np.intp), counts)  # key[order], without a gather
     kinds = 4 * len(bulk.primitives)  # keys within one level
-    eq_level = keys // kinds
-    cuts = np.flatnonzero(eq_level[1:] != eq_level[:-1]) + 1
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+    new_level = np.concatenate([[True], present[1:] // kinds != present[:-1] // kinds])
+    cuts = starts[new_level][1:]
     first = bulk.parents[:, 0].take(order)
-    np.maximum(first, 0, out=first)  # (a constant operand: any position will do)
     shift = 15 - int(kinds - 1).bit_length()  # bits left for the parent's region
     for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [m]]) if m else []):
         # one level: its parents are placed
-        region = (position[first[lo:hi]] << shift) // position.size
+        # (a constant operand, -1, reads position 0: any region will do)
+        region = (position[np.maximum(first[lo:hi], 0)] << shift) // position.size
         within = ((keys[lo:hi] - keys[lo]) << shift | region).astype(np.int16)
         sort = np.argsort(within, kind="stable")  # a radix sort, 16-bit keys
         order[lo:hi] = order[lo:hi][sort]
-        keys[lo:hi] = keys[lo:hi][sort]
+        first[lo:hi] = first[lo:hi][sort]
         position[d + order[lo:hi]] = np.arange(d + lo, d + hi)
-    return order, keys, position
+    return order, keys, position, first
 
 
 def compile_bulk(program: BulkProgram) -> Schedule:
@@ -154,8 +162,8 @@ def compile_bulk(program: BulkProgram) -> Schedule:
     bulk: BulkEquations = program.bulk
     d, m = bulk.n_inputs, bulk.n_equations
     level = _levels(bulk)
-    order, keys, position = _layout(bulk, level)
-    sorted_parents = [bulk.parents[:, k].take(order) for k in range(2)]
+    order, keys, position, first = _layout(bulk, level)
+    sorted_parents = [first, bulk.parents[:, 1].take(order)]
     parents = [position.take(p) for p in sorted_parents]  # -1 reads the last: unused
     steps: list[Any] = _batches(program, order, keys, sorted_parents, parents)
     levels = level
@@ -200,9 +208,9 @@ def _batches(program: BulkProgram, order: Ints, keys: Ints, sorted_parents: list
                 operands.append(bulk.constants[order[lo:hi], k])
         out.append(Batch((), bulk.primitives[bulk.kind[first]], outs[lo:hi], operands,
                          tuple(var_positions), (False,) * len(var_positions),
-                         lazy=_lazy_equations(program, d + order[lo:hi])))
+                         lazy=_lazy_equations(program, order[lo:hi])))
     return out
 
 
-def _lazy_equations(program: BulkProgram, outs: Ints) -> Any:
-    return lambda: tuple(program.equations[int(i) - program.bulk.n_inputs] for i in outs)
+def _lazy_equations(program: BulkProgram, numbers: Ints) -> Any:
+    return lambda: tuple(program.equations[int(k)] for k in numbers)
