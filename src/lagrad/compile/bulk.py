@@ -76,7 +76,8 @@ def _levels(bulk: BulkEquations) -> Ints:
     Parents come before their children, so the equations are taken in blocks
     of consecutive ones: parents before a block have their final level, and
     the block's own levels are relaxed (level = 1 + max over parents) until
-    they stop changing, a few vectorized passes for a wide graph. A block that
+    they stop changing: one vectorized pass over the block, then a few over
+    its equations that read inside it, for a wide graph. A block that
     is still changing after ``PASSES`` passes (a long chain inside it) is
     split in two, down to a few equations done one by one, so a chain costs
     O(length) and never O(length^2)."""
@@ -88,19 +89,28 @@ def _levels(bulk: BulkEquations) -> Ints:
 
 
 def _relax(level: Ints, parents: Ints, d: int, lo: int, hi: int) -> None:
-    """Final levels of equations lo..hi-1, those of every earlier variable being final."""
+    """Final levels of equations lo..hi-1, those of every earlier variable being final.
+
+    One pass over the block gives every equation whose parents are all
+    before the block its final level; only the others (a parent inside the
+    block) are then relaxed again, until they stop changing."""
     own = level[d + lo:d + hi]
     pa, pb = parents[lo:hi, 0], parents[lo:hi, 1]
     if hi - lo <= SEQUENTIAL:
         for k in range(hi - lo):
             own[k] = 1 + max(level[pa[k]], level[pb[k]])
         return
+    own[:] = 0
+    np.maximum(level[pa], level[pb], out=own)
+    own += 1
+    inner = np.flatnonzero((pa >= d + lo) | (pb >= d + lo))
+    pa, pb = pa[inner], pb[inner]
     for _ in range(PASSES):
         new = np.maximum(level[pa], level[pb])
         new += 1
-        if np.array_equal(new, own):
+        if np.array_equal(new, own[inner]):
             return
-        own[:] = new
+        own[inner] = new
     mid = (lo + hi) // 2
     own[:] = 0
     _relax(level, parents, d, lo, mid)
