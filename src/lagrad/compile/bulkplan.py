@@ -128,9 +128,10 @@ class BulkPlan:
         self._spare: list[Array] = []
 
     def _level_sweeps(self, run_levels: Sequence[int], parents: Sequence[Ints]
-                      ) -> list[tuple[int, int, list[tuple[int, int, int, Ints]]]]:
+                      ) -> list[tuple[int, int, list[tuple[int, int, int, Ints, bool]]]]:
         """Per level, from the top: its run [start, stop) of z and its scatter-adds
-        (slot k, positions [a, b) of the children, their parents' positions): one
+        (slot k, positions [a, b) of the children, their parents' positions,
+        whether every partial is 1 so no product is needed): one
         per slot for the whole level when every run of the level reads a
         variable in that slot, else one per run."""
         d = self.n_inputs
@@ -144,9 +145,11 @@ class BulkPlan:
             for k in range(2):
                 reading = [run for run in runs if k in run.var_positions]
                 if len(reading) == len(runs):
-                    adds.append((k, start, stop, parents[k][start - d:stop - d]))
+                    unit = all(r.constant is not None and r.constant[k] == 1.0 for r in runs)
+                    adds.append((k, start, stop, parents[k][start - d:stop - d], unit))
                 else:
-                    adds += [(k, r.start, r.stop, parents[k][r.start - d:r.stop - d])
+                    adds += [(k, r.start, r.stop, parents[k][r.start - d:r.stop - d],
+                              r.constant is not None and r.constant[k] == 1.0)
                              for r in reading]
             out.append((start, stop, adds))
         out.reverse()
@@ -221,8 +224,8 @@ class BulkPlan:
             x[:out] += self.readout.weights * x[out]
         d = self.n_inputs
         for _, _, adds in self.levels:
-            for k, a, b, parents in adds:
-                np.add.at(x, parents, w[k, a - d:b - d] * x[a:b])
+            for k, a, b, parents, unit in adds:  # unit: every partial is 1 (add)
+                np.add.at(x, parents, x[a:b] if unit else w[k, a - d:b - d] * x[a:b])
         return x
 
     # ------------------------------------------------- the general level plan
