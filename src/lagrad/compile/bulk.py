@@ -117,11 +117,11 @@ def _relax(level: Ints, parents: Ints, d: int, lo: int, hi: int) -> None:
     _relax(level, parents, d, mid, hi)
 
 
-def _layout(bulk: BulkEquations, level: Ints) -> tuple[Ints, Ints, Ints, Ints]:
+def _layout(bulk: BulkEquations, level: Ints) -> tuple[Ints, Ints, Ints, Ints, Ints]:
     """Equations sorted by (level, kind, operand pattern): the order, the
     sorted keys, each variable's flat position (inputs first, in order; then
-    the equations in that order; the readout last) and the first parents in
-    that order.
+    the equations in that order; the readout last), and the first parents
+    in that order, as variables and as positions.
 
     Within a run of one key the equations are sorted by the region of z
     (one of about 2^8) holding their first parent, placed before them (at a
@@ -148,17 +148,20 @@ def _layout(bulk: BulkEquations, level: Ints) -> tuple[Ints, Ints, Ints, Ints]:
     new_level = np.concatenate([[True], present[1:] // kinds != present[:-1] // kinds])
     cuts = starts[new_level][1:]
     first = bulk.parents[:, 0].take(order)
+    placed = np.empty(m, dtype=np.intp)  # the first parent's position
     shift = 15 - int(kinds - 1).bit_length()  # bits left for the parent's region
+    scale = max(position.size.bit_length() - shift, 0)
     for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [m]]) if m else []):
         # one level: its parents are placed
-        # (a constant operand, -1, reads position 0: any region will do)
-        region = (position[np.maximum(first[lo:hi], 0)] << shift) // position.size
-        within = ((keys[lo:hi] - keys[lo]) << shift | region).astype(np.int16)
+        # (a constant operand, -1, reads the last position: it is not used)
+        at = position.take(first[lo:hi])
+        within = ((keys[lo:hi] - keys[lo]) << shift | at >> scale).astype(np.int16)
         sort = np.argsort(within, kind="stable")  # a radix sort, 16-bit keys
         order[lo:hi] = order[lo:hi][sort]
         first[lo:hi] = first[lo:hi][sort]
+        placed[lo:hi] = at[sort]
         position[d + order[lo:hi]] = np.arange(d + lo, d + hi)
-    return order, keys, position, first
+    return order, keys, position, first, placed
 
 
 def compile_bulk(program: BulkProgram) -> Schedule:
@@ -172,9 +175,9 @@ def compile_bulk(program: BulkProgram) -> Schedule:
     bulk: BulkEquations = program.bulk
     d, m = bulk.n_inputs, bulk.n_equations
     level = _levels(bulk)
-    order, keys, position, first = _layout(bulk, level)
+    order, keys, position, first, placed = _layout(bulk, level)
     sorted_parents = [first, bulk.parents[:, 1].take(order)]
-    parents = [position.take(p) for p in sorted_parents]  # -1 reads the last: unused
+    parents = [placed, position.take(sorted_parents[1])]  # -1 reads the last: unused
     steps: list[Any] = _batches(program, order, keys, sorted_parents, parents)
     levels = level
     readout = None
