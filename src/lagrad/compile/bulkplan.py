@@ -225,7 +225,8 @@ class BulkPlan:
         d = self.n_inputs
         for _, _, adds in self.levels:
             for k, a, b, parents, unit in adds:  # unit: every partial is 1 (add)
-                np.add.at(x, parents, x[a:b] if unit else w[k, a - d:b - d] * x[a:b])
+                # (a copy: np.add.at takes its slow path when the values overlap x)
+                np.add.at(x, parents, x[a:b].copy() if unit else w[k, a - d:b - d] * x[a:b])
         return x
 
     # ------------------------------------------------- the general level plan
