@@ -1,7 +1,7 @@
 """Compile a :class:`lagrad.ir.bulk.BulkProgram` straight from its columns.
 
 Levels (longest path from the inputs) by blocked relaxation, the variables
-laid out level by level (:class:`~lagrad.compile.schedule.PermutedIndex`),
+laid out level by level (:class:`PermutedIndex`),
 Batch steps by (level, kind, operand pattern) each writing a contiguous run,
 the readout last, and the bulk plan (:mod:`lagrad.compile.bulkplan`): a few
 numpy passes whatever the number of equations, no per-equation object.
@@ -9,20 +9,62 @@ numpy passes whatever the number of equations, no per-equation object.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from lagrad.compile.bulkplan import BulkPlan
-from lagrad.compile.schedule import Batch, PermutedIndex, Schedule
+from lagrad.compile.schedule import Batch, Index, Schedule
 from lagrad.ir.bulk import BulkEquations, BulkProgram
+from lagrad.ir.program import Program, Variable
 
-__all__ = ["compile_bulk", "Readout"]
+__all__ = ["compile_bulk", "Readout", "PermutedIndex"]
 
 Array = NDArray[np.float64]
 Ints = NDArray[np.intp]
+
+
+class PermutedIndex(Index):
+    """Scalar variables at any flat positions: variable j at ``position[j]``
+    (a bulk program lays its variables out level by level, see
+    :mod:`lagrad.compile.bulk`). It has no ``offsets``: ask it through its
+    methods."""
+
+    def __init__(self, program: Program, position: NDArray[np.intp]) -> None:
+        self.variables = program.variables
+        self.offsets = None  # type: ignore[assignment]
+        self.position = position
+        self.size = int(position.size)
+        self.program = program
+
+    @cached_property
+    def inverse(self) -> NDArray[np.intp]:
+        """The variable at each flat position."""
+        inverse = np.empty_like(self.position)
+        inverse[self.position] = np.arange(self.size, dtype=self.position.dtype)
+        return inverse
+
+    def slice(self, j: int) -> slice:
+        p = int(self.position[j])
+        return slice(p, p + 1)
+
+    def positions(self, variables: Sequence[Variable]) -> NDArray[np.intp]:
+        return self.position[[v.index for v in variables]].astype(np.intp)
+
+    def owners(self, positions: NDArray[np.intp]) -> NDArray[np.intp]:
+        return self.inverse[positions]
+
+    def starts(self) -> NDArray[np.intp]:
+        return self.position
+
+    def spread(self, per_variable: NDArray[Any]) -> NDArray[Any]:
+        out = np.empty(self.size, dtype=np.asarray(per_variable).dtype)
+        out[self.position] = per_variable[:self.size]
+        return out
 
 
 @dataclass(eq=False)

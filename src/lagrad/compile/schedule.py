@@ -28,8 +28,8 @@ from lagrad.errors import CycleError, ProgramError
 from lagrad.ir import primitives as P
 from lagrad.ir.program import Equation, Program, Variable
 
-__all__ = ["Index", "PermutedIndex", "Schedule", "Single", "Batch", "CyclicBlock",
-           "compile_schedule", "batch_of"]
+__all__ = ["Index", "Schedule", "Single", "Batch", "CyclicBlock", "compile_schedule",
+           "batch_of"]
 
 Array = NDArray[np.float64]
 BATCH_MIN = 4  # a level group smaller than this runs as Single steps
@@ -103,45 +103,6 @@ class Index:
     def mark(self, mask: NDArray[np.bool_], j: int) -> None:
         """Set ``mask`` on the flat positions of variable number ``j``."""
         mask[self.slice(j)] = True
-
-
-class PermutedIndex(Index):
-    """Scalar variables at any flat positions: variable j at ``position[j]``
-    (a bulk program lays its variables out level by level, see
-    :mod:`lagrad.compile.bulk`). It has no ``offsets``: ask it through its
-    methods."""
-
-    def __init__(self, program: Program, position: NDArray[np.intp]) -> None:
-        self.variables = program.variables
-        self.offsets = None  # type: ignore[assignment]
-        self.position = position
-        self.size = int(position.size)
-        self.program = program
-
-    @cached_property
-    def inverse(self) -> NDArray[np.intp]:
-        """The variable at each flat position."""
-        inverse = np.empty_like(self.position)
-        inverse[self.position] = np.arange(self.size, dtype=self.position.dtype)
-        return inverse
-
-    def slice(self, j: int) -> slice:
-        p = int(self.position[j])
-        return slice(p, p + 1)
-
-    def positions(self, variables: Sequence[Variable]) -> NDArray[np.intp]:
-        return self.position[[v.index for v in variables]].astype(np.intp)
-
-    def owners(self, positions: NDArray[np.intp]) -> NDArray[np.intp]:
-        return self.inverse[positions]
-
-    def starts(self) -> NDArray[np.intp]:
-        return self.position
-
-    def spread(self, per_variable: NDArray[Any]) -> NDArray[Any]:
-        out = np.empty(self.size, dtype=np.asarray(per_variable).dtype)
-        out[self.position] = per_variable[:self.size]
-        return out
 
 
 @dataclass(eq=False)
