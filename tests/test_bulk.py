@@ -136,3 +136,65 @@ def test_levels_solve_leaves_the_system_rhs_alone() -> None:
     np.testing.assert_array_equal(x, again)
     np.testing.assert_allclose(x[system.index[bulk.inputs[0]]], sol.grad()[0], rtol=1e-13)
     np.testing.assert_allclose(sol.multipliers().vector, x, rtol=1e-13, atol=1e-300)
+
+
+def test_levels_by_blocks_on_a_chain_and_a_wide_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of equations relaxed together: a long chain inside a block
+    splits it (down to one equation at a time); a wide graph spans blocks."""
+    import lagrad.compile.bulk as bulk_module
+    monkeypatch.setattr(bulk_module, "BLOCK", 256)
+    rng = np.random.default_rng(5)
+    m = 3000
+    chain = np.stack([np.arange(1, m + 1) - 1, np.full(m, -1)], axis=1)
+    chain[::7, 1] = 0  # and the input again, now and then
+    wide = (rng.random((m, 2)) * (2 + np.arange(m))[:, None]).astype(np.intp) - 1
+    for parents, d in ((chain, 1), (wide, 2)):
+        kinds = np.where(parents[:, 1] >= 0, "add", "sin")
+        p = lagrad.Program.from_arrays(kinds, parents, n_inputs=d)
+        expected = np.zeros(d + m, dtype=int)
+        for k, par in enumerate(parents):
+            expected[d + k] = 1 + max((expected[j] for j in par if j >= 0), default=0)
+        np.testing.assert_array_equal(_levels(p.bulk), expected)
+
+
+def test_variables_are_laid_out_level_by_level_and_read_by_name() -> None:
+    rng = np.random.default_rng(8)
+    kinds, parents, constants = safe(rng, 3, 400)
+    bulk = lagrad.Program.from_arrays(kinds, parents, n_inputs=3, constants=constants)
+    x = rng.uniform(-0.5, 0.5, 3)
+    values = list(x)  # the equations one by one, in their own order
+    ops = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
+           "sin": np.sin, "cos": np.cos, "tanh": np.tanh, "exp": np.exp}
+    for k, (kind, par) in enumerate(zip(kinds, parents)):
+        args = [values[j] if j >= 0 else constants[k, i] for i, j in enumerate(par)]
+        values.append(ops[kind](*args[:1 if kind in UNARY else 2]))
+    sol = bulk.solve(*x)
+    index = sol.schedule.index
+    start = np.array([index[v].start for v in bulk.variables])
+    assert sorted(start) == list(range(len(start)))  # a permutation of the flat vector
+    level = _levels(bulk.bulk)
+    assert np.all(np.diff(level[np.argsort(start)]) >= 0)  # level by level
+    for k in range(len(values)):
+        name = f"x{k}" if k < 3 else f"v{k}"
+        assert float(sol[name]) == pytest.approx(values[k], rel=1e-13, abs=1e-15)
+        assert index.owner(index[name].start) is bulk.variables[k]
+    lam = sol.multipliers()
+    dense, _ = sol.adjoint_system().solve("dense")
+    for v in bulk.variables:
+        assert float(lam[v]) == pytest.approx(float(dense[index[v]][0]), rel=1e-10, abs=1e-13)
+
+
+def test_the_sweep_uses_the_partials_of_its_own_solution() -> None:
+    """J's values are kept by the forward pass for the sweep that follows; a
+    solution solved before another one still gets its own gradient."""
+    rng = np.random.default_rng(9)
+    kinds, parents, constants = safe(rng, 2, 500)
+    p = lagrad.Program.from_arrays(kinds, parents, n_inputs=2, constants=constants)
+    x1, x2 = (0.3, -0.2), (-0.4, 0.25)
+    expected1 = np.array(p.solve(*x1).grad())
+    expected2 = np.array(p.solve(*x2).grad())
+    first, second = p.solve(*x1), p.solve(*x2)
+    np.testing.assert_array_equal(np.array(first.grad()), expected1)
+    np.testing.assert_array_equal(np.array(second.grad()), expected2)
+    spsolve = np.array(p.solve(*x1).grad(method="spsolve"))
+    np.testing.assert_allclose(expected1, spsolve, rtol=1e-10, atol=1e-14)

@@ -41,6 +41,10 @@ def _from_arrays(cls: type[Program], kinds: Any, parents: Any, *, n_inputs: int,
     of integers with shape (m, 2), (m, 1) or (m,); ``constants`` (m, 2);
     ``output_weights`` (n_inputs + m,)) and copied: the program keeps
     read-only copies. With no equations the output is the last input.
+    The solver lays the variables out level by level, so in flat vectors
+    (``sol.z``, ``sol.multipliers().vector``) a variable is where
+    ``sol.schedule.index[var]`` says, not at its number; read values by
+    variable or name (``sol["v3"]``).
 
     Examples
     --------

@@ -1,27 +1,70 @@
 """Compile a :class:`lagrad.ir.bulk.BulkProgram` straight from its columns.
 
-Levels (longest path from the inputs) by vectorized frontiers, Batch steps by
-(level, kind, operand pattern), the readout last, and the level plan: a few
+Levels (longest path from the inputs) by blocked relaxation, the variables
+laid out level by level (:class:`PermutedIndex`),
+Batch steps by (level, kind, operand pattern) each writing a contiguous run,
+the readout last, and the bulk plan (:mod:`lagrad.compile.bulkplan`): a few
 numpy passes whatever the number of equations, no per-equation object.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from lagrad.compile.levels import plan_from_edges
+from lagrad.compile.bulkplan import BulkPlan
 from lagrad.compile.schedule import Batch, Index, Schedule
 from lagrad.ir.bulk import BulkEquations, BulkProgram
+from lagrad.ir.program import Program, Variable
 
-__all__ = ["compile_bulk", "Readout"]
+__all__ = ["compile_bulk", "Readout", "PermutedIndex"]
 
 Array = NDArray[np.float64]
 Ints = NDArray[np.intp]
+
+
+class PermutedIndex(Index):
+    """Scalar variables at any flat positions: variable j at ``position[j]``
+    (a bulk program lays its variables out level by level, see
+    :mod:`lagrad.compile.bulk`). It has no ``offsets``: ask it through its
+    methods."""
+
+    def __init__(self, program: Program, position: NDArray[np.intp]) -> None:
+        self.variables = program.variables
+        self.offsets = None  # type: ignore[assignment]
+        self.position = position
+        self.size = int(position.size)
+        self.program = program
+
+    @cached_property
+    def inverse(self) -> NDArray[np.intp]:
+        """The variable at each flat position."""
+        inverse = np.empty_like(self.position)
+        inverse[self.position] = np.arange(self.size, dtype=self.position.dtype)
+        return inverse
+
+    def slice(self, j: int) -> slice:
+        p = int(self.position[j])
+        return slice(p, p + 1)
+
+    def positions(self, variables: Sequence[Variable]) -> NDArray[np.intp]:
+        return self.position[[v.index for v in variables]].astype(np.intp)
+
+    def owners(self, positions: NDArray[np.intp]) -> NDArray[np.intp]:
+        return self.inverse[positions]
+
+    def starts(self) -> NDArray[np.intp]:
+        return self.position
+
+    def spread(self, per_variable: NDArray[Any]) -> NDArray[Any]:
+        out = np.empty(self.size, dtype=np.asarray(per_variable).dtype)
+        out[self.position] = per_variable[:self.size]
+        return out
 
 
 @dataclass(eq=False)
@@ -64,95 +107,165 @@ class Readout:
         return self if mask[self.out] else None
 
 
+BLOCK = 8192  # equations relaxed together when computing levels
+PASSES = 12  # relaxation passes on a block before it is split in two
+SEQUENTIAL = 32  # a block this small that still changes is done one equation at a time
+
+
 def _levels(bulk: BulkEquations) -> Ints:
-    """Longest path from the inputs, by frontiers (Kahn's algorithm, one
-    vectorized round per level)."""
+    """Longest path from the inputs, per variable.
+
+    Parents come before their children, so the equations are taken in blocks
+    of consecutive ones: parents before a block have their final level, and
+    the block's own levels are relaxed (level = 1 + max over parents) until
+    they stop changing: one vectorized pass over the block, then a few over
+    its equations that read inside it, for a wide graph. A block that
+    is still changing after ``PASSES`` passes (a long chain inside it) is
+    split in two, down to a few equations done one by one, so a chain costs
+    O(length) and never O(length^2)."""
     d, m = bulk.n_inputs, bulk.n_equations
-    level = np.zeros(d + m, dtype=np.intp)
-    between = bulk.parents >= d  # edges between equations, a parent read twice counted once
-    between[:, 1] &= bulk.parents[:, 1] != bulk.parents[:, 0]
-    eq, col = np.nonzero(between)
-    src = bulk.parents[eq, col] - d
-    indeg = np.bincount(eq, minlength=m)
-    # children of each equation as CSR rows: scipy's counting sort, O(edges)
-    adjacency = sp.csr_matrix((np.ones(len(eq), dtype=np.int8), (src, eq)), shape=(m, m))
-    children, indptr = adjacency.indices.astype(np.intp), adjacency.indptr.astype(np.intp)
-    frontier = np.flatnonzero(indeg == 0)
-    owner = np.empty(m, dtype=np.intp)
-    current = 1
-    while frontier.size:
-        level[d + frontier] = current
-        starts, stops = indptr[frontier], indptr[frontier + 1]
-        counts = stops - starts
-        if counts.sum() == 0:
-            break
-        idx = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + \
-            np.arange(counts.sum())
-        reached = children[idx]
-        np.subtract.at(indeg, reached, 1)
-        ready = reached[indeg[reached] == 0]
-        # drop repeats without sorting: keep the entry that wrote its owner slot last
-        slot = np.arange(len(ready))
-        owner[ready] = slot
-        frontier = ready[owner[ready] == slot]
-        current += 1
-    return level
+    level = np.zeros(d + m + 1, dtype=np.intp)  # last entry: 0, read by a constant's -1
+    for lo in range(0, m, BLOCK):
+        _relax(level, bulk.parents, d, lo, min(lo + BLOCK, m))
+    return level[:-1]
+
+
+def _relax(level: Ints, parents: Ints, d: int, lo: int, hi: int) -> None:
+    """Final levels of equations lo..hi-1, those of every earlier variable being final.
+
+    One pass over the block gives every equation whose parents are all
+    before the block its final level; only the others (a parent inside the
+    block) are then relaxed again, until they stop changing."""
+    own = level[d + lo:d + hi]
+    pa, pb = parents[lo:hi, 0], parents[lo:hi, 1]
+    if hi - lo <= SEQUENTIAL:
+        for k in range(hi - lo):
+            own[k] = 1 + max(level[pa[k]], level[pb[k]])
+        return
+    own[:] = 0
+    np.maximum(level[pa], level[pb], out=own)
+    own += 1
+    inner = np.flatnonzero((pa >= d + lo) | (pb >= d + lo))
+    pa, pb = pa[inner], pb[inner]
+    for _ in range(PASSES):
+        new = np.maximum(level[pa], level[pb])
+        new += 1
+        if np.array_equal(new, own[inner]):
+            return
+        own[inner] = new
+    mid = (lo + hi) // 2
+    own[:] = 0
+    _relax(level, parents, d, lo, mid)
+    _relax(level, parents, d, mid, hi)
+
+
+def _layout(bulk: BulkEquations, level: Ints) -> tuple[Ints, Ints, Ints, Ints, Ints]:
+    """Equations sorted by (level, kind, operand pattern): the order, the
+    sorted keys, each variable's flat position (inputs first, in order; then
+    the equations in that order; the readout last), and the first parents
+    in that order, as variables and as positions.
+
+    Within a run of one key the equations are sorted by the region of z
+    (one of about 2^8) holding their first parent, placed before them (at a
+    lower level), so the forward pass gathers, and the sweep scatter-adds,
+    that operand region by region: fewer cache misses than at random
+    positions (measured: about 15% off the gradient of a random DAG of 10^6
+    equations). Each level is one radix sort of 16-bit keys."""
+    d, m = bulk.n_inputs, bulk.n_equations
+    is_var = bulk.parents >= 0
+    pattern = is_var[:, 0].astype(np.intp) + 2 * (is_var[:, 1] & (bulk.arity == 2))
+    key = level[d:] * (4 * len(bulk.primitives)) + bulk.kind * 4 + pattern
+    small = key.astype(np.int16) if key.max(initial=0) < 2**15 else key
+    order = np.argsort(small, kind="stable")  # a radix sort for 16-bit keys
+    position = np.arange(bulk.n_variables, dtype=np.intp)
+    if small.dtype == np.int16:
+        counts = np.bincount(small) if m else np.zeros(0, np.intp)
+        present = np.flatnonzero(counts)
+        counts = counts[present]
+    else:
+        present, counts = np.unique(small, return_counts=True)
+    keys = np.repeat(present.astype(np.intp), counts)  # key[order], without a gather
+    kinds = 4 * len(bulk.primitives)  # keys within one level
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+    new_level = np.concatenate([[True], present[1:] // kinds != present[:-1] // kinds])
+    cuts = starts[new_level][1:]
+    first = bulk.parents[:, 0].take(order)
+    placed = np.empty(m, dtype=np.intp)  # the first parent's position
+    shift = 15 - int(kinds - 1).bit_length()  # bits left for the parent's region
+    scale = max(position.size.bit_length() - shift, 0)
+    for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [m]]) if m else []):
+        # one level: its parents are placed
+        # (a constant operand, -1, reads the last position: it is not used)
+        at = position.take(first[lo:hi])
+        within = ((keys[lo:hi] - keys[lo]) << shift | at >> scale).astype(np.int16)
+        sort = np.argsort(within, kind="stable")  # a radix sort, 16-bit keys
+        order[lo:hi] = order[lo:hi][sort]
+        first[lo:hi] = first[lo:hi][sort]
+        placed[lo:hi] = at[sort]
+        position[d + order[lo:hi]] = np.arange(d + lo, d + hi)
+    return order, keys, position, first, placed
 
 
 def compile_bulk(program: BulkProgram) -> Schedule:
-    """The schedule of a bulk program: Batch steps by (level, kind, operand
-    pattern), the readout last, and the level plan, all from the arrays. The
-    plan computes J's values with one Batch per (kind, pattern) across all
-    levels, so its cost does not grow with the number of levels."""
+    """The schedule of a bulk program, all from the arrays.
+
+    Variables are laid out level by level (:class:`PermutedIndex`): the
+    equations of one level and kind are one Batch writing a contiguous run of
+    z, and the multipliers of one level are a contiguous run of lambda. The
+    plan (:class:`lagrad.compile.bulkplan.BulkPlan`) runs the forward pass
+    with J's values and the multiplier sweep from that layout."""
     bulk: BulkEquations = program.bulk
     d, m = bulk.n_inputs, bulk.n_equations
     level = _levels(bulk)
-    is_var = bulk.parents >= 0
-    pattern = is_var[:, 0].astype(np.intp) + 2 * (is_var[:, 1] & (bulk.arity == 2))
-    kind_key = bulk.kind * 4 + pattern
-    steps: list[Any] = _batches(program, level[d:] * (4 * len(bulk.primitives)) + kind_key,
-                                is_var)
-    groups: list[Any] = _batches(program, kind_key, is_var)
+    order, keys, position, first, placed = _layout(bulk, level)
+    sorted_parents = [first, bulk.parents[:, 1].take(order)]
+    parents = [placed, position.take(sorted_parents[1])]  # -1 reads the last: unused
+    steps: list[Any] = _batches(program, order, keys, sorted_parents, parents)
     levels = level
+    readout = None
     if bulk.weights is not None:
-        readout = Readout(program, d + m, bulk.weights)
+        weights = np.zeros(d + m)
+        weights[position[:d + m]] = bulk.weights
+        readout = Readout(program, d + m, weights)
         steps.append(readout)
-        groups.append(readout)
         levels = np.concatenate([level, [int(level.max(initial=0)) + 1]])
-    index = Index(program, np.arange(bulk.n_variables + 1, dtype=np.intp))  # all scalars
+    index = PermutedIndex(program, position)
     schedule = Schedule(program, index, program.inputs, steps, levels, scalar=True,
                         output=program.output_or_none)
-    edges = [e for g in groups for e in g.edges()] or [(np.zeros(0, np.intp),) * 2]
-    rows = np.concatenate([r for r, _ in edges]).astype(np.intp)
-    cols = np.concatenate([c for _, c in edges]).astype(np.intp)
-    schedule.extras["levels"] = plan_from_edges(groups, rows, cols, levels[rows])
+    kinds = 4 * len(bulk.primitives)
+    run_levels = [int(keys[int(step.out[0]) - d]) // kinds for step in steps
+                  if isinstance(step, Batch)]
+    schedule.extras["levels"] = BulkPlan(schedule, d, steps, run_levels, readout, parents)
     return schedule
 
 
-def _batches(program: BulkProgram, key: Ints, is_var: NDArray[np.bool_]) -> list[Any]:
-    """One Batch per value of ``key`` (in increasing key order)."""
+def _batches(program: BulkProgram, order: Ints, keys: Ints, sorted_parents: list[Ints],
+             slots: list[Ints]) -> list[Any]:
+    """One Batch per run of equal ``keys`` (equations ``order``), reading and
+    writing flat positions. The operands of all runs are views of one array
+    per argument slot, in flat-position order (parents as positions,
+    constants as values)."""
     bulk: BulkEquations = program.bulk
     d = bulk.n_inputs
-    order = np.argsort(key.astype(np.int16) if key.max(initial=0) < 2**15 else key,
-                       kind="stable")  # a radix sort for 16-bit keys
-    counts = np.bincount(key) if key.size else np.zeros(0, np.intp)
-    cuts = np.cumsum(counts[counts > 0])[:-1]  # group boundaries, without a pass over order
+    cuts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    bounds = np.concatenate([[0], cuts, [keys.size]]).astype(int) if keys.size else []
+    outs = np.arange(d, d + len(order), dtype=np.intp)
     out = []
-    for group in np.split(order, cuts) if len(order) else []:
-        first = int(group[0])
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        first = int(order[lo])
         operands: list[Any] = []
         var_positions = []
         for k in range(int(bulk.arity[first])):
-            if is_var[first, k]:
-                operands.append(bulk.parents[group, k])
+            if sorted_parents[k][lo] >= 0:
+                operands.append(slots[k][lo:hi])
                 var_positions.append(k)
             else:
-                operands.append(bulk.constants[group, k])
-        out.append(Batch((), bulk.primitives[bulk.kind[first]], (d + group).astype(np.intp),
-                         operands, tuple(var_positions), (False,) * len(var_positions),
-                         lazy=_lazy_equations(program, d + group)))
+                operands.append(bulk.constants[order[lo:hi], k])
+        out.append(Batch((), bulk.primitives[bulk.kind[first]], outs[lo:hi], operands,
+                         tuple(var_positions), (False,) * len(var_positions),
+                         lazy=_lazy_equations(program, order[lo:hi])))
     return out
 
 
-def _lazy_equations(program: BulkProgram, outs: Ints) -> Any:
-    return lambda: tuple(program.equations[int(i) - program.bulk.n_inputs] for i in outs)
+def _lazy_equations(program: BulkProgram, numbers: Ints) -> Any:
+    return lambda: tuple(program.equations[int(k)] for k in numbers)

@@ -50,10 +50,9 @@ def relevant(schedule: Schedule, seeds: tuple[int, ...]) -> Relevant:
     key = ("relevant", seeds)
     found = schedule.extras.get(key)
     if found is None:
-        offsets = schedule.index.offsets
         mask = np.zeros(schedule.size, dtype=bool)
         for j in seeds:
-            mask[offsets[j]:offsets[j + 1]] = True
+            schedule.index.mark(mask, j)
         for step in reversed(schedule.steps):
             step.mark_parents(mask)
         steps = [kept for step in schedule.steps if (kept := step.restrict(mask)) is not None]
@@ -63,7 +62,7 @@ def relevant(schedule: Schedule, seeds: tuple[int, ...]) -> Relevant:
 
 def _seeded(schedule: Schedule, rhs: Array) -> tuple[int, ...]:
     """The variables where a reverse sweep's right-hand side is not zero."""
-    owners = np.searchsorted(schedule.index.offsets, np.flatnonzero(rhs), side="right") - 1
+    owners = schedule.index.owners(np.flatnonzero(rhs))
     return tuple(int(j) for j in np.unique(owners))
 
 

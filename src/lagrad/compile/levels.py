@@ -60,9 +60,11 @@ class LevelPlan:
         return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def level_plan(schedule: Schedule) -> LevelPlan | None:
+def level_plan(schedule: Schedule) -> Any:
     """The plan for a program whose equations are all scalar and elementwise
-    (None otherwise); cached on the schedule."""
+    (None otherwise); cached on the schedule. A :class:`LevelPlan`, or the
+    plan a bulk program was compiled with (same ``down``, ``rows``, ``cols``,
+    ``weights``; :func:`levels_solve` dispatches to its own ``solve``)."""
     if "levels" not in schedule.extras:
         schedule.extras["levels"] = _build(schedule) if schedule.scalar else None
     return schedule.extras["levels"]
@@ -77,7 +79,7 @@ def _build(schedule: Schedule) -> LevelPlan:
     edges = [e for g in groups for e in g.edges()] or [(np.zeros(0, np.intp),) * 2]
     rows = np.concatenate([r for r, _ in edges]).astype(np.intp)
     cols = np.concatenate([c for _, c in edges]).astype(np.intp)
-    level_of_position = np.repeat(schedule.levels, np.diff(schedule.index.offsets))
+    level_of_position = schedule.index.spread(schedule.levels)
     return plan_from_edges(groups, rows, cols, level_of_position[rows])
 
 
@@ -96,7 +98,7 @@ def plan_from_edges(groups: list[Any], rows: Ints, cols: Ints, edge_level: Ints)
     return LevelPlan(groups, rows, cols, down, up, order_down, order_up)
 
 
-def levels_solve(plan: LevelPlan, z: Array, rhs: Array, transposed: bool,
+def levels_solve(plan: Any, z: Array, rhs: Array, transposed: bool,
                  inplace: bool = False, keep: NDArray[np.bool_] | None = None) -> Array:
     """Solve (I - J)^T x = rhs level by level from the top (``transposed``), or
     (I - J) x = rhs from the bottom; in ``rhs`` itself with ``inplace``. With
@@ -107,6 +109,8 @@ def levels_solve(plan: LevelPlan, z: Array, rhs: Array, transposed: bool,
     The two are one loop with the edge ends swapped: the adjoint gathers at an
     edge's row and scatters to its column, the tangent the other way round.
     """
+    if not isinstance(plan, LevelPlan):  # a plan of its own (compile/bulkplan.py)
+        return plan.solve(z, rhs, transposed, inplace, keep)
     if transposed:
         order, spans, (gather, scatter) = plan.order_down, plan.down, plan.down_edges
     else:

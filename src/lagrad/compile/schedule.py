@@ -28,7 +28,8 @@ from lagrad.errors import CycleError, ProgramError
 from lagrad.ir import primitives as P
 from lagrad.ir.program import Equation, Program, Variable
 
-__all__ = ["Index", "Schedule", "Single", "Batch", "CyclicBlock", "compile_schedule", "batch_of"]
+__all__ = ["Index", "Schedule", "Single", "Batch", "CyclicBlock", "compile_schedule",
+           "batch_of"]
 
 Array = NDArray[np.float64]
 BATCH_MIN = 4  # a level group smaller than this runs as Single steps
@@ -85,7 +86,23 @@ class Index:
 
     def owner(self, position: int) -> Variable:
         """The variable whose slice contains flat ``position``."""
-        return self.variables[int(np.searchsorted(self.offsets, position, side="right")) - 1]
+        return self.variables[int(self.owners(np.array([position]))[0])]
+
+    def owners(self, positions: NDArray[np.intp]) -> NDArray[np.intp]:
+        """The number of the variable owning each flat position."""
+        return np.searchsorted(self.offsets, positions, side="right") - 1
+
+    def starts(self) -> NDArray[np.intp]:
+        """The flat position of each variable's first entry, in program order."""
+        return self.offsets[:-1]
+
+    def spread(self, per_variable: NDArray[Any]) -> NDArray[Any]:
+        """A value per variable repeated over its flat positions (per position)."""
+        return np.repeat(per_variable[:len(self.offsets) - 1], np.diff(self.offsets))
+
+    def mark(self, mask: NDArray[np.bool_], j: int) -> None:
+        """Set ``mask`` on the flat positions of variable number ``j``."""
+        mask[self.slice(j)] = True
 
 
 @dataclass(eq=False)

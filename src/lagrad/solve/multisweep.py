@@ -76,8 +76,7 @@ class LevelSplit:
 
 def split_levels(schedule: Schedule, jac: sp.csr_matrix) -> LevelSplit:
     """Cut ``jac`` (J at a solution, n x n) by the schedule's levels."""
-    sizes = np.diff(schedule.index.offsets)
-    raw = np.repeat(np.asarray(schedule.levels, dtype=np.intp)[:sizes.size], sizes)
+    raw = schedule.index.spread(np.asarray(schedule.levels, dtype=np.intp))
     present = np.bincount(raw) > 0 if raw.size else np.zeros(0, bool)
     level = (np.cumsum(present) - 1)[raw].astype(np.intp)  # dense level numbers 0..m-1
     small = level.astype(np.int16) if level.size and level.max() < 2**15 else level

@@ -241,15 +241,11 @@ class System:
         True
         """
         index = self.index
-        parts = [np.arange(index.offsets[v.index], index.offsets[v.index + 1])
-                 for block in self.blocks for v in block.variables]
-        return (np.concatenate(parts) if parts else np.zeros(0)).astype(np.intp)
+        return index.positions([v for block in self.blocks for v in block.variables])
 
     def block_positions(self, block: Any) -> NDArray[np.intp]:
         """Flat positions of a block's variables (its rows and columns)."""
-        return np.concatenate([np.arange(self.index.offsets[v.index],
-                                         self.index.offsets[v.index + 1])
-                               for v in block.variables]).astype(np.intp)
+        return self.index.positions(list(block.variables))
 
     def block_triangular(self) -> sp.csr_matrix:
         """``matrix`` permuted by :attr:`permutation` (block triangular)."""

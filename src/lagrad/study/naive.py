@@ -236,7 +236,7 @@ def _path_counts(sol: Solution, jac: sp.csr_matrix, out: int) -> Array:
     acyclic program), one sparse product per level.
     """
     schedule = sol.schedule
-    level = np.repeat(schedule.levels, np.diff(schedule.index.offsets))
+    level = schedule.index.spread(schedule.levels)
     order = np.argsort(-level, kind="stable")
     structure = sp.csr_matrix((np.ones(jac.nnz), jac.indices, jac.indptr), shape=jac.shape)
     by_level = structure.T.tocsr()[order]  # row r: the children of node order[r]

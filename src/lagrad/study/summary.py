@@ -297,7 +297,7 @@ def _blockis_triangular(off: sp.spmatrix, perm: NDArray[np.intp], system: System
     index = system.index
     for block in system.schedule.program.blocks:
         for v in block.variables:
-            owner[index.offsets[v.index]:index.offsets[v.index + 1]] = block.number
+            owner[index.slice(v.index)] = block.number
     coo = off.tocoo()
     rows, cols = owner[coo.row], owner[coo.col]
     return bool(np.all(cols >= rows) if side == "upper" else np.all(cols <= rows))

@@ -1,0 +1,261 @@
+"""The forward pass and the multiplier sweep of a bulk program, from its
+level-by-level layout.
+
+:func:`lagrad.compile.bulk.compile_bulk` lays a bulk program's variables out
+level by level, each (level, kind, operand pattern) a contiguous run of z.
+The plan made there runs
+
+* the forward pass: per run, the operands gathered, the values written into
+  the run with one ufunc call (``out=``), and J's values for the run, d f_i /
+  d z_a(i) and d f_i / d z_b(i), written into a vector of edge weights W in
+  the same order (contiguous). The partials are computed while the operands
+  are at hand, so the sweep does not gather them again;
+* the multiplier sweep, (I - J)^T lambda = rhs, one level at a time from the
+  top: the level's multipliers are a contiguous run of lambda, so its
+  contributions are W's run times a local gather of that run, added into the
+  parents by one ``np.add.at``:
+
+      lambda_j += sum_{i at level L, j parent of i} W_ij lambda_i
+
+That is back-substitution with one vectorized step per level and no per-call
+permutation: the cost is one random gather per operand in the forward pass
+and one random scatter-add per edge in the sweep.
+
+W belongs to the z it was computed with: the plan keeps the last one (a weak
+reference to z). A sweep at another z (or after the forward pass of another
+solve) computes the partials again from z. The tangent sweep, a sweep
+restricted to a mask, and J's assembly use the general level plan
+(:class:`lagrad.compile.levels.LevelPlan`), built on first use.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import weakref
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lagrad.compile.levels import LevelPlan, levels_solve, plan_from_edges
+from lagrad.compile.schedule import Batch, Schedule
+
+__all__ = ["BulkPlan", "bulk_plan"]
+
+Array = NDArray[np.float64]
+Ints = NDArray[np.intp]
+SPARE = 2  # edge-weight vectors kept for reuse per plan
+
+
+def _refcount_of_free() -> int:
+    """What sys.getrefcount reports for a spare vector that only the spare
+    list refers to, read as :meth:`BulkPlan._weights_buffer` reads it."""
+    spare = [np.empty(1)]
+    return _counts(spare)[0]
+
+
+def _counts(spare: list[Array]) -> list[int]:
+    return [sys.getrefcount(buf) for buf in spare]
+
+
+_FREE = _refcount_of_free()
+
+
+class _Run:
+    """One Batch step of the forward pass: its run [start, stop) of z and its
+    operands; its partials go to W[k, start - d:stop - d] for each variable slot k."""
+
+    __slots__ = ("primitive", "start", "stop", "operands", "var_positions", "ufunc",
+                 "constant", "d")
+
+    def __init__(self, step: Batch, d: int) -> None:
+        self.primitive = step.primitive
+        self.start, self.stop = int(step.out[0]), int(step.out[-1]) + 1
+        self.operands = list(step.operands)
+        self.var_positions = step.var_positions
+        self.ufunc = isinstance(step.primitive.value, np.ufunc)
+        self.constant = step.primitive.constant_partials
+        self.d = d
+
+    def args(self, z: Array) -> list[Any]:
+        return [z.take(o) if k in self.var_positions else o for k, o in enumerate(self.operands)]
+
+    def partials(self, z: Array, args: list[Any], w: Array) -> None:
+        """Write this run's partials into W (constant ones are written once, in
+        :meth:`BulkPlan._weights_buffer`)."""
+        if self.constant is not None:
+            return
+        ans = z[self.start:self.stop]
+        a, b = self.start - self.d, self.stop - self.d
+        for k in self.var_positions:
+            w[k, a:b] = self.primitive.partials(k, ans, *args)
+
+
+class BulkPlan:
+    """Forward pass with J's values, and the level-by-level multiplier sweep,
+    of a compiled bulk program (see the module docstring).
+
+    Parameters
+    ----------
+    schedule : Schedule
+        The bulk program's schedule, variables laid out level by level.
+    n_inputs : int
+        The inputs are at flat positions 0 .. n_inputs - 1.
+    steps : sequence
+        The schedule's Batch steps in level order, then the readout if any.
+    run_levels : sequence of int
+        The level of each Batch step.
+    readout : object or None
+        The weighted-sum output (its ``weights`` over all earlier positions).
+    parents : sequence of two int arrays
+        Per argument slot, each equation's parent position (flat-position
+        order; meaningless where the slot is a constant or absent).
+    """
+
+    def __init__(self, schedule: Schedule, n_inputs: int, steps: Sequence[Any],
+                 run_levels: Sequence[int], readout: Any, parents: Sequence[Ints]) -> None:
+        self.schedule = schedule
+        self.n_inputs = n_inputs
+        self.readout = readout
+        self.runs = [_Run(step, n_inputs) for step in steps if isinstance(step, Batch)]
+        self.n_equations = len(parents[0])
+        self.levels = self._level_sweeps(run_levels, parents)
+        self._lock = threading.Lock()
+        self._last: tuple[Any, Array] | None = None  # (weak reference to z, W at z)
+        self._spare: list[Array] = []
+
+    def _level_sweeps(self, run_levels: Sequence[int], parents: Sequence[Ints]
+                      ) -> list[tuple[int, int, list[tuple[int, int, int, Ints, bool]]]]:
+        """Per level, from the top: its run [start, stop) of z and its scatter-adds
+        (slot k, positions [a, b) of the children, their parents' positions,
+        whether every partial is 1 so no product is needed): one
+        per slot for the whole level when every run of the level reads a
+        variable in that slot, else one per run."""
+        d = self.n_inputs
+        by_level: dict[int, list[_Run]] = {}
+        for run, level in zip(self.runs, run_levels):
+            by_level.setdefault(level, []).append(run)
+        out = []
+        for runs in by_level.values():
+            start, stop = runs[0].start, runs[-1].stop
+            adds = []
+            for k in range(2):
+                reading = [run for run in runs if k in run.var_positions]
+                if len(reading) == len(runs):
+                    unit = all(r.constant is not None and r.constant[k] == 1.0 for r in runs)
+                    adds.append((k, start, stop, parents[k][start - d:stop - d], unit))
+                else:
+                    adds += [(k, r.start, r.stop, parents[k][r.start - d:r.stop - d],
+                              r.constant is not None and r.constant[k] == 1.0)
+                             for r in reading]
+            out.append((start, stop, adds))
+        out.reverse()
+        return out
+
+    @property
+    def down(self) -> list[Any]:
+        """The levels of the sweep (one vectorized step each)."""
+        return self.levels
+
+    # ------------------------------------------------------------ forward
+    def forward(self, z: Array, inputs: Sequence[Array]) -> None:
+        """Fill ``z`` (flat, laid out by the schedule's index) for these inputs,
+        and keep J's values at z for the sweep."""
+        d = self.n_inputs
+        z[:d] = [np.asarray(x).reshape(()) for x in inputs] if d else z[:0]
+        w = self._weights_buffer()
+        for run in self.runs:
+            args = run.args(z)
+            out = z[run.start:run.stop]
+            if run.ufunc:
+                run.primitive.value(*args, out=out)
+            else:
+                out[...] = run.primitive.value(*args)
+            run.partials(z, args, w)
+        if self.readout is not None:
+            self.readout.run(z)
+        with self._lock:
+            if self._last is not None and len(self._spare) < SPARE:
+                self._spare.append(self._last[1])  # reused once no sweep holds it
+            self._last = (weakref.ref(z), w)
+
+    def _weights_buffer(self) -> Array:
+        """A vector for W: a spare one nothing else refers to, or a new one with
+        the constant partials (add, sub, ...) written in."""
+        with self._lock:
+            for i, count in enumerate(_counts(self._spare)):
+                if count <= _FREE:
+                    return self._spare.pop(i)
+        w = np.empty((2, self.n_equations))
+        d = self.n_inputs
+        for run in self.runs:
+            if run.constant is not None:
+                for k in run.var_positions:
+                    w[k, run.start - d:run.stop - d] = run.constant[k]
+        return w
+
+    def weights_at(self, z: Array) -> Array:
+        """J's values at z, in W's order: those kept by the forward pass that
+        computed z, or computed again."""
+        with self._lock:
+            last = self._last
+            if last is not None and last[0]() is z:
+                return last[1]
+        w = self._weights_buffer()
+        with np.errstate(all="ignore"):
+            for run in self.runs:
+                run.partials(z, run.args(z), w)
+        return w
+
+    # ------------------------------------------------------------ sweeps
+    def solve(self, z: Array, rhs: Array, transposed: bool, inplace: bool = False,
+              keep: NDArray[np.bool_] | None = None) -> Array:
+        """As :func:`lagrad.compile.levels.levels_solve`: the adjoint sweep over
+        the whole program here, the others by the general level plan."""
+        if not transposed or keep is not None:
+            return levels_solve(self.generic, z, rhs, transposed, inplace, keep)
+        w = self.weights_at(z)
+        x = rhs if inplace else rhs.copy()
+        if self.readout is not None:
+            out = self.readout.out
+            x[:out] += self.readout.weights * x[out]
+        d = self.n_inputs
+        for _, _, adds in self.levels:
+            for k, a, b, parents, unit in adds:  # unit: every partial is 1 (add)
+                # (a copy: np.add.at takes its slow path when the values overlap x)
+                np.add.at(x, parents, x[a:b].copy() if unit else w[k, a - d:b - d] * x[a:b])
+        return x
+
+    # ------------------------------------------------- the general level plan
+    @cached_property
+    def generic(self) -> LevelPlan:
+        """The general level plan of the same schedule (tangent sweeps, masked
+        sweeps, J's assembly), built on first use."""
+        schedule = self.schedule
+        groups = list(schedule.steps)
+        edges = [e for g in groups for e in g.edges()] or [(np.zeros(0, np.intp),) * 2]
+        rows = np.concatenate([r for r, _ in edges]).astype(np.intp)
+        cols = np.concatenate([c for _, c in edges]).astype(np.intp)
+        level = schedule.index.spread(np.asarray(schedule.levels))
+        return plan_from_edges(groups, rows, cols, level[rows])
+
+    @property
+    def rows(self) -> Ints:
+        return self.generic.rows
+
+    @property
+    def cols(self) -> Ints:
+        return self.generic.cols
+
+    def weights(self, z: Array) -> Array:
+        """J's values at z in ``rows``/``cols`` order."""
+        return self.generic.weights(z)
+
+
+def bulk_plan(schedule: Schedule) -> BulkPlan | None:
+    """The bulk plan of a schedule compiled from a bulk program, else None."""
+    plan = schedule.extras.get("levels")
+    return plan if isinstance(plan, BulkPlan) else None
