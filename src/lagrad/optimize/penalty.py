@@ -27,12 +27,12 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 from numpy.typing import NDArray
 
-from lagrad.errors import NonFiniteError, OptionError
+from lagrad.errors import OptionError
 from lagrad.ir.program import Program
 from lagrad.numeric import norm2
+from lagrad.optimize.inner import minimize_inner
 from lagrad.optimize.relaxation import Relaxation
 from lagrad.optimize.result import Clock, Iteration, OptimizeResult, make_iteration
 
@@ -62,29 +62,6 @@ class _Settings:
     tol: float
     gtol: float
     inner: Mapping[str, Any]
-
-
-class _Inner:
-    """L_mu and its gradient over the free positions of z."""
-
-    def __init__(self, rel: Relaxation, z: Array, lam: Array, mu: float) -> None:
-        self.rel, self.z, self.lam, self.mu = rel, z.copy(), lam, mu
-        self.evaluations = 0
-
-    def __call__(self, w: Array) -> tuple[float, Array]:
-        self.evaluations += 1
-        rel, z = self.rel, self.z
-        z[rel.free] = w
-        c = rel.residual(z)
-        try:
-            phi, seed = rel.objective(z)
-            g = seed - rel.rmatvec(z, self.lam - self.mu * c, c)
-        except NonFiniteError:  # a trial step left the domain: reject it
-            return np.inf, np.zeros_like(w)
-        value = phi - self.lam @ c + 0.5 * self.mu * (c @ c)
-        if not (np.isfinite(value) and np.all(np.isfinite(g))):
-            return np.inf, np.zeros_like(w)
-        return float(value), g[rel.free]
 
 
 def _record(rel: Relaxation, k: int, z: Array, lam: Array, mu: float, evaluations: int,
@@ -143,17 +120,15 @@ def _outer(rel: Relaxation, z: Array, lam: Array, mu: float, violation: float,
     step while it breaks the constraints by more than :data:`HOLD`), then
     return the point, the new multiplier estimate, the mu used, the violation."""
     hold = HOLD * max(1.0, norm2(z))
+    previous = violation if np.isfinite(violation) else 0.0
     while True:
-        inner = _Inner(rel, z, lam, mu)
-        res = scipy.optimize.minimize(inner, z[rel.free], jac=True, method="L-BFGS-B",
-                                      options=dict(s.inner))
-        evaluations += inner.evaluations
-        trial = z.copy()
-        trial[rel.free] = res.x
+        final = mu * s.growth > MAX_PENALTY or s.growth == 1  # mu cannot grow
+        limit = np.inf if final else max(hold, previous)
+        trial, count = minimize_inner(rel, z, lam, mu, s.inner, limit)
+        evaluations += count
         c = rel.residual(trial)
         now = norm2(c[rel.defined])
-        previous = violation if np.isfinite(violation) else 0.0
-        if now <= max(hold, previous) or mu * s.growth > MAX_PENALTY or s.growth == 1:
+        if now <= limit:
             return trial, (lam - mu * c if s.update else -mu * c), mu, now, evaluations
         mu *= s.growth
 
