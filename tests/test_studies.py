@@ -85,9 +85,16 @@ def test_digits_three_ways():
     pytest.importorskip("sklearn")
     out = STUDIES["digits"](**QUIET)
     assert out["gradient_error"] < 1e-12
+    # 200 training images, 1597 held out; chance is 0.1. At this size SGD reaches 0.855,
+    # the penalty 0.822 and the augmented Lagrangian 0.842: each must stay near its mark
+    sgd, penalty, al = out["rows"]
     for row in out["rows"]:
-        assert row["test_accuracy"] > 0.6, row  # chance is 0.1
+        assert row["test_accuracy"] >= 0.78, row
         assert row["seconds"] > 0
+    assert [r["method"] for r in out["rows"]] == ["SGD, exact gradient", "quadratic penalty",
+                                                   "augmented Lagrangian"]
+    assert al["test_accuracy"] >= penalty["test_accuracy"] - 0.03  # comparable to the penalty
+    assert al["train_accuracy"] >= 0.95 and penalty["train_accuracy"] >= 0.95
     relaxed = out["results"][1:]
     assert all(r.history[-1].violation < r.history[1].violation for r in relaxed)
 

@@ -17,6 +17,10 @@ sweep, and one evaluation of every equation for c. The penalty method keeps
 lambda = 0 and grows mu (its multiplier estimate is -mu c); the method of
 multipliers updates lambda <- lambda - mu c, which makes that gradient the
 Lagrangian's, when the violation fell fast enough, and else grows mu.
+
+The inner minimization (:mod:`lagrad.optimize.inner`) runs L-BFGS-B in
+coordinates preconditioned by the program's own I - J, in which the penalty
+is well conditioned even along a long chain of equations.
 """
 
 from __future__ import annotations
@@ -40,9 +44,10 @@ __all__ = ["quadratic_penalty", "augmented_lagrangian", "INNER_OPTIONS"]
 
 Array = NDArray[np.float64]
 INNER_OPTIONS = {"maxiter": 2000, "maxcor": 50, "gtol": 1e-10, "ftol": 1e-15}
-"""Default options of the inner L-BFGS-B minimization over (x, z). The relaxed
-problem of a long chain is ill-conditioned: a long memory (``maxcor``) and
-many iterations are what let the inner minimization actually finish."""
+"""Default options of the inner L-BFGS-B minimization over (x, z); ``maxiter``
+counts its iterations over all re-linearizations of the preconditioned
+coordinates (:data:`lagrad.optimize.inner.RELINEARIZE`). A smaller ``maxcor``
+makes each step cheaper on large programs."""
 MAX_PENALTY = 1e12
 """mu is not grown past this while redoing a rejected step."""
 HOLD = 0.1
@@ -221,8 +226,12 @@ def augmented_lagrangian(program: Program, x0: Any, *, fixed: Mapping[str, Any] 
     (c(z) = z - f(z)); if the violation fell by a factor 4 it sets
     lambda <- lambda - mu c(z), otherwise it keeps lambda and grows mu by
     ``growth``. An inner step that breaks the constraints by more than
-    :data:`HOLD` is redone with a larger mu. Unlike the penalty method, it
-    converges with mu bounded.
+    :data:`HOLD` is stopped and redone with a larger mu. Unlike the penalty
+    method, it converges with mu bounded. The inner L-BFGS-B runs in
+    coordinates preconditioned by the program's I - J (assembled, sparse, once
+    per :data:`lagrad.optimize.inner.RELINEARIZE` steps), so a long chain of
+    equations, such as a control problem over many steps, does not slow it
+    down; each gradient is still exact (one product with (I - J)^T at z).
 
     Parameters
     ----------
