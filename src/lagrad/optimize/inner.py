@@ -107,9 +107,12 @@ class _Coordinates:
 
 
 def _coordinates(rel: Relaxation, z: Array, mu: float) -> _Coordinates | None:
+    """The coordinates around z, or None where they do not exist."""
+    if not rel.defined.any():
+        return None
     try:
         coords = _Coordinates(rel, z, mu)
-    except (RuntimeError, NonFiniteError):  # A_DD singular, or J not finite at z
+    except (RuntimeError, ValueError, NonFiniteError):  # A_DD singular, J not finite at z
         return None
     probe = coords.point(coords.start() + 1e-3)
     return coords if np.all(np.isfinite(probe)) else None

@@ -186,8 +186,10 @@ def quadratic_penalty(program: Program, x0: Any, *, fixed: Mapping[str, Any] | N
         Bound on ||dL/dz|| and ||dL/dx||, relative to max(1, ||lambda||),
         for ``success``.
     jacobian : {"matvec", "sparse"}
-        Products with (I - J)^T by VJP sweeps through the program's schedule
-        (J's action, never assembled), or by the assembled sparse J.
+        Products with (I - J)^T in each gradient by VJP sweeps through the
+        program's schedule (J's action), or by the assembled sparse J. Either
+        way the inner minimization's preconditioner assembles J once per
+        :data:`lagrad.optimize.inner.RELINEARIZE` L-BFGS-B steps.
     inner_options : mapping, optional
         Options of the inner ``scipy.optimize.minimize(method="L-BFGS-B")``
         over :data:`INNER_OPTIONS`.
