@@ -9,6 +9,7 @@ import pytest
 
 import lagrad
 from lagrad.optimize import Relaxation
+from lagrad.optimize.inner import minimize_inner
 from lagrad.study.control import make_lqr, riccati
 
 RNG = np.random.default_rng(3)
@@ -176,14 +177,37 @@ def test_a_saturating_tanh_is_not_driven_away(method):
     assert np.allclose(res.x, np.arctanh(0.5), atol=1e-4)
 
 
-def test_augmented_lagrangian_reaches_the_riccati_cost():
-    p = make_lqr(horizon=4)
-    _, cost = riccati(p)
-    res = lagrad.optimize.augmented_lagrangian(p.program, np.zeros((4, 1)), penalty=100.0)
+def test_augmented_lagrangian_default_call_reaches_the_riccati_cost():
+    # T = 30: a long chain whose relaxed inner problems are badly conditioned over z;
+    # the default start (the exact multipliers at u = 0, mu = 1) used to wander off
+    p = make_lqr(horizon=30)
+    u_star, cost = riccati(p)
+    res = lagrad.optimize.augmented_lagrangian(p.program, np.zeros((30, 1)))
     assert res.success, res.message
-    assert res.fun == pytest.approx(cost, rel=1e-6)
+    assert res.fun == pytest.approx(cost, rel=1e-9)
+    assert np.max(np.abs(res.x - u_star)) < 1e-4
     last = res.history[-1]
-    assert last.violation <= 1e-6
+    assert last.violation <= 1e-6 and last.penalty <= 1e6  # mu stays bounded
+
+
+def test_preconditioned_inner_minimization_reaches_the_same_point_sooner():
+    # both coordinate systems minimize the same L_mu over (x, z); at lambda = 0 its
+    # minimizer has a zero gradient in the free positions
+    p = make_lqr(horizon=4)
+    rel = lagrad.optimize.Relaxation(p.program)
+    z = p.program.solve(np.zeros((4, 1))).z
+    lam, mu = np.zeros_like(z), 100.0
+    points, counts = [], []
+    for precondition in (True, False):
+        out, evaluations = minimize_inner(rel, z, lam, mu, lagrad.optimize.INNER_OPTIONS,
+                                          precondition=precondition)
+        c = rel.residual(out)
+        g = rel.objective(out)[1] - rel.rmatvec(out, -mu * c, c)
+        assert np.max(np.abs(g[rel.free])) < (1e-6 if precondition else 1e-4)
+        points.append(out)
+        counts.append(evaluations)
+    assert np.allclose(points[0], points[1], atol=1e-5)
+    assert counts[0] < counts[1]
 
 
 def test_success_needs_a_kkt_point(program):

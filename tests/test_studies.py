@@ -31,7 +31,8 @@ def test_lqr_multipliers_are_the_costates_and_optimum_is_riccati():
     lam, grad = costates(p, u)
     assert np.allclose([sol.multipliers()[x] for x in p.states], lam, atol=1e-12)
     assert np.allclose(sol.grad(), grad, atol=1e-12)
-    out = STUDIES["lqr"](**QUIET)
+    out = STUDIES["lqr"](write=lambda line: None)  # the default run: T = 30
+    assert out["horizon"] == 30
     assert out["costate_error"] < 1e-12 and out["gradient_error"] < 1e-12
     lbfgs_row = out["rows"][0]
     assert lbfgs_row["u_error"] < 1e-4 and abs(lbfgs_row["gap"]) < 1e-8
@@ -41,9 +42,10 @@ def test_lqr_multipliers_are_the_costates_and_optimum_is_riccati():
     cost = out["riccati_cost"]
     for row in out["rows"][1:]:  # the relaxed methods end no better than the optimum
         assert row["cost"] >= cost * (1 - 1e-9)
+    for row in out["rows"][1:]:  # both relaxed methods reach the Riccati optimum
+        assert abs(row["gap"]) < 1e-9 and row["u_error"] < 1e-4, row
     al = out["rows"][2]
     assert al["method"] == "augmented_lagrangian" and al["result"].success
-    assert abs(al["gap"]) < 1e-6
 
 
 def test_qp_layer_gradient_matches_the_closed_form_and_finite_differences():
@@ -83,9 +85,16 @@ def test_digits_three_ways():
     pytest.importorskip("sklearn")
     out = STUDIES["digits"](**QUIET)
     assert out["gradient_error"] < 1e-12
+    # 200 training images, 1597 held out; chance is 0.1. At this size SGD reaches 0.855,
+    # the penalty 0.822 and the augmented Lagrangian 0.842: each must stay near its mark
+    sgd, penalty, al = out["rows"]
     for row in out["rows"]:
-        assert row["test_accuracy"] > 0.6, row  # chance is 0.1
+        assert row["test_accuracy"] >= 0.78, row
         assert row["seconds"] > 0
+    assert [r["method"] for r in out["rows"]] == ["SGD, exact gradient", "quadratic penalty",
+                                                   "augmented Lagrangian"]
+    assert al["test_accuracy"] >= penalty["test_accuracy"] - 0.03  # comparable to the penalty
+    assert al["train_accuracy"] >= 0.95 and penalty["train_accuracy"] >= 0.95
     relaxed = out["results"][1:]
     assert all(r.history[-1].violation < r.history[1].violation for r in relaxed)
 

@@ -17,6 +17,10 @@ sweep, and one evaluation of every equation for c. The penalty method keeps
 lambda = 0 and grows mu (its multiplier estimate is -mu c); the method of
 multipliers updates lambda <- lambda - mu c, which makes that gradient the
 Lagrangian's, when the violation fell fast enough, and else grows mu.
+
+The inner minimization (:mod:`lagrad.optimize.inner`) runs L-BFGS-B in
+coordinates preconditioned by the program's own I - J, in which the penalty
+is well conditioned even along a long chain of equations.
 """
 
 from __future__ import annotations
@@ -27,12 +31,12 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 from numpy.typing import NDArray
 
-from lagrad.errors import NonFiniteError, OptionError
+from lagrad.errors import OptionError
 from lagrad.ir.program import Program
 from lagrad.numeric import norm2
+from lagrad.optimize.inner import minimize_inner
 from lagrad.optimize.relaxation import Relaxation
 from lagrad.optimize.result import Clock, Iteration, OptimizeResult, make_iteration
 
@@ -40,9 +44,10 @@ __all__ = ["quadratic_penalty", "augmented_lagrangian", "INNER_OPTIONS"]
 
 Array = NDArray[np.float64]
 INNER_OPTIONS = {"maxiter": 2000, "maxcor": 50, "gtol": 1e-10, "ftol": 1e-15}
-"""Default options of the inner L-BFGS-B minimization over (x, z). The relaxed
-problem of a long chain is ill-conditioned: a long memory (``maxcor``) and
-many iterations are what let the inner minimization actually finish."""
+"""Default options of the inner L-BFGS-B minimization over (x, z); ``maxiter``
+counts its iterations over all re-linearizations of the preconditioned
+coordinates (:data:`lagrad.optimize.inner.RELINEARIZE`). A smaller ``maxcor``
+makes each step cheaper on large programs."""
 MAX_PENALTY = 1e12
 """mu is not grown past this while redoing a rejected step."""
 HOLD = 0.1
@@ -62,29 +67,6 @@ class _Settings:
     tol: float
     gtol: float
     inner: Mapping[str, Any]
-
-
-class _Inner:
-    """L_mu and its gradient over the free positions of z."""
-
-    def __init__(self, rel: Relaxation, z: Array, lam: Array, mu: float) -> None:
-        self.rel, self.z, self.lam, self.mu = rel, z.copy(), lam, mu
-        self.evaluations = 0
-
-    def __call__(self, w: Array) -> tuple[float, Array]:
-        self.evaluations += 1
-        rel, z = self.rel, self.z
-        z[rel.free] = w
-        c = rel.residual(z)
-        try:
-            phi, seed = rel.objective(z)
-            g = seed - rel.rmatvec(z, self.lam - self.mu * c, c)
-        except NonFiniteError:  # a trial step left the domain: reject it
-            return np.inf, np.zeros_like(w)
-        value = phi - self.lam @ c + 0.5 * self.mu * (c @ c)
-        if not (np.isfinite(value) and np.all(np.isfinite(g))):
-            return np.inf, np.zeros_like(w)
-        return float(value), g[rel.free]
 
 
 def _record(rel: Relaxation, k: int, z: Array, lam: Array, mu: float, evaluations: int,
@@ -143,17 +125,15 @@ def _outer(rel: Relaxation, z: Array, lam: Array, mu: float, violation: float,
     step while it breaks the constraints by more than :data:`HOLD`), then
     return the point, the new multiplier estimate, the mu used, the violation."""
     hold = HOLD * max(1.0, norm2(z))
+    previous = violation if np.isfinite(violation) else 0.0
     while True:
-        inner = _Inner(rel, z, lam, mu)
-        res = scipy.optimize.minimize(inner, z[rel.free], jac=True, method="L-BFGS-B",
-                                      options=dict(s.inner))
-        evaluations += inner.evaluations
-        trial = z.copy()
-        trial[rel.free] = res.x
+        final = mu * s.growth > MAX_PENALTY or s.growth == 1  # mu cannot grow
+        limit = np.inf if final else max(hold, previous)
+        trial, count = minimize_inner(rel, z, lam, mu, s.inner, limit)
+        evaluations += count
         c = rel.residual(trial)
         now = norm2(c[rel.defined])
-        previous = violation if np.isfinite(violation) else 0.0
-        if now <= max(hold, previous) or mu * s.growth > MAX_PENALTY or s.growth == 1:
+        if now <= limit:
             return trial, (lam - mu * c if s.update else -mu * c), mu, now, evaluations
         mu *= s.growth
 
@@ -206,8 +186,10 @@ def quadratic_penalty(program: Program, x0: Any, *, fixed: Mapping[str, Any] | N
         Bound on ||dL/dz|| and ||dL/dx||, relative to max(1, ||lambda||),
         for ``success``.
     jacobian : {"matvec", "sparse"}
-        Products with (I - J)^T by VJP sweeps through the program's schedule
-        (J's action, never assembled), or by the assembled sparse J.
+        Products with (I - J)^T in each gradient by VJP sweeps through the
+        program's schedule (J's action), or by the assembled sparse J. Either
+        way the inner minimization's preconditioner assembles J once per
+        :data:`lagrad.optimize.inner.RELINEARIZE` L-BFGS-B steps.
     inner_options : mapping, optional
         Options of the inner ``scipy.optimize.minimize(method="L-BFGS-B")``
         over :data:`INNER_OPTIONS`.
@@ -246,8 +228,12 @@ def augmented_lagrangian(program: Program, x0: Any, *, fixed: Mapping[str, Any] 
     (c(z) = z - f(z)); if the violation fell by a factor 4 it sets
     lambda <- lambda - mu c(z), otherwise it keeps lambda and grows mu by
     ``growth``. An inner step that breaks the constraints by more than
-    :data:`HOLD` is redone with a larger mu. Unlike the penalty method, it
-    converges with mu bounded.
+    :data:`HOLD` is stopped and redone with a larger mu. Unlike the penalty
+    method, it converges with mu bounded. The inner L-BFGS-B runs in
+    coordinates preconditioned by the program's I - J (assembled, sparse, once
+    per :data:`lagrad.optimize.inner.RELINEARIZE` steps), so a long chain of
+    equations, such as a control problem over many steps, does not slow it
+    down; each gradient is still exact (one product with (I - J)^T at z).
 
     Parameters
     ----------

@@ -127,12 +127,12 @@ def lqr_study(write: Callable[[str], Any] = print, small: bool = False,
     u_star, cost_star = riccati(p)
     write(f"  Riccati: optimal cost {cost_star:.10g}")
     zero = np.zeros_like(u)
-    relaxed = {"penalty": 100.0, "maxiter": 20}
     runs = [lbfgs(p.program, zero, gtol=1e-10, options={"ftol": 1e-15}),
-            quadratic_penalty(p.program, zero, **relaxed),
-            augmented_lagrangian(p.program, zero, multipliers=np.zeros(sol.z.size), **relaxed)]
-    write("  minimizing over u (penalty methods: over u, the states and every intermediate, "
-          "mu0 = 100, at most 20 outer iterations of L-BFGS-B; lambda starts at 0):")
+            quadratic_penalty(p.program, zero, penalty=100.0),
+            augmented_lagrangian(p.program, zero)]
+    write("  minimizing over u from u = 0 (the relaxed methods over u, the states and every "
+          "intermediate;\n  penalty: mu0 = 100; augmented Lagrangian: its defaults, mu0 = 1 "
+          "and lambda from the exact multipliers):")
     write(f"  {'method':<22} {'cost':>14} {'cost/opt-1':>10} {'|u - u*|':>10} {'iters':>6} "
           f"{'evals':>6} {'seconds':>8}")
     rows = []
@@ -148,5 +148,5 @@ def lqr_study(write: Callable[[str], Any] = print, small: bool = False,
         plot(runs, xaxis="evaluations", path=path,
              title=f"LQR, T = {p.horizon}: convergence of the three methods")
         paths.append(path)
-    return {"costate_error": costate_error, "gradient_error": grad_error,
+    return {"horizon": p.horizon, "costate_error": costate_error, "gradient_error": grad_error,
             "riccati_cost": cost_star, "riccati_u": u_star, "rows": rows, "paths": paths}

@@ -101,7 +101,7 @@ def _relaxed(method: Callable[..., Any], params: tuple[Array, ...], x: Array, on
              outer: int, inner: int) -> Any:
     program: Program = trace(lambda w1, b1, w2, b2: network(x, w1, b1, w2, b2), *params)
     return method(program, params, loss=lambda logits: cross_entropy(logits, onehot),
-                  penalty=1.0, maxiter=outer, inner_options={"maxiter": inner})
+                  penalty=1.0, maxiter=outer, inner_options={"maxiter": inner, "maxcor": 10})
 
 
 def digits_study(write: Callable[[str], Any] = print, small: bool = False,
