@@ -592,10 +592,12 @@ def check_determined(unit: CyclicBlock, forward: BlockResult | None) -> None:
 def substitute_block(unit: CyclicBlock, z: Array, vec: Array, orientation: Orientation,
                      method: str, options: LinearOptions, forward: BlockResult | None = None,
                      workspace: Workspace | None = None,
-                     backward: BackwardOptions | None = None) -> BlockResult:
+                     backward: BackwardOptions | None = None, *,
+                     pass_on: bool = True) -> BlockResult:
     """One cyclic block's step of a substitution sweep, in place in ``vec``:
     take in what flows from outside, replace vec[S] (holding the block's rhs)
-    by the block's solution, pass on what flows out. Raises (ConvergenceError,
+    by the block's solution, pass on what flows out (unless ``pass_on`` is
+    False: the caller then does). Raises (ConvergenceError,
     SingularSystemError) naming the block when the solve fails. With ``method``
     "auto", a truncated ``backward`` mode replaces the exact adjoint solve."""
     if method != "lstsq":
@@ -612,5 +614,6 @@ def substitute_block(unit: CyclicBlock, z: Array, vec: Array, orientation: Orien
     raise_for(result)
     assert result.x is not None
     vec[unit.s_index] = result.x
-    orientation.leave_block(unit, z, vec)
+    if pass_on:
+        orientation.leave_block(unit, z, vec)
     return result

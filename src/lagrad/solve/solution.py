@@ -18,7 +18,7 @@ from lagrad.ir.program import Program, Variable
 from lagrad.numeric import norm2
 from lagrad.options import BackwardOptions, ForwardOptions
 from lagrad.solve.buffers import pool_of
-from lagrad.solve.flatplan import flat_plan
+from lagrad.solve.flatplan import flat_plan, multiplier_plan
 from lagrad.solve.forward import evaluate
 from lagrad.solve.linsolve import LinearSolver, SolveInfo, solve_system
 from lagrad.solve.results import BlockResult
@@ -172,8 +172,9 @@ class Solution:
         sharing a Solution get one vector) in a pooled vector (buffers.py)."""
         with self._lock:
             if self._multipliers is None:
-                plan = flat_plan(self.schedule)
-                found = None if plan is None else plan.multipliers(self.z)
+                plan = multiplier_plan(self.schedule) if self.backward is None else \
+                    flat_plan(self.schedule)
+                found = None if plan is None else plan.multipliers(self.z, self.diagnostics)
                 if found is None:  # the general sweep (and its guard, naming a culprit)
                     system = self._adjoint_system(self._seed(pooled=True))
                     found = solve_system(system, rebuild_rhs=self._seed,
