@@ -46,6 +46,7 @@ from lagrad.errors import SingularSystemError
 from lagrad.numeric import all_finite, lu_condition, norm2
 from lagrad.options import DEFAULT_STEPS, BackwardOptions, LinearOptions
 from lagrad.solve import petsc
+from lagrad.solve.borrow import Borrowed
 from lagrad.solve.bound import bind_pullbacks, run_all
 from lagrad.solve.buffers import Pool
 from lagrad.solve.results import BlockResult, Status, raise_for
@@ -108,11 +109,14 @@ class BlockOperator:
     (matrix-free) form. ``products`` counts the sweeps through the block
     (products with dG/dz_U or its transpose) made so far; ``rate`` is the
     forward iteration's observed contraction, when it had one (a hint for
-    error estimates)."""
+    error estimates). Inputs in ``borrowed`` are read from the caller's arrays
+    by the bound products; reading :attr:`z` copies them into z first."""
 
     def __init__(self, unit: CyclicBlock, z: Array, orientation: Orientation,
-                 workspace: Workspace | None = None, rate: float | None = None) -> None:
-        self.unit, self.z, self.orientation = unit, z, orientation
+                 workspace: Workspace | None = None, rate: float | None = None,
+                 borrowed: Borrowed | None = None) -> None:
+        self.unit, self._z, self.orientation = unit, z, orientation
+        self.borrowed = borrowed
         self.transposed = orientation.transposed
         self.w, self.w2 = (workspace or Workspace(z.size)).vectors()
         self.products, self.rate = 0, rate
@@ -122,6 +126,13 @@ class BlockOperator:
         self.last: Array | None = None
         self.interior_free = False
         self._vjp_calls: list[Callable[[], Any]] | None = None  # made on first use
+
+    @property
+    def z(self) -> Array:
+        """z with every input in it (borrowed ones copied in now)."""
+        if self.borrowed is not None:
+            self.borrowed.fill(self._z)
+        return self._z
 
     @property
     def name(self) -> str:
@@ -138,8 +149,10 @@ class BlockOperator:
         """(dG/du)^T v, or with ``b_interior`` the back-substituted interior seed."""
         u = self.unit
         if self._vjp_calls is None:  # bound once: z, w and w2 stay put for the solve
-            self._vjp_calls = bind_pullbacks(u.inner_closing, self.z, self.w, self.w2)
-            self._vjp_interior = bind_pullbacks(u.inner_interior[::-1], self.z, self.w2)
+            lent = self.borrowed.arrays if self.borrowed is not None else None
+            self._vjp_calls = bind_pullbacks(u.inner_closing, self._z, self.w, self.w2, lent)
+            self._vjp_interior = bind_pullbacks(u.inner_interior[::-1], self._z, self.w2,
+                                                None, lent)
         u.zero(self.w2)
         self.w[u.u_at] = v  # the closing pullbacks read only the unknowns' entries
         run_all(self._vjp_calls)
@@ -593,18 +606,21 @@ def substitute_block(unit: CyclicBlock, z: Array, vec: Array, orientation: Orien
                      method: str, options: LinearOptions, forward: BlockResult | None = None,
                      workspace: Workspace | None = None,
                      backward: BackwardOptions | None = None, *,
-                     pass_on: bool = True) -> BlockResult:
+                     pass_on: bool = True, borrowed: Borrowed | None = None) -> BlockResult:
     """One cyclic block's step of a substitution sweep, in place in ``vec``:
     take in what flows from outside, replace vec[S] (holding the block's rhs)
     by the block's solution, pass on what flows out (unless ``pass_on`` is
-    False: the caller then does). Raises (ConvergenceError,
+    False: the caller then does). Inputs in ``borrowed`` are read from the
+    caller's arrays (:mod:`lagrad.solve.borrow`). Raises (ConvergenceError,
     SingularSystemError) naming the block when the solve fails. With ``method``
     "auto", a truncated ``backward`` mode replaces the exact adjoint solve."""
     if method != "lstsq":
         check_determined(unit, forward)
+    if borrowed is not None and (pass_on or not orientation.transposed):
+        borrowed.fill(z)  # entering or leaving reads z's inputs
     orientation.enter_block(unit, z, vec)
     block = BlockOperator(unit, z, orientation, workspace,
-                          forward.contraction if forward is not None else None)
+                          forward.contraction if forward is not None else None, borrowed)
     b = vec[unit.s_index]  # a copy: fancy indexing
     if method == "auto":
         result = solve_auto(block, b, options, forward, backward)

@@ -44,6 +44,7 @@ from lagrad.compile.guards import first_nonfinite
 from lagrad.compile.schedule import CyclicBlock, Schedule, Single
 from lagrad.options import LinearOptions
 from lagrad.solve.blocksolve import Workspace, substitute_block
+from lagrad.solve.borrow import Borrowed
 from lagrad.solve.buffers import pool_of
 from lagrad.solve.linsolve import SolveInfo
 from lagrad.solve.results import BlockResult
@@ -167,14 +168,16 @@ class FlatPlan:
             raise first_nonfinite(self.schedule, z, "value")
         return z
 
-    def multipliers(self, z: Array, forward: Mapping[int, BlockResult] | None = None
-                    ) -> tuple[Array, SolveInfo] | None:
+    def multipliers(self, z: Array, forward: Mapping[int, BlockResult] | None = None,
+                    borrowed: Borrowed | None = None) -> tuple[Array, SolveInfo] | None:
         """lambda at z for the output seed 1, and the solve's info as the
         general sweep reports it; None when lambda is not finite (the general
         path then finds out where it went wrong, or, for an output that is not
         a scalar, says what to do). ``forward``: the cyclic blocks' forward
-        results (by block number), which guide each block's "auto" solve. A
-        block solve that fails raises as in the general sweep."""
+        results (by block number), which guide each block's "auto" solve;
+        ``borrowed``: inputs not in z yet, read from the caller's arrays
+        (:mod:`lagrad.solve.borrow`). A block solve that fails raises as in
+        the general sweep."""
         if self.seed is None:
             return None
         t0 = time.perf_counter()
@@ -192,11 +195,12 @@ class FlatPlan:
                     unit = rev.unit
                     blocks.append(substitute_block(
                         unit, z, lam, ADJOINT, "auto", NO_OPTIONS,
-                        _own_forward(forward, unit), work, pass_on=False))
+                        _own_forward(forward, unit), work, pass_on=False,
+                        borrowed=borrowed))
                     if stepwise and not all(_finite(lam[a:b]) for a, b in unit.runs):
                         return None
                     for outer in rev.outer:
-                        _pull(outer, z, lam)
+                        _pull(outer, z, lam, borrowed)
                     continue
                 step = rev.step
                 if stepwise and not _finite(lam[step.start:step.stop]):  # complete: every
@@ -215,14 +219,14 @@ class FlatPlan:
                               {"blocks": blocks})
 
 
-def _pull(rev: _Reverse, z: Array, lam: Array) -> None:
+def _pull(rev: _Reverse, z: Array, lam: Array, borrowed: Borrowed | None = None) -> None:
     """One step's cotangents into its parents' multipliers, set or added."""
     step = rev.step
     eq = step.eq
     prim, params = eq.primitive, eq.params
     g = lam[step.start:step.stop].reshape(step.shape)
     ans = z[step.start:step.stop].reshape(step.shape)
-    args = step.gather(z)
+    args = step.gather(z) if borrowed is None else borrowed.gather(step, z)
     for pos, a, b, shape, first in rev.slots:
         if first:
             prim.pullback_set(pos, lam[a:b].reshape(shape), g, ans, args, params)

@@ -17,6 +17,7 @@ from lagrad.ir.constants import as_real
 from lagrad.ir.program import Program, Variable
 from lagrad.numeric import norm2
 from lagrad.options import BackwardOptions, ForwardOptions
+from lagrad.solve.borrow import Borrowed
 from lagrad.solve.buffers import pool_of
 from lagrad.solve.flatplan import flat_plan, multiplier_plan
 from lagrad.solve.forward import evaluate
@@ -76,13 +77,19 @@ class Solution:
     Obtained from :meth:`lagrad.Program.solve`. Index it with a variable or a
     name; everything else (multipliers, gradient, tangents, systems) is
     computed on request from these values.
+
+    A large input read only inside cyclic blocks (a DEQ layer's W) is read
+    from the array given to ``solve``, not copied: modify that array in place
+    only after the Solution's last use.
     """
 
     def __init__(self, schedule: Schedule, z: Array,
                  diagnostics: Mapping[int, BlockResult] | None = None,
-                 backward: BackwardOptions | None = None) -> None:
+                 backward: BackwardOptions | None = None,
+                 borrowed: Borrowed | None = None) -> None:
         self.schedule = schedule
-        self.z = z
+        self._z = z
+        self._borrowed = borrowed  # inputs not yet in z (lagrad.solve.borrow)
         self.diagnostics: dict[int, BlockResult] = dict(diagnostics or {})
         """Forward-solve results of each cyclic block, by block number."""
         self.backward = backward
@@ -91,7 +98,16 @@ class Solution:
         self._multiplier_info: SolveInfo | None = None
         self._lock = threading.Lock()
 
+    @property
+    def z(self) -> Array:
+        """The flat vector of every variable's value, in index order."""
+        if self._borrowed is not None:  # the inputs left in the caller's arrays, copied now
+            self._borrowed.fill(self._z)
+            self._borrowed = None
+        return self._z
+
     def __getstate__(self) -> dict[str, Any]:
+        _ = self.z  # every input in z: the copy owns its values
         state = dict(self.__dict__)
         del state["_lock"]  # a lock does not pickle; the copy gets its own
         return state
@@ -136,7 +152,8 @@ class Solution:
     def output(self) -> Any:
         """The value of the output z_n."""
         out = self.schedule.output_variable  # (VariableMap's lookup, without its checks)
-        value = self.z[self.schedule.index.slice(out.index)].reshape(out.shape)
+        z = self._z if out.kind != "input" else self.z  # (an equation's value is in z)
+        value = z[self.schedule.index.slice(out.index)].reshape(out.shape)
         return value[()] if value.ndim == 0 else value.copy()
 
     # ---------------------------------------------------------------- reverse
@@ -174,7 +191,8 @@ class Solution:
             if self._multipliers is None:
                 plan = multiplier_plan(self.schedule) if self.backward is None else \
                     flat_plan(self.schedule)
-                found = None if plan is None else plan.multipliers(self.z, self.diagnostics)
+                found = None if plan is None else plan.multipliers(self._z, self.diagnostics,
+                                                                   self._borrowed)
                 if found is None:  # the general sweep (and its guard, naming a culprit)
                     system = self._adjoint_system(self._seed(pooled=True))
                     found = solve_system(system, rebuild_rhs=self._seed,
@@ -298,8 +316,8 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
         raise ProgramError(f"missing values for inputs {missing}")
     xs = [_as_input(v, values[v.index], "input") for v in declared]
     sources = {u: j for u, j in program.init_sources.items() if u not in starts}
-    z, diagnostics = evaluate(schedule, xs, forward, inits, sources)
-    solution = Solution(schedule, z, diagnostics, backward)
+    z, diagnostics, borrowed = evaluate(schedule, xs, forward, inits, sources)
+    solution = Solution(schedule, z, diagnostics, backward, borrowed)
     pool_of(schedule).recycle(solution, z)
     return solution
 
