@@ -16,6 +16,7 @@ from lagrad.errors import ConvergenceError, NonFiniteError
 from lagrad.options import ForwardOptions
 from lagrad.solve import borrow as borrow_module
 from lagrad.solve.buffers import pool_of
+from lagrad.solve.flatplan import flat_plan
 from lagrad.solve.forward import evaluate
 
 N, D = 40, 3
@@ -119,3 +120,54 @@ def test_an_input_read_outside_a_block_is_copied(rng):
     p.define(z, 0.5 * lagrad.tanh(w_in @ z + 1.0))
     p.output(lagrad.sum(z * z) + lagrad.sum(w_in))
     assert not borrow_module.borrowable(compile_program(p))
+
+
+def mlp_program(rng):
+    data, labels = rng.standard_normal((8, N)), np.eye(3)[rng.integers(3, size=8)]
+
+    def loss(w1, b1, w2):
+        a = lagrad.tanh(data @ w1 + b1) @ w2
+        return -lagrad.mean(lagrad.sum(labels * (a - lagrad.logsumexp(a, axis=1,
+                                                                        keepdims=True)), axis=1))
+    params = (rng.standard_normal((N, N)) / N, rng.standard_normal(N),
+              rng.standard_normal((N, 3)))
+    return lagrad.trace(loss, *params), params
+
+
+def test_an_acyclic_program_borrows_its_large_inputs_in_the_flat_plan(rng):
+    """W1 (N x N entries) is read from the caller's array by the flat plan's
+    forward pass and sweep: same values, multipliers and gradients as with
+    every input copied (a Fortran-ordered W1 is copied)."""
+    program, params = mlp_program(rng)
+    schedule = compile_program(program)
+    pool = pool_of(schedule)
+    copied = (np.asfortranarray(params[0]),) + params[1:]
+    reference = program.solve(*copied)
+    ref_grad, ref_z = reference.grad(), reference.z.copy()
+    del reference
+    for _ in range(2):
+        for vec in pool.free:
+            vec.fill(np.nan)
+        sol = program.solve(*params)
+        grads = sol.grad()
+        for got, want in zip(grads, ref_grad):
+            np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(sol.z, ref_z)
+        del sol
+    bad = params[0].copy()
+    bad[1, 2] = np.inf
+    with pytest.raises(NonFiniteError, match="input 'w1'|'w1'"):
+        program.solve(bad, *params[1:])
+
+
+def test_the_flat_plan_leaves_a_borrowed_slice_of_z_unwritten(rng):
+    program, params = mlp_program(rng)
+    schedule = compile_program(program)
+    plan = flat_plan(schedule)
+    pool_of(schedule).free[:] = [np.full(schedule.size, np.nan)]
+    z, borrowed = plan.forward(params)
+    span = schedule.index.slice(schedule.inputs[0].index)
+    assert borrowed is not None and list(borrowed.arrays) == [(span.start, span.stop)]
+    assert np.isnan(z[span]).all()
+    borrowed.fill(z)
+    np.testing.assert_array_equal(z[span], params[0].ravel())

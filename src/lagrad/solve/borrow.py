@@ -9,7 +9,10 @@ at N = 1000 it cost about a fifth of the whole gradient.
 An input that only the equations of cyclic blocks read (and that is large,
 C-contiguous float64) is therefore *borrowed*: the block's iterations bind the
 caller's array where the equations read it (:mod:`lagrad.solve.bound`), and its
-slice of z is left unwritten until something reads z directly. Anything that
+slice of z is left unwritten until something reads z directly. An acyclic
+array program run from its flat plan (:mod:`lagrad.solve.flatplan`: an MLP's
+loss) borrows every large input: the plan's forward pass and multiplier sweep
+read it where they gather arguments. Anything that
 does (a Newton step assembling J, a residual check, ``sol.z``, ``sol["W"]``)
 goes through :meth:`Borrowed.fill` first, which copies it then, once.
 
@@ -29,7 +32,7 @@ from numpy.typing import NDArray
 from lagrad.compile.groups import grouped_steps
 from lagrad.compile.schedule import CyclicBlock, Schedule, Single
 
-__all__ = ["Borrowed", "borrowable", "borrow", "BORROW_MIN"]
+__all__ = ["Borrowed", "borrowable", "borrow", "lend", "finite_outside", "BORROW_MIN"]
 
 Array = NDArray[np.float64]
 Span = tuple[int, int]
@@ -49,6 +52,15 @@ class Borrowed:
         for (a, b), x in self.arrays.items():
             z[a:b] = x
         self.arrays = {}
+
+    def run(self, step: Single, z: Array) -> None:
+        """:meth:`Single.run` into z, borrowed inputs read from the caller's arrays."""
+        eq, args = step.eq, self.gather(step, z)
+        target = z[step.start:step.stop]
+        if step.ufunc:
+            eq.primitive.value(*args, out=target.reshape(step.shape))
+        else:
+            target[...] = np.ravel(eq.primitive.value(*args, **eq.params))
 
     def gather(self, step: Single, z: Array) -> list[Any]:
         """The step's arguments, borrowed inputs from the caller's arrays."""
@@ -92,10 +104,29 @@ def borrow(schedule: Schedule, inputs: Sequence[Array]) -> Borrowed | None:
     if not spans:
         return None
     index = schedule.index
+    return lend(spans, [((int(index.offsets[v.index]), int(index.offsets[v.index + 1])), x)
+                        for v, x in zip(schedule.inputs, inputs)])
+
+
+def lend(spans: frozenset[Span], inputs: Sequence[tuple[Span, Any]]) -> Borrowed | None:
+    """Of ``inputs`` ((span, value) pairs), those whose span is in ``spans``
+    and whose value is a C-contiguous float64 array, borrowed (None: none)."""
     arrays: dict[Span, Array] = {}
-    for v, x in zip(schedule.inputs, inputs):
-        span = (int(index.offsets[v.index]), int(index.offsets[v.index + 1]))
+    for span, x in inputs:
         if span in spans and isinstance(x, np.ndarray) and x.dtype == np.float64 \
                 and x.flags.c_contiguous:
             arrays[span] = x.reshape(-1)
     return Borrowed(arrays) if arrays else None
+
+
+def finite_outside(z: Array, borrowed: Borrowed | None, finite: Any) -> bool:
+    """``finite`` (a test of one array) holds for z, its borrowed spans read
+    from the caller's arrays instead."""
+    if borrowed is None or not borrowed.arrays:
+        return bool(finite(z))
+    start = 0
+    for (a, b), x in sorted(borrowed.arrays.items()):
+        if not (finite(z[start:a]) and finite(x)):
+            return False
+        start = b
+    return bool(finite(z[start:]))

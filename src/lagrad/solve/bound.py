@@ -64,10 +64,12 @@ def _run_into(step: Single, args: list[Any], target: Array) -> None:
 
 
 def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
-                   into: Array | None = None, borrowed: Borrowed | None = None) -> list[Call]:
+                   into: Array | None = None, borrowed: Borrowed | None = None,
+                   skip: frozenset[tuple[int, int]] = frozenset()) -> list[Call]:
     """One call per differentiated argument of each step, adding lambda_i
     df_i/dz_j into ``into`` (default lam), as :meth:`Single.pullback` does;
-    an input in ``borrowed`` is read from the caller's array."""
+    an input in ``borrowed`` is read from the caller's array. Arguments whose
+    span of z is in ``skip`` get no call."""
     into = lam if into is None else into
     calls: list[Call] = []
     for step in steps:
@@ -78,6 +80,8 @@ def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
         ans = z[step.start:step.stop].reshape(step.shape)
         args = _views(step, z, step.vslots, borrowed)
         for pos, a, b, shape in step.dslots:
+            if (a, b) in skip:
+                continue
             calls.append(partial(eq.primitive.pullback_add, pos, into[a:b].reshape(shape), g,
                                  ans, args, eq.params))
     return calls

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +43,9 @@ from lagrad.compile.groups import grouped_steps
 from lagrad.compile.guards import first_nonfinite
 from lagrad.compile.schedule import CyclicBlock, Schedule, Single
 from lagrad.options import LinearOptions
+from lagrad.solve import borrow as borrowing
 from lagrad.solve.blocksolve import Workspace, substitute_block
-from lagrad.solve.borrow import Borrowed
+from lagrad.solve.borrow import Borrowed, finite_outside, lend
 from lagrad.solve.buffers import pool_of
 from lagrad.solve.linsolve import SolveInfo
 from lagrad.solve.results import BlockResult
@@ -134,6 +135,11 @@ class FlatPlan:
                 reverse.append(rev)
         self.reverse = tuple(reverse)
         self.cyclic = bool(blocks)
+        # large inputs the forward pass reads from the caller's arrays (lagrad.solve.borrow)
+        self.lendable = frozenset() if blocks else frozenset(
+            (a, b) for a, b in self.inputs if b - a >= borrowing.BORROW_MIN)
+        self.borrowers = frozenset(id(s) for s in self.steps if isinstance(s, Single) and any(
+            (a, b) in self.lendable for _, a, b, _ in s.vslots))
         self.stepwise = schedule.size > STEPWISE
         passing = {id(rev.step) for rev in reverse if isinstance(rev, _Reverse)}
         passing.update(id(unit) for unit in blocks)  # checked right after their solve
@@ -145,28 +151,37 @@ class FlatPlan:
             (int(a), int(b)) for a, b in zip(index.offsets[:-1], index.offsets[1:])
             if b > a and (int(a), int(b)) not in written]))
 
-    def forward(self, inputs: tuple[Any, ...]) -> Array:
-        """z at the inputs (one value per input, already of its shape): every
-        step run in order; a non-finite value raises NonFiniteError naming
-        the equation where it first appears. An equation's own SolveError
-        (a singular linalg.solve) propagates as raised: the general path
+    def forward(self, inputs: Sequence[Any]) -> tuple[Array, Borrowed | None]:
+        """z at the inputs (one value per input, already of its shape), and
+        the large inputs left in the caller's arrays (their slices of z not
+        written, see :mod:`lagrad.solve.borrow`): every step run in order; a
+        non-finite value raises NonFiniteError naming the equation where it
+        first appears. An equation's own SolveError (a singular linalg.solve)
+        propagates as raised: the general path
         (:func:`lagrad.solve.forward.evaluate`) names its equation."""
-        z = pool_of(self.schedule).take()  # every entry is written
+        z = pool_of(self.schedule).take()  # every entry is written (or borrowed)
+        borrowed = lend(self.lendable, list(zip(self.inputs, inputs))) \
+            if self.lendable else None
+        lent = borrowed.arrays if borrowed is not None else {}
         for (a, b), x in zip(self.inputs, inputs):
-            z[a:b] = np.ravel(x)
+            if (a, b) not in lent:
+                z[a:b] = np.ravel(x)
+        borrowers = self.borrowers if lent else frozenset()
         with np.errstate(all="ignore"):
             if self.stepwise:
-                finite = all(_finite(z[a:b]) for a, b in self.inputs)
+                finite = all(_finite(lent.get((a, b), z[a:b])) for a, b in self.inputs)
                 for step in self.steps:
-                    step.run(z)
+                    _run(step, z, borrowed, borrowers)
                     finite = finite and _finite(z[step.start:step.stop])
             else:
                 for step in self.steps:
-                    step.run(z)
-                finite = _finite(z)
+                    _run(step, z, borrowed, borrowers)
+                finite = finite_outside(z, borrowed, _finite)
         if not finite:
+            if borrowed is not None:
+                borrowed.fill(z)
             raise first_nonfinite(self.schedule, z, "value")
-        return z
+        return z, borrowed
 
     def multipliers(self, z: Array, forward: Mapping[int, BlockResult] | None = None,
                     borrowed: Borrowed | None = None) -> tuple[Array, SolveInfo] | None:
@@ -205,7 +220,7 @@ class FlatPlan:
                 step = rev.step
                 if stepwise and not _finite(lam[step.start:step.stop]):  # complete: every
                     return None  # child passed its part
-                _pull(rev, z, lam)
+                _pull(rev, z, lam, borrowed)
             finite = all(_finite(lam[a:b]) for a, b in self.last) if stepwise else \
                 _finite(lam)
         if not finite:
@@ -217,6 +232,15 @@ class FlatPlan:
         return lam, SolveInfo("auto", seconds, float("nan"),
                               max([b.iterations for b in blocks], default=1), True, notes,
                               {"blocks": blocks})
+
+
+def _run(step: Single, z: Array, borrowed: Borrowed | None, borrowers: frozenset[int]
+         ) -> None:
+    """The step's value into z, borrowed inputs read from the caller's arrays."""
+    if borrowed is not None and id(step) in borrowers:
+        borrowed.run(step, z)
+    else:
+        step.run(z)
 
 
 def _pull(rev: _Reverse, z: Array, lam: Array, borrowed: Borrowed | None = None) -> None:

@@ -18,7 +18,7 @@ from lagrad.compile.schedule import CyclicBlock, Schedule, Single, Step
 from lagrad.errors import SolveError
 from lagrad.numeric import all_finite
 from lagrad.options import ForwardOptions
-from lagrad.solve.borrow import Borrowed, borrow
+from lagrad.solve.borrow import Borrowed, borrow, finite_outside
 from lagrad.solve.buffers import pool_of
 from lagrad.solve.grouped import GROUP_METHODS, solve_group
 from lagrad.solve.nonlinear import solve_block
@@ -70,23 +70,12 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array], options: ForwardOption
                 if located is None:
                     raise
                 raise located from err
-    if not _all_finite(z, borrowed):
+    if not finite_outside(z, borrowed, all_finite):
         if borrowed is not None:
             borrowed.fill(z)
         raise first_nonfinite(schedule, z, "value")
     return z, results, borrowed
 
-
-def _all_finite(z: Array, borrowed: Borrowed | None) -> bool:
-    """z is finite, its borrowed inputs read from the caller's arrays."""
-    if borrowed is None or not borrowed.arrays:
-        return all_finite(z)
-    start = 0
-    for (a, b), x in sorted(borrowed.arrays.items()):
-        if not (all_finite(z[start:a]) and all_finite(x)):
-            return False
-        start = b
-    return all_finite(z[start:])
 
 
 def _locate(err: SolveError, step: Step, z: Array, schedule: Schedule) -> SolveError | None:

@@ -316,7 +316,16 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
         raise ProgramError(f"missing values for inputs {missing}")
     xs = [_as_input(v, values[v.index], "input") for v in declared]
     sources = {u: j for u, j in program.init_sources.items() if u not in starts}
-    z, diagnostics, borrowed = evaluate(schedule, xs, forward, inits, sources)
+    plan = flat_plan(schedule)  # no cyclic block: the options above change nothing
+    z: Array | None = None
+    if plan is not None:
+        try:
+            z, borrowed = plan.forward(xs)
+            diagnostics: dict[int, BlockResult] = {}
+        except SolveError:  # again by the general path, whose error names the equation
+            z = None
+    if z is None:
+        z, diagnostics, borrowed = evaluate(schedule, xs, forward, inits, sources)
     solution = Solution(schedule, z, diagnostics, backward, borrowed)
     pool_of(schedule).recycle(solution, z)
     return solution
@@ -330,12 +339,12 @@ def solve_checked(program: Program, inputs: Sequence[Any]) -> Solution:
     schedule = compile_program(program)
     plan = flat_plan(schedule)
     try:
-        z = None if plan is None else plan.forward(inputs)
+        z, borrowed = (None, None) if plan is None else plan.forward(inputs)
     except SolveError:  # again by the general path, whose error names the equation
         z = None
     if z is None:
         return solve_program(program, inputs, {})
-    solution = Solution(schedule, z)
+    solution = Solution(schedule, z, borrowed=borrowed)
     pool_of(schedule).recycle(solution, z)
     return solution
 
