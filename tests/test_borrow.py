@@ -171,3 +171,21 @@ def test_the_flat_plan_leaves_a_borrowed_slice_of_z_unwritten(rng):
     assert np.isnan(z[span]).all()
     borrowed.fill(z)
     np.testing.assert_array_equal(z[span], params[0].ravel())
+
+
+def test_a_gradient_handed_over_is_the_callers_own(rng):
+    """A DEQ's inputs are nearly all of lambda: the first grad() hands the
+    vector over (its slices are the gradient). Changing the arrays it returned
+    changes nothing this Solution computes later."""
+    p, x, w, u, b = deq(rng)
+    ref = reference(x, w, u, b)
+    sol = p.solve(x, w)
+    gx, gw = sol.grad()
+    np.testing.assert_allclose(gw, ref[1], rtol=1e-9, atol=1e-12)
+    assert sol.adjoint_info.blocks
+    gx[:] = np.nan
+    gw *= 0.0
+    again = sol.grad()
+    np.testing.assert_allclose(again[0], ref[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sol.multipliers()["W"], ref[1], rtol=1e-9, atol=1e-12)
+    assert not np.shares_memory(again[1], gw)

@@ -233,7 +233,7 @@ def deq(ctx: Context) -> list[dict[str, Any]]:
               "stored: float64 entries of non-input variables; err: max abs error / max abs "
               "of the dense reference gradient",
               "targets (N >= 1000): every direct or converged method within 1e-10; "
-              "default grad/floor <= 1.2"]
+              "default grad/floor <= 1.1"]
     ctx.print(format_table("deq: deep-equilibrium layer, implicit vs unrolled vs floor",
                            COLUMNS, rows, notes))
     return rows

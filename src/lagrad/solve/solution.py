@@ -31,6 +31,10 @@ __all__ = ["Solution", "VariableMap", "KKTResiduals", "solve_program", "solve_ch
 Array = NDArray[np.float64]
 NO_OPTIONS = ForwardOptions()
 DEFAULT_METHODS = ("auto", "backsub")  # the default substitution, cached per Solution
+HAND_OVER = 0.9
+"""Share of the multiplier vector that the inputs' entries must reach for a
+first ``grad()`` to hand the vector over (its slices are the gradient) instead
+of copying the gradient out of it: a DEQ layer's W is nearly all of it."""
 
 
 class VariableMap(Mapping[Any, Any]):
@@ -123,7 +127,8 @@ class Solution:
         computed on first use). A block with a truncated backward mode has
         status ``TRUNCATED`` and its ``extra["error_estimate"]``. For another
         method, read ``info.blocks`` of ``sol.adjoint_system().solve(method, ...)``."""
-        self._default_multipliers()
+        if self._multiplier_info is None:
+            self._default_multipliers()
         assert self._multiplier_info is not None
         return self._multiplier_info.blocks
 
@@ -132,7 +137,8 @@ class Solution:
         """The :class:`~lagrad.SolveInfo` of the default multiplier solve (the
         one :meth:`grad` and :meth:`multipliers` use without a method or
         options; computed on first use)."""
-        self._default_multipliers()
+        if self._multiplier_info is None:
+            self._default_multipliers()
         assert self._multiplier_info is not None
         return self._multiplier_info
 
@@ -189,17 +195,20 @@ class Solution:
         sharing a Solution get one vector) in a pooled vector (buffers.py)."""
         with self._lock:
             if self._multipliers is None:
-                plan = multiplier_plan(self.schedule) if self.backward is None else \
-                    flat_plan(self.schedule)
-                found = None if plan is None else plan.multipliers(self._z, self.diagnostics,
-                                                                   self._borrowed)
-                if found is None:  # the general sweep (and its guard, naming a culprit)
-                    system = self._adjoint_system(self._seed(pooled=True))
-                    found = solve_system(system, rebuild_rhs=self._seed,
-                                         compute_residual=False)
-                self._multipliers, self._multiplier_info = found
-                pool_of(self.schedule).recycle(self, found[0])
+                self._multipliers, self._multiplier_info = self._solve_default()
+                pool_of(self.schedule).recycle(self, self._multipliers)
             return self._multipliers
+
+    def _solve_default(self) -> tuple[Array, SolveInfo]:
+        """lambda by the default method and its info (not kept)."""
+        plan = multiplier_plan(self.schedule) if self.backward is None else \
+            flat_plan(self.schedule)
+        found = None if plan is None else plan.multipliers(self._z, self.diagnostics,
+                                                           self._borrowed)
+        if found is None:  # the general sweep (and its guard, naming a culprit)
+            system = self._adjoint_system(self._seed(pooled=True))
+            found = solve_system(system, rebuild_rhs=self._seed, compute_residual=False)
+        return found
 
     def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
         if isinstance(method, str) and method in DEFAULT_METHODS and not options:
@@ -213,10 +222,26 @@ class Solution:
 
     def grad(self, method: str | LinearSolver = "auto", **options: Any) -> Any:
         """Gradient of the scalar output with respect to the inputs: an array
-        of the input's shape, or a tuple of them for several inputs."""
-        # lambda is never bound to a local here: a Solution dropped right after
-        # this call (``program.solve(x).grad()``) then recycles it (buffers.py)
-        grads = self.schedule.index.take(self._lambda(method, options), self.schedule.inputs)
+        of the input's shape, or a tuple of them for several inputs (the
+        caller's own arrays)."""
+        default = isinstance(method, str) and method in DEFAULT_METHODS and not options
+        if default and self._multipliers is None and _hands_over(self.schedule):
+            # the inputs are (nearly) all of lambda: hand the vector over, its slices
+            # being the gradient, instead of copying them out; this Solution keeps
+            # only the info (multipliers() asked later solves again)
+            with self._lock:
+                lam, info = self._solve_default()
+                if self._multiplier_info is None:
+                    self._multiplier_info = info
+            index = self.schedule.index
+            grads = tuple(lam[index.slice(v.index)].reshape(v.shape)[()] if not v.shape else
+                          lam[index.slice(v.index)].reshape(v.shape)
+                          for v in self.schedule.inputs)
+        else:
+            # lambda is never bound to a local here: a Solution dropped right after
+            # this call (``program.solve(x).grad()``) then recycles it (buffers.py)
+            grads = self.schedule.index.take(self._lambda(method, options),
+                                             self.schedule.inputs)
         return grads[0] if len(grads) == 1 else grads
 
     # ---------------------------------------------------------------- forward
@@ -347,6 +372,16 @@ def solve_checked(program: Program, inputs: Sequence[Any]) -> Solution:
     solution = Solution(schedule, z, borrowed=borrowed)
     pool_of(schedule).recycle(solution, z)
     return solution
+
+
+def _hands_over(schedule: Schedule) -> bool:
+    """Whether the inputs' entries are at least HAND_OVER of the flat vector
+    (cached on the schedule)."""
+    extras = schedule.extras
+    if "hands_over" not in extras:
+        entries = sum(v.size for v in schedule.inputs)
+        extras["hands_over"] = schedule.size > 0 and entries >= HAND_OVER * schedule.size
+    return bool(extras["hands_over"])
 
 
 def _inits(program: Program, init: Mapping[Any, Any] | None) -> dict[int, Array]:
