@@ -1,5 +1,6 @@
 """Compile once, run many: a jitted training step against hand-written numpy,
-and the per-call overhead of a jitted value_and_grad over the bare solve.
+and the per-call overhead of a jitted value_and_grad of a 3-element function
+over the same value and gradient written in numpy by hand (target 20 us).
 
 Run: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_frontend.py``. The MLP is
 64-32-10 on data of the shape of scikit-learn's digits (1797 x 64, 10
@@ -7,7 +8,8 @@ classes; synthetic unless scikit-learn is installed). Medians of interleaved run
 the jitted step, ``program.solve().grad()`` and hand-written numpy are timed
 round after round on the same data; the uncached call (a trace per call, each
 allocating a new program's vectors) is timed on its own afterwards, so that its
-allocations do not shift the memory the compared calls page through.
+allocations do not shift the memory the compared calls page through. Three
+shuffled batches of the data then show that new data arrays do not retrace.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ def main() -> None:
           f"jit {t['jit'] * 1e3:.3f} ms, program.solve().grad() {t['program'] * 1e3:.3f} ms, "
           f"numpy {t['numpy'] * 1e3:.3f} ms; jit/numpy {t['jit'] / t['numpy']:.2f} "
           f"(target 1.3), traces {step.cache.traces}")
+    rng = np.random.default_rng(0)
+    for order in (rng.permutation(len(x)) for _ in range(3)):
+        step(params, x[order], y[order])
+    print(f"3 shuffled batches of the digits: traces {step.cache.traces} (1: data arrays are "
+          "inputs of the program, not constants)")
     f = lambda v: (lagrad.sin(v) * v).sum()  # noqa: E731
     x3 = np.array([0.1, 0.2, 0.3])
     small = lagrad.jit(lagrad.value_and_grad(f))

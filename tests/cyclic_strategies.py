@@ -438,3 +438,19 @@ def cyclic_cases(draw: Any, **kwargs: Any) -> CyclicCase:
     inputs = tuple(rng.uniform(-1, 1, size=shape) if shape else float(rng.uniform(-1, 1))
                    for shape in recipe.input_shapes)
     return CyclicCase(recipe, inputs)
+
+
+def empty_block(kind: str) -> lagrad.Program:
+    """A cyclic block of no unknowns: z of shape (0,) with a scalar interior
+    s = sum(z) + x (which is x), by ``define`` or ``root``; the output x s + x
+    reads the interior, so its derivative is 2x + 1."""
+    p = lagrad.Program()
+    x = p.input("x")
+    z = p.unknown("z", (0,))
+    s = lagrad.sum(z) + x
+    if kind == "define":
+        p.define(z, 0.5 * z + s)
+    else:
+        p.root(z, z - s)
+    p.output(x * s + x)
+    return p

@@ -165,7 +165,7 @@ def test_the_flat_plan_leaves_a_borrowed_slice_of_z_unwritten(rng):
     schedule = compile_program(program)
     plan = flat_plan(schedule)
     pool_of(schedule).free[:] = [np.full(schedule.size, np.nan)]
-    z, borrowed = plan.forward(params)
+    z, borrowed = plan.run(params)
     span = schedule.index.slice(schedule.inputs[0].index)
     assert borrowed is not None and list(borrowed.arrays) == [(span.start, span.stop)]
     assert np.isnan(z[span]).all()

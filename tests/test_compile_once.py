@@ -63,21 +63,105 @@ def test_new_shapes_dtypes_or_structure_retrace_identical_calls_do_not(rng):
 
 
 def test_constants_are_part_of_the_key(rng):
-    """Arguments outside argnums and keyword arguments are baked in: a new
-    value (also an array changed in place) must retrace, not reuse."""
+    """Keyword arguments (and positional ones that are not float arrays) are
+    baked in: a new value (also an array changed in place) must retrace, not
+    reuse."""
     loss = Counted()
     step = lagrad.jit(lagrad.value_and_grad(loss))
     w, x = rng.standard_normal(3), rng.standard_normal((4, 3))
-    step(w, x)
-    x[0, 0] += 1.0  # in place: same object, new values
-    v, g = step(w, x)
-    np.testing.assert_allclose(g, reference(w, x)[1], rtol=1e-12)
-    assert loss.runs == 2
-    v, g = step(w, x, scale=3.0)
+    scale = np.array(2.0)
+    step(w, x, scale=scale)
+    scale[...] = 3.0  # in place: same object, new value
+    v, g = step(w, x, scale=scale)
     np.testing.assert_allclose(g, reference(w, x, 3.0)[1], rtol=1e-12)
+    assert loss.runs == 2
+    v, g = step(w, x, scale=4.0)
+    np.testing.assert_allclose(g, reference(w, x, 4.0)[1], rtol=1e-12)
     assert loss.runs == 3
-    step(w, x.copy(), scale=3.0)  # equal values: no retrace
+    step(w, x, scale=np.array(3.0))  # equal values: no retrace
     assert loss.runs == 3
+
+
+def test_data_arrays_are_read_at_each_call_not_retraced(rng):
+    """A float array outside argnums is an input of the jitted program
+    without a gradient: new batches (or an array changed in place) reuse it."""
+    loss = Counted()
+    step = lagrad.jit(lagrad.value_and_grad(loss))
+    w = rng.standard_normal(3)
+    x = rng.standard_normal((4, 3))
+    for batch in (x, rng.standard_normal((4, 3)), rng.standard_normal((4, 3)), x):
+        v, g = step(w, batch)
+        v_ref, g_ref = reference(w, batch)
+        assert v == pytest.approx(v_ref, rel=1e-12)
+        np.testing.assert_allclose(g, g_ref, rtol=1e-12)
+    x[0, 0] += 1.0
+    np.testing.assert_allclose(step(w, x)[1], reference(w, x)[1], rtol=1e-12)
+    assert step.cache.traces == 1 and loss.runs == 1
+    step(w, rng.standard_normal((5, 3)))  # a new shape retraces
+    assert step.cache.traces == 2
+    # grad, several argnums and pytrees of parameters too
+    g = lagrad.jit(lagrad.grad(lambda p, x, y: lagrad.sum((x @ p[0] + p[1] - y) ** 2)))
+    p = (np.ones(3), np.zeros(1))
+    for _ in range(3):
+        x, y = rng.standard_normal((4, 3)), rng.standard_normal(4)
+        got = g(p, x, y)
+        r = 2 * (x @ p[0] + p[1] - y)
+        np.testing.assert_allclose(got[0], x.T @ r, rtol=1e-12)
+        np.testing.assert_allclose(got[1], [r.sum()], rtol=1e-12)
+    assert g.cache.traces == 1
+
+
+def test_data_arrays_are_inputs_with_has_aux_options_and_info(rng):
+    def loss(w, x):
+        r = x @ w
+        return lagrad.sum(r ** 2), {"r": r, "x": x}
+
+    w = rng.standard_normal(3)
+    for transform in (lagrad.value_and_grad(loss, has_aux=True, return_info=True),
+                      lagrad.value_and_grad(loss, has_aux=True,
+                                            solve_options={"adjoint_method": "splu"})):
+        step = lagrad.jit(transform)
+        for k in range(3):
+            x = rng.standard_normal((4, 3))
+            got = step(w, x)
+            ((v, aux), g) = got[0] if isinstance(got[1], lagrad.DerivativeInfo) else got
+            np.testing.assert_allclose(g, 2 * x.T @ (x @ w), rtol=1e-12)
+            np.testing.assert_allclose(aux["r"], x @ w, rtol=1e-14)
+            np.testing.assert_array_equal(aux["x"], x)
+            if isinstance(got[1], lagrad.DerivativeInfo):
+                assert got[1].traced == (k == 0)
+        assert step.cache.traces == 1
+
+
+def test_data_that_python_reads_stays_a_constant(rng):
+    """Python control flow on a data array cannot be traced: it is baked in
+    as before (keyed by value), with results that follow the data."""
+    def f(w, x):
+        return (w ** 2).sum() if float(np.asarray(x).sum()) > 0 else (w ** 3).sum()
+    g = lagrad.jit(lagrad.grad(f))
+    w = np.array([1.0, 2.0])
+    np.testing.assert_allclose(g(w, np.ones(2)), 2 * w)
+    np.testing.assert_allclose(g(w, -np.ones(2)), 3 * w ** 2)
+    np.testing.assert_allclose(g(w, np.ones(2)), 2 * w)
+    assert g.cache.traces == 2
+    labels = np.array([0, 2])  # integers: a constant (an index), keyed by value
+    h = lagrad.jit(lagrad.grad(lambda w, i: w[i].sum()))
+    np.testing.assert_allclose(h(np.ones(3), labels), [1.0, 0.0, 1.0])
+    np.testing.assert_allclose(h(np.ones(3), labels[::-1].copy()), [1.0, 0.0, 1.0])
+    assert h.cache.traces == 2
+
+
+def test_a_derivative_through_data_that_is_not_finite_is_not_asked_for():
+    """d/dx sqrt(x) is infinite at x = 0; x is data, so its multiplier is
+    nobody's business: the call gives what the uncached transform gives."""
+    f = lambda w, x: lagrad.sum(w * lagrad.sqrt(x))  # noqa: E731
+    step = lagrad.jit(lagrad.value_and_grad(f))
+    for x in ([0.0, 1.0], [1.0, 4.0], [0.0, 9.0], [4.0, 9.0], [4.0, 16.0]):
+        x = np.array(x)
+        v, g = step(np.full(2, 2.0), x)
+        v_ref, g_ref = lagrad.value_and_grad(f)(np.full(2, 2.0), x)
+        assert v == v_ref
+        np.testing.assert_array_equal(g, np.sqrt(x))
 
 
 def test_python_control_flow_on_a_constant_is_keyed():

@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pytest
+from cyclic_strategies import empty_block
 
 import lagrad
 from lagrad import ConvergenceError, NonFiniteError
@@ -191,25 +192,12 @@ LINEAR = [m for m in METHODS_ALL if m != "levels"
           and m != "petsc"]  # a Krylov solve of the whole system: tests/petsc, to rounding
 
 
-def _empty_block(kind: str) -> lagrad.Program:
-    """z of shape (0,) in a cycle with a scalar interior s = sum(z) + x
-    (which is x); the output x * s + x reads the interior."""
-    p = lagrad.Program()
-    x = p.input("x")
-    z = p.unknown("z", (0,))
-    s = lagrad.sum(z) + x
-    if kind == "define":
-        p.define(z, 0.5 * z + s)
-    else:
-        p.root(z, z - s)
-    p.output(x * s + x)
-    return p
 
 
 @pytest.mark.parametrize("kind", ["define", "root"])
 @pytest.mark.parametrize("forward", [None, "fixed_point", "newton", "anderson"])
 def test_an_empty_cyclic_block_solves_trivially(kind, forward):
-    p = _empty_block(kind)
+    p = empty_block(kind)
     assert [b.cyclic for b in p.blocks].count(True) == 1
     sol = p.solve(3.0, method=forward)
     assert sol["z"].shape == (0,) and float(sol.output) == 12.0
@@ -219,7 +207,7 @@ def test_an_empty_cyclic_block_solves_trivially(kind, forward):
 
 
 def test_an_empty_block_reports_how_it_was_solved():
-    sol = _empty_block("define").solve(3.0)
+    sol = empty_block("define").solve(3.0)
     (forward,) = sol.diagnostics.values()
     assert forward.converged and forward.method == "evaluation"
     (adjoint,) = sol.adjoint_diagnostics

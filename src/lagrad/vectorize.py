@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from lagrad import tree
-from lagrad.api import Jitted, Transform, _adjoint, _setup, jvp
+from lagrad.api import Jitted, Transform, jvp
+from lagrad.api.common import _adjoint, _setup
 from lagrad.errors import BatchingError, OptionError, ProgramError
 from lagrad.ir import ops
 from lagrad.ir.primitives import Tracer

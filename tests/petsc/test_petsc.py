@@ -15,6 +15,8 @@ import pytest
 
 pytest.importorskip("petsc4py")
 
+from cyclic_strategies import empty_block  # noqa: E402
+
 import lagrad  # noqa: E402
 from lagrad.examples import pagerank  # noqa: E402
 from lagrad.solve import petsc  # noqa: E402
@@ -156,15 +158,7 @@ def test_an_unsupported_or_unknown_petsc_type_is_an_option_error(solution):
 @pytest.mark.parametrize("kind", ["define", "root"])
 def test_an_empty_cyclic_block(kind):
     """z of shape (0,) in a cycle: d(x^2 + x)/dx = 2x + 1 = 7 at x = 3."""
-    p = lagrad.Program()
-    x = p.input("x")
-    z = p.unknown("z", (0,))
-    s = lagrad.sum(z) + x
-    if kind == "define":
-        p.define(z, 0.5 * z + s)
-    else:
-        p.root(z, z - s)
-    p.output(x * s + x)
+    p = empty_block(kind)
     sol = p.solve(3.0)
     for method in ("petsc", "petsc_blocks"):
         assert float(sol.grad(method=method)) == pytest.approx(7.0, rel=1e-13)

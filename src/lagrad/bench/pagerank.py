@@ -204,7 +204,7 @@ def pagerank(ctx: Context) -> list[dict[str, Any]]:
     notes += ["r = 0.85 P^T r + 0.15 v, output rank mass of 1% of the nodes; gradient wrt w "
               "and v (includes the forward solve); adjoint methods after the default forward",
               "err: against Neumann iteration to rounding; target (m = 10^6): default "
-              "grad/floor <= 1.2"]
+              "grad/floor <= 1.1"]
     ctx.print(format_table("pagerank: implicit gradient on a sparse random graph", COLUMNS,
                            rows, notes))
     return rows

@@ -27,6 +27,7 @@ from .peers import peers
 from .plots import write_plots
 from .scaling import scaling
 from .sparsejac import sparsejac
+from .summary import format_summary
 from .targets import check_targets, format_targets
 
 __all__ = ["main", "run", "WORKLOADS"]
@@ -114,6 +115,9 @@ def run(names: Sequence[str], ctx: Context) -> dict[str, Any]:
         results[name] = {"rows": rows, "seconds": seconds, "error": error}
         ctx.progress(f"{name}: done in {seconds:.1f} s")
         ctx.print()
+    summary = format_summary(results)
+    if summary:
+        ctx.print(summary + "\n")
     targets = check_targets(results, ctx.level)
     ctx.print(format_targets(targets))
     total = time.perf_counter() - ctx.started

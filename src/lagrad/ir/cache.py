@@ -19,6 +19,10 @@ static arguments: they must be immutable). An argument that is neither (a
 scipy.sparse matrix, a mutable object) is not cached: the call traces anew,
 which is always correct. Closures are the caller's contract: to see a new
 value of a closed-over array, pass it as an argument or make a new cache.
+
+A caller may also pass data arrays among the argnums to trace them as
+inputs (``lagrad.api`` does so for a jitted ``value_and_grad``): they are then
+keyed by shape and dtype like the differentiated ones.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import numpy as np
 from lagrad import tree
 from lagrad.ir.trace import Traced, trace_args
 
-__all__ = ["TraceCache", "CacheHit", "MAX_TRACES"]
+__all__ = ["TraceCache", "CacheHit", "MAX_TRACES", "same_arrays"]
 
 MAX_TRACES = 32
 """Programs kept per cache; the least recently used is dropped beyond it."""
@@ -81,6 +85,9 @@ class TraceCache:
     ----------
     traces : int
         How many times ``fn`` has been traced through this cache.
+    fast : dict
+        Entries a caller keeps with the traces, dropped by :meth:`clear` (the
+        compiled sweeps of ``lagrad.api.fastpath``, by call signature).
 
     Examples
     --------
@@ -100,6 +107,7 @@ class TraceCache:
         self.fn = fn
         self.max_traces = max_traces
         self.traces = 0
+        self.fast: dict[Hashable, Any] = {}
         self._entries: OrderedDict[Hashable, list[_Entry]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -110,6 +118,7 @@ class TraceCache:
         """Forget every trace (the next call traces again, reading closures anew)."""
         with self._lock:
             self._entries.clear()
+            self.fast.clear()
 
     def lookup(self, args: Sequence[Any], kwargs: Mapping[str, Any], argnums: tuple[int, ...],
                *, has_aux: bool = False, tree_output: bool = False) -> CacheHit:
@@ -127,7 +136,7 @@ class TraceCache:
             if entries is not None:
                 self._entries.move_to_end(key)
                 for entry in entries:
-                    if _same_arrays(entry.snapshots, arrays):
+                    if same_arrays(entry.snapshots, arrays):
                         return CacheHit(entry.traced, tuple(values), False, entry.memo)
         traced = self._trace(args, kwargs, argnums, has_aux, tree_output)
         entry = _Entry(tuple(np.array(a, copy=True) for a in arrays), traced)
@@ -194,7 +203,8 @@ def _flatten(x: Any) -> tuple[list[Any], tree.TreeDef]:
     return tree.flatten(x)
 
 
-def _same_arrays(snapshots: Sequence[np.ndarray], arrays: Sequence[np.ndarray]) -> bool:
+def same_arrays(snapshots: Sequence[np.ndarray], arrays: Sequence[np.ndarray]) -> bool:
+    """Whether each array equals its snapshot (shape and values; NaN equals NaN)."""
     for old, new in zip(snapshots, arrays):
         if old is new:
             continue

@@ -668,12 +668,26 @@ def _sum_jacobian(k: int, ans: Array, x: Array, *, axis: Shape | None,
     return selection(rows, np.arange(rows.size), (np.size(ans), rows.size))
 
 
+def _sum_vjp_set(k: int, out: Array, g: Array, ans: Array, x: Array, *,
+                 axis: Shape | None, keepdims: bool) -> bool:
+    """The cotangent broadcast straight into ``out`` (no broadcast_to view)."""
+    np.copyto(out, g if axis is None or keepdims else expand_reduced(g, x, axis))
+    return True
+
+
+def _sum_vjp_add(k: int, out: Array, g: Array, ans: Array, x: Array, *,
+                 axis: Shape | None, keepdims: bool) -> bool:
+    np.add(out, g if axis is None or keepdims else expand_reduced(g, x, axis), out=out)
+    return True
+
+
 def _sum_value(x: Array, *, axis: Shape | None, keepdims: bool) -> Array:
-    return np.sum(x, axis=axis, keepdims=keepdims)
+    return np.add.reduce(x, axis=axis, keepdims=keepdims)  # np.sum without its dispatch
 
 
 sum_ = Primitive("sum", _sum_value, reduced_shape, vjp=_sum_vjp, jvp=_sum_jvp,
                  jacobian=_sum_jacobian, batch=batching.SUM,
+                 vjp_set=_sum_vjp_set, vjp_add=_sum_vjp_add,
                   second_vjp=linear_second_vjp)
 
 

@@ -151,7 +151,15 @@ class FlatPlan:
             (int(a), int(b)) for a, b in zip(index.offsets[:-1], index.offsets[1:])
             if b > a and (int(a), int(b)) not in written]))
 
-    def forward(self, inputs: Sequence[Any]) -> tuple[Array, Borrowed | None]:
+    def forward(self, inputs: Sequence[Any]) -> Array:
+        """z at the inputs (one value per input, already of its shape), every
+        input copied into it: :meth:`run` and :meth:`Borrowed.fill`."""
+        z, borrowed = self.run(inputs)
+        if borrowed is not None:
+            borrowed.fill(z)
+        return z
+
+    def run(self, inputs: Sequence[Any]) -> tuple[Array, Borrowed | None]:
         """z at the inputs (one value per input, already of its shape), and
         the large inputs left in the caller's arrays (their slices of z not
         written, see :mod:`lagrad.solve.borrow`): every step run in order; a

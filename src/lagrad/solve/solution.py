@@ -345,7 +345,7 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
     z: Array | None = None
     if plan is not None:
         try:
-            z, borrowed = plan.forward(xs)
+            z, borrowed = plan.run(xs)
             diagnostics: dict[int, BlockResult] = {}
         except SolveError:  # again by the general path, whose error names the equation
             z = None
@@ -364,7 +364,7 @@ def solve_checked(program: Program, inputs: Sequence[Any]) -> Solution:
     schedule = compile_program(program)
     plan = flat_plan(schedule)
     try:
-        z, borrowed = (None, None) if plan is None else plan.forward(inputs)
+        z, borrowed = (None, None) if plan is None else plan.run(inputs)
     except SolveError:  # again by the general path, whose error names the equation
         z = None
     if z is None:
