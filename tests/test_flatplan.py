@@ -11,7 +11,7 @@ import lagrad
 from lagrad.compile.compiler import compile_program
 from lagrad.errors import NonFiniteError
 from lagrad.solve.buffers import pool_of
-from lagrad.solve.flatplan import flat_plan
+from lagrad.solve.flatplan import flat_plan, multiplier_plan
 from lagrad.solve.linsolve import solve_system
 
 
@@ -119,3 +119,58 @@ def test_jit_value_and_grad_recycles_values_and_multipliers(rng):
         now = {id(v) for v in pool.free}
         assert before is None or now == before  # the same two vectors, round after round
         before = now
+
+
+def deq_program(n, d, rng, extra=False):
+    """z = tanh(W z + U x + b) (W an input, read only inside the block), output
+    sum(z^2) (+ a second use of W and of z outside the block with ``extra``)."""
+    w = rng.standard_normal((n, n))
+    w *= 0.5 / np.linalg.norm(w, 2)
+    u, b = rng.standard_normal((n, d)), rng.standard_normal(n)
+    p = lagrad.Program("deq")
+    x_in, w_in = p.input("x", (d,)), p.input("W", (n, n))
+    z = p.unknown("z", (n,))
+    p.define(z, lagrad.tanh(w_in @ z + u @ x_in + b))
+    out = lagrad.sum(z * z)
+    if extra:
+        out = out + lagrad.sum(lagrad.sin(w_in)) + lagrad.sum(w_in @ z)
+    p.output(out)
+    return p, (rng.standard_normal(d), w)
+
+
+@pytest.mark.parametrize("stepwise", [False, True])
+@pytest.mark.parametrize("extra", [False, True])
+def test_cyclic_plan_multipliers_equal_the_general_sweep(stepwise, extra, rng):
+    """A program with a cyclic block: its multipliers by the plan (each block
+    solved in place, W's multipliers written once by the block's outer
+    product, or added to after ``extra`` uses) equal the general sweep's, with
+    recycled vectors full of NaN."""
+    program, args = deq_program(300 if stepwise else 6, 3, rng, extra)
+    schedule = compile_program(program)
+    assert flat_plan(schedule) is None
+    plan = multiplier_plan(schedule)
+    assert plan is not None and plan.cyclic
+    plan.stepwise = stepwise
+    sol = program.solve(*args)
+    general, general_info = solve_system(sol.adjoint_system(), "auto")
+    direct = solve_system(sol.adjoint_system(), "spsolve").x
+    del sol
+    pool = pool_of(schedule)
+    for _ in range(3):
+        for vec in pool.free:
+            vec.fill(np.nan)
+        sol = program.solve(*args)
+        lam = sol.multipliers().vector.copy()
+        info = sol.adjoint_info
+        del sol
+        assert [b.method for b in info.blocks] == [b.method for b in general_info.blocks]
+        assert info.notes == general_info.notes
+        np.testing.assert_allclose(lam, general, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(lam, direct, rtol=1e-9, atol=1e-9)
+
+
+def test_cyclic_plan_is_not_used_with_a_backward_mode(rng):
+    program, args = deq_program(5, 2, rng)
+    sol = program.solve(*args, backward="phantom")
+    info = sol.adjoint_info
+    assert [b.status.name for b in info.blocks] == ["TRUNCATED"]

@@ -187,8 +187,13 @@ class Primitive:
     def pullback_add(self, k: int, out: Array, g: Array, ans: Array, args: Sequence[Any],
                      params: Mapping[str, Any]) -> None:
         """``out += `` the cotangent of argument ``k`` (``out`` has its shape)."""
-        if self.vjp_add is None or not self.vjp_add(k, out, g, ans, *args, **params):
-            out += self.pullback(k, g, ans, args, params)
+        if self.vjp_add is not None and self.vjp_add(k, out, g, ans, *args, **params):
+            return
+        if self.constant_partials is not None and self.constant_partials[k] == 1.0 \
+                and out.shape == np.shape(g):  # add, identity: nothing to sum or scale
+            out += g
+            return
+        out += self.pullback(k, g, ans, args, params)
 
     def pullback_set(self, k: int, out: Array, g: Array, ans: Array, args: Sequence[Any],
                      params: Mapping[str, Any]) -> None:

@@ -46,6 +46,7 @@ from lagrad.errors import SingularSystemError
 from lagrad.numeric import all_finite, lu_condition, norm2
 from lagrad.options import DEFAULT_STEPS, BackwardOptions, LinearOptions
 from lagrad.solve import petsc
+from lagrad.solve.borrow import Borrowed
 from lagrad.solve.bound import bind_pullbacks, run_all
 from lagrad.solve.buffers import Pool
 from lagrad.solve.results import BlockResult, Status, raise_for
@@ -108,11 +109,14 @@ class BlockOperator:
     (matrix-free) form. ``products`` counts the sweeps through the block
     (products with dG/dz_U or its transpose) made so far; ``rate`` is the
     forward iteration's observed contraction, when it had one (a hint for
-    error estimates)."""
+    error estimates). Inputs in ``borrowed`` are read from the caller's arrays
+    by the bound products; reading :attr:`z` copies them into z first."""
 
     def __init__(self, unit: CyclicBlock, z: Array, orientation: Orientation,
-                 workspace: Workspace | None = None, rate: float | None = None) -> None:
-        self.unit, self.z, self.orientation = unit, z, orientation
+                 workspace: Workspace | None = None, rate: float | None = None,
+                 borrowed: Borrowed | None = None) -> None:
+        self.unit, self._z, self.orientation = unit, z, orientation
+        self.borrowed = borrowed
         self.transposed = orientation.transposed
         self.w, self.w2 = (workspace or Workspace(z.size)).vectors()
         self.products, self.rate = 0, rate
@@ -122,6 +126,14 @@ class BlockOperator:
         self.last: Array | None = None
         self.interior_free = False
         self._vjp_calls: list[Callable[[], Any]] | None = None  # made on first use
+        self._interior_calls: list[Callable[[], Any]] | None = None
+
+    @property
+    def z(self) -> Array:
+        """z with every input in it (borrowed ones copied in now)."""
+        if self.borrowed is not None:
+            self.borrowed.fill(self._z)
+        return self._z
 
     @property
     def name(self) -> str:
@@ -138,8 +150,10 @@ class BlockOperator:
         """(dG/du)^T v, or with ``b_interior`` the back-substituted interior seed."""
         u = self.unit
         if self._vjp_calls is None:  # bound once: z, w and w2 stay put for the solve
-            self._vjp_calls = bind_pullbacks(u.inner_closing, self.z, self.w, self.w2)
-            self._vjp_interior = bind_pullbacks(u.inner_interior[::-1], self.z, self.w2)
+            lent = self.borrowed.arrays if self.borrowed is not None else None
+            self._vjp_calls = bind_pullbacks(u.inner_closing, self._z, self.w, self.w2, lent)
+            self._vjp_interior = bind_pullbacks(u.inner_interior[::-1], self._z, self.w2,
+                                                None, lent)
         u.zero(self.w2)
         self.w[u.u_at] = v  # the closing pullbacks read only the unknowns' entries
         run_all(self._vjp_calls)
@@ -147,6 +161,31 @@ class BlockOperator:
             self.w2[u.i_at] += b_interior
         run_all(self._vjp_interior)
         return self.w2[u.u_at].copy()
+
+    def _interior_vjp(self, v: Array, b_interior: Array) -> None:
+        """The interior multipliers (in w2) for lambda_U = ``v``: the sweep of
+        :meth:`_g_vjp` without what flows back into the unknowns (on a DEQ
+        layer, the product with W^T), so no product with dG/du."""
+        u = self.unit
+        if self._interior_calls is None:
+            lent = self.borrowed.arrays if self.borrowed is not None else None
+            offsets = self._unknown_spans()
+            closing = bind_pullbacks(u.inner_closing, self._z, self.w, self.w2, lent, offsets)
+            self._interior_calls = closing + bind_pullbacks(
+                u.inner_interior[::-1], self._z, self.w2, None, lent, offsets)
+        u.zero(self.w2)
+        self.w[u.u_at] = v
+        self.w2[u.i_at] = b_interior  # (zero runs above; the interior's rhs in place)
+        run_all(self._interior_calls)
+
+    def _unknown_spans(self) -> frozenset[tuple[int, int]]:
+        """The spans of z of the block's unknowns."""
+        u_index = self.unit.u_index
+        spans, start = [], 0
+        for v in self.unit.unknowns:
+            spans.append((int(u_index[start]), int(u_index[start]) + v.size))
+            start += v.size
+        return frozenset(spans)
 
     def _g_jvp(self, v: Array, c_interior: Array | None = None) -> Array:
         """(dG/du) v, with an optional interior source term ``c_interior``."""
@@ -183,13 +222,16 @@ class BlockOperator:
         # c = b_U + (the interior's rhs carried to the unknowns): no product when it is 0
         c = b[unit.pos_u] if self.interior_free else \
             b[unit.pos_u] + self._product(np.zeros(n), b_i)
-        op = spla.LinearOperator((n, n), matvec=lambda v: v - self._product(v), dtype=float)
-        return op, c
+        return _Reduced(n, self), c
 
     def recover(self, x_u: Array, b: Array) -> Array:
         """The whole block's solution from the unknowns' part ``x_u``."""
         unit = self.unit
-        if not (self.interior_free and x_u is self.last):  # else the last product did it
+        if self.interior_free and x_u is self.last:  # the last product did it
+            pass
+        elif self.transposed:  # back-substitution through the interior only
+            self._interior_vjp(x_u, b[unit.pos_i])
+        else:
             self._product(x_u, b[unit.pos_i])
         x_i = (self.w2 if self.transposed else self.w)[unit.i_at]
         x = np.empty(unit.s_index.size)
@@ -205,6 +247,26 @@ class BlockOperator:
             self.orientation.propagate(step, self.z, self.w, self.w2)
         r = x - self.w2[s] - b
         return norm2(r) / max(norm2(b), np.finfo(float).tiny)
+
+
+class _Reduced(spla.LinearOperator):
+    """(I - dG/du) (or its transpose) of a block, matrix-free; ``matvec`` of
+    a plain vector calls the block's product directly (scipy's wrapper checks
+    cost a few microseconds per call, a Neumann or Krylov iteration's worth of
+    bookkeeping on a small block)."""
+
+    def __init__(self, n: int, block: BlockOperator) -> None:
+        super().__init__(np.dtype(float), (n, n))
+        self.block, self.n = block, n
+
+    def _matvec(self, v: Array) -> Array:
+        flat = np.ravel(v)
+        return flat - self.block._product(flat)
+
+    def matvec(self, x: Any) -> Any:
+        if isinstance(x, np.ndarray) and x.shape == (self.n,) and x.dtype == np.float64:
+            return x - self.block._product(x)
+        return super().matvec(x)
 
 
 class BlockMethod(Protocol):
@@ -330,7 +392,10 @@ def _neumann(op: spla.LinearOperator, c: Array, options: LinearOptions, result: 
              budget: int | None) -> Array | None:
     """The Neumann series x = c + K x with K = I - op (converges when rho(K) < 1).
     With a ``budget`` it gives up as soon as its own observed rate predicts more
-    iterations than that, so that "auto" moves on."""
+    iterations than that, so that "auto" moves on. Once the residual r of x is
+    small enough it returns x + r, the next iterate, which costs no product
+    (the reported residual is that of x: the returned one's is smaller by
+    about the contraction rate)."""
     x = c.copy()
     tol = options.tolerance
     scale = max(norm2(c), np.finfo(float).tiny)
@@ -342,7 +407,7 @@ def _neumann(op: spla.LinearOperator, c: Array, options: LinearOptions, result: 
         result.iterations = k - 1
         if res <= tol * scale:
             result.status, result.extra["reduced_residual"] = Status.CONVERGED, res / scale
-            return x
+            return x + r  # (a new array: the last product's argument was x)
         if not np.isfinite(res) or res > 1e12 * scale:
             break
         if budget is not None and k >= 4:  # the series' own rate, early: the forward
@@ -592,17 +657,22 @@ def check_determined(unit: CyclicBlock, forward: BlockResult | None) -> None:
 def substitute_block(unit: CyclicBlock, z: Array, vec: Array, orientation: Orientation,
                      method: str, options: LinearOptions, forward: BlockResult | None = None,
                      workspace: Workspace | None = None,
-                     backward: BackwardOptions | None = None) -> BlockResult:
+                     backward: BackwardOptions | None = None, *,
+                     pass_on: bool = True, borrowed: Borrowed | None = None) -> BlockResult:
     """One cyclic block's step of a substitution sweep, in place in ``vec``:
     take in what flows from outside, replace vec[S] (holding the block's rhs)
-    by the block's solution, pass on what flows out. Raises (ConvergenceError,
+    by the block's solution, pass on what flows out (unless ``pass_on`` is
+    False: the caller then does). Inputs in ``borrowed`` are read from the
+    caller's arrays (:mod:`lagrad.solve.borrow`). Raises (ConvergenceError,
     SingularSystemError) naming the block when the solve fails. With ``method``
     "auto", a truncated ``backward`` mode replaces the exact adjoint solve."""
     if method != "lstsq":
         check_determined(unit, forward)
+    if borrowed is not None and (pass_on or not orientation.transposed):
+        borrowed.fill(z)  # entering or leaving reads z's inputs
     orientation.enter_block(unit, z, vec)
     block = BlockOperator(unit, z, orientation, workspace,
-                          forward.contraction if forward is not None else None)
+                          forward.contraction if forward is not None else None, borrowed)
     b = vec[unit.s_index]  # a copy: fancy indexing
     if method == "auto":
         result = solve_auto(block, b, options, forward, backward)
@@ -612,5 +682,6 @@ def substitute_block(unit: CyclicBlock, z: Array, vec: Array, orientation: Orien
     raise_for(result)
     assert result.x is not None
     vec[unit.s_index] = result.x
-    orientation.leave_block(unit, z, vec)
+    if pass_on:
+        orientation.leave_block(unit, z, vec)
     return result

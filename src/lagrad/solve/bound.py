@@ -13,7 +13,7 @@ are in use (they never are within one block solve).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -28,32 +28,48 @@ Array = NDArray[np.float64]
 Call = Callable[[], Any]
 
 
-def _views(step: Single, z: Array, slots: Sequence[tuple[int, int, int, tuple[int, ...]]]
-           ) -> list[Any]:
+Borrowed = Mapping[tuple[int, int], Array]  # input spans of z -> the caller's flat arrays
+
+
+def _views(step: Single, z: Array, slots: Sequence[tuple[int, int, int, tuple[int, ...]]],
+           borrowed: Borrowed | None = None) -> list[Any]:
     args = list(step.template)
     for pos, a, b, shape in slots:
-        args[pos] = z[a:b].reshape(shape)
+        x = borrowed.get((a, b)) if borrowed else None
+        args[pos] = (z[a:b] if x is None else x).reshape(shape)
     return args
 
 
-def bind_runs(steps: Sequence[Single], z: Array, out: Array | None = None) -> list[Call]:
+def bind_runs(steps: Sequence[Single], z: Array, out: Array | None = None,
+              borrowed: Borrowed | None = None) -> list[Call]:
     """One call per step writing f_i(z) into ``out`` (default z), as
-    :meth:`Single.run` does."""
+    :meth:`Single.run` does; an input in ``borrowed`` (see
+    :mod:`lagrad.solve.borrow`) is read from the caller's array."""
     calls: list[Call] = []
     for step in steps:
+        target = (z if out is None else out)[step.start:step.stop].reshape(step.shape)
         if step.ufunc:  # straight into place, arguments bound
-            target = (z if out is None else out)[step.start:step.stop].reshape(step.shape)
-            calls.append(partial(step.eq.primitive.value, *_views(step, z, step.vslots),
-                                 out=target))
+            calls.append(partial(step.eq.primitive.value,
+                                 *_views(step, z, step.vslots, borrowed), out=target))
+        elif borrowed and any((a, b) in borrowed for _, a, b, _ in step.vslots):
+            calls.append(partial(_run_into, step, _views(step, z, step.vslots, borrowed),
+                                 target))
         else:
             calls.append(partial(step.run, z, out))
     return calls
 
 
+def _run_into(step: Single, args: list[Any], target: Array) -> None:
+    target[...] = step.eq.primitive.value(*args, **step.eq.params)
+
+
 def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
-                   into: Array | None = None) -> list[Call]:
+                   into: Array | None = None, borrowed: Borrowed | None = None,
+                   skip: frozenset[tuple[int, int]] = frozenset()) -> list[Call]:
     """One call per differentiated argument of each step, adding lambda_i
-    df_i/dz_j into ``into`` (default lam), as :meth:`Single.pullback` does."""
+    df_i/dz_j into ``into`` (default lam), as :meth:`Single.pullback` does;
+    an input in ``borrowed`` is read from the caller's array. Arguments whose
+    span of z is in ``skip`` get no call."""
     into = lam if into is None else into
     calls: list[Call] = []
     for step in steps:
@@ -62,8 +78,10 @@ def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
         eq = step.eq
         g = lam[step.start:step.stop].reshape(step.shape)
         ans = z[step.start:step.stop].reshape(step.shape)
-        args = _views(step, z, step.vslots)
+        args = _views(step, z, step.vslots, borrowed)
         for pos, a, b, shape in step.dslots:
+            if (a, b) in skip:
+                continue
             calls.append(partial(eq.primitive.pullback_add, pos, into[a:b].reshape(shape), g,
                                  ans, args, eq.params))
     return calls

@@ -18,27 +18,44 @@ The multipliers are the general sweep's to the last digit (x + 0 = x; only
 the sign of a zero may differ). A sweep whose result is not finite gives
 None: the caller then runs the general path, which guards the sweep and names
 the equation at fault.
+
+Programs with cyclic blocks (a DEQ layer) have the same multiplier plan
+(:func:`multiplier_plan`): each block is solved in place by the default block
+method, as the general sweep does, and what it passes on to its parents
+outside the block is written the same way, first contribution set, later ones
+added. The multipliers of a parameter read inside a block (W of
+z = tanh(W z + U x + b)) are then written once, by one outer product, and
+never cleared nor read back.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from lagrad.compile.groups import grouped_steps
 from lagrad.compile.guards import first_nonfinite
-from lagrad.compile.schedule import Schedule, Single
+from lagrad.compile.schedule import CyclicBlock, Schedule, Single
+from lagrad.options import LinearOptions
+from lagrad.solve import borrow as borrowing
+from lagrad.solve.blocksolve import Workspace, substitute_block
+from lagrad.solve.borrow import Borrowed, finite_outside, lend
 from lagrad.solve.buffers import pool_of
 from lagrad.solve.linsolve import SolveInfo
+from lagrad.solve.results import BlockResult
+from lagrad.solve.system import ADJOINT
 
-__all__ = ["FlatPlan", "flat_plan"]
+__all__ = ["FlatPlan", "flat_plan", "multiplier_plan"]
 
 Array = NDArray[np.float64]
-NOTES = "one sweep in block order"  # what the general sweep reports for no cyclic block
+NOTES = "one sweep in block order"  # what the general sweep reports
+NO_OPTIONS = LinearOptions()
 STEPWISE = 1 << 16  # programs longer than this check finiteness step by step (see FlatPlan)
 
 
@@ -49,6 +66,25 @@ class _Reverse:
 
     step: Single
     slots: tuple[tuple[int, int, int, tuple[int, ...], bool], ...]  # (pos, a, b, shape, first)
+
+
+@dataclass(frozen=True)
+class _BlockReverse:
+    """A cyclic block's step of the sweep: its linear solve in place, then its
+    ``outer`` steps' cotangents into the parents outside the block."""
+
+    unit: CyclicBlock
+    outer: tuple[_Reverse, ...]
+
+
+def _reverse(step: Single, written: set[tuple[int, int]]) -> _Reverse | None:
+    """The step's slots, each marked first unless an earlier one of the sweep
+    (a later equation) wrote its target already."""
+    slots = []
+    for pos, a, b, shape in step.dslots:
+        slots.append((pos, a, b, shape, (a, b) not in written))
+        written.add((a, b))
+    return _Reverse(step, tuple(slots)) if slots else None
 
 
 class FlatPlan:
@@ -74,87 +110,167 @@ class FlatPlan:
 
     def __init__(self, schedule: Schedule) -> None:
         self.schedule = schedule
-        self.steps: tuple[Single, ...] = tuple(schedule.steps)  # type: ignore[arg-type]
+        self.steps: tuple[Any, ...] = tuple(schedule.steps)
         index = schedule.index
         self.inputs = tuple((int(index.offsets[v.index]), int(index.offsets[v.index + 1]))
                             for v in schedule.inputs)
         out = schedule.output_variable
         self.seed = int(index.offsets[out.index]) if out.size == 1 else None
         written = {(int(index.offsets[out.index]), int(index.offsets[out.index + 1]))}
-        reverse: list[_Reverse] = []
+        reverse: list[_Reverse | _BlockReverse] = []
+        blocks: list[CyclicBlock] = []
+        rhs_zero: list[tuple[int, int]] = []  # block variables no child passes to
         for step in reversed(self.steps):
-            slots = []
-            for pos, a, b, shape in step.dslots:
-                slots.append((pos, a, b, shape, (a, b) not in written))
-                written.add((a, b))
-            if slots:
-                reverse.append(_Reverse(step, tuple(slots)))
+            if isinstance(step, CyclicBlock):  # its solve writes all of lambda_S
+                blocks.append(step)
+                spans = [(int(index.offsets[j]), int(index.offsets[j + 1]))
+                         for j in sorted(step.members)]
+                rhs_zero += [span for span in spans if span not in written]
+                written.update(spans)
+                outer = (_reverse(s, written) for s in step.outer)
+                reverse.append(_BlockReverse(step, tuple(r for r in outer if r is not None)))
+                continue
+            rev = _reverse(step, written)
+            if rev is not None:
+                reverse.append(rev)
         self.reverse = tuple(reverse)
+        self.cyclic = bool(blocks)
+        # large inputs the forward pass reads from the caller's arrays (lagrad.solve.borrow)
+        self.lendable = frozenset() if blocks else frozenset(
+            (a, b) for a, b in self.inputs if b - a >= borrowing.BORROW_MIN)
+        self.borrowers = frozenset(id(s) for s in self.steps if isinstance(s, Single) and any(
+            (a, b) in self.lendable for _, a, b, _ in s.vslots))
         self.stepwise = schedule.size > STEPWISE
-        passing = {id(rev.step) for rev in reverse}
+        passing = {id(rev.step) for rev in reverse if isinstance(rev, _Reverse)}
+        passing.update(id(unit) for unit in blocks)  # checked right after their solve
         self.last = _runs(sorted(list(self.inputs) + [(s.start, s.stop) for s in self.steps
-                                                      if id(s) not in passing]))
-        self.clear = _runs([(int(a), int(b)) for a, b in zip(index.offsets[:-1],
-                                                             index.offsets[1:])
-                            if b > a and (int(a), int(b)) not in written])
+                                                      if id(s) not in passing
+                                                      and isinstance(s, Single)]))
+        # cleared: what no equation reaches, and a block's rhs where no child passes to it
+        self.clear = _runs(sorted(rhs_zero + [
+            (int(a), int(b)) for a, b in zip(index.offsets[:-1], index.offsets[1:])
+            if b > a and (int(a), int(b)) not in written]))
 
-    def forward(self, inputs: tuple[Any, ...]) -> Array:
-        """z at the inputs (one value per input, already of its shape): every
-        step run in order; a non-finite value raises NonFiniteError naming
-        the equation where it first appears. An equation's own SolveError
-        (a singular linalg.solve) propagates as raised: the general path
+    def forward(self, inputs: Sequence[Any]) -> Array:
+        """z at the inputs (one value per input, already of its shape), every
+        input copied into it: :meth:`run` and :meth:`Borrowed.fill`."""
+        z, borrowed = self.run(inputs)
+        if borrowed is not None:
+            borrowed.fill(z)
+        return z
+
+    def run(self, inputs: Sequence[Any]) -> tuple[Array, Borrowed | None]:
+        """z at the inputs (one value per input, already of its shape), and
+        the large inputs left in the caller's arrays (their slices of z not
+        written, see :mod:`lagrad.solve.borrow`): every step run in order; a
+        non-finite value raises NonFiniteError naming the equation where it
+        first appears. An equation's own SolveError (a singular linalg.solve)
+        propagates as raised: the general path
         (:func:`lagrad.solve.forward.evaluate`) names its equation."""
-        z = pool_of(self.schedule).take()  # every entry is written
+        z = pool_of(self.schedule).take()  # every entry is written (or borrowed)
+        borrowed = lend(self.lendable, list(zip(self.inputs, inputs))) \
+            if self.lendable else None
+        lent = borrowed.arrays if borrowed is not None else {}
         for (a, b), x in zip(self.inputs, inputs):
-            z[a:b] = np.ravel(x)
+            if (a, b) not in lent:
+                z[a:b] = np.ravel(x)
+        borrowers = self.borrowers if lent else frozenset()
         with np.errstate(all="ignore"):
             if self.stepwise:
-                finite = all(_finite(z[a:b]) for a, b in self.inputs)
+                finite = all(_finite(lent.get((a, b), z[a:b])) for a, b in self.inputs)
                 for step in self.steps:
-                    step.run(z)
+                    _run(step, z, borrowed, borrowers)
                     finite = finite and _finite(z[step.start:step.stop])
             else:
                 for step in self.steps:
-                    step.run(z)
-                finite = _finite(z)
+                    _run(step, z, borrowed, borrowers)
+                finite = finite_outside(z, borrowed, _finite)
         if not finite:
+            if borrowed is not None:
+                borrowed.fill(z)
             raise first_nonfinite(self.schedule, z, "value")
-        return z
+        return z, borrowed
 
-    def multipliers(self, z: Array) -> tuple[Array, SolveInfo] | None:
+    def multipliers(self, z: Array, forward: Mapping[int, BlockResult] | None = None,
+                    borrowed: Borrowed | None = None) -> tuple[Array, SolveInfo] | None:
         """lambda at z for the output seed 1, and the solve's info as the
         general sweep reports it; None when lambda is not finite (the general
         path then finds out where it went wrong, or, for an output that is not
-        a scalar, says what to do)."""
+        a scalar, says what to do). ``forward``: the cyclic blocks' forward
+        results (by block number), which guide each block's "auto" solve;
+        ``borrowed``: inputs not in z yet, read from the caller's arrays
+        (:mod:`lagrad.solve.borrow`). A block solve that fails raises as in
+        the general sweep."""
         if self.seed is None:
             return None
         t0 = time.perf_counter()
-        lam = pool_of(self.schedule).take()
+        pool = pool_of(self.schedule)
+        lam = pool.take()
         for a, b in self.clear:
             lam[a:b] = 0.0
         lam[self.seed] = 1.0
         stepwise = self.stepwise
+        work = Workspace(lam.size, pool) if self.cyclic else None
+        blocks: list[BlockResult] = []
         with np.errstate(all="ignore"):  # non-finite multipliers are found below
             for rev in self.reverse:
+                if isinstance(rev, _BlockReverse):
+                    unit = rev.unit
+                    blocks.append(substitute_block(
+                        unit, z, lam, ADJOINT, "auto", NO_OPTIONS,
+                        _own_forward(forward, unit), work, pass_on=False,
+                        borrowed=borrowed))
+                    if stepwise and not all(_finite(lam[a:b]) for a, b in unit.runs):
+                        return None
+                    for outer in rev.outer:
+                        _pull(outer, z, lam, borrowed)
+                    continue
                 step = rev.step
-                eq = step.eq
-                prim, params = eq.primitive, eq.params
-                g = lam[step.start:step.stop].reshape(step.shape)
-                if stepwise and not _finite(g):  # complete: every child passed its part
-                    return None
-                ans = z[step.start:step.stop].reshape(step.shape)
-                args = step.gather(z)
-                for pos, a, b, shape, first in rev.slots:
-                    if first:
-                        prim.pullback_set(pos, lam[a:b].reshape(shape), g, ans, args, params)
-                    else:
-                        prim.pullback_add(pos, lam[a:b].reshape(shape), g, ans, args, params)
+                if stepwise and not _finite(lam[step.start:step.stop]):  # complete: every
+                    return None  # child passed its part
+                _pull(rev, z, lam, borrowed)
             finite = all(_finite(lam[a:b]) for a, b in self.last) if stepwise else \
                 _finite(lam)
         if not finite:
             return None
         seconds = time.perf_counter() - t0
-        return lam, SolveInfo("auto", seconds, float("nan"), 1, True, NOTES, {"blocks": []})
+        notes = NOTES
+        if blocks:
+            notes += "; cyclic blocks: " + ", ".join(f"{b.block} by {b.method}" for b in blocks)
+        return lam, SolveInfo("auto", seconds, float("nan"),
+                              max([b.iterations for b in blocks], default=1), True, notes,
+                              {"blocks": blocks})
+
+
+def _run(step: Single, z: Array, borrowed: Borrowed | None, borrowers: frozenset[int]
+         ) -> None:
+    """The step's value into z, borrowed inputs read from the caller's arrays."""
+    if borrowed is not None and id(step) in borrowers:
+        borrowed.run(step, z)
+    else:
+        step.run(z)
+
+
+def _pull(rev: _Reverse, z: Array, lam: Array, borrowed: Borrowed | None = None) -> None:
+    """One step's cotangents into its parents' multipliers, set or added."""
+    step = rev.step
+    eq = step.eq
+    prim, params = eq.primitive, eq.params
+    g = lam[step.start:step.stop].reshape(step.shape)
+    ans = z[step.start:step.stop].reshape(step.shape)
+    args = step.gather(z) if borrowed is None else borrowed.gather(step, z)
+    for pos, a, b, shape, first in rev.slots:
+        if first:
+            prim.pullback_set(pos, lam[a:b].reshape(shape), g, ans, args, params)
+        else:
+            prim.pullback_add(pos, lam[a:b].reshape(shape), g, ans, args, params)
+
+
+def _own_forward(forward: Mapping[int, BlockResult] | None, unit: CyclicBlock
+                 ) -> BlockResult | None:
+    """The block's own forward result (as the general sweep picks it)."""
+    found = None if forward is None else forward.get(unit.block.number)
+    return None if found is None or "blocks" in found.extra else found
 
 
 def _finite(vec: Array) -> bool:
@@ -184,3 +300,26 @@ def flat_plan(schedule: Schedule) -> FlatPlan | None:
               and all(type(step) is Single for step in schedule.steps))
         extras["flat"] = FlatPlan(schedule) if ok else None
     return extras["flat"]
+
+
+def multiplier_plan(schedule: Schedule) -> FlatPlan | None:
+    """The plan for the default multipliers of ``schedule`` (cached on it): the
+    flat plan, or for a program with cyclic blocks the same sweep with each
+    block solved in place, when every step is a single equation or a cyclic
+    block (none grouped with others of its structure, none with unknowns of no
+    entries), the program is not of scalars, declares no adjoint options nor
+    backward modes, and has an output; else None."""
+    extras = schedule.extras
+    if "multiplier_plan" not in extras:
+        plan = flat_plan(schedule)
+        if plan is None:
+            program = schedule.program
+            steps = schedule.steps
+            ok = (not schedule.scalar and schedule.output is not None
+                  and not program.adjoint_options and not program.block_backward
+                  and all(type(s) is Single or (type(s) is CyclicBlock and s.u_index.size)
+                          for s in steps)
+                  and len(grouped_steps(schedule)) == len(steps))
+            plan = FlatPlan(schedule) if ok else None
+        extras["multiplier_plan"] = plan
+    return extras["multiplier_plan"]

@@ -19,6 +19,7 @@ from lagrad.compile.schedule import CyclicBlock, Schedule, Single, Step
 from lagrad.errors import SolveError
 from lagrad.numeric import all_finite
 from lagrad.options import ForwardOptions
+from lagrad.solve.borrow import Borrowed, borrow, finite_outside
 from lagrad.solve.buffers import pool_of
 from lagrad.solve.grouped import GROUP_METHODS, solve_group
 from lagrad.solve.nonlinear import solve_block
@@ -32,9 +33,11 @@ NO_OPTIONS = ForwardOptions()
 
 def evaluate(schedule: Schedule, inputs: Sequence[Array], options: ForwardOptions,
              inits: Mapping[int, Array], sources: Mapping[int, int] | None = None
-             ) -> tuple[Array, dict[int, BlockResult]]:
-    """The flat vector z that satisfies every constraint for these inputs, and
-    the result of each cyclic block's solve (by block number).
+             ) -> tuple[Array, dict[int, BlockResult], Borrowed | None]:
+    """The flat vector z that satisfies every constraint for these inputs, the
+    result of each cyclic block's solve (by block number), and the inputs
+    left in the caller's arrays (their slices of z not written yet, see
+    :mod:`lagrad.solve.borrow`; None when every input was copied).
 
     Acyclic steps are evaluated; cyclic blocks are solved with ``options``,
     falling back to the options their unknowns were declared with, from
@@ -51,10 +54,14 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array], options: ForwardOption
             raise first_nonfinite(schedule, z, "value")
         return z, {}
     index = schedule.index
+    borrowed = borrow(schedule, inputs)
+    lent = borrowed.arrays if borrowed is not None else {}
     for v, x in zip(schedule.inputs, inputs):
-        z[index[v]] = np.ravel(x)
+        span = index[v]
+        if (span.start, span.stop) not in lent:
+            z[span] = np.ravel(x)
     results: dict[int, BlockResult] = {}
-    solver = _Blocks(schedule, options, inits, sources, z)
+    solver = _Blocks(schedule, options, inits, sources, z, borrowed)
     with np.errstate(all="ignore"):  # non-finite values are reported below, by equation
         for step in grouped_steps(schedule):
             try:
@@ -65,13 +72,18 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array], options: ForwardOption
                 else:
                     step.run(z)
             except SolveError as err:
+                if borrowed is not None:
+                    borrowed.fill(z)
                 located = _locate(err, step, z, schedule)
                 if located is None:
                     raise
                 raise located from err
-    if not all_finite(z):
+    if not finite_outside(z, borrowed, all_finite):
+        if borrowed is not None:
+            borrowed.fill(z)
         raise first_nonfinite(schedule, z, "value")
-    return z, results
+    return z, results, borrowed
+
 
 
 def _locate(err: SolveError, step: Step, z: Array, schedule: Schedule) -> SolveError | None:
@@ -100,9 +112,11 @@ class _Blocks:
     """Solves the cyclic blocks of one evaluation, each with its options."""
 
     def __init__(self, schedule: Schedule, options: ForwardOptions,
-                 inits: dict[int, Array], sources: Mapping[int, int] | None, z: Array) -> None:
+                 inits: dict[int, Array], sources: Mapping[int, int] | None, z: Array,
+                 borrowed: Borrowed | None = None) -> None:
         self.program, self.index = schedule.program, schedule.index
         self.options, self.inits, self.sources, self.z = options, inits, sources, z
+        self.borrowed = borrowed
         self.scratch: Array | None = None  # shared by the cyclic blocks' solves
 
     def _options(self, unit: CyclicBlock) -> ForwardOptions:
@@ -118,7 +132,8 @@ class _Blocks:
                 self.inits[u.index] = z[self.index.slice(sources[u.index])].copy()
         if self.scratch is None:
             self.scratch = np.empty_like(z)
-        return solve_block(unit, z, self._options(unit), self.inits, self.scratch)
+        return solve_block(unit, z, self._options(unit), self.inits, self.scratch,
+                           self.borrowed)
 
     def group(self, group: CyclicGroup, results: dict[int, BlockResult]) -> None:
         """Blocks of one structure together (one result, under the first

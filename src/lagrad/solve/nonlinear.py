@@ -40,6 +40,7 @@ from lagrad.compile.schedule import CyclicBlock
 from lagrad.numeric import lu_condition, norm2
 from lagrad.options import ForwardOptions, LinearOptions
 from lagrad.solve import petsc
+from lagrad.solve.borrow import Borrowed
 from lagrad.solve.bound import bind_runs
 from lagrad.solve.results import BlockResult, Status, raise_for
 
@@ -56,23 +57,34 @@ DIVERGED = 1e8  # a residual this many times the first one (or 1) counts as dive
 
 class BlockMap:
     """G for one block, writing into the shared z: ``g(u)`` sets z_U = u,
-    runs the interior and returns the closing equations' values."""
+    runs the interior and returns the closing equations' values. Inputs in
+    ``borrowed`` are read from the caller's arrays; reading :attr:`z` copies
+    them into z first (see :mod:`lagrad.solve.borrow`)."""
 
-    def __init__(self, unit: CyclicBlock, z: Array, scratch: Array | None = None) -> None:
-        self.unit, self.z = unit, z
+    def __init__(self, unit: CyclicBlock, z: Array, scratch: Array | None = None,
+                 borrowed: Borrowed | None = None) -> None:
+        self.unit, self._z, self.borrowed = unit, z, borrowed
         # only the unknowns' positions are written: one scratch serves all blocks
         self.scratch = np.empty_like(z) if scratch is None else scratch
         self.last: Array | None = None  # the argument of the last call: z is evaluated there
         self.last_out: Array | None = None  # and its value G(last)
         self.calls: list[Callable[[], Any]] | None = None  # bound on the first call
 
+    @property
+    def z(self) -> Array:
+        """The shared z, with every input in it (borrowed ones copied in now)."""
+        if self.borrowed is not None:
+            self.borrowed.fill(self._z)
+        return self._z
+
     def __call__(self, u: Array) -> Array:
-        z, at = self.z, self.unit.u_at
+        z, at = self._z, self.unit.u_at
         z[at] = u
         self.last = u
         if self.calls is None:
-            self.calls = bind_runs(self.unit.interior, z) + \
-                bind_runs(self.unit.closing, z, self.scratch)
+            lent = self.borrowed.arrays if self.borrowed is not None else None
+            self.calls = bind_runs(self.unit.interior, z, None, lent) + \
+                bind_runs(self.unit.closing, z, self.scratch, lent)
         for call in self.calls:  # the interior in order, then the closing equations
             call()
         out = self.scratch[at].copy() if isinstance(at, slice) else self.scratch[at]
@@ -91,7 +103,7 @@ class BlockMap:
         if x is self.last:
             return
         if x is self.last_out and x.size >= SETTLE_MIN:
-            self.z[self.unit.u_at] = x
+            self._z[self.unit.u_at] = x
             return
         self(x)
 
@@ -330,15 +342,17 @@ def auto_solve(g: BlockMap, u0: Array, tol: float, maxiter: int | None) -> Block
 
 
 def solve_block(unit: CyclicBlock, z: Array, options: ForwardOptions,
-                inits: Mapping[int, Array], scratch: Array | None = None) -> BlockResult:
+                inits: Mapping[int, Array], scratch: Array | None = None,
+                borrowed: Borrowed | None = None) -> BlockResult:
     """Solve one cyclic block in place in z; returns its result, or raises
-    (ConvergenceError, SingularSystemError) naming the block."""
+    (ConvergenceError, SingularSystemError) naming the block. Inputs in
+    ``borrowed`` are read from the caller's arrays (:mod:`lagrad.solve.borrow`)."""
     u0 = np.concatenate([np.ravel(inits.get(v.index, np.zeros(v.shape)))
                          for v in unit.unknowns]).astype(float)
     method, tol = options.method or "auto", options.tolerance
     t0 = time.perf_counter()
     with np.errstate(all="ignore"):
-        g = BlockMap(unit, z, scratch)
+        g = BlockMap(unit, z, scratch, borrowed)
         if not u0.size:  # unknowns of shape (0,): one evaluation of the interior solves it
             result = g.result("evaluation")
             result.x, result.reason = u0, "its unknowns have no entries"

@@ -17,8 +17,9 @@ from lagrad.ir.constants import as_real
 from lagrad.ir.program import Program, Variable
 from lagrad.numeric import norm2
 from lagrad.options import BackwardOptions, ForwardOptions
+from lagrad.solve.borrow import Borrowed
 from lagrad.solve.buffers import pool_of
-from lagrad.solve.flatplan import flat_plan
+from lagrad.solve.flatplan import flat_plan, multiplier_plan
 from lagrad.solve.forward import evaluate
 from lagrad.solve.linsolve import LinearSolver, SolveInfo, solve_system
 from lagrad.solve.results import BlockResult
@@ -30,6 +31,10 @@ __all__ = ["Solution", "VariableMap", "KKTResiduals", "solve_program", "solve_ch
 Array = NDArray[np.float64]
 NO_OPTIONS = ForwardOptions()
 DEFAULT_METHODS = ("auto", "backsub")  # the default substitution, cached per Solution
+HAND_OVER = 0.9
+"""Share of the multiplier vector that the inputs' entries must reach for a
+first ``grad()`` to hand the vector over (its slices are the gradient) instead
+of copying the gradient out of it: a DEQ layer's W is nearly all of it."""
 
 
 class VariableMap(Mapping[Any, Any]):
@@ -76,13 +81,19 @@ class Solution:
     Obtained from :meth:`lagrad.Program.solve`. Index it with a variable or a
     name; everything else (multipliers, gradient, tangents, systems) is
     computed on request from these values.
+
+    A large input read only inside cyclic blocks (a DEQ layer's W) is read
+    from the array given to ``solve``, not copied: modify that array in place
+    only after the Solution's last use.
     """
 
     def __init__(self, schedule: Schedule, z: Array,
                  diagnostics: Mapping[int, BlockResult] | None = None,
-                 backward: BackwardOptions | None = None) -> None:
+                 backward: BackwardOptions | None = None,
+                 borrowed: Borrowed | None = None) -> None:
         self.schedule = schedule
-        self.z = z
+        self._z = z
+        self._borrowed = borrowed  # inputs not yet in z (lagrad.solve.borrow)
         self.diagnostics: dict[int, BlockResult] = dict(diagnostics or {})
         """Forward-solve results of each cyclic block, by block number."""
         self.backward = backward
@@ -91,7 +102,16 @@ class Solution:
         self._multiplier_info: SolveInfo | None = None
         self._lock = threading.Lock()
 
+    @property
+    def z(self) -> Array:
+        """The flat vector of every variable's value, in index order."""
+        if self._borrowed is not None:  # the inputs left in the caller's arrays, copied now
+            self._borrowed.fill(self._z)
+            self._borrowed = None
+        return self._z
+
     def __getstate__(self) -> dict[str, Any]:
+        _ = self.z  # every input in z: the copy owns its values
         state = dict(self.__dict__)
         del state["_lock"]  # a lock does not pickle; the copy gets its own
         return state
@@ -107,7 +127,8 @@ class Solution:
         computed on first use). A block with a truncated backward mode has
         status ``TRUNCATED`` and its ``extra["error_estimate"]``. For another
         method, read ``info.blocks`` of ``sol.adjoint_system().solve(method, ...)``."""
-        self._default_multipliers()
+        if self._multiplier_info is None:
+            self._default_multipliers()
         assert self._multiplier_info is not None
         return self._multiplier_info.blocks
 
@@ -116,7 +137,8 @@ class Solution:
         """The :class:`~lagrad.SolveInfo` of the default multiplier solve (the
         one :meth:`grad` and :meth:`multipliers` use without a method or
         options; computed on first use)."""
-        self._default_multipliers()
+        if self._multiplier_info is None:
+            self._default_multipliers()
         assert self._multiplier_info is not None
         return self._multiplier_info
 
@@ -136,7 +158,8 @@ class Solution:
     def output(self) -> Any:
         """The value of the output z_n."""
         out = self.schedule.output_variable  # (VariableMap's lookup, without its checks)
-        value = self.z[self.schedule.index.slice(out.index)].reshape(out.shape)
+        z = self._z if out.kind != "input" else self.z  # (an equation's value is in z)
+        value = z[self.schedule.index.slice(out.index)].reshape(out.shape)
         return value[()] if value.ndim == 0 else value.copy()
 
     # ---------------------------------------------------------------- reverse
@@ -172,15 +195,20 @@ class Solution:
         sharing a Solution get one vector) in a pooled vector (buffers.py)."""
         with self._lock:
             if self._multipliers is None:
-                plan = flat_plan(self.schedule)
-                found = None if plan is None else plan.multipliers(self.z)
-                if found is None:  # the general sweep (and its guard, naming a culprit)
-                    system = self._adjoint_system(self._seed(pooled=True))
-                    found = solve_system(system, rebuild_rhs=self._seed,
-                                         compute_residual=False)
-                self._multipliers, self._multiplier_info = found
-                pool_of(self.schedule).recycle(self, found[0])
+                self._multipliers, self._multiplier_info = self._solve_default()
+                pool_of(self.schedule).recycle(self, self._multipliers)
             return self._multipliers
+
+    def _solve_default(self) -> tuple[Array, SolveInfo]:
+        """lambda by the default method and its info (not kept)."""
+        plan = multiplier_plan(self.schedule) if self.backward is None else \
+            flat_plan(self.schedule)
+        found = None if plan is None else plan.multipliers(self._z, self.diagnostics,
+                                                           self._borrowed)
+        if found is None:  # the general sweep (and its guard, naming a culprit)
+            system = self._adjoint_system(self._seed(pooled=True))
+            found = solve_system(system, rebuild_rhs=self._seed, compute_residual=False)
+        return found
 
     def _lambda(self, method: str | LinearSolver, options: dict[str, Any]) -> Array:
         if isinstance(method, str) and method in DEFAULT_METHODS and not options:
@@ -194,10 +222,26 @@ class Solution:
 
     def grad(self, method: str | LinearSolver = "auto", **options: Any) -> Any:
         """Gradient of the scalar output with respect to the inputs: an array
-        of the input's shape, or a tuple of them for several inputs."""
-        # lambda is never bound to a local here: a Solution dropped right after
-        # this call (``program.solve(x).grad()``) then recycles it (buffers.py)
-        grads = self.schedule.index.take(self._lambda(method, options), self.schedule.inputs)
+        of the input's shape, or a tuple of them for several inputs (the
+        caller's own arrays)."""
+        default = isinstance(method, str) and method in DEFAULT_METHODS and not options
+        if default and self._multipliers is None and _hands_over(self.schedule):
+            # the inputs are (nearly) all of lambda: hand the vector over, its slices
+            # being the gradient, instead of copying them out; this Solution keeps
+            # only the info (multipliers() asked later solves again)
+            with self._lock:
+                lam, info = self._solve_default()
+                if self._multiplier_info is None:
+                    self._multiplier_info = info
+            index = self.schedule.index
+            grads = tuple(lam[index.slice(v.index)].reshape(v.shape)[()] if not v.shape else
+                          lam[index.slice(v.index)].reshape(v.shape)
+                          for v in self.schedule.inputs)
+        else:
+            # lambda is never bound to a local here: a Solution dropped right after
+            # this call (``program.solve(x).grad()``) then recycles it (buffers.py)
+            grads = self.schedule.index.take(self._lambda(method, options),
+                                             self.schedule.inputs)
         return grads[0] if len(grads) == 1 else grads
 
     # ---------------------------------------------------------------- forward
@@ -297,8 +341,17 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
         raise ProgramError(f"missing values for inputs {missing}")
     xs = [_as_input(v, values[v.index], "input") for v in declared]
     sources = {u: j for u, j in program.init_sources.items() if u not in starts}
-    z, diagnostics = evaluate(schedule, xs, forward, inits, sources)
-    solution = Solution(schedule, z, diagnostics, backward)
+    plan = flat_plan(schedule)  # no cyclic block: the options above change nothing
+    z: Array | None = None
+    if plan is not None:
+        try:
+            z, borrowed = plan.run(xs)
+            diagnostics: dict[int, BlockResult] = {}
+        except SolveError:  # again by the general path, whose error names the equation
+            z = None
+    if z is None:
+        z, diagnostics, borrowed = evaluate(schedule, xs, forward, inits, sources)
+    solution = Solution(schedule, z, diagnostics, backward, borrowed)
     pool_of(schedule).recycle(solution, z)
     return solution
 
@@ -311,14 +364,24 @@ def solve_checked(program: Program, inputs: Sequence[Any]) -> Solution:
     schedule = compile_program(program)
     plan = flat_plan(schedule)
     try:
-        z = None if plan is None else plan.forward(inputs)
+        z, borrowed = (None, None) if plan is None else plan.run(inputs)
     except SolveError:  # again by the general path, whose error names the equation
         z = None
     if z is None:
         return solve_program(program, inputs, {})
-    solution = Solution(schedule, z)
+    solution = Solution(schedule, z, borrowed=borrowed)
     pool_of(schedule).recycle(solution, z)
     return solution
+
+
+def _hands_over(schedule: Schedule) -> bool:
+    """Whether the inputs' entries are at least HAND_OVER of the flat vector
+    (cached on the schedule)."""
+    extras = schedule.extras
+    if "hands_over" not in extras:
+        entries = sum(v.size for v in schedule.inputs)
+        extras["hands_over"] = schedule.size > 0 and entries >= HAND_OVER * schedule.size
+    return bool(extras["hands_over"])
 
 
 def _inits(program: Program, init: Mapping[Any, Any] | None) -> dict[int, Array]:
