@@ -52,7 +52,7 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array], options: ForwardOption
             plan.forward(z, inputs)
         if not all_finite(z):
             raise first_nonfinite(schedule, z, "value")
-        return z, {}
+        return z, {}, None
     index = schedule.index
     borrowed = borrow(schedule, inputs)
     lent = borrowed.arrays if borrowed is not None else {}
