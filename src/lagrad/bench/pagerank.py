@@ -22,6 +22,7 @@ import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
 import lagrad
+from lagrad.options import DEFAULT_TOL
 
 from .core import (
     Column,
@@ -39,7 +40,7 @@ __all__ = ["pagerank", "SIZES", "PageRankProblem"]
 Array = NDArray[np.float64]
 SIZES = {"tiny": [2000], "quick": [10_000, 100_000], "full": [10_000, 100_000, 1_000_000]}
 ALPHA = 0.85
-TOL = 1e-12
+TOL = DEFAULT_TOL  # the floor stops where lagrad's default solves do
 ADJOINT_METHODS = ("gmres", "bicgstab", "lgmres", "fixed_point", "splu", "spsolve")
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 import lagrad
+from lagrad.options import DEFAULT_TOL
 
 from .blocks import BlockChain
 from .multirhs import JacobianProblem, deq_problem, mlp_problem
@@ -35,7 +36,7 @@ __all__ = ["TOL", "MAXITER", "EXTRA_PROBLEMS", "EXTRA_METHODS", "jax_setup", "ja
            "jax_compiled", "jax_fixed_point", "jax_implicit", "extra_problem",
            "extra_lagrad_call", "jax_extra", "jaxopt_fixed_point", "jaxopt_extra"]
 
-TOL = 1e-12  # iterations and linear solves (as the deq and pagerank workloads)
+TOL = DEFAULT_TOL  # iterations and linear solves stop where lagrad's default solves do
 MAXITER = 10_000
 EXTRA_PROBLEMS = ("blocks", "jacobian")
 EXTRA_METHODS = {
