@@ -19,7 +19,7 @@ from lagrad.errors import SolveError
 from lagrad.numeric import all_finite
 from lagrad.options import ForwardOptions
 from lagrad.solve.buffers import pool_of
-from lagrad.solve.grouped import GROUP_METHODS, solve_group
+from lagrad.solve.groupnewton import GROUP_METHODS, solve_group
 from lagrad.solve.nonlinear import solve_block
 from lagrad.solve.results import BlockResult
 
