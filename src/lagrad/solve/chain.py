@@ -33,7 +33,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg.blas import dtbsv
 
-__all__ = ["BandFactor", "BlockLU", "Coupling", "band_width", "band_factorize", "MAX_REACH"]
+__all__ = ["BandFactor", "BlockLU", "Coupling", "as_index", "band_width", "band_factorize",
+           "MAX_REACH"]
 
 Array = NDArray[np.float64]
 MAX_REACH = 4
@@ -156,6 +157,17 @@ class BandFactor:
         return np.ascontiguousarray(self.lu.solve(w.T, transposed=True).T)
 
 
+def as_index(k: NDArray[np.intp]) -> slice | NDArray[np.intp]:
+    """``k`` as a slice when it is an arithmetic progression (fancy indexing
+    gathers and scatters element by element; a slice is a strided view)."""
+    if k.size < 2:
+        return k
+    step = int(k[1] - k[0])
+    if step > 0 and np.all(np.diff(k) == step):
+        return slice(int(k[0]), int(k[-1]) + 1, step)
+    return k
+
+
 def band_width(n: int, reach: int) -> int:
     """Diagonals below the main one in L for blocks of n unknowns reading
     ``reach`` places back."""
@@ -169,7 +181,7 @@ def band_factorize(m: Array, coupling: Sequence[Coupling], reach: int,
     of the pattern, which is the same at every call."""
     b, n = m.shape[0], m.shape[1]
     lu = BlockLU(m)
-    zero = lu.pivots.min(axis=0) == 0.0
+    zero = ~(lu.pivots.min(axis=0) > 0.0)  # a zero pivot (or NaN after one)
     if zero.any():
         return int(np.argmax(zero))
     condition = lu.condition
@@ -178,7 +190,7 @@ def band_factorize(m: Array, coupling: Sequence[Coupling], reach: int,
     if coupling:
         v = np.zeros((n, len(coupling), b))  # the coupling columns, per element
         for i, c in enumerate(coupling):
-            v[:, i, c.k] = c.values.T
+            v[:, i, as_index(c.k)] = c.values.T
         x = lu.solve(v)  # M^-1 C's columns
         band = np.zeros((kb + 1, b * n), order="F")
         flat = band.T.reshape(-1)  # a view: entry (o, j) at j (kb + 1) + o
@@ -188,6 +200,9 @@ def band_factorize(m: Array, coupling: Sequence[Coupling], reach: int,
             if where is None:
                 col = c.source * n + c.col  # (len(k),): the column of L
                 row = c.k[None, :] * n + np.arange(n)[:, None]  # (n, len(k))
-                where = cache[key] = col[None, :] * (kb + 1) + (row - col[None, :])
-            flat[where] -= x[:, i, c.k]
+                where = cache[key] = [as_index(w) for w in
+                                      col[None, :] * (kb + 1) + (row - col[None, :])]
+            values = x[:, i, as_index(c.k)]
+            for r, w in enumerate(where):  # a strided slice in a regular chain
+                flat[w] -= values[r]
     return BandFactor(lu, band, kb, condition, np.eye(n) - m)

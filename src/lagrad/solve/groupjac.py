@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lagrad.ir.batching import GETITEM, MATMUL, RESHAPE, SUM, align
-from lagrad.solve.chain import Coupling
+from lagrad.solve.chain import Coupling, as_index
 
 __all__ = ["group_jacobian", "seeded_jvp"]
 
@@ -150,9 +150,9 @@ def group_jacobian(gm: Any) -> tuple[Array, list[Coupling]]:
     coupling = []
     for (p, a), (first, cross) in cross_seed.items():
         k = np.flatnonzero(cross.mask)
-        whole = k.size == b
+        rows = as_index(k)
         for c in range(cross.u.stop - cross.u.start):
-            col = jac[:, :, first + c] if whole else jac[k, :, first + c]
+            col = jac[rows, :, first + c]
             coupling.append(Coupling(k, cross.source[k], cross.u.start + c, col, (p, a, c)))
     return d, coupling
 
