@@ -93,8 +93,10 @@ class GroupMap:
 
     def __init__(self, group: CyclicGroup, z: Array) -> None:
         self.group, self.z = group, z
-        self.zl = gather(group, z)  # a column per slot: see LAYOUT
+        # a column per slot (see LAYOUT); every W slot is written by a call
+        # before it is read, so only the caller's U matters
         self.b = group.size
+        self.zl = np.empty((self.b, group.n_w + group.n_u), order="F")
         self.outer: dict[tuple[int, int], Array] = {}
         for p, step in enumerate(group.steps):
             for a, arg in enumerate(step.args):
@@ -313,7 +315,7 @@ def solve_linear(group: CyclicGroup, z: Array, vec: Array, transposed: bool,
     adjoint, its pullbacks to the outside) out."""
     t0 = time.perf_counter()
     gm = GroupMap(group, z)
-    gm(gm.zl[:, group.n_w:].copy(order="F"))
+    gm(np.asfortranarray(z[group.u_positions]))
     if factor is None:
         factor = _factorize_here(gm)
     rhs = gather(group, vec)

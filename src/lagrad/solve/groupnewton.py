@@ -19,6 +19,7 @@ Hence:
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Mapping
 
@@ -193,9 +194,9 @@ def solve_group(group: CyclicGroup, z: Array, options: ForwardOptions,
 def _starts(group: CyclicGroup, inits: Mapping[int, Array]) -> Array:
     """U0 (B, n_U) from the unknowns' starting points (zeros where none); the
     array is rebuilt only when a starting point object changed."""
-    found = [inits.get(j) for j in group.unknown_ids]
+    found = list(map(inits.get, group.unknown_ids))
     cached = group.cache.get("starts")
-    if cached is not None and all(a is b for a, b in zip(found, cached[0])):
+    if cached is not None and all(map(operator.is_, found, cached[0])):
         return cached[1].copy(order="F")
     sizes = [u.size for u in group.units[0].unknowns]
     u0 = np.zeros((group.size, group.n_u), order="F")
