@@ -49,8 +49,14 @@ class Index:
         self.size = int(self.offsets[-1])
         self.program = program
 
+    @cached_property
+    def bounds(self) -> list[int]:
+        """The offsets as Python ints (reading numpy scalars one by one is slow)."""
+        return self.offsets.tolist()
+
     def slice(self, j: int) -> slice:
-        return slice(int(self.offsets[j]), int(self.offsets[j + 1]))
+        bounds = self.bounds
+        return slice(bounds[j], bounds[j + 1])
 
     def __getitem__(self, v: Variable | str) -> slice:
         if isinstance(v, str):
@@ -514,8 +520,8 @@ def _single(eq: Equation, index: Index, variables: Sequence[Variable],
     """A Single step; with ``inner``, derivatives only for parents in ``inner``."""
     sl = index.slice(eq.out)
     template = [None if isinstance(a, int) else a for a in eq.args]
-    vslots = tuple((k, int(index.offsets[j]), int(index.offsets[j + 1]), variables[j].shape)
-                   for k, j in eq.slots)
+    bounds = index.bounds
+    vslots = tuple((k, bounds[j], bounds[j + 1], variables[j].shape) for k, j in eq.slots)
     dslots = vslots if inner is None else tuple(
         slot for slot, (_, j) in zip(vslots, eq.slots) if j in inner)
     return Single(eq, sl.start, sl.stop, variables[eq.out].shape, template, vslots, dslots)

@@ -13,6 +13,7 @@ import math
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import networkx as nx
@@ -223,9 +224,10 @@ class Equation:
     slots: tuple[tuple[int, int], ...]
     kind: str = "define"  # "root": g = 0 defines z, written as z = z - g
 
-    @property
+    @cached_property
     def parents(self) -> tuple[int, ...]:
-        """alpha(i): the variables this equation reads, in argument order."""
+        """alpha(i): the variables this equation reads, in argument order
+        (cached: the compiler asks for it ~30 times per equation)."""
         return tuple(j for _, j in self.slots)
 
 

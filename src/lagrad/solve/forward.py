@@ -21,7 +21,7 @@ from lagrad.numeric import all_finite
 from lagrad.options import ForwardOptions
 from lagrad.solve.borrow import Borrowed, borrow, finite_outside
 from lagrad.solve.buffers import pool_of
-from lagrad.solve.grouped import GROUP_METHODS, solve_group
+from lagrad.solve.groupnewton import GROUP_METHODS, solve_group
 from lagrad.solve.nonlinear import solve_block
 from lagrad.solve.results import BlockResult
 

@@ -27,7 +27,7 @@ fixed number of numpy calls whatever B is.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,20 +39,16 @@ from scipy.sparse.linalg import spsolve_triangular
 from lagrad.compile.groups import Cross, CyclicGroup, Position
 from lagrad.errors import SingularSystemError
 from lagrad.ir.batching import align
-from lagrad.options import ForwardOptions
 from lagrad.solve.chain import MAX_REACH, BandFactor, Coupling, band_factorize
-from lagrad.solve.nonlinear import NEWTON_MAXITER
-from lagrad.solve.results import BlockResult, Status, raise_for
+from lagrad.solve.groupjac import group_jacobian
+from lagrad.solve.results import BlockResult
 
-__all__ = ["GroupMap", "GroupFactor", "factorize", "newton_group", "solve_group",
-           "solve_linear", "check_group_determined", "GROUP_METHODS"]
+__all__ = ["GroupMap", "GroupFactor", "gather", "scatter", "factorize", "solve_linear",
+           "check_group_determined"]
 
 Array = NDArray[np.float64]
 SENSITIVITY_LIMIT = 1e-3  # as blocksolve.SENSITIVITY_LIMIT (see there)
 SINGULAR_CONDITION = 1e13
-GROUP_METHODS = ("auto", "newton")
-"""Forward methods a group is solved with together (any other named method
-solves its blocks one by one)."""
 
 
 def _outside(group: CyclicGroup, cross: Cross) -> NDArray[np.intp]:
@@ -64,6 +60,32 @@ def _outside(group: CyclicGroup, cross: Cross) -> NDArray[np.intp]:
     return found
 
 
+LAYOUT = "F"
+"""The element layouts (B, n_W + n_U) of values, tangents and multipliers are
+Fortran-ordered: a slot's column holds all B elements contiguously, so an
+equation's batched operands are contiguous in B (C order would make every
+column operation stride over all n_W + n_U entries of each element, ~30x
+slower once the region no longer fits in cache)."""
+
+
+def _by_slot(group: CyclicGroup) -> NDArray[np.intp]:
+    found = group.cache.get("positions_t")
+    if found is None:
+        found = group.cache["positions_t"] = np.ascontiguousarray(group.positions.T)
+    return found
+
+
+def gather(group: CyclicGroup, z: Array) -> Array:
+    """The region's entries of the flat vector z in the element layout (B,
+    n_W + n_U), Fortran-ordered: one contiguous gather per slot."""
+    return z[_by_slot(group)].T
+
+
+def scatter(group: CyclicGroup, z: Array, local: Array) -> None:
+    """Write the element layout ``local`` back into the flat vector z."""
+    z[_by_slot(group)] = local.T
+
+
 class GroupMap:
     """G over all elements at once. Values live in the local layout ``zl``
     (B, n_W + n_U); outer values are read from z once (they are computed
@@ -71,14 +93,16 @@ class GroupMap:
 
     def __init__(self, group: CyclicGroup, z: Array) -> None:
         self.group, self.z = group, z
-        self.zl = z[group.positions]
+        # a column per slot (see LAYOUT); every W slot is written by a call
+        # before it is read, so only the caller's U matters
         self.b = group.size
+        self.zl = np.empty((self.b, group.n_w + group.n_u), order="F")
         self.outer: dict[tuple[int, int], Array] = {}
         for p, step in enumerate(group.steps):
             for a, arg in enumerate(step.args):
                 if arg[0] == "outer":
                     self.outer[(p, a)] = z[arg[1]].reshape((self.b,) + arg[2])
-        self.gu = np.empty((self.b, group.n_u))  # the closing equations' values
+        self.gu = np.empty((self.b, group.n_u), order="F")  # the closing equations' values
         self.args: list[list[Array]] = []
         self.ans: list[Array] = []
         self.partials = {}  # elementwise local derivatives at the current values
@@ -111,7 +135,7 @@ class GroupMap:
             self.args.append(args)
             self.ans.append((self.gu if step.closing else self.zl)[:, step.out].reshape(
                 (self.b,) + step.shape))
-        return self.gu.copy()
+        return self.gu.copy(order="F")
 
     def _jvp(self, p: int, a: int, t: Array) -> Array:
         """Output tangent of step p for the tangent t of its argument a alone;
@@ -135,7 +159,7 @@ class GroupMap:
 
     def write(self) -> None:
         """Leave z at the current values of the whole region."""
-        self.z[self.group.positions] = self.zl
+        scatter(self.group, self.z, self.zl)
 
     # ------------------------------------------------------------- sweeps
     def jvp(self, tl: Array, outer_t: dict[tuple[int, int], Array],
@@ -145,7 +169,7 @@ class GroupMap:
         closing equations' tangents (B, n_U). With ``live_u`` (the U columns
         whose tangent may be non-zero; tl's W part then zero) the sweep skips
         every argument whose tangent is known to be zero."""
-        b, n_w, gd = self.b, self.group.n_w, np.zeros((self.b, self.group.n_u))
+        b, n_w, gd = self.b, self.group.n_w, np.zeros((self.b, self.group.n_u), order="F")
         live: set[int] | None = None if live_u is None else set()  # W slots that are live
         for p, step in enumerate(self.group.steps):
             target = (gd if step.closing else tl)[:, step.out]
@@ -216,36 +240,6 @@ class GroupFactor:
         return np.matmul(np.swapaxes(self.minv, 1, 2), y[:, :, None])[:, :, 0]
 
 
-def _diagonal(gm: GroupMap) -> Array:
-    """D = dG_k/dU_k for every element (B, n_U, n_U), one JVP sweep per column."""
-    group = gm.group
-    d = np.empty((gm.b, group.n_u, group.n_u))
-    for j in range(group.n_u):
-        tl = np.zeros_like(gm.zl)
-        tl[:, group.n_w + j] = 1.0
-        d[:, :, j] = gm.jvp(tl, {}, live_u=(j,))
-    return d
-
-
-def _coupling(gm: GroupMap) -> list[Coupling]:
-    """C's columns: dG_k/dU_m through the cross reads, one JVP sweep each."""
-    group, b = gm.group, gm.b
-    out = []
-    zero = np.zeros_like(gm.zl)
-    for p, step in enumerate(group.steps):
-        for a, arg in enumerate(step.args):
-            cross = arg[0] == "outer" and arg[3]
-            if not cross:
-                continue
-            k = np.nonzero(cross.mask)[0]
-            for c in range(cross.u.stop - cross.u.start):
-                t = np.zeros((b, cross.u.stop - cross.u.start))
-                t[:, c] = 1.0
-                col = gm.jvp(zero.copy(), {(p, a): t.reshape((b,) + arg[2])}, live_u=())[k]
-                out.append(Coupling(k, cross.source[k], cross.u.start + c, col, (p, a, c)))
-    return out
-
-
 def _coupling_matrix(coupling: list[Coupling], b: int, n: int) -> sp.csr_matrix | None:
     """C (B n_U x B n_U) from its columns, or None."""
     if not coupling:
@@ -271,11 +265,11 @@ def _reach(group: CyclicGroup) -> int:
 def factorize(gm: GroupMap) -> GroupFactor | BandFactor | int:
     """M L (or, for a chain, the band LU of M - C) at the current values of
     ``gm`` (after a call); an element number when that element's M is singular."""
-    d = _diagonal(gm)
+    d, coupling = group_jacobian(gm)
     m = np.eye(gm.group.n_u) - d
     reach = _reach(gm.group)
     if 0 < reach <= MAX_REACH:
-        band = band_factorize(m, _coupling(gm), reach, gm.group.cache)
+        band = band_factorize(m, coupling, reach, gm.group.cache)
         if isinstance(band, int) or np.all(band.condition <= SINGULAR_CONDITION):
             return band
         return int(np.argmax(band.condition))
@@ -286,7 +280,7 @@ def factorize(gm: GroupMap) -> GroupFactor | BandFactor | int:
     cond = np.abs(m).sum(axis=1).max(axis=1) * np.abs(minv).sum(axis=1).max(axis=1)
     if not np.all(cond <= SINGULAR_CONDITION):
         return int(np.argmax(np.where(np.isfinite(cond), cond, np.inf)))
-    c = _coupling_matrix(_coupling(gm), gm.b, gm.group.n_u) if reach else None
+    c = _coupling_matrix(coupling, gm.b, gm.group.n_u) if reach else None
     lower = None
     if c is not None:
         b, n = minv.shape[0], minv.shape[1]
@@ -294,108 +288,6 @@ def factorize(gm: GroupMap) -> GroupFactor | BandFactor | int:
         lower = (sp.identity(b * n, format="csr") - (blocks @ c).tocsr()).tocsr()
         lower.sort_indices()
     return GroupFactor(minv, lower, cond, d)
-
-
-# -------------------------------------------------------------------- Newton
-
-def _norms(x: Array) -> Array:
-    return np.sqrt(np.einsum("ki,ki->k", x, x))
-
-
-def _converged(group: CyclicGroup, u: Array, gu: Array, tol: float) -> NDArray[np.bool_]:
-    """Per element: ||U_k - G_k|| <= tol max(1, ||U_k||), tested apart for the
-    unknowns and the carries (a long sum carried along the chain must not
-    loosen the test of the unknowns)."""
-    n = group.n_unknowns
-    r = u - gu
-    ok = _norms(r[:, :n]) <= tol * np.maximum(1.0, _norms(u[:, :n]))
-    if n < u.shape[1]:
-        ok &= _norms(r[:, n:]) <= tol * np.maximum(1.0, _norms(u[:, n:]))
-    return ok
-
-
-def _failed(group: CyclicGroup, result: BlockResult, status: Status, k: int,
-            message: str) -> BlockResult:
-    """Mark the group's result failed, naming element ``k``'s block."""
-    result.status, result.block = status, group.units[k].block.name
-    result.number = group.units[k].block.number
-    result.message = f"{message} (element {k} of the {group.name})"
-    return result
-
-
-def newton_group(gm: GroupMap, u0: Array, tol: float, maxiter: int) -> BlockResult:
-    """Newton on U - G(U) = 0 over all elements, converged when every element's
-    ||U_k - G_k(U)|| <= tol max(1, ||U_k||). Backtracks element by element."""
-    group = gm.group
-    result = BlockResult(group.name, "newton", group.units[0].block.number)
-    result.reason = "a group of blocks of one structure: batched Newton"
-    u, gu, previous = u0, gm(u0), None
-    for it in range(maxiter + 1):
-        res = _norms(u - gu)
-        result.residuals.append(float(res.max()))
-        if not np.all(np.isfinite(res)) or not np.all(np.isfinite(u)):
-            k = int(np.argmax(~np.isfinite(res) | ~np.isfinite(u).all(axis=1)))
-            return _failed(group, result, Status.BREAKDOWN, k, "newton diverges: the "
-                           "residual is not finite; try another init or check the equations")
-        factor = factorize(gm)
-        if isinstance(factor, int):
-            return _failed(group, result, Status.SINGULAR, factor, "I - J is singular at the "
-                           "current iterate; the constraints do not determine the unknowns")
-        scale = np.maximum(1.0, _norms(u))
-        if np.all(_converged(group, u, gu, tol)):
-            result.iterations, result.factorization, result.x = it, factor, u
-            result.extra["element_residuals"] = res
-            if previous is not None:
-                result.extra["jacobian_change"] = np.abs(factor.diagonal - previous).max(
-                    axis=(1, 2))
-            return result
-        if it == maxiter:
-            k = int(np.argmax(res / scale))
-            return _failed(group, result, Status.MAX_ITERATIONS, k,
-                           f"newton did not converge in {maxiter} iterations (final residual "
-                           f"{res[k]:.3e}); raise maxiter, another init, or check the map")
-        previous = factor.diagonal
-        step = factor.solve(gu - u, transposed=False)
-        u, gu = _line_search(gm, u, step, res, tol)
-    raise AssertionError("unreachable")
-
-
-def _line_search(gm: GroupMap, u: Array, step: Array, res: Array, tol: float
-                 ) -> tuple[Array, Array]:
-    """The full step where it reduces an element's residual; halved (up to 30
-    times) for the elements where it does not. In a chain an element's
-    residual also depends on the steps of the elements it reads, so there the
-    step is halved for all at once, on the sum of squares of the residuals."""
-    trial = u + step
-    g = gm(trial)
-    if gm.group.chained:
-        return _chain_line_search(gm, u, step, res, tol, trial, g)
-    t = np.ones(u.shape[0])
-    for _ in range(30):
-        new = _norms(trial - g)
-        done = _converged(gm.group, trial, g, tol)  # at the floor: no descent
-        bad = ~(np.isfinite(new) & ((new <= (1 - 1e-4 * t) * res) | done))
-        if not bad.any():
-            break
-        t[bad] *= 0.5
-        trial[bad] = u[bad] + t[bad, None] * step[bad]
-        g = gm(trial)
-    return trial, g
-
-
-def _chain_line_search(gm: GroupMap, u: Array, step: Array, res: Array, tol: float,
-                       trial: Array, g: Array) -> tuple[Array, Array]:
-    merit = float(res @ res)
-    t = 1.0
-    for _ in range(30):
-        new = _norms(trial - g)
-        if np.all(np.isfinite(new)) and (float(new @ new) <= (1 - 1e-4 * t) * merit
-                                         or np.all(_converged(gm.group, trial, g, tol))):
-            break
-        t *= 0.5
-        trial = u + t * step
-        g = gm(trial)
-    return trial, g
 
 
 def check_group_determined(group: CyclicGroup, forward: BlockResult) -> None:
@@ -414,44 +306,6 @@ def check_group_determined(group: CyclicGroup, forward: BlockResult) -> None:
             "for minimum-norm multipliers")
 
 
-def solve_group(group: CyclicGroup, z: Array, options: ForwardOptions,
-                inits: Mapping[int, Array]) -> BlockResult:
-    """Solve every block of the group in place in z; the group's result, or
-    raise (ConvergenceError, SingularSystemError) naming the stubborn block."""
-    t0 = time.perf_counter()
-    with np.errstate(all="ignore"):
-        gm = GroupMap(group, z)
-        result = newton_group(gm, _starts(group, inits), options.tolerance,
-                              options.maxiter or NEWTON_MAXITER)
-        raise_for(result)
-        assert result.x is not None
-        gm(result.x)
-        gm.write()
-    result.seconds = time.perf_counter() - t0
-    result.residual = result.residuals[-1]
-    result.extra["blocks"] = group.block_numbers
-    return result
-
-
-def _starts(group: CyclicGroup, inits: Mapping[int, Array]) -> Array:
-    """U0 (B, n_U) from the unknowns' starting points (zeros where none); the
-    array is rebuilt only when a starting point object changed."""
-    found = [inits.get(j) for j in group.unknown_ids]
-    cached = group.cache.get("starts")
-    if cached is not None and all(a is b for a, b in zip(found, cached[0])):
-        return cached[1].copy()
-    sizes = [u.size for u in group.units[0].unknowns]
-    u0 = np.zeros((group.size, group.n_u))
-    per = len(sizes)
-    for i, value in enumerate(found):
-        if value is not None:
-            k, j = divmod(i, per)
-            a = sum(sizes[:j])
-            u0[k, a:a + sizes[j]] = np.ravel(value)
-    group.cache["starts"] = (found, u0)
-    return u0.copy()
-
-
 # -------------------------------------------------------------- linear solves
 
 def solve_linear(group: CyclicGroup, z: Array, vec: Array, transposed: bool,
@@ -461,16 +315,12 @@ def solve_linear(group: CyclicGroup, z: Array, vec: Array, transposed: bool,
     adjoint, its pullbacks to the outside) out."""
     t0 = time.perf_counter()
     gm = GroupMap(group, z)
-    gm(gm.zl[:, group.n_w:].copy())
+    gm(np.asfortranarray(z[group.u_positions]))
     if factor is None:
-        made = factorize(gm)
-        if isinstance(made, int):
-            raise SingularSystemError(f"{group.units[made].block.name}: I - J is singular "
-                                      "at the solution; use method='lstsq'")
-        factor = made
-    rhs = vec[group.positions]
+        factor = _factorize_here(gm)
+    rhs = gather(group, vec)
     x = _adjoint(gm, factor, rhs, vec) if transposed else _tangent(gm, factor, rhs, vec)
-    vec[group.positions] = x
+    scatter(group, vec, x)
     result = BlockResult(group.name, "grouped", group.units[0].block.number,
                          iterations=1, reason="reuses the group's Newton factorization")
     result.reused_factorization = True
@@ -479,16 +329,24 @@ def solve_linear(group: CyclicGroup, z: Array, vec: Array, transposed: bool,
     return result
 
 
+def _factorize_here(gm: GroupMap) -> GroupFactor | BandFactor:
+    made = factorize(gm)
+    if isinstance(made, int):
+        raise SingularSystemError(f"{gm.group.units[made].block.name}: I - J is singular "
+                                  "at the solution; use method='lstsq'")
+    return made
+
+
 def _adjoint(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array:
     group, n_w = gm.group, gm.group.n_w
-    lam_u0 = np.zeros((gm.b, group.n_u))
-    ll = rhs.copy()
+    lam_u0 = np.zeros((gm.b, group.n_u), order="F")
+    ll = rhs.copy(order="F")
     ll[:, n_w:] = 0.0
     outer = gm.vjp(ll, lam_u0)
     c = rhs[:, n_w:] + ll[:, n_w:]
     _scatter(gm, outer, c, None)
     lam_u = factor.solve(c, transposed=True)
-    ll = rhs.copy()
+    ll = rhs.copy(order="F")
     ll[:, n_w:] = 0.0
     outer = gm.vjp(ll, lam_u)
     _scatter(gm, outer, None, vec)
@@ -518,11 +376,11 @@ def _tangent(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array
         for a, arg in enumerate(step.args):
             if arg[0] == "outer":
                 outer_t[(p, a)] = vec[arg[1]].reshape((gm.b,) + arg[2])
-    tl = rhs.copy()
+    tl = rhs.copy(order="F")
     tl[:, n_w:] = 0.0
     c = rhs[:, n_w:] + gm.jvp(tl, _with_cross(gm, outer_t, None))
     x_u = factor.solve(c, transposed=False)
-    tl = rhs.copy()
+    tl = rhs.copy(order="F")
     tl[:, n_w:] = x_u
     gm.jvp(tl, _with_cross(gm, outer_t, x_u))
     return tl
