@@ -11,9 +11,12 @@ shorten. Here they join their element of the group (compile/groups.py):
   read by one element only. Each element selects other entries, so the
   feeder becomes a gather of the source's flat positions, not a batched
   ``getitem``;
-* *followers*: the Single equations downstream of the group that read only
+* *followers*: the equations downstream of the group that read only
   elements' variables (each goes to the latest element it reads), variables
-  computed before the group and constants, with a batched form. A follower
+  computed before the group and constants, with a batched form: Single steps,
+  and equations of a scalar Batch (independent blocks share a level, so the
+  scalar work after each of them is batched by level; the glue takes those
+  equations out of the batch and leaves the rest of it a step). A follower
   that reads an earlier element's variable (``total`` of the previous
   iteration) makes that variable a *carry*: the group solves it with its
   unknowns, so the chain of ``total`` costs one sparse triangular solve.
@@ -21,8 +24,10 @@ shorten. Here they join their element of the group (compile/groups.py):
 Followers must agree across elements (the same equations, in the same order,
 up to variable offsets); an element with more of them keeps the common
 prefix and leaves the rest to run after the group (the last iteration often
-has an extra equation: the loop's result). Anything else keeps the group as
-it was without glue.
+has an extra equation: the loop's result). Leading elements that disagree
+with the rest are left out of the group (the first iteration's
+``total = 0.0 + ...`` reads a constant where the others read the previous
+total). Anything else keeps the group as it was without glue.
 """
 
 from __future__ import annotations
