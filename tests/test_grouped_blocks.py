@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import lagrad
-from lagrad.bench.blocks import BlockChain
+from lagrad.bench.blocks import BlockChain, BlockIndependent
 from lagrad.compile import compile_program
 from lagrad.compile.groups import CyclicGroup, grouped_steps
 
@@ -105,10 +105,26 @@ def test_chain_tangent_matches_finite_differences_and_per_block() -> None:
         assert np.allclose(zdot[v], per_block[v], rtol=1e-10, atol=1e-12)
 
 
-def test_independent_blocks_group_without_coupling() -> None:
+def test_independent_blocks_group_with_their_running_total() -> None:
     program, *_ = independent(12)
     [group] = groups_of(program)
-    assert group.size == 12 and not group.chained
+    # block 0's total = 0.0 + ... reads a constant, not a total: it runs on its own;
+    # the others' sum(z * z) * (k + 1) (a scalar batch) and total join as glue
+    assert group.size == 11 and group.n_unknowns == 2
+    assert group.n_u == 3 and group.chained  # z, and the total carried along
+    assert len(grouped_steps(compile_program(program))) < 10  # not 2 steps per block
+
+
+def test_independent_blocks_without_glue_group_without_coupling() -> None:
+    def body(z: Any, x: Any, ak: Any) -> Any:
+        return lagrad.tanh(ak * z + x)
+
+    def fn(x: Any) -> Any:
+        return lagrad.stack([lagrad.fixed_point(body, 0.0, x, 0.1 * k, name=f"z{k}")
+                             for k in range(8)])
+    program = lagrad.trace(fn, 0.3)
+    [group] = groups_of(program)
+    assert group.size == 8 and not group.chained
 
 
 def test_independent_blocks_gradient_and_tangent() -> None:
@@ -121,6 +137,32 @@ def test_independent_blocks_gradient_and_tangent() -> None:
     assert abs(g - float(sol.grad(method="splu"))) <= 1e-12 * max(1.0, abs(g))
     zdot = sol.tangent(1.0)
     assert abs(float(zdot[program.variables[-1]]) - g) <= 1e-12 * max(1.0, abs(g))
+
+
+@pytest.mark.parametrize("n_blocks", [8, 60])
+def test_independent_bench_problem_gradient_matches_the_floor(n_blocks: int) -> None:
+    problem = BlockIndependent(n_blocks, seed=5)
+    program = problem.trace()
+    [group] = groups_of(program)
+    assert group.size == n_blocks - 1 and group.n_u == 4  # z (3) and the running total
+    sol = program.solve(*problem.inputs)
+    gx, gb = sol.grad()
+    fx, fb = problem.floor()
+    assert abs(float(gx) - fx) <= 1e-10 * max(1.0, abs(fx))
+    assert np.allclose(gb, fb, rtol=1e-10, atol=1e-10 * float(np.max(np.abs(fb))))
+    assert np.allclose(sol[f"z{n_blocks - 1}"], problem.floor_forward()[-1], rtol=0,
+                       atol=1e-12)
+    if n_blocks == 8:
+        dx, db = sol.grad(method="dense")
+        assert abs(float(dx) - fx) <= 1e-10 * max(1.0, abs(fx))
+        assert np.allclose(db, fb, rtol=1e-10, atol=1e-12)
+
+
+def test_independent_blocks_run_as_one_group_and_a_few_steps() -> None:
+    program = BlockIndependent(30, seed=1).trace()
+    steps = grouped_steps(compile_program(program))
+    # the inputs' feeders, block 0 and its glue, then one group: nothing per block
+    assert len(steps) < 12 and sum(isinstance(s, CyclicGroup) for s in steps) == 1
 
 
 def test_a_stubborn_block_is_named() -> None:

@@ -72,6 +72,8 @@ HEADLINES = (
               _floor_method, peer_problem="pagerank"),
     _Headline("blocks", "blocks chain", lambda r: f"B={r['B']}", _method("default"),
               _floor_method, peer_problem="blocks"),
+    _Headline("blocks", "blocks independent", lambda r: f"B={r['B']}",
+              _method("independent: default"), _method("independent: floor (numpy)")),
     _Headline("jacobian", "Jacobian", lambda r: f"{r['problem']} {r['label']}, {r['rows']} rows",
               _always, _always, time_key="jacobian_s", floor_key="gradient_s",
               peer_problem="jacobian"),

@@ -11,9 +11,12 @@ shorten. Here they join their element of the group (compile/groups.py):
   read by one element only. Each element selects other entries, so the
   feeder becomes a gather of the source's flat positions, not a batched
   ``getitem``;
-* *followers*: the Single equations downstream of the group that read only
+* *followers*: the equations downstream of the group that read only
   elements' variables (each goes to the latest element it reads), variables
-  computed before the group and constants, with a batched form. A follower
+  computed before the group and constants, with a batched form: Single steps,
+  and equations of a scalar Batch (independent blocks share a level, so the
+  scalar work after each of them is batched by level; the glue takes those
+  equations out of the batch and leaves the rest of it a step). A follower
   that reads an earlier element's variable (``total`` of the previous
   iteration) makes that variable a *carry*: the group solves it with its
   unknowns, so the chain of ``total`` costs one sparse triangular solve.
@@ -21,8 +24,10 @@ shorten. Here they join their element of the group (compile/groups.py):
 Followers must agree across elements (the same equations, in the same order,
 up to variable offsets); an element with more of them keeps the common
 prefix and leaves the rest to run after the group (the last iteration often
-has an extra equation: the loop's result). Anything else keeps the group as
-it was without glue.
+has an extra equation: the loop's result). Leading elements that disagree
+with the rest are left out of the group (the first iteration's
+``total = 0.0 + ...`` reads a constant where the others read the previous
+total). Anything else keeps the group as it was without glue.
 """
 
 from __future__ import annotations
@@ -34,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from lagrad.compile.schedule import CyclicBlock, Single
+from lagrad.compile.schedule import Batch, CyclicBlock, Index, Single, batch_of, single_of
 from lagrad.ir.primitives import getitem
-from lagrad.ir.program import Program
+from lagrad.ir.program import Equation, Program
 
 __all__ = ["Glue", "find_glue", "gather_of", "no_glue"]
 
@@ -46,10 +51,17 @@ KeyFn = Callable[[Program, Sequence[Any], dict[int, int]], Any]
 
 @dataclass(frozen=True)
 class Glue:
-    """Per element (in group order): its feeders and its followers."""
+    """Per element (in group order): its feeders and its followers. ``split``:
+    each scalar :class:`Batch` some of whose equations became followers, with
+    what is left of it (None if nothing). ``skip``: that many leading elements
+    disagree with the rest and should be left out of the group (the first
+    iteration's ``total = 0.0 + ...`` reads a constant where the others read
+    the previous total)."""
 
     feeders: list[list[Single]]
     followers: list[list[Single]]
+    split: tuple[tuple[Batch, Batch | None], ...] = ()
+    skip: int = 0
 
 
 def no_glue(n: int) -> Glue:
@@ -57,8 +69,8 @@ def no_glue(n: int) -> Glue:
     return Glue([[] for _ in range(n)], [[] for _ in range(n)])
 
 
-def find_glue(program: Program, steps: Sequence[Any], elements: Sequence[Element],
-              key: KeyFn) -> Glue:
+def find_glue(program: Program, index: Index, steps: Sequence[Any],
+              elements: Sequence[Element], key: KeyFn) -> Glue:
     """The glue of a group's elements; empty lists where none matches. ``key``
     is the structure of a list of equations (groups._equations_key)."""
     empty = no_glue(len(elements))
@@ -67,11 +79,15 @@ def find_glue(program: Program, steps: Sequence[Any], elements: Sequence[Element
         owner.update({v.index: k for v in unit.block.variables})
         owner.update({s.eq.out: k for s in conns})
     members = {id(s) for unit, conns in elements for s in (unit, *conns)}
-    followers = _followers(program, steps, members, dict(owner), elements, key)
+    followers, skip, split = _followers(program, index, steps, members, dict(owner), elements,
+                                        key)
+    if skip:
+        return Glue(empty.feeders, empty.followers, skip=skip)
     feeders = _feeders(program, steps, members, owner, elements)
     if followers is None and feeders is None:
         return empty
-    return Glue(feeders or empty.feeders, followers or empty.followers)
+    return Glue(feeders or empty.feeders, followers or empty.followers,
+                split if followers else ())
 
 
 def _parents(step: Any) -> set[int]:
@@ -79,44 +95,95 @@ def _parents(step: Any) -> set[int]:
     return {j for eq in step.equations for j in eq.parents if j not in inside}
 
 
-def _followers(program: Program, steps: Sequence[Any], members: set[int],
+def _follows(eq: Equation, parents: set[int], owner: dict[int, int], late: set[int]
+             ) -> int | None:
+    """The element an equation follows (None: unrelated, or late, added to ``late``)."""
+    reads = [owner[j] for j in parents if j in owner]
+    if not reads and not parents & late:
+        return None
+    if parents & late or not eq.primitive.batchable(eq.params):
+        late.add(eq.out)
+        return None
+    return max(reads)
+
+
+def _followers(program: Program, index: Index, steps: Sequence[Any], members: set[int],
                owner: dict[int, int], elements: Sequence[Element], key: KeyFn
-               ) -> list[list[Single]] | None:
+               ) -> tuple[list[list[Single]] | None, int, tuple[tuple[Batch, Batch | None], ...]]:
+    """The followers per element, the leading elements to skip, and the split
+    batches: a scalar Batch's equations are taken one by one (they share a
+    level, so none reads another)."""
     found: list[list[Single]] = [[] for _ in elements]
     late: set[int] = set()  # downstream of the group, outside it
+    batches: list[Batch] = []
     for step in steps:
         if id(step) in members:
             continue
+        if isinstance(step, Batch) and step.lazy is None:
+            taken = False
+            for eq in step.eqs:
+                k = _follows(eq, set(eq.parents), owner, late)
+                if k is not None:
+                    found[k].append(single_of(eq, index))
+                    owner[eq.out], taken = k, True
+            if taken:
+                batches.append(step)
+            continue
         parents = _parents(step)
-        reads = [owner[j] for j in parents if j in owner]
-        if not reads and not parents & late:
+        if not isinstance(step, Single):
+            if any(j in owner or j in late for j in parents):
+                late.update(eq.out for eq in step.equations)
             continue
-        if (parents & late or not isinstance(step, Single)
-                or not step.eq.primitive.batchable(step.eq.params)):
-            late.update(eq.out for eq in step.equations)
-            continue
-        k = max(reads)
-        found[k].append(step)
-        owner[step.eq.out] = k
+        k = _follows(step.eq, parents, owner, late)
+        if k is not None:
+            found[k].append(step)
+            owner[step.eq.out] = k
+    chosen, skip = _agree(program, found, elements, key)
+    if chosen is None:
+        return None, skip, ()
+    return chosen, 0, _split(index, batches, chosen)
+
+
+def _agree(program: Program, found: list[list[Single]], elements: Sequence[Element],
+           key: KeyFn) -> tuple[list[list[Single]] | None, int]:
+    """The followers the elements agree on (each keeps the common prefix), or
+    None and how many leading elements disagree (0: some later one does)."""
     if not any(found):
-        return None
+        return None, 0
     found = [sorted(f, key=lambda s: s.eq.out) for f in found]  # trace order
     keys = [_key(program, elements[k], f, key) for k, f in enumerate(found)]
     common, _ = Counter(keys).most_common(1)[0]
     if common is None:
-        return None
+        return None, 0
     dropped: set[int] = set()
+    disagree: list[int] = []
     for k, f in enumerate(found):
         if keys[k] == common:
             continue
         n = len(common)
         if len(f) < n or _key(program, elements[k], f[:n], key) != common:
-            return None
+            disagree.append(k)
+            continue
         dropped.update(s.eq.out for s in f[n:])
         found[k] = f[:n]
+    if disagree:
+        leading = disagree == list(range(len(disagree)))
+        return None, len(disagree) if leading and len(disagree) < len(found) // 2 else 0
     if any(j in dropped for f in found for s in f for j in s.eq.parents):
-        return None
-    return found
+        return None, 0
+    return found, 0
+
+
+def _split(index: Index, batches: list[Batch], chosen: list[list[Single]]
+           ) -> tuple[tuple[Batch, Batch | None], ...]:
+    """Each batch some of whose equations are followers, with the rest of it."""
+    taken = {id(s.eq) for f in chosen for s in f}
+    out = []
+    for batch in batches:
+        rest = [eq for eq in batch.eqs if id(eq) not in taken]
+        if len(rest) < len(batch.eqs):
+            out.append((batch, batch_of(rest, index) if rest else None))
+    return tuple(out)
 
 
 def _key(program: Program, element: Element, follow: list[Single], key: KeyFn) -> Any:

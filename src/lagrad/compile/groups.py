@@ -91,6 +91,7 @@ class CyclicGroup:
     n_u: int
     steps: tuple[Position, ...]
     n_unknowns: int = -1  # U = [unknowns | carries]: the unknowns' width (-1: all of U)
+    split: tuple[tuple[Batch, Batch | None], ...] = ()  # batches whose followers joined
     cache: dict[str, Any] = field(default_factory=dict)  # solvers' reusable arrays
 
     def __post_init__(self) -> None:
@@ -241,7 +242,12 @@ def _groups_of(schedule: Schedule, steps: list[Any], candidates: list[CyclicBloc
     groups = []
     for elements in by_key.values():
         if len(elements) >= GROUP_MIN:
-            glue = find_glue(program, steps, elements, _equations_key)
+            glue = find_glue(program, schedule.index, steps, elements, _equations_key)
+            if glue.skip:  # the first iterations differ: they run on their own
+                elements = elements[glue.skip:]
+                glue = find_glue(program, schedule.index, steps, elements, _equations_key)
+                if glue.skip or len(elements) < GROUP_MIN:
+                    continue
             group = _layout(schedule, elements, glue)
             if group is None and (any(glue.feeders) or any(glue.followers)):
                 group = _layout(schedule, elements, no_glue(len(elements)))
@@ -381,12 +387,16 @@ def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]]
     members = tuple(sorted(units + conns + glued, key=_order_key(schedule)))
     n_unknowns = sum(u.size for u in units[0].unknowns)
     return CyclicGroup(units, conns, members, positions, n_w, n_u, tuple(steps),
-                       n_unknowns=n_unknowns)
+                       n_unknowns=n_unknowns, split=glue.split)
 
 
 def _order_key(schedule: Schedule) -> Any:
+    """Schedule order; a follower taken out of a batch (not a schedule step)
+    goes with its level, whose steps never read each other."""
     rank = {id(s): n for n, s in enumerate(schedule.steps)}
-    return lambda s: rank[id(s)]
+    levels = schedule.levels
+    return lambda s: (int(levels[s.equations[0].out]), rank.get(id(s), -1),
+                      s.equations[0].out)
 
 
 def _arg(column: list[Equation], a: int, arg: Any, first: dict[int, int], starts: Any,
@@ -424,7 +434,13 @@ def _arg(column: list[Equation], a: int, arg: Any, first: dict[int, int], starts
 def _place(program: Program, steps: list[Any], group: CyclicGroup) -> list[Any]:
     """``steps`` with the group's members replaced by the group: what does not
     depend on the region before it, what does after (the list stays
-    topological); unchanged if the region reads something that depends on it."""
+    topological); unchanged if the region reads something that depends on it.
+    A batch some of whose equations joined the group is replaced by the rest."""
+    rest = {id(batch): left for batch, left in group.split}
+    if len(rest) > sum(1 for s in steps if id(s) in rest):
+        return steps  # another group split that batch already
+    steps = [rest.get(id(s), s) for s in steps]
+    steps = [s for s in steps if s is not None]
     members = {id(m) for m in group.members}
     region = set(int(j) for m in group.members for eq in m.equations for j in [eq.out])
     late = set(region)

@@ -28,7 +28,7 @@ from lagrad.errors import CycleError, ProgramError
 from lagrad.ir import primitives as P
 from lagrad.ir.program import Equation, Program, Variable
 
-__all__ = ["Index", "Schedule", "Single", "Batch", "CyclicBlock", "compile_schedule",
+__all__ = ["Index", "Schedule", "Single", "Batch", "CyclicBlock", "compile_schedule", "single_of",
            "batch_of"]
 
 Array = NDArray[np.float64]
@@ -513,6 +513,11 @@ def batch_of(eqs: list[Equation], index: Index) -> Batch:
             operands.append(np.array([float(np.ravel(eq.args[k])[0]) for eq in eqs]))
     return Batch(tuple(eqs), first.primitive, out, operands, tuple(var_positions),
                  tuple(unique))
+
+
+def single_of(eq: Equation, index: Index) -> Single:
+    """One equation as a :class:`Single` step (e.g. taken out of a :class:`Batch`)."""
+    return _single(eq, index, index.variables)
 
 
 def _single(eq: Equation, index: Index, variables: Sequence[Variable],
