@@ -29,6 +29,7 @@ budget=None) -> BlockResult``, and sits in one table, :data:`METHODS`;
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -146,8 +147,9 @@ class BlockOperator:
         """(I - J_SS), untransposed (direct methods solve with ``trans``)."""
         return block_matrix(self.unit, self.z)
 
-    def _g_vjp(self, v: Array, b_interior: Array | None = None) -> Array:
-        """(dG/du)^T v, or with ``b_interior`` the back-substituted interior seed."""
+    def _g_vjp(self, v: Array, b_interior: Array | None = None, copy: bool = True) -> Array:
+        """(dG/du)^T v, or with ``b_interior`` the back-substituted interior seed
+        (``copy=False``: left in w2 only)."""
         u = self.unit
         if self._vjp_calls is None:  # bound once: z, w and w2 stay put for the solve
             lent = self.borrowed.arrays if self.borrowed is not None else None
@@ -160,7 +162,21 @@ class BlockOperator:
         if b_interior is not None:
             self.w2[u.i_at] += b_interior
         run_all(self._vjp_interior)
-        return self.w2[u.u_at].copy()
+        return self.w2[u.u_at].copy() if copy else self.w2
+
+    @property
+    def viewable(self) -> bool:
+        """Whether :meth:`product_view` serves: an adjoint block whose unknowns
+        are one run of z."""
+        return self.transposed and isinstance(self.unit.u_at, slice)
+
+    def product_view(self, v: Array) -> Array:
+        """(dG/du)^T v as a view of the workspace, valid until the next product
+        (no copy); only when :attr:`viewable`."""
+        self.products += 1
+        self.last = None  # v is the caller's buffer, overwritten later: no reuse
+        self._g_vjp(v, copy=False)
+        return self.w2[self.unit.u_at]
 
     def _interior_vjp(self, v: Array, b_interior: Array) -> None:
         """The interior multipliers (in w2) for lambda_U = ``v``: the sweep of
@@ -396,6 +412,8 @@ def _neumann(op: spla.LinearOperator, c: Array, options: LinearOptions, result: 
     small enough it returns x + r, the next iterate, which costs no product
     (the reported residual is that of x: the returned one's is smaller by
     about the contraction rate)."""
+    if isinstance(op, _Reduced) and op.block.viewable:
+        return _neumann_in_place(op.block, c, options, result, budget)
     x = c.copy()
     tol = options.tolerance
     scale = max(norm2(c), np.finfo(float).tiny)
@@ -421,6 +439,51 @@ def _neumann(op: spla.LinearOperator, c: Array, options: LinearOptions, result: 
         x = x + r
     result.iterations, result.status = k, Status.MAX_ITERATIONS
     return x
+
+
+def _neumann_in_place(block: BlockOperator, c: Array, options: LinearOptions,
+                      result: BlockResult, budget: int | None) -> Array | None:
+    """:func:`_neumann` with each product left in the workspace and the
+    iterates in two preallocated vectors: an iteration is the block's bound
+    pullbacks and three numpy calls (the next iterate c + A x, the step, its
+    squared norm), no allocation."""
+    tol = options.tolerance
+    scale = max(norm2(c), np.finfo(float).tiny)
+    history: list[float] = []
+    x, new, step = c.copy(), np.empty_like(c), np.empty_like(c)
+    add, subtract, dot = np.add, np.subtract, np.dot
+    k = 0
+    for k in range(1, (options.maxiter or 10_000) + 1):
+        add(c, block.product_view(x), out=new)  # x + r, r = c - (I - A) x
+        subtract(new, x, out=step)
+        squares = float(dot(step, step))
+        res = math.sqrt(squares) if squares < math.inf else norm2(step)
+        history.append(res)
+        result.iterations = k - 1
+        if res <= tol * scale:
+            result.status, result.extra["reduced_residual"] = Status.CONVERGED, res / scale
+            return new
+        if not math.isfinite(res) or res > 1e12 * scale:
+            break
+        if budget is not None and k >= 4 and _series_too_slow(history, k, tol * scale,
+                                                               budget):
+            result.status, result.iterations = Status.BREAKDOWN, k
+            rate = (history[-1] / history[-4]) ** (1 / 3)
+            result.extra["rate"] = float(rate)
+            result.message = (f"fixed_point abandoned after {k} iterations (observed "
+                              f"rate {rate:.3f})")
+            return None
+        x, new = new, x
+    result.iterations, result.status = k, Status.MAX_ITERATIONS
+    return x
+
+
+def _series_too_slow(history: list[float], k: int, target: float, budget: int) -> bool:
+    """The series' own rate over its last three steps (the forward rate can be
+    far too hopeful) predicts more than ``budget`` iterations in all."""
+    q = history[-1] / history[-4]  # rate^3, positive: no residual has met target yet
+    # k + log(target / h_k) / log(rate) > budget  <=>  h_k rate^(budget - k) > target
+    return q >= 1.0 or history[-1] * q ** ((budget - k) / 3) > target
 
 
 def _reduced_lu(op: spla.LinearOperator, c: Array, options: LinearOptions, result: BlockResult,

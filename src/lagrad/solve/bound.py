@@ -51,16 +51,16 @@ def bind_runs(steps: Sequence[Single], z: Array, out: Array | None = None,
         if step.ufunc:  # straight into place, arguments bound
             calls.append(partial(step.eq.primitive.value,
                                  *_views(step, z, step.vslots, borrowed), out=target))
-        elif borrowed and any((a, b) in borrowed for _, a, b, _ in step.vslots):
+        else:  # arguments bound too: no gather per call
             calls.append(partial(_run_into, step, _views(step, z, step.vslots, borrowed),
                                  target))
-        else:
-            calls.append(partial(step.run, z, out))
     return calls
 
 
 def _run_into(step: Single, args: list[Any], target: Array) -> None:
-    target[...] = step.eq.primitive.value(*args, **step.eq.params)
+    val = step.eq.primitive.value(*args, **step.eq.params)
+    target[...] = val.reshape(step.shape) if isinstance(val, np.ndarray) else \
+        np.reshape(val, step.shape)
 
 
 def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
@@ -69,7 +69,12 @@ def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
     """One call per differentiated argument of each step, adding lambda_i
     df_i/dz_j into ``into`` (default lam), as :meth:`Single.pullback` does;
     an input in ``borrowed`` is read from the caller's array. Arguments whose
-    span of z is in ``skip`` get no call."""
+    span of z is in ``skip`` get no call.
+
+    z must keep its values while the calls are in use (a linear solve at one
+    solution): an elementwise step's partials are then computed here, once,
+    and its call is a product and a sum; a step whose partial is 1 (an
+    addition, a copy) adds lambda_i straight in."""
     into = lam if into is None else into
     calls: list[Call] = []
     for step in steps:
@@ -82,9 +87,36 @@ def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
         for pos, a, b, shape in step.dslots:
             if (a, b) in skip:
                 continue
-            calls.append(partial(eq.primitive.pullback_add, pos, into[a:b].reshape(shape), g,
-                                 ans, args, eq.params))
+            target = into[a:b].reshape(shape)
+            calls.append(_linear_pullback(step, pos, target, g, ans, args) or
+                         partial(eq.primitive.pullback_add, pos, target, g, ans, args,
+                                 eq.params))
     return calls
+
+
+def _linear_pullback(step: Single, pos: int, out: Array, g: Array, ans: Array,
+                     args: list[Any]) -> Call | None:
+    """``out += g * df/d arg_pos`` with that partial fixed (z is), for a step
+    with constant or elementwise partials and no broadcasting; None otherwise
+    (a structural rule, such as a matrix product's, or a reduction)."""
+    prim = step.eq.primitive
+    if prim.vjp_add is not None or out.shape != g.shape or not out.flags.writeable:
+        return None
+    if prim.constant_partials is not None:
+        if prim.constant_partials[pos] != 1.0:
+            return None
+        return partial(np.add, out, g, out=out)
+    if prim.partials is None:
+        return None
+    d = np.asarray(prim.partials(pos, ans, *args, **step.eq.params), dtype=float)
+    if np.broadcast_shapes(d.shape, g.shape) != g.shape:
+        return None
+    return partial(_add_product, out, g, d, np.empty(g.shape))
+
+
+def _add_product(out: Array, g: Array, d: Array, scratch: Array) -> None:
+    np.multiply(g, d, out=scratch)
+    np.add(out, scratch, out=out)
 
 
 def run_all(calls: Sequence[Call]) -> None:
