@@ -151,32 +151,56 @@ class BlockOperator:
         """(dG/du)^T v, or with ``b_interior`` the back-substituted interior seed
         (``copy=False``: left in w2 only)."""
         u = self.unit
-        if self._vjp_calls is None:  # bound once: z, w and w2 stay put for the solve
+        closing, interior = self._bind_vjp()
+        u.zero(self.w2)
+        self.w[u.u_at] = v  # the closing pullbacks read only the unknowns' entries
+        run_all(closing)
+        if b_interior is not None:
+            self.w2[u.i_at] += b_interior
+        run_all(interior)
+        return self.w2[u.u_at].copy() if copy else self.w2
+
+    def _bind_vjp(self) -> tuple[list[Callable[[], Any]], list[Callable[[], Any]]]:
+        """The closing and interior pullbacks of (dG/du)^T, bound once: z, w and
+        w2 stay put for the solve."""
+        if self._vjp_calls is None:
+            u = self.unit
             lent = self.borrowed.arrays if self.borrowed is not None else None
             self._vjp_calls = bind_pullbacks(u.inner_closing, self._z, self.w, self.w2, lent)
             self._vjp_interior = bind_pullbacks(u.inner_interior[::-1], self._z, self.w2,
                                                 None, lent)
-        u.zero(self.w2)
-        self.w[u.u_at] = v  # the closing pullbacks read only the unknowns' entries
-        run_all(self._vjp_calls)
-        if b_interior is not None:
-            self.w2[u.i_at] += b_interior
-        run_all(self._vjp_interior)
-        return self.w2[u.u_at].copy() if copy else self.w2
+        return self._vjp_calls, self._vjp_interior
 
     @property
     def viewable(self) -> bool:
-        """Whether :meth:`product_view` serves: an adjoint block whose unknowns
-        are one run of z."""
+        """Whether :meth:`in_place_product` serves: an adjoint block whose
+        unknowns are one run of z."""
         return self.transposed and isinstance(self.unit.u_at, slice)
 
-    def product_view(self, v: Array) -> Array:
-        """(dG/du)^T v as a view of the workspace, valid until the next product
-        (no copy); only when :attr:`viewable`."""
-        self.products += 1
-        self.last = None  # v is the caller's buffer, overwritten later: no reuse
-        self._g_vjp(v, copy=False)
-        return self.w2[self.unit.u_at]
+    def in_place_product(self) -> tuple[Callable[[Array], None], Array]:
+        """``(product, out)``: ``product(v)`` leaves (dG/du)^T v in ``out``, a
+        view of the workspace valid until the next product, with no copy and
+        no allocation; only when :attr:`viewable`. (Not kept on the instance:
+        the closure refers to it, see :meth:`_product`.)"""
+        u = self.unit
+        lent = self.borrowed.arrays if self.borrowed is not None else None
+        written: set[tuple[int, int]] = set()  # spans of w2 the calls write first: no clearing
+        calls = bind_pullbacks(u.inner_closing, self._z, self.w, self.w2, lent,
+                               written=written) + \
+            bind_pullbacks(u.inner_interior[::-1], self._z, self.w2, None, lent,
+                           written=written)
+        clear = [self.w2[a:b] for a, b in _uncovered(u.runs, written)]
+        w_u, copyto = self.w[u.u_at], np.copyto
+        self.last = None  # the products' arguments are the caller's buffers: no reuse
+
+        def product(v: Array) -> None:
+            self.products += 1
+            for run in clear:
+                run.fill(0.0)
+            copyto(w_u, v)
+            for call in calls:
+                call()
+        return product, self.w2[u.u_at]
 
     def _interior_vjp(self, v: Array, b_interior: Array) -> None:
         """The interior multipliers (in w2) for lambda_U = ``v``: the sweep of
@@ -263,6 +287,22 @@ class BlockOperator:
             self.orientation.propagate(step, self.z, self.w, self.w2)
         r = x - self.w2[s] - b
         return norm2(r) / max(norm2(b), np.finfo(float).tiny)
+
+
+def _uncovered(runs: Any, spans: set[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``runs`` ((start, stop) pairs) outside every span of ``spans``."""
+    out: list[tuple[int, int]] = []
+    cuts = sorted(spans)
+    for a, b in runs:
+        for c, d in cuts:
+            if d <= a or c >= b:
+                continue
+            if c > a:
+                out.append((a, c))
+            a = max(a, d)
+        if a < b:
+            out.append((a, b))
+    return out
 
 
 class _Reduced(spla.LinearOperator):
@@ -452,9 +492,11 @@ def _neumann_in_place(block: BlockOperator, c: Array, options: LinearOptions,
     history: list[float] = []
     x, new, step = c.copy(), np.empty_like(c), np.empty_like(c)
     add, subtract, dot = np.add, np.subtract, np.dot
+    product, a_x = block.in_place_product()
     k = 0
     for k in range(1, (options.maxiter or 10_000) + 1):
-        add(c, block.product_view(x), out=new)  # x + r, r = c - (I - A) x
+        product(x)
+        add(c, a_x, out=new)  # x + r, r = c - (I - A) x
         subtract(new, x, out=step)
         squares = float(dot(step, step))
         res = math.sqrt(squares) if squares < math.inf else norm2(step)

@@ -65,16 +65,20 @@ def _run_into(step: Single, args: list[Any], target: Array) -> None:
 
 def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
                    into: Array | None = None, borrowed: Borrowed | None = None,
-                   skip: frozenset[tuple[int, int]] = frozenset()) -> list[Call]:
+                   skip: frozenset[tuple[int, int]] = frozenset(),
+                   written: set[tuple[int, int]] | None = None) -> list[Call]:
     """One call per differentiated argument of each step, adding lambda_i
     df_i/dz_j into ``into`` (default lam), as :meth:`Single.pullback` does;
     an input in ``borrowed`` is read from the caller's array. Arguments whose
-    span of z is in ``skip`` get no call.
+    span of z is in ``skip`` get no call. With ``written`` (the spans of
+    ``into`` already written by earlier calls of the same sweep), the first
+    call into any other span writes it instead of adding (nothing of it is
+    read, so it need not be cleared) and adds the span to ``written``.
 
     z must keep its values while the calls are in use (a linear solve at one
     solution): an elementwise step's partials are then computed here, once,
-    and its call is a product and a sum; a step whose partial is 1 (an
-    addition, a copy) adds lambda_i straight in."""
+    and its call is one or two numpy calls; a step whose partial is 1 (an
+    addition, a copy) adds (or copies) lambda_i straight in."""
     into = lam if into is None else into
     calls: list[Call] = []
     for step in steps:
@@ -88,29 +92,35 @@ def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
             if (a, b) in skip:
                 continue
             target = into[a:b].reshape(shape)
-            calls.append(_linear_pullback(step, pos, target, g, ans, args) or
-                         partial(eq.primitive.pullback_add, pos, target, g, ans, args,
-                                 eq.params))
+            first = written is not None and (a, b) not in written
+            if first:
+                written.add((a, b))  # type: ignore[union-attr]
+            rule = eq.primitive.pullback_set if first else eq.primitive.pullback_add
+            calls.append(_linear_pullback(step, pos, target, g, ans, args, first) or
+                         partial(rule, pos, target, g, ans, args, eq.params))
     return calls
 
 
 def _linear_pullback(step: Single, pos: int, out: Array, g: Array, ans: Array,
-                     args: list[Any]) -> Call | None:
-    """``out += g * df/d arg_pos`` with that partial fixed (z is), for a step
-    with constant or elementwise partials and no broadcasting; None otherwise
-    (a structural rule, such as a matrix product's, or a reduction)."""
+                     args: list[Any], first: bool = False) -> Call | None:
+    """``out += g * df/d arg_pos`` (``first``: ``out =``) with that partial
+    fixed (z is), for a step with constant or elementwise partials and no
+    broadcasting; None otherwise (a structural rule, such as a matrix
+    product's, or a reduction)."""
     prim = step.eq.primitive
     if prim.vjp_add is not None or out.shape != g.shape or not out.flags.writeable:
         return None
     if prim.constant_partials is not None:
         if prim.constant_partials[pos] != 1.0:
             return None
-        return partial(np.add, out, g, out=out)
+        return partial(np.copyto, out, g) if first else partial(np.add, out, g, out=out)
     if prim.partials is None:
         return None
     d = np.asarray(prim.partials(pos, ans, *args, **step.eq.params), dtype=float)
     if np.broadcast_shapes(d.shape, g.shape) != g.shape:
         return None
+    if first:
+        return partial(np.multiply, g, d, out=out)
     return partial(_add_product, out, g, d, np.empty(g.shape))
 
 
