@@ -83,14 +83,26 @@ def test_bound_steps_do_what_the_steps_do(rng: np.random.Generator) -> None:
     assert np.abs(into_bound).max() > 0
 
 
-def test_bound_pullbacks_of_elementwise_and_broadcast_steps(rng: np.random.Generator) -> None:
+def _mixed(x, s, z):
+    return 0.4 * lagrad.sigmoid(x * z - s * z) + 0.3 * lagrad.sin(z) * x
+
+
+def _reused(x, s, z):
+    a = lagrad.tanh(z)  # read twice: its multiplier has two contributions, the
+    c = 0.3 * lagrad.sin(a)  # first a copy (from the sum, the last to read it)
+    return 0.5 * (a + x) * c + s * 0.1
+
+
+@pytest.mark.parametrize("define", [_mixed, _reused])
+def test_bound_pullbacks_of_elementwise_and_broadcast_steps(define, rng) -> None:
     # partials that read two arguments (mul), a scalar broadcast into a vector (no
-    # fixed-partial call: its cotangent is a sum), constant partials other than 1 (sub)
+    # fixed-partial call: its cotangent is a sum), constant partials other than 1
+    # (sub), multipliers passed on unchanged (add, identity) and one added twice
     n = 12
     p = lagrad.Program("mixed")
     x, s = p.input("x", (n,)), p.input("s", ())
     z = p.unknown("z", (n,))
-    p.define(z, 0.4 * lagrad.sigmoid(x * z - s * z) + 0.3 * lagrad.sin(z) * x)
+    p.define(z, define(x, s, z))
     p.output(lagrad.sum(z * z))
     xv, sv = rng.standard_normal(n), np.float64(0.7)
     sol = p.solve(xv, sv)

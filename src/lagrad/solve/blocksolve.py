@@ -48,7 +48,7 @@ from lagrad.numeric import all_finite, lu_condition, norm2
 from lagrad.options import DEFAULT_STEPS, BackwardOptions, LinearOptions
 from lagrad.solve import petsc
 from lagrad.solve.borrow import Borrowed
-from lagrad.solve.bound import bind_pullbacks, run_all
+from lagrad.solve.bound import Sharing, bind_pullbacks, run_all
 from lagrad.solve.buffers import Pool
 from lagrad.solve.results import BlockResult, Status, raise_for
 from lagrad.solve.system import Orientation
@@ -185,10 +185,11 @@ class BlockOperator:
         u = self.unit
         lent = self.borrowed.arrays if self.borrowed is not None else None
         written: set[tuple[int, int]] = set()  # spans of w2 the calls write first: no clearing
+        sharing = Sharing(_shareable(u))
         calls = bind_pullbacks(u.inner_closing, self._z, self.w, self.w2, lent,
-                               written=written) + \
+                               written=written, sharing=sharing) + \
             bind_pullbacks(u.inner_interior[::-1], self._z, self.w2, None, lent,
-                           written=written)
+                           written=written, sharing=sharing)
         clear = [self.w2[a:b] for a, b in _uncovered(u.runs, written)]
         w_u, copyto = self.w[u.u_at], np.copyto
         self.last = None  # the products' arguments are the caller's buffers: no reuse
@@ -287,6 +288,19 @@ class BlockOperator:
             self.orientation.propagate(step, self.z, self.w, self.w2)
         r = x - self.w2[s] - b
         return norm2(r) / max(norm2(b), np.finfo(float).tiny)
+
+
+def _shareable(unit: CyclicBlock) -> frozenset[tuple[int, int]]:
+    """Spans of the block's multipliers with one contribution in a product
+    with (dG/du)^T, outside the unknowns (whose multipliers are its result)."""
+    counts: dict[tuple[int, int], int] = {}
+    for step in unit.inner_closing + unit.inner_interior:
+        for _, a, b, _ in step.dslots:
+            counts[(a, b)] = counts.get((a, b), 0) + 1
+    at = unit.u_at
+    assert isinstance(at, slice)
+    return frozenset(span for span, n in counts.items()
+                     if n == 1 and (span[1] <= at.start or span[0] >= at.stop))
 
 
 def _uncovered(runs: Any, spans: set[tuple[int, int]]) -> list[tuple[int, int]]:

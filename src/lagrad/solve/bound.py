@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from lagrad.compile.schedule import Single
 
-__all__ = ["bind_runs", "bind_pullbacks", "run_all"]
+__all__ = ["bind_runs", "bind_pullbacks", "run_all", "Sharing"]
 
 Array = NDArray[np.float64]
 Call = Callable[[], Any]
@@ -66,14 +66,17 @@ def _run_into(step: Single, args: list[Any], target: Array) -> None:
 def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
                    into: Array | None = None, borrowed: Borrowed | None = None,
                    skip: frozenset[tuple[int, int]] = frozenset(),
-                   written: set[tuple[int, int]] | None = None) -> list[Call]:
+                   written: set[tuple[int, int]] | None = None,
+                   sharing: Sharing | None = None) -> list[Call]:
     """One call per differentiated argument of each step, adding lambda_i
     df_i/dz_j into ``into`` (default lam), as :meth:`Single.pullback` does;
     an input in ``borrowed`` is read from the caller's array. Arguments whose
     span of z is in ``skip`` get no call. With ``written`` (the spans of
     ``into`` already written by earlier calls of the same sweep), the first
     call into any other span writes it instead of adding (nothing of it is
-    read, so it need not be cleared) and adds the span to ``written``.
+    read, so it need not be cleared) and adds the span to ``written``. With
+    ``sharing`` too, a multiplier that is passed on unchanged (a copy or an
+    addition, its only contribution) gets no call: it is read where it lives.
 
     z must keep its values while the calls are in use (a linear solve at one
     solution): an elementwise step's partials are then computed here, once,
@@ -86,6 +89,8 @@ def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
             continue
         eq = step.eq
         g = lam[step.start:step.stop].reshape(step.shape)
+        if sharing is not None and lam is into:
+            g = sharing.views.get((step.start, step.stop), g).reshape(step.shape)
         ans = z[step.start:step.stop].reshape(step.shape)
         args = _views(step, z, step.vslots, borrowed)
         for pos, a, b, shape in step.dslots:
@@ -95,10 +100,42 @@ def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
             first = written is not None and (a, b) not in written
             if first:
                 written.add((a, b))  # type: ignore[union-attr]
+                if sharing is not None and sharing.share(step, pos, (a, b), g, target, lam):
+                    continue
             rule = eq.primitive.pullback_set if first else eq.primitive.pullback_add
             calls.append(_linear_pullback(step, pos, target, g, ans, args, first) or
                          partial(rule, pos, target, g, ans, args, eq.params))
     return calls
+
+
+class Sharing:
+    """Multipliers read where they live instead of copied (a sweep of
+    :func:`bind_pullbacks` with ``written``): lambda_j = lambda_i when the
+    step i -> j has partial 1 and is j's only contribution; then the calls
+    after it read lambda_j from lambda_i's place. ``single``: the spans that
+    may be shared, those with exactly one contribution in the sweep and not
+    read by the caller afterwards (the unknowns' multipliers are). A shared
+    span is never written, and its source is complete before its step runs
+    (the sweep is in reverse order), so reading it there is exact; each
+    source is shared by one span at most, to keep that argument simple."""
+
+    def __init__(self, single: frozenset[tuple[int, int]]) -> None:
+        self.single = single
+        self.views: dict[tuple[int, int], Array] = {}  # span -> where its values live
+        self.sources: set[tuple[int, int, int]] = set()
+
+    def share(self, step: Single, pos: int, span: tuple[int, int], g: Array, target: Array,
+              lam: Array) -> bool:
+        """Record ``span`` as read from ``g`` when it may be (True: no call)."""
+        prim = step.eq.primitive
+        source = (id(lam), step.start, step.stop)
+        if span not in self.single or source in self.sources or prim.vjp_add is not None \
+                or prim.constant_partials is None or prim.constant_partials[pos] != 1.0 \
+                or target.shape != g.shape:
+            return False
+        self.sources.add(source)
+        self.views[span] = g
+        return True
 
 
 def _linear_pullback(step: Single, pos: int, out: Array, g: Array, ans: Array,
