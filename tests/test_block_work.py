@@ -10,7 +10,7 @@ import pytest
 import lagrad
 from lagrad.compile.schedule import CyclicBlock
 from lagrad.examples import deq
-from lagrad.solve import blocksolve, nonlinear
+from lagrad.solve import neumann, nonlinear
 from lagrad.solve.bound import bind_pullbacks, bind_runs, run_all
 from lagrad.solve.linsolve import Substitution
 
@@ -136,4 +136,4 @@ def test_fast_rate_tests_agree_with_the_logarithms(seed: int) -> None:
         rate = (residuals[-1] / residuals[-4]) ** (1 / 3)
         with np.errstate(all="ignore"):
             expect = bool(rate >= 1 or k + np.log(target / residuals[-1]) / np.log(rate) > budget)
-        assert blocksolve._series_too_slow(residuals, k, target, budget) == expect
+        assert neumann.series_too_slow(residuals, k, target, budget) == expect

@@ -29,7 +29,6 @@ budget=None) -> BlockResult``, and sits in one table, :data:`METHODS`;
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -46,9 +45,9 @@ from lagrad.compile.schedule import CyclicBlock
 from lagrad.errors import SingularSystemError
 from lagrad.numeric import all_finite, lu_condition, norm2
 from lagrad.options import DEFAULT_STEPS, BackwardOptions, LinearOptions
-from lagrad.solve import petsc
+from lagrad.solve import neumann, petsc
 from lagrad.solve.borrow import Borrowed
-from lagrad.solve.bound import Sharing, bind_pullbacks, run_all
+from lagrad.solve.bound import Sharing, bind_pullbacks, run_all, shareable, uncovered
 from lagrad.solve.buffers import Pool
 from lagrad.solve.results import BlockResult, Status, raise_for
 from lagrad.solve.system import Orientation
@@ -185,12 +184,12 @@ class BlockOperator:
         u = self.unit
         lent = self.borrowed.arrays if self.borrowed is not None else None
         written: set[tuple[int, int]] = set()  # spans of w2 the calls write first: no clearing
-        sharing = Sharing(_shareable(u))
+        sharing = Sharing(shareable(u))
         calls = bind_pullbacks(u.inner_closing, self._z, self.w, self.w2, lent,
                                written=written, sharing=sharing) + \
             bind_pullbacks(u.inner_interior[::-1], self._z, self.w2, None, lent,
                            written=written, sharing=sharing)
-        clear = [self.w2[a:b] for a, b in _uncovered(u.runs, written)]
+        clear = [self.w2[a:b] for a, b in uncovered(u.runs, written)]
         w_u, copyto = self.w[u.u_at], np.copyto
         self.last = None  # the products' arguments are the caller's buffers: no reuse
 
@@ -288,35 +287,6 @@ class BlockOperator:
             self.orientation.propagate(step, self.z, self.w, self.w2)
         r = x - self.w2[s] - b
         return norm2(r) / max(norm2(b), np.finfo(float).tiny)
-
-
-def _shareable(unit: CyclicBlock) -> frozenset[tuple[int, int]]:
-    """Spans of the block's multipliers with one contribution in a product
-    with (dG/du)^T, outside the unknowns (whose multipliers are its result)."""
-    counts: dict[tuple[int, int], int] = {}
-    for step in unit.inner_closing + unit.inner_interior:
-        for _, a, b, _ in step.dslots:
-            counts[(a, b)] = counts.get((a, b), 0) + 1
-    at = unit.u_at
-    assert isinstance(at, slice)
-    return frozenset(span for span, n in counts.items()
-                     if n == 1 and (span[1] <= at.start or span[0] >= at.stop))
-
-
-def _uncovered(runs: Any, spans: set[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The parts of ``runs`` ((start, stop) pairs) outside every span of ``spans``."""
-    out: list[tuple[int, int]] = []
-    cuts = sorted(spans)
-    for a, b in runs:
-        for c, d in cuts:
-            if d <= a or c >= b:
-                continue
-            if c > a:
-                out.append((a, c))
-            a = max(a, d)
-        if a < b:
-            out.append((a, b))
-    return out
 
 
 class _Reduced(spla.LinearOperator):
@@ -467,7 +437,8 @@ def _neumann(op: spla.LinearOperator, c: Array, options: LinearOptions, result: 
     (the reported residual is that of x: the returned one's is smaller by
     about the contraction rate)."""
     if isinstance(op, _Reduced) and op.block.viewable:
-        return _neumann_in_place(op.block, c, options, result, budget)
+        product, a_x = op.block.in_place_product()
+        return neumann.series_in_place(product, a_x, c, options, result, budget)
     x = c.copy()
     tol = options.tolerance
     scale = max(norm2(c), np.finfo(float).tiny)
@@ -493,53 +464,6 @@ def _neumann(op: spla.LinearOperator, c: Array, options: LinearOptions, result: 
         x = x + r
     result.iterations, result.status = k, Status.MAX_ITERATIONS
     return x
-
-
-def _neumann_in_place(block: BlockOperator, c: Array, options: LinearOptions,
-                      result: BlockResult, budget: int | None) -> Array | None:
-    """:func:`_neumann` with each product left in the workspace and the
-    iterates in two preallocated vectors: an iteration is the block's bound
-    pullbacks and three numpy calls (the next iterate c + A x, the step, its
-    squared norm), no allocation."""
-    tol = options.tolerance
-    scale = max(norm2(c), np.finfo(float).tiny)
-    history: list[float] = []
-    x, new, step = c.copy(), np.empty_like(c), np.empty_like(c)
-    add, subtract, dot = np.add, np.subtract, np.dot
-    product, a_x = block.in_place_product()
-    k = 0
-    for k in range(1, (options.maxiter or 10_000) + 1):
-        product(x)
-        add(c, a_x, out=new)  # x + r, r = c - (I - A) x
-        subtract(new, x, out=step)
-        squares = float(dot(step, step))
-        res = math.sqrt(squares) if squares < math.inf else norm2(step)
-        history.append(res)
-        result.iterations = k - 1
-        if res <= tol * scale:
-            result.status, result.extra["reduced_residual"] = Status.CONVERGED, res / scale
-            return new
-        if not math.isfinite(res) or res > 1e12 * scale:
-            break
-        if budget is not None and k >= 4 and _series_too_slow(history, k, tol * scale,
-                                                               budget):
-            result.status, result.iterations = Status.BREAKDOWN, k
-            rate = (history[-1] / history[-4]) ** (1 / 3)
-            result.extra["rate"] = float(rate)
-            result.message = (f"fixed_point abandoned after {k} iterations (observed "
-                              f"rate {rate:.3f})")
-            return None
-        x, new = new, x
-    result.iterations, result.status = k, Status.MAX_ITERATIONS
-    return x
-
-
-def _series_too_slow(history: list[float], k: int, target: float, budget: int) -> bool:
-    """The series' own rate over its last three steps (the forward rate can be
-    far too hopeful) predicts more than ``budget`` iterations in all."""
-    q = history[-1] / history[-4]  # rate^3, positive: no residual has met target yet
-    # k + log(target / h_k) / log(rate) > budget  <=>  h_k rate^(budget - k) > target
-    return q >= 1.0 or history[-1] * q ** ((budget - k) / 3) > target
 
 
 def _reduced_lu(op: spla.LinearOperator, c: Array, options: LinearOptions, result: BlockResult,

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lagrad.compile.schedule import Single
+from lagrad.compile.schedule import CyclicBlock, Single
 
-__all__ = ["bind_runs", "bind_pullbacks", "run_all", "Sharing"]
+__all__ = ["bind_runs", "bind_pullbacks", "run_all", "Sharing", "shareable", "uncovered"]
 
 Array = NDArray[np.float64]
 Call = Callable[[], Any]
@@ -97,9 +97,10 @@ def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
             if (a, b) in skip:
                 continue
             target = into[a:b].reshape(shape)
-            first = written is not None and (a, b) not in written
-            if first:
-                written.add((a, b))  # type: ignore[union-attr]
+            first = False
+            if written is not None and (a, b) not in written:
+                first = True
+                written.add((a, b))
                 if sharing is not None and sharing.share(step, pos, (a, b), g, target, lam):
                     continue
             rule = eq.primitive.pullback_set if first else eq.primitive.pullback_add
@@ -170,3 +171,32 @@ def run_all(calls: Sequence[Call]) -> None:
     """Make every bound call, in order."""
     for call in calls:
         call()
+
+
+def shareable(unit: CyclicBlock) -> frozenset[tuple[int, int]]:
+    """Spans of the block's multipliers with one contribution in a product
+    with (dG/du)^T, outside the unknowns (whose multipliers are its result)."""
+    counts: dict[tuple[int, int], int] = {}
+    for step in unit.inner_closing + unit.inner_interior:
+        for _, a, b, _ in step.dslots:
+            counts[(a, b)] = counts.get((a, b), 0) + 1
+    at = unit.u_at
+    assert isinstance(at, slice)
+    return frozenset(span for span, n in counts.items()
+                     if n == 1 and (span[1] <= at.start or span[0] >= at.stop))
+
+
+def uncovered(runs: Any, spans: set[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``runs`` ((start, stop) pairs) outside every span of ``spans``."""
+    out: list[tuple[int, int]] = []
+    cuts = sorted(spans)
+    for a, b in runs:
+        for c, d in cuts:
+            if d <= a or c >= b:
+                continue
+            if c > a:
+                out.append((a, c))
+            a = max(a, d)
+        if a < b:
+            out.append((a, b))
+    return out
