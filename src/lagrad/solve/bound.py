@@ -59,8 +59,9 @@ def bind_runs(steps: Sequence[Single], z: Array, out: Array | None = None,
 
 def _run_into(step: Single, args: list[Any], target: Array) -> None:
     val = step.eq.primitive.value(*args, **step.eq.params)
-    target[...] = val.reshape(step.shape) if isinstance(val, np.ndarray) else \
-        np.reshape(val, step.shape)
+    if isinstance(val, np.ndarray) and val.shape != target.shape and val.size == target.size:
+        val = val.reshape(target.shape)  # (as Single.run's ravel; a scalar broadcasts)
+    target[...] = val
 
 
 def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
