@@ -5,11 +5,14 @@ iterations themselves, and the gradient still matches a dense reference."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+import lagrad
 from lagrad.compile.schedule import CyclicBlock
 from lagrad.examples import deq
-from lagrad.solve import nonlinear
+from lagrad.solve import neumann, nonlinear
 from lagrad.solve.bound import bind_pullbacks, bind_runs, run_all
+from lagrad.solve.linsolve import Substitution
 
 
 def test_deq_adjoint_makes_one_product_per_iteration() -> None:
@@ -27,12 +30,21 @@ def test_deq_adjoint_makes_one_product_per_iteration() -> None:
 def test_deq_forward_skips_the_final_evaluation(monkeypatch) -> None:
     ex = deq(n=300, d=7, seed=3)
     calls = [0]
-    original = nonlinear.BlockMap.__call__
+    original = nonlinear.BlockMap.bind
 
-    def counted(self, u):
-        calls[0] += 1
-        return original(self, u)
-    monkeypatch.setattr(nonlinear.BlockMap, "__call__", counted)
+    def count(first):
+        def call():
+            calls[0] += 1
+            first()
+        return call
+
+    def counted(self):  # every evaluation of G runs the bound calls, the first one once
+        fresh = self.calls is None
+        z = original(self)
+        if fresh:
+            self.calls[0] = count(self.calls[0])
+        return z
+    monkeypatch.setattr(nonlinear.BlockMap, "bind", counted)
     sol = ex.solve()
     (forward,) = sol.diagnostics.values()
     assert forward.method == "fixed_point"
@@ -69,3 +81,59 @@ def test_bound_steps_do_what_the_steps_do(rng: np.random.Generator) -> None:
     run_all(bind_pullbacks(unit.steps, z, lam, into_bound))
     np.testing.assert_allclose(into_bound, into_steps, rtol=1e-14, atol=1e-14)
     assert np.abs(into_bound).max() > 0
+
+
+def _mixed(x, s, z):
+    return 0.4 * lagrad.sigmoid(x * z - s * z) + 0.3 * lagrad.sin(z) * x
+
+
+def _reused(x, s, z):
+    a = lagrad.tanh(z)  # read twice: its multiplier has two contributions, the
+    c = 0.3 * lagrad.sin(a)  # first a copy (from the sum, the last to read it)
+    return 0.5 * (a + x) * c + s * 0.1
+
+
+@pytest.mark.parametrize("define", [_mixed, _reused])
+def test_bound_pullbacks_of_elementwise_and_broadcast_steps(define, rng) -> None:
+    # partials that read two arguments (mul), a scalar broadcast into a vector (no
+    # fixed-partial call: its cotangent is a sum), constant partials other than 1
+    # (sub), multipliers passed on unchanged (add, identity) and one added twice
+    n = 12
+    p = lagrad.Program("mixed")
+    x, s = p.input("x", (n,)), p.input("s", ())
+    z = p.unknown("z", (n,))
+    p.define(z, define(x, s, z))
+    p.output(lagrad.sum(z * z))
+    xv, sv = rng.standard_normal(n), np.float64(0.7)
+    sol = p.solve(xv, sv)
+    unit = next(st for st in sol.schedule.steps if isinstance(st, CyclicBlock))
+    zz = sol.z
+    lam = rng.standard_normal(zz.size)
+    into_steps, into_bound = np.zeros(zz.size), np.zeros(zz.size)
+    for step in unit.steps:
+        step.pullback(zz, lam, into_steps)
+    run_all(bind_pullbacks(unit.steps, zz, lam, into_bound))
+    np.testing.assert_allclose(into_bound, into_steps, rtol=1e-14, atol=1e-14)
+    dense = sol.grad(method=Substitution("dense", "dense"))
+    # the default (a reduced LU here: generic products) and the Neumann series
+    # (products in place, first contributions written rather than added)
+    for method in ("auto", "fixed_point"):
+        for got, want in zip(sol.grad(method=method), dense):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fast_rate_tests_agree_with_the_logarithms(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    residuals = list(np.cumprod(rng.uniform(0.5, 1.05, size=8)) * 10.0 ** rng.uniform(-8, 2))
+    for target in (1e-13, 1e-9, 1e-4):
+        if residuals[-1] <= target:
+            continue
+        with np.errstate(all="ignore"):
+            slow = nonlinear._too_slow(residuals, target, 1.0)
+        assert nonlinear._too_slow_fast(residuals, target) == slow
+        k, budget = len(residuals), 40
+        rate = (residuals[-1] / residuals[-4]) ** (1 / 3)
+        with np.errstate(all="ignore"):
+            expect = bool(rate >= 1 or k + np.log(target / residuals[-1]) / np.log(rate) > budget)
+        assert neumann.series_too_slow(residuals, k, target, budget) == expect

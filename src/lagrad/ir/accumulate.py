@@ -70,6 +70,9 @@ def matmul_vjp_add(k: int, out: Array, g: Array, a: Array, b: Array,
             res = blas.dgemm(1.0, g2.T, a2, beta=0.0, c=t, overwrite_c=1)
         elif m == 1:
             res = blas.dger(1.0, g2[0], a2[0], a=_scaled(t, beta), overwrite_a=1)
+        elif n == 1 and beta == 0.0:  # b a vector written once: numpy's gemv into it
+            np.matmul(a2.T, g2[:, 0], out=out.reshape(-1))
+            return True
         elif n == 1:  # b a vector: d b = a^T g (numpy's gemv, as above)
             t = _scaled(out.reshape(-1), beta)
             t += a2.T @ g2[:, 0]

@@ -45,9 +45,9 @@ from lagrad.compile.schedule import CyclicBlock
 from lagrad.errors import SingularSystemError
 from lagrad.numeric import all_finite, lu_condition, norm2
 from lagrad.options import DEFAULT_STEPS, BackwardOptions, LinearOptions
-from lagrad.solve import petsc
+from lagrad.solve import neumann, petsc
 from lagrad.solve.borrow import Borrowed
-from lagrad.solve.bound import bind_pullbacks, run_all
+from lagrad.solve.bound import Sharing, bind_pullbacks, run_all, shareable, uncovered
 from lagrad.solve.buffers import Pool
 from lagrad.solve.results import BlockResult, Status, raise_for
 from lagrad.solve.system import Orientation
@@ -146,21 +146,61 @@ class BlockOperator:
         """(I - J_SS), untransposed (direct methods solve with ``trans``)."""
         return block_matrix(self.unit, self.z)
 
-    def _g_vjp(self, v: Array, b_interior: Array | None = None) -> Array:
-        """(dG/du)^T v, or with ``b_interior`` the back-substituted interior seed."""
+    def _g_vjp(self, v: Array, b_interior: Array | None = None, copy: bool = True) -> Array:
+        """(dG/du)^T v, or with ``b_interior`` the back-substituted interior seed
+        (``copy=False``: left in w2 only)."""
         u = self.unit
-        if self._vjp_calls is None:  # bound once: z, w and w2 stay put for the solve
+        closing, interior = self._bind_vjp()
+        u.zero(self.w2)
+        self.w[u.u_at] = v  # the closing pullbacks read only the unknowns' entries
+        run_all(closing)
+        if b_interior is not None:
+            self.w2[u.i_at] += b_interior
+        run_all(interior)
+        return self.w2[u.u_at].copy() if copy else self.w2
+
+    def _bind_vjp(self) -> tuple[list[Callable[[], Any]], list[Callable[[], Any]]]:
+        """The closing and interior pullbacks of (dG/du)^T, bound once: z, w and
+        w2 stay put for the solve."""
+        if self._vjp_calls is None:
+            u = self.unit
             lent = self.borrowed.arrays if self.borrowed is not None else None
             self._vjp_calls = bind_pullbacks(u.inner_closing, self._z, self.w, self.w2, lent)
             self._vjp_interior = bind_pullbacks(u.inner_interior[::-1], self._z, self.w2,
                                                 None, lent)
-        u.zero(self.w2)
-        self.w[u.u_at] = v  # the closing pullbacks read only the unknowns' entries
-        run_all(self._vjp_calls)
-        if b_interior is not None:
-            self.w2[u.i_at] += b_interior
-        run_all(self._vjp_interior)
-        return self.w2[u.u_at].copy()
+        return self._vjp_calls, self._vjp_interior
+
+    @property
+    def viewable(self) -> bool:
+        """Whether :meth:`in_place_product` serves: an adjoint block whose
+        unknowns are one run of z."""
+        return self.transposed and isinstance(self.unit.u_at, slice)
+
+    def in_place_product(self) -> tuple[Callable[[Array], None], Array]:
+        """``(product, out)``: ``product(v)`` leaves (dG/du)^T v in ``out``, a
+        view of the workspace valid until the next product, with no copy and
+        no allocation; only when :attr:`viewable`. (Not kept on the instance:
+        the closure refers to it, see :meth:`_product`.)"""
+        u = self.unit
+        lent = self.borrowed.arrays if self.borrowed is not None else None
+        written: set[tuple[int, int]] = set()  # spans of w2 the calls write first: no clearing
+        sharing = Sharing(shareable(u))
+        calls = bind_pullbacks(u.inner_closing, self._z, self.w, self.w2, lent,
+                               written=written, sharing=sharing) + \
+            bind_pullbacks(u.inner_interior[::-1], self._z, self.w2, None, lent,
+                           written=written, sharing=sharing)
+        clear = [self.w2[a:b] for a, b in uncovered(u.runs, written)]
+        w_u, copyto = self.w[u.u_at], np.copyto
+        self.last = None  # the products' arguments are the caller's buffers: no reuse
+
+        def product(v: Array) -> None:
+            self.products += 1
+            for run in clear:
+                run.fill(0.0)
+            copyto(w_u, v)
+            for call in calls:
+                call()
+        return product, self.w2[u.u_at]
 
     def _interior_vjp(self, v: Array, b_interior: Array) -> None:
         """The interior multipliers (in w2) for lambda_U = ``v``: the sweep of
@@ -396,6 +436,9 @@ def _neumann(op: spla.LinearOperator, c: Array, options: LinearOptions, result: 
     small enough it returns x + r, the next iterate, which costs no product
     (the reported residual is that of x: the returned one's is smaller by
     about the contraction rate)."""
+    if isinstance(op, _Reduced) and op.block.viewable:
+        product, a_x = op.block.in_place_product()
+        return neumann.series_in_place(product, a_x, c, options, result, budget)
     x = c.copy()
     tol = options.tolerance
     scale = max(norm2(c), np.finfo(float).tiny)
