@@ -114,3 +114,31 @@ def test_a_non_finite_value_is_still_named_after_the_code_is_made(stepwise, bad)
     big[7] = bad[1]
     with pytest.raises(NonFiniteError, match=expected):
         program.solve(big)
+
+
+def programs(rng):
+    v, m, c = rng.standard_normal(4), rng.standard_normal((4, 4)), rng.standard_normal((3, 4))
+    return {
+        "chain of sums": (lambda v, m: lagrad.tanh((c @ m + v) + v * 2.0).sum(), (v, m)),
+        "reused sum": (lambda v, m: ((m @ v + v) * (m @ v + v)).sum() + (v + 1.0).sum(), (v, m)),
+        "difference": (lambda v, m: lagrad.sin(m @ v - v).sum() + (v - m @ v).sum(), (v, m)),
+        "dead branch": (lambda v, m: (lagrad.exp(m) @ v, (v @ m @ v))[1], (v, m)),
+        "unused input": (lambda v, m: (v ** 2).sum(), (v, m)),
+    }
+
+
+@pytest.mark.parametrize("name", ["chain of sums", "reused sum", "difference", "dead branch",
+                                  "unused input"])
+def test_generated_gradients_equal_the_general_sweep_and_a_dense_solve(name, rng):
+    fn, args = programs(rng)[name]
+    program = lagrad.trace(fn, *args)
+    sol = program.solve(*args)
+    index, inputs = sol.schedule.index, sol.schedule.inputs
+    general = index.take(sol.adjoint_system().solve("backsub").x, inputs)
+    dense = index.take(sol.adjoint_system().solve("dense").x, inputs)
+    for _ in range(SWEEP_AFTER + 2):
+        grads = program.solve(*args).grad()
+    assert isinstance(sol.schedule.extras["sweep"], CompiledSweep)
+    for g, a, b in zip(grads, general, dense):
+        np.testing.assert_array_equal(g, a)
+        np.testing.assert_allclose(g, b, rtol=1e-12, atol=1e-12)

@@ -283,13 +283,18 @@ def compile_sweep(plan: FlatPlan) -> CompiledSweep | None:
         grads[(a, b)] = f"d{k}"
         shape = schedule.inputs[k].shape
         src.emit(f"d{k} = {'empty' if (a, b) in written else 'zeros'}({shape})")
+    shared = _shared(plan, sweep)
     for step, slots in sweep:
         ans = zview(step.start, step.stop, step.shape)
         args = zview.args(step)
         arglist = f"a{step.start}"  # (read only by a pullback's general branch)
         src.emit(f"{arglist} = [{', '.join(args)}]")
-        g = src.name(lam[step.start:step.stop].reshape(step.shape), "g")
+        g = shared.get((step.start, step.stop)) or \
+            src.name(lam[step.start:step.stop].reshape(step.shape), "g")
         for pos, a, b, shape, first in slots:
+            if shared.get((a, b)) == (step.start, step.stop):  # lambda_j is lambda_i
+                shared[(a, b)] = g
+                continue
             if (a, b) in grads:
                 o = grads[(a, b)] if schedule.inputs[plan.inputs.index((a, b))].shape == shape \
                     else f"{grads[(a, b)]}.reshape({shape})"
@@ -311,6 +316,30 @@ def compile_sweep(plan: FlatPlan) -> CompiledSweep | None:
     exec(compile(source, f"<lagrad multipliers of {schedule.program.name or 'a program'}>",
                  "exec"), namespace)
     return CompiledSweep(namespace["run"], source)
+
+
+def _shared(plan: FlatPlan, sweep: list[tuple[Single, list[Slot]]]
+            ) -> dict[tuple[int, int], Any]:
+    """The variables j whose multiplier is one equation i's, unchanged:
+    j is an argument of i only, of partial 1 and i's shape (a sum's term), and
+    no other equation reads it. The generated sweep reads lambda_i for
+    lambda_j instead of copying it (value: i's span; the name of lambda_i's
+    view once made); their entries of the vector stay 0 (never read)."""
+    targets: dict[tuple[int, int], list[tuple[Single, int, tuple[int, ...]]]] = {}
+    for step, slots in sweep:
+        for pos, a, b, shape, _ in slots:
+            targets.setdefault((a, b), []).append((step, pos, shape))
+    owners = {(s.start, s.stop): s.shape for s in plan.steps}
+    shared: dict[tuple[int, int], Any] = {}
+    for span, found in targets.items():
+        if len(found) != 1 or span not in owners:
+            continue
+        step, pos, shape = found[0]
+        prim = step.eq.primitive
+        if prim.vjp_set is None and prim.constant_partials is not None \
+                and prim.constant_partials[pos] == 1.0 and shape == step.shape == owners[span]:
+            shared[span] = (step.start, step.stop)
+    return shared
 
 
 class _ZViews:
