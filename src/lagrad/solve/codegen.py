@@ -283,31 +283,12 @@ def compile_sweep(plan: FlatPlan) -> CompiledSweep | None:
         grads[(a, b)] = f"d{k}"
         shape = schedule.inputs[k].shape
         src.emit(f"d{k} = {'empty' if (a, b) in written else 'zeros'}({shape})")
-    shared = _shared(plan, sweep)
-    for step, slots in sweep:
-        ans = zview(step.start, step.stop, step.shape)
-        args = zview.args(step)
-        arglist = f"a{step.start}"  # (read only by a pullback's general branch)
-        src.emit(f"{arglist} = [{', '.join(args)}]")
-        g = shared.get((step.start, step.stop)) or \
-            src.name(lam[step.start:step.stop].reshape(step.shape), "g")
-        for pos, a, b, shape, first in slots:
-            if shared.get((a, b)) == (step.start, step.stop):  # lambda_j is lambda_i
-                shared[(a, b)] = g
-                continue
-            if (a, b) in grads:
-                o = grads[(a, b)] if schedule.inputs[plan.inputs.index((a, b))].shape == shape \
-                    else f"{grads[(a, b)]}.reshape({shape})"
-            else:
-                o = src.name(lam[a:b].reshape(shape), "o")
-            _reverse(src, step, pos, o, shape, g, (ans, arglist, args), first)
-    inputs = set(plan.inputs)
-    offsets = schedule.index.offsets
-    for a, b in _merged([(int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:])
-                         if b > a and (int(a), int(b)) not in inputs]):
+    untested = _emit_sweep(src, plan, sweep, lam, zview, grads)
+    for a, b in _merged(sorted(untested - set(grads))):
         _check_finite(src, src.name(lam[a:b], "r"))
-    for name in grads.values():
-        _check_finite(src, name)
+    for span, name in grads.items():
+        if span in untested:  # (an input nothing reaches: zeros)
+            _check_finite(src, name)
     out = [f"{grads[span]}[()]" if not v.shape else grads[span]
            for span, v in zip(plan.inputs, schedule.inputs)]
     src.emit(f"return ({', '.join(out)}{',' if len(out) == 1 else ''})")
@@ -316,6 +297,44 @@ def compile_sweep(plan: FlatPlan) -> CompiledSweep | None:
     exec(compile(source, f"<lagrad multipliers of {schedule.program.name or 'a program'}>",
                  "exec"), namespace)
     return CompiledSweep(namespace["run"], source)
+
+
+def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slot]]],
+                lam: Array, zview: _ZViews, grads: dict[tuple[int, int], str]
+                ) -> set[tuple[int, int]]:
+    """Emit the steps of the sweep (inputs' multipliers into the arrays named
+    in ``grads``, the others into ``lam``); with ``plan.stepwise``, each
+    step's multiplier is tested right before it is read, while in cache.
+    Return the spans written and not tested (to test at the end)."""
+    schedule = plan.schedule
+    shared = _shared(plan, sweep)
+    written = {slot[1:3] for _, slots in sweep for slot in slots if slot[1:3] not in shared}
+    tested: set[tuple[int, int]] = set()
+    last = {slot[1:3]: (id(step), slot[0]) for step, slots in sweep for slot in slots}
+    for step, slots in sweep:
+        span = (step.start, step.stop)
+        ans = zview(step.start, step.stop, step.shape)
+        args = zview.args(step)
+        arglist = f"a{step.start}"  # (read only by a pullback's general branch)
+        src.emit(f"{arglist} = [{', '.join(args)}]")
+        g = shared.get(span) or src.name(lam[step.start:step.stop].reshape(step.shape), "g")
+        if plan.stepwise and span in written:  # (an input's span is no step's)
+            _check_finite(src, g)
+            tested.add(span)
+        for pos, a, b, shape, first in slots:
+            if shared.get((a, b)) == span:  # lambda_j is lambda_i (see _shared)
+                shared[(a, b)] = g
+                continue
+            if (a, b) in grads:
+                o = grads[(a, b)] if schedule.inputs[plan.inputs.index((a, b))].shape == shape \
+                    else f"{grads[(a, b)]}.reshape({shape})"
+            else:
+                o = src.name(lam[a:b].reshape(shape), "o")
+            _reverse(src, step, pos, o, shape, g, (ans, arglist, args), first)
+            if plan.stepwise and (a, b) in grads and last[(a, b)] == (id(step), pos):
+                _check_finite(src, grads[(a, b)])  # complete: test it while in cache
+                tested.add((a, b))
+    return written - tested
 
 
 def _shared(plan: FlatPlan, sweep: list[tuple[Single, list[Slot]]]
