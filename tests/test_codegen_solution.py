@@ -142,3 +142,19 @@ def test_generated_gradients_equal_the_general_sweep_and_a_dense_solve(name, rng
     for g, a, b in zip(grads, general, dense):
         np.testing.assert_array_equal(g, a)
         np.testing.assert_allclose(g, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("stepwise", [False, True])
+def test_huge_finite_values_pass_the_finiteness_tests(stepwise):
+    """The tests sum squares: entries above 1e154 overflow that sum and are
+    then checked one by one, not reported as non-finite."""
+    program = lagrad.trace(lambda v: (v * 1e100).sum() - (v * 1e100).sum(), np.ones(3))
+    schedule = compile_program(program)
+    flat_plan(schedule).stepwise = stepwise
+    huge = np.array([1e200, -3e200, 1e160])
+    for _ in range(SWEEP_AFTER + 2):
+        sol = program.solve(huge)
+        assert sol.output == 0.0
+        np.testing.assert_array_equal(sol.grad(), np.zeros(3))
+    assert isinstance(schedule.extras["sweep"], CompiledSweep)
+    assert callable(schedule.extras["forward_code"])

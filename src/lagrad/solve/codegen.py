@@ -53,7 +53,7 @@ class _Source:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.names: dict[str, Any] = {"add": np.add, "multiply": np.multiply, "copyto": np.copyto,
-                                      "isfinite": math.isfinite, "reduce": np.add.reduce}
+                                      "isfinite": math.isfinite, "vdot": np.vdot}
         self._ids: dict[int, str] = {}
 
     def name(self, obj: Any, prefix: str) -> str:
@@ -167,9 +167,9 @@ def _sweep(plan: FlatPlan, n: int) -> list[tuple[Single, list[Slot]]]:
 
 
 def _check_finite(src: _Source, vec: str) -> None:
-    """Emit flatplan's finiteness test of a whole vector (a sum, then each entry
-    when the sum is not finite): None when an entry is not."""
-    src.emit(f"if not isfinite(reduce({vec}, axis=None)) and not {src.name(np.isfinite, 'f')}"
+    """Emit flatplan's finiteness test of an array (its sum of squares, then
+    each entry when that is not finite): return None when an entry is not."""
+    src.emit(f"if not isfinite(vdot({vec}, {vec})) and not {src.name(np.isfinite, 'f')}"
              f"({vec}).all():")
     src.emit("    return None")
 
@@ -449,7 +449,7 @@ def forward_values(plan: FlatPlan, inputs: Sequence[Any]) -> tuple[Array, Borrow
 
 def _and_finite(src: _Source, vec: str) -> None:
     """Emit ``ok = ok and`` the flat plan's finiteness test of ``vec``."""
-    src.emit(f"ok = ok and (isfinite(reduce({vec}, axis=None)) or "
+    src.emit(f"ok = ok and (isfinite(vdot({vec}, {vec})) or "
              f"bool({src.name(np.isfinite, 'f')}({vec}).all()))")
 
 
