@@ -158,3 +158,23 @@ def test_huge_finite_values_pass_the_finiteness_tests(stepwise):
         np.testing.assert_array_equal(sol.grad(), np.zeros(3))
     assert isinstance(schedule.extras["sweep"], CompiledSweep)
     assert callable(schedule.extras["forward_code"])
+
+
+@pytest.mark.parametrize("where", ["log", "input"])
+def test_a_value_covered_by_a_sums_test_is_still_named(where):
+    """log(v) and b are only tested through the sum log(v) + b (see
+    codegen._covered); a NaN in either still names its own source."""
+    v, b = np.full(40000, 2.0), np.ones(40000)
+    program = lagrad.trace(lambda v, b: lagrad.tanh(lagrad.log(v) + b).sum(), v, b)
+    schedule = compile_program(program)
+    assert flat_plan(schedule).stepwise
+    for _ in range(SWEEP_AFTER + 2):
+        program.solve(v, b).grad()
+    assert callable(schedule.extras["forward_code"])
+    if where == "log":
+        v[123] = -1.0
+    else:
+        b[123] = np.nan
+    expected = "log" if where == "log" else "input .b. has a non-finite"
+    with pytest.raises(NonFiniteError, match=expected):
+        program.solve(v, b)
