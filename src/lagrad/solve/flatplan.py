@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,9 +51,10 @@ from lagrad.solve.linsolve import SolveInfo
 from lagrad.solve.results import BlockResult
 from lagrad.solve.system import ADJOINT
 
-__all__ = ["FlatPlan", "flat_plan", "multiplier_plan"]
+__all__ = ["FlatPlan", "flat_plan", "multiplier_plan", "Lent"]
 
 Array = NDArray[np.float64]
+Lent = dict[tuple[int, int], Array]  # inputs read from the caller's arrays, by span of z
 NOTES = "one sweep in block order"  # what the general sweep reports
 NO_OPTIONS = LinearOptions()
 STEPWISE = 1 << 16  # programs longer than this check finiteness step by step (see FlatPlan)
@@ -159,14 +160,21 @@ class FlatPlan:
             borrowed.fill(z)
         return z
 
-    def run(self, inputs: Sequence[Any]) -> tuple[Array, Borrowed | None]:
+    def run(self, inputs: Sequence[Any], steps: Callable[[Array, Lent], bool | None] | None = None
+            ) -> tuple[Array, Borrowed | None]:
         """z at the inputs (one value per input, already of its shape), and
         the large inputs left in the caller's arrays (their slices of z not
         written, see :mod:`lagrad.solve.borrow`): every step run in order; a
         non-finite value raises NonFiniteError naming the equation where it
         first appears. An equation's own SolveError (a singular linalg.solve)
         propagates as raised: the general path
-        (:func:`lagrad.solve.forward.evaluate`) names its equation."""
+        (:func:`lagrad.solve.forward.evaluate`) names its equation.
+
+        ``steps``, if given, runs the steps instead (generated code, see
+        :func:`lagrad.solve.codegen.compile_forward`): called with z and the
+        lent inputs (span -> flat array), it returns whether every value is
+        finite, or None when it did not check (the whole vector is then
+        checked here)."""
         z = pool_of(self.schedule).take()  # every entry is written (or borrowed)
         borrowed = lend(self.lendable, list(zip(self.inputs, inputs))) \
             if self.lendable else None
@@ -176,7 +184,11 @@ class FlatPlan:
                 z[a:b] = np.ravel(x)
         borrowers = self.borrowers if lent else frozenset()
         with np.errstate(all="ignore"):
-            if self.stepwise:
+            if steps is not None:
+                checked = steps(z, lent)
+                finite = checked if checked is not None else \
+                    finite_outside(z, borrowed, _finite)
+            elif self.stepwise:
                 finite = all(_finite(lent.get((a, b), z[a:b])) for a, b in self.inputs)
                 for step in self.steps:
                     _run(step, z, borrowed, borrowers)
@@ -274,8 +286,12 @@ def _own_forward(forward: Mapping[int, BlockResult] | None, unit: CyclicBlock
 
 
 def _finite(vec: Array) -> bool:
-    """:func:`lagrad.numeric.all_finite` inside the caller's errstate."""
-    return math.isfinite(np.add.reduce(vec, axis=None)) or bool(np.isfinite(vec).all())
+    """Every entry finite, inside the caller's errstate: the sum of squares
+    (BLAS ``dot``, about 1.4x the speed of a sum at 200,000 entries) is finite
+    only when every entry is (non-negative terms: nothing cancels an inf or a
+    NaN); one that overflows, from finite entries above 1e154, is re-checked
+    entry by entry."""
+    return math.isfinite(np.vdot(vec, vec)) or bool(np.isfinite(vec).all())
 
 
 def _runs(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -19,6 +19,7 @@ from lagrad.numeric import norm2
 from lagrad.options import BackwardOptions, ForwardOptions
 from lagrad.solve.borrow import Borrowed
 from lagrad.solve.buffers import pool_of
+from lagrad.solve.codegen import forward_values, sweep_gradient
 from lagrad.solve.flatplan import flat_plan, multiplier_plan
 from lagrad.solve.forward import evaluate
 from lagrad.solve.linsolve import LinearSolver, SolveInfo, solve_system
@@ -225,6 +226,12 @@ class Solution:
         of the input's shape, or a tuple of them for several inputs (the
         caller's own arrays)."""
         default = isinstance(method, str) and method in DEFAULT_METHODS and not options
+        plan = flat_plan(self.schedule) if default and self._multipliers is None else None
+        if plan is not None:  # an acyclic array program: its generated sweep, when made,
+            # writes the gradient into new arrays (this Solution keeps no multipliers)
+            found = sweep_gradient(plan, self._z, self._borrowed)
+            if found is not None:
+                return found[0] if len(found) == 1 else found
         if default and self._multipliers is None and _hands_over(self.schedule):
             # the inputs are (nearly) all of lambda: hand the vector over, its slices
             # being the gradient, instead of copying them out; this Solution keeps
@@ -345,7 +352,7 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
     z: Array | None = None
     if plan is not None:
         try:
-            z, borrowed = plan.run(xs)
+            z, borrowed = forward_values(plan, xs)
             diagnostics: dict[int, BlockResult] = {}
         except SolveError:  # again by the general path, whose error names the equation
             z = None
@@ -364,7 +371,7 @@ def solve_checked(program: Program, inputs: Sequence[Any]) -> Solution:
     schedule = compile_program(program)
     plan = flat_plan(schedule)
     try:
-        z, borrowed = (None, None) if plan is None else plan.run(inputs)
+        z, borrowed = (None, None) if plan is None else forward_values(plan, inputs)
     except SolveError:  # again by the general path, whose error names the equation
         z = None
     if z is None:
