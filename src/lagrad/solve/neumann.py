@@ -5,7 +5,7 @@ is solved by x <- c + A x (see :mod:`lagrad.solve.blocksolve`, method
 "fixed_point"). On a DEQ layer of width 1000 a product with A is one product
 with W^T (about 0.1 ms), so every numpy call around it counts: here the
 product is a closure bound once per solve that leaves A x in the block's
-workspace (:meth:`~lagrad.solve.blocksolve.BlockOperator.in_place_product`),
+workspace (:meth:`~lagrad.solve.blockop.BlockOperator.in_place_product`),
 and the iterates live in two preallocated vectors, so an iteration is that
 product and three numpy calls (the next iterate, the step, its squared norm),
 with no allocation.

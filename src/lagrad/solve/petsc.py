@@ -360,7 +360,7 @@ def solve_system_petsc(system: System, options: LinearOptions) -> tuple[Array, B
 
 class BlockLike(Protocol):
     """What :func:`block_method` needs of a block operator
-    (:class:`lagrad.solve.blocksolve.BlockOperator`)."""
+    (:class:`lagrad.solve.blockop.BlockOperator`)."""
 
     unit: CyclicBlock
     z: Array
