@@ -496,7 +496,7 @@ def compile_schedule(program: Program) -> Schedule:
         if eq is None:
             continue  # an input
         level = levels[eq.out] = 1 + max([levels[j] for j in eq.parents], default=0)
-        if _batchable(eq, variables):
+        if _batchable(eq, index.bounds):
             groups[(level, eq.primitive, tuple(isinstance(a, int) for a in eq.args))].append(eq)
         else:
             singles.append((level, eq))
@@ -514,10 +514,12 @@ def compile_schedule(program: Program) -> Schedule:
                     scalar and bool(steps), output=program.output_or_none)
 
 
-def _batchable(eq: Equation, variables: Sequence[Variable]) -> bool:
-    if not eq.primitive.elementwise or eq.params or variables[eq.out].size != 1:
+def _batchable(eq: Equation, bounds: list[int]) -> bool:
+    """Scalar and elementwise (sizes read from the index's offsets)."""
+    if not eq.primitive.elementwise or eq.params or bounds[eq.out + 1] - bounds[eq.out] != 1:
         return False
-    return all((variables[a].size if isinstance(a, int) else a.size) == 1 for a in eq.args)
+    return all((bounds[a + 1] - bounds[a] if isinstance(a, int) else a.size) == 1
+               for a in eq.args)
 
 
 def batch_of(eqs: list[Equation], index: Index) -> Batch:
@@ -593,7 +595,6 @@ def _runs(slices: list[slice]) -> tuple[tuple[int, int], ...]:
         else:
             runs.append([sl.start, sl.stop])
     return tuple((a, b) for a, b in runs)
-
 
 
 def _defining(program: Program, v: Variable) -> Equation:
