@@ -122,3 +122,12 @@ def test_order_components_puts_readers_after_what_they_read() -> None:
     # a 2-cycle read by a third node, read from a source
     n, lab = strong_components(4, np.array([1, 2, 1, 3]), np.array([2, 1, 0, 2]))
     assert n == 3 and lab[1] == lab[2] and lab[0] < lab[1] < lab[3]
+
+
+def test_a_program_without_equations_has_one_block_per_variable() -> None:
+    p = lagrad.Program()
+    p.input("x")
+    p.unknown("u")  # not defined yet: no edges at all
+    blocks = p.blocks
+    assert [(b.number, b.variables[0].name, b.cyclic) for b in blocks] == [
+        (0, "x", False), (1, "u", False)]
