@@ -105,22 +105,21 @@ def find_blocks(program: Program) -> list[Block]:
     bounds = np.concatenate([[0], np.cumsum(np.bincount(label, minlength=n_comp))]).tolist()
     cyclic = np.diff(bounds) > 1
     cyclic[label[readers[readers == reads]]] = True  # a variable that reads itself
-    members = order.tolist()
+    ordered = [variables[j] for j in order.tolist()]
     flags = cyclic.tolist()
-    return [Block(c, tuple(variables[j] for j in members[bounds[c]:bounds[c + 1]]), flags[c])
-            for c in range(n_comp)]
+    return [Block(c, tuple(ordered[bounds[c]:bounds[c + 1]]), flags[c]) for c in range(n_comp)]
 
 
 def dependency_edges(program: Program) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """(reader, read) pairs: equation ``reader`` reads variable ``read``, or
     unknown ``reader`` starts its solve from the value of ``read`` (the edges
     of ``program.graph``, reversed)."""
-    pairs = [(eq.out, j) for eq in program.equations for _, j in eq.slots]
-    pairs += list(program.init_sources.items())
-    if not pairs:
-        return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    edges = np.array(pairs, dtype=np.intp)
-    return edges[:, 0], edges[:, 1]
+    equations = program.equations
+    readers = [eq.out for eq in equations for _ in eq.slots]
+    reads = [j for eq in equations for _, j in eq.slots]
+    readers += program.init_sources.keys()
+    reads += program.init_sources.values()
+    return np.array(readers, dtype=np.intp), np.array(reads, dtype=np.intp)
 
 
 def strong_components(n: int, readers: NDArray[np.intp], reads: NDArray[np.intp]
