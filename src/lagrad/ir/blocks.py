@@ -124,10 +124,25 @@ def dependency_edges(program: Program) -> tuple[NDArray[np.intp], NDArray[np.int
 
 def strong_components(n: int, readers: NDArray[np.intp], reads: NDArray[np.intp]
                       ) -> tuple[int, NDArray[np.intp]]:
-    """The strongly connected components of the graph on ``n`` nodes with
-    edges ``readers[k] -> reads[k]``, numbered in topological order of the
-    dependencies (a component after every component it reads).
+    """The strongly connected components of a dependency graph, in order.
 
+    Parameters
+    ----------
+    n : int
+        Number of nodes (variables).
+    readers, reads : ndarray of int
+        The edges: node ``readers[k]`` reads node ``reads[k]``.
+
+    Returns
+    -------
+    n_comp : int
+        Number of components.
+    label : ndarray of int
+        The component of each node, numbered in topological order of the
+        dependencies: a component after every component it reads.
+
+    Notes
+    -----
     scipy's Pearce search starts at node 0, 1, ... and numbers a component
     when it is complete, after everything it reaches: on the graph from readers
     to what they read, that is the order wanted (the order of recursive
