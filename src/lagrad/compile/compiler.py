@@ -4,7 +4,9 @@ A general :class:`~lagrad.Program` is compiled equation by equation
 (:func:`lagrad.compile.schedule.compile_schedule`); a
 :class:`~lagrad.ir.bulk.BulkProgram` straight from its columns
 (:func:`lagrad.compile.bulk.compile_bulk`). The result is cached per program
-version, so a program solved many times is compiled once.
+version, so a program solved many times is compiled once, with the garbage
+collector paused (:mod:`lagrad.ir.gcpause`): a compile builds an object or more
+per equation, and none of them is garbage.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from lagrad.compile.bulk import compile_bulk
 from lagrad.compile.schedule import Schedule, compile_schedule
 from lagrad.ir.bulk import BulkProgram
+from lagrad.ir.gcpause import paused_gc
 from lagrad.ir.program import Program
 
 __all__ = ["compile_program", "COMPILERS"]
@@ -32,5 +35,6 @@ def compile_program(program: Program) -> Schedule:
     for cls in type(program).__mro__:
         compiler = COMPILERS.get(cls)
         if compiler is not None:
-            return program.cached("schedule", compiler)
+            with paused_gc():
+                return program.cached("schedule", compiler)
     raise TypeError(f"no compiler for {type(program).__name__}")

@@ -203,6 +203,14 @@ class Single:
             out.append((block.row + self.start, block.col + a, block.data))
         return out
 
+    def restricted(self, members: frozenset[int], inside: bool) -> Single:
+        """This equation differentiated only by its parents in ``members``
+        (``inside``), or only by those not in it."""
+        dslots = tuple(slot for slot, (_, j) in zip(self.vslots, self.eq.slots)
+                       if (j in members) == inside)
+        return Single(self.eq, self.start, self.stop, self.shape, self.template, self.vslots,
+                      dslots)
+
     def mark_parents(self, mask: NDArray[np.bool_]) -> None:
         """Where the output is marked in ``mask``, mark every variable it reads."""
         if mask[self.start:self.stop].any():
@@ -336,10 +344,24 @@ class CyclicBlock:
     s_index: NDArray[np.intp]
     interior: list[Single]
     closing: list[Single]
-    inner_interior: list[Single]
-    inner_closing: list[Single]
-    outer: list[Single]  # derivatives only with respect to parents outside the block
     runs: tuple[tuple[int, int], ...] = ()  # s_index as contiguous (start, stop) runs
+
+    # the restricted steps are built on first use: a group of same-structure
+    # blocks is solved without them, and a program may hold 10^5 blocks
+    @cached_property
+    def inner_interior(self) -> list[Single]:
+        """The interior steps, differentiating only by the block's own variables."""
+        return [s.restricted(self.members, True) for s in self.interior]
+
+    @cached_property
+    def inner_closing(self) -> list[Single]:
+        """The closing steps, differentiating only by the block's own variables."""
+        return [s.restricted(self.members, True) for s in self.closing]
+
+    @cached_property
+    def outer(self) -> list[Single]:
+        """Every step, differentiating only by parents outside the block."""
+        return [s.restricted(self.members, False) for s in self.interior + self.closing]
 
     @cached_property
     def pos_u(self) -> NDArray[np.intp]:
@@ -446,36 +468,38 @@ def compile_schedule(program: Program) -> Schedule:
     (use :func:`lagrad.compile.compile_program`, which caches the result)."""
     variables = program.variables
     for v in variables:
-        if v.kind != "input" and program.equation(v) is None:
+        if v.kind != "input" and program.defining(v.index) is None:
             what = "unknown" if v.kind == "unknown" else "variable"
             raise ProgramError(f"{what} {v.name!r} is never defined: give it an equation with "
                                f"program.define({v.name!r}, ...) or program.root(...)")
     index = Index(program)
-    levels = np.zeros(len(variables), dtype=np.intp)
+    levels = [0] * len(variables)  # a list: reading numpy scalars one by one is slow
     groups: dict[tuple[Any, ...], list[Equation]] = defaultdict(list)
     singles: list[tuple[int, Equation]] = []
     timed: list[tuple[int, int, Step]] = []
     scalar = True
+    init_sources = program.init_sources
     for block in program.blocks:
         if block.cyclic:
             unit = _cyclic(program, block, index)
-            members = [v.index for v in block.variables]
-            starts = [program.init_sources[u.index] for u in unit.unknowns
-                      if u.index in program.init_sources]  # solved after its start values
+            inside = unit.members
+            starts = [init_sources[u.index] for u in unit.unknowns
+                      if u.index in init_sources]  # solved after its start values
             level = 1 + max([levels[j] for eq in unit.equations for j in eq.parents
-                             if j not in unit.members] + [levels[j] for j in starts], default=0)
-            levels[members] = level
-            timed.append((int(level), len(timed), unit))
+                             if j not in inside] + [levels[j] for j in starts], default=0)
+            for v in block.variables:
+                levels[v.index] = level
+            timed.append((level, len(timed), unit))
             scalar = False
             continue
         eq = program.defining(block.variables[0].index)
         if eq is None:
             continue  # an input
-        level = levels[eq.out] = 1 + max((levels[j] for j in eq.parents), default=0)
-        if _batchable(eq, variables):
+        level = levels[eq.out] = 1 + max([levels[j] for j in eq.parents], default=0)
+        if _batchable(eq, index.bounds):
             groups[(level, eq.primitive, tuple(isinstance(a, int) for a in eq.args))].append(eq)
         else:
-            singles.append((int(level), eq))
+            singles.append((level, eq))
             scalar = False
     for key, eqs in groups.items():
         if len(eqs) >= BATCH_MIN:
@@ -486,14 +510,16 @@ def compile_schedule(program: Program) -> Schedule:
         timed.append((level, len(timed), _single(eq, index, variables)))
     timed.sort(key=lambda t: (t[0], t[1]))
     steps = [s for _, _, s in timed]
-    return Schedule(program, index, program.inputs, steps, levels, scalar and bool(steps),
-                    output=program.output_or_none)
+    return Schedule(program, index, program.inputs, steps, np.array(levels, dtype=np.intp),
+                    scalar and bool(steps), output=program.output_or_none)
 
 
-def _batchable(eq: Equation, variables: Sequence[Variable]) -> bool:
-    if not eq.primitive.elementwise or eq.params or variables[eq.out].size != 1:
+def _batchable(eq: Equation, bounds: list[int]) -> bool:
+    """Scalar and elementwise (sizes read from the index's offsets)."""
+    if not eq.primitive.elementwise or eq.params or bounds[eq.out + 1] - bounds[eq.out] != 1:
         return False
-    return all((variables[a].size if isinstance(a, int) else a.size) == 1 for a in eq.args)
+    return all((bounds[a + 1] - bounds[a] if isinstance(a, int) else a.size) == 1
+               for a in eq.args)
 
 
 def batch_of(eqs: list[Equation], index: Index) -> Batch:
@@ -520,16 +546,13 @@ def single_of(eq: Equation, index: Index) -> Single:
     return _single(eq, index, index.variables)
 
 
-def _single(eq: Equation, index: Index, variables: Sequence[Variable],
-            inner: frozenset[int] | None = None) -> Single:
-    """A Single step; with ``inner``, derivatives only for parents in ``inner``."""
-    sl = index.slice(eq.out)
-    template = [None if isinstance(a, int) else a for a in eq.args]
+def _single(eq: Equation, index: Index, variables: Sequence[Variable]) -> Single:
+    """A Single step (derivatives for every parent)."""
     bounds = index.bounds
+    template = [None if isinstance(a, int) else a for a in eq.args]
     vslots = tuple((k, bounds[j], bounds[j + 1], variables[j].shape) for k, j in eq.slots)
-    dslots = vslots if inner is None else tuple(
-        slot for slot, (_, j) in zip(vslots, eq.slots) if j in inner)
-    return Single(eq, sl.start, sl.stop, variables[eq.out].shape, template, vslots, dslots)
+    return Single(eq, bounds[eq.out], bounds[eq.out + 1], variables[eq.out].shape, template,
+                  vslots, vslots)
 
 
 def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
@@ -538,30 +561,22 @@ def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
     if not unknowns:  # cycles can only be closed through unknowns
         raise CycleError(f"{block.name} is cyclic but has no unknown")
     members = frozenset(v.index for v in block.variables)
-    closing_eqs = [_defining(program, v) for v in unknowns]
     # with the unknowns given, the rest of the block is acyclic, and creation
     # order is topological for it (only unknowns are read before they exist)
-    interior_eqs = [_defining(program, v) for v in block.variables if v.kind != "unknown"]
-    outside = frozenset(j for eq in interior_eqs + closing_eqs for j in eq.parents
-                        if j not in members)
-
-    def steps(eqs: list[Equation], inner: frozenset[int] | None) -> list[Single]:
-        return [_single(eq, index, variables, inner) for eq in eqs]
+    interior_vars = [v for v in block.variables if v.kind != "unknown"]
+    interior = [_single(_defining(program, v), index, variables) for v in interior_vars]
+    closing = [_single(_defining(program, v), index, variables) for v in unknowns]
+    bounds = index.bounds
 
     def positions(vs: Sequence[Variable]) -> NDArray[np.intp]:
-        return np.concatenate([np.arange(index.offsets[v.index], index.offsets[v.index + 1])
-                               for v in vs]).astype(np.intp)
+        return np.array([p for v in vs for p in range(bounds[v.index], bounds[v.index + 1])],
+                        dtype=np.intp)
 
-    interior_vars = [v for v in block.variables if v.kind != "unknown"]
     return CyclicBlock(
-        block=block, members=members, unknowns=unknowns,
-        u_index=positions(unknowns),
-        i_index=positions(interior_vars) if interior_vars else np.zeros(0, np.intp),
-        s_index=positions(block.variables),
-        interior=steps(interior_eqs, None), closing=steps(closing_eqs, None),
-        inner_interior=steps(interior_eqs, members), inner_closing=steps(closing_eqs, members),
-        outer=steps(interior_eqs + closing_eqs, outside),
-        runs=_runs([index.slice(v.index) for v in block.variables]))
+        block=block, members=members, unknowns=unknowns, u_index=positions(unknowns),
+        i_index=positions(interior_vars), s_index=positions(block.variables),
+        interior=interior, closing=closing,
+        runs=_runs([slice(bounds[v.index], bounds[v.index + 1]) for v in block.variables]))
 
 
 def _kept_equations(batch: Batch, keep: NDArray[np.bool_]) -> tuple[Equation, ...]:
@@ -585,7 +600,6 @@ def _runs(slices: list[slice]) -> tuple[tuple[int, int], ...]:
         else:
             runs.append([sl.start, sl.stop])
     return tuple((a, b) for a, b in runs)
-
 
 
 def _defining(program: Program, v: Variable) -> Equation:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
@@ -223,12 +222,13 @@ class Equation:
     params: Mapping[str, Any]
     slots: tuple[tuple[int, int], ...]
     kind: str = "define"  # "root": g = 0 defines z, written as z = z - g
+    # alpha(i): the variables this equation reads, in argument order. Stored,
+    # not a cached_property: the compiler asks for it ~30 times per equation,
+    # and Python 3.11's cached_property takes a lock on the first read (~2 us)
+    parents: tuple[int, ...] = field(init=False, repr=False)
 
-    @cached_property
-    def parents(self) -> tuple[int, ...]:
-        """alpha(i): the variables this equation reads, in argument order
-        (cached: the compiler asks for it ~30 times per equation)."""
-        return tuple(j for _, j in self.slots)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parents", tuple([j for _, j in self.slots]))
 
 
 class Program:

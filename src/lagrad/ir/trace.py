@@ -16,6 +16,7 @@ import numpy as np
 
 from lagrad.errors import InputDtypeError, OptionError, ProgramError
 from lagrad.ir import ops
+from lagrad.ir.gcpause import paused_gc
 from lagrad.ir.program import Program, Variable
 from lagrad.tree import LEAF, TreeDef, flatten_with_path, unflatten
 
@@ -106,7 +107,18 @@ def trace_args(fn: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, 
     the output. With ``tree_output`` the result may be a pytree (else it is one
     array). Without ``allow_int``, an integer or boolean leaf raises
     InputDtypeError.
+
+    The garbage collector is paused while ``fn`` runs (:mod:`lagrad.ir.gcpause`):
+    a traced loop records millions of equations, none of them garbage.
     """
+    with paused_gc():
+        return _trace_args(fn, args, argnums, program, kwargs, has_aux, tree_output,
+                           allow_int)
+
+
+def _trace_args(fn: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
+                program: Program | None, kwargs: Mapping[str, Any] | None, has_aux: bool,
+                tree_output: bool, allow_int: bool) -> Traced:
     program = Program(getattr(fn, "__name__", "")) if program is None else program
     names = _parameter_names(fn, len(args))
     call = list(args)
