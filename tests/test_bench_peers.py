@@ -82,6 +82,24 @@ def test_xla_is_pinned_to_one_thread_before_jax_is_imported(
     assert os.environ["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=true"  # the user's choice
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux's")
+def test_peers_run_on_one_cpu_and_the_affinity_is_restored(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    before = os.sched_getaffinity(0)
+    seen: list[set[int]] = []
+
+    def runner(problem: str, p: Any, mods: Any) -> Any:
+        seen.append(set(os.sched_getaffinity(0)))
+        raise NotImplementedError("records the affinity only")
+    monkeypatch.setattr(peers_module, "available_peers", lambda: {"probe": object()})
+    monkeypatch.setattr(peers_module, "RUNNERS", {"probe": runner})
+    monkeypatch.setattr(peers_module, "PEERS", ("probe",))
+    monkeypatch.setattr(peers_module, "SIZES", {"tiny": {"mlp": SIZES["tiny"]["mlp"]}})
+    peers(Context(level="tiny"))
+    assert seen and all(s == {min(before)} for s in seen)
+    assert os.sched_getaffinity(0) == before
+
+
 def test_stand_in_rows_wrong_gradients_failures_and_build_time(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """'good' returns the numpy floors (agrees with lagrad); 'bad' a perturbed

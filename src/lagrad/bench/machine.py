@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,29 @@ def pin_blas_threads(n: int = 1) -> dict[str, int]:
         os.environ.setdefault(name, str(n))
     threadpool_limits(limits=int(n), user_api="blas")  # kept: never restored
     return blas_threads()
+
+
+@contextmanager
+def one_core() -> Iterator[int | None]:
+    """Run the body on one CPU (Linux): a library that starts its own threads
+    (XLA does, whatever its flags say) then gets one core's time, as BLAS does
+    by :func:`pin_blas_threads`. Yields the CPU, or None where affinity cannot
+    be set; the previous affinity is restored afterwards."""
+    get, set_ = getattr(os, "sched_getaffinity", None), getattr(os, "sched_setaffinity", None)
+    if get is None or set_ is None:
+        yield None
+        return
+    before = get(0)
+    cpu = min(before)
+    try:
+        set_(0, {cpu})
+    except OSError:
+        yield None
+        return
+    try:
+        yield cpu
+    finally:
+        set_(0, before)
 
 
 def describe_machine() -> dict[str, Any]:

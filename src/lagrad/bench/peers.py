@@ -30,10 +30,13 @@ What each peer runs (the ``method`` column of the table says the same):
 
 Conventions, as for the other workloads: float64 everywhere (jax's x64 mode
 is switched on); one thread (BLAS is pinned by the runner; XLA's and torch's
-intra-op threads are set to one here); compile and build time are excluded
-from the timings and reported as ``build s`` (jax programs are compiled ahead
-of time with ``jit(...).lower(...).compile()``; CasADi's graph and Function
-are built before timing). Each peer is timed interleaved with lagrad, so that
+intra-op threads are set to one here, and the whole workload runs on one CPU,
+since XLA's CPU runtime starts threads of its own whatever its flags say:
+without that, JAX's matrix-vector products ran on both cores here); compile
+and build time are excluded from the timings and reported as ``build s``
+(jax programs are compiled ahead of time with
+``jit(...).lower(...).compile()``; CasADi's graph and Function are built
+before timing). Each peer is timed interleaved with lagrad, so that
 ``/lagrad`` compares the two under the same machine load. Every iteration
 stops at ``||z_new - z|| <= TOL max(1, ||z_new||)`` (jaxopt: its own absolute
 test ``||z_new - z|| <= TOL``), linear solves at relative residual ``TOL``.
@@ -63,6 +66,7 @@ import lagrad
 from .core import Column, Context, Guard, format_table, relative_error, time_calls
 from .dag import KINDS, LevelPass, build_program, random_dag
 from .deq import make_deq
+from .machine import one_core
 from .mlp import lagrad_loss, make_mlp
 from .pagerank import ALPHA, PageRankProblem
 from .peers_jax import (
@@ -511,7 +515,13 @@ def _peer_row(ctx: Context, guard: Guard, problem: str, size: Any, p: dict[str, 
 
 
 def peers(ctx: Context) -> list[dict[str, Any]]:
-    """The same problems through every importable peer, with lagrad alongside."""
+    """The same problems through every importable peer, with lagrad alongside,
+    all on one CPU (:func:`~lagrad.bench.machine.one_core`)."""
+    with one_core():
+        return _peers(ctx)
+
+
+def _peers(ctx: Context) -> list[dict[str, Any]]:
     mods = available_peers()
     missing = [name for name in PEERS if name not in mods]
     for name in missing:
@@ -539,8 +549,9 @@ def peers(ctx: Context) -> list[dict[str, Any]]:
                 ctx.progress(f"peers: {problem} {p['label']}: {peer}")
                 rows.append(_peer_row(ctx, guard, problem, size, p, peer, mods, lagrad_call,
                                       t["lagrad"].value, base))
-    notes = ["grad: forward + gradient, float64, one thread; compile/build excluded (build s; "
-             "first call untimed); /lagrad: peer time over lagrad's, timed interleaved",
+    notes = ["grad: forward + gradient, float64, one thread on one CPU; compile/build "
+             "excluded (build s; first call untimed); /lagrad: peer time over lagrad's, "
+             "timed interleaved",
              "err vs lagrad: max abs difference / max abs of lagrad's gradient; agreement "
              "required: " + ", ".join(f"{k} {v:g}" for k, v in AGREE.items()),
              f"iterations to ||step|| <= {TOL:g} max(1, ||z||) (jaxopt: ||step|| <= {TOL:g}); "
