@@ -75,3 +75,22 @@ def test_pullback_set_equals_pullback(prim, args):
         out = np.full(np.shape(args[k]), np.nan)
         prim.pullback_set(k, out, g, ans, args, params)
         np.testing.assert_array_equal(out, prim.pullback(k, g, ans, args, params))
+
+
+@pytest.mark.parametrize("sa, sb", SHAPES)
+@pytest.mark.parametrize("k", [0, 1])
+def test_large_outer_products_by_multiply(sa, sb, k, monkeypatch):
+    """Above OUTER_BY_MULTIPLY entries an outer product written once goes
+    through numpy's multiply: the same values, nothing outside touched."""
+    from lagrad.ir import accumulate
+    monkeypatch.setattr(accumulate, "OUTER_BY_MULTIPLY", 0)
+    rng = np.random.default_rng(len(sa) * 10 + len(sb) + k + 100)
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    g = rng.standard_normal(np.shape(a @ b))
+    size = int(np.prod((sa, sb)[k]))
+    buf = np.full(size + 4, np.nan)
+    out = buf[2:2 + size].reshape((sa, sb)[k])
+    assert matmul_vjp_add(k, out, g, a, b, beta=0.0)
+    np.testing.assert_allclose(out, P.matmul.pullback(k, g, a @ b, [a, b], {}),
+                               rtol=1e-13, atol=1e-13)
+    assert np.isnan(buf[[0, 1, -2, -1]]).all()

@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 from lagrad.compile.guards import blame_block
 from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.schedule import CyclicBlock
-from lagrad.numeric import lu_condition, norm2
+from lagrad.numeric import all_finite, lu_condition, norm2
 from lagrad.options import ForwardOptions, LinearOptions
 from lagrad.solve import petsc
 from lagrad.solve.borrow import Borrowed
@@ -118,6 +118,37 @@ class BlockMap:
 
     def result(self, method: str) -> BlockResult:
         return BlockResult(self.unit.block.name, method, self.unit.block.number)
+
+    def certify_borrowed(self) -> None:
+        """Record in ``borrowed.finite`` each borrowed input that the block's
+        last evaluation shows finite, so that the solve's final check need not
+        read it again (a DEQ's W: a pass over N^2 entries). Call it with z as
+        that evaluation left it. The proof: an interior matrix product a @ b
+        (a borrowed, of at most two dimensions) multiplies every entry a_ij by
+        the entries b_jk, and adds each product into a sum of its own; with
+        every b_jk finite and nonzero, a non-finite a_ij makes that product
+        (inf times nonzero is inf, NaN anything is NaN) and so its sum
+        non-finite, whatever the other terms (inf - inf is NaN). So a finite
+        result with such a b shows a finite; likewise for b @ a."""
+        borrowed = self.borrowed
+        if borrowed is None or not borrowed.arrays:
+            return
+        z = self._z
+        for step in self.unit.interior:  # (their values are in z; the closing's are not)
+            if step.eq.primitive.value is not np.matmul or not step.ufunc or \
+                    len(step.vslots) != 2:
+                continue
+            spans = {pos: (a, b) for pos, a, b, _ in step.vslots}
+            for pos in (0, 1):
+                span, other = spans.get(pos), spans.get(1 - pos)
+                if span not in borrowed.arrays or span in borrowed.finite or \
+                        other is None or other in borrowed.arrays:
+                    continue
+                ndim = [len(shape) for _, _, _, shape in step.vslots]
+                factor = z[other[0]:other[1]]
+                if max(ndim) <= 2 and factor.size and all_finite(factor) and \
+                        bool(np.all(factor != 0.0)) and all_finite(z[step.start:step.stop]):
+                    borrowed.finite.add(span)
 
 
 class ForwardMethod(Protocol):
@@ -240,6 +271,7 @@ def _fixed_point_in_place(g: BlockMap, u0: Array, tol: float, maxiter: int,
         scale = max(1.0, math.sqrt(squares) if squares < math.inf else norm2(g_u))
         if res <= tol * scale:
             result.iterations, result.contraction = k + 1, _rate(residuals)
+            g.certify_borrowed()  # z is as this evaluation left it
             result.x = g.last_out = g_u.copy()  # z holds its argument: settle() keeps it
             g.last = None
             return result
