@@ -247,3 +247,43 @@ def test_a_zero_factor_shows_nothing(rng):
     z, _, borrowed = evaluate(schedule, [x, w], ForwardOptions(), {})
     assert borrowed is not None and not borrowed.finite
     assert z[schedule.index["z"]][0] == 0.0
+
+
+def _replaced(monkeypatch):
+    """Record, per solve, how many of the block's calls the zero start replaced."""
+    from lagrad.solve import nonlinear
+    seen: list[int] = []
+    original = nonlinear.BlockMap.zero_start_calls
+
+    def spy(self):
+        calls = original(self)
+        seen.append(sum(a is not b for a, b in zip(calls, self.calls)))
+        return calls
+    monkeypatch.setattr(nonlinear.BlockMap, "zero_start_calls", spy)
+    return seen
+
+
+def test_the_zero_start_skips_the_product_with_an_outside_operand(rng, monkeypatch):
+    """From the default start z = 0, W @ z is zero: the first evaluation
+    writes zeros instead of reading W; the gradient is the reference's."""
+    seen = _replaced(monkeypatch)
+    p, x, w, u, b = deq(rng)
+    gx, gw = p.solve(x, w).grad()
+    assert seen == [1]
+    ref = reference(x, w, u, b)
+    np.testing.assert_allclose(gx, ref[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gw, ref[1], rtol=1e-9, atol=1e-12)
+
+
+def test_the_zero_start_keeps_a_product_with_an_operand_of_the_block(rng, monkeypatch):
+    """M = W (1 + sum(z) / 100) is computed inside the block (from z): its
+    product with z = 0 is made, so a non-finite M would show at once."""
+    seen = _replaced(monkeypatch)
+    _, x, w, u, b = deq(rng)
+    p = lagrad.Program("deq")
+    x_in, w_in = p.input("x", (D,)), p.input("W", (N, N))
+    z = p.unknown("z", (N,))
+    p.define(z, lagrad.tanh((w_in * (1.0 + lagrad.sum(z) / 100.0)) @ z + u @ x_in + b))
+    p.output(lagrad.sum(z * z))
+    p.solve(x, w)
+    assert seen == [0]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -118,6 +119,31 @@ class BlockMap:
 
     def result(self, method: str) -> BlockResult:
         return BlockResult(self.unit.block.name, method, self.unit.block.number)
+
+    def zero_start_calls(self) -> list[Callable[[], Any]]:
+        """The block's calls for an evaluation at u = 0, with each interior
+        matrix product of the unknowns and an operand from outside the block
+        (an input, or a value computed before it) replaced by writing zeros:
+        a product with a DEQ's W at the default start, saved. Exact whenever
+        the solve succeeds: that operand is unchanged by the solve and read by
+        its final non-finite check, so it is finite and its product with zeros
+        is zero (up to the sign of a zero)."""
+        self.bind()
+        calls = list(self.calls or [])
+        at = self.unit.u_at
+        if not isinstance(at, slice):
+            return calls
+        own = self.unit.runs
+        for i, step in enumerate(self.unit.interior):
+            if step.eq.primitive.value is not np.matmul or not step.ufunc or \
+                    len(step.vslots) != 2:
+                continue
+            spans = [(a, b) for _, a, b, _ in step.vslots]
+            zero = [at.start <= a and b <= at.stop for a, b in spans]
+            outside = [not any(s <= a < t or s < b <= t for s, t in own) for a, b in spans]
+            if (zero[0] and outside[1]) or (zero[1] and outside[0]):
+                calls[i] = partial(self._z[step.start:step.stop].fill, 0.0)
+        return calls
 
     def certify_borrowed(self) -> None:
         """Record in ``borrowed.finite`` each borrowed input that the block's
@@ -255,8 +281,9 @@ def _fixed_point_in_place(g: BlockMap, u0: Array, tol: float, maxiter: int,
     step = np.empty_like(u0)
     z_u[...] = u0
     calls, dot, subtract, copyto = g.calls or [], np.dot, np.subtract, np.copyto
+    first = calls if u0.any() else g.zero_start_calls()
     for k in range(maxiter):
-        for call in calls:
+        for call in first if k == 0 else calls:
             call()
         subtract(g_u, z_u, out=step)
         squares = float(dot(step, step))
