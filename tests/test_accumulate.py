@@ -94,3 +94,24 @@ def test_large_outer_products_by_multiply(sa, sb, k, monkeypatch):
     np.testing.assert_allclose(out, P.matmul.pullback(k, g, a @ b, [a, b], {}),
                                rtol=1e-13, atol=1e-13)
     assert np.isnan(buf[[0, 1, -2, -1]]).all()
+
+
+def test_the_bound_vector_cotangent_writes_the_vjp():
+    """matmul_vjp_bound: d b = a^T g for a vector b, written once by one bound
+    numpy call that reads the operands' values when called; None otherwise."""
+    from lagrad.ir.accumulate import matmul_vjp_bound
+    rng = np.random.default_rng(7)
+    a, b, g = rng.standard_normal((6, 4)), rng.standard_normal(4), rng.standard_normal(6)
+    buf = np.full(8, np.nan)
+    out = buf[2:6]
+    call = matmul_vjp_bound(1, out, g, a, b, beta=0.0)
+    assert call is not None
+    g[:] = rng.standard_normal(6)  # bound to the arrays, not to their values
+    call()
+    np.testing.assert_allclose(out, P.matmul.pullback(1, g, a @ b, [a, b], {}), rtol=1e-13)
+    assert np.isnan(buf[[0, 1, 6, 7]]).all()
+    assert matmul_vjp_bound(1, out, g, a, b) is None  # adds: the general rule
+    assert matmul_vjp_bound(0, np.empty((6, 4)), g, a, b, beta=0.0) is None
+    assert matmul_vjp_bound(1, out, g, np.asfortranarray(a), b, beta=0.0) is None
+    assert matmul_vjp_bound(1, np.empty((4, 1)), g.reshape(6, 1), a, b.reshape(4, 1),
+                            beta=0.0) is None
