@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 from lagrad.compile.guards import blame_block
 from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.schedule import CyclicBlock
-from lagrad.numeric import all_finite, lu_condition, norm2
+from lagrad.numeric import lu_condition, norm2
 from lagrad.options import ForwardOptions, LinearOptions
 from lagrad.solve import petsc
 from lagrad.solve.borrow import Borrowed
@@ -172,8 +172,8 @@ class BlockMap:
                     continue
                 ndim = [len(shape) for _, _, _, shape in step.vslots]
                 factor = z[other[0]:other[1]]
-                if max(ndim) <= 2 and factor.size and all_finite(factor) and \
-                        bool(np.all(factor != 0.0)) and all_finite(z[step.start:step.stop]):
+                if max(ndim) <= 2 and factor.size and np.isfinite(factor).all() and \
+                        factor.all() and np.isfinite(z[step.start:step.stop]).all():
                     borrowed.finite.add(span)
 
 
