@@ -75,3 +75,43 @@ def test_pullback_set_equals_pullback(prim, args):
         out = np.full(np.shape(args[k]), np.nan)
         prim.pullback_set(k, out, g, ans, args, params)
         np.testing.assert_array_equal(out, prim.pullback(k, g, ans, args, params))
+
+
+@pytest.mark.parametrize("sa, sb", SHAPES)
+@pytest.mark.parametrize("k", [0, 1])
+def test_large_outer_products_by_multiply(sa, sb, k, monkeypatch):
+    """Above OUTER_BY_MULTIPLY entries an outer product written once goes
+    through numpy's multiply: the same values, nothing outside touched."""
+    from lagrad.ir import accumulate
+    monkeypatch.setattr(accumulate, "OUTER_BY_MULTIPLY", 0)
+    rng = np.random.default_rng(len(sa) * 10 + len(sb) + k + 100)
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    g = rng.standard_normal(np.shape(a @ b))
+    size = int(np.prod((sa, sb)[k]))
+    buf = np.full(size + 4, np.nan)
+    out = buf[2:2 + size].reshape((sa, sb)[k])
+    assert matmul_vjp_add(k, out, g, a, b, beta=0.0)
+    np.testing.assert_allclose(out, P.matmul.pullback(k, g, a @ b, [a, b], {}),
+                               rtol=1e-13, atol=1e-13)
+    assert np.isnan(buf[[0, 1, -2, -1]]).all()
+
+
+def test_the_bound_vector_cotangent_writes_the_vjp():
+    """matmul_vjp_bound: d b = a^T g for a vector b, written once by one bound
+    numpy call that reads the operands' values when called; None otherwise."""
+    from lagrad.ir.accumulate import matmul_vjp_bound
+    rng = np.random.default_rng(7)
+    a, b, g = rng.standard_normal((6, 4)), rng.standard_normal(4), rng.standard_normal(6)
+    buf = np.full(8, np.nan)
+    out = buf[2:6]
+    call = matmul_vjp_bound(1, out, g, a, b, beta=0.0)
+    assert call is not None
+    g[:] = rng.standard_normal(6)  # bound to the arrays, not to their values
+    call()
+    np.testing.assert_allclose(out, P.matmul.pullback(1, g, a @ b, [a, b], {}), rtol=1e-13)
+    assert np.isnan(buf[[0, 1, 6, 7]]).all()
+    assert matmul_vjp_bound(1, out, g, a, b) is None  # adds: the general rule
+    assert matmul_vjp_bound(0, np.empty((6, 4)), g, a, b, beta=0.0) is None
+    assert matmul_vjp_bound(1, out, g, np.asfortranarray(a), b, beta=0.0) is None
+    assert matmul_vjp_bound(1, np.empty((4, 1)), g.reshape(6, 1), a, b.reshape(4, 1),
+                            beta=0.0) is None

@@ -189,3 +189,101 @@ def test_a_gradient_handed_over_is_the_callers_own(rng):
     np.testing.assert_allclose(again[0], ref[0], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(sol.multipliers()["W"], ref[1], rtol=1e-9, atol=1e-12)
     assert not np.shares_memory(again[1], gw)
+
+
+def _deq_from(w, u, b, init):
+    p = lagrad.Program("deq")
+    x_in, w_in = p.input("x", (D,)), p.input("W", (N, N))
+    z = p.unknown("z", (N,), init=init)
+    p.define(z, lagrad.tanh(w_in @ z + u @ x_in + b))
+    p.output(lagrad.sum(z * z))
+    return p
+
+
+def test_the_block_products_show_a_borrowed_matrix_finite(rng):
+    """A converged fixed-point iteration whose last product W @ z is finite,
+    with every z_j finite and nonzero, shows W finite: the solve's final check
+    skips it (no second pass over W)."""
+    p, x, w, *_ = deq(rng)
+    schedule = compile_program(p)
+    z, results, borrowed = evaluate(schedule, [x, w], ForwardOptions(), {})
+    span = schedule.index["W"]
+    assert borrowed is not None and borrowed.finite == {(span.start, span.stop)}
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_a_non_finite_entry_shows_no_certificate(bad, rng, monkeypatch):
+    """W_ij = +-inf in a row whose tanh saturates: from a start with every
+    entry nonzero, every iterate is finite (tanh(+-inf) = +-1) and the
+    iteration converges, but its last product is not: W is not taken as
+    shown finite, and the solve names it. (A NaN poisons the iterate.)"""
+    from lagrad.solve import forward
+    seen = []
+
+    def spy(z, borrowed, finite):
+        seen.append(set() if borrowed is None else set(borrowed.finite))
+        return borrow_module.finite_outside(z, borrowed, finite)
+    monkeypatch.setattr(forward, "finite_outside", spy)
+    _, x, w, u, b = deq(rng)
+    w = w.copy()
+    w[3, 7] = bad
+    p = _deq_from(w, u, b, init=np.full(N, 0.5))
+    with pytest.raises((NonFiniteError, ConvergenceError), match="'W'"):
+        p.solve(x, w)
+    assert all(not s for s in seen)
+
+
+def test_a_zero_factor_shows_nothing(rng):
+    """With an entry of z exactly 0 the column of W it multiplies is not
+    seen by the product: no certificate, the final check reads W."""
+    _, x, w, u, b = deq(rng)
+    w = w.copy()
+    w[:, 0] = 0.0
+    b = b.copy()
+    b[0] = 0.0
+    w[0, :] = 0.0  # z_0 = tanh(0) = 0 exactly at the fixed point
+    p = _deq_from(w, u * (np.arange(N) != 0)[:, None], b, init=None)
+    schedule = compile_program(p)
+    z, _, borrowed = evaluate(schedule, [x, w], ForwardOptions(), {})
+    assert borrowed is not None and not borrowed.finite
+    assert z[schedule.index["z"]][0] == 0.0
+
+
+def _replaced(monkeypatch):
+    """Record, per solve, how many of the block's calls the zero start replaced."""
+    from lagrad.solve import nonlinear
+    seen: list[int] = []
+    original = nonlinear.BlockMap.zero_start_calls
+
+    def spy(self):
+        calls = original(self)
+        seen.append(sum(a is not b for a, b in zip(calls, self.calls)))
+        return calls
+    monkeypatch.setattr(nonlinear.BlockMap, "zero_start_calls", spy)
+    return seen
+
+
+def test_the_zero_start_skips_the_product_with_an_outside_operand(rng, monkeypatch):
+    """From the default start z = 0, W @ z is zero: the first evaluation
+    writes zeros instead of reading W; the gradient is the reference's."""
+    seen = _replaced(monkeypatch)
+    p, x, w, u, b = deq(rng)
+    gx, gw = p.solve(x, w).grad()
+    assert seen == [1]
+    ref = reference(x, w, u, b)
+    np.testing.assert_allclose(gx, ref[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gw, ref[1], rtol=1e-9, atol=1e-12)
+
+
+def test_the_zero_start_keeps_a_product_with_an_operand_of_the_block(rng, monkeypatch):
+    """M = W (1 + sum(z) / 100) is computed inside the block (from z): its
+    product with z = 0 is made, so a non-finite M would show at once."""
+    seen = _replaced(monkeypatch)
+    _, x, w, u, b = deq(rng)
+    p = lagrad.Program("deq")
+    x_in, w_in = p.input("x", (D,)), p.input("W", (N, N))
+    z = p.unknown("z", (N,))
+    p.define(z, lagrad.tanh((w_in * (1.0 + lagrad.sum(z) / 100.0)) @ z + u @ x_in + b))
+    p.output(lagrad.sum(z * z))
+    p.solve(x, w)
+    assert seen == [0]

@@ -46,6 +46,10 @@ class Borrowed:
 
     def __init__(self, arrays: dict[Span, Array]) -> None:
         self.arrays = arrays
+        # spans whose values a block's products have shown finite (see
+        # :meth:`lagrad.solve.nonlinear.BlockMap.certify_borrowed`): the final
+        # check of the solve skips them
+        self.finite: set[Span] = set()
 
     def fill(self, z: Array) -> None:
         """Copy the borrowed inputs into their slices of ``z`` (once)."""
@@ -121,12 +125,13 @@ def lend(spans: frozenset[Span], inputs: Sequence[tuple[Span, Any]]) -> Borrowed
 
 def finite_outside(z: Array, borrowed: Borrowed | None, finite: Any) -> bool:
     """``finite`` (a test of one array) holds for z, its borrowed spans read
-    from the caller's arrays instead."""
+    from the caller's arrays instead (those in ``borrowed.finite``, shown
+    finite during the solve, are not read again)."""
     if borrowed is None or not borrowed.arrays:
         return bool(finite(z))
     start = 0
     for (a, b), x in sorted(borrowed.arrays.items()):
-        if not (finite(z[start:a]) and finite(x)):
+        if not (finite(z[start:a]) and ((a, b) in borrowed.finite or finite(x))):
             return False
         start = b
     return bool(finite(z[start:]))

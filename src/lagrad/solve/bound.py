@@ -21,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lagrad.compile.schedule import CyclicBlock, Single
+from lagrad.ir.accumulate import matmul_vjp_bound
 
 __all__ = ["bind_runs", "bind_pullbacks", "run_all", "Sharing", "shareable", "uncovered"]
 
@@ -105,7 +106,10 @@ def bind_pullbacks(steps: Sequence[Single], z: Array, lam: Array,
                 if sharing is not None and sharing.share(step, pos, (a, b), g, target, lam):
                     continue
             rule = eq.primitive.pullback_set if first else eq.primitive.pullback_add
-            calls.append(_linear_pullback(step, pos, target, g, ans, args, first) or
+            direct = matmul_vjp_bound(pos, target, g, *args, beta=0.0) \
+                if first and eq.primitive.value is np.matmul and not eq.params and \
+                len(args) == 2 else None
+            calls.append(direct or _linear_pullback(step, pos, target, g, ans, args, first) or
                          partial(rule, pos, target, g, ans, args, eq.params))
     return calls
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -118,6 +119,62 @@ class BlockMap:
 
     def result(self, method: str) -> BlockResult:
         return BlockResult(self.unit.block.name, method, self.unit.block.number)
+
+    def zero_start_calls(self) -> list[Callable[[], Any]]:
+        """The block's calls for an evaluation at u = 0, with each interior
+        matrix product of the unknowns and an operand from outside the block
+        (an input, or a value computed before it) replaced by writing zeros:
+        a product with a DEQ's W at the default start, saved. Exact whenever
+        the solve succeeds: that operand is unchanged by the solve and read by
+        its final non-finite check, so it is finite and its product with zeros
+        is zero (up to the sign of a zero)."""
+        self.bind()
+        calls = list(self.calls or [])
+        at = self.unit.u_at
+        if not isinstance(at, slice):
+            return calls
+        own = self.unit.runs
+        for i, step in enumerate(self.unit.interior):
+            if step.eq.primitive.value is not np.matmul or not step.ufunc or \
+                    len(step.vslots) != 2:
+                continue
+            spans = [(a, b) for _, a, b, _ in step.vslots]
+            zero = [at.start <= a and b <= at.stop for a, b in spans]
+            outside = [not any(s <= a < t or s < b <= t for s, t in own) for a, b in spans]
+            if (zero[0] and outside[1]) or (zero[1] and outside[0]):
+                calls[i] = partial(self._z[step.start:step.stop].fill, 0.0)
+        return calls
+
+    def certify_borrowed(self) -> None:
+        """Record in ``borrowed.finite`` each borrowed input that the block's
+        last evaluation shows finite, so that the solve's final check need not
+        read it again (a DEQ's W: a pass over N^2 entries). Call it with z as
+        that evaluation left it. The proof: an interior matrix product a @ b
+        (a borrowed, of at most two dimensions) multiplies every entry a_ij by
+        the entries b_jk, and adds each product into a sum of its own; with
+        every b_jk finite and nonzero, a non-finite a_ij makes that product
+        (inf times nonzero is inf, NaN anything is NaN) and so its sum
+        non-finite, whatever the other terms (inf - inf is NaN). So a finite
+        result with such a b shows a finite; likewise for b @ a."""
+        borrowed = self.borrowed
+        if borrowed is None or not borrowed.arrays:
+            return
+        z = self._z
+        for step in self.unit.interior:  # (their values are in z; the closing's are not)
+            if step.eq.primitive.value is not np.matmul or not step.ufunc or \
+                    len(step.vslots) != 2:
+                continue
+            spans = {pos: (a, b) for pos, a, b, _ in step.vslots}
+            for pos in (0, 1):
+                span, other = spans.get(pos), spans.get(1 - pos)
+                if span not in borrowed.arrays or span in borrowed.finite or \
+                        other is None or other in borrowed.arrays:
+                    continue
+                ndim = [len(shape) for _, _, _, shape in step.vslots]
+                factor = z[other[0]:other[1]]
+                if max(ndim) <= 2 and factor.size and np.isfinite(factor).all() and \
+                        factor.all() and np.isfinite(z[step.start:step.stop]).all():
+                    borrowed.finite.add(span)
 
 
 class ForwardMethod(Protocol):
@@ -224,8 +281,9 @@ def _fixed_point_in_place(g: BlockMap, u0: Array, tol: float, maxiter: int,
     step = np.empty_like(u0)
     z_u[...] = u0
     calls, dot, subtract, copyto = g.calls or [], np.dot, np.subtract, np.copyto
+    first = calls if u0.any() else g.zero_start_calls()
     for k in range(maxiter):
-        for call in calls:
+        for call in first if k == 0 else calls:
             call()
         subtract(g_u, z_u, out=step)
         squares = float(dot(step, step))
@@ -240,6 +298,7 @@ def _fixed_point_in_place(g: BlockMap, u0: Array, tol: float, maxiter: int,
         scale = max(1.0, math.sqrt(squares) if squares < math.inf else norm2(g_u))
         if res <= tol * scale:
             result.iterations, result.contraction = k + 1, _rate(residuals)
+            g.certify_borrowed()  # z is as this evaluation left it
             result.x = g.last_out = g_u.copy()  # z holds its argument: settle() keeps it
             g.last = None
             return result
