@@ -35,7 +35,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lagrad.compile.schedule import Single
+from lagrad.solve import codeinline
 from lagrad.solve.borrow import Borrowed
+from lagrad.solve.codecheck import PRODUCT_BOUND, finite_map_outputs, frozen_squares, product_factor
 from lagrad.solve.flatplan import FlatPlan, Lent
 
 __all__ = ["CompiledGradient", "compile_gradient", "MAX_STEPS", "CompiledSweep", "compile_sweep",
@@ -53,7 +55,8 @@ class _Source:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.names: dict[str, Any] = {"add": np.add, "multiply": np.multiply, "copyto": np.copyto,
-                                      "isfinite": math.isfinite, "vdot": np.vdot}
+                                      "isfinite": math.isfinite, "vdot": np.vdot,
+                                      "sqrt": math.sqrt, **codeinline.NAMES}
         self._ids: dict[int, str] = {}
 
     def name(self, obj: Any, prefix: str) -> str:
@@ -166,11 +169,42 @@ def _sweep(plan: FlatPlan, n: int) -> list[tuple[Single, list[Slot]]]:
     return sweep
 
 
-def _check_finite(src: _Source, vec: str) -> None:
+def _check_finite(src: _Source, vec: str, squares: str | None = None) -> str | None:
     """Emit flatplan's finiteness test of an array (its sum of squares, then
-    each entry when that is not finite): return None when an entry is not."""
-    src.emit(f"if not isfinite(vdot({vec}, {vec})) and not {src.name(np.isfinite, 'f')}"
-             f"({vec}).all():")
+    each entry when that is not finite): return None when an entry is not.
+    With ``squares``, the sum of squares is kept under that name (returned)."""
+    total = f"vdot({vec}, {vec})"
+    if squares is not None:
+        src.emit(f"{squares} = {total}")
+        total = squares
+    src.emit(f"if not isfinite({total}) and not {src.name(np.isfinite, 'f')}({vec}).all():")
+    src.emit("    return None")
+    return squares
+
+
+def _check_product(src: _Source, step: Single, out: tuple[str, int], g: str,
+                   squares: str | None, other: int, factor: str) -> None:
+    """Emit the test of ``out`` (name, size), a product of the cotangent ``g``
+    and argument ``other`` of ``step`` (``factor``): it passes when the
+    factors' Frobenius norms bound it far from overflow, else ``out``'s own
+    test decides (see :mod:`lagrad.solve.codecheck`). ``squares``: g's sum of
+    squares if already computed; a frozen constant's is computed here, once.
+    When the factors' entries outnumber the product's, the product is tested."""
+    name, size = out
+    constant = step.template[other]
+    known = frozen_squares(constant) if constant is not None else None
+    factor_size = int(np.size(constant)) if constant is not None else \
+        next(b - a for p, a, b, _ in step.vslots if p == other)
+    work = (factor_size if known is None else 0) + \
+        (step.stop - step.start if squares is None else 0)
+    if work >= size:
+        _check_finite(src, name)
+        return
+    qa = src.name(known, "k") if known is not None else f"vdot({factor}, {factor})"
+    qg = squares or f"vdot({g}, {g})"
+    src.emit(f"if not sqrt({qa}) * sqrt({qg}) <= {PRODUCT_BOUND!r} and not "
+             f"isfinite(vdot({name}, {name})) and not {src.name(np.isfinite, 'f')}"
+             f"({name}).all():")
     src.emit("    return None")
 
 
@@ -197,6 +231,8 @@ def _reverse(src: _Source, step: Single, pos: int, o: str, shape: tuple[int, ...
     pullback_add its shapes select."""
     prim, params = step.eq.primitive, step.eq.params
     ans, arglist, args = names
+    if codeinline.reverse_step(src, step, pos, o, shape, g, (ans, args), first):
+        return
     p = src.name(dict(params), "P")
     kw = f", **{p}" if params else ""
     rule = f"({pos}, {o}, {g}, {ans}, {', '.join(args)}{kw})"
@@ -311,6 +347,8 @@ def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slo
     written = {slot[1:3] for _, slots in sweep for slot in slots if slot[1:3] not in shared}
     tested: set[tuple[int, int]] = set()
     last = {slot[1:3]: (id(step), slot[0]) for step, slots in sweep for slot in slots}
+    products = _bounded_products(sweep, grads)
+    squares: dict[str, str | None] = {}  # multiplier view -> name of its sum of squares
     for step, slots in sweep:
         span = (step.start, step.stop)
         ans = zview(step.start, step.stop, step.shape)
@@ -319,7 +357,7 @@ def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slo
         src.emit(f"{arglist} = [{', '.join(args)}]")
         g = shared.get(span) or src.name(lam[step.start:step.stop].reshape(step.shape), "g")
         if plan.stepwise and span in written:  # (an input's span is no step's)
-            _check_finite(src, g)
+            squares[g] = _check_finite(src, g, f"q{step.start}")
             tested.add(span)
         for pos, a, b, shape, first in slots:
             if shared.get((a, b)) == span:  # lambda_j is lambda_i (see _shared)
@@ -331,10 +369,33 @@ def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slo
             else:
                 o = src.name(lam[a:b].reshape(shape), "o")
             _reverse(src, step, pos, o, shape, g, (ans, arglist, args), first)
-            if plan.stepwise and (a, b) in grads and last[(a, b)] == (id(step), pos):
+            other = products.get((a, b))
+            if other is not None and other[0] is step:  # a product: its factors' bound
+                _check_product(src, step, (o, b - a), g, squares.get(g), other[1], args[other[1]])
+                tested.add((a, b))
+            elif plan.stepwise and (a, b) in grads and last[(a, b)] == (id(step), pos):
                 _check_finite(src, grads[(a, b)])  # complete: test it while in cache
                 tested.add((a, b))
     return written - tested
+
+
+def _bounded_products(sweep: list[tuple[Single, list[Slot]]], grads: dict[tuple[int, int], str]
+                      ) -> dict[tuple[int, int], tuple[Single, int]]:
+    """The gradients tested by the bound on their factors (see
+    :mod:`lagrad.solve.codecheck`): an input's whose only contribution is one
+    factor's cotangent of a matrix product, of the input's shape. By span:
+    the product's step and the position of its other factor."""
+    count: dict[tuple[int, int], int] = {}
+    for _, slots in sweep:
+        for slot in slots:
+            count[slot[1:3]] = count.get(slot[1:3], 0) + 1
+    found: dict[tuple[int, int], tuple[Single, int]] = {}
+    for step, slots in sweep:
+        for pos, a, b, shape, first in slots:
+            other = product_factor(step, pos, shape) if (a, b) in grads else None
+            if other is not None and first and count[(a, b)] == 1:
+                found[(a, b)] = (step, other)
+    return found
 
 
 def _shared(plan: FlatPlan, sweep: list[tuple[Single, list[Slot]]]
@@ -396,12 +457,13 @@ def compile_forward(plan: FlatPlan) -> Callable[[Array, Lent], bool | None]:
     each step's primitive called into z, and, when the plan checks step by
     step (``plan.stepwise`` when made), every input's and step's values tested
     right after they are written, except those a sum's test covers (see
-    :func:`_covered`); else it returns None (not checked)."""
+    :func:`_covered`) and the outputs of finite maps (tanh of a tested value,
+    see :mod:`lagrad.solve.codecheck`); else it returns None (not checked)."""
     src = _Source()
     src.names["ravel"] = np.ravel
     zview = _ZViews(src, plan.lendable)
     check = plan.stepwise
-    covered = _covered(plan)
+    covered = _covered(plan) | finite_map_outputs(plan.steps)
     if check:
         src.emit("ok = True")
         for k, (a, b) in enumerate(plan.inputs):
@@ -414,6 +476,8 @@ def compile_forward(plan: FlatPlan) -> Callable[[Array, Lent], bool | None]:
         out = zview(step.start, step.stop, step.shape)
         if step.ufunc:
             src.emit(f"{fn}({args}, out={out})")
+        elif codeinline.forward_step(src, step, zview.args(step), out):
+            pass
         else:
             kw = f", **{src.name(dict(eq.params), 'P')}" if eq.params else ""
             src.emit(f"Z[{step.start}:{step.stop}] = ravel({fn}({args}{kw}))")

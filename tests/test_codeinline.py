@@ -1,0 +1,56 @@
+"""Primitives written out in the generated code (lagrad.solve.codeinline):
+logsumexp's value and cotangent, a broadcast argument's summed cotangent.
+The generated code must be kept (it equals the flat plan bit for bit when
+made) and give the general sweep's gradient and a dense solve's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lagrad
+from lagrad.compile.compiler import compile_program
+from lagrad.solve.codegen import SWEEP_AFTER, CompiledSweep
+from lagrad.solve.flatplan import flat_plan
+
+
+def programs(rng):
+    x, m = rng.standard_normal((5, 4)), rng.standard_normal((3, 4))
+    b, s = rng.standard_normal(4), rng.standard_normal((5, 1))
+    return {
+        "lse keepdims": (lambda x: (x - lagrad.logsumexp(x, axis=1, keepdims=True)).sum(),
+                         (x,)),
+        "lse no keepdims": (lambda x: (lagrad.logsumexp(x, axis=0) * 2.0).sum(), (x,)),
+        "lse of all": (lambda x: lagrad.logsumexp(x * 3.0), (x,)),
+        "lse of a constant's product": (lambda w: lagrad.logsumexp(m @ w, axis=1).sum(),
+                                        (rng.standard_normal((4, 2)),)),
+        "bias twice": (lambda x, b: lagrad.tanh(x + b).sum() + (x * 2.0 - b).sum(), (x, b)),
+        "column and scalar": (lambda x, s, c: ((x - s) * (x + c)).sum(), (x, s, 0.5)),
+    }
+
+
+@pytest.mark.parametrize("stepwise", [False, True])
+@pytest.mark.parametrize("name", ["lse keepdims", "lse no keepdims", "lse of all",
+                                  "lse of a constant's product", "bias twice",
+                                  "column and scalar"])
+def test_written_out_rules_give_the_plans_values_and_gradients(name, stepwise, rng):
+    fn, args = programs(rng)[name]
+    program = lagrad.trace(fn, *args)
+    schedule = compile_program(program)
+    flat_plan(schedule).stepwise = stepwise
+    sol = program.solve(*args)
+    index, inputs = schedule.index, schedule.inputs
+    general = index.take(sol.adjoint_system().solve("backsub").x, inputs)
+    dense = index.take(sol.adjoint_system().solve("dense").x, inputs)
+    value = sol.output
+    for _ in range(SWEEP_AFTER + 2):
+        sol = program.solve(*args)
+        grads = sol.grad()
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    assert isinstance(schedule.extras["sweep"], CompiledSweep)
+    assert callable(schedule.extras["forward_code"])
+    assert sol.output == value
+    np.testing.assert_array_equal(sol.z, flat_plan(schedule).forward(args))
+    for g, a, d in zip(grads, general, dense):
+        np.testing.assert_array_equal(g, a)
+        np.testing.assert_allclose(g, d, rtol=1e-12, atol=1e-12)
