@@ -10,6 +10,7 @@ import pytest
 
 import lagrad
 from lagrad.compile.compiler import compile_program
+from lagrad.solve import codegen
 from lagrad.solve.codegen import SWEEP_AFTER, CompiledSweep
 from lagrad.solve.flatplan import flat_plan
 
@@ -54,3 +55,35 @@ def test_written_out_rules_give_the_plans_values_and_gradients(name, stepwise, r
     for g, a, d in zip(grads, general, dense):
         np.testing.assert_array_equal(g, a)
         np.testing.assert_allclose(g, d, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("stepwise", [False, True])
+def test_multipliers_reuse_regions_no_longer_read(stepwise, rng):
+    """A tanh MLP of three hidden layers: with step-by-step tests, later
+    multipliers of a layer's size take the regions of earlier ones (see
+    codegen._places); the gradient is still the plan's bit for bit."""
+    x = rng.standard_normal((6, 5))
+    ws = [rng.standard_normal((5, 8)), rng.standard_normal((8, 8)), rng.standard_normal((8, 8)),
+          rng.standard_normal((8, 3))]
+
+    def loss(w1, w2, w3, w4, b):
+        h = x
+        for w in (w1, w2, w3):
+            h = lagrad.tanh(h @ w + b)
+        return lagrad.logsumexp(h @ w4, axis=1).sum()
+
+    args = (*ws, rng.standard_normal(8))
+    program = lagrad.trace(loss, *args)
+    schedule = compile_program(program)
+    plan = flat_plan(schedule)
+    plan.stepwise = stepwise
+    expected = program.solve(*args).grad()  # by the plan (nothing generated yet)
+    for _ in range(SWEEP_AFTER + 2):
+        grads = program.solve(*args).grad()
+    assert isinstance(schedule.extras["sweep"], CompiledSweep)
+    for g, e in zip(grads, expected):
+        np.testing.assert_array_equal(g, e)
+    sweep = codegen._sweep(plan, len(plan.inputs))
+    places = codegen._places(plan, sweep, codegen._shared(plan, sweep), dict.fromkeys(plan.inputs))
+    moved = [span for span, at in places.items() if at != span[0]]
+    assert bool(moved) == stepwise

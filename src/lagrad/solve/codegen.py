@@ -344,6 +344,12 @@ def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slo
     Return the spans written and not tested (to test at the end)."""
     schedule = plan.schedule
     shared = _shared(plan, sweep)
+    places = _places(plan, sweep, shared, grads)
+
+    def view(a: int, b: int, shape: tuple[int, ...], prefix: str) -> str:
+        at = places.get((a, b), a)
+        return src.name(lam[at:at + b - a].reshape(shape), prefix)
+
     written = {slot[1:3] for _, slots in sweep for slot in slots if slot[1:3] not in shared}
     tested: set[tuple[int, int]] = set()
     last = {slot[1:3]: (id(step), slot[0]) for step, slots in sweep for slot in slots}
@@ -355,7 +361,7 @@ def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slo
         args = zview.args(step)
         arglist = f"a{step.start}"  # (read only by a pullback's general branch)
         src.emit(f"{arglist} = [{', '.join(args)}]")
-        g = shared.get(span) or src.name(lam[step.start:step.stop].reshape(step.shape), "g")
+        g = shared.get(span) or view(step.start, step.stop, step.shape, "g")
         if plan.stepwise and span in written:  # (an input's span is no step's)
             squares[g] = _check_finite(src, g, f"q{step.start}")
             tested.add(span)
@@ -367,7 +373,7 @@ def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slo
                 o = grads[(a, b)] if schedule.inputs[plan.inputs.index((a, b))].shape == shape \
                     else f"{grads[(a, b)]}.reshape({shape})"
             else:
-                o = src.name(lam[a:b].reshape(shape), "o")
+                o = view(a, b, shape, "o")
             _reverse(src, step, pos, o, shape, g, (ans, arglist, args), first)
             other = products.get((a, b))
             if other is not None and other[0] is step:  # a product: its factors' bound
@@ -377,6 +383,39 @@ def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slo
                 _check_finite(src, grads[(a, b)])  # complete: test it while in cache
                 tested.add((a, b))
     return written - tested
+
+
+def _places(plan: FlatPlan, sweep: list[tuple[Single, list[Slot]]],
+            shared: dict[tuple[int, int], Any], grads: dict[tuple[int, int], str]
+            ) -> dict[tuple[int, int], int]:
+    """Where in the sweep's vector each multiplier lives, when not at its own
+    span: in that of a multiplier of the same size that is no longer read.
+    With ``plan.stepwise`` only (each multiplier is then tested when read,
+    none at the end): a program's multipliers then take a few regions that
+    stay in cache (an MLP's four 128 x 256 multipliers take two) instead of
+    one fresh region each. A multiplier that another one shares (see
+    :func:`_shared`) lives until its last sharer is read."""
+    if not plan.stepwise:
+        return {}
+    read = {(step.start, step.stop): i for i, (step, _) in enumerate(sweep)}
+    end: dict[tuple[int, int], int] = {}
+    for span, i in read.items():
+        while span in shared:
+            span = shared[span]
+        end[span] = max(end.get(span, i), i)
+    places: dict[tuple[int, int], int] = {}
+    free: dict[int, list[int]] = {}  # size -> offsets of regions no longer read
+    live: list[tuple[int, int, int]] = []  # (last step reading it, size, offset)
+    for i, (_, slots) in enumerate(sweep):
+        for _, n, at in [r for r in live if r[0] < i]:
+            free.setdefault(n, []).append(at)
+        live = [r for r in live if r[0] >= i]
+        for _, a, b, _, first in slots:
+            span = (a, b)
+            if first and span in read and span not in grads and span not in shared:
+                places[span] = free[b - a].pop() if free.get(b - a) else a
+                live.append((end[span], b - a, places[span]))
+    return places
 
 
 def _bounded_products(sweep: list[tuple[Single, list[Slot]]], grads: dict[tuple[int, int], str]
