@@ -27,13 +27,21 @@ def programs(rng):
                                         (rng.standard_normal((4, 2)),)),
         "bias twice": (lambda x, b: lagrad.tanh(x + b).sum() + (x * 2.0 - b).sum(), (x, b)),
         "column and scalar": (lambda x, s, c: ((x - s) * (x + c)).sum(), (x, s, 0.5)),
+        "weight used twice": (lambda w: lagrad.tanh(x @ w).sum() + (lagrad.tanh(x * 2.0 @ w)
+                                                                     ** 2).sum(),
+                              (rng.standard_normal((4, 3)),)),
+        "two variable factors": (lambda a, w: lagrad.sin(a @ w).sum(),
+                                 (rng.standard_normal((3, 5)), rng.standard_normal((5, 2)))),
+        "integer constant": (lambda w: lagrad.tanh(np.arange(12).reshape(3, 4) @ w).sum(),
+                             (rng.standard_normal((4, 2)),)),
     }
 
 
 @pytest.mark.parametrize("stepwise", [False, True])
 @pytest.mark.parametrize("name", ["lse keepdims", "lse no keepdims", "lse of all",
                                   "lse of a constant's product", "bias twice",
-                                  "column and scalar"])
+                                  "column and scalar", "weight used twice",
+                                  "two variable factors", "integer constant"])
 def test_written_out_rules_give_the_plans_values_and_gradients(name, stepwise, rng):
     fn, args = programs(rng)[name]
     program = lagrad.trace(fn, *args)

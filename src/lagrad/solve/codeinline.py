@@ -17,7 +17,12 @@ Written out:
 * logsumexp's cotangent, $g \\exp(x - \\mathrm{lse})$ (the softmax weights);
 * the cotangent of an argument broadcast by a sum (a bias added to a batch):
   $g$ (or $c g$) summed over the broadcast axes, written straight into the
-  argument's multiplier.
+  argument's multiplier;
+* a factor's cotangent of a product of matrices, $g b^T$ or $a^T g$, by the
+  BLAS call :func:`lagrad.ir.accumulate.matmul_vjp_add` makes for them (its
+  checks of the operands' layout are made once, here: the generated code's
+  operands are views of z and of the multipliers, the caller's C-ordered
+  float64 arrays, and the program's frozen constants).
 """
 
 from __future__ import annotations
@@ -25,14 +30,15 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
+from scipy.linalg import blas
 
 from lagrad.compile.schedule import Single
-from lagrad.ir.structural import logsumexp, reduced_shape
+from lagrad.ir.structural import logsumexp, matmul, reduced_shape
 
 __all__ = ["NAMES", "forward_step", "reverse_step"]
 
 NAMES = {"maxreduce": np.maximum.reduce, "sumreduce": np.add.reduce, "where": np.where,
-         "npfinite": np.isfinite, "exp": np.exp, "log": np.log}
+         "npfinite": np.isfinite, "exp": np.exp, "log": np.log, "dgemm": blas.dgemm}
 """The numpy functions the emitted lines call, by the names they use."""
 
 
@@ -78,6 +84,8 @@ def reverse_step(src: Source, step: Single, pos: int, o: str, shape: tuple[int, 
     into ``o`` (of ``shape``) if it is written out here; whether it was.
     ``names``: the step's output and arguments in z (names of views)."""
     ans, args = names
+    if _product(src, step, pos, o, g, args, first):
+        return True
     found = _lse_axes(step)
     if found is not None:
         kshape = found[1]
@@ -103,4 +111,37 @@ def reverse_step(src: Source, step: Single, pos: int, o: str, shape: tuple[int, 
         src.emit(f"sumreduce({scaled}, axis={axes}, out={o}.reshape({rshape}))")
     else:
         src.emit(f"add({o}, sumreduce({scaled}, axis={axes}).reshape({shape}), out={o})")
+    return True
+
+
+def _product(src: Source, step: Single, pos: int, o: str, g: str, args: list[str],
+             first: bool) -> bool:
+    """Emit matmul_vjp_add's general branch (both factors matrices, the
+    product of more than one row and column): ``o`` (+)= g b^T or a^T g by
+    one dgemm into ``o``'s transpose (Fortran order: no copy); whether it
+    was emitted. A constant factor must be a C-ordered float64 matrix."""
+    if step.eq.primitive is not matmul or len(step.template) != 2 or step.eq.params:
+        return False
+    shapes = [np.shape(x) for x in step.template]
+    for p, _, _, shape in step.vslots:
+        shapes[p] = shape
+    for x in step.template:
+        if x is not None and not (type(x) is np.ndarray and x.dtype == np.float64
+                                  and x.flags.c_contiguous and not x.flags.writeable):
+            return False
+    if not all(len(s) == 2 and min(s) > 0 for s in shapes):
+        return False
+    m, n = shapes[0][0], shapes[1][1]
+    if m == 1 or n == 1:
+        return False
+    beta = 0.0 if first else 1.0
+    a, b = args
+    if pos == 0:  # (l, m) (+)= b (l, n) @ g^T (n, m)
+        src.emit(f"t = {o}.reshape({m}, -1).T")
+        src.emit(f"r = dgemm(1.0, {b}.T, {g}.T, beta={beta}, c=t, trans_a=1, overwrite_c=1)")
+    else:  # (n, l) (+)= g^T (n, m) @ a (m, l)
+        src.emit(f"t = {o}.reshape(-1, {n}).T")
+        src.emit(f"r = dgemm(1.0, {g}.T, {a}.T, beta={beta}, c=t, trans_b=1, overwrite_c=1)")
+    src.emit("if r is not t:")  # (f2py worked on a copy: never for these layouts)
+    src.emit("    t[...] = r")
     return True
