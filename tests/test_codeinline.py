@@ -32,6 +32,8 @@ def programs(rng):
                               (rng.standard_normal((4, 3)),)),
         "two variable factors": (lambda a, w: lagrad.sin(a @ w).sum(),
                                  (rng.standard_normal((3, 5)), rng.standard_normal((5, 2)))),
+        "sums over axes": (lambda x: (lagrad.sum(x * x, axis=1, keepdims=True) * x).sum()
+                           + lagrad.sum(lagrad.tanh(x), axis=(0, 1)), (x,)),
         "integer constant": (lambda w: lagrad.tanh(np.arange(12).reshape(3, 4) @ w).sum(),
                              (rng.standard_normal((4, 2)),)),
     }
@@ -41,7 +43,8 @@ def programs(rng):
 @pytest.mark.parametrize("name", ["lse keepdims", "lse no keepdims", "lse of all",
                                   "lse of a constant's product", "bias twice",
                                   "column and scalar", "weight used twice",
-                                  "two variable factors", "integer constant"])
+                                  "two variable factors", "integer constant",
+                                  "sums over axes"])
 def test_written_out_rules_give_the_plans_values_and_gradients(name, stepwise, rng):
     fn, args = programs(rng)[name]
     program = lagrad.trace(fn, *args)

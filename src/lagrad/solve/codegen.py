@@ -360,7 +360,7 @@ def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slo
         ans = zview(step.start, step.stop, step.shape)
         args = zview.args(step)
         arglist = f"a{step.start}"  # (read only by a pullback's general branch)
-        src.emit(f"{arglist} = [{', '.join(args)}]")
+        at = len(src.lines)
         g = shared.get(span) or view(step.start, step.stop, step.shape, "g")
         if plan.stepwise and span in written:  # (an input's span is no step's)
             squares[g] = _check_finite(src, g, f"q{step.start}")
@@ -382,6 +382,8 @@ def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slo
             elif plan.stepwise and (a, b) in grads and last[(a, b)] == (id(step), pos):
                 _check_finite(src, grads[(a, b)])  # complete: test it while in cache
                 tested.add((a, b))
+        if any(arglist in line for line in src.lines[at:]):
+            src.lines.insert(at, f"    {arglist} = [{', '.join(args)}]")
     return written - tested
 
 

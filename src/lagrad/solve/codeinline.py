@@ -12,6 +12,7 @@ otherwise).
 
 Written out:
 
+* a sum's value (over axes), reduced straight into its slice of z;
 * logsumexp's value: $m = \\max x$ (over the axes; 0 where not finite), then
   $\\log \\sum \\exp(x - m) + m$, into the output's slice of z;
 * logsumexp's cotangent, $g \\exp(x - \\mathrm{lse})$ (the softmax weights);
@@ -33,7 +34,7 @@ import numpy as np
 from scipy.linalg import blas
 
 from lagrad.compile.schedule import Single
-from lagrad.ir.structural import logsumexp, matmul, reduced_shape
+from lagrad.ir.structural import logsumexp, matmul, reduced_shape, sum_
 
 __all__ = ["NAMES", "forward_step", "reverse_step"]
 
@@ -66,6 +67,13 @@ def _lse_axes(step: Single) -> tuple[tuple[int, ...] | None, tuple[int, ...]] | 
 def forward_step(src: Source, step: Single, args: list[str], out: str) -> bool:
     """Emit the step's value into ``out`` (the name of its view of z, of its
     shape) if it is written out here; whether it was."""
+    eq = step.eq
+    if eq.primitive is sum_ and len(step.vslots) == 1 and len(step.template) == 1:
+        axis = eq.params.get("axis")
+        axis = None if axis is None else tuple(axis)
+        src.emit(f"sumreduce({args[0]}, axis={axis}, keepdims={bool(eq.params.get('keepdims'))},"
+                 f" out={out})")
+        return True
     found = _lse_axes(step)
     if found is None:
         return False
