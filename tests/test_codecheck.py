@@ -104,3 +104,4 @@ def test_product_factor_only_for_matrix_products_without_batch_dimensions(rng):
         step = schedule.steps[0]
         pos, _, _, shape = step.vslots[0]
         assert product_factor(step, pos, shape) == expected
+

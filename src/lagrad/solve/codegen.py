@@ -197,7 +197,8 @@ def _check_product(src: _Source, step: Single, out: tuple[str, int], g: str,
         next(b - a for p, a, b, _ in step.vslots if p == other)
     work = (factor_size if known is None else 0) + \
         (step.stop - step.start if squares is None else 0)
-    if work >= size:
+    floats = constant is None or (type(constant) is np.ndarray and constant.dtype == np.float64)
+    if work >= size or not floats:  # (an integer sum of squares could wrap around)
         _check_finite(src, name)
         return
     qa = src.name(known, "k") if known is not None else f"vdot({factor}, {factor})"
