@@ -1,7 +1,8 @@
-"""Finiteness tests the generated code (:mod:`lagrad.solve.codegen`) can
-leave out or make cheaper, with the same guarantee: every value and every
-multiplier of a program solved by generated code is finite, or the caller
-takes the path that names the first one that is not.
+"""The finiteness tests of the generated code (:mod:`lagrad.solve.codegen`),
+as source lines, and those it can leave out or make cheaper with the same
+guarantee: every value and every multiplier of a program solved by generated
+code is finite, or the caller takes the path that names the first one that
+is not.
 
 Two facts are used.
 
@@ -31,9 +32,12 @@ import numpy as np
 from lagrad.compile.schedule import Single
 from lagrad.ir import elementwise
 from lagrad.ir.structural import matmul
+from lagrad.solve.codeinline import Source
 
 __all__ = ["FINITE_MAPS", "PRODUCT_BOUND", "finite_map_outputs", "product_factor",
-           "frozen_squares"]
+           "frozen_squares", "check_finite", "check_product", "bounded_products"]
+
+Slot = tuple[int, int, int, tuple[int, ...], bool]  # (position, start, stop, shape, first)
 
 FINITE_MAPS = frozenset(id(p) for p in (elementwise.tanh, elementwise.sigmoid, elementwise.sin,
                                         elementwise.cos, elementwise.absolute))
@@ -86,3 +90,65 @@ def frozen_squares(x: Any) -> float | None:
         arr = arr.base
     with np.errstate(all="ignore"):
         return float(np.vdot(x, x))
+
+
+# ------------------------------------------------- the tests, as generated source
+
+
+def check_finite(src: Source, vec: str, squares: str | None = None) -> str | None:
+    """Emit flatplan's finiteness test of an array (its sum of squares, then
+    each entry when that is not finite): return None when an entry is not.
+    With ``squares``, the sum of squares is kept under that name (returned)."""
+    total = f"vdot({vec}, {vec})"
+    if squares is not None:
+        src.emit(f"{squares} = {total}")
+        total = squares
+    src.emit(f"if not isfinite({total}) and not {src.name(np.isfinite, 'f')}({vec}).all():")
+    src.emit("    return None")
+    return squares
+
+
+def check_product(src: Source, step: Single, out: tuple[str, int], g: str,
+                  squares: str | None, other: int, factor: str) -> None:
+    """Emit the test of ``out`` (name, size), a product of the cotangent ``g``
+    and argument ``other`` of ``step`` (``factor``): it passes when the
+    factors' Frobenius norms bound it far from overflow, else ``out``'s own
+    test decides (see the module notes). ``squares``: g's sum of
+    squares if already computed; a frozen constant's is computed here, once.
+    When the factors' entries outnumber the product's, the product is tested."""
+    name, size = out
+    constant = step.template[other]
+    known = frozen_squares(constant) if constant is not None else None
+    factor_size = int(np.size(constant)) if constant is not None else \
+        next(b - a for p, a, b, _ in step.vslots if p == other)
+    work = (factor_size if known is None else 0) + \
+        (step.stop - step.start if squares is None else 0)
+    floats = constant is None or (type(constant) is np.ndarray and constant.dtype == np.float64)
+    if work >= size or not floats:  # (an integer sum of squares could wrap around)
+        check_finite(src, name)
+        return
+    qa = src.name(known, "k") if known is not None else f"vdot({factor}, {factor})"
+    qg = squares or f"vdot({g}, {g})"
+    src.emit(f"if not sqrt({qa}) * sqrt({qg}) <= {PRODUCT_BOUND!r} and not "
+             f"isfinite(vdot({name}, {name})) and not {src.name(np.isfinite, 'f')}"
+             f"({name}).all():")
+    src.emit("    return None")
+
+
+def bounded_products(sweep: list[tuple[Single, list[Slot]]], grads: dict[tuple[int, int], str]
+                     ) -> dict[tuple[int, int], tuple[Single, int]]:
+    """The gradients tested by the bound on their factors (see the module
+    notes): an input's whose only contribution is one
+    factor's cotangent of a matrix product, of the input's shape. By span:
+    the product's step and the position of its other factor."""
+    count: dict[tuple[int, int], int] = {}
+    for _, slots in sweep:
+        for slot in slots:
+            count[slot[1:3]] = count.get(slot[1:3], 0) + 1
+    found: dict[tuple[int, int], tuple[Single, int]] = {}
+    for step, slots in sweep:
+        for pos, a, b, shape, first in slots:
+            other = product_factor(step, pos, shape) if (a, b) in grads else None
+            if other is not None and first and count[(a, b)] == 1:
+                found[(a, b)] = (step, other)
+    return found

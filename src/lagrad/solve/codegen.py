@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from lagrad.compile.schedule import Single
 from lagrad.solve import codeinline
 from lagrad.solve.borrow import Borrowed
-from lagrad.solve.codecheck import PRODUCT_BOUND, finite_map_outputs, frozen_squares, product_factor
+from lagrad.solve.codecheck import bounded_products, check_finite, check_product, finite_map_outputs
 from lagrad.solve.flatplan import FlatPlan, Lent
 
 __all__ = ["CompiledGradient", "compile_gradient", "MAX_STEPS", "CompiledSweep", "compile_sweep",
@@ -115,7 +115,7 @@ def compile_gradient(plan: FlatPlan, differentiated: int | None = None
     for k, (a, b) in enumerate(plan.inputs):
         src.emit(f"{src.name(z[a:b].reshape(schedule.inputs[k].shape), 'v')}[...] = x{k}")
     views = {id(step): _forward(src, step, z) for step in plan.steps}
-    _check_finite(src, zn)
+    check_finite(src, zn)
     sweep = _sweep(plan, n)
     offsets = schedule.index.offsets
     written = {slot[1:3] for _, slots in sweep for slot in slots} | {(plan.seed, plan.seed + 1)}
@@ -128,7 +128,7 @@ def compile_gradient(plan: FlatPlan, differentiated: int | None = None
         for pos, a, b, shape, first in slots:
             o = src.name(lam[a:b].reshape(shape), "o")
             _reverse(src, step, pos, o, shape, g, views[id(step)], first)
-    _check_finite(src, ln)
+    check_finite(src, ln)
     out = schedule.output_variable
     value = f"{zn}[{int(offsets[out.index])}]"
     grads = []
@@ -167,46 +167,6 @@ def _sweep(plan: FlatPlan, n: int) -> list[tuple[Single, list[Slot]]]:
         if slots:
             sweep.append((rev.step, slots))
     return sweep
-
-
-def _check_finite(src: _Source, vec: str, squares: str | None = None) -> str | None:
-    """Emit flatplan's finiteness test of an array (its sum of squares, then
-    each entry when that is not finite): return None when an entry is not.
-    With ``squares``, the sum of squares is kept under that name (returned)."""
-    total = f"vdot({vec}, {vec})"
-    if squares is not None:
-        src.emit(f"{squares} = {total}")
-        total = squares
-    src.emit(f"if not isfinite({total}) and not {src.name(np.isfinite, 'f')}({vec}).all():")
-    src.emit("    return None")
-    return squares
-
-
-def _check_product(src: _Source, step: Single, out: tuple[str, int], g: str,
-                   squares: str | None, other: int, factor: str) -> None:
-    """Emit the test of ``out`` (name, size), a product of the cotangent ``g``
-    and argument ``other`` of ``step`` (``factor``): it passes when the
-    factors' Frobenius norms bound it far from overflow, else ``out``'s own
-    test decides (see :mod:`lagrad.solve.codecheck`). ``squares``: g's sum of
-    squares if already computed; a frozen constant's is computed here, once.
-    When the factors' entries outnumber the product's, the product is tested."""
-    name, size = out
-    constant = step.template[other]
-    known = frozen_squares(constant) if constant is not None else None
-    factor_size = int(np.size(constant)) if constant is not None else \
-        next(b - a for p, a, b, _ in step.vslots if p == other)
-    work = (factor_size if known is None else 0) + \
-        (step.stop - step.start if squares is None else 0)
-    floats = constant is None or (type(constant) is np.ndarray and constant.dtype == np.float64)
-    if work >= size or not floats:  # (an integer sum of squares could wrap around)
-        _check_finite(src, name)
-        return
-    qa = src.name(known, "k") if known is not None else f"vdot({factor}, {factor})"
-    qg = squares or f"vdot({g}, {g})"
-    src.emit(f"if not sqrt({qa}) * sqrt({qg}) <= {PRODUCT_BOUND!r} and not "
-             f"isfinite(vdot({name}, {name})) and not {src.name(np.isfinite, 'f')}"
-             f"({name}).all():")
-    src.emit("    return None")
 
 
 def _forward(src: _Source, step: Single, z: Array) -> tuple[str, str, list[str]]:
@@ -322,10 +282,10 @@ def compile_sweep(plan: FlatPlan) -> CompiledSweep | None:
         src.emit(f"d{k} = {'empty' if (a, b) in written else 'zeros'}({shape})")
     untested = _emit_sweep(src, plan, sweep, lam, zview, grads)
     for a, b in _merged(sorted(untested - set(grads))):
-        _check_finite(src, src.name(lam[a:b], "r"))
+        check_finite(src, src.name(lam[a:b], "r"))
     for span, name in grads.items():
         if span in untested:  # (an input nothing reaches: zeros)
-            _check_finite(src, name)
+            check_finite(src, name)
     out = [f"{grads[span]}[()]" if not v.shape else grads[span]
            for span, v in zip(plan.inputs, schedule.inputs)]
     src.emit(f"return ({', '.join(out)}{',' if len(out) == 1 else ''})")
@@ -354,7 +314,7 @@ def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slo
     written = {slot[1:3] for _, slots in sweep for slot in slots if slot[1:3] not in shared}
     tested: set[tuple[int, int]] = set()
     last = {slot[1:3]: (id(step), slot[0]) for step, slots in sweep for slot in slots}
-    products = _bounded_products(sweep, grads)
+    products = bounded_products(sweep, grads)
     squares: dict[str, str | None] = {}  # multiplier view -> name of its sum of squares
     for step, slots in sweep:
         span = (step.start, step.stop)
@@ -364,7 +324,7 @@ def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slo
         at = len(src.lines)
         g = shared.get(span) or view(step.start, step.stop, step.shape, "g")
         if plan.stepwise and span in written:  # (an input's span is no step's)
-            squares[g] = _check_finite(src, g, f"q{step.start}")
+            squares[g] = check_finite(src, g, f"q{step.start}")
             tested.add(span)
         for pos, a, b, shape, first in slots:
             if shared.get((a, b)) == span:  # lambda_j is lambda_i (see _shared)
@@ -378,10 +338,10 @@ def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slo
             _reverse(src, step, pos, o, shape, g, (ans, arglist, args), first)
             other = products.get((a, b))
             if other is not None and other[0] is step:  # a product: its factors' bound
-                _check_product(src, step, (o, b - a), g, squares.get(g), other[1], args[other[1]])
+                check_product(src, step, (o, b - a), g, squares.get(g), other[1], args[other[1]])
                 tested.add((a, b))
             elif plan.stepwise and (a, b) in grads and last[(a, b)] == (id(step), pos):
-                _check_finite(src, grads[(a, b)])  # complete: test it while in cache
+                check_finite(src, grads[(a, b)])  # complete: test it while in cache
                 tested.add((a, b))
         if any(arglist in line for line in src.lines[at:]):
             src.lines.insert(at, f"    {arglist} = [{', '.join(args)}]")
@@ -419,25 +379,6 @@ def _places(plan: FlatPlan, sweep: list[tuple[Single, list[Slot]]],
                 places[span] = free[b - a].pop() if free.get(b - a) else a
                 live.append((end[span], b - a, places[span]))
     return places
-
-
-def _bounded_products(sweep: list[tuple[Single, list[Slot]]], grads: dict[tuple[int, int], str]
-                      ) -> dict[tuple[int, int], tuple[Single, int]]:
-    """The gradients tested by the bound on their factors (see
-    :mod:`lagrad.solve.codecheck`): an input's whose only contribution is one
-    factor's cotangent of a matrix product, of the input's shape. By span:
-    the product's step and the position of its other factor."""
-    count: dict[tuple[int, int], int] = {}
-    for _, slots in sweep:
-        for slot in slots:
-            count[slot[1:3]] = count.get(slot[1:3], 0) + 1
-    found: dict[tuple[int, int], tuple[Single, int]] = {}
-    for step, slots in sweep:
-        for pos, a, b, shape, first in slots:
-            other = product_factor(step, pos, shape) if (a, b) in grads else None
-            if other is not None and first and count[(a, b)] == 1:
-                found[(a, b)] = (step, other)
-    return found
 
 
 def _shared(plan: FlatPlan, sweep: list[tuple[Single, list[Slot]]]
