@@ -35,7 +35,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lagrad.compile.schedule import Single
+from lagrad.solve import codeinline
 from lagrad.solve.borrow import Borrowed
+from lagrad.solve.codecheck import bounded_products, check_finite, check_product, finite_map_outputs
 from lagrad.solve.flatplan import FlatPlan, Lent
 
 __all__ = ["CompiledGradient", "compile_gradient", "MAX_STEPS", "CompiledSweep", "compile_sweep",
@@ -53,7 +55,8 @@ class _Source:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.names: dict[str, Any] = {"add": np.add, "multiply": np.multiply, "copyto": np.copyto,
-                                      "isfinite": math.isfinite, "vdot": np.vdot}
+                                      "isfinite": math.isfinite, "vdot": np.vdot,
+                                      "sqrt": math.sqrt, **codeinline.NAMES}
         self._ids: dict[int, str] = {}
 
     def name(self, obj: Any, prefix: str) -> str:
@@ -112,7 +115,7 @@ def compile_gradient(plan: FlatPlan, differentiated: int | None = None
     for k, (a, b) in enumerate(plan.inputs):
         src.emit(f"{src.name(z[a:b].reshape(schedule.inputs[k].shape), 'v')}[...] = x{k}")
     views = {id(step): _forward(src, step, z) for step in plan.steps}
-    _check_finite(src, zn)
+    check_finite(src, zn)
     sweep = _sweep(plan, n)
     offsets = schedule.index.offsets
     written = {slot[1:3] for _, slots in sweep for slot in slots} | {(plan.seed, plan.seed + 1)}
@@ -125,7 +128,7 @@ def compile_gradient(plan: FlatPlan, differentiated: int | None = None
         for pos, a, b, shape, first in slots:
             o = src.name(lam[a:b].reshape(shape), "o")
             _reverse(src, step, pos, o, shape, g, views[id(step)], first)
-    _check_finite(src, ln)
+    check_finite(src, ln)
     out = schedule.output_variable
     value = f"{zn}[{int(offsets[out.index])}]"
     grads = []
@@ -166,14 +169,6 @@ def _sweep(plan: FlatPlan, n: int) -> list[tuple[Single, list[Slot]]]:
     return sweep
 
 
-def _check_finite(src: _Source, vec: str) -> None:
-    """Emit flatplan's finiteness test of an array (its sum of squares, then
-    each entry when that is not finite): return None when an entry is not."""
-    src.emit(f"if not isfinite(vdot({vec}, {vec})) and not {src.name(np.isfinite, 'f')}"
-             f"({vec}).all():")
-    src.emit("    return None")
-
-
 def _forward(src: _Source, step: Single, z: Array) -> tuple[str, str, list[str]]:
     """Emit one step's value; return the names of its output view, of its
     argument list and of each argument."""
@@ -197,6 +192,8 @@ def _reverse(src: _Source, step: Single, pos: int, o: str, shape: tuple[int, ...
     pullback_add its shapes select."""
     prim, params = step.eq.primitive, step.eq.params
     ans, arglist, args = names
+    if codeinline.reverse_step(src, step, pos, o, shape, g, (ans, args), first):
+        return
     p = src.name(dict(params), "P")
     kw = f", **{p}" if params else ""
     rule = f"({pos}, {o}, {g}, {ans}, {', '.join(args)}{kw})"
@@ -285,10 +282,10 @@ def compile_sweep(plan: FlatPlan) -> CompiledSweep | None:
         src.emit(f"d{k} = {'empty' if (a, b) in written else 'zeros'}({shape})")
     untested = _emit_sweep(src, plan, sweep, lam, zview, grads)
     for a, b in _merged(sorted(untested - set(grads))):
-        _check_finite(src, src.name(lam[a:b], "r"))
+        check_finite(src, src.name(lam[a:b], "r"))
     for span, name in grads.items():
         if span in untested:  # (an input nothing reaches: zeros)
-            _check_finite(src, name)
+            check_finite(src, name)
     out = [f"{grads[span]}[()]" if not v.shape else grads[span]
            for span, v in zip(plan.inputs, schedule.inputs)]
     src.emit(f"return ({', '.join(out)}{',' if len(out) == 1 else ''})")
@@ -308,18 +305,26 @@ def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slo
     Return the spans written and not tested (to test at the end)."""
     schedule = plan.schedule
     shared = _shared(plan, sweep)
+    places = _places(plan, sweep, shared, grads)
+
+    def view(a: int, b: int, shape: tuple[int, ...], prefix: str) -> str:
+        at = places.get((a, b), a)
+        return src.name(lam[at:at + b - a].reshape(shape), prefix)
+
     written = {slot[1:3] for _, slots in sweep for slot in slots if slot[1:3] not in shared}
     tested: set[tuple[int, int]] = set()
     last = {slot[1:3]: (id(step), slot[0]) for step, slots in sweep for slot in slots}
+    products = bounded_products(sweep, grads)
+    squares: dict[str, str | None] = {}  # multiplier view -> name of its sum of squares
     for step, slots in sweep:
         span = (step.start, step.stop)
         ans = zview(step.start, step.stop, step.shape)
         args = zview.args(step)
         arglist = f"a{step.start}"  # (read only by a pullback's general branch)
-        src.emit(f"{arglist} = [{', '.join(args)}]")
-        g = shared.get(span) or src.name(lam[step.start:step.stop].reshape(step.shape), "g")
+        at = len(src.lines)
+        g = shared.get(span) or view(step.start, step.stop, step.shape, "g")
         if plan.stepwise and span in written:  # (an input's span is no step's)
-            _check_finite(src, g)
+            squares[g] = check_finite(src, g, f"q{step.start}")
             tested.add(span)
         for pos, a, b, shape, first in slots:
             if shared.get((a, b)) == span:  # lambda_j is lambda_i (see _shared)
@@ -329,12 +334,51 @@ def _emit_sweep(src: _Source, plan: FlatPlan, sweep: list[tuple[Single, list[Slo
                 o = grads[(a, b)] if schedule.inputs[plan.inputs.index((a, b))].shape == shape \
                     else f"{grads[(a, b)]}.reshape({shape})"
             else:
-                o = src.name(lam[a:b].reshape(shape), "o")
+                o = view(a, b, shape, "o")
             _reverse(src, step, pos, o, shape, g, (ans, arglist, args), first)
-            if plan.stepwise and (a, b) in grads and last[(a, b)] == (id(step), pos):
-                _check_finite(src, grads[(a, b)])  # complete: test it while in cache
+            other = products.get((a, b))
+            if other is not None and other[0] is step:  # a product: its factors' bound
+                check_product(src, step, (o, b - a), g, squares.get(g), other[1], args[other[1]])
                 tested.add((a, b))
+            elif plan.stepwise and (a, b) in grads and last[(a, b)] == (id(step), pos):
+                check_finite(src, grads[(a, b)])  # complete: test it while in cache
+                tested.add((a, b))
+        if any(arglist in line for line in src.lines[at:]):
+            src.lines.insert(at, f"    {arglist} = [{', '.join(args)}]")
     return written - tested
+
+
+def _places(plan: FlatPlan, sweep: list[tuple[Single, list[Slot]]],
+            shared: dict[tuple[int, int], Any], grads: dict[tuple[int, int], str]
+            ) -> dict[tuple[int, int], int]:
+    """Where in the sweep's vector each multiplier lives, when not at its own
+    span: in that of a multiplier of the same size that is no longer read.
+    With ``plan.stepwise`` only (each multiplier is then tested when read,
+    none at the end): a program's multipliers then take a few regions that
+    stay in cache (an MLP's four 128 x 256 multipliers take two) instead of
+    one fresh region each. A multiplier that another one shares (see
+    :func:`_shared`) lives until its last sharer is read."""
+    if not plan.stepwise:
+        return {}
+    read = {(step.start, step.stop): i for i, (step, _) in enumerate(sweep)}
+    end: dict[tuple[int, int], int] = {}
+    for span, i in read.items():
+        while span in shared:
+            span = shared[span]
+        end[span] = max(end.get(span, i), i)
+    places: dict[tuple[int, int], int] = {}
+    free: dict[int, list[int]] = {}  # size -> offsets of regions no longer read
+    live: list[tuple[int, int, int]] = []  # (last step reading it, size, offset)
+    for i, (_, slots) in enumerate(sweep):
+        for _, n, at in [r for r in live if r[0] < i]:
+            free.setdefault(n, []).append(at)
+        live = [r for r in live if r[0] >= i]
+        for _, a, b, _, first in slots:
+            span = (a, b)
+            if first and span in read and span not in grads and span not in shared:
+                places[span] = free[b - a].pop() if free.get(b - a) else a
+                live.append((end[span], b - a, places[span]))
+    return places
 
 
 def _shared(plan: FlatPlan, sweep: list[tuple[Single, list[Slot]]]
@@ -396,12 +440,13 @@ def compile_forward(plan: FlatPlan) -> Callable[[Array, Lent], bool | None]:
     each step's primitive called into z, and, when the plan checks step by
     step (``plan.stepwise`` when made), every input's and step's values tested
     right after they are written, except those a sum's test covers (see
-    :func:`_covered`); else it returns None (not checked)."""
+    :func:`_covered`) and the outputs of finite maps (tanh of a tested value,
+    see :mod:`lagrad.solve.codecheck`); else it returns None (not checked)."""
     src = _Source()
     src.names["ravel"] = np.ravel
     zview = _ZViews(src, plan.lendable)
     check = plan.stepwise
-    covered = _covered(plan)
+    covered = _covered(plan) | finite_map_outputs(plan.steps)
     if check:
         src.emit("ok = True")
         for k, (a, b) in enumerate(plan.inputs):
@@ -414,6 +459,8 @@ def compile_forward(plan: FlatPlan) -> Callable[[Array, Lent], bool | None]:
         out = zview(step.start, step.stop, step.shape)
         if step.ufunc:
             src.emit(f"{fn}({args}, out={out})")
+        elif codeinline.forward_step(src, step, zview.args(step), out):
+            pass
         else:
             kw = f", **{src.name(dict(eq.params), 'P')}" if eq.params else ""
             src.emit(f"Z[{step.start}:{step.stop}] = ravel({fn}({args}{kw}))")
