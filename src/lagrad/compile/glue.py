@@ -129,6 +129,10 @@ def _followers(program: Program, index: Index, steps: Sequence[Any], members: se
             if taken:
                 batches.append(step)
             continue
+        if type(step) is Single:
+            ps = step.eq.parents
+            if owner.keys().isdisjoint(ps) and late.isdisjoint(ps):
+                continue  # unrelated to the group (most steps of a long program)
         parents = _parents(step)
         if not isinstance(step, Single):
             if any(j in owner or j in late for j in parents):
@@ -202,8 +206,7 @@ def _key(program: Program, element: Element, follow: list[Single], key: KeyFn) -
 def _feeders(program: Program, steps: Sequence[Any], members: set[int],
              owner: dict[int, int], elements: Sequence[Element]
              ) -> list[list[Single]] | None:
-    readers: Counter[int] = Counter(j for step in steps for eq in step.equations
-                                    for j in set(eq.parents))
+    readers = program.cached("reader_counts", _reader_counts)
     out = program.output_or_none
     output = None if out is None else out.index
     by_out = {s.eq.out: s for s in steps if isinstance(s, Single)
@@ -230,6 +233,18 @@ def _feeders(program: Program, steps: Sequence[Any], members: set[int],
     if not pattern:
         return None
     return found
+
+
+def _reader_counts(program: Program) -> list[int]:
+    """Per variable, how many equations read it (an equation reading it twice
+    counts once); every equation of the program is in exactly one step."""
+    n = len(program.variables)
+    eqs = program.equations
+    readers = np.fromiter((eq.out for eq in eqs for _ in eq.slots), dtype=np.int64)
+    reads = np.fromiter((j for eq in eqs for _, j in eq.slots), dtype=np.int64)
+    pairs = np.unique(readers * n + reads)
+    counts: list[int] = np.bincount(pairs % n, minlength=n).tolist()
+    return counts
 
 
 def gather_of(program: Program, offsets: Any, feeder: Single) -> Any:

@@ -42,6 +42,7 @@ from numpy.typing import NDArray
 
 from lagrad.compile.glue import Glue, find_glue, gather_of, no_glue
 from lagrad.compile.schedule import Batch, CyclicBlock, Schedule, Single
+from lagrad.ir.gcpause import paused_gc
 from lagrad.ir.primitives import Primitive, identity
 from lagrad.ir.program import Equation, Program
 
@@ -151,7 +152,8 @@ def grouped_steps(schedule: Schedule) -> list[Any]:
     (at least GROUP_MIN) replaced by one :class:`CyclicGroup` (cached)."""
     cached = schedule.extras.get("grouped")
     if cached is None:
-        cached = schedule.extras["grouped"] = _group(schedule)
+        with paused_gc():  # as the compile: many objects, none of them garbage
+            cached = schedule.extras["grouped"] = _group(schedule)
     return cached
 
 
@@ -196,12 +198,12 @@ def _equations_key(program: Program, eqs: Sequence[Equation], local: dict[int, i
     for eq in eqs:
         if not eq.primitive.batchable(eq.params):
             return None
-        params = _freeze(eq.params)
+        params = _freeze(eq.params) if eq.params else ()
         if params is None:
             return None
-        args = tuple(("l", local[a]) if isinstance(a, int) and a in local
-                     else ("o", variables[a].shape) if isinstance(a, int)
-                     else ("c", np.shape(a)) for a in eq.args)
+        args = tuple([("l", local[a]) if isinstance(a, int) and a in local
+                      else ("o", variables[a].shape) if isinstance(a, int)
+                      else ("c", np.shape(a)) for a in eq.args])
         out.append((eq.primitive.name, id(eq.primitive), params, variables[eq.out].shape,
                     eq.kind, args))
     return tuple(out)
@@ -260,10 +262,11 @@ def _owners(steps: list[Any]) -> dict[int, Any]:
     """Variable -> the step that computes it (Single and cyclic steps only)."""
     owner: dict[int, Any] = {}
     for step in steps:
-        if isinstance(step, Batch):
-            continue  # scalar batches are never connectors
-        for eq in step.equations:
-            owner[eq.out] = step
+        if type(step) is Single:
+            owner[step.eq.out] = step
+        elif not isinstance(step, Batch):  # scalar batches are never connectors
+            for eq in step.equations:
+                owner[eq.out] = step
     return owner
 
 
@@ -272,15 +275,22 @@ def _connectors(program: Program, steps: list[Any], candidates: list[CyclicBlock
     """Each candidate block's connectors (by block number), in evaluation
     order; a block with a cyclic or batched step on such a path is left out."""
     numbers = {u.block.number for u in candidates}
-    cand = {v.index for u in candidates for v in u.block.variables}
+    reach = {v.index for u in candidates for v in u.block.variables}  # candidates and desc
     desc: set[int] = set()  # downstream of a candidate, outside the candidates
     for step in steps:
+        if type(step) is Single:  # most steps: one equation, no members
+            eq = step.eq
+            if not reach.isdisjoint(eq.parents):
+                desc.add(eq.out)
+                reach.add(eq.out)
+            continue
         if isinstance(step, CyclicBlock) and step.block.number in numbers:
             continue
         eqs = step.equations
         inside = step.members if isinstance(step, CyclicBlock) else frozenset()
-        if any(j in cand or j in desc for eq in eqs for j in eq.parents if j not in inside):
+        if any(j in reach for eq in eqs for j in eq.parents if j not in inside):
             desc.update(eq.out for eq in eqs)
+            reach.update(eq.out for eq in eqs)
     found: dict[int, list[Single]] = {}
     for unit in candidates:
         stack = [j for eq in unit.equations for j in eq.parents if j not in unit.members]
@@ -394,9 +404,12 @@ def _order_key(schedule: Schedule) -> Any:
     """Schedule order; a follower taken out of a batch (not a schedule step)
     goes with its level, whose steps never read each other."""
     rank = {id(s): n for n, s in enumerate(schedule.steps)}
-    levels = schedule.levels
-    return lambda s: (int(levels[s.equations[0].out]), rank.get(id(s), -1),
-                      s.equations[0].out)
+    levels = schedule.levels.tolist()
+
+    def key(s: Any) -> tuple[int, int, int]:
+        out = s.eq.out if type(s) is Single else s.equations[0].out
+        return (levels[out], rank.get(id(s), -1), out)
+    return key
 
 
 def _arg(column: list[Equation], a: int, arg: Any, first: dict[int, int], starts: Any,
@@ -442,20 +455,28 @@ def _place(program: Program, steps: list[Any], group: CyclicGroup) -> list[Any]:
     steps = [rest.get(id(s), s) for s in steps]
     steps = [s for s in steps if s is not None]
     members = {id(m) for m in group.members}
-    region = set(int(j) for m in group.members for eq in m.equations for j in [eq.out])
+    member_eqs = [eq for m in group.members for eq in m.equations]
+    region = {eq.out for eq in member_eqs}
     late = set(region)
     before: list[Any] = []
     after: list[Any] = []
     for step in steps:
         if id(step) in members:
             continue
+        if type(step) is Single:  # most steps: one equation
+            if late.isdisjoint(step.eq.parents):
+                before.append(step)
+            else:
+                late.add(step.eq.out)
+                after.append(step)
+            continue
         eqs = step.equations
-        if any(j in late for eq in eqs for j in eq.parents):
+        if any(not late.isdisjoint(eq.parents) for eq in eqs):
             late.update(eq.out for eq in eqs)
             after.append(step)
         else:
             before.append(step)
-    outer = {j for m in group.members for eq in m.equations for j in eq.parents} - region
+    outer = {j for eq in member_eqs for j in eq.parents} - region
     if outer & late:
         return steps
     return before + [group] + after

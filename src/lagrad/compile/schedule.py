@@ -345,6 +345,9 @@ class CyclicBlock:
     interior: list[Single]
     closing: list[Single]
     runs: tuple[tuple[int, int], ...] = ()  # s_index as contiguous (start, stop) runs
+    # the equations, built on first read (a plain slot: grouping 10^5 blocks
+    # reads them several times each, and cached_property takes a lock)
+    _eqs: tuple[Equation, ...] | None = field(default=None, init=False, repr=False)
 
     # the restricted steps are built on first use: a group of same-structure
     # blocks is solved without them, and a program may hold 10^5 blocks
@@ -390,7 +393,10 @@ class CyclicBlock:
 
     @property
     def equations(self) -> tuple[Equation, ...]:
-        return tuple(s.eq for s in self.interior + self.closing)
+        eqs = self._eqs
+        if eqs is None:
+            eqs = self._eqs = tuple([s.eq for s in self.interior + self.closing])
+        return eqs
 
     @property
     def steps(self) -> list[Single]:
