@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from lagrad.compile.schedule import Batch, CyclicBlock, Index, Single, batch_of, single_of
+from lagrad.ir.blocks import equation_edges
 from lagrad.ir.primitives import getitem
 from lagrad.ir.program import Equation, Program
 
@@ -122,7 +123,10 @@ def _followers(program: Program, index: Index, steps: Sequence[Any], members: se
         if isinstance(step, Batch) and step.lazy is None:
             taken = False
             for eq in step.eqs:
-                k = _follows(eq, set(eq.parents), owner, late)
+                ps = eq.parents
+                if owner.keys().isdisjoint(ps) and late.isdisjoint(ps):
+                    continue  # unrelated
+                k = _follows(eq, set(ps), owner, late)
                 if k is not None:
                     found[k].append(single_of(eq, index))
                     owner[eq.out], taken = k, True
@@ -215,7 +219,7 @@ def _feeders(program: Program, steps: Sequence[Any], members: set[int],
     pattern = None
     for unit, conns in elements:
         mine, shape = [], []
-        eqs = [s.eq for s in conns] + [s.eq for s in unit.interior + unit.closing]
+        eqs = [s.eq for s in conns] + list(unit.equations)
         for p, eq in enumerate(eqs):
             for a, j in enumerate(eq.args):
                 s = by_out.get(j) if isinstance(j, int) else None
@@ -239,16 +243,22 @@ def _reader_counts(program: Program) -> list[int]:
     """Per variable, how many equations read it (an equation reading it twice
     counts once); every equation of the program is in exactly one step."""
     n = len(program.variables)
-    eqs = program.equations
-    readers = np.fromiter((eq.out for eq in eqs for _ in eq.slots), dtype=np.int64)
-    reads = np.fromiter((j for eq in eqs for _, j in eq.slots), dtype=np.int64)
-    pairs = np.unique(readers * n + reads)
+    readers, reads = equation_edges(program.equations)
+    pairs = np.unique(readers.astype(np.int64) * n + reads)
     counts: list[int] = np.bincount(pairs % n, minlength=n).tolist()
     return counts
 
 
-def gather_of(program: Program, offsets: Any, feeder: Single) -> Any:
-    """The flat positions a feeder ``getitem`` selects from its source."""
+def gather_of(program: Program, offsets: Any, feeder: Single,
+              numbered: dict[int, Any] | None = None) -> Any:
+    """The flat positions a feeder ``getitem`` selects from its source.
+    ``numbered`` keeps each source's array of flat positions for the next
+    feeder of the same source (B feeders of a source of size B: linear, not
+    quadratic)."""
     src = program.variables[feeder.eq.args[0]]
-    flat = np.arange(src.size).reshape(src.shape)[feeder.eq.params["index"]]
-    return offsets[src.index] + np.ravel(flat)
+    numbers = None if numbered is None else numbered.get(src.index)
+    if numbers is None:
+        numbers = offsets[src.index] + np.arange(src.size).reshape(src.shape)
+        if numbered is not None:
+            numbered[src.index] = numbers
+    return np.ravel(numbers[feeder.eq.params["index"]])

@@ -185,8 +185,7 @@ def _unit_key(program: Program, unit: CyclicBlock) -> Key | None:
         return None  # started from a computed value: solved on its own
     options = tuple(repr(program.block_options.get(u.index)) for u in unit.unknowns)
     local = {v.index: n for n, v in enumerate(unit.block.variables)}
-    eqs = [s.eq for s in unit.interior + unit.closing]
-    key = _equations_key(program, eqs, local)
+    key = _equations_key(program, unit.equations, local)
     return None if key is None else (options, key)
 
 
@@ -322,21 +321,50 @@ def _element_vars(unit: CyclicBlock, conns: list[Single], feed: list[Single],
         [s.eq.out for s in follow] + [u.index for u in unit.unknowns]
 
 
-def _carried(ids: NDArray[np.intp], eqs: list[list[Equation]], n_unknowns: int
-             ) -> tuple[list[int], int] | None:
+def _find(ids: NDArray[np.intp]) -> Any:
+    """A lookup of region variables: ``find(read)`` gives, per entry of the
+    variable numbers ``read``, the element k and column t where ``ids[k, t]``
+    is it (-1, -1 where none is). The entries of ``ids`` are distinct."""
+    n = ids.shape[1]
+    flat = ids.ravel()
+    order = np.argsort(flat, kind="stable")
+    ranked = flat[order]
+
+    def find(read: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        pos = np.minimum(np.searchsorted(ranked, read), len(ranked) - 1)
+        where = np.where(ranked[pos] == read, order[pos], -1)
+        hit = where >= 0
+        return np.where(hit, where // n, -1), np.where(hit, where % n, -1)
+    return find
+
+
+def _columns(eqs: list[list[Equation]]) -> list[list[NDArray[np.intp] | None]]:
+    """Per position p and argument a, the variable each element reads there
+    (None for a constant): the elements' equations match one by one."""
+    out = []
+    for p, eq in enumerate(eqs[0]):
+        out.append([np.array([row[p].args[a] for row in eqs], dtype=np.intp)
+                    if isinstance(arg, int) else None for a, arg in enumerate(eq.args)])
+    return out
+
+
+def _carried(ids: NDArray[np.intp], columns: list[list[NDArray[np.intp] | None]],
+             n_unknowns: int) -> tuple[list[int], int] | None:
     """The columns of ``ids`` in layout order, [W | unknowns | carries], and
     the number of W columns: a carry is a variable another element reads;
     None if an element reads a later one."""
-    region = {int(j): (k, t) for k, row in enumerate(ids.tolist()) for t, j in enumerate(row)}
+    find = _find(ids)
+    reader = np.arange(ids.shape[0])
     carry: set[int] = set()
-    for k, row in enumerate(eqs):
-        for eq in row:
-            for j in eq.args:
-                hit = region.get(j) if isinstance(j, int) else None
-                if hit is not None and hit[0] != k:
-                    if hit[0] > k:
-                        return None
-                    carry.add(hit[1])
+    for column in columns:
+        for read in column:
+            if read is None:
+                continue
+            k, t = find(read)
+            other = (k >= 0) & (k != reader)
+            if bool(np.any(k[other] > reader[other])):
+                return None
+            carry.update(t[other].tolist())
     n = ids.shape[1]
     unknowns = list(range(n - n_unknowns, n))
     w = [t for t in range(n - n_unknowns) if t not in carry]
@@ -352,9 +380,10 @@ def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]]
     ids = np.array(rows, dtype=np.intp)  # (B, n_vars)
     if len(np.unique(ids)) != ids.size:
         return None  # a connector shared by two elements
-    eqs = [[s.eq for s in glue.feeders[k] + c] + [s.eq for s in u.interior + u.closing] +
+    eqs = [[s.eq for s in glue.feeders[k] + c] + list(u.equations) +
            [s.eq for s in glue.followers[k]] for k, (u, c) in enumerate(elements)]
-    carried = _carried(ids, eqs, len(elements[0][0].unknowns))
+    columns = _columns(eqs)
+    carried = _carried(ids, columns, len(elements[0][0].unknowns))
     if carried is None:
         return None
     ids = ids[:, carried[0]]
@@ -365,7 +394,7 @@ def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]]
     positions = np.empty((len(elements), int(starts[-1])), dtype=np.intp)
     for t, size in enumerate(sizes):
         positions[:, starts[t]:starts[t + 1]] = offsets[ids[:, t]][:, None] + np.arange(size)
-    region = {int(j): (k, t) for k, row in enumerate(ids.tolist()) for t, j in enumerate(row)}
+    find = _find(ids)
     first = dict(zip(ids[0].tolist(), range(len(sizes))))
     n_feed = len(glue.feeders[0])
     steps = []
@@ -377,7 +406,8 @@ def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]]
         if closing:
             out = slice(out.start - n_w, out.stop - n_w)
         if p < n_feed:
-            gather = np.array([gather_of(program, offsets, feeders[p])
+            numbered: dict[int, Any] = {}
+            gather = np.array([gather_of(program, offsets, feeders[p], numbered)
                                for feeders in glue.feeders])
             shape = variables[eq.out].shape
             steps.append(Position(identity, {}, out, shape, closing,
@@ -385,7 +415,8 @@ def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]]
             continue
         args = []
         for a, arg in enumerate(eq.args):
-            made = _arg(column, a, arg, first, starts, offsets, variables, region, n_w)
+            made = _arg(column, a, arg, first, starts, offsets, variables,
+                        (find, columns[p][a]), n_w)
             if made is None:
                 return None
             args.append(made)
@@ -394,28 +425,47 @@ def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]]
     units = tuple(u for u, _ in elements)
     conns = tuple(s for _, c in elements for s in c)
     glued = tuple(s for k in range(len(elements)) for s in glue.feeders[k] + glue.followers[k])
-    members = tuple(sorted(units + conns + glued, key=_order_key(schedule)))
+    members = _in_order(schedule, units + conns + glued)
     n_unknowns = sum(u.size for u in units[0].unknowns)
     return CyclicGroup(units, conns, members, positions, n_w, n_u, tuple(steps),
                        n_unknowns=n_unknowns, split=glue.split)
 
 
-def _order_key(schedule: Schedule) -> Any:
-    """Schedule order; a follower taken out of a batch (not a schedule step)
-    goes with its level, whose steps never read each other."""
-    rank = {id(s): n for n, s in enumerate(schedule.steps)}
+def _in_order(schedule: Schedule, members: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``members`` in schedule order: by level, then schedule position; a
+    follower taken out of a batch (not a schedule step) goes first in its
+    level (whose steps never read each other), by output. The schedule's
+    steps are in level order, so those among them are picked in one pass and
+    only the others are sorted."""
     levels = schedule.levels.tolist()
 
-    def key(s: Any) -> tuple[int, int, int]:
-        out = s.eq.out if type(s) is Single else s.equations[0].out
-        return (levels[out], rank.get(id(s), -1), out)
-    return key
+    def level(s: Any) -> int:
+        return levels[s.eq.out if type(s) is Single else s.equations[0].out]
+    wanted = {id(m) for m in members}
+    ranked = [s for s in schedule.steps if id(s) in wanted]
+    found = {id(s) for s in ranked}
+    extra = sorted((m for m in members if id(m) not in found),
+                   key=lambda s: (level(s), s.equations[0].out))
+    if len(ranked) + len(extra) != len(members):  # a member listed twice
+        rank = {id(s): n for n, s in enumerate(schedule.steps)}
+        return tuple(sorted(members, key=lambda s: (level(s), rank.get(id(s), -1),
+                                                    s.equations[0].out)))
+    out: list[Any] = []
+    i = 0
+    for step in ranked:
+        here = level(step)
+        while i < len(extra) and level(extra[i]) <= here:
+            out.append(extra[i])
+            i += 1
+        out.append(step)
+    return tuple(out + extra[i:])
 
 
 def _arg(column: list[Equation], a: int, arg: Any, first: dict[int, int], starts: Any,
-         offsets: Any, variables: Any, region: dict[int, tuple[int, int]], n_w: int
+         offsets: Any, variables: Any, region: tuple[Any, NDArray[np.intp] | None], n_w: int
          ) -> tuple[Any, ...] | None:
-    """Argument ``a`` of one position, for every element (see Position)."""
+    """Argument ``a`` of one position, for every element (see Position);
+    ``region``: the lookup of :func:`_find` and the variables read here."""
     if not isinstance(arg, int):
         vals = [eq.args[a] for eq in column]
         shape = np.shape(arg)
@@ -426,22 +476,20 @@ def _arg(column: list[Equation], a: int, arg: Any, first: dict[int, int], starts
     if arg in first:
         t = first[arg]
         return ("local", slice(int(starts[t]), int(starts[t + 1])), shape)
-    read = np.array([eq.args[a] for eq in column], dtype=np.intp)
+    find, read = region
+    assert read is not None
     gather = offsets[read][:, None] + np.arange(variables[arg].size)
-    mask = np.zeros(len(column), dtype=bool)
-    source = np.zeros(len(column), dtype=np.intp)
-    u = None
-    for k, j in enumerate(read.tolist()):
-        hit = region.get(j)
-        if hit is None:
-            continue
-        m, t = hit
-        here = slice(int(starts[t]) - n_w, int(starts[t + 1]) - n_w)
-        if m >= k or here.start < 0 or (u is not None and u != here):
-            return None  # reads a later element, or a non-unknown of another element
-        mask[k], source[k], u = True, m, here
-    cross = Cross(mask, source, u) if u is not None else None
-    return ("outer", gather, shape, cross)
+    m, t = find(read)
+    mask = m >= 0
+    if not mask.any():
+        return ("outer", gather, shape, None)
+    k = np.flatnonzero(mask)
+    lo = np.asarray(starts)[t[k]] - n_w
+    hi = np.asarray(starts)[t[k] + 1] - n_w
+    if np.any(m[k] >= k) or lo[0] < 0 or np.any(lo != lo[0]) or np.any(hi != hi[0]):
+        return None  # reads a later element, or a non-unknown of another element
+    source = np.where(mask, m, 0).astype(np.intp)
+    return ("outer", gather, shape, Cross(mask, source, slice(int(lo[0]), int(hi[0]))))
 
 
 def _place(program: Program, steps: list[Any], group: CyclicGroup) -> list[Any]:

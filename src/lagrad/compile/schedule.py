@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -111,9 +112,10 @@ class Index:
         mask[self.slice(j)] = True
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: a traced loop of fixed points makes 10^6
 class Single:
-    """One equation, evaluated with its arguments reshaped from z."""
+    """One equation, evaluated with its arguments reshaped from z. ``ufunc``:
+    the value is a numpy ufunc without parameters, computed in place."""
 
     eq: Equation
     start: int
@@ -122,6 +124,7 @@ class Single:
     template: list[Any]
     vslots: tuple[tuple[int, int, int, tuple[int, ...]], ...]  # every variable argument
     dslots: tuple[tuple[int, int, int, tuple[int, ...]], ...]  # those to differentiate
+    ufunc: bool = False
 
     @property
     def equations(self) -> tuple[Equation, ...]:
@@ -132,11 +135,6 @@ class Single:
         for pos, a, b, shape in self.vslots:
             args[pos] = z[a:b].reshape(shape)
         return args
-
-    @cached_property
-    def ufunc(self) -> bool:
-        """The value is a numpy ufunc without parameters: computed in place."""
-        return isinstance(self.eq.primitive.value, np.ufunc) and not self.eq.params
 
     def run(self, z: Array, out: Array | None = None) -> None:
         """Write f_i(z) into ``out`` (default: z itself)."""
@@ -209,7 +207,7 @@ class Single:
         dslots = tuple(slot for slot, (_, j) in zip(self.vslots, self.eq.slots)
                        if (j in members) == inside)
         return Single(self.eq, self.start, self.stop, self.shape, self.template, self.vslots,
-                      dslots)
+                      dslots, self.ufunc)
 
     def mark_parents(self, mask: NDArray[np.bool_]) -> None:
         """Where the output is marked in ``mask``, mark every variable it reads."""
@@ -473,11 +471,7 @@ def compile_schedule(program: Program) -> Schedule:
     """Order the blocks, level and group the equations of a general program
     (use :func:`lagrad.compile.compile_program`, which caches the result)."""
     variables = program.variables
-    for v in variables:
-        if v.kind != "input" and program.defining(v.index) is None:
-            what = "unknown" if v.kind == "unknown" else "variable"
-            raise ProgramError(f"{what} {v.name!r} is never defined: give it an equation with "
-                               f"program.define({v.name!r}, ...) or program.root(...)")
+    _check_defined(program)
     index = Index(program)
     levels = [0] * len(variables)  # a list: reading numpy scalars one by one is slow
     groups: dict[tuple[Any, ...], list[Equation]] = defaultdict(list)
@@ -485,6 +479,7 @@ def compile_schedule(program: Program) -> Schedule:
     timed: list[tuple[int, int, Step]] = []
     scalar = True
     init_sources = program.init_sources
+    defining, bounds = program.defining, index.bounds
     for block in program.blocks:
         if block.cyclic:
             unit = _cyclic(program, block, index)
@@ -498,12 +493,12 @@ def compile_schedule(program: Program) -> Schedule:
             timed.append((level, len(timed), unit))
             scalar = False
             continue
-        eq = program.defining(block.variables[0].index)
+        eq = defining(block.variables[0].index)
         if eq is None:
             continue  # an input
         level = levels[eq.out] = 1 + max([levels[j] for j in eq.parents], default=0)
-        if _batchable(eq, index.bounds):
-            groups[(level, eq.primitive, tuple(isinstance(a, int) for a in eq.args))].append(eq)
+        if _batchable(eq, bounds):
+            groups[(level, eq.primitive, tuple([isinstance(a, int) for a in eq.args]))].append(eq)
         else:
             singles.append((level, eq))
             scalar = False
@@ -514,10 +509,24 @@ def compile_schedule(program: Program) -> Schedule:
             singles += [(int(key[0]), eq) for eq in eqs]
     for level, eq in singles:
         timed.append((level, len(timed), _single(eq, index, variables)))
-    timed.sort(key=lambda t: (t[0], t[1]))
+    timed.sort(key=itemgetter(0))  # stable: creation order within a level
     steps = [s for _, _, s in timed]
     return Schedule(program, index, program.inputs, steps, np.array(levels, dtype=np.intp),
                     scalar and bool(steps), output=program.output_or_none)
+
+
+def _check_defined(program: Program) -> None:
+    """Raise if a non-input variable has no equation. Each equation defines one
+    non-input variable, and none twice: when the counts agree, all are."""
+    variables = program.variables
+    n_inputs = sum(1 for v in variables if v.kind == "input")
+    if n_inputs + len(program.equations) == len(variables):
+        return
+    for v in variables:
+        if v.kind != "input" and program.defining(v.index) is None:
+            what = "unknown" if v.kind == "unknown" else "variable"
+            raise ProgramError(f"{what} {v.name!r} is never defined: give it an equation with "
+                               f"program.define({v.name!r}, ...) or program.root(...)")
 
 
 def _batchable(eq: Equation, bounds: list[int]) -> bool:
@@ -556,9 +565,11 @@ def _single(eq: Equation, index: Index, variables: Sequence[Variable]) -> Single
     """A Single step (derivatives for every parent)."""
     bounds = index.bounds
     template = [None if isinstance(a, int) else a for a in eq.args]
-    vslots = tuple((k, bounds[j], bounds[j + 1], variables[j].shape) for k, j in eq.slots)
-    return Single(eq, bounds[eq.out], bounds[eq.out + 1], variables[eq.out].shape, template,
-                  vslots, vslots)
+    vslots = tuple([(k, bounds[j], bounds[j + 1], variables[j].shape) for k, j in eq.slots])
+    out = eq.out
+    ufunc = not eq.params and isinstance(eq.primitive.value, np.ufunc)
+    return Single(eq, bounds[out], bounds[out + 1], variables[out].shape, template, vslots,
+                  vslots, ufunc)
 
 
 def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
@@ -573,16 +584,20 @@ def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
     interior = [_single(_defining(program, v), index, variables) for v in interior_vars]
     closing = [_single(_defining(program, v), index, variables) for v in unknowns]
     bounds = index.bounds
-
-    def positions(vs: Sequence[Variable]) -> NDArray[np.intp]:
-        return np.array([p for v in vs for p in range(bounds[v.index], bounds[v.index + 1])],
-                        dtype=np.intp)
-
+    # positions in block order (unknowns and interior: that order, filtered)
+    s_pos: list[int] = []
+    u_pos: list[int] = []
+    i_pos: list[int] = []
+    spans = []
+    for v in block.variables:
+        a, b = bounds[v.index], bounds[v.index + 1]
+        spans.append((a, b))
+        s_pos.extend(range(a, b))
+        (u_pos if v.kind == "unknown" else i_pos).extend(range(a, b))
     return CyclicBlock(
-        block=block, members=members, unknowns=unknowns, u_index=positions(unknowns),
-        i_index=positions(interior_vars), s_index=positions(block.variables),
-        interior=interior, closing=closing,
-        runs=_runs([slice(bounds[v.index], bounds[v.index + 1]) for v in block.variables]))
+        block=block, members=members, unknowns=unknowns, u_index=np.array(u_pos, dtype=np.intp),
+        i_index=np.array(i_pos, dtype=np.intp), s_index=np.array(s_pos, dtype=np.intp),
+        interior=interior, closing=closing, runs=_runs(spans))
 
 
 def _kept_equations(batch: Batch, keep: NDArray[np.bool_]) -> tuple[Equation, ...]:
@@ -597,14 +612,14 @@ def _as_slice(positions: NDArray[np.intp]) -> slice | NDArray[np.intp]:
     return positions
 
 
-def _runs(slices: list[slice]) -> tuple[tuple[int, int], ...]:
-    """Merge sorted, adjacent slices into maximal (start, stop) runs."""
+def _runs(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Merge sorted, adjacent (start, stop) spans into maximal runs."""
     runs: list[list[int]] = []
-    for sl in sorted(slices, key=lambda s: s.start):
-        if runs and runs[-1][1] == sl.start:
-            runs[-1][1] = sl.stop
+    for start, stop in sorted(spans, key=itemgetter(0)):
+        if runs and runs[-1][1] == start:
+            runs[-1][1] = stop
         else:
-            runs.append([sl.start, sl.stop])
+            runs.append([start, stop])
     return tuple((a, b) for a, b in runs)
 
 

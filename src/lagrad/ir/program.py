@@ -208,7 +208,7 @@ class Variable(P.Tracer):
         return bind(prim, args, params)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)  # slots: a traced loop makes 10^6 of them
 class Equation:
     """z_out = primitive(*args, **params).
 
@@ -395,6 +395,23 @@ class Program:
         self._touch()
         return v
 
+    def _new_defined(self, shape: Shape) -> Variable:
+        """A new defined variable with a fresh name (:meth:`_new_variable`
+        without the checks a fresh name does not need: tracing makes 10^6)."""
+        if type(self)._new_variable is not Program._new_variable:
+            return self._new_variable(shape, "defined", None)  # a subclass's own rule
+        k = len(self.variables)
+        by_name = self._by_name
+        name = f"v{k}"
+        while name in by_name:
+            k += 1
+            name = f"v{k}"
+        v = Variable(self, len(self.variables), shape, "defined", name)
+        self.variables.append(v)
+        by_name[name] = v
+        self._touch()
+        return v
+
     def _fresh_name(self) -> str:
         return self.fresh_name("v", len(self.variables))
 
@@ -418,7 +435,7 @@ class Program:
         if out.index in self._defined:
             raise ProgramError(f"variable {out.name!r} is defined twice: it already has the "
                                f"equation {self.describe(self._defined[out.index])}")
-        slots = tuple((k, a) for k, a in enumerate(args) if isinstance(a, int))
+        slots = tuple([(k, a) for k, a in enumerate(args) if isinstance(a, int)])
         eq = Equation(out.index, prim, args, params, slots, kind)
         self.equations.append(eq)
         self._defined[out.index] = eq
@@ -573,9 +590,9 @@ def bind(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
                                "within the variable's shape") from err
     except (ValueError, TypeError) as err:
         raise ProgramError(f"{prim.name}({_arg_names(args)}): {err}") from err
-    out = program._new_variable(shape, "defined", None)
+    out = program._new_defined(shape)
     # constants are frozen copies: the caller may change its arrays afterwards
-    frozen_params = {k: frozen_param(v) for k, v in params.items()}
+    frozen_params = {k: frozen_param(v) for k, v in params.items()} if params else {}
     program._add_equation(out, prim, tuple(refs), frozen_params)
     return out
 
