@@ -35,12 +35,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
 from lagrad.compile.schedule import Batch, CyclicBlock, Index, Single, batch_of, single_of
-from lagrad.ir.blocks import equation_edges
+from lagrad.ir.blocks import equation_edges, sorted_unique
 from lagrad.ir.primitives import getitem
 from lagrad.ir.program import Equation, Program
 
@@ -133,19 +134,25 @@ def _followers(program: Program, index: Index, steps: Sequence[Any], members: se
             if taken:
                 batches.append(step)
             continue
-        if type(step) is Single:
-            ps = step.eq.parents
-            if owner.keys().isdisjoint(ps) and late.isdisjoint(ps):
-                continue  # unrelated to the group (most steps of a long program)
-        parents = _parents(step)
-        if not isinstance(step, Single):
-            if any(j in owner or j in late for j in parents):
-                late.update(eq.out for eq in step.equations)
-            continue
-        k = _follows(step.eq, parents, owner, late)
-        if k is not None:
+        if type(step) is Single:  # _follows, inline: most steps are Singles
+            eq = step.eq
+            ps = eq.parents
+            if not late.isdisjoint(ps):
+                late.add(eq.out)
+                continue
+            reads = [owner[j] for j in ps if j in owner]
+            if not reads:
+                continue  # unrelated to the group
+            if not eq.primitive.batchable(eq.params):
+                late.add(eq.out)
+                continue
+            k = max(reads)
             found[k].append(step)
-            owner[step.eq.out] = k
+            owner[eq.out] = k
+            continue
+        parents = _parents(step)  # a cyclic step outside the group, or a bulk batch
+        if any(j in owner or j in late for j in parents):
+            late.update(eq.out for eq in step.equations)
     chosen, skip = _agree(program, found, elements, key)
     if chosen is None:
         return None, skip, ()
@@ -158,7 +165,7 @@ def _agree(program: Program, found: list[list[Single]], elements: Sequence[Eleme
     None and how many leading elements disagree (0: some later one does)."""
     if not any(found):
         return None, 0
-    found = [sorted(f, key=lambda s: s.eq.out) for f in found]  # trace order
+    found = [sorted(f, key=_OUT) for f in found]  # trace order
     keys = [_key(program, elements[k], f, key) for k, f in enumerate(found)]
     common, _ = Counter(keys).most_common(1)[0]
     if common is None:
@@ -180,6 +187,9 @@ def _agree(program: Program, found: list[list[Single]], elements: Sequence[Eleme
     if any(j in dropped for f in found for s in f for j in s.eq.parents):
         return None, 0
     return found, 0
+
+
+_OUT = attrgetter("eq.out")
 
 
 def _split(index: Index, batches: list[Batch], chosen: list[list[Single]]
@@ -244,7 +254,7 @@ def _reader_counts(program: Program) -> list[int]:
     counts once); every equation of the program is in exactly one step."""
     n = len(program.variables)
     readers, reads = equation_edges(program.equations)
-    pairs = np.unique(readers.astype(np.int64) * n + reads)
+    pairs = sorted_unique(readers.astype(np.int64) * n + reads)
     counts: list[int] = np.bincount(pairs % n, minlength=n).tolist()
     return counts
 

@@ -35,6 +35,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,7 @@ from numpy.typing import NDArray
 
 from lagrad.compile.glue import Glue, find_glue, gather_of, no_glue
 from lagrad.compile.schedule import Batch, CyclicBlock, Schedule, Single
+from lagrad.ir.blocks import sorted_unique
 from lagrad.ir.gcpause import paused_gc
 from lagrad.ir.primitives import Primitive, identity
 from lagrad.ir.program import Equation, Program
@@ -50,6 +53,7 @@ __all__ = ["CyclicGroup", "Position", "Cross", "grouped_steps", "GROUP_MIN"]
 
 Array = NDArray[np.float64]
 GROUP_MIN = 4  # fewer blocks of one structure are solved one by one
+_OUT, _PARENTS = attrgetter("out"), attrgetter("parents")
 Key = tuple[Any, ...]
 
 
@@ -378,7 +382,7 @@ def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]]
     rows = [_element_vars(u, c, glue.feeders[k], glue.followers[k])
             for k, (u, c) in enumerate(elements)]
     ids = np.array(rows, dtype=np.intp)  # (B, n_vars)
-    if len(np.unique(ids)) != ids.size:
+    if len(sorted_unique(ids.ravel())) != ids.size:
         return None  # a connector shared by two elements
     eqs = [[s.eq for s in glue.feeders[k] + c] + list(u.equations) +
            [s.eq for s in glue.followers[k]] for k, (u, c) in enumerate(elements)]
@@ -436,29 +440,30 @@ def _in_order(schedule: Schedule, members: tuple[Any, ...]) -> tuple[Any, ...]:
     follower taken out of a batch (not a schedule step) goes first in its
     level (whose steps never read each other), by output. The schedule's
     steps are in level order, so those among them are picked in one pass and
-    only the others are sorted."""
+    only the others are sorted and put in place by bisection."""
     levels = schedule.levels.tolist()
 
     def level(s: Any) -> int:
         return levels[s.eq.out if type(s) is Single else s.equations[0].out]
-    wanted = {id(m) for m in members}
+    wanted = set(map(id, members))
     ranked = [s for s in schedule.steps if id(s) in wanted]
-    found = {id(s) for s in ranked}
+    if len(ranked) == len(members):
+        return tuple(ranked)
+    found = set(map(id, ranked))
     extra = sorted((m for m in members if id(m) not in found),
                    key=lambda s: (level(s), s.equations[0].out))
     if len(ranked) + len(extra) != len(members):  # a member listed twice
         rank = {id(s): n for n, s in enumerate(schedule.steps)}
         return tuple(sorted(members, key=lambda s: (level(s), rank.get(id(s), -1),
                                                     s.equations[0].out)))
+    at = np.searchsorted([level(s) for s in ranked], [level(s) for s in extra], side="left")
     out: list[Any] = []
-    i = 0
-    for step in ranked:
-        here = level(step)
-        while i < len(extra) and level(extra[i]) <= here:
-            out.append(extra[i])
-            i += 1
+    done = 0
+    for step, here in zip(extra, at.tolist()):
+        out += ranked[done:here]
         out.append(step)
-    return tuple(out + extra[i:])
+        done = here
+    return tuple(out + ranked[done:])
 
 
 def _arg(column: list[Equation], a: int, arg: Any, first: dict[int, int], starts: Any,
@@ -502,9 +507,9 @@ def _place(program: Program, steps: list[Any], group: CyclicGroup) -> list[Any]:
         return steps  # another group split that batch already
     steps = [rest.get(id(s), s) for s in steps]
     steps = [s for s in steps if s is not None]
-    members = {id(m) for m in group.members}
-    member_eqs = [eq for m in group.members for eq in m.equations]
-    region = {eq.out for eq in member_eqs}
+    members = set(map(id, group.members))
+    member_eqs = list(chain.from_iterable(m.equations for m in group.members))
+    region = set(map(_OUT, member_eqs))
     late = set(region)
     before: list[Any] = []
     after: list[Any] = []
@@ -524,7 +529,7 @@ def _place(program: Program, steps: list[Any], group: CyclicGroup) -> list[Any]:
             after.append(step)
         else:
             before.append(step)
-    outer = {j for eq in member_eqs for j in eq.parents} - region
+    outer = set(chain.from_iterable(map(_PARENTS, member_eqs))) - region
     if outer & late:
         return steps
     return before + [group] + after

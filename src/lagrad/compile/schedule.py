@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from lagrad.errors import CycleError, ProgramError
 from lagrad.ir import primitives as P
+from lagrad.ir.blocks import sorted_unique
 from lagrad.ir.program import Equation, Program, Variable
 
 __all__ = ["Index", "Schedule", "Single", "Batch", "CyclicBlock", "compile_schedule", "single_of",
@@ -121,7 +122,7 @@ class Single:
     start: int
     stop: int
     shape: tuple[int, ...]
-    template: list[Any]
+    template: tuple[Any, ...]  # the constants in place, None where a variable goes
     vslots: tuple[tuple[int, int, int, tuple[int, ...]], ...]  # every variable argument
     dslots: tuple[tuple[int, int, int, tuple[int, ...]], ...]  # those to differentiate
     ufunc: bool = False
@@ -314,7 +315,7 @@ class Batch:
         if not keep.any():
             return None
         operands = [o[keep] for o in self.operands]
-        unique = tuple(len(np.unique(operands[k])) == int(keep.sum())
+        unique = tuple(len(sorted_unique(operands[k])) == int(keep.sum())
                        for k in self.var_positions)
         if self.lazy is None:
             eqs = tuple(eq for eq, kept in zip(self.eqs, keep) if kept)
@@ -549,7 +550,7 @@ def batch_of(eqs: list[Equation], index: Index) -> Batch:
             idx = index.offsets[[eq.args[k] for eq in eqs]]
             operands.append(idx)
             var_positions.append(k)
-            unique.append(len(np.unique(idx)) == len(idx))
+            unique.append(len(sorted_unique(idx)) == len(idx))
         else:
             operands.append(np.array([float(np.ravel(eq.args[k])[0]) for eq in eqs]))
     return Batch(tuple(eqs), first.primitive, out, operands, tuple(var_positions),
@@ -564,7 +565,7 @@ def single_of(eq: Equation, index: Index) -> Single:
 def _single(eq: Equation, index: Index, variables: Sequence[Variable]) -> Single:
     """A Single step (derivatives for every parent)."""
     bounds = index.bounds
-    template = [None if isinstance(a, int) else a for a in eq.args]
+    template = tuple([None if isinstance(a, int) else a for a in eq.args])
     vslots = tuple([(k, bounds[j], bounds[j + 1], variables[j].shape) for k, j in eq.slots])
     out = eq.out
     ufunc = not eq.params and isinstance(eq.primitive.value, np.ufunc)

@@ -45,7 +45,7 @@ class Program(Protocol):
     def init_sources(self) -> dict[int, int]: ...
 
 __all__ = ["Block", "find_blocks", "dependency_edges", "equation_edges", "strong_components",
-           "order_components"]
+           "order_components", "sorted_unique"]
 
 
 @dataclass(frozen=True, eq=False, slots=True)  # slots: an acyclic variable is a block
@@ -168,7 +168,7 @@ def strong_components(n: int, readers: NDArray[np.intp], reads: NDArray[np.intp]
     # each row's parents once (scipy's search goes wrong on repeated entries)
     # and in descending order: the search pushes them all and takes the last
     # pushed first, so it reads them in program order
-    keys = np.unique(readers.astype(np.int64) * n + (n - 1 - reads))
+    keys = sorted_unique(readers.astype(np.int64) * n + (n - 1 - reads))
     rows, cols = keys // n, n - 1 - keys % n
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
     # (float64 data: scipy converts other types, sorting the rows on the way)
@@ -179,6 +179,19 @@ def strong_components(n: int, readers: NDArray[np.intp], reads: NDArray[np.intp]
     if bool(np.all(a >= b)):
         return n_comp, label
     return n_comp, order_components(n_comp, label, a, b)
+
+
+def sorted_unique(a: NDArray[Any]) -> NDArray[Any]:
+    """``np.unique(a)`` of a 1-d array, by a sort. numpy 2's hash-based unique
+    of integers slows down badly on large arrays (1.4 s against 0.15 s for
+    the 2.6 * 10^6 edges of 10^5 traced fixed points)."""
+    s = np.sort(a)
+    if s.size == 0:
+        return s
+    keep = np.empty(s.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
 
 
 def order_components(n_comp: int, label: NDArray[np.intp], a: NDArray[np.intp],
