@@ -341,12 +341,25 @@ class CyclicBlock:
     u_index: NDArray[np.intp]
     i_index: NDArray[np.intp]
     s_index: NDArray[np.intp]
-    interior: list[Single]
-    closing: list[Single]
+    interior_eqs: tuple[Equation, ...]  # in evaluation order
+    closing_eqs: tuple[Equation, ...]  # one per unknown, in the unknowns' order
+    index: Index
     runs: tuple[tuple[int, int], ...] = ()  # s_index as contiguous (start, stop) runs
     # the equations, built on first read (a plain slot: grouping 10^5 blocks
     # reads them several times each, and cached_property takes a lock)
     _eqs: tuple[Equation, ...] | None = field(default=None, init=False, repr=False)
+
+    # the steps are built on first use: a group of same-structure blocks is
+    # solved from the equations, and a program may hold 10^5 blocks
+    @cached_property
+    def interior(self) -> list[Single]:
+        """The interior equations as steps, in evaluation order."""
+        return [_single(eq, self.index, self.index.variables) for eq in self.interior_eqs]
+
+    @cached_property
+    def closing(self) -> list[Single]:
+        """The closing equations as steps (one per unknown)."""
+        return [_single(eq, self.index, self.index.variables) for eq in self.closing_eqs]
 
     # the restricted steps are built on first use: a group of same-structure
     # blocks is solved without them, and a program may hold 10^5 blocks
@@ -394,7 +407,7 @@ class CyclicBlock:
     def equations(self) -> tuple[Equation, ...]:
         eqs = self._eqs
         if eqs is None:
-            eqs = self._eqs = tuple([s.eq for s in self.interior + self.closing])
+            eqs = self._eqs = self.interior_eqs + self.closing_eqs
         return eqs
 
     @property
@@ -574,7 +587,6 @@ def _single(eq: Equation, index: Index, variables: Sequence[Variable]) -> Single
 
 
 def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
-    variables = program.variables
     unknowns = block.unknowns
     if not unknowns:  # cycles can only be closed through unknowns
         raise CycleError(f"{block.name} is cyclic but has no unknown")
@@ -582,8 +594,8 @@ def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
     # with the unknowns given, the rest of the block is acyclic, and creation
     # order is topological for it (only unknowns are read before they exist)
     interior_vars = [v for v in block.variables if v.kind != "unknown"]
-    interior = [_single(_defining(program, v), index, variables) for v in interior_vars]
-    closing = [_single(_defining(program, v), index, variables) for v in unknowns]
+    interior = tuple([_defining(program, v) for v in interior_vars])
+    closing = tuple([_defining(program, v) for v in unknowns])
     bounds = index.bounds
     # positions in block order (unknowns and interior: that order, filtered)
     s_pos: list[int] = []
@@ -598,7 +610,7 @@ def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
     return CyclicBlock(
         block=block, members=members, unknowns=unknowns, u_index=np.array(u_pos, dtype=np.intp),
         i_index=np.array(i_pos, dtype=np.intp), s_index=np.array(s_pos, dtype=np.intp),
-        interior=interior, closing=closing, runs=_runs(spans))
+        interior_eqs=interior, closing_eqs=closing, index=index, runs=_runs(spans))
 
 
 def _kept_equations(batch: Batch, keep: NDArray[np.bool_]) -> tuple[Equation, ...]:
