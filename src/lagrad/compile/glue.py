@@ -220,11 +220,11 @@ def _key(program: Program, element: Element, follow: list[Single], key: KeyFn) -
 def _feeders(program: Program, steps: Sequence[Any], members: set[int],
              owner: dict[int, int], elements: Sequence[Element]
              ) -> list[list[Single]] | None:
-    readers = program.cached("reader_counts", _reader_counts)
     out = program.output_or_none
     output = None if out is None else out.index
     by_out = {s.eq.out: s for s in steps if isinstance(s, Single)
               and s.eq.primitive is getitem and id(s) not in members}
+    readers = _reader_counts(program, list(by_out))
     found: list[list[Single]] = []
     pattern = None
     for unit, conns in elements:
@@ -249,14 +249,17 @@ def _feeders(program: Program, steps: Sequence[Any], members: set[int],
     return found
 
 
-def _reader_counts(program: Program) -> list[int]:
-    """Per variable, how many equations read it (an equation reading it twice
-    counts once); every equation of the program is in exactly one step."""
+def _reader_counts(program: Program, wanted: list[int]) -> dict[int, int]:
+    """For each variable in ``wanted``, how many equations read it (an
+    equation reading it twice counts once)."""
     n = len(program.variables)
     readers, reads = equation_edges(program.equations)
-    pairs = sorted_unique(readers.astype(np.int64) * n + reads)
-    counts: list[int] = np.bincount(pairs % n, minlength=n).tolist()
-    return counts
+    table = np.zeros(n, dtype=bool)
+    table[np.asarray(wanted, dtype=np.intp)] = True
+    hit = table[reads]
+    pairs = sorted_unique(readers[hit].astype(np.int64) * n + reads[hit])
+    counts = np.bincount(pairs % n, minlength=n)
+    return dict(zip(wanted, counts[np.asarray(wanted, dtype=np.intp)].tolist()))
 
 
 def gather_of(program: Program, offsets: Any, feeder: Single,
