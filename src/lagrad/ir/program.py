@@ -385,30 +385,13 @@ class Program:
 
     def _new_variable(self, shape: Shape, kind: str, name: str | None) -> Variable:
         if name is None:
-            name = self._fresh_name()
-        if name in self._by_name:
+            name = self._fresh_name()  # free by construction
+        elif name in self._by_name:
             raise ProgramError(f"variable {name!r} is already defined in this program; "
                                "choose another name")
         v = Variable(self, len(self.variables), shape, kind, name)
         self.variables.append(v)
         self._by_name[name] = v
-        self._touch()
-        return v
-
-    def _new_defined(self, shape: Shape) -> Variable:
-        """A new defined variable with a fresh name (:meth:`_new_variable`
-        without the checks a fresh name does not need: tracing makes 10^6)."""
-        if type(self)._new_variable is not Program._new_variable:
-            return self._new_variable(shape, "defined", None)  # a subclass's own rule
-        k = len(self.variables)
-        by_name = self._by_name
-        name = f"v{k}"
-        while name in by_name:
-            k += 1
-            name = f"v{k}"
-        v = Variable(self, len(self.variables), shape, "defined", name)
-        self.variables.append(v)
-        by_name[name] = v
         self._touch()
         return v
 
@@ -590,7 +573,7 @@ def bind(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
                                "within the variable's shape") from err
     except (ValueError, TypeError) as err:
         raise ProgramError(f"{prim.name}({_arg_names(args)}): {err}") from err
-    out = program._new_defined(shape)
+    out = program._new_variable(shape, "defined", None)
     # constants are frozen copies: the caller may change its arrays afterwards
     frozen_params = {k: frozen_param(v) for k, v in params.items()} if params else {}
     program._add_equation(out, prim, tuple(refs), frozen_params)
