@@ -35,11 +35,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
 from lagrad.compile.schedule import Batch, CyclicBlock, Index, Single, batch_of, single_of
+from lagrad.ir.blocks import equation_edges, sorted_unique
 from lagrad.ir.primitives import getitem
 from lagrad.ir.program import Equation, Program
 
@@ -122,22 +124,35 @@ def _followers(program: Program, index: Index, steps: Sequence[Any], members: se
         if isinstance(step, Batch) and step.lazy is None:
             taken = False
             for eq in step.eqs:
-                k = _follows(eq, set(eq.parents), owner, late)
+                ps = eq.parents
+                if owner.keys().isdisjoint(ps) and late.isdisjoint(ps):
+                    continue  # unrelated
+                k = _follows(eq, set(ps), owner, late)
                 if k is not None:
                     found[k].append(single_of(eq, index))
                     owner[eq.out], taken = k, True
             if taken:
                 batches.append(step)
             continue
-        parents = _parents(step)
-        if not isinstance(step, Single):
-            if any(j in owner or j in late for j in parents):
-                late.update(eq.out for eq in step.equations)
-            continue
-        k = _follows(step.eq, parents, owner, late)
-        if k is not None:
+        if type(step) is Single:  # _follows, inline: most steps are Singles
+            eq = step.eq
+            ps = eq.parents
+            if not late.isdisjoint(ps):
+                late.add(eq.out)
+                continue
+            reads = [owner[j] for j in ps if j in owner]
+            if not reads:
+                continue  # unrelated to the group
+            if not eq.primitive.batchable(eq.params):
+                late.add(eq.out)
+                continue
+            k = max(reads)
             found[k].append(step)
-            owner[step.eq.out] = k
+            owner[eq.out] = k
+            continue
+        parents = _parents(step)  # a cyclic step outside the group, or a bulk batch
+        if any(j in owner or j in late for j in parents):
+            late.update(eq.out for eq in step.equations)
     chosen, skip = _agree(program, found, elements, key)
     if chosen is None:
         return None, skip, ()
@@ -150,7 +165,7 @@ def _agree(program: Program, found: list[list[Single]], elements: Sequence[Eleme
     None and how many leading elements disagree (0: some later one does)."""
     if not any(found):
         return None, 0
-    found = [sorted(f, key=lambda s: s.eq.out) for f in found]  # trace order
+    found = [sorted(f, key=_OUT) for f in found]  # trace order
     keys = [_key(program, elements[k], f, key) for k, f in enumerate(found)]
     common, _ = Counter(keys).most_common(1)[0]
     if common is None:
@@ -172,6 +187,9 @@ def _agree(program: Program, found: list[list[Single]], elements: Sequence[Eleme
     if any(j in dropped for f in found for s in f for j in s.eq.parents):
         return None, 0
     return found, 0
+
+
+_OUT = attrgetter("eq.out")
 
 
 def _split(index: Index, batches: list[Batch], chosen: list[list[Single]]
@@ -202,17 +220,16 @@ def _key(program: Program, element: Element, follow: list[Single], key: KeyFn) -
 def _feeders(program: Program, steps: Sequence[Any], members: set[int],
              owner: dict[int, int], elements: Sequence[Element]
              ) -> list[list[Single]] | None:
-    readers: Counter[int] = Counter(j for step in steps for eq in step.equations
-                                    for j in set(eq.parents))
     out = program.output_or_none
     output = None if out is None else out.index
     by_out = {s.eq.out: s for s in steps if isinstance(s, Single)
               and s.eq.primitive is getitem and id(s) not in members}
+    readers = _reader_counts(program, list(by_out))
     found: list[list[Single]] = []
     pattern = None
     for unit, conns in elements:
         mine, shape = [], []
-        eqs = [s.eq for s in conns] + [s.eq for s in unit.interior + unit.closing]
+        eqs = [s.eq for s in conns] + list(unit.equations)
         for p, eq in enumerate(eqs):
             for a, j in enumerate(eq.args):
                 s = by_out.get(j) if isinstance(j, int) else None
@@ -232,8 +249,29 @@ def _feeders(program: Program, steps: Sequence[Any], members: set[int],
     return found
 
 
-def gather_of(program: Program, offsets: Any, feeder: Single) -> Any:
-    """The flat positions a feeder ``getitem`` selects from its source."""
+def _reader_counts(program: Program, wanted: list[int]) -> dict[int, int]:
+    """For each variable in ``wanted``, how many equations read it (an
+    equation reading it twice counts once)."""
+    n = len(program.variables)
+    readers, reads = equation_edges(program.equations)
+    table = np.zeros(n, dtype=bool)
+    table[np.asarray(wanted, dtype=np.intp)] = True
+    hit = table[reads]
+    pairs = sorted_unique(readers[hit].astype(np.int64) * n + reads[hit])
+    counts = np.bincount(pairs % n, minlength=n)
+    return dict(zip(wanted, counts[np.asarray(wanted, dtype=np.intp)].tolist()))
+
+
+def gather_of(program: Program, offsets: Any, feeder: Single,
+              numbered: dict[int, Any] | None = None) -> Any:
+    """The flat positions a feeder ``getitem`` selects from its source.
+    ``numbered`` keeps each source's array of flat positions for the next
+    feeder of the same source (B feeders of a source of size B: linear, not
+    quadratic)."""
     src = program.variables[feeder.eq.args[0]]
-    flat = np.arange(src.size).reshape(src.shape)[feeder.eq.params["index"]]
-    return offsets[src.index] + np.ravel(flat)
+    numbers = None if numbered is None else numbered.get(src.index)
+    if numbers is None:
+        numbers = offsets[src.index] + np.arange(src.size).reshape(src.shape)
+        if numbered is not None:
+            numbered[src.index] = numbers
+    return np.ravel(numbers[feeder.eq.params["index"]])

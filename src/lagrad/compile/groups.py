@@ -35,6 +35,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,8 @@ from numpy.typing import NDArray
 
 from lagrad.compile.glue import Glue, find_glue, gather_of, no_glue
 from lagrad.compile.schedule import Batch, CyclicBlock, Schedule, Single
+from lagrad.ir.blocks import sorted_unique
+from lagrad.ir.gcpause import paused_gc
 from lagrad.ir.primitives import Primitive, identity
 from lagrad.ir.program import Equation, Program
 
@@ -49,6 +53,7 @@ __all__ = ["CyclicGroup", "Position", "Cross", "grouped_steps", "GROUP_MIN"]
 
 Array = NDArray[np.float64]
 GROUP_MIN = 4  # fewer blocks of one structure are solved one by one
+_OUT, _PARENTS = attrgetter("out"), attrgetter("parents")
 Key = tuple[Any, ...]
 
 
@@ -151,7 +156,8 @@ def grouped_steps(schedule: Schedule) -> list[Any]:
     (at least GROUP_MIN) replaced by one :class:`CyclicGroup` (cached)."""
     cached = schedule.extras.get("grouped")
     if cached is None:
-        cached = schedule.extras["grouped"] = _group(schedule)
+        with paused_gc():  # as the compile: many objects, none of them garbage
+            cached = schedule.extras["grouped"] = _group(schedule)
     return cached
 
 
@@ -183,8 +189,7 @@ def _unit_key(program: Program, unit: CyclicBlock) -> Key | None:
         return None  # started from a computed value: solved on its own
     options = tuple(repr(program.block_options.get(u.index)) for u in unit.unknowns)
     local = {v.index: n for n, v in enumerate(unit.block.variables)}
-    eqs = [s.eq for s in unit.interior + unit.closing]
-    key = _equations_key(program, eqs, local)
+    key = _equations_key(program, unit.equations, local)
     return None if key is None else (options, key)
 
 
@@ -196,12 +201,12 @@ def _equations_key(program: Program, eqs: Sequence[Equation], local: dict[int, i
     for eq in eqs:
         if not eq.primitive.batchable(eq.params):
             return None
-        params = _freeze(eq.params)
+        params = _freeze(eq.params) if eq.params else ()
         if params is None:
             return None
-        args = tuple(("l", local[a]) if isinstance(a, int) and a in local
-                     else ("o", variables[a].shape) if isinstance(a, int)
-                     else ("c", np.shape(a)) for a in eq.args)
+        args = tuple([("l", local[a]) if isinstance(a, int) and a in local
+                      else ("o", variables[a].shape) if isinstance(a, int)
+                      else ("c", np.shape(a)) for a in eq.args])
         out.append((eq.primitive.name, id(eq.primitive), params, variables[eq.out].shape,
                     eq.kind, args))
     return tuple(out)
@@ -260,10 +265,11 @@ def _owners(steps: list[Any]) -> dict[int, Any]:
     """Variable -> the step that computes it (Single and cyclic steps only)."""
     owner: dict[int, Any] = {}
     for step in steps:
-        if isinstance(step, Batch):
-            continue  # scalar batches are never connectors
-        for eq in step.equations:
-            owner[eq.out] = step
+        if type(step) is Single:
+            owner[step.eq.out] = step
+        elif not isinstance(step, Batch):  # scalar batches are never connectors
+            for eq in step.equations:
+                owner[eq.out] = step
     return owner
 
 
@@ -272,15 +278,22 @@ def _connectors(program: Program, steps: list[Any], candidates: list[CyclicBlock
     """Each candidate block's connectors (by block number), in evaluation
     order; a block with a cyclic or batched step on such a path is left out."""
     numbers = {u.block.number for u in candidates}
-    cand = {v.index for u in candidates for v in u.block.variables}
+    reach = {v.index for u in candidates for v in u.block.variables}  # candidates and desc
     desc: set[int] = set()  # downstream of a candidate, outside the candidates
     for step in steps:
+        if type(step) is Single:  # most steps: one equation, no members
+            eq = step.eq
+            if not reach.isdisjoint(eq.parents):
+                desc.add(eq.out)
+                reach.add(eq.out)
+            continue
         if isinstance(step, CyclicBlock) and step.block.number in numbers:
             continue
         eqs = step.equations
         inside = step.members if isinstance(step, CyclicBlock) else frozenset()
-        if any(j in cand or j in desc for eq in eqs for j in eq.parents if j not in inside):
+        if any(j in reach for eq in eqs for j in eq.parents if j not in inside):
             desc.update(eq.out for eq in eqs)
+            reach.update(eq.out for eq in eqs)
     found: dict[int, list[Single]] = {}
     for unit in candidates:
         stack = [j for eq in unit.equations for j in eq.parents if j not in unit.members]
@@ -312,21 +325,50 @@ def _element_vars(unit: CyclicBlock, conns: list[Single], feed: list[Single],
         [s.eq.out for s in follow] + [u.index for u in unit.unknowns]
 
 
-def _carried(ids: NDArray[np.intp], eqs: list[list[Equation]], n_unknowns: int
-             ) -> tuple[list[int], int] | None:
+def _find(ids: NDArray[np.intp]) -> Any:
+    """A lookup of region variables: ``find(read)`` gives, per entry of the
+    variable numbers ``read``, the element k and column t where ``ids[k, t]``
+    is it (-1, -1 where none is). The entries of ``ids`` are distinct."""
+    n = ids.shape[1]
+    flat = ids.ravel()
+    order = np.argsort(flat, kind="stable")
+    ranked = flat[order]
+
+    def find(read: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        pos = np.minimum(np.searchsorted(ranked, read), len(ranked) - 1)
+        where = np.where(ranked[pos] == read, order[pos], -1)
+        hit = where >= 0
+        return np.where(hit, where // n, -1), np.where(hit, where % n, -1)
+    return find
+
+
+def _columns(eqs: list[list[Equation]]) -> list[list[NDArray[np.intp] | None]]:
+    """Per position p and argument a, the variable each element reads there
+    (None for a constant): the elements' equations match one by one."""
+    out = []
+    for p, eq in enumerate(eqs[0]):
+        out.append([np.array([row[p].args[a] for row in eqs], dtype=np.intp)
+                    if isinstance(arg, int) else None for a, arg in enumerate(eq.args)])
+    return out
+
+
+def _carried(ids: NDArray[np.intp], columns: list[list[NDArray[np.intp] | None]],
+             n_unknowns: int) -> tuple[list[int], int] | None:
     """The columns of ``ids`` in layout order, [W | unknowns | carries], and
     the number of W columns: a carry is a variable another element reads;
     None if an element reads a later one."""
-    region = {int(j): (k, t) for k, row in enumerate(ids.tolist()) for t, j in enumerate(row)}
+    find = _find(ids)
+    reader = np.arange(ids.shape[0])
     carry: set[int] = set()
-    for k, row in enumerate(eqs):
-        for eq in row:
-            for j in eq.args:
-                hit = region.get(j) if isinstance(j, int) else None
-                if hit is not None and hit[0] != k:
-                    if hit[0] > k:
-                        return None
-                    carry.add(hit[1])
+    for column in columns:
+        for read in column:
+            if read is None:
+                continue
+            k, t = find(read)
+            other = (k >= 0) & (k != reader)
+            if bool(np.any(k[other] > reader[other])):
+                return None
+            carry.update(t[other].tolist())
     n = ids.shape[1]
     unknowns = list(range(n - n_unknowns, n))
     w = [t for t in range(n - n_unknowns) if t not in carry]
@@ -340,11 +382,12 @@ def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]]
     rows = [_element_vars(u, c, glue.feeders[k], glue.followers[k])
             for k, (u, c) in enumerate(elements)]
     ids = np.array(rows, dtype=np.intp)  # (B, n_vars)
-    if len(np.unique(ids)) != ids.size:
+    if len(sorted_unique(ids.ravel())) != ids.size:
         return None  # a connector shared by two elements
-    eqs = [[s.eq for s in glue.feeders[k] + c] + [s.eq for s in u.interior + u.closing] +
+    eqs = [[s.eq for s in glue.feeders[k] + c] + list(u.equations) +
            [s.eq for s in glue.followers[k]] for k, (u, c) in enumerate(elements)]
-    carried = _carried(ids, eqs, len(elements[0][0].unknowns))
+    columns = _columns(eqs)
+    carried = _carried(ids, columns, len(elements[0][0].unknowns))
     if carried is None:
         return None
     ids = ids[:, carried[0]]
@@ -355,7 +398,7 @@ def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]]
     positions = np.empty((len(elements), int(starts[-1])), dtype=np.intp)
     for t, size in enumerate(sizes):
         positions[:, starts[t]:starts[t + 1]] = offsets[ids[:, t]][:, None] + np.arange(size)
-    region = {int(j): (k, t) for k, row in enumerate(ids.tolist()) for t, j in enumerate(row)}
+    find = _find(ids)
     first = dict(zip(ids[0].tolist(), range(len(sizes))))
     n_feed = len(glue.feeders[0])
     steps = []
@@ -367,7 +410,8 @@ def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]]
         if closing:
             out = slice(out.start - n_w, out.stop - n_w)
         if p < n_feed:
-            gather = np.array([gather_of(program, offsets, feeders[p])
+            numbered: dict[int, Any] = {}
+            gather = np.array([gather_of(program, offsets, feeders[p], numbered)
                                for feeders in glue.feeders])
             shape = variables[eq.out].shape
             steps.append(Position(identity, {}, out, shape, closing,
@@ -375,7 +419,8 @@ def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]]
             continue
         args = []
         for a, arg in enumerate(eq.args):
-            made = _arg(column, a, arg, first, starts, offsets, variables, region, n_w)
+            made = _arg(column, a, arg, first, starts, offsets, variables,
+                        (find, columns[p][a]), n_w)
             if made is None:
                 return None
             args.append(made)
@@ -384,25 +429,48 @@ def _layout(schedule: Schedule, elements: list[tuple[CyclicBlock, list[Single]]]
     units = tuple(u for u, _ in elements)
     conns = tuple(s for _, c in elements for s in c)
     glued = tuple(s for k in range(len(elements)) for s in glue.feeders[k] + glue.followers[k])
-    members = tuple(sorted(units + conns + glued, key=_order_key(schedule)))
+    members = _in_order(schedule, units + conns + glued)
     n_unknowns = sum(u.size for u in units[0].unknowns)
     return CyclicGroup(units, conns, members, positions, n_w, n_u, tuple(steps),
                        n_unknowns=n_unknowns, split=glue.split)
 
 
-def _order_key(schedule: Schedule) -> Any:
-    """Schedule order; a follower taken out of a batch (not a schedule step)
-    goes with its level, whose steps never read each other."""
-    rank = {id(s): n for n, s in enumerate(schedule.steps)}
-    levels = schedule.levels
-    return lambda s: (int(levels[s.equations[0].out]), rank.get(id(s), -1),
-                      s.equations[0].out)
+def _in_order(schedule: Schedule, members: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``members`` in schedule order: by level, then schedule position; a
+    follower taken out of a batch (not a schedule step) goes first in its
+    level (whose steps never read each other), by output. The schedule's
+    steps are in level order, so those among them are picked in one pass and
+    only the others are sorted and put in place by bisection."""
+    levels = schedule.levels.tolist()
+
+    def level(s: Any) -> int:
+        return levels[s.eq.out if type(s) is Single else s.equations[0].out]
+    wanted = set(map(id, members))
+    ranked = [s for s in schedule.steps if id(s) in wanted]
+    if len(ranked) == len(members):
+        return tuple(ranked)
+    found = set(map(id, ranked))
+    extra = sorted((m for m in members if id(m) not in found),
+                   key=lambda s: (level(s), s.equations[0].out))
+    if len(ranked) + len(extra) != len(members):  # a member listed twice
+        rank = {id(s): n for n, s in enumerate(schedule.steps)}
+        return tuple(sorted(members, key=lambda s: (level(s), rank.get(id(s), -1),
+                                                    s.equations[0].out)))
+    at = np.searchsorted([level(s) for s in ranked], [level(s) for s in extra], side="left")
+    out: list[Any] = []
+    done = 0
+    for step, here in zip(extra, at.tolist()):
+        out += ranked[done:here]
+        out.append(step)
+        done = here
+    return tuple(out + ranked[done:])
 
 
 def _arg(column: list[Equation], a: int, arg: Any, first: dict[int, int], starts: Any,
-         offsets: Any, variables: Any, region: dict[int, tuple[int, int]], n_w: int
+         offsets: Any, variables: Any, region: tuple[Any, NDArray[np.intp] | None], n_w: int
          ) -> tuple[Any, ...] | None:
-    """Argument ``a`` of one position, for every element (see Position)."""
+    """Argument ``a`` of one position, for every element (see Position);
+    ``region``: the lookup of :func:`_find` and the variables read here."""
     if not isinstance(arg, int):
         vals = [eq.args[a] for eq in column]
         shape = np.shape(arg)
@@ -413,22 +481,20 @@ def _arg(column: list[Equation], a: int, arg: Any, first: dict[int, int], starts
     if arg in first:
         t = first[arg]
         return ("local", slice(int(starts[t]), int(starts[t + 1])), shape)
-    read = np.array([eq.args[a] for eq in column], dtype=np.intp)
+    find, read = region
+    assert read is not None
     gather = offsets[read][:, None] + np.arange(variables[arg].size)
-    mask = np.zeros(len(column), dtype=bool)
-    source = np.zeros(len(column), dtype=np.intp)
-    u = None
-    for k, j in enumerate(read.tolist()):
-        hit = region.get(j)
-        if hit is None:
-            continue
-        m, t = hit
-        here = slice(int(starts[t]) - n_w, int(starts[t + 1]) - n_w)
-        if m >= k or here.start < 0 or (u is not None and u != here):
-            return None  # reads a later element, or a non-unknown of another element
-        mask[k], source[k], u = True, m, here
-    cross = Cross(mask, source, u) if u is not None else None
-    return ("outer", gather, shape, cross)
+    m, t = find(read)
+    mask = m >= 0
+    if not mask.any():
+        return ("outer", gather, shape, None)
+    k = np.flatnonzero(mask)
+    lo = np.asarray(starts)[t[k]] - n_w
+    hi = np.asarray(starts)[t[k] + 1] - n_w
+    if np.any(m[k] >= k) or lo[0] < 0 or np.any(lo != lo[0]) or np.any(hi != hi[0]):
+        return None  # reads a later element, or a non-unknown of another element
+    source = np.where(mask, m, 0).astype(np.intp)
+    return ("outer", gather, shape, Cross(mask, source, slice(int(lo[0]), int(hi[0]))))
 
 
 def _place(program: Program, steps: list[Any], group: CyclicGroup) -> list[Any]:
@@ -441,21 +507,29 @@ def _place(program: Program, steps: list[Any], group: CyclicGroup) -> list[Any]:
         return steps  # another group split that batch already
     steps = [rest.get(id(s), s) for s in steps]
     steps = [s for s in steps if s is not None]
-    members = {id(m) for m in group.members}
-    region = set(int(j) for m in group.members for eq in m.equations for j in [eq.out])
+    members = set(map(id, group.members))
+    member_eqs = list(chain.from_iterable(m.equations for m in group.members))
+    region = set(map(_OUT, member_eqs))
     late = set(region)
     before: list[Any] = []
     after: list[Any] = []
     for step in steps:
         if id(step) in members:
             continue
+        if type(step) is Single:  # most steps: one equation
+            if late.isdisjoint(step.eq.parents):
+                before.append(step)
+            else:
+                late.add(step.eq.out)
+                after.append(step)
+            continue
         eqs = step.equations
-        if any(j in late for eq in eqs for j in eq.parents):
+        if any(not late.isdisjoint(eq.parents) for eq in eqs):
             late.update(eq.out for eq in eqs)
             after.append(step)
         else:
             before.append(step)
-    outer = {j for m in group.members for eq in m.equations for j in eq.parents} - region
+    outer = set(chain.from_iterable(map(_PARENTS, member_eqs))) - region
     if outer & late:
         return steps
     return before + [group] + after

@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from numpy.typing import NDArray
 
 from lagrad.errors import CycleError, ProgramError
 from lagrad.ir import primitives as P
+from lagrad.ir.blocks import sorted_unique
 from lagrad.ir.program import Equation, Program, Variable
 
 __all__ = ["Index", "Schedule", "Single", "Batch", "CyclicBlock", "compile_schedule", "single_of",
@@ -111,17 +113,19 @@ class Index:
         mask[self.slice(j)] = True
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # slots: a traced loop of fixed points makes 10^6
 class Single:
-    """One equation, evaluated with its arguments reshaped from z."""
+    """One equation, evaluated with its arguments reshaped from z. ``ufunc``:
+    the value is a numpy ufunc without parameters, computed in place."""
 
     eq: Equation
     start: int
     stop: int
     shape: tuple[int, ...]
-    template: list[Any]
+    template: tuple[Any, ...]  # the constants in place, None where a variable goes
     vslots: tuple[tuple[int, int, int, tuple[int, ...]], ...]  # every variable argument
     dslots: tuple[tuple[int, int, int, tuple[int, ...]], ...]  # those to differentiate
+    ufunc: bool = False
 
     @property
     def equations(self) -> tuple[Equation, ...]:
@@ -132,11 +136,6 @@ class Single:
         for pos, a, b, shape in self.vslots:
             args[pos] = z[a:b].reshape(shape)
         return args
-
-    @cached_property
-    def ufunc(self) -> bool:
-        """The value is a numpy ufunc without parameters: computed in place."""
-        return isinstance(self.eq.primitive.value, np.ufunc) and not self.eq.params
 
     def run(self, z: Array, out: Array | None = None) -> None:
         """Write f_i(z) into ``out`` (default: z itself)."""
@@ -209,7 +208,7 @@ class Single:
         dslots = tuple(slot for slot, (_, j) in zip(self.vslots, self.eq.slots)
                        if (j in members) == inside)
         return Single(self.eq, self.start, self.stop, self.shape, self.template, self.vslots,
-                      dslots)
+                      dslots, self.ufunc)
 
     def mark_parents(self, mask: NDArray[np.bool_]) -> None:
         """Where the output is marked in ``mask``, mark every variable it reads."""
@@ -316,7 +315,7 @@ class Batch:
         if not keep.any():
             return None
         operands = [o[keep] for o in self.operands]
-        unique = tuple(len(np.unique(operands[k])) == int(keep.sum())
+        unique = tuple(len(sorted_unique(operands[k])) == int(keep.sum())
                        for k in self.var_positions)
         if self.lazy is None:
             eqs = tuple(eq for eq, kept in zip(self.eqs, keep) if kept)
@@ -342,9 +341,25 @@ class CyclicBlock:
     u_index: NDArray[np.intp]
     i_index: NDArray[np.intp]
     s_index: NDArray[np.intp]
-    interior: list[Single]
-    closing: list[Single]
+    interior_eqs: tuple[Equation, ...]  # in evaluation order
+    closing_eqs: tuple[Equation, ...]  # one per unknown, in the unknowns' order
+    index: Index
     runs: tuple[tuple[int, int], ...] = ()  # s_index as contiguous (start, stop) runs
+    # the equations, built on first read (a plain slot: grouping 10^5 blocks
+    # reads them several times each, and cached_property takes a lock)
+    _eqs: tuple[Equation, ...] | None = field(default=None, init=False, repr=False)
+
+    # the steps are built on first use: a group of same-structure blocks is
+    # solved from the equations, and a program may hold 10^5 blocks
+    @cached_property
+    def interior(self) -> list[Single]:
+        """The interior equations as steps, in evaluation order."""
+        return [_single(eq, self.index, self.index.variables) for eq in self.interior_eqs]
+
+    @cached_property
+    def closing(self) -> list[Single]:
+        """The closing equations as steps (one per unknown)."""
+        return [_single(eq, self.index, self.index.variables) for eq in self.closing_eqs]
 
     # the restricted steps are built on first use: a group of same-structure
     # blocks is solved without them, and a program may hold 10^5 blocks
@@ -390,7 +405,10 @@ class CyclicBlock:
 
     @property
     def equations(self) -> tuple[Equation, ...]:
-        return tuple(s.eq for s in self.interior + self.closing)
+        eqs = self._eqs
+        if eqs is None:
+            eqs = self._eqs = self.interior_eqs + self.closing_eqs
+        return eqs
 
     @property
     def steps(self) -> list[Single]:
@@ -467,11 +485,7 @@ def compile_schedule(program: Program) -> Schedule:
     """Order the blocks, level and group the equations of a general program
     (use :func:`lagrad.compile.compile_program`, which caches the result)."""
     variables = program.variables
-    for v in variables:
-        if v.kind != "input" and program.defining(v.index) is None:
-            what = "unknown" if v.kind == "unknown" else "variable"
-            raise ProgramError(f"{what} {v.name!r} is never defined: give it an equation with "
-                               f"program.define({v.name!r}, ...) or program.root(...)")
+    _check_defined(program)
     index = Index(program)
     levels = [0] * len(variables)  # a list: reading numpy scalars one by one is slow
     groups: dict[tuple[Any, ...], list[Equation]] = defaultdict(list)
@@ -479,6 +493,7 @@ def compile_schedule(program: Program) -> Schedule:
     timed: list[tuple[int, int, Step]] = []
     scalar = True
     init_sources = program.init_sources
+    defining, bounds = program.defining, index.bounds
     for block in program.blocks:
         if block.cyclic:
             unit = _cyclic(program, block, index)
@@ -492,12 +507,12 @@ def compile_schedule(program: Program) -> Schedule:
             timed.append((level, len(timed), unit))
             scalar = False
             continue
-        eq = program.defining(block.variables[0].index)
+        eq = defining(block.variables[0].index)
         if eq is None:
             continue  # an input
         level = levels[eq.out] = 1 + max([levels[j] for j in eq.parents], default=0)
-        if _batchable(eq, index.bounds):
-            groups[(level, eq.primitive, tuple(isinstance(a, int) for a in eq.args))].append(eq)
+        if _batchable(eq, bounds):
+            groups[(level, eq.primitive, tuple([isinstance(a, int) for a in eq.args]))].append(eq)
         else:
             singles.append((level, eq))
             scalar = False
@@ -508,10 +523,24 @@ def compile_schedule(program: Program) -> Schedule:
             singles += [(int(key[0]), eq) for eq in eqs]
     for level, eq in singles:
         timed.append((level, len(timed), _single(eq, index, variables)))
-    timed.sort(key=lambda t: (t[0], t[1]))
+    timed.sort(key=itemgetter(0))  # stable: creation order within a level
     steps = [s for _, _, s in timed]
     return Schedule(program, index, program.inputs, steps, np.array(levels, dtype=np.intp),
                     scalar and bool(steps), output=program.output_or_none)
+
+
+def _check_defined(program: Program) -> None:
+    """Raise if a non-input variable has no equation. Each equation defines one
+    non-input variable, and none twice: when the counts agree, all are."""
+    variables = program.variables
+    n_inputs = sum(1 for v in variables if v.kind == "input")
+    if n_inputs + len(program.equations) == len(variables):
+        return
+    for v in variables:
+        if v.kind != "input" and program.defining(v.index) is None:
+            what = "unknown" if v.kind == "unknown" else "variable"
+            raise ProgramError(f"{what} {v.name!r} is never defined: give it an equation with "
+                               f"program.define({v.name!r}, ...) or program.root(...)")
 
 
 def _batchable(eq: Equation, bounds: list[int]) -> bool:
@@ -534,7 +563,7 @@ def batch_of(eqs: list[Equation], index: Index) -> Batch:
             idx = index.offsets[[eq.args[k] for eq in eqs]]
             operands.append(idx)
             var_positions.append(k)
-            unique.append(len(np.unique(idx)) == len(idx))
+            unique.append(len(sorted_unique(idx)) == len(idx))
         else:
             operands.append(np.array([float(np.ravel(eq.args[k])[0]) for eq in eqs]))
     return Batch(tuple(eqs), first.primitive, out, operands, tuple(var_positions),
@@ -549,14 +578,15 @@ def single_of(eq: Equation, index: Index) -> Single:
 def _single(eq: Equation, index: Index, variables: Sequence[Variable]) -> Single:
     """A Single step (derivatives for every parent)."""
     bounds = index.bounds
-    template = [None if isinstance(a, int) else a for a in eq.args]
-    vslots = tuple((k, bounds[j], bounds[j + 1], variables[j].shape) for k, j in eq.slots)
-    return Single(eq, bounds[eq.out], bounds[eq.out + 1], variables[eq.out].shape, template,
-                  vslots, vslots)
+    template = tuple([None if isinstance(a, int) else a for a in eq.args])
+    vslots = tuple([(k, bounds[j], bounds[j + 1], variables[j].shape) for k, j in eq.slots])
+    out = eq.out
+    ufunc = not eq.params and isinstance(eq.primitive.value, np.ufunc)
+    return Single(eq, bounds[out], bounds[out + 1], variables[out].shape, template, vslots,
+                  vslots, ufunc)
 
 
 def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
-    variables = program.variables
     unknowns = block.unknowns
     if not unknowns:  # cycles can only be closed through unknowns
         raise CycleError(f"{block.name} is cyclic but has no unknown")
@@ -564,19 +594,23 @@ def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
     # with the unknowns given, the rest of the block is acyclic, and creation
     # order is topological for it (only unknowns are read before they exist)
     interior_vars = [v for v in block.variables if v.kind != "unknown"]
-    interior = [_single(_defining(program, v), index, variables) for v in interior_vars]
-    closing = [_single(_defining(program, v), index, variables) for v in unknowns]
+    interior = tuple([_defining(program, v) for v in interior_vars])
+    closing = tuple([_defining(program, v) for v in unknowns])
     bounds = index.bounds
-
-    def positions(vs: Sequence[Variable]) -> NDArray[np.intp]:
-        return np.array([p for v in vs for p in range(bounds[v.index], bounds[v.index + 1])],
-                        dtype=np.intp)
-
+    # positions in block order (unknowns and interior: that order, filtered)
+    s_pos: list[int] = []
+    u_pos: list[int] = []
+    i_pos: list[int] = []
+    spans = []
+    for v in block.variables:
+        a, b = bounds[v.index], bounds[v.index + 1]
+        spans.append((a, b))
+        s_pos.extend(range(a, b))
+        (u_pos if v.kind == "unknown" else i_pos).extend(range(a, b))
     return CyclicBlock(
-        block=block, members=members, unknowns=unknowns, u_index=positions(unknowns),
-        i_index=positions(interior_vars), s_index=positions(block.variables),
-        interior=interior, closing=closing,
-        runs=_runs([slice(bounds[v.index], bounds[v.index + 1]) for v in block.variables]))
+        block=block, members=members, unknowns=unknowns, u_index=np.array(u_pos, dtype=np.intp),
+        i_index=np.array(i_pos, dtype=np.intp), s_index=np.array(s_pos, dtype=np.intp),
+        interior_eqs=interior, closing_eqs=closing, index=index, runs=_runs(spans))
 
 
 def _kept_equations(batch: Batch, keep: NDArray[np.bool_]) -> tuple[Equation, ...]:
@@ -591,14 +625,14 @@ def _as_slice(positions: NDArray[np.intp]) -> slice | NDArray[np.intp]:
     return positions
 
 
-def _runs(slices: list[slice]) -> tuple[tuple[int, int], ...]:
-    """Merge sorted, adjacent slices into maximal (start, stop) runs."""
+def _runs(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Merge sorted, adjacent (start, stop) spans into maximal runs."""
     runs: list[list[int]] = []
-    for sl in sorted(slices, key=lambda s: s.start):
-        if runs and runs[-1][1] == sl.start:
-            runs[-1][1] = sl.stop
+    for start, stop in sorted(spans, key=itemgetter(0)):
+        if runs and runs[-1][1] == start:
+            runs[-1][1] = stop
         else:
-            runs.append([sl.start, sl.stop])
+            runs.append([start, stop])
     return tuple((a, b) for a, b in runs)
 
 

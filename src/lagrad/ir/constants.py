@@ -24,6 +24,9 @@ __all__ = ["frozen", "frozen_sparse", "frozen_param", "as_real"]
 _ComplexWarning = getattr(np, "exceptions", np).ComplexWarning
 
 
+_PLAIN = (int, bool, float, str, slice)
+
+
 def frozen(a: Any, dtype: DTypeLike = None) -> np.ndarray:
     """A read-only copy of ``a`` as an ndarray (of ``dtype``, if given)."""
     out = np.array(a, dtype=dtype, copy=True)
@@ -44,6 +47,8 @@ def frozen_sparse(m: Any) -> sp.csr_matrix:
 def frozen_param(value: Any) -> Any:
     """A primitive's parameter as recorded: arrays (also inside a tuple, as in an
     index) and sparse matrices frozen; anything else (ints, slices, shapes) as is."""
+    if value is None or type(value) in _PLAIN:
+        return value  # the common case (an axis, a flag): nothing to freeze
     if isinstance(value, np.ndarray):
         return frozen(value)
     if sp.issparse(value):

@@ -208,7 +208,7 @@ class Variable(P.Tracer):
         return bind(prim, args, params)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)  # slots: a traced loop makes 10^6 of them
 class Equation:
     """z_out = primitive(*args, **params).
 
@@ -385,8 +385,8 @@ class Program:
 
     def _new_variable(self, shape: Shape, kind: str, name: str | None) -> Variable:
         if name is None:
-            name = self._fresh_name()
-        if name in self._by_name:
+            name = self._fresh_name()  # free by construction
+        elif name in self._by_name:
             raise ProgramError(f"variable {name!r} is already defined in this program; "
                                "choose another name")
         v = Variable(self, len(self.variables), shape, kind, name)
@@ -418,7 +418,7 @@ class Program:
         if out.index in self._defined:
             raise ProgramError(f"variable {out.name!r} is defined twice: it already has the "
                                f"equation {self.describe(self._defined[out.index])}")
-        slots = tuple((k, a) for k, a in enumerate(args) if isinstance(a, int))
+        slots = tuple([(k, a) for k, a in enumerate(args) if isinstance(a, int)])
         eq = Equation(out.index, prim, args, params, slots, kind)
         self.equations.append(eq)
         self._defined[out.index] = eq
@@ -575,7 +575,7 @@ def bind(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
         raise ProgramError(f"{prim.name}({_arg_names(args)}): {err}") from err
     out = program._new_variable(shape, "defined", None)
     # constants are frozen copies: the caller may change its arrays afterwards
-    frozen_params = {k: frozen_param(v) for k, v in params.items()}
+    frozen_params = {k: frozen_param(v) for k, v in params.items()} if params else {}
     program._add_equation(out, prim, tuple(refs), frozen_params)
     return out
 
