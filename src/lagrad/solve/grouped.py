@@ -40,6 +40,7 @@ from lagrad.compile.groups import Cross, CyclicGroup, Position
 from lagrad.errors import SingularSystemError
 from lagrad.ir.batching import align
 from lagrad.solve.chain import MAX_REACH, BandFactor, Coupling, band_factorize
+from lagrad.solve.groupcarry import core_of, prefix_sums, suffix_sums
 from lagrad.solve.groupjac import group_jacobian
 from lagrad.solve.results import BlockResult
 
@@ -106,6 +107,7 @@ class GroupMap:
         self.args: list[list[Array]] = []
         self.ans: list[Array] = []
         self.partials = {}  # elementwise local derivatives at the current values
+        self.core = core_of(group)
 
     def _arg(self, p: int, a: int, arg: tuple[Any, ...], u: Array) -> Array:
         if arg[0] == "const":
@@ -123,19 +125,26 @@ class GroupMap:
         return value
 
     def __call__(self, u: Array) -> Array:
-        """G(U): sets the unknowns, runs the elements' equations, returns (B, n_U)."""
-        n_w = self.group.n_w
-        self.zl[:, n_w:] = u
+        """G(U): sets the unknowns, runs the elements' equations, returns (B, n_U).
+        With only the core's columns (B, core.n) it runs only the steps the core
+        needs (the running sums are left out; see groupcarry) and returns those."""
+        n_w, n = self.group.n_w, u.shape[1]
+        self.zl[:, n_w:n_w + n] = u
+        needed = self.core.needed if n < self.group.n_u else None
         self.args, self.ans = [], []
         self.partials: dict[tuple[int, int], Array] = {}
         for p, step in enumerate(self.group.steps):
+            if needed is not None and not needed[p]:
+                self.args.append([])
+                self.ans.append(None)
+                continue
             args = [self._arg(p, a, arg, u) for a, arg in enumerate(step.args)]
             val = step.primitive.batched_value(args, step.params).reshape(self.b, -1)
             (self.gu if step.closing else self.zl)[:, step.out] = val
             self.args.append(args)
             self.ans.append((self.gu if step.closing else self.zl)[:, step.out].reshape(
                 (self.b,) + step.shape))
-        return self.gu.copy(order="F")
+        return self.gu[:, :n].copy(order="F")
 
     def _jvp(self, p: int, a: int, t: Array) -> Array:
         """Output tangent of step p for the tangent t of its argument a alone;
@@ -251,24 +260,15 @@ def _coupling_matrix(coupling: list[Coupling], b: int, n: int) -> sp.csr_matrix 
                          shape=(b * n, b * n))
 
 
-def _reach(group: CyclicGroup) -> int:
-    """How many places back an element reads (0: no coupling)."""
-    reach = group.cache.get("reach")
-    if reach is None:
-        reach = max((int(np.max(np.nonzero(a[3].mask)[0] - a[3].source[a[3].mask]))
-                     for s in group.steps for a in s.args
-                     if a[0] == "outer" and a[3] is not None), default=0)
-        group.cache["reach"] = reach
-    return reach
-
-
 def factorize(gm: GroupMap) -> GroupFactor | BandFactor | int:
     """M L (or, for a chain, the band LU of M - C) at the current values of
-    ``gm`` (after a call); an element number when that element's M is singular."""
-    d, coupling = group_jacobian(gm)
-    m = np.eye(gm.group.n_u) - d
-    reach = _reach(gm.group)
-    if 0 < reach <= MAX_REACH:
+    ``gm`` (after a call); an element number when that element's M is singular.
+    It covers the group's core (groupcarry): U without its running sums."""
+    core = gm.core
+    d, coupling = group_jacobian(gm, core.n)
+    m = np.eye(core.n) - d
+    reach = core.reach
+    if reach <= MAX_REACH:
         band = band_factorize(m, coupling, reach, gm.group.cache)
         if isinstance(band, int) or np.all(band.condition <= SINGULAR_CONDITION):
             return band
@@ -280,7 +280,7 @@ def factorize(gm: GroupMap) -> GroupFactor | BandFactor | int:
     cond = np.abs(m).sum(axis=1).max(axis=1) * np.abs(minv).sum(axis=1).max(axis=1)
     if not np.all(cond <= SINGULAR_CONDITION):
         return int(np.argmax(np.where(np.isfinite(cond), cond, np.inf)))
-    c = _coupling_matrix(coupling, gm.b, gm.group.n_u) if reach else None
+    c = _coupling_matrix(coupling, gm.b, core.n) if reach else None
     lower = None
     if c is not None:
         b, n = minv.shape[0], minv.shape[1]
@@ -338,14 +338,17 @@ def _factorize_here(gm: GroupMap) -> GroupFactor | BandFactor:
 
 
 def _adjoint(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array:
-    group, n_w = gm.group, gm.group.n_w
-    lam_u0 = np.zeros((gm.b, group.n_u), order="F")
+    """Multipliers of the region: the running sums' first (read by nothing but
+    the next sum: suffix sums of their rhs), then the core's from the factorization."""
+    group, n_w, n = gm.group, gm.group.n_w, gm.core.n
+    lam_u = np.zeros((gm.b, group.n_u), order="F")
+    lam_u[:, n:] = suffix_sums(rhs[:, n_w + n:])
     ll = rhs.copy(order="F")
     ll[:, n_w:] = 0.0
-    outer = gm.vjp(ll, lam_u0)
-    c = rhs[:, n_w:] + ll[:, n_w:]
+    outer = gm.vjp(ll, lam_u)
+    c = rhs[:, n_w:n_w + n] + ll[:, n_w:n_w + n]
     _scatter(gm, outer, c, None)
-    lam_u = factor.solve(c, transposed=True)
+    lam_u[:, :n] = factor.solve(c, transposed=True)
     ll = rhs.copy(order="F")
     ll[:, n_w:] = 0.0
     outer = gm.vjp(ll, lam_u)
@@ -356,13 +359,14 @@ def _adjoint(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array
 
 def _scatter(gm: GroupMap, outer: dict[tuple[int, int], Array], into_u: Array | None,
              into_vec: Array | None) -> None:
-    """Outer cotangents: cross reads into the source elements' U (``into_u``),
-    everything else into the flat vector (``into_vec``)."""
+    """Outer cotangents: cross reads into the source elements' U (``into_u``,
+    the core's columns: a running sum's read of the one before is its suffix
+    sum), everything else into the flat vector (``into_vec``)."""
     for (p, a), ct in outer.items():
         arg = gm.group.steps[p].args[a]
         cross = arg[3]
         inside = cross.mask if cross is not None else np.zeros(gm.b, dtype=bool)
-        if into_u is not None and cross is not None:
+        if into_u is not None and cross is not None and cross.u.stop <= into_u.shape[1]:
             np.add.at(into_u, (cross.source[inside][:, None],
                                np.arange(cross.u.start, cross.u.stop)[None, :]), ct[inside])
         if into_vec is not None:
@@ -376,13 +380,17 @@ def _tangent(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array
         for a, arg in enumerate(step.args):
             if arg[0] == "outer":
                 outer_t[(p, a)] = vec[arg[1]].reshape((gm.b,) + arg[2])
+    n = gm.core.n
     tl = rhs.copy(order="F")
     tl[:, n_w:] = 0.0
-    c = rhs[:, n_w:] + gm.jvp(tl, _with_cross(gm, outer_t, None))
-    x_u = factor.solve(c, transposed=False)
+    c = rhs[:, n_w:n_w + n] + gm.jvp(tl, _with_cross(gm, outer_t, None))[:, :n]
+    x_u = np.zeros((gm.b, group.n_u), order="F")
+    x_u[:, :n] = factor.solve(c, transposed=False)
     tl = rhs.copy(order="F")
     tl[:, n_w:] = x_u
-    gm.jvp(tl, _with_cross(gm, outer_t, x_u))
+    gd = gm.jvp(tl, _with_cross(gm, outer_t, x_u))
+    if n < group.n_u:  # running sums (groupcarry): of their tangents with the core's
+        tl[:, n_w + n:] = prefix_sums(rhs[:, n_w + n:] + gd[:, n:])
     return tl
 
 

@@ -106,15 +106,20 @@ def _merge(parts: list[tuple[Array, Live]], shape: tuple[int, ...]) -> tuple[Arr
     return total, (lo, hi)
 
 
-def group_jacobian(gm: Any) -> tuple[Array, list[Coupling]]:
-    """D (B, n_U, n_U) and C's columns of a GroupMap after a call (at its
-    current values), from one seeded sweep."""
+def group_jacobian(gm: Any, n: int | None = None) -> tuple[Array, list[Coupling]]:
+    """D (B, n, n) and C's columns of a GroupMap after a call (at its current
+    values), from one seeded sweep; over U's first ``n`` columns (the group's
+    core, groupcarry: the steps it does not need are skipped), all by default."""
     group, b = gm.group, gm.b
-    n_w, n_u = group.n_w, group.n_u
+    n_w, n_u = group.n_w, group.n_u if n is None else n
+    needed = None if n_u == group.n_u else gm.core.needed
     seeds: dict[int, tuple[Array, Live]] = {}  # local slot start -> tangent
-    for step in group.steps:  # the unknowns' own unit seeds
+    for p, step in enumerate(group.steps):  # the unknowns' own unit seeds
+        if needed is not None and not needed[p]:
+            continue
         for arg in step.args:
-            if arg[0] == "local" and arg[1].start >= n_w and arg[1].start not in seeds:
+            if arg[0] == "local" and n_w <= arg[1].start < n_w + n_u \
+                    and arg[1].start not in seeds:
                 s = arg[1]
                 size = s.stop - s.start
                 seeds[s.start] = (np.broadcast_to(np.eye(size), (b, size, size)),
@@ -122,12 +127,16 @@ def group_jacobian(gm: Any) -> tuple[Array, list[Coupling]]:
     cross_seed: dict[tuple[int, int], tuple[int, Any]] = {}
     m = n_u
     for p, step in enumerate(group.steps):
+        if needed is not None and not needed[p]:
+            continue
         for a, arg in enumerate(step.args):
             if arg[0] == "outer" and arg[3] is not None:
                 cross_seed[(p, a)] = (m, arg[3])
                 m += arg[3].u.stop - arg[3].u.start
     jac = np.zeros((b, n_u, m), order="F")
     for p, step in enumerate(group.steps):
+        if needed is not None and not needed[p]:
+            continue
         parts = []
         for a, arg in enumerate(step.args):
             t = _tangent(seeds, cross_seed, p, a, arg, b)

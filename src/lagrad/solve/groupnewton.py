@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 
 from lagrad.compile.groups import CyclicGroup
 from lagrad.options import ForwardOptions
+from lagrad.solve.groupcarry import prefix_sums
 from lagrad.solve.grouped import GroupMap, factorize
 from lagrad.solve.nonlinear import NEWTON_MAXITER
 from lagrad.solve.results import BlockResult, Status, raise_for
@@ -141,7 +142,7 @@ def _line_search(gm: GroupMap, u: Array, step: Array, res: Array, tol: float
     step is halved for all at once, on the sum of squares of the residuals."""
     trial = u + step
     g = gm(trial)
-    if gm.group.chained:
+    if gm.core.chained:
         return _chain_line_search(gm, u, step, res, tol, trial, g)
     t = np.ones(u.shape[0])
     for _ in range(30):
@@ -179,16 +180,37 @@ def solve_group(group: CyclicGroup, z: Array, options: ForwardOptions,
     with np.errstate(all="ignore"):
         gm = GroupMap(group, z)
         warmup = WARMUP if (options.method or "auto") == "auto" else 0
-        result = newton_group(gm, _starts(group, inits), options.tolerance,
+        result = newton_group(gm, _starts(group, inits)[:, :gm.core.n], options.tolerance,
                               options.maxiter or NEWTON_MAXITER, warmup)
         raise_for(result)
         assert result.x is not None
-        gm(result.x)
+        _finish(gm, result)
+        raise_for(result)
         gm.write()
     result.seconds = time.perf_counter() - t0
     result.residual = result.residuals[-1]
     result.extra["blocks"] = group.block_numbers
     return result
+
+
+def _finish(gm: GroupMap, result: BlockResult) -> None:
+    """Evaluate the region at the solution of the core (result.x); the running
+    sums left out of it (groupcarry) are the cumulative sums of their terms:
+    G with the sums at zero gives each element's term (the first element's
+    with the value from outside added)."""
+    n, n_u = gm.core.n, gm.group.n_u
+    if n == n_u:
+        gm(result.x)
+        return
+    u = np.zeros((gm.b, n_u), order="F")
+    u[:, :n] = result.x
+    terms = gm(u)[:, n:]
+    sums = prefix_sums(terms)
+    gm.zl[:, gm.group.n_w + n:] = sums
+    bad = ~np.isfinite(sums).all(axis=1)
+    if bad.any():
+        _failed(gm.group, result, Status.BREAKDOWN, int(np.argmax(bad)), "a running sum "
+                "carried along the group is not finite")
 
 
 def _starts(group: CyclicGroup, inits: Mapping[int, Array]) -> Array:
