@@ -67,20 +67,20 @@ class BlockLU:
         perm: NDArray[np.intp] | None = None
         for j in range(n):
             column = np.abs(a[j:, j])
-            p = np.argmax(column, axis=0)
             # threshold pivoting: a row is swapped in only where the diagonal
             # entry is small against the column's largest (growth <= 1 + 1/PIVOT)
-            p[column[0] >= PIVOT * np.take_along_axis(column, p[None], axis=0)[0]] = 0
-            if p.any():
+            small = np.flatnonzero(column[0] < PIVOT * column.max(axis=0))
+            if small.size:
                 if perm is None:
                     perm = np.broadcast_to(np.arange(n)[:, None], (n, b)).copy()
-                p = p + j
+                p = np.full(b, j)
+                p[small] += np.argmax(column[:, small], axis=0)
                 _swap(a, j, p)
                 _swap(perm, j, p)
-            if j + 1 < n:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    a[j + 1:, j] /= a[j, j]
-                a[j + 1:, j + 1:] -= a[j + 1:, j, None] * a[j, None, j + 1:]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                for i in range(j + 1, n):  # row by row, in place (no (n, n, B) temporaries)
+                    a[i, j] /= a[j, j]
+                    a[i, j + 1:] -= a[i, j] * a[j, j + 1:]
         self.a, self.perm, self.n = a, perm, n
         self.pivots = np.abs(a[np.arange(n), np.arange(n)])  # (n, B)
 
