@@ -144,6 +144,7 @@ class BandFactor:
     bandwidth: int
     condition: Array  # per element, the ratio of its largest to smallest pivot
     diagonal: Array  # D, kept to see how much it moved over a Newton step
+    map: Any = None  # the group's map evaluated where this was made (linear solves reuse it)
 
     def solve(self, r: Array, transposed: bool) -> Array:
         """(M - C) x = r, or its transpose; r and x are (B, n_U)."""
