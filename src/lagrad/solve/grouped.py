@@ -8,10 +8,12 @@ reading an earlier one's unknowns, so C is strictly block lower triangular):
 
     I - K = M - C = M (I - M^-1 C) = M L,    M = I - D (B stacked n_U x n_U)
 
-M is inverted as a stack (numpy's batched linalg) and L, unit lower
-triangular, is solved by one sparse triangular solve; independent blocks
-have no C and need only the stack. D's columns come from n_U batched JVP
-sweeps, C's from one sweep per coupling entry read.
+M is factorized by one LU vectorized over the elements and L, unit lower
+triangular and banded in a chain, by BLAS dtbsv (solve/chain.py); independent
+blocks have no C and need only M's LU; a group reaching further back than
+chain.MAX_REACH keeps M's stacked inverse and one sparse triangular solve.
+D and C come from one seeded sweep (solve/groupjac.py). Running sums carried
+along the group are left out of U's Newton solve (solve/groupcarry.py).
 
 Linear solves reuse that factorization. The region's system, split into
 its unknowns U and the rest W (connectors, interiors), is reduced to U:
