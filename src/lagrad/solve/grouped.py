@@ -107,14 +107,53 @@ def _by_slot(group: CyclicGroup) -> NDArray[np.intp]:
     return found
 
 
+def _regular(group: CyclicGroup) -> tuple[int, int, NDArray[np.intp], int] | None:
+    """(first, stride, columns, width) when element k's entries sit at
+    first + k stride + columns (a traced loop lays its iterations out so),
+    else None (cached)."""
+    found = group.cache.get("regular", False)
+    if found is False:
+        pos, found = group.positions, None
+        if pos.shape[0] > 1:
+            stride = int(pos[1, 0] - pos[0, 0])
+            steps = np.arange(pos.shape[0])[:, None] * stride
+            if stride > 0 and np.array_equal(pos, pos[0] + steps):
+                first = int(pos[0].min())
+                cols = pos[0] - first
+                found = (first, stride, cols, int(cols.max()) + 1)
+        group.cache["regular"] = found
+    return found
+
+
+def _rows(group: CyclicGroup, z: Array) -> tuple[Array, NDArray[np.intp]] | None:
+    """A view (width, B) of z, one row per column of the elements' span, and
+    the rows that are the region's slots; None when not regular."""
+    regular = _regular(group)
+    if regular is None or z.ndim != 1:
+        return None
+    first, stride, cols, width = regular
+    step = z.strides[0]
+    view = np.lib.stride_tricks.as_strided(z[first:], shape=(width, group.size),
+                                           strides=(step, stride * step))
+    return view, cols
+
+
 def gather(group: CyclicGroup, z: Array) -> Array:
     """The region's entries of the flat vector z in the element layout (B,
-    n_W + n_U), Fortran-ordered: one contiguous gather per slot."""
+    n_W + n_U), Fortran-ordered: one strided copy per slot (a traced loop's
+    iterations are evenly spaced), or one gather."""
+    rows = _rows(group, z)
+    if rows is not None:
+        return rows[0][rows[1]].T
     return z[_by_slot(group)].T
 
 
 def scatter(group: CyclicGroup, z: Array, local: Array) -> None:
     """Write the element layout ``local`` back into the flat vector z."""
+    rows = _rows(group, z)
+    if rows is not None:
+        rows[0][rows[1]] = local.T
+        return
     z[_by_slot(group)] = local.T
 
 
