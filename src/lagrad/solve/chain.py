@@ -150,16 +150,16 @@ class BandFactor:
         """(M - C) x = r, or its transpose; r and x are (B, n_U)."""
         b, n = r.shape
         if not transposed:
-            y = self.lu.solve(r.T).T
+            y = self.lu.solve(r.T).T  # Fortran order, like the group's arrays
             if self.band is None:
-                return np.ascontiguousarray(y)
+                return y
             x = dtbsv(self.bandwidth, self.band, y.ravel(), lower=1, diag=1)
             return x.reshape(b, n)
         w = r
         if self.band is not None:
             w = dtbsv(self.bandwidth, self.band, np.ravel(r), lower=1, trans=1,
                       diag=1).reshape(b, n)
-        return np.ascontiguousarray(self.lu.solve(w.T, transposed=True).T)
+        return self.lu.solve(w.T, transposed=True).T
 
 
 def as_index(k: NDArray[np.intp]) -> slice | NDArray[np.intp]:
