@@ -132,3 +132,22 @@ def test_prefix_and_suffix_sums() -> None:
     v = np.arange(1.0, 6.0)[:, None]
     assert np.array_equal(prefix_sums(v)[:, 0], [1, 3, 6, 10, 15])
     assert np.array_equal(suffix_sums(v)[:, 0], [15, 14, 12, 9, 5])
+
+
+@pytest.mark.parametrize("pattern", ["same", "distinct", "repeated"])
+def test_outer_cotangents_add_like_add_at(pattern: str) -> None:
+    from lagrad.solve.grouped import _add_outer
+
+    group = the_group(BlockChain(6, seed=0).trace())
+    rng = np.random.default_rng(2)
+    b = 7
+    pos = {"same": np.tile([3, 4], (b, 1)),
+           "distinct": np.arange(2 * b).reshape(b, 2)[::-1].copy(),
+           "repeated": rng.integers(0, 5, (b, 2))}[pattern]
+    ct = rng.standard_normal((b, 2))
+    want = rng.standard_normal(20)
+    got = want.copy()
+    np.add.at(want, pos, ct)
+    _add_outer(group, ("test", pattern), got, pos, ct)
+    assert group.cache[("outer kind", ("test", pattern))] == pattern
+    assert np.allclose(got, want, rtol=1e-14, atol=1e-14)

@@ -455,15 +455,47 @@ def _scatter(gm: GroupMap, outer: dict[tuple[int, int], Array], into_u: Array | 
     """Outer cotangents: cross reads into the source elements' U (``into_u``,
     the core's columns: a running sum's read of the one before is its suffix
     sum), everything else into the flat vector (``into_vec``)."""
+    group = gm.group
     for (p, a), ct in outer.items():
-        arg = gm.group.steps[p].args[a]
+        arg = group.steps[p].args[a]
         cross = arg[3]
-        inside = cross.mask if cross is not None else np.zeros(gm.b, dtype=bool)
         if into_u is not None and cross is not None and cross.u.stop <= into_u.shape[1]:
-            np.add.at(into_u, (cross.source[inside][:, None],
-                               np.arange(cross.u.start, cross.u.stop)[None, :]), ct[inside])
-        if into_vec is not None:
-            np.add.at(into_vec, arg[1][~inside], ct[~inside])
+            d = _shift(group, cross)
+            if d:  # element k read element k - d: a slice, no scattered add
+                into_u[:-d, cross.u] += ct[d:]
+            else:
+                inside = cross.mask
+                np.add.at(into_u, (cross.source[inside][:, None],
+                                   np.arange(cross.u.start, cross.u.stop)[None, :]),
+                          ct[inside])
+        if into_vec is None:
+            continue
+        if cross is None:
+            _add_outer(group, (p, a), into_vec, arg[1], ct)
+        else:
+            rest = _outside(group, cross)
+            if rest.size:
+                np.add.at(into_vec, arg[1][rest], ct[rest])
+
+
+def _add_outer(group: CyclicGroup, key: tuple[int, int], vec: Array, pos: NDArray[np.intp],
+               ct: Array) -> None:
+    """vec[pos] += ct with repeated positions summed: one sum when every
+    element reads the same entries (an input all blocks share), a plain
+    indexed add when no position repeats, else ``np.add.at``."""
+    kind = group.cache.get(("outer kind", key))
+    if kind is None:
+        if np.all(pos == pos[0]):
+            kind = "same"
+        else:
+            kind = "distinct" if np.unique(pos).size == pos.size else "repeated"
+        group.cache[("outer kind", key)] = kind
+    if kind == "same":
+        vec[pos[0]] += ct.sum(axis=0)
+    elif kind == "distinct":
+        vec[pos] += ct
+    else:
+        np.add.at(vec, pos, ct)
 
 
 def _tangent(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array:
