@@ -1,11 +1,12 @@
 """Newton on a group of same-structure cyclic blocks (solve/grouped.py).
 
 One Newton iteration on F(U) = U - G(U) over the unknowns U (B, n_U) of all B
-elements, converged when every element's ||U_k - G_k(U)|| <= tol max(1,
-||U_k||). What it costs, measured on the blocks chain: one evaluation of G
-is the unit; a factorization of I - dG/dU (one seeded Jacobian sweep, the
-elements' LU and the band of L) about 7 of them; a solve with it under one.
-Hence:
+elements (U without the running sums carried along the group: those are
+cumulative sums after it, solve/groupcarry.py), converged when every
+element's ||U_k - G_k(U)|| <= tol max(1, ||U_k||). What it costs, measured
+on the blocks chain: one evaluation of G is the unit; a factorization of
+I - dG/dU (one seeded Jacobian sweep, the elements' LU and the band of L)
+about 4 of them; a solve with it under one. Hence:
 
 * with the default method, a few fixed-point sweeps first (each kept only
   while it contracts the unknowns' residual), a cheap start;
