@@ -67,20 +67,20 @@ class BlockLU:
         perm: NDArray[np.intp] | None = None
         for j in range(n):
             column = np.abs(a[j:, j])
-            p = np.argmax(column, axis=0)
             # threshold pivoting: a row is swapped in only where the diagonal
             # entry is small against the column's largest (growth <= 1 + 1/PIVOT)
-            p[column[0] >= PIVOT * np.take_along_axis(column, p[None], axis=0)[0]] = 0
-            if p.any():
+            small = np.flatnonzero(column[0] < PIVOT * column.max(axis=0))
+            if small.size:
                 if perm is None:
                     perm = np.broadcast_to(np.arange(n)[:, None], (n, b)).copy()
-                p = p + j
+                p = np.full(b, j)
+                p[small] += np.argmax(column[:, small], axis=0)
                 _swap(a, j, p)
                 _swap(perm, j, p)
-            if j + 1 < n:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    a[j + 1:, j] /= a[j, j]
-                a[j + 1:, j + 1:] -= a[j + 1:, j, None] * a[j, None, j + 1:]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                for i in range(j + 1, n):  # row by row, in place (no (n, n, B) temporaries)
+                    a[i, j] /= a[j, j]
+                    a[i, j + 1:] -= a[i, j] * a[j, j + 1:]
         self.a, self.perm, self.n = a, perm, n
         self.pivots = np.abs(a[np.arange(n), np.arange(n)])  # (n, B)
 
@@ -144,21 +144,22 @@ class BandFactor:
     bandwidth: int
     condition: Array  # per element, the ratio of its largest to smallest pivot
     diagonal: Array  # D, kept to see how much it moved over a Newton step
+    map: Any = None  # the group's map evaluated where this was made (linear solves reuse it)
 
     def solve(self, r: Array, transposed: bool) -> Array:
         """(M - C) x = r, or its transpose; r and x are (B, n_U)."""
         b, n = r.shape
         if not transposed:
-            y = self.lu.solve(r.T).T
+            y = self.lu.solve(r.T).T  # Fortran order, like the group's arrays
             if self.band is None:
-                return np.ascontiguousarray(y)
+                return y
             x = dtbsv(self.bandwidth, self.band, y.ravel(), lower=1, diag=1)
             return x.reshape(b, n)
         w = r
         if self.band is not None:
             w = dtbsv(self.bandwidth, self.band, np.ravel(r), lower=1, trans=1,
                       diag=1).reshape(b, n)
-        return np.ascontiguousarray(self.lu.solve(w.T, transposed=True).T)
+        return self.lu.solve(w.T, transposed=True).T
 
 
 def as_index(k: NDArray[np.intp]) -> slice | NDArray[np.intp]:

@@ -8,10 +8,12 @@ reading an earlier one's unknowns, so C is strictly block lower triangular):
 
     I - K = M - C = M (I - M^-1 C) = M L,    M = I - D (B stacked n_U x n_U)
 
-M is inverted as a stack (numpy's batched linalg) and L, unit lower
-triangular, is solved by one sparse triangular solve; independent blocks
-have no C and need only the stack. D's columns come from n_U batched JVP
-sweeps, C's from one sweep per coupling entry read.
+M is factorized by one LU vectorized over the elements and L, unit lower
+triangular and banded in a chain, by BLAS dtbsv (solve/chain.py); independent
+blocks have no C and need only M's LU; a group reaching further back than
+chain.MAX_REACH keeps M's stacked inverse and one sparse triangular solve.
+D and C come from one seeded sweep (solve/groupjac.py). Running sums carried
+along the group are left out of U's Newton solve (solve/groupcarry.py).
 
 Linear solves reuse that factorization. The region's system, split into
 its unknowns U and the rest W (connectors, interiors), is reduced to U:
@@ -38,8 +40,9 @@ from scipy.sparse.linalg import spsolve_triangular
 
 from lagrad.compile.groups import Cross, CyclicGroup, Position
 from lagrad.errors import SingularSystemError
-from lagrad.ir.batching import align
+from lagrad.ir.batching import MATMUL, align
 from lagrad.solve.chain import MAX_REACH, BandFactor, Coupling, band_factorize
+from lagrad.solve.groupcarry import core_of, prefix_sums, suffix_sums
 from lagrad.solve.groupjac import group_jacobian
 from lagrad.solve.results import BlockResult
 
@@ -60,6 +63,35 @@ def _outside(group: CyclicGroup, cross: Cross) -> NDArray[np.intp]:
     return found
 
 
+def _shift(group: CyclicGroup, cross: Cross) -> int:
+    """d when element k reads element k - d for every k >= d (and the first d
+    read outside the group), else 0."""
+    key = ("shift", id(cross))
+    found = group.cache.get(key)
+    if found is None:
+        k = np.flatnonzero(cross.mask)
+        d = int(k[0]) if k.size else 0
+        regular = d > 0 and k.size == group.size - d and np.array_equal(cross.source[k], k - d)
+        found = group.cache[key] = d if regular else 0
+    return found
+
+
+def _matrix_by_entry(group: CyclicGroup, p: int) -> Array | None:
+    """For a step ``A_k @ x_k`` (A constant, x a vector): A as (r, c, B), each
+    entry's values for all elements contiguous (cached), so that the product
+    is one einsum over contiguous rows (6x faster than the stacked (B, r, c)
+    product at B = 1e5); None for any other step."""
+    key = ("matrix by entry", p)
+    if key not in group.cache:
+        step, found = group.steps[p], None
+        if step.primitive.batch is MATMUL and len(step.args) == 2 \
+                and step.args[0][0] == "const" and np.ndim(step.args[0][1]) == 3 \
+                and step.args[1][0] != "const" and len(step.args[1][2]) == 1:
+            found = np.ascontiguousarray(np.moveaxis(step.args[0][1], 0, -1))
+        group.cache[key] = found
+    return group.cache[key]
+
+
 LAYOUT = "F"
 """The element layouts (B, n_W + n_U) of values, tangents and multipliers are
 Fortran-ordered: a slot's column holds all B elements contiguously, so an
@@ -75,14 +107,53 @@ def _by_slot(group: CyclicGroup) -> NDArray[np.intp]:
     return found
 
 
+def _regular(group: CyclicGroup) -> tuple[int, int, NDArray[np.intp], int] | None:
+    """(first, stride, columns, width) when element k's entries sit at
+    first + k stride + columns (a traced loop lays its iterations out so),
+    else None (cached)."""
+    found = group.cache.get("regular", False)
+    if found is False:
+        pos, found = group.positions, None
+        if pos.shape[0] > 1:
+            stride = int(pos[1, 0] - pos[0, 0])
+            steps = np.arange(pos.shape[0])[:, None] * stride
+            if stride > 0 and np.array_equal(pos, pos[0] + steps):
+                first = int(pos[0].min())
+                cols = pos[0] - first
+                found = (first, stride, cols, int(cols.max()) + 1)
+        group.cache["regular"] = found
+    return found
+
+
+def _rows(group: CyclicGroup, z: Array) -> tuple[Array, NDArray[np.intp]] | None:
+    """A view (width, B) of z, one row per column of the elements' span, and
+    the rows that are the region's slots; None when not regular."""
+    regular = _regular(group)
+    if regular is None or z.ndim != 1:
+        return None
+    first, stride, cols, width = regular
+    step = z.strides[0]
+    view = np.lib.stride_tricks.as_strided(z[first:], shape=(width, group.size),
+                                           strides=(step, stride * step))
+    return view, cols
+
+
 def gather(group: CyclicGroup, z: Array) -> Array:
     """The region's entries of the flat vector z in the element layout (B,
-    n_W + n_U), Fortran-ordered: one contiguous gather per slot."""
+    n_W + n_U), Fortran-ordered: one strided copy per slot (a traced loop's
+    iterations are evenly spaced), or one gather."""
+    rows = _rows(group, z)
+    if rows is not None:
+        return rows[0][rows[1]].T
     return z[_by_slot(group)].T
 
 
 def scatter(group: CyclicGroup, z: Array, local: Array) -> None:
     """Write the element layout ``local`` back into the flat vector z."""
+    rows = _rows(group, z)
+    if rows is not None:
+        rows[0][rows[1]] = local.T
+        return
     z[_by_slot(group)] = local.T
 
 
@@ -106,6 +177,7 @@ class GroupMap:
         self.args: list[list[Array]] = []
         self.ans: list[Array] = []
         self.partials = {}  # elementwise local derivatives at the current values
+        self.core = core_of(group)
 
     def _arg(self, p: int, a: int, arg: tuple[Any, ...], u: Array) -> Array:
         if arg[0] == "const":
@@ -115,6 +187,12 @@ class GroupMap:
         value = self.outer[(p, a)]
         cross = arg[3]
         if cross is not None:  # the source elements' unknowns, the outside value elsewhere
+            d = _shift(self.group, cross)
+            if d:  # element k reads element k - d: two slice copies, no gather
+                flat = np.empty((self.b, cross.u.stop - cross.u.start), order="F")
+                flat[d:] = u[:-d, cross.u]
+                flat[:d] = value.reshape(self.b, -1)[:d]
+                return flat.reshape(value.shape)
             flat = np.take(u[:, cross.u], cross.source, axis=0)
             rest = _outside(self.group, cross)
             if rest.size:
@@ -123,19 +201,39 @@ class GroupMap:
         return value
 
     def __call__(self, u: Array) -> Array:
-        """G(U): sets the unknowns, runs the elements' equations, returns (B, n_U)."""
-        n_w = self.group.n_w
-        self.zl[:, n_w:] = u
-        self.args, self.ans = [], []
+        """G(U): sets the unknowns, runs the elements' equations, returns (B, n_U).
+        With only the core's columns (B, core.n) it runs only the steps the core
+        needs (the running sums are left out; see groupcarry) and returns those."""
+        n = u.shape[1]
+        self.args = [[] for _ in self.group.steps]
+        self.ans = [None] * len(self.group.steps)
         self.partials: dict[tuple[int, int], Array] = {}
+        self._run(u, self.core.needed if n < self.group.n_u else None, True)
+        return self.gu[:, :n].copy(order="F")
+
+    def complete(self, u: Array) -> Array:
+        """After a call with the core's columns at the core's solution: the
+        steps left out, with the whole U (B, n_U); returns G's running-sum columns."""
+        self._run(u, self.core.needed, False)
+        return self.gu[:, self.core.n:].copy(order="F")
+
+    def _run(self, u: Array, needed: tuple[bool, ...] | None, value: bool) -> None:
+        """Set U and run the steps whose ``needed`` entry is ``value`` (all: None)."""
+        n_w = self.group.n_w
+        self.zl[:, n_w:n_w + u.shape[1]] = u
         for p, step in enumerate(self.group.steps):
+            if needed is not None and needed[p] is not value:
+                continue
             args = [self._arg(p, a, arg, u) for a, arg in enumerate(step.args)]
-            val = step.primitive.batched_value(args, step.params).reshape(self.b, -1)
+            at = _matrix_by_entry(self.group, p)
+            if at is not None:
+                val = np.einsum("ijb,bj->bi", at, args[1])
+            else:
+                val = step.primitive.batched_value(args, step.params).reshape(self.b, -1)
             (self.gu if step.closing else self.zl)[:, step.out] = val
-            self.args.append(args)
-            self.ans.append((self.gu if step.closing else self.zl)[:, step.out].reshape(
-                (self.b,) + step.shape))
-        return self.gu.copy(order="F")
+            self.args[p] = args
+            self.ans[p] = (self.gu if step.closing else self.zl)[:, step.out].reshape(
+                (self.b,) + step.shape)
 
     def _jvp(self, p: int, a: int, t: Array) -> Array:
         """Output tangent of step p for the tangent t of its argument a alone;
@@ -223,6 +321,7 @@ class GroupFactor:
     lower: Any
     condition: Array  # per element, ||M||_1 ||M^-1||_1
     diagonal: Array  # D, kept to see how much it moved over a Newton step
+    map: Any = None  # the group's map evaluated where this was made (linear solves reuse it)
 
     def solve(self, r: Array, transposed: bool) -> Array:
         """(M - C) x = r, or its transpose; r and x are (B, n_U)."""
@@ -251,24 +350,15 @@ def _coupling_matrix(coupling: list[Coupling], b: int, n: int) -> sp.csr_matrix 
                          shape=(b * n, b * n))
 
 
-def _reach(group: CyclicGroup) -> int:
-    """How many places back an element reads (0: no coupling)."""
-    reach = group.cache.get("reach")
-    if reach is None:
-        reach = max((int(np.max(np.nonzero(a[3].mask)[0] - a[3].source[a[3].mask]))
-                     for s in group.steps for a in s.args
-                     if a[0] == "outer" and a[3] is not None), default=0)
-        group.cache["reach"] = reach
-    return reach
-
-
 def factorize(gm: GroupMap) -> GroupFactor | BandFactor | int:
     """M L (or, for a chain, the band LU of M - C) at the current values of
-    ``gm`` (after a call); an element number when that element's M is singular."""
-    d, coupling = group_jacobian(gm)
-    m = np.eye(gm.group.n_u) - d
-    reach = _reach(gm.group)
-    if 0 < reach <= MAX_REACH:
+    ``gm`` (after a call); an element number when that element's M is singular.
+    It covers the group's core (groupcarry): U without its running sums."""
+    core = gm.core
+    d, coupling = group_jacobian(gm, core.n)
+    m = np.eye(core.n) - d
+    reach = core.reach
+    if reach <= MAX_REACH:
         band = band_factorize(m, coupling, reach, gm.group.cache)
         if isinstance(band, int) or np.all(band.condition <= SINGULAR_CONDITION):
             return band
@@ -280,7 +370,7 @@ def factorize(gm: GroupMap) -> GroupFactor | BandFactor | int:
     cond = np.abs(m).sum(axis=1).max(axis=1) * np.abs(minv).sum(axis=1).max(axis=1)
     if not np.all(cond <= SINGULAR_CONDITION):
         return int(np.argmax(np.where(np.isfinite(cond), cond, np.inf)))
-    c = _coupling_matrix(coupling, gm.b, gm.group.n_u) if reach else None
+    c = _coupling_matrix(coupling, gm.b, core.n) if reach else None
     lower = None
     if c is not None:
         b, n = minv.shape[0], minv.shape[1]
@@ -314,8 +404,11 @@ def solve_linear(group: CyclicGroup, z: Array, vec: Array, transposed: bool,
     (and, for the tangent, the outside tangents) in, its solution (and, for the
     adjoint, its pullbacks to the outside) out."""
     t0 = time.perf_counter()
-    gm = GroupMap(group, z)
-    gm(np.asfortranarray(z[group.u_positions]))
+    u = z[group.u_positions]
+    gm = None if factor is None else factor.map
+    if gm is None or gm.z is not z or not np.array_equal(gm.zl[:, group.n_w:], u):
+        gm = GroupMap(group, z)
+        gm(np.asfortranarray(u))
     if factor is None:
         factor = _factorize_here(gm)
     rhs = gather(group, vec)
@@ -338,14 +431,17 @@ def _factorize_here(gm: GroupMap) -> GroupFactor | BandFactor:
 
 
 def _adjoint(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array:
-    group, n_w = gm.group, gm.group.n_w
-    lam_u0 = np.zeros((gm.b, group.n_u), order="F")
+    """Multipliers of the region: the running sums' first (read by nothing but
+    the next sum: suffix sums of their rhs), then the core's from the factorization."""
+    group, n_w, n = gm.group, gm.group.n_w, gm.core.n
+    lam_u = np.zeros((gm.b, group.n_u), order="F")
+    lam_u[:, n:] = suffix_sums(rhs[:, n_w + n:])
     ll = rhs.copy(order="F")
     ll[:, n_w:] = 0.0
-    outer = gm.vjp(ll, lam_u0)
-    c = rhs[:, n_w:] + ll[:, n_w:]
+    outer = gm.vjp(ll, lam_u)
+    c = rhs[:, n_w:n_w + n] + ll[:, n_w:n_w + n]
     _scatter(gm, outer, c, None)
-    lam_u = factor.solve(c, transposed=True)
+    lam_u[:, :n] = factor.solve(c, transposed=True)
     ll = rhs.copy(order="F")
     ll[:, n_w:] = 0.0
     outer = gm.vjp(ll, lam_u)
@@ -356,17 +452,50 @@ def _adjoint(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array
 
 def _scatter(gm: GroupMap, outer: dict[tuple[int, int], Array], into_u: Array | None,
              into_vec: Array | None) -> None:
-    """Outer cotangents: cross reads into the source elements' U (``into_u``),
-    everything else into the flat vector (``into_vec``)."""
+    """Outer cotangents: cross reads into the source elements' U (``into_u``,
+    the core's columns: a running sum's read of the one before is its suffix
+    sum), everything else into the flat vector (``into_vec``)."""
+    group = gm.group
     for (p, a), ct in outer.items():
-        arg = gm.group.steps[p].args[a]
+        arg = group.steps[p].args[a]
         cross = arg[3]
-        inside = cross.mask if cross is not None else np.zeros(gm.b, dtype=bool)
-        if into_u is not None and cross is not None:
-            np.add.at(into_u, (cross.source[inside][:, None],
-                               np.arange(cross.u.start, cross.u.stop)[None, :]), ct[inside])
-        if into_vec is not None:
-            np.add.at(into_vec, arg[1][~inside], ct[~inside])
+        if into_u is not None and cross is not None and cross.u.stop <= into_u.shape[1]:
+            d = _shift(group, cross)
+            if d:  # element k read element k - d: a slice, no scattered add
+                into_u[:-d, cross.u] += ct[d:]
+            else:
+                inside = cross.mask
+                np.add.at(into_u, (cross.source[inside][:, None],
+                                   np.arange(cross.u.start, cross.u.stop)[None, :]),
+                          ct[inside])
+        if into_vec is None:
+            continue
+        if cross is None:
+            _add_outer(group, (p, a), into_vec, arg[1], ct)
+        else:
+            rest = _outside(group, cross)
+            if rest.size:
+                np.add.at(into_vec, arg[1][rest], ct[rest])
+
+
+def _add_outer(group: CyclicGroup, key: tuple[int, int], vec: Array, pos: NDArray[np.intp],
+               ct: Array) -> None:
+    """vec[pos] += ct with repeated positions summed: one sum when every
+    element reads the same entries (an input all blocks share), a plain
+    indexed add when no position repeats, else ``np.add.at``."""
+    kind = group.cache.get(("outer kind", key))
+    if kind is None:
+        if np.all(pos == pos[0]):
+            kind = "same"
+        else:
+            kind = "distinct" if np.unique(pos).size == pos.size else "repeated"
+        group.cache[("outer kind", key)] = kind
+    if kind == "same":
+        vec[pos[0]] += ct.sum(axis=0)
+    elif kind == "distinct":
+        vec[pos] += ct
+    else:
+        np.add.at(vec, pos, ct)
 
 
 def _tangent(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array:
@@ -376,13 +505,17 @@ def _tangent(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array
         for a, arg in enumerate(step.args):
             if arg[0] == "outer":
                 outer_t[(p, a)] = vec[arg[1]].reshape((gm.b,) + arg[2])
+    n = gm.core.n
     tl = rhs.copy(order="F")
     tl[:, n_w:] = 0.0
-    c = rhs[:, n_w:] + gm.jvp(tl, _with_cross(gm, outer_t, None))
-    x_u = factor.solve(c, transposed=False)
+    c = rhs[:, n_w:n_w + n] + gm.jvp(tl, _with_cross(gm, outer_t, None))[:, :n]
+    x_u = np.zeros((gm.b, group.n_u), order="F")
+    x_u[:, :n] = factor.solve(c, transposed=False)
     tl = rhs.copy(order="F")
     tl[:, n_w:] = x_u
-    gm.jvp(tl, _with_cross(gm, outer_t, x_u))
+    gd = gm.jvp(tl, _with_cross(gm, outer_t, x_u))
+    if n < group.n_u:  # running sums (groupcarry): of their tangents with the core's
+        tl[:, n_w + n:] = prefix_sums(rhs[:, n_w + n:] + gd[:, n:])
     return tl
 
 

@@ -81,6 +81,8 @@ def _matmul(k: int, t: Array, a: Array, b: Array) -> Array:
     """(a @ b)' for the seeded tangent t of a (k = 0) or b (k = 1)."""
     a2 = a if a.ndim == 3 else a[:, None, :]
     b2 = b if b.ndim == 3 else b[:, :, None]
+    if k == 1 and b.ndim == 2 and _unit_seeds(t):  # A times the unit seeds: A
+        return a2 if a.ndim == 3 else a2[:, 0]
     if k == 0:
         t2 = t if a.ndim == 3 else t[:, None]
         out = np.einsum("brpm,bpq->brqm", t2, b2)
@@ -94,27 +96,45 @@ def _matmul(k: int, t: Array, a: Array, b: Array) -> Array:
     return out
 
 
+def _unit_seeds(t: Array) -> bool:
+    """``t`` (B, p, p) is the same identity for every element (a vector's own seeds)."""
+    return t.ndim == 3 and t.strides[0] == 0 and t.shape[1] == t.shape[2] \
+        and np.array_equal(t[0], np.eye(t.shape[1]))
+
+
 def _merge(parts: list[tuple[Array, Live]], shape: tuple[int, ...]) -> tuple[Array, Live]:
     """The sum of tangents carrying different seeds, over the hull of their
     seed ranges (a seed in the hull that none carries is a zero column)."""
     if len(parts) == 1:
         return parts[0]
     lo, hi = min(p[1][0] for p in parts), max(p[1][1] for p in parts)
-    total = np.zeros(shape + (hi - lo,), order="F")
-    for value, (a, b) in parts:
-        total[..., a - lo:b - lo] += value
+    total = np.empty(shape + (hi - lo,), order="F")
+    covered = np.zeros(hi - lo, dtype=bool)
+    for value, (a, b) in sorted(parts, key=lambda p: p[1]):
+        if covered[a - lo:b - lo].any():
+            total[..., a - lo:b - lo] += value
+        else:  # the first to carry these seeds: a copy, not a zero fill and a sum
+            total[..., a - lo:b - lo] = value
+            covered[a - lo:b - lo] = True
+    if not covered.all():
+        total[..., ~covered] = 0.0
     return total, (lo, hi)
 
 
-def group_jacobian(gm: Any) -> tuple[Array, list[Coupling]]:
-    """D (B, n_U, n_U) and C's columns of a GroupMap after a call (at its
-    current values), from one seeded sweep."""
+def group_jacobian(gm: Any, n: int | None = None) -> tuple[Array, list[Coupling]]:
+    """D (B, n, n) and C's columns of a GroupMap after a call (at its current
+    values), from one seeded sweep; over U's first ``n`` columns (the group's
+    core, groupcarry: the steps it does not need are skipped), all by default."""
     group, b = gm.group, gm.b
-    n_w, n_u = group.n_w, group.n_u
+    n_w, n_u = group.n_w, group.n_u if n is None else n
+    needed = None if n_u == group.n_u else gm.core.needed
     seeds: dict[int, tuple[Array, Live]] = {}  # local slot start -> tangent
-    for step in group.steps:  # the unknowns' own unit seeds
+    for p, step in enumerate(group.steps):  # the unknowns' own unit seeds
+        if needed is not None and not needed[p]:
+            continue
         for arg in step.args:
-            if arg[0] == "local" and arg[1].start >= n_w and arg[1].start not in seeds:
+            if arg[0] == "local" and n_w <= arg[1].start < n_w + n_u \
+                    and arg[1].start not in seeds:
                 s = arg[1]
                 size = s.stop - s.start
                 seeds[s.start] = (np.broadcast_to(np.eye(size), (b, size, size)),
@@ -122,15 +142,19 @@ def group_jacobian(gm: Any) -> tuple[Array, list[Coupling]]:
     cross_seed: dict[tuple[int, int], tuple[int, Any]] = {}
     m = n_u
     for p, step in enumerate(group.steps):
+        if needed is not None and not needed[p]:
+            continue
         for a, arg in enumerate(step.args):
             if arg[0] == "outer" and arg[3] is not None:
                 cross_seed[(p, a)] = (m, arg[3])
                 m += arg[3].u.stop - arg[3].u.start
     jac = np.zeros((b, n_u, m), order="F")
     for p, step in enumerate(group.steps):
+        if needed is not None and not needed[p]:
+            continue
         parts = []
         for a, arg in enumerate(step.args):
-            t = _tangent(seeds, cross_seed, p, a, arg, b)
+            t = _tangent(seeds, cross_seed, p, a, arg, b, group.cache)
             if t is None:
                 continue
             partial = gm.partials.get((p, a))
@@ -158,8 +182,10 @@ def group_jacobian(gm: Any) -> tuple[Array, list[Coupling]]:
 
 
 def _tangent(seeds: dict[int, tuple[Array, Live]], cross_seed: dict[tuple[int, int], Any],
-             p: int, a: int, arg: tuple[Any, ...], b: int) -> tuple[Array, Live] | None:
-    """The seeded tangent of argument ``a`` of step ``p`` (None: zero)."""
+             p: int, a: int, arg: tuple[Any, ...], b: int, cache: dict[Any, Any]
+             ) -> tuple[Array, Live] | None:
+    """The seeded tangent of argument ``a`` of step ``p`` (None: zero); the
+    cross reads' seeds are kept in ``cache`` (the group's)."""
     if arg[0] == "local":
         found = seeds.get(arg[1].start)
         if found is None:
@@ -170,6 +196,11 @@ def _tangent(seeds: dict[int, tuple[Array, Live]], cross_seed: dict[tuple[int, i
         return None
     first, cross = cross_seed[(p, a)]
     width = cross.u.stop - cross.u.start
-    t = np.zeros((b, width, width), order="F")
-    t[cross.mask] = np.eye(width)
+    key = ("cross seed", p, a)
+    t = cache.get(key)
+    if t is None:  # the same at every call: unit seeds where the read is inside
+        t = np.zeros((b, width, width), order="F")
+        t[cross.mask] = np.eye(width)
+        t.flags.writeable = False
+        cache[key] = t
     return t.reshape((b,) + arg[2] + (width,), order="F"), (first, first + width)

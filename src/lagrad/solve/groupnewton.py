@@ -1,11 +1,12 @@
 """Newton on a group of same-structure cyclic blocks (solve/grouped.py).
 
 One Newton iteration on F(U) = U - G(U) over the unknowns U (B, n_U) of all B
-elements, converged when every element's ||U_k - G_k(U)|| <= tol max(1,
-||U_k||). What it costs, measured on the blocks chain: one evaluation of G
-is the unit; a factorization of I - dG/dU (one seeded Jacobian sweep, the
-elements' LU and the band of L) about 7 of them; a solve with it under one.
-Hence:
+elements (U without the running sums carried along the group: those are
+cumulative sums after it, solve/groupcarry.py), converged when every
+element's ||U_k - G_k(U)|| <= tol max(1, ||U_k||). What it costs, measured
+on the blocks chain: one evaluation of G is the unit; a factorization of
+I - dG/dU (one seeded Jacobian sweep, the elements' LU and the band of L)
+about 4 of them; a solve with it under one. Hence:
 
 * with the default method, a few fixed-point sweeps first (each kept only
   while it contracts the unknowns' residual), a cheap start;
@@ -28,6 +29,7 @@ from numpy.typing import NDArray
 
 from lagrad.compile.groups import CyclicGroup
 from lagrad.options import ForwardOptions
+from lagrad.solve.groupcarry import prefix_sums
 from lagrad.solve.grouped import GroupMap, factorize
 from lagrad.solve.nonlinear import NEWTON_MAXITER
 from lagrad.solve.results import BlockResult, Status, raise_for
@@ -47,13 +49,17 @@ def _norms(x: Array) -> Array:
     return np.sqrt(np.einsum("ki,ki->k", x, x))
 
 
-def _converged(group: CyclicGroup, u: Array, gu: Array, tol: float) -> NDArray[np.bool_]:
+def _converged(group: CyclicGroup, u: Array, gu: Array, tol: float, r: Array | None = None,
+               res: Array | None = None) -> NDArray[np.bool_]:
     """Per element: ||U_k - G_k|| <= tol max(1, ||U_k||), tested apart for the
     unknowns and the carries (a long sum carried along the chain must not
-    loosen the test of the unknowns)."""
+    loosen the test of the unknowns). ``r`` is +-(U - G) and ``res`` its
+    norms when already computed."""
     n = group.n_unknowns
-    r = u - gu
-    ok = _norms(r[:, :n]) <= tol * np.maximum(1.0, _norms(u[:, :n]))
+    if r is None:
+        r = u - gu
+    rn = res if res is not None and n == u.shape[1] else _norms(r[:, :n])
+    ok = rn <= tol * np.maximum(1.0, _norms(u[:, :n]))
     if n < u.shape[1]:
         ok &= _norms(r[:, n:]) <= tol * np.maximum(1.0, _norms(u[:, n:]))
     return ok
@@ -80,14 +86,17 @@ def newton_group(gm: GroupMap, u0: Array, tol: float, maxiter: int,
     result.reason = "a group of blocks of one structure: batched Newton"
     u, gu = _warmup(gm, u0, gm(u0), warmup)
     factor, made_at, rate = None, -2, 1.0  # the factorization and the iteration it was made at
+    res = None  # the residuals' norms, when the line search computed them
     for it in range(maxiter + 1):
-        res = _norms(u - gu)
+        r = gu - u
+        if res is None:
+            res = _norms(r)
         result.residuals.append(float(res.max()))
         if not np.all(np.isfinite(res)) or not np.all(np.isfinite(u)):
             k = int(np.argmax(~np.isfinite(res) | ~np.isfinite(u).all(axis=1)))
             return _failed(group, result, Status.BREAKDOWN, k, "newton diverges: the "
                            "residual is not finite; try another init or check the equations")
-        done = bool(np.all(_converged(group, u, gu, tol)))
+        done = bool(np.all(_converged(group, u, gu, tol, r, res)))
         if done or factor is None or rate > REUSE_RATE:
             previous = factor.diagonal if factor is not None and made_at == it - 1 else None
             made = factorize(gm)
@@ -110,9 +119,12 @@ def newton_group(gm: GroupMap, u0: Array, tol: float, maxiter: int,
             return _failed(group, result, Status.MAX_ITERATIONS, k,
                            f"newton did not converge in {maxiter} iterations (final residual "
                            f"{res[k]:.3e}); raise maxiter, another init, or check the map")
-        step = factor.solve(gu - u, transposed=False)
-        u, gu = _line_search(gm, u, step, res, tol)
-        rate = float(_norms(u - gu).max()) / max(float(res.max()), 1e-300)
+        step = factor.solve(r, transposed=False)
+        u, gu, new = _line_search(gm, u, step, res, tol)
+        if new is None:
+            new = _norms(u - gu)
+        rate = float(new.max()) / max(float(res.max()), 1e-300)
+        res = new
     raise AssertionError("unreachable")
 
 
@@ -134,41 +146,45 @@ def _warmup(gm: GroupMap, u: Array, gu: Array, sweeps: int) -> tuple[Array, Arra
 
 
 def _line_search(gm: GroupMap, u: Array, step: Array, res: Array, tol: float
-                 ) -> tuple[Array, Array]:
+                 ) -> tuple[Array, Array, Array | None]:
     """The full step where it reduces an element's residual; halved (up to 30
     times) for the elements where it does not. In a chain an element's
     residual also depends on the steps of the elements it reads, so there the
-    step is halved for all at once, on the sum of squares of the residuals."""
+    step is halved for all at once, on the sum of squares of the residuals.
+    Returns the iterate, G there and its residuals' norms (None: not computed)."""
     trial = u + step
     g = gm(trial)
-    if gm.group.chained:
+    if gm.core.chained:
         return _chain_line_search(gm, u, step, res, tol, trial, g)
     t = np.ones(u.shape[0])
     for _ in range(30):
-        new = _norms(trial - g)
-        done = _converged(gm.group, trial, g, tol)  # at the floor: no descent
+        r = trial - g
+        new = _norms(r)
+        done = _converged(gm.group, trial, g, tol, r, new)  # at the floor: no descent
         bad = ~(np.isfinite(new) & ((new <= (1 - 1e-4 * t) * res) | done))
         if not bad.any():
-            break
+            return trial, g, new
         t[bad] *= 0.5
         trial[bad] = u[bad] + t[bad, None] * step[bad]
         g = gm(trial)
-    return trial, g
+    return trial, g, None
 
 
 def _chain_line_search(gm: GroupMap, u: Array, step: Array, res: Array, tol: float,
-                       trial: Array, g: Array) -> tuple[Array, Array]:
+                       trial: Array, g: Array) -> tuple[Array, Array, Array | None]:
     merit = float(res @ res)
     t = 1.0
     for _ in range(30):
-        new = _norms(trial - g)
+        r = trial - g
+        new = _norms(r)
         if np.all(np.isfinite(new)) and (float(new @ new) <= (1 - 1e-4 * t) * merit
-                                         or np.all(_converged(gm.group, trial, g, tol))):
-            break
+                                         or np.all(_converged(gm.group, trial, g, tol, r,
+                                                              new))):
+            return trial, g, new
         t *= 0.5
         trial = u + t * step
         g = gm(trial)
-    return trial, g
+    return trial, g, None
 
 
 def solve_group(group: CyclicGroup, z: Array, options: ForwardOptions,
@@ -179,16 +195,37 @@ def solve_group(group: CyclicGroup, z: Array, options: ForwardOptions,
     with np.errstate(all="ignore"):
         gm = GroupMap(group, z)
         warmup = WARMUP if (options.method or "auto") == "auto" else 0
-        result = newton_group(gm, _starts(group, inits), options.tolerance,
+        result = newton_group(gm, _starts(group, inits)[:, :gm.core.n], options.tolerance,
                               options.maxiter or NEWTON_MAXITER, warmup)
         raise_for(result)
         assert result.x is not None
-        gm(result.x)
+        _finish(gm, result)
+        raise_for(result)
         gm.write()
+        result.factorization.map = gm  # at the solution: the linear solves start from it
     result.seconds = time.perf_counter() - t0
     result.residual = result.residuals[-1]
     result.extra["blocks"] = group.block_numbers
     return result
+
+
+def _finish(gm: GroupMap, result: BlockResult) -> None:
+    """Leave ``gm`` evaluated over the whole region at the solution of the core
+    (result.x; its last call was there). The running sums left out of the core
+    (groupcarry) are the cumulative sums of their terms: the steps left out,
+    run with the sums at zero, give each element's term (the first element's
+    with the value from outside added)."""
+    n, n_u = gm.core.n, gm.group.n_u
+    if n == n_u:
+        return
+    u = np.zeros((gm.b, n_u), order="F")
+    u[:, :n] = result.x
+    sums = prefix_sums(gm.complete(u))
+    gm.zl[:, gm.group.n_w + n:] = sums
+    bad = ~np.isfinite(sums).all(axis=1)
+    if bad.any():
+        _failed(gm.group, result, Status.BREAKDOWN, int(np.argmax(bad)), "a running sum "
+                "carried along the group is not finite")
 
 
 def _starts(group: CyclicGroup, inits: Mapping[int, Array]) -> Array:
