@@ -1,10 +1,11 @@
 """The schedule: a program compiled once into vectorized steps over flat z.
 
 All values live in one flat float64 vector z (the concatenation of every
-flattened variable, in program order); :class:`Index` maps each variable to
-its slice. Multipliers lambda and tangents zdot live in vectors of the same
-layout. That is the layout of the multiplier system, so assembling
-(I - J)^T and solving it need no translation.
+flattened variable, in program order); :class:`Index` (in
+:mod:`lagrad.compile.index`) maps each variable to its slice. Multipliers
+lambda and tangents zdot live in vectors of the same layout. That is the
+layout of the multiplier system, so assembling (I - J)^T and solving it need
+no translation.
 
 Equations are ordered by *level* (longest path from the inputs). Equations of
 one level never read each other, so scalar elementwise equations of the same
@@ -16,7 +17,7 @@ steps, reversed, are back-substitution; in order, forward substitution.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from operator import itemgetter
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from lagrad.compile.index import Index
 from lagrad.errors import CycleError, ProgramError
 from lagrad.ir import primitives as P
 from lagrad.ir.blocks import sorted_unique
@@ -35,82 +37,6 @@ __all__ = ["Index", "Schedule", "Single", "Batch", "CyclicBlock", "compile_sched
 
 Array = NDArray[np.float64]
 BATCH_MIN = 4  # a level group smaller than this runs as Single steps
-
-
-class Index:
-    """Variable -> slice of the flat vector z, in program order."""
-
-    def __init__(self, program: Program, offsets: NDArray[np.intp] | None = None) -> None:
-        if offsets is None:
-            sizes = [v.size for v in program.variables]
-            offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.intp)
-            self.variables: Sequence[Variable] = tuple(program.variables)
-        else:  # given by a compiler that knows the sizes (a bulk program: all scalars)
-            self.variables = program.variables  # a frozen, lazily materialized sequence
-        self.offsets = offsets
-        self.size = int(self.offsets[-1])
-        self.program = program
-
-    @cached_property
-    def bounds(self) -> list[int]:
-        """The offsets as Python ints (reading numpy scalars one by one is slow)."""
-        return self.offsets.tolist()
-
-    def slice(self, j: int) -> slice:
-        bounds = self.bounds
-        return slice(bounds[j], bounds[j + 1])
-
-    def __getitem__(self, v: Variable | str) -> slice:
-        if isinstance(v, str):
-            v = self.program.variable(v)
-        elif not isinstance(v, Variable):
-            raise ProgramError(f"{v!r} is not a variable: index with a variable or its name")
-        elif v.program is not self.program:
-            raise ProgramError(f"variable {v.name!r} belongs to another program")
-        if v.index >= len(self.variables):
-            raise ProgramError(f"variable {v.name!r} was added to the program after this was "
-                               "computed; solve the program again")
-        return self.slice(v.index)
-
-    def __iter__(self) -> Iterator[Variable]:
-        return iter(self.variables)
-
-    def __len__(self) -> int:
-        return len(self.variables)
-
-    def items(self) -> Iterator[tuple[Variable, slice]]:
-        return ((v, self.slice(v.index)) for v in self.variables)
-
-    def take(self, vec: Array, variables: Sequence[Variable]) -> tuple[Any, ...]:
-        """Copies of ``vec``'s entries for each of ``variables``, in its shape (a
-        numpy scalar for a 0-d variable)."""
-        return tuple(vec[self.slice(v.index)].reshape(v.shape)[()] if not v.shape
-                     else vec[self.slice(v.index)].reshape(v.shape).copy() for v in variables)
-
-    def positions(self, variables: Sequence[Variable]) -> NDArray[np.intp]:
-        """Flat positions of ``variables``' entries, in order."""
-        parts = [np.arange(self.offsets[v.index], self.offsets[v.index + 1]) for v in variables]
-        return np.concatenate(parts).astype(np.intp) if parts else np.zeros(0, np.intp)
-
-    def owner(self, position: int) -> Variable:
-        """The variable whose slice contains flat ``position``."""
-        return self.variables[int(self.owners(np.array([position]))[0])]
-
-    def owners(self, positions: NDArray[np.intp]) -> NDArray[np.intp]:
-        """The number of the variable owning each flat position."""
-        return np.searchsorted(self.offsets, positions, side="right") - 1
-
-    def starts(self) -> NDArray[np.intp]:
-        """The flat position of each variable's first entry, in program order."""
-        return self.offsets[:-1]
-
-    def spread(self, per_variable: NDArray[Any]) -> NDArray[Any]:
-        """A value per variable repeated over its flat positions (per position)."""
-        return np.repeat(per_variable[:len(self.offsets) - 1], np.diff(self.offsets))
-
-    def mark(self, mask: NDArray[np.bool_], j: int) -> None:
-        """Set ``mask`` on the flat positions of variable number ``j``."""
-        mask[self.slice(j)] = True
 
 
 @dataclass(eq=False, slots=True)  # slots: a traced loop of fixed points makes 10^6
