@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from lagrad.compile.schedule import CyclicBlock, Single
 from lagrad.ir.accumulate import matmul_vjp_bound
+from lagrad.ir.elementwise import _identity_value
 
 __all__ = ["bind_runs", "bind_pullbacks", "run_all", "Sharing", "shareable", "uncovered"]
 
@@ -52,6 +53,10 @@ def bind_runs(steps: Sequence[Single], z: Array, out: Array | None = None,
         if step.ufunc:  # straight into place, arguments bound
             calls.append(partial(step.eq.primitive.value,
                                  *_views(step, z, step.vslots, borrowed), out=target))
+        elif step.eq.primitive.value is _identity_value and len(step.template) == 1:
+            # a copy (a block's closing equation z = t): one C call, no temporary
+            calls.append(partial(np.copyto, target,
+                                 *_views(step, z, step.vslots, borrowed)))
         else:  # arguments bound too: no gather per call
             calls.append(partial(_run_into, step, _views(step, z, step.vslots, borrowed),
                                  target))
