@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any, Protocol
 
@@ -38,7 +38,7 @@ from numpy.typing import NDArray
 
 from lagrad.compile.guards import blame_block
 from lagrad.compile.jacobian import block_matrix
-from lagrad.compile.schedule import CyclicBlock
+from lagrad.compile.schedule import CyclicBlock, Single
 from lagrad.numeric import lu_condition, norm2
 from lagrad.options import ForwardOptions, LinearOptions
 from lagrad.solve import petsc
@@ -134,10 +134,7 @@ class BlockMap:
         if not isinstance(at, slice):
             return calls
         own = self.unit.runs
-        for i, step in enumerate(self.unit.interior):
-            if step.eq.primitive.value is not np.matmul or not step.ufunc or \
-                    len(step.vslots) != 2:
-                continue
+        for i, step in self._interior_products():
             spans = [(a, b) for _, a, b, _ in step.vslots]
             zero = [at.start <= a and b <= at.stop for a, b in spans]
             outside = [not any(s <= a < t or s < b <= t for s, t in own) for a, b in spans]
@@ -160,10 +157,7 @@ class BlockMap:
         if borrowed is None or not borrowed.arrays:
             return
         z = self._z
-        for step in self.unit.interior:  # (their values are in z; the closing's are not)
-            if step.eq.primitive.value is not np.matmul or not step.ufunc or \
-                    len(step.vslots) != 2:
-                continue
+        for _, step in self._interior_products():  # (their values are in z)
             spans = {pos: (a, b) for pos, a, b, _ in step.vslots}
             for pos in (0, 1):
                 span, other = spans.get(pos), spans.get(1 - pos)
@@ -175,6 +169,14 @@ class BlockMap:
                 if max(ndim) <= 2 and factor.size and np.isfinite(factor).all() and \
                         factor.all() and np.isfinite(z[step.start:step.stop]).all():
                     borrowed.finite.add(span)
+
+    def _interior_products(self) -> Iterator[tuple[int, Single]]:
+        """(position, step) of each interior matrix product of two variables
+        computed in place (the steps :meth:`zero_start_calls` and
+        :meth:`certify_borrowed` reason about)."""
+        for i, step in enumerate(self.unit.interior):
+            if step.eq.primitive.value is np.matmul and step.ufunc and len(step.vslots) == 2:
+                yield i, step
 
 
 class ForwardMethod(Protocol):
