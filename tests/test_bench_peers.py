@@ -100,6 +100,33 @@ def test_peers_run_on_one_cpu_and_the_affinity_is_restored(
     assert os.sched_getaffinity(0) == before
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux's")
+def test_one_core_pins_threads_started_before_it() -> None:
+    """XLA starts its thread pool once: a pool made before the peers ran must
+    be pinned too, and everything gets its affinity back afterwards."""
+    import threading
+
+    from lagrad.bench.machine import one_core
+    before = os.sched_getaffinity(0)
+    go, done, seen = threading.Event(), threading.Event(), {}
+
+    def worker() -> None:
+        go.wait()
+        seen["inside"] = os.sched_getaffinity(0)
+        done.wait()
+        seen["after"] = os.sched_getaffinity(0)
+    thread = threading.Thread(target=worker)
+    thread.start()
+    with one_core() as cpu:
+        go.set()
+        while "inside" not in seen:
+            thread.join(0.01)
+    done.set()
+    thread.join()
+    assert cpu == min(before) and seen["inside"] == {cpu}
+    assert seen["after"] == before and os.sched_getaffinity(0) == before
+
+
 def test_stand_in_rows_wrong_gradients_failures_and_build_time(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """'good' returns the numpy floors (agrees with lagrad); 'bad' a perturbed

@@ -43,27 +43,46 @@ def pin_blas_threads(n: int = 1) -> dict[str, int]:
     return blas_threads()
 
 
+def _threads() -> list[int]:
+    """The ids of this process's threads (Linux), or [0]: the calling one."""
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
+
+
+def _pin(cpus: set[int]) -> None:
+    for tid in _threads():
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:  # the thread ended meanwhile
+            continue
+
+
 @contextmanager
 def one_core() -> Iterator[int | None]:
-    """Run the body on one CPU (Linux): a library that starts its own threads
-    (XLA does, whatever its flags say) then gets one core's time, as BLAS does
-    by :func:`pin_blas_threads`. Yields the CPU, or None where affinity cannot
-    be set; the previous affinity is restored afterwards."""
-    get, set_ = getattr(os, "sched_getaffinity", None), getattr(os, "sched_setaffinity", None)
-    if get is None or set_ is None:
+    """Run the body on one CPU (Linux): every thread of the process, those a
+    library started already included, and those started inside, which inherit
+    it. A library that starts threads of its own (XLA does, whatever its flags
+    say) then gets one core's time, as BLAS does by :func:`pin_blas_threads`.
+    Yields the CPU, or None where affinity cannot be set; every thread gets the
+    previous affinity back afterwards."""
+    get = getattr(os, "sched_getaffinity", None)
+    if get is None or not hasattr(os, "sched_setaffinity"):
         yield None
         return
-    before = get(0)
+    before = set(get(0))
     cpu = min(before)
     try:
-        set_(0, {cpu})
+        os.sched_setaffinity(0, {cpu})
     except OSError:
         yield None
         return
+    _pin({cpu})
     try:
         yield cpu
     finally:
-        set_(0, before)
+        _pin(before)
 
 
 def describe_machine() -> dict[str, Any]:

@@ -1,0 +1,91 @@
+"""What bounds the DEQ layer's gradient (the ``deq`` workload's problem):
+how many products with W each adjoint method and each forward method needs,
+and what one product costs through numpy and, when JAX is installed, through
+XLA, on one CPU and unpinned (wall and CPU time: XLA's CPU runtime starts
+threads of its own, whatever its thread flags say).
+
+Run: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_deq_limits.py [N ...]``
+(default N = 1000 and 3000). Medians of 50 products (7 at N >= 3000).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from lagrad.bench.deq import ADJOINT_METHODS, make_deq
+from lagrad.bench.machine import one_core, pin_blas_threads
+
+
+def _median(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    """Median wall and CPU seconds of one call."""
+    fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return float(np.median(wall)), float(np.median(cpu))
+
+
+def products(n: int) -> None:
+    """Iterations per method: one product with W (forward) or W^T (adjoint)
+    each, except BiCGSTAB's, which make two, and LGMRES's, which count its
+    restart cycles."""
+    prob = make_deq(n)
+    p, (x, w) = prob.program, prob.inputs
+    for method in ADJOINT_METHODS:
+        if method in ("splu", "dense"):
+            continue  # direct: no products with W, a factorization instead
+        info = p.solve(x, w).adjoint_system().solve(method).info
+        adj = ", ".join(f"{b.method} {b.iterations} it" for b in info.blocks)
+        print(f"N={n} adjoint {method:12s} {adj}")
+    for method in ("fixed_point", "anderson"):
+        sol = p.solve(x, w, method=method)
+        fwd = ", ".join(f"{d.method} {d.iterations} it" for d in sol.diagnostics.values())
+        print(f"N={n} forward {method:12s} {fwd}")
+
+
+def product_time(n: int) -> None:
+    """One W @ z through numpy, and through XLA if JAX imports."""
+    rng = np.random.default_rng(0)
+    w, z = rng.standard_normal((n, n)), rng.standard_normal(n)
+    repeats = 50 if n < 3000 else 7
+    wall, cpu = _median(lambda: w @ z, repeats)
+    print(f"N={n} numpy W @ z: {wall * 1e3:.3f} ms wall, {cpu * 1e3:.3f} ms CPU")
+    try:
+        import jax  # optional: not a dependency
+    except ImportError:
+        print("jax is not installed: no XLA figures (pip install 'lagrad[peers]')")
+        return
+    jax.config.update("jax_enable_x64", True)
+    wj, zj = jax.numpy.asarray(w), jax.numpy.asarray(z)
+    mv = jax.jit(lambda a, b: a @ b)
+    for label, pinned in (("unpinned", False), ("one CPU", True)):
+        def call() -> Any:
+            return mv(wj, zj).block_until_ready()
+        if pinned:
+            with one_core():
+                wall, cpu = _median(call, repeats)
+        else:
+            wall, cpu = _median(call, repeats)
+        print(f"N={n} XLA W @ z, {label}: {wall * 1e3:.3f} ms wall, {cpu * 1e3:.3f} ms CPU")
+
+
+def main(sizes: list[int]) -> None:
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                          "intra_op_parallelism_threads=1")  # as the peers workload sets
+    pin_blas_threads(1)
+    for n in sizes:
+        products(n)
+        product_time(n)
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [1000, 3000])
