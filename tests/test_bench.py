@@ -139,6 +139,9 @@ def test_timed_gradients_are_right(runs: dict[str, Any], tmp_path_factory: Any,
     deq = run_workload("deq", runs, tmp_path_factory, capsys)[2]["workloads"]["deq"]["rows"]
     unrolled = [r["error"] for r in deq if str(r["method"]).startswith("unrolled")]
     assert unrolled[0] > unrolled[-1]  # more iterations, smaller error
+    for row in deq:  # each named adjoint method reports its own solve, not the default's
+        if row["method"] in ("gmres", "bicgstab", "splu") and row.get("gradient_s"):
+            assert f"adj {row['method']} " in row["detail"], row
 
 
 def test_unknown_workload_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:

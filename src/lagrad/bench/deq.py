@@ -130,9 +130,13 @@ def _stored(program: lagrad.Program) -> int:
     return sum(v.size for v in program.variables if v.kind != "input")
 
 
-def _chosen(sol: Any) -> str:
+def _chosen(sol: Any, adjoint: Any = None) -> str:
+    """The forward blocks' methods and iterations, and the adjoint's: the
+    default's, or (``adjoint``, a method) that method's, solved once more."""
     fwd = "; ".join(f"{d.method} {d.iterations} it" for d in sol.diagnostics.values())
-    adj = "; ".join(f"{b.method} {b.iterations} it" for b in sol.adjoint_diagnostics)
+    blocks = sol.adjoint_diagnostics if adjoint is None else \
+        sol.adjoint_system().solve(adjoint).info.blocks
+    adj = "; ".join(f"{b.method} {b.iterations} it" for b in blocks)
     return f"fwd {fwd}, adj {adj}" if adj else f"fwd {fwd}"
 
 
@@ -193,7 +197,9 @@ def _rows_for(ctx: Context, n: int, guard: Any, notes: list[str]) -> list[dict[s
             notes.append(f"N={n} {name}: {got.note}")
         else:
             row.update(gradient_s=got.timing.median, error=relative_error(got.timing.value, ref))
-            row["detail"] = _chosen(last[name]) if name in last else ""
+            method = Substitution("dense", "dense") if name == "dense" else name
+            row["detail"] = "" if name not in last else \
+                _chosen(last[name], method if name in ADJOINT_METHODS else None)
         rows.append(row)
     for k in UNROLL:
         key = f"unrolled K={k}"
