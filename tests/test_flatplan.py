@@ -174,3 +174,55 @@ def test_cyclic_plan_is_not_used_with_a_backward_mode(rng):
     sol = program.solve(*args, backward="phantom")
     info = sol.adjoint_info
     assert [b.status.name for b in info.blocks] == ["TRUNCATED"]
+
+
+def scaled_layer(n, scale, weight):
+    """z = scale * tanh(W z + b) with W = 0 (an input), output weight * sum(z):
+    dL/dW = outer(g, z) with g = weight * scale * tanh'(b), z = scale * tanh(b)."""
+    p = lagrad.Program("scaled")
+    w_in = p.input("W", (n, n))
+    z = p.unknown("z", (n,))
+    b = np.linspace(0.1, 1.0, n)
+    p.define(z, scale * lagrad.tanh(w_in @ z + b))
+    p.output(weight * lagrad.sum(z))
+    t = np.tanh(b)
+    with np.errstate(over="ignore"):
+        return p, np.zeros((n, n)), np.outer(weight * scale * (1.0 - t * t), scale * t)
+
+
+def test_a_parameters_outer_product_is_tested_by_its_factors(rng):
+    """In a stepwise plan, W's multipliers (one outer product of N and N
+    entries) are not tested entry by entry at the end but by the norms of
+    the two factors, and the gradient is the general sweep's."""
+    program, args = deq_program(300, 3, rng)
+    schedule = compile_program(program)
+    plan = multiplier_plan(schedule)
+    assert plan.stepwise
+    w = schedule.index.slice(program.variable("W").index)
+    span = (w.start, w.stop)
+    bounded = [r.bounded for rev in plan.reverse for r in getattr(rev, "outer", (rev,))
+               if r.bounded]
+    assert [(a, b) for a, b, _ in sum(bounded, ())] == [span]
+    assert not any(a <= span[0] < b for a, b in plan.last)
+    sol = program.solve(*args)
+    general = solve_system(sol.adjoint_system(), "backsub").x
+    np.testing.assert_allclose(sol.grad()[1], general[w].reshape(300, 300),
+                               rtol=1e-13, atol=1e-13)
+
+
+def test_huge_factors_of_a_parameters_gradient_fall_back_to_its_entries():
+    """Factors whose norms pass the bound's limit, with a finite product: the
+    product is tested entry by entry and returned."""
+    program, w, expected = scaled_layer(300, 1e-3, 1e305)
+    grad = program.solve(w).grad()
+    assert np.isfinite(grad).all()
+    np.testing.assert_allclose(grad, expected, rtol=1e-12)
+
+
+def test_a_parameters_gradient_that_overflows_from_finite_factors_is_named():
+    program, w, _ = scaled_layer(300, 1e300, 1.0)  # g_i z_j about 1e600
+    assert multiplier_plan(compile_program(program)).stepwise
+    with pytest.raises(NonFiniteError):
+        program.solve(w).grad()
+    small, w, expected = scaled_layer(300, 2.0, 1.0)
+    np.testing.assert_allclose(small.solve(w).grad(), expected, rtol=1e-12)

@@ -47,6 +47,7 @@ from lagrad.solve import borrow as borrowing
 from lagrad.solve.blocksolve import Workspace, substitute_block
 from lagrad.solve.borrow import Borrowed, finite_outside, lend
 from lagrad.solve.buffers import pool_of
+from lagrad.solve.codecheck import PRODUCT_BOUND, product_factor
 from lagrad.solve.linsolve import SolveInfo
 from lagrad.solve.results import BlockResult
 from lagrad.solve.system import ADJOINT
@@ -67,6 +68,7 @@ class _Reverse:
 
     step: Single
     slots: tuple[tuple[int, int, int, tuple[int, ...], bool], ...]  # (pos, a, b, shape, first)
+    bounded: tuple[tuple[int, int, int], ...] = ()  # (a, b, other): see _bounded_products
 
 
 @dataclass(frozen=True)
@@ -134,19 +136,20 @@ class FlatPlan:
             rev = _reverse(step, written)
             if rev is not None:
                 reverse.append(rev)
-        self.reverse = tuple(reverse)
+        self.stepwise = schedule.size > STEPWISE
+        bounded = _bounded_products(reverse, set(self.inputs)) if self.stepwise else {}
+        self.reverse = tuple(_with_bounds(rev, bounded) for rev in reverse)
         self.cyclic = bool(blocks)
         # large inputs the forward pass reads from the caller's arrays (lagrad.solve.borrow)
         self.lendable = frozenset() if blocks else frozenset(
             (a, b) for a, b in self.inputs if b - a >= borrowing.BORROW_MIN)
         self.borrowers = frozenset(id(s) for s in self.steps if isinstance(s, Single) and any(
             (a, b) in self.lendable for _, a, b, _ in s.vslots))
-        self.stepwise = schedule.size > STEPWISE
         passing = {id(rev.step) for rev in reverse if isinstance(rev, _Reverse)}
         passing.update(id(unit) for unit in blocks)  # checked right after their solve
-        self.last = _runs(sorted(list(self.inputs) + [(s.start, s.stop) for s in self.steps
-                                                      if id(s) not in passing
-                                                      and isinstance(s, Single)]))
+        self.last = _runs(sorted([span for span in self.inputs if span not in bounded] +
+                                 [(s.start, s.stop) for s in self.steps
+                                  if id(s) not in passing and isinstance(s, Single)]))
         # cleared: what no equation reaches, and a block's rhs where no child passes to it
         self.clear = _runs(sorted(rhs_zero + [
             (int(a), int(b)) for a, b in zip(index.offsets[:-1], index.offsets[1:])
@@ -236,11 +239,15 @@ class FlatPlan:
                         return None
                     for outer in rev.outer:
                         _pull(outer, z, lam, borrowed)
+                        if outer.bounded and not _bound_holds(outer, z, lam, borrowed):
+                            return None
                     continue
                 step = rev.step
                 if stepwise and not _finite(lam[step.start:step.stop]):  # complete: every
                     return None  # child passed its part
                 _pull(rev, z, lam, borrowed)
+                if rev.bounded and not _bound_holds(rev, z, lam, borrowed):
+                    return None
             finite = all(_finite(lam[a:b]) for a, b in self.last) if stepwise else \
                 _finite(lam)
         if not finite:
@@ -276,6 +283,63 @@ def _pull(rev: _Reverse, z: Array, lam: Array, borrowed: Borrowed | None = None)
             prim.pullback_set(pos, lam[a:b].reshape(shape), g, ans, args, params)
         else:
             prim.pullback_add(pos, lam[a:b].reshape(shape), g, ans, args, params)
+
+
+def _bounded_products(reverse: Sequence[_Reverse | _BlockReverse],
+                      inputs: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """The inputs' multipliers tested by a bound on their factors instead of
+    entry by entry (stepwise plans; see :mod:`lagrad.solve.codecheck`): an
+    input's whose only contribution is one factor's cotangent of a matrix
+    product, written (not added), when the two factors have fewer entries
+    than the product (dL/dW = outer(g, z) of a DEQ layer: 2N against N^2).
+    By span: the position of the product's other factor (only the product's
+    step writes that span)."""
+    count: dict[tuple[int, int], int] = {}
+    revs = [r for rev in reverse
+            for r in (rev.outer if isinstance(rev, _BlockReverse) else (rev,))]
+    for rev in revs:
+        for _, a, b, _, _ in rev.slots:
+            count[(a, b)] = count.get((a, b), 0) + 1
+    found: dict[tuple[int, int], int] = {}
+    for rev in revs:
+        step = rev.step
+        for pos, a, b, shape, first in rev.slots:
+            if (a, b) not in inputs or not first or count[(a, b)] != 1:
+                continue
+            other = product_factor(step, pos, shape)
+            if other is None or step.template[other] is not None:
+                continue  # (a constant factor: tested entry by entry, as before)
+            factor = next(hi - lo for p, lo, hi, _ in step.vslots if p == other)
+            if factor + (step.stop - step.start) < b - a:
+                found[(a, b)] = other
+    return found
+
+
+def _with_bounds(rev: _Reverse | _BlockReverse,
+                 bounded: dict[tuple[int, int], int]) -> _Reverse | _BlockReverse:
+    """``rev`` with its bounded slots (a, b, other) recorded."""
+    if not bounded:
+        return rev
+    if isinstance(rev, _BlockReverse):
+        return _BlockReverse(rev.unit, tuple(_with_bounds(r, bounded) for r in rev.outer))
+    spans = tuple((a, b, bounded[(a, b)]) for _, a, b, _, _ in rev.slots if (a, b) in bounded)
+    return _Reverse(rev.step, rev.slots, spans) if spans else rev
+
+
+def _bound_holds(rev: _Reverse, z: Array, lam: Array, borrowed: Borrowed | None) -> bool:
+    """After ``rev``'s pull: its bounded slots' multipliers are finite, by the
+    factors' norms (the step's multipliers, tested already, and the other
+    factor's values, tested by the forward pass) or else entry by entry."""
+    step = rev.step
+    g = lam[step.start:step.stop]
+    args = step.gather(z) if borrowed is None else borrowed.gather(step, z)
+    qg = float(np.vdot(g, g))
+    for a, b, other in rev.bounded:
+        f = args[other]
+        if not math.sqrt(qg) * math.sqrt(float(np.vdot(f, f))) <= PRODUCT_BOUND \
+                and not _finite(lam[a:b]):
+            return False
+    return True
 
 
 def _own_forward(forward: Mapping[int, BlockResult] | None, unit: CyclicBlock
