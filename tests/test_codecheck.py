@@ -11,7 +11,12 @@ import lagrad
 from lagrad.compile.compiler import compile_program
 from lagrad.errors import NonFiniteError
 from lagrad.ir.constants import frozen
-from lagrad.solve.codecheck import finite_map_outputs, frozen_squares, product_factor
+from lagrad.solve.codecheck import (
+    finite_map_outputs,
+    frozen_squares,
+    product_factor,
+    spread_by_constants,
+)
 from lagrad.solve.codegen import SWEEP_AFTER, CompiledSweep
 from lagrad.solve.flatplan import flat_plan
 
@@ -105,3 +110,44 @@ def test_product_factor_only_for_matrix_products_without_batch_dimensions(rng):
         pos, _, _, shape = step.vslots[0]
         assert product_factor(step, pos, shape) == expected
 
+
+
+def _weights_program(x, w):
+    """sum(tanh(x @ w + 1)): the constant x spreads each entry of w over a column."""
+    return lagrad.trace(lambda w: lagrad.tanh(x @ w + 1.0).sum(), w)
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_weights_spread_by_a_constant_are_not_tested_but_still_named(bad, rng):
+    """A weight matrix read only by a product with a constant of nonzero
+    entries needs no test of its own (its product's test catches it): a
+    non-finite weight is still named, after the code is made."""
+    x, w = rng.standard_normal((4, 300)), rng.standard_normal((300, 250))
+    program = _weights_program(x, w)
+    schedule = compile_program(program)
+    plan = flat_plan(schedule)
+    assert plan.stepwise
+    assert spread_by_constants(plan.steps, plan.inputs) == set(plan.inputs)
+    for _ in range(SWEEP_AFTER + 2):
+        program.solve(w).grad()
+    assert callable(schedule.extras["forward_code"])
+    bad_w = w.copy()
+    bad_w[123, 45] = bad
+    with pytest.raises(NonFiniteError, match="input .w"):
+        program.solve(bad_w)
+    np.testing.assert_allclose(program.solve(w).grad(),
+                               x.T @ (1.0 - np.tanh(x @ w + 1.0) ** 2), rtol=1e-13)
+
+
+def test_a_constant_with_a_zero_entry_spreads_nothing(rng):
+    """One zero in the constant (its product with an inf weight could be
+    finite in a BLAS that skips zeros): the weights are tested."""
+    x, w = rng.standard_normal((4, 30)), rng.standard_normal((30, 25))
+    plan = flat_plan(compile_program(_weights_program(x, w)))
+    assert spread_by_constants(plan.steps, plan.inputs) == set(plan.inputs)
+    x[2, 7] = 0.0
+    plan = flat_plan(compile_program(_weights_program(x, w)))
+    assert spread_by_constants(plan.steps, plan.inputs) == set()
+    x[2, 7] = np.inf
+    plan = flat_plan(compile_program(_weights_program(x, w)))
+    assert spread_by_constants(plan.steps, plan.inputs) == set()

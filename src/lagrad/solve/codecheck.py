@@ -35,7 +35,8 @@ from lagrad.ir.structural import matmul
 from lagrad.solve.codeinline import Source
 
 __all__ = ["FINITE_MAPS", "PRODUCT_BOUND", "finite_map_outputs", "product_factor",
-           "frozen_squares", "check_finite", "check_product", "bounded_products"]
+           "frozen_squares", "check_finite", "check_product", "bounded_products",
+           "spread_by_constants"]
 
 Slot = tuple[int, int, int, tuple[int, ...], bool]  # (position, start, stop, shape, first)
 
@@ -75,6 +76,34 @@ def product_factor(step: Single, pos: int, shape: tuple[int, ...]) -> int | None
     if not all(1 <= len(s) <= 2 for s in shapes) or tuple(shapes[pos]) != tuple(shape):
         return None
     return 1 - pos
+
+
+def spread_by_constants(steps: Any, inputs: Any) -> set[tuple[int, int]]:
+    """The spans of ``inputs`` whose values need no test of their own: the
+    variable factor of a matrix product ``c @ x`` (or ``x @ c``) whose
+    constant factor ``c`` is frozen, with every entry finite and nonzero
+    (1-d or 2-d factors, a non-empty product). Each entry of ``x`` then
+    enters a whole column (row) of the product with a nonzero factor, so
+    inf or NaN there makes an entry of the product inf or NaN (inf times
+    nonzero is inf, NaN times anything NaN, and no other term of a sum
+    cancels either), and the product's test, or the test of the sum that
+    covers it, catches it; the first-failure scan then names the input.
+    (The first layer's weights of an MLP: 784 x 256 entries not read.)"""
+    spans: set[tuple[int, int]] = set()
+    wanted = set(inputs)
+    for step in steps:
+        if step.eq.primitive is not matmul or step.eq.params or len(step.template) != 2 \
+                or len(step.vslots) != 1 or step.stop == step.start:
+            continue
+        (pos, a, b, shape), = step.vslots
+        constant = step.template[1 - pos]
+        if (a, b) not in wanted or not 1 <= len(shape) <= 2 or \
+                frozen_squares(constant) is None or not 1 <= constant.ndim <= 2:
+            continue
+        with np.errstate(all="ignore"):
+            if np.isfinite(constant).all() and constant.all():
+                spans.add((a, b))
+    return spans
 
 
 def frozen_squares(x: Any) -> float | None:

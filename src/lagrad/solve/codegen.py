@@ -37,7 +37,13 @@ from numpy.typing import NDArray
 from lagrad.compile.schedule import Single
 from lagrad.solve import codeinline
 from lagrad.solve.borrow import Borrowed
-from lagrad.solve.codecheck import bounded_products, check_finite, check_product, finite_map_outputs
+from lagrad.solve.codecheck import (
+    bounded_products,
+    check_finite,
+    check_product,
+    finite_map_outputs,
+    spread_by_constants,
+)
 from lagrad.solve.flatplan import FlatPlan, Lent
 
 __all__ = ["CompiledGradient", "compile_gradient", "MAX_STEPS", "CompiledSweep", "compile_sweep",
@@ -440,13 +446,15 @@ def compile_forward(plan: FlatPlan) -> Callable[[Array, Lent], bool | None]:
     each step's primitive called into z, and, when the plan checks step by
     step (``plan.stepwise`` when made), every input's and step's values tested
     right after they are written, except those a sum's test covers (see
-    :func:`_covered`) and the outputs of finite maps (tanh of a tested value,
-    see :mod:`lagrad.solve.codecheck`); else it returns None (not checked)."""
+    :func:`_covered`), the outputs of finite maps (tanh of a tested value)
+    and inputs spread by a constant factor of a matrix product (see
+    :mod:`lagrad.solve.codecheck`); else it returns None (not checked)."""
     src = _Source()
     src.names["ravel"] = np.ravel
     zview = _ZViews(src, plan.lendable)
     check = plan.stepwise
-    covered = _covered(plan) | finite_map_outputs(plan.steps)
+    covered = _covered(plan) | finite_map_outputs(plan.steps) | \
+        spread_by_constants(plan.steps, plan.inputs)
     if check:
         src.emit("ok = True")
         for k, (a, b) in enumerate(plan.inputs):
