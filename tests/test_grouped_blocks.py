@@ -290,3 +290,29 @@ def test_a_stubborn_block_in_a_glued_chain_is_named() -> None:
     assert groups_of(program)
     with pytest.raises(lagrad.ConvergenceError, match=r"\(z6\)"):
         program.solve(0.0)
+
+
+def test_starting_points_given_to_one_solve_do_not_stay() -> None:
+    """A group's starting points are taken from the mapping each solve gets:
+    the program's own (kept between solves) or one given with ``init``, whose
+    starts make Newton converge at once and are gone at the next solve."""
+    chain = BlockChain(30, seed=5)
+    program = chain.trace()
+    [group] = groups_of(program)
+    names = [u.name for unit in group.units for u in unit.unknowns]
+
+    def newton_steps(sol: Any) -> int:
+        [result] = [r for r in sol.diagnostics.values() if r.block.startswith("group")]
+        return result.iterations
+
+    cold = program.solve(chain.x, chain.c)
+    cold_steps = newton_steps(cold)
+    inits_before = dict(program.inits)
+    warm = program.solve(chain.x, chain.c, init={n: cold[n] for n in names})
+    assert newton_steps(warm) == 0 < cold_steps
+    np.testing.assert_allclose(warm.grad()[1], cold.grad()[1], rtol=1e-12)
+    assert program.inits.keys() == inits_before.keys()
+    assert all(program.inits[k] is v for k, v in inits_before.items())
+    again = program.solve(chain.x, chain.c)
+    assert newton_steps(again) == cold_steps
+    np.testing.assert_array_equal(again.grad()[1], cold.grad()[1])

@@ -230,10 +230,16 @@ def _finish(gm: GroupMap, result: BlockResult) -> None:
 
 def _starts(group: CyclicGroup, inits: Mapping[int, Array]) -> Array:
     """U0 (B, n_U) from the unknowns' starting points (zeros where none); the
-    array is rebuilt only when a starting point object changed."""
-    found = list(map(inits.get, group.unknown_ids))
+    array is rebuilt only when a starting point object changed. The same
+    mapping as last time, of the same length (the program's own ``inits``
+    when a solve is given none: entries are only ever added to it, for new
+    unknowns), is not looked through again: B lookups a solve."""
     cached = group.cache.get("starts")
+    if cached is not None and cached[2] is inits and cached[3] == len(inits):
+        return cached[1].copy(order="F")
+    found = list(map(inits.get, group.unknown_ids))
     if cached is not None and all(map(operator.is_, found, cached[0])):
+        group.cache["starts"] = (found, cached[1], inits, len(inits))
         return cached[1].copy(order="F")
     sizes = [u.size for u in group.units[0].unknowns]
     u0 = np.zeros((group.size, group.n_u), order="F")
@@ -243,7 +249,7 @@ def _starts(group: CyclicGroup, inits: Mapping[int, Array]) -> Array:
             k, j = divmod(i, per)
             a = sum(sizes[:j])
             u0[k, a:a + sizes[j]] = np.ravel(value)
-    group.cache["starts"] = (found, u0)
+    group.cache["starts"] = (found, u0, inits, len(inits))
     return u0.copy(order="F")
 
 

@@ -327,7 +327,8 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
     options = dict(options or {})
     starts = _inits(program, options.pop("init", None))
     backward = BackwardOptions.resolve(options.pop("backward", None), "solve")
-    inits = {**program.inits, **starts}
+    inits = {**program.inits, **starts} if starts else program.inits  # (not changed below:
+    # evaluate copies it before writing starting points taken from other variables)
     given = {k: v for k, v in options.items() if v is not None}
     forward = ForwardOptions(**given) if given else NO_OPTIONS  # checked before any work
     schedule = compile_program(program)
