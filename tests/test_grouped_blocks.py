@@ -316,3 +316,21 @@ def test_starting_points_given_to_one_solve_do_not_stay() -> None:
     again = program.solve(chain.x, chain.c)
     assert newton_steps(again) == cold_steps
     np.testing.assert_array_equal(again.grad()[1], cold.grad()[1])
+
+
+def test_element_layout_copied_in_chunks_gives_the_same_gradient(monkeypatch) -> None:
+    """Gather and scatter go a chunk of elements at a time: with chunks of a
+    few elements (40 blocks, many chunks, a short last one) the values and
+    gradient are those of one chunk, and the floor's."""
+    import lagrad.solve.grouped as grouped
+
+    chain = BlockChain(40, seed=5)
+    whole = chain.trace().solve(chain.x, chain.c)
+    monkeypatch.setattr(grouped, "CHUNK_BYTES", 7 * 8 * 23)  # 7 elements of 23 slots at most
+    [group] = groups_of(chain.trace())
+    assert len(grouped._chunks(grouped._rows(group, whole.z)[0])) > 5
+    chunked = chain.trace().solve(chain.x, chain.c)
+    assert np.array_equal(chunked.z, whole.z)
+    for got, ref, floor in zip(chunked.grad(), whole.grad(), chain.floor()):
+        assert np.array_equal(got, ref)
+        assert np.allclose(got, floor, rtol=1e-10, atol=1e-12)
