@@ -476,7 +476,9 @@ def _arg(column: list[Equation], a: int, arg: Any, first: dict[int, int], starts
         shape = np.shape(arg)
         if all(v is arg for v in vals):
             return ("const", np.broadcast_to(np.asarray(arg, dtype=float), (len(vals),) + shape))
-        return ("const", np.stack([np.asarray(v, dtype=float) for v in vals]))
+        # Fortran order, like the element layout of values: an elementwise step
+        # with a per-element constant then runs over one layout, not a transpose
+        return ("const", np.asfortranarray(np.stack([np.asarray(v, dtype=float) for v in vals])))
     shape = variables[arg].shape
     if arg in first:
         t = first[arg]

@@ -41,6 +41,7 @@ from scipy.sparse.linalg import spsolve_triangular
 from lagrad.compile.groups import Cross, CyclicGroup, Position
 from lagrad.errors import SingularSystemError
 from lagrad.ir.batching import MATMUL, align
+from lagrad.ir.elementwise import identity
 from lagrad.solve.chain import MAX_REACH, BandFactor, Coupling, band_factorize
 from lagrad.solve.groupcarry import core_of, prefix_sums, suffix_sums
 from lagrad.solve.groupjac import group_jacobian
@@ -90,6 +91,37 @@ def _matrix_by_entry(group: CyclicGroup, p: int) -> Array | None:
             found = np.ascontiguousarray(np.moveaxis(step.args[0][1], 0, -1))
         group.cache[key] = found
     return group.cache[key]
+
+
+def _shaped(dest: Array, shape: tuple[int, ...]) -> Array | None:
+    """The slot columns ``dest`` (B, k) of the element layout as a view of
+    the step's batched shape, or None when that takes a copy."""
+    view = dest.view()
+    try:
+        view.shape = shape
+    except AttributeError:
+        return None
+    return view
+
+
+def _value_into(group: CyclicGroup, p: int, args: Sequence[Array], out: Array) -> bool:
+    """Run step p over all elements straight into its slots ``out`` (no
+    temporary, no copy into the Fortran-ordered layout) when it is a product
+    ``A_k @ x_k`` with constant A (see _matrix_by_entry), an identity, or a
+    ufunc with no params; False for any other step."""
+    step = group.steps[p]
+    prim = step.primitive
+    at = _matrix_by_entry(group, p)
+    if at is not None:
+        np.einsum("ijb,bj->bi", at, args[1], out=out)
+    elif prim is identity:
+        out[...] = align(args[0], out.ndim - 1)
+    elif prim.batch is None and not step.params and isinstance(prim.value, np.ufunc):
+        rank = max(np.ndim(a) for a in args) - 1
+        prim.value(*(align(a, rank) for a in args), out=out)
+    else:
+        return False
+    return True
 
 
 LAYOUT = "F"
@@ -243,15 +275,13 @@ class GroupMap:
             if needed is not None and needed[p] is not value:
                 continue
             args = [self._arg(p, a, arg, u) for a, arg in enumerate(step.args)]
-            at = _matrix_by_entry(self.group, p)
-            if at is not None:
-                val = np.einsum("ijb,bj->bi", at, args[1])
-            else:
-                val = step.primitive.batched_value(args, step.params).reshape(self.b, -1)
-            (self.gu if step.closing else self.zl)[:, step.out] = val
+            dest = (self.gu if step.closing else self.zl)[:, step.out]
+            ans = _shaped(dest, (self.b,) + step.shape)
+            if ans is None or not _value_into(self.group, p, args, ans):
+                dest[...] = step.primitive.batched_value(args, step.params).reshape(self.b, -1)
+                ans = dest.reshape((self.b,) + step.shape)
             self.args[p] = args
-            self.ans[p] = (self.gu if step.closing else self.zl)[:, step.out].reshape(
-                (self.b,) + step.shape)
+            self.ans[p] = ans
 
     def _jvp(self, p: int, a: int, t: Array) -> Array:
         """Output tangent of step p for the tangent t of its argument a alone;
