@@ -43,6 +43,22 @@ def test_block_lu_solves_like_numpy(n: int) -> None:
         assert np.allclose(got[:, j], lu.solve(many[:, j]), rtol=1e-13, atol=1e-13)
 
 
+def test_block_lu_overwrites_only_when_asked() -> None:
+    """An M given as a view of an (n, n, B) array is factorized in place only
+    with overwrite=True; both solve like numpy."""
+    m = blocks(12, 3, seed=4)
+    r = np.random.default_rng(2).standard_normal((3, 12))
+    want = np.linalg.solve(m, r.T[:, :, None])[:, :, 0].T
+    a = np.ascontiguousarray(np.moveaxis(m, 0, -1))
+    kept = BlockLU(np.moveaxis(a, -1, 0))
+    assert np.array_equal(np.moveaxis(a, -1, 0), m)
+    mine = BlockLU(np.moveaxis(a, -1, 0), overwrite=True)
+    assert mine.a is a or np.shares_memory(mine.a, a)
+    assert not np.array_equal(np.moveaxis(a, -1, 0), m)
+    for lu in (kept, mine):
+        assert np.allclose(lu.solve(r), want, rtol=1e-12, atol=1e-12)
+
+
 def test_block_lu_names_a_singular_element() -> None:
     m = blocks(6, 3, seed=2)
     m[4] = 0.0

@@ -59,10 +59,13 @@ class BlockLU:
     """LU with (threshold) partial pivoting of B matrices n x n at once, stored (n, n, B).
 
     ``m`` is (B, n, n); the rows of element k were permuted by ``perm[:, k]``
-    (None: no row was swapped)."""
+    (None: no row was swapped). With ``overwrite``, an ``m`` that is a view of
+    an (n, n, B) C-contiguous array (``np.moveaxis(a, -1, 0)``) is factorized
+    in place, with no copy, like scipy's ``overwrite_a``."""
 
-    def __init__(self, m: Array) -> None:
-        a = np.ascontiguousarray(np.moveaxis(m, 0, -1))  # (n, n, B)
+    def __init__(self, m: Array, overwrite: bool = False) -> None:
+        moved = np.moveaxis(m, 0, -1)  # (n, n, B)
+        a = np.ascontiguousarray(moved) if overwrite else np.array(moved, order="C")
         n, b = a.shape[0], a.shape[2]
         perm: NDArray[np.intp] | None = None
         for j in range(n):
@@ -180,12 +183,16 @@ def band_width(n: int, reach: int) -> int:
 
 
 def band_factorize(m: Array, coupling: Sequence[Coupling], reach: int,
-                   cache: dict[Any, Any]) -> BandFactor | int:
+                   cache: dict[Any, Any], diagonal: Array | None = None,
+                   overwrite: bool = False) -> BandFactor | int:
     """M L from the stacked M (B, n, n) and C's columns; the number of an
     element when a pivot of its M is zero. ``cache`` keeps the band positions
-    of the pattern, which is the same at every call."""
+    of the pattern, which is the same at every call. ``diagonal``: D = I - M
+    when the caller has it; ``overwrite``: as for :class:`BlockLU`."""
     b, n = m.shape[0], m.shape[1]
-    lu = BlockLU(m)
+    if diagonal is None:
+        diagonal = np.eye(n) - m
+    lu = BlockLU(m, overwrite)
     zero = ~(lu.pivots.min(axis=0) > 0.0)  # a zero pivot (or NaN after one)
     if zero.any():
         return int(np.argmax(zero))
@@ -210,4 +217,4 @@ def band_factorize(m: Array, coupling: Sequence[Coupling], reach: int,
             values = x[:, i, as_index(c.k)]
             for r, w in enumerate(where):  # a strided slice in a regular chain
                 flat[w] -= values[r]
-    return BandFactor(lu, band, kb, condition, np.eye(n) - m)
+    return BandFactor(lu, band, kb, condition, diagonal)

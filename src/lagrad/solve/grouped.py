@@ -404,13 +404,18 @@ def factorize(gm: GroupMap) -> GroupFactor | BandFactor | int:
     It covers the group's core (groupcarry): U without its running sums."""
     core = gm.core
     d, coupling = group_jacobian(gm, core.n)
-    m = np.eye(core.n) - d
     reach = core.reach
     if reach <= MAX_REACH:
-        band = band_factorize(m, coupling, reach, gm.group.cache)
+        # M = I - D written once, elements last: the block LU works on it in place
+        n = core.n
+        a = np.negative(np.moveaxis(d, 0, -1), out=np.empty((n, n, gm.b)))
+        a[np.arange(n), np.arange(n)] += 1.0
+        band = band_factorize(np.moveaxis(a, -1, 0), coupling, reach, gm.group.cache,
+                              diagonal=d, overwrite=True)
         if isinstance(band, int) or np.all(band.condition <= SINGULAR_CONDITION):
             return band
         return int(np.argmax(band.condition))
+    m = np.eye(core.n) - d
     try:
         minv = np.linalg.inv(m)
     except np.linalg.LinAlgError:
@@ -480,7 +485,8 @@ def _factorize_here(gm: GroupMap) -> GroupFactor | BandFactor:
 
 def _adjoint(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array:
     """Multipliers of the region: the running sums' first (read by nothing but
-    the next sum: suffix sums of their rhs), then the core's from the factorization."""
+    the next sum: suffix sums of their rhs), then the core's from the
+    factorization. ``rhs`` (the region's, gathered) is overwritten."""
     group, n_w, n = gm.group, gm.group.n_w, gm.core.n
     lam_u = np.zeros((gm.b, group.n_u), order="F")
     lam_u[:, n:] = suffix_sums(rhs[:, n_w + n:])
@@ -490,7 +496,7 @@ def _adjoint(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array
     c = rhs[:, n_w:n_w + n] + ll[:, n_w:n_w + n]
     _scatter(gm, outer, c, None)
     lam_u[:, :n] = factor.solve(c, transposed=True)
-    ll = rhs.copy(order="F")
+    ll = rhs  # gathered for this solve and not read again: reused
     ll[:, n_w:] = 0.0
     outer = gm.vjp(ll, lam_u)
     _scatter(gm, outer, None, vec)

@@ -170,7 +170,7 @@ def group_jacobian(gm: Any, n: int | None = None) -> tuple[Array, list[Coupling]
             jac[:, step.out.start:step.out.stop, lo:hi] += value
         else:
             seeds[step.out.start] = (value, (lo, hi))
-    d = np.ascontiguousarray(jac[:, :, :n_u])
+    d = jac[:, :, :n_u]  # a view (B, n, n), Fortran-ordered
     coupling = []
     for (p, a), (first, cross) in cross_seed.items():
         k = np.flatnonzero(cross.mask)
