@@ -179,6 +179,20 @@ def test_time_calls_respects_the_budget() -> None:
     assert t["slow"].median >= 0.05
 
 
+def test_comparisons_get_their_own_budget() -> None:
+    """A comparison a target is read from gets the level's comparison budget
+    when the run's is smaller (a one-second call then gets its repeats)."""
+    from lagrad.bench.core import SIZES, Context
+
+    full = SIZES["comparison_budget"]["full"]
+    assert Context(level="full", budget=5.0).comparison_budget == full
+    assert Context(level="full", budget=2 * full).comparison_budget == 2 * full
+    assert Context(level="tiny").comparison_budget == SIZES["budget"]["tiny"]
+    t = time_calls({"call": lambda: None, "second": lambda: None}, repeats=4,
+                   budget=Context(level="full", budget=1e-9).comparison_budget)
+    assert t["call"].repeats >= 4
+
+
 def test_guard_predicts_and_skips() -> None:
     guard = Guard(budget=1.0)
     assert guard.reason("m", 10) is None

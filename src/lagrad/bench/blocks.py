@@ -217,7 +217,7 @@ def _rows_for(ctx: Context, problem: Problem, guard: Any, build_guard: Any, note
     base: dict[str, Any] = {"workload": "blocks", "problem": problem.name, "B": n_blocks}
     ctx.progress(f"blocks: {mark}B={n_blocks}: floor")
     tf = time_calls({"floor_forward": problem.floor_forward, "floor_gradient": problem.floor},
-                    ctx.repeats or 1, ctx.budget or 1.0)
+                    ctx.repeats or 1, ctx.comparison_budget)
     ref = tf["floor_gradient"].value
     floor_s = tf["floor_gradient"].median
     rows = [{**base, "method": f"{mark}floor (numpy)", "forward_s": tf["floor_forward"].median,
@@ -243,7 +243,7 @@ def _rows_for(ctx: Context, problem: Problem, guard: Any, build_guard: Any, note
     t = time_calls({"forward": lambda: program.solve(*args),
                     "gradient": lambda: program.solve(*args).grad(),
                     "floor_gradient": problem.floor},
-                   ctx.repeats or 1, ctx.budget or 1.0)
+                   ctx.repeats or 1, ctx.comparison_budget)
     floor_s = t["floor_gradient"].median
     rows[0].update(equations=base["equations"], unknowns=base["unknowns"], gradient_s=floor_s)
     rows.append({**base, "method": f"{mark}default", "build_s": build, "first_s": first,

@@ -40,6 +40,11 @@ SIZES: dict[str, dict[str, Any]] = {
     "budget": {"tiny": 2.0, "quick": 2.5, "full": 120.0},
     # the same for one-off costs: building a program and its first gradient
     "build_budget": {"tiny": 2.0, "quick": 10.0, "full": 600.0},
+    # the timed rounds of a comparison a target is read from (lagrad's default
+    # against its floor or a peer): at least this, so that even a call of a
+    # second gets the requested repeats (a budget of 5 s gave a DEQ at N = 3000
+    # two rounds, and its floor ratio moved by 20% from run to run)
+    "comparison_budget": {"tiny": 2.0, "quick": 5.0, "full": 60.0},
 }
 
 
@@ -80,6 +85,13 @@ class Context:
         """A guard with the per-call budget."""
         assert self.budget is not None
         return Guard(self.budget)
+
+    @property
+    def comparison_budget(self) -> float:
+        """The budget of the timed rounds of a comparison a target is read
+        from: the run's, or more (SIZES["comparison_budget"])."""
+        assert self.budget is not None
+        return max(self.budget, SIZES["comparison_budget"][self.level])
 
     def build_guard(self) -> Guard:
         """A guard for one-off costs (build + first gradient): a larger budget."""

@@ -176,7 +176,7 @@ def _rows_for(ctx: Context, n: int, guard: Any, notes: list[str]) -> list[dict[s
     ctx.progress(f"deq: N={n}: default settings and the floor")
     t = time_calls({"forward": lambda: p.solve(x, w), "gradient": lambda: p.solve(x, w).grad(),
                     "floor_forward": prob.floor_forward, "floor_gradient": prob.floor},
-                   ctx.repeats or 1, ctx.budget or 1.0)
+                   ctx.repeats or 1, ctx.comparison_budget)
     floor_s = t["floor_gradient"].median
     sol = p.solve(x, w)
     sol.grad()

@@ -103,7 +103,7 @@ def _mlp_row(ctx: Context, sizes: tuple[int, ...], batch: int) -> dict[str, Any]
                     "gradient": lambda: program.solve(*params).grad(),
                     "floor_forward": lambda: numpy_loss(data, labels, params)[0],
                     "floor_gradient": lambda: numpy_gradient(data, labels, params)},
-                   ctx.repeats or 1, ctx.budget or 1.0)
+                   ctx.repeats or 1, ctx.comparison_budget)
     row: dict[str, Any] = {"workload": "mlp", "layers": "-".join(map(str, sizes)),
                            "batch": batch, "parameters": int(sum(p.size for p in params)),
                            "build_s": build, "repeats": t["gradient"].repeats}

@@ -161,7 +161,7 @@ def _row(ctx: Context, problem: JacobianProblem, k: int) -> list[dict[str, Any]]
     x = problem.x
     t = time_calls({"gradient": lambda: grad_fn(x), "jacobian": lambda: jac_fn(x),
                     "row_by_row": lambda: problem.row_by_row(program)},
-                   ctx.repeats or 1, ctx.budget or 1.0)
+                   ctx.repeats or 1, ctx.comparison_budget)
     jac = np.asarray(t["jacobian"].value)
     row: dict[str, Any] = {"workload": "jacobian", "problem": problem.name,
                            "label": problem.label, "rows": k, "inputs": x.size,

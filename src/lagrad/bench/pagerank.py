@@ -160,7 +160,7 @@ def _rows_for(ctx: Context, m: int, guard: Any, notes: list[str]) -> list[dict[s
                     "fp_forward": lambda: p.solve(w, v, method="fixed_point"),
                     "fp_gradient": lambda: p.solve(w, v, method="fixed_point").grad(),
                     "floor_forward": prob.floor_forward, "floor_gradient": prob.floor},
-                   ctx.repeats or 1, ctx.budget or 1.0)
+                   ctx.repeats or 1, ctx.comparison_budget)
     floor_s = t["floor_gradient"].median
     sol = p.solve(w, v)
     sol.grad()

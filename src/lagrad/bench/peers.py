@@ -499,7 +499,7 @@ def _peer_row(ctx: Context, guard: Guard, problem: str, size: Any, p: dict[str, 
     finally:
         row["build_s"] = p.pop("build_s", None)
     try:
-        t = time_calls({"lagrad": lagrad_call, peer: call}, ctx.repeats or 1, ctx.budget or 1.0)
+        t = time_calls({"lagrad": lagrad_call, peer: call}, ctx.repeats or 1, ctx.comparison_budget)
     except Exception as err:  # noqa: BLE001 (the peer failed while running: note it)
         row["note"] = f"failed: {type(err).__name__}: {str(err)[:80]}"
         guard.stop(key, f"failed at {p['label']}")
@@ -541,7 +541,7 @@ def _peers(ctx: Context) -> list[dict[str, Any]]:
             base = {"workload": "peers", "problem": problem, "label": p["label"],
                     "size": size if isinstance(size, int) else size[1]}
             lagrad_call()  # the first call compiles (the blocks chain: a minute at 10^5): untimed
-            t = time_calls({"lagrad": lagrad_call}, ctx.repeats or 1, ctx.budget or 1.0)
+            t = time_calls({"lagrad": lagrad_call}, ctx.repeats or 1, ctx.comparison_budget)
             rows.append({**base, "peer": "lagrad", "series": f"lagrad {problem}",
                          "method": "default", "seconds": t["lagrad"].median,
                          "over_lagrad": 1.0})

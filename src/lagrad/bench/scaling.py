@@ -74,7 +74,7 @@ def _measure(ctx: Context, n: int, backsub_ok: bool) -> dict[str, Any]:
              "floor_gradient": lambda: floor.gradient(x)}
     if backsub_ok:
         calls["backsub"] = lambda: program.solve(*x).grad(method="backsub")
-    t = time_calls(calls, ctx.repeats or 1, ctx.budget or 1.0)
+    t = time_calls(calls, ctx.repeats or 1, ctx.comparison_budget)
     error = relative_error(shot.pop("gradient"), t["floor_gradient"].value[1])
     row = {"workload": "scaling", "n": n, "equations": dag.n_equations, "inputs": dag.n_inputs,
            "depth": floor.depth, **shot, "floor_build_s": floor_build,
