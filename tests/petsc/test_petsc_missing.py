@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import types
 
 import pytest
 
@@ -31,6 +32,38 @@ def test_a_missing_petsc4py_names_the_extra(monkeypatch, call):
     with pytest.raises(lagrad.MissingDependencyError, match=r'pip install "lagrad\[petsc\]"'):
         call(sol)
     assert not petsc.available()
+
+
+def _module(name: str, attribute: str, loaded: list[str]) -> types.ModuleType:
+    """A stand-in module that notes when its one attribute is first taken."""
+    module = types.ModuleType(name)
+
+    def getattr_(key: str) -> object:
+        if key != attribute:
+            raise AttributeError(key)
+        if name not in loaded:
+            loaded.append(name)
+        return object()
+
+    module.__getattr__ = getattr_  # type: ignore[method-assign]
+    return module
+
+
+def test_mpi4py_loads_mpi_before_petsc4py_needs_it(monkeypatch):
+    # a PETSc built from source finds libmpi only where it was built; mpi4py finds it anywhere
+    loaded: list[str] = []
+    monkeypatch.setitem(sys.modules, "mpi4py", _module("mpi4py", "MPI", loaded))
+    monkeypatch.setitem(sys.modules, "petsc4py", _module("petsc4py", "PETSc", loaded))
+    petsc.import_petsc()
+    assert loaded == ["mpi4py", "petsc4py"]
+
+
+def test_without_mpi4py_petsc4py_is_still_tried(monkeypatch):
+    loaded: list[str] = []
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    monkeypatch.setitem(sys.modules, "petsc4py", _module("petsc4py", "PETSc", loaded))
+    petsc.import_petsc()
+    assert loaded == ["petsc4py"]
 
 
 def test_the_missing_dependency_error_is_an_import_error():

@@ -34,7 +34,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -85,7 +85,15 @@ as a breakdown: ILU may fail on a regular matrix."""
 
 
 def import_petsc() -> Any:
-    """The ``petsc4py.PETSc`` module, or MissingDependencyError without it."""
+    """The ``petsc4py.PETSc`` module, or MissingDependencyError without it.
+
+    mpi4py is imported first when it is there: it finds the mpich wheel's MPI
+    library by itself, whereas a PETSc built from source looks only where it was
+    built, and pip reuses that build from its cache: in another virtual
+    environment, perhaps one long deleted.
+    """
+    with suppress(ImportError):
+        from mpi4py import MPI  # noqa: F401  (loads libmpi for PETSc to find)
     try:
         from petsc4py import PETSc
     except ImportError as err:
