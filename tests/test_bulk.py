@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import lagrad
-from lagrad.compile.bulk import _levels
+from lagrad.compile.bulk import _by_key_then_position, _levels
+from lagrad.compile.bulkplan import bulk_plan
 
 KINDS = np.array(["add", "sub", "mul", "sin", "cos", "tanh", "exp", "div"])
 UNARY = {"sin", "cos", "tanh", "exp"}
@@ -198,3 +199,36 @@ def test_the_sweep_uses_the_partials_of_its_own_solution() -> None:
     np.testing.assert_array_equal(np.array(second.grad()), expected2)
     spsolve = np.array(p.solve(*x1).grad(method="spsolve"))
     np.testing.assert_allclose(expected1, spsolve, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("n_keys, n_positions", [(3, 100), (32, 70_000), (32, 3_000_000)])
+def test_equations_are_sorted_by_key_then_first_parent(n_keys: int, n_positions: int) -> None:
+    rng = np.random.default_rng(n_positions)
+    key = np.sort(rng.integers(0, n_keys, 5000))
+    at = rng.integers(0, n_positions, key.size)
+    order = _by_key_then_position(key, at, n_keys, n_positions)
+    assert np.array_equal(order, np.lexsort((np.arange(key.size), at, key)))  # stable
+
+
+def test_beyond_31_bits_positions_sort_by_regions() -> None:
+    rng = np.random.default_rng(1)
+    n_keys, n_positions = 2**10, 2**30  # 10 key bits + 15 high bits: the lowest 10 dropped
+    key = np.sort(rng.integers(0, n_keys, 5000))
+    at = rng.integers(0, n_positions, key.size)
+    order = _by_key_then_position(key, at, n_keys, n_positions)
+    region = at >> 26
+    assert np.array_equal(key[order], key)
+    assert np.all(np.diff(region[order])[np.diff(key[order]) == 0] >= 0)
+    assert sorted(order) == list(range(key.size))
+
+
+def test_each_run_reads_its_first_operand_in_increasing_order() -> None:
+    kinds, parents, constants = safe(np.random.default_rng(5), 4, 3000)
+    program = lagrad.Program.from_arrays(kinds, parents, n_inputs=4, constants=constants)
+    sol = program.solve(*np.linspace(-0.4, 0.4, 4))
+    plan = bulk_plan(sol.schedule)
+    assert plan is not None
+    runs = [run for run in plan.runs if 0 in run.var_positions and run.stop - run.start > 1]
+    assert len(runs) > 10
+    for run in runs:
+        assert np.all(np.diff(run.operands[0]) >= 0), (run.start, run.stop)

@@ -165,12 +165,15 @@ def _layout(bulk: BulkEquations, level: Ints) -> tuple[Ints, Ints, Ints, Ints, I
     the equations in that order; the readout last), and the first parents
     in that order, as variables and as positions.
 
-    Within a run of one key the equations are sorted by the region of z
-    (one of about 2^8) holding their first parent, placed before them (at a
-    lower level), so the forward pass gathers, and the sweep scatter-adds,
-    that operand region by region: fewer cache misses than at random
-    positions (measured: about 15% off the gradient of a random DAG of 10^6
-    equations). Each level is one radix sort of 16-bit keys."""
+    Within a run of one key the equations are sorted by the position of
+    their first parent, placed before them (at a lower level), so the forward
+    pass gathers, and the sweep scatter-adds, that operand in increasing
+    order: fewer cache misses than at random positions (measured on the
+    gradient of a random DAG of 10^6 equations: about 15% off by regions of
+    z, 2^8 of them, and 4.5% more by positions). Each level is two stable
+    radix sorts of 16-bit keys: by the position's low 16 bits, then by the
+    key and the position's high bits (the lowest of which are dropped, to
+    regions again, only when keys and positions need more than 31 bits)."""
     d, m = bulk.n_inputs, bulk.n_equations
     is_var = bulk.parents >= 0
     pattern = is_var[:, 0].astype(np.intp) + 2 * (is_var[:, 1] & (bulk.arity == 2))
@@ -191,19 +194,29 @@ def _layout(bulk: BulkEquations, level: Ints) -> tuple[Ints, Ints, Ints, Ints, I
     cuts = starts[new_level][1:]
     first = bulk.parents[:, 0].take(order)
     placed = np.empty(m, dtype=np.intp)  # the first parent's position
-    shift = 15 - int(kinds - 1).bit_length()  # bits left for the parent's region
-    scale = max(position.size.bit_length() - shift, 0)
     for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [m]]) if m else []):
         # one level: its parents are placed
         # (a constant operand, -1, reads the last position: it is not used)
         at = position.take(first[lo:hi])
-        within = ((keys[lo:hi] - keys[lo]) << shift | at >> scale).astype(np.int16)
-        sort = np.argsort(within, kind="stable")  # a radix sort, 16-bit keys
+        sort = _by_key_then_position(keys[lo:hi] - keys[lo], at, kinds, position.size)
         order[lo:hi] = order[lo:hi][sort]
         first[lo:hi] = first[lo:hi][sort]
         placed[lo:hi] = at[sort]
         position[d + order[lo:hi]] = np.arange(d + lo, d + hi)
     return order, keys, position, first, placed
+
+
+def _by_key_then_position(key: Ints, at: Ints, n_keys: int, n_positions: int) -> Ints:
+    """The stable order of (key, at), keys in [0, n_keys) and positions in
+    [0, n_positions), by two radix sorts of 16-bit keys (numpy's stable sort of
+    16-bit integers): by the low 16 bits of ``at``, then by the key and the
+    high bits. Where those need more than 15 bits, the lowest of the high bits
+    are dropped: positions then sort by regions of 2^16 or more."""
+    high = max(n_positions.bit_length() - 16, 0)
+    drop = max(int(n_keys - 1).bit_length() + high - 15, 0)
+    sort = np.argsort((at & 0xFFFF).astype(np.uint16), kind="stable")
+    within = (key.take(sort) << (high - drop) | at.take(sort) >> (16 + drop)).astype(np.int16)
+    return sort.take(np.argsort(within, kind="stable"))
 
 
 def compile_bulk(program: BulkProgram) -> Schedule:
