@@ -167,8 +167,21 @@ def test_time_calls_interleaves_and_takes_medians() -> None:
     calls = {"a": lambda: order.append("a") or 1, "b": lambda: order.append("b") or 2}
     t = time_calls(calls, repeats=3, budget=10.0)
     assert t["a"].value == 1 and t["b"].value == 2
-    assert order[:4] == ["a", "b", "a", "b"]  # warm-up, then rounds alternate
-    assert t["a"].repeats >= 3 and t["a"].median >= 0.0
+    assert order[:2] == ["a", "b"]  # the warm-up
+    rounds = [order[i:i + 2] for i in range(2, len(order), 2)]
+    assert all(sorted(r) == ["a", "b"] for r in rounds)  # every round runs each call once
+    assert t["a"].repeats == len(rounds) >= 3 and t["a"].median >= 0.0
+
+
+def test_time_calls_varies_the_order_of_each_round() -> None:
+    """No call always runs first or always follows the same other call."""
+    order: list[str] = []
+    calls = {k: (lambda k=k: order.append(k)) for k in "abc"}
+    time_calls(calls, repeats=20, budget=10.0)
+    rounds = [tuple(order[i:i + 3]) for i in range(3, len(order), 3)]
+    assert len(rounds) >= 20 and all(sorted(r) == ["a", "b", "c"] for r in rounds)
+    assert {r[0] for r in rounds} == {"a", "b", "c"}
+    assert len(set(rounds)) >= 4
 
 
 def test_time_calls_respects_the_budget() -> None:
