@@ -1,5 +1,6 @@
 """Primitives written out in the generated code (lagrad.solve.codeinline):
-logsumexp's value and cotangent, a broadcast argument's summed cotangent.
+logsumexp's value and cotangent, a broadcast argument's summed cotangent,
+the partials of tanh, sigmoid, sin and cos made in the multiplier.
 The generated code must be kept (it equals the flat plan bit for bit when
 made) and give the general sweep's gradient and a dense solve's."""
 
@@ -36,7 +37,14 @@ def programs(rng):
                            + lagrad.sum(lagrad.tanh(x), axis=(0, 1)), (x,)),
         "integer constant": (lambda w: lagrad.tanh(np.arange(12).reshape(3, 4) @ w).sum(),
                              (rng.standard_normal((4, 2)),)),
+        "maps in place": (lambda x, w: (lagrad.tanh(x @ w) * lagrad.sigmoid(x @ w)).sum()
+                          + (lagrad.sin(x) * lagrad.cos(x * 2.0)).sum(),
+                          (x, rng.standard_normal((4, 3)))),
+        "maps of an input, read twice": (lambda x: (lagrad.tanh(x) + lagrad.sigmoid(x)
+                                                    + lagrad.cos(x) * lagrad.sin(x)).sum(), (x,)),
     }
+
+MAPS = {lagrad.tanh: "tanh", lagrad.sigmoid: "sigmoid", lagrad.sin: "sin", lagrad.cos: "cos"}
 
 
 @pytest.mark.parametrize("stepwise", [False, True])
@@ -44,7 +52,8 @@ def programs(rng):
                                   "lse of a constant's product", "bias twice",
                                   "column and scalar", "weight used twice",
                                   "two variable factors", "integer constant",
-                                  "sums over axes"])
+                                  "sums over axes", "maps in place",
+                                  "maps of an input, read twice"])
 def test_written_out_rules_give_the_plans_values_and_gradients(name, stepwise, rng):
     fn, args = programs(rng)[name]
     program = lagrad.trace(fn, *args)
@@ -98,3 +107,25 @@ def test_multipliers_reuse_regions_no_longer_read(stepwise, rng):
     places = codegen._places(plan, sweep, codegen._shared(plan, sweep), dict.fromkeys(plan.inputs))
     moved = [span for span, at in places.items() if at != span[0]]
     assert bool(moved) == stepwise
+
+
+@pytest.mark.parametrize("stepwise", [False, True])
+@pytest.mark.parametrize("fn", list(MAPS), ids=list(MAPS.values()))
+def test_map_partials_are_made_in_the_multiplier(fn, stepwise, rng):
+    """The cotangent of tanh, sigmoid, sin and cos written first into its
+    argument's multiplier calls no partials rule (it would allocate the
+    partial): the partial is made in the multiplier, bit for bit the rule's."""
+    x, w = rng.standard_normal((6, 5)), rng.standard_normal((5, 4))
+    program = lagrad.trace(lambda w: (fn(x @ w) * 3.0).sum(), w)
+    schedule = compile_program(program)
+    flat_plan(schedule).stepwise = stepwise
+    expected = program.solve(w).grad()  # by the flat plan
+    for _ in range(SWEEP_AFTER + 2):
+        grad = program.solve(w).grad()
+    sweep = schedule.extras["sweep"]
+    assert isinstance(sweep, CompiledSweep)
+    np.testing.assert_array_equal(grad, expected)
+    rule = next(eq.primitive.partials for eq in program.equations
+                if eq.primitive.name == MAPS[fn])
+    bound = sweep._run.__globals__
+    assert not [k for k, v in bound.items() if v is rule]
