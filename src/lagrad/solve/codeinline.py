@@ -22,9 +22,10 @@ Written out:
 * the cotangent of tanh, sigmoid, sin or cos written first into its argument's
   multiplier, its partial made in that array ($1 - y^2$, $(1 - y) y$,
   $\\cos x$, $-\\sin x$) and then scaled by $g$ there: the rule's
-  ``g * partial`` makes two or three temporaries the size of the batch, and
-  on the reference machine a fresh 256 KiB array costs some 70 us of page
-  faults (an MLP's two tanh layers: 0.3 ms of a 2.5 ms sweep);
+  ``g * partial`` makes two or three temporaries the size of the batch and
+  passes over them once more (an MLP's gradient: 2-5% faster in three
+  interleaved processes; in a loop where the heap gives such a temporary
+  back to the system each time, 64 page faults per 256 KiB come on top);
 * a factor's cotangent of a product of matrices, $g b^T$ or $a^T g$, by the
   BLAS call :func:`lagrad.ir.accumulate.matmul_vjp_add` makes for them (its
   checks of the operands' layout are made once, here: the generated code's
