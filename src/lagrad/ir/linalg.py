@@ -29,21 +29,25 @@ True
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
-from lagrad.errors import ProgramError, SingularSystemError
+from lagrad.errors import ProgramError
 from lagrad.ir import primitives as P
 from lagrad.ir.cholesky import cholesky_p
-from lagrad.ir.memo import ValueMemo, value_key
+from lagrad.ir.factors import (
+    adjoint_memo,
+    dense_lu,
+    factor_memo,
+    nonsingular,
+    sparse_key,
+    sparse_lu,
+)
+from lagrad.ir.memo import value_key
 from lagrad.ir.pattern import CSRPattern, check_indices, check_matrix_shape
 
 __all__ = ["solve", "spsolve", "inv", "det", "slogdet", "cholesky", "LINALG",
@@ -52,106 +56,10 @@ __all__ = ["solve", "spsolve", "inv", "det", "slogdet", "cholesky", "LINALG",
 Array = NDArray[np.float64]
 Shape = tuple[int, ...]
 
-# A pivot ratio beyond 1/eps: A is singular to working precision.
-SINGULAR_PIVOT_RATIO = 1.0 / np.finfo(float).eps
-
-# Factorizations and transposed solves, by value (pure functions of their keys).
-factor_memo = ValueMemo(maxsize=16, maxbytes=2**28)
-_adjoint_memo = ValueMemo(maxsize=16)
-
-
-# ------------------------------------------------------------ factorizations
-
-@dataclass(frozen=True, eq=False)
-class DenseLU:
-    """``lu_factor(A)``: P A = L U, with the solves and determinant it gives."""
-
-    lu: Array
-    piv: NDArray[np.int32]
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.lu.nbytes)
-
-    @property
-    def singular(self) -> bool:
-        d = np.abs(np.diag(self.lu))
-        return bool(d.size) and not (d.min() > 0 and d.max() / d.min() < SINGULAR_PIVOT_RATIO)
-
-    def solve(self, b: Array, trans: int = 0) -> Array:
-        """A^-1 b, or A^-T b with ``trans=1``."""
-        return sla.lu_solve((self.lu, self.piv), b, trans=trans, check_finite=False)
-
-    def sign_logabsdet(self) -> tuple[float, float]:
-        d = np.diag(self.lu)
-        swaps = int(np.count_nonzero(self.piv != np.arange(self.piv.size)))
-        sign = float(np.prod(np.sign(d))) * (-1.0) ** swaps
-        with np.errstate(divide="ignore"):
-            return sign, float(np.sum(np.log(np.abs(d))))
-
-
-def dense_lu(a: Array) -> DenseLU:
-    """The LU factorization of the square matrix ``a``, memoized on its values."""
-    def build() -> DenseLU:
-        with warnings.catch_warnings():  # an exactly singular A: reported by the callers
-            warnings.simplefilter("ignore", sla.LinAlgWarning)
-            lu, piv = sla.lu_factor(np.asarray(a, dtype=float), check_finite=False)
-        return DenseLU(lu, piv)
-    return factor_memo.get(("lu", value_key(a)), build)
-
-
-def _nonsingular(a: Array, who: str) -> DenseLU:
-    factor = dense_lu(a)
-    if factor.singular:
-        raise SingularSystemError(
-            f"{who}: the matrix A of shape {np.shape(a)} is singular to working precision "
-            "(a zero or negligible LU pivot), so A x = b does not determine x; check how A "
-            "is built, or regularize it")
-    return factor
-
-
-def _sparse_key(data: Array, pattern: CSRPattern) -> tuple[Any, ...]:
-    return value_key(data, pattern.indptr, pattern.indices)
-
-
-@dataclass(frozen=True, eq=False)
-class SparseLU:
-    """``splu(A)`` for a pattern and values, with the size of A for the memo."""
-
-    factor: Any
-    nbytes: int
-
-    def solve(self, b: Array, trans: str = "N") -> Array:
-        return self.factor.solve(np.ascontiguousarray(b, dtype=float), trans=trans)
-
-
-def sparse_lu(data: Array, pattern: CSRPattern, who: str = "linalg.spsolve") -> SparseLU:
-    """The sparse LU factorization of A(data), memoized on its values and pattern."""
-    def build() -> SparseLU:
-        m = pattern.matrix(data).tocsc()
-        m.sum_duplicates()
-        try:
-            factor = spla.splu(m)
-        except RuntimeError as err:  # scipy: "Factor is exactly singular"
-            raise _sparse_singular(pattern, who) from err
-        d = np.abs(factor.U.diagonal())
-        if d.size and not (d.min() > 0 and d.max() / d.min() < SINGULAR_PIVOT_RATIO):
-            raise _sparse_singular(pattern, who)
-        return SparseLU(factor, 8 * (factor.L.nnz + factor.U.nnz))
-    return factor_memo.get(("splu", _sparse_key(data, pattern)), build)
-
-
-def _sparse_singular(pattern: CSRPattern, who: str) -> SingularSystemError:
-    return SingularSystemError(
-        f"{who}: the sparse matrix A of shape {pattern.shape} with {pattern.nnz} stored "
-        "entries is singular to working precision, so A x = b does not determine x; check "
-        "its pattern (an empty row or column?) and values")
-
-
 # --------------------------------------------------------------- dense solve
 
 def _solve_value(a: Array, b: Array) -> Array:
-    return _nonsingular(a, "linalg.solve").solve(b)
+    return nonsingular(a, "linalg.solve").solve(b)
 
 
 def _solve_shape(sa: Shape, sb: Shape) -> Shape:
@@ -165,8 +73,8 @@ def _solve_shape(sa: Shape, sb: Shape) -> Shape:
 def _solve_adjoint(a: Array, g: Array) -> Array:
     """b_bar = A^-T g: one transposed solve with A's factorization, per (A, g)."""
     def build() -> Array:
-        return _nonsingular(a, "linalg.solve").solve(g, trans=1)
-    return _adjoint_memo.get(("solve", value_key(a, g)), build)
+        return nonsingular(a, "linalg.solve").solve(g, trans=1)
+    return adjoint_memo.get(("solve", value_key(a, g)), build)
 
 
 def _solve_vjp(k: int, g: Array, ans: Array, a: Array, b: Array) -> Array:
@@ -182,11 +90,11 @@ def _solve_jvp(ts: Sequence[Array | None], ans: Array, a: Array, b: Array) -> Ar
     rhs = np.zeros(np.shape(ans)) if tb is None else np.array(tb, dtype=float)
     if ta is not None:
         rhs -= ta @ ans
-    return _nonsingular(a, "linalg.solve").solve(rhs)
+    return nonsingular(a, "linalg.solve").solve(rhs)
 
 
 def _solve_jacobian(k: int, ans: Array, a: Array, b: Array) -> sp.csr_matrix:
-    a_inv = _nonsingular(a, "linalg.solve").solve(np.eye(np.shape(a)[0]))
+    a_inv = nonsingular(a, "linalg.solve").solve(np.eye(np.shape(a)[0]))
     width = 1 if np.ndim(ans) == 1 else np.shape(ans)[1]
     if k == 1:  # x[i, j] = sum_l Ainv[i, l] b[l, j]: Ainv kron I
         return sp.csr_matrix(np.kron(a_inv, np.eye(width)))
@@ -236,7 +144,7 @@ def _spsolve_vjp(k: int, g: Array, ans: Array, data: Array, b: Array, *,
 
     def build() -> Array:
         return sparse_lu(data, pattern).solve(g, trans="T")
-    b_bar = _adjoint_memo.get(("spsolve", _sparse_key(data, pattern), value_key(g)), build)
+    b_bar = adjoint_memo.get(("spsolve", sparse_key(data, pattern), value_key(g)), build)
     if k == 1:
         return b_bar
     # d x / d data_e = -A^-1 E_e x: the cotangent is -b_bar[row_e] x[col_e]
@@ -309,7 +217,7 @@ def _det_value(a: Array) -> Array:
 
 
 def _inverse_transpose(a: Array, who: str) -> Array:
-    return _nonsingular(a, who).solve(np.eye(np.shape(a)[0]), trans=1)
+    return nonsingular(a, who).solve(np.eye(np.shape(a)[0]), trans=1)
 
 
 def _det_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
@@ -341,7 +249,7 @@ det_p = P.Primitive("det", _det_value, _square_shape, vjp=_det_vjp, jvp=_det_jvp
 
 
 def _logabsdet_value(a: Array) -> Array:
-    return np.asarray(_nonsingular(a, "linalg.slogdet").sign_logabsdet()[1])
+    return np.asarray(nonsingular(a, "linalg.slogdet").sign_logabsdet()[1])
 
 
 def _logabsdet_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
