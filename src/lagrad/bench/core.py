@@ -29,7 +29,7 @@ __all__ = ["Context", "Timing", "Guard", "Attempt", "attempt", "time_calls", "fo
            "Column",
            "peak_memory", "relative_error", "keep", "SIZES"]
 
-FAST_SECONDS = 0.3  # time_calls: target time of the timed rounds of fast calls
+FAST_SECONDS = 1.0  # time_calls: target time of the timed rounds of fast calls
 FAST_ROUNDS = 5  # ... with at most this many times the requested repeats
 
 # sizes by run level; "tiny" is for the tests (hidden --tiny option)
