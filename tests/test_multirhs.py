@@ -178,6 +178,33 @@ def test_each_way_of_solving_a_large_block(path: str, orientation: Any,
     assert _rel(got, _per_column(sol, orientation.name, rhs)) < 1e-10
 
 
+def test_the_reduced_matrix_is_built_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reduced LU's products with the identity take at most MAX_ENTRIES /
+    z.size of its rows at a time (its scratch arrays span all of z), and the
+    multipliers are the single-seed ones."""
+    n = 80
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((n, n))
+    w *= 0.5 / np.linalg.norm(w, 2)
+
+    def f(x: Any) -> Any:
+        return lagrad.fixed_point(lambda z, x: lagrad.tanh(w @ z + x), np.zeros(n), x,
+                                  method="fixed_point")[:5]
+    x = rng.standard_normal(n)
+    sol = lagrad.trace(f, x).solve(x)
+    monkeypatch.setattr(multirhs, "DIRECT_LIMIT", 0)  # no sparse LU of the block
+    monkeypatch.setattr(multirhs, "MAX_ENTRIES", 7 * sol.z.size)
+    rows: list[int] = []
+    product = multirhs._Reduced.product
+    monkeypatch.setattr(multirhs._Reduced, "product", lambda self, v, *a:
+                        rows.append(v.shape[0]) or product(self, v, *a))
+    rhs = rng.standard_normal((sol.z.size, 40))
+    got = substitute_many(sol.schedule, sol.z, ADJOINT, rhs, sol.diagnostics)
+    identity = [r for r in rows if r != 40]
+    assert sum(identity) == n and max(identity) == 7 and len(identity) == 12
+    assert _rel(got, _per_column(sol, "adjoint", rhs)) < 1e-10
+
+
 def test_seeds_are_split_into_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     x = np.random.default_rng(7).standard_normal((4, 5))
     sol = lagrad.trace(_mlp, x).solve(x)
