@@ -364,3 +364,39 @@ def test_summary_takes_default_floor_and_fastest_agreeing_peer() -> None:
     table = format_summary(results)
     assert table.splitlines()[0].startswith("summary:") and "torch (m)" in table
     assert format_summary({}) == ""
+
+
+def test_a_method_is_timed_beside_the_default() -> None:
+    """attempt(..., beside=) times lagrad's default interleaved with the
+    method, every round, and the row keeps the ratio of their medians."""
+    from lagrad.bench.core import BESIDE, attempt, beside_ratio
+
+    order: list[str] = []
+    ctx = Context(level="tiny")
+    got = attempt(ctx, Guard(budget=10.0), "m", 1.0, "n=1",
+                  lambda: order.append("m"), repeats=4, beside=lambda: order.append("d"))
+    assert got.timing is not None and got.beside is not None
+    rounds = [sorted(order[i:i + 2]) for i in range(0, len(order), 2)]
+    assert rounds == [["d", "m"]] * len(rounds) and len(rounds) >= 5  # warm-up + 4 rounds
+    assert got.beside.repeats == got.timing.repeats
+    assert beside_ratio(got) == {"default_over_method": got.beside.median / got.timing.median}
+    assert BESIDE != "m" and beside_ratio(attempt(ctx, Guard(10.0), "m", 1.0, "", lambda: 0)) == {}
+
+
+def test_the_defaults_target_reads_ratios_timed_beside() -> None:
+    """The default's time over the fastest method's is read from the ratio
+    timed beside each method when the rows have it, not from medians taken
+    minutes apart."""
+    from lagrad.bench.targets import check_targets
+
+    def status(rows: list[dict[str, Any]]) -> tuple[str, str]:
+        found = [t for t in check_targets({"deq": {"rows": rows}})
+                 if t["target"].startswith("default settings within 1.5x")]
+        return found[0]["status"], found[0]["measured"]
+    drifted = [{"N": 100, "method": "default", "gradient_s": 3.0e-3},
+               {"N": 100, "method": "fixed_point", "gradient_s": 1.0e-3}]
+    assert status(drifted)[0] == "FAIL"  # 3x, from medians of two moments
+    drifted[1]["default_over_method"] = 1.1  # timed side by side: 1.1x
+    assert status(drifted) == ("PASS", "worst 1.10x (deq N=100 vs fixed_point)")
+    drifted[1]["default_over_method"] = 1.7
+    assert status(drifted) == ("FAIL", "worst 1.70x (deq N=100 vs fixed_point)")

@@ -39,6 +39,7 @@ from .core import (
     Column,
     Context,
     attempt,
+    beside_ratio,
     fmt_pow10,
     format_table,
     relative_error,
@@ -254,8 +255,9 @@ def _rows_for(ctx: Context, problem: Problem, guard: Any, build_guard: Any, note
         if name.startswith("dense") and base["unknowns"] > DENSE_FITS:
             guard.stop(name, f"{base['unknowns']} unknowns > {DENSE_FITS}: does not fit")
         ctx.progress(f"blocks: B={n_blocks}: {name}")
-        got = attempt(ctx, guard, name, float(n_blocks) ** exponent, f"B={n_blocks}", fn)
-        row = {**base, "method": name}
+        got = attempt(ctx, guard, name, float(n_blocks) ** exponent, f"B={n_blocks}", fn,
+                      beside=lambda: program.solve(*args).grad())
+        row = {**base, "method": name, **beside_ratio(got)}
         if got.timing is None:
             row["gradient_s_skipped"] = bool(got.skipped)
             notes.append(f"B={n_blocks} {name}: {got.note}")

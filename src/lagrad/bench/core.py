@@ -4,9 +4,10 @@ Timing conventions (all workloads):
 
 * every call is run once untimed first (warm-up; its result is kept to check
   correctness, and its time says whether repeats fit the budget);
-* the calls compared with each other (lagrad's methods and the numpy/scipy
-  floor) are then timed *interleaved*, round after round, so that they all see
-  the same machine load, and the median of each is reported;
+* the calls compared with each other (lagrad's default and the numpy/scipy
+  floor; each named method and the default) are then timed *interleaved*,
+  round after round, so that they all see the same machine load, and the
+  median of each is reported;
 * a gradient time always includes the forward pass.
 """
 
@@ -25,8 +26,8 @@ import numpy as np
 
 import lagrad
 
-__all__ = ["Context", "Timing", "Guard", "Attempt", "attempt", "time_calls", "format_table",
-           "Column",
+__all__ = ["Context", "Timing", "Guard", "Attempt", "attempt", "beside_ratio", "BESIDE",
+           "time_calls", "format_table", "Column",
            "peak_memory", "relative_error", "keep", "SIZES"]
 
 FAST_SECONDS = 1.0  # time_calls: target time of the timed rounds of fast calls
@@ -295,6 +296,7 @@ class Attempt:
     timing: Timing | None = None
     skipped: str | None = None  # the guard's reason
     failed: str | None = None  # the error a lagrad call raised
+    beside: Timing | None = None  # the call timed interleaved with it, if any
 
     @property
     def note(self) -> str | None:
@@ -303,17 +305,34 @@ class Attempt:
 
 
 def attempt(ctx: Context, guard: Guard, key: str, work: float, label: str,
-            fn: Callable[[], Any], repeats: int | None = None) -> Attempt:
+            fn: Callable[[], Any], repeats: int | None = None,
+            beside: Callable[[], Any] | None = None) -> Attempt:
     """Time ``fn`` unless the guard predicts it exceeds the budget; a lagrad
-    error (no convergence, singular system, too large) is recorded, not raised."""
+    error (no convergence, singular system, too large) is recorded, not raised.
+    With ``beside`` (lagrad's default call), that call is timed interleaved
+    with ``fn`` (``Attempt.beside``), so that their ratio is of one stretch of
+    time: the machine's speed can drift by a third within a minute."""
     reason = guard.reason(key, work)
     if reason:
         return Attempt(skipped=reason)
+    calls = {key: fn} if beside is None else {key: fn, BESIDE: beside}
     try:
-        timing = time_calls({key: fn}, repeats or ctx.repeats or 1, ctx.budget or 1.0)[key]
+        timed = time_calls(calls, repeats or ctx.repeats or 1, ctx.budget or 1.0)
+        timing = timed[key]
     except (lagrad.LagradError, MemoryError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         guard.stop(key, f"failed at {label}")
         return Attempt(failed=f"{type(err).__name__}: {message[:160]}")
     guard.record(key, work, timing.warmup if timing.repeats == 1 else timing.median, label)
-    return Attempt(timing=timing)
+    return Attempt(timing=timing, beside=timed.get(BESIDE))
+
+
+BESIDE = "default, beside"  # the key of attempt()'s ``beside`` call (not a method's name)
+
+
+def beside_ratio(got: Attempt) -> dict[str, float]:
+    """The row entry of an attempt timed beside lagrad's default: the default's
+    median over the method's, both from the same rounds (empty without one)."""
+    if got.timing is None or got.beside is None:
+        return {}
+    return {"default_over_method": got.beside.median / got.timing.median}

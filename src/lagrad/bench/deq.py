@@ -31,6 +31,7 @@ from .core import (
     Column,
     Context,
     attempt,
+    beside_ratio,
     format_table,
     keep,
     relative_error,
@@ -189,8 +190,9 @@ def _rows_for(ctx: Context, n: int, guard: Any, notes: list[str]) -> list[dict[s
     last: dict[str, Any] = {}
     for name, (fn, key, exponent) in _methods(prob, last).items():
         ctx.progress(f"deq: N={n}: {name}")
-        got = attempt(ctx, guard, key, float(n) ** exponent, f"N={n}", fn)
-        row = {**base, "method": name, "stored": _stored(p)}
+        got = attempt(ctx, guard, key, float(n) ** exponent, f"N={n}", fn,
+                      beside=lambda: p.solve(x, w).grad())
+        row = {**base, "method": name, "stored": _stored(p), **beside_ratio(got)}
         if got.timing is None:
             row["gradient_s_skipped"] = bool(got.skipped)
             row["detail"] = "skipped" if got.skipped else "failed"

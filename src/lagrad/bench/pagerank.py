@@ -28,6 +28,7 @@ from .core import (
     Column,
     Context,
     attempt,
+    beside_ratio,
     fmt_pow10,
     format_table,
     keep,
@@ -181,8 +182,9 @@ def _rows_for(ctx: Context, m: int, guard: Any, notes: list[str]) -> list[dict[s
         # sparse LU on a random graph fills in like a dense one: O(n^3) in the nodes
         exponent = 3.0 if name in ("splu", "spsolve") else 1.0
         got = attempt(ctx, guard, name, float(m) ** exponent, f"m={m}",
-                      lambda name=name: keep(last, name, p.solve(w, v)).grad(method=name))
-        row = {**base, "method": name}
+                      lambda name=name: keep(last, name, p.solve(w, v)).grad(method=name),
+                      beside=lambda: p.solve(w, v).grad())
+        row = {**base, "method": name, **beside_ratio(got)}
         if got.timing is None:
             row["gradient_s_skipped"] = bool(got.skipped)
             row["detail"] = "skipped" if got.skipped else "failed"
