@@ -304,6 +304,9 @@ class Attempt:
             self.failed and f"failed: {self.failed}"
 
 
+BESIDE = "default, beside"  # the key of attempt()'s ``beside`` call (not a method's name)
+
+
 def attempt(ctx: Context, guard: Guard, key: str, work: float, label: str,
             fn: Callable[[], Any], repeats: int | None = None,
             beside: Callable[[], Any] | None = None) -> Attempt:
@@ -325,9 +328,6 @@ def attempt(ctx: Context, guard: Guard, key: str, work: float, label: str,
         return Attempt(failed=f"{type(err).__name__}: {message[:160]}")
     guard.record(key, work, timing.warmup if timing.repeats == 1 else timing.median, label)
     return Attempt(timing=timing, beside=timed.get(BESIDE))
-
-
-BESIDE = "default, beside"  # the key of attempt()'s ``beside`` call (not a method's name)
 
 
 def beside_ratio(got: Attempt) -> dict[str, float]:
