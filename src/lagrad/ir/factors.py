@@ -24,7 +24,7 @@ from lagrad.ir.memo import ValueMemo, value_key
 from lagrad.ir.pattern import CSRPattern
 
 __all__ = ["SINGULAR_PIVOT_RATIO", "factor_memo", "adjoint_memo", "DenseLU", "dense_lu",
-           "nonsingular", "sparse_key", "SparseLU", "sparse_lu"]
+           "negligible_pivot", "nonsingular", "sparse_key", "SparseLU", "sparse_lu"]
 
 Array = NDArray[np.float64]
 
@@ -34,6 +34,13 @@ SINGULAR_PIVOT_RATIO = 1.0 / np.finfo(float).eps
 # Factorizations and transposed solves, by value (pure functions of their keys).
 factor_memo = ValueMemo(maxsize=16, maxbytes=2**28)
 adjoint_memo = ValueMemo(maxsize=16)
+
+
+def negligible_pivot(pivots: Array) -> bool:
+    """Whether U's diagonal has a zero, or its largest and smallest entries
+    (in magnitude) differ by more than :data:`SINGULAR_PIVOT_RATIO`."""
+    d = np.abs(pivots)
+    return bool(d.size) and not (d.min() > 0 and d.max() / d.min() < SINGULAR_PIVOT_RATIO)
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,8 +56,7 @@ class DenseLU:
 
     @property
     def singular(self) -> bool:
-        d = np.abs(np.diag(self.lu))
-        return bool(d.size) and not (d.min() > 0 and d.max() / d.min() < SINGULAR_PIVOT_RATIO)
+        return negligible_pivot(np.diag(self.lu))
 
     def solve(self, b: Array, trans: int = 0) -> Array:
         """A^-1 b, or A^-T b with ``trans=1``."""
@@ -108,8 +114,7 @@ def sparse_lu(data: Array, pattern: CSRPattern, who: str = "linalg.spsolve") -> 
             factor = spla.splu(m)
         except RuntimeError as err:  # scipy: "Factor is exactly singular"
             raise _sparse_singular(pattern, who) from err
-        d = np.abs(factor.U.diagonal())
-        if d.size and not (d.min() > 0 and d.max() / d.min() < SINGULAR_PIVOT_RATIO):
+        if negligible_pivot(factor.U.diagonal()):
             raise _sparse_singular(pattern, who)
         return SparseLU(factor, 8 * (factor.L.nnz + factor.U.nnz))
     return factor_memo.get(("splu", sparse_key(data, pattern)), build)

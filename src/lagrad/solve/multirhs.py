@@ -299,7 +299,7 @@ class _Reduced:
             e = np.zeros((hi - lo, n_u))
             e[np.arange(hi - lo), np.arange(lo, hi)] = 1.0
             p[lo:hi] = self.product(e)
-        for size in {rows, n_u - (n_u // rows) * rows} - {b.shape[0]}:
+        for size in {rows, n_u % rows} - {b.shape[0]}:
             self._work.pop(size, None)  # (the seeds' own scratch is used again below)
         np.negative(p, out=p)
         p[np.diag_indices(n_u)] += 1.0
