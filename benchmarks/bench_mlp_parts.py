@@ -2,7 +2,10 @@
 beside its numpy floor: lagrad's generated forward steps and multiplier
 sweep, and the Python of ``program.solve`` around them, against the floor's
 forward pass and its backward pass (the floor's gradient minus its forward),
-all timed interleaved in one process.
+all timed interleaved in one process; and the same gradient with the
+cotangents of tanh made by the partials rule (a second program traced while
+``codeinline.PARTIALS_IN_PLACE`` is empty), as the generated code did before
+it made them in place.
 
 Run: ``python benchmarks/bench_mlp_parts.py [ROUNDS]`` (default 300; BLAS on
 one thread). Prints the median of each part in ms.
@@ -17,14 +20,23 @@ from lagrad.bench.core import time_calls
 from lagrad.bench.machine import pin_blas_threads
 from lagrad.bench.mlp import lagrad_loss, make_mlp, numpy_gradient, numpy_loss
 from lagrad.compile import compile_program
+from lagrad.solve import codeinline
 from lagrad.solve.codegen import SWEEP_AFTER
 
 
 def main(rounds: int = 300) -> None:
     pin_blas_threads(1)
     data, labels, params = make_mlp((784, 256, 256, 10), 128)
+    saved = dict(codeinline.PARTIALS_IN_PLACE)
+    codeinline.PARTIALS_IN_PLACE.clear()
+    try:  # the generated code is made after SWEEP_AFTER gradients
+        by_rule = lagrad.trace(lagrad_loss(data, labels), *params)
+        for _ in range(SWEEP_AFTER + 2):
+            by_rule.solve(*params).grad()
+    finally:
+        codeinline.PARTIALS_IN_PLACE.update(saved)
     program = lagrad.trace(lagrad_loss(data, labels), *params)
-    for _ in range(SWEEP_AFTER + 2):  # the generated code is made after SWEEP_AFTER
+    for _ in range(SWEEP_AFTER + 2):
         program.solve(*params).grad()
     extras = compile_program(program).extras
     forward, sweep = extras.get("forward_code"), extras.get("sweep")
@@ -33,6 +45,7 @@ def main(rounds: int = 300) -> None:
     z = program.solve(*params).z
     times = time_calls({
         "lagrad solve + grad": lambda: program.solve(*params).grad(),
+        "... partials by rule": lambda: by_rule.solve(*params).grad(),
         "lagrad solve": lambda: program.solve(*params),
         "generated forward": lambda: forward(z, {}),
         "generated sweep": lambda: sweep(z, {}),
@@ -46,6 +59,7 @@ def main(rounds: int = 300) -> None:
           "(gradient minus forward)")
     print(f"{'solve around forward':22s} {ms['lagrad solve'] - ms['generated forward']:7.3f} ms")
     print(f"lagrad / floor: {ms['lagrad solve + grad'] / ms['floor gradient']:.3f}")
+    print(f"in place / by rule: {ms['lagrad solve + grad'] / ms['... partials by rule']:.3f}")
 
 
 if __name__ == "__main__":

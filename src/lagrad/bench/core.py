@@ -129,8 +129,8 @@ def time_calls(calls: Mapping[str, Callable[[], Any]], repeats: int,
 
     Each round runs the calls in a fresh order (a shuffle seeded by the
     round's number, so a run is reproducible): in a fixed order a call always
-    follows the same other call and inherits its cache state, which moved a
-    1 ms matrix product by 15-20% on the reference machine.
+    follows the same other call and inherits its cache state (enough to
+    bias a 1 ms matrix product's median on the reference machine).
 
     Repeats are reduced so that the timed rounds take at most half of
     ``budget`` seconds; with no room for any, the warm-up time is the

@@ -23,9 +23,10 @@ Written out:
   multiplier, its partial made in that array ($1 - y^2$, $(1 - y) y$,
   $\\cos x$, $-\\sin x$) and then scaled by $g$ there: the rule's
   ``g * partial`` makes two or three temporaries the size of the batch and
-  passes over them once more (an MLP's gradient: 2-5% faster in three
-  interleaved processes; in a loop where the heap gives such a temporary
-  back to the system each time, 64 page faults per 256 KiB come on top);
+  passes over them once more (an MLP's gradient is a few percent faster:
+  ``benchmarks/bench_mlp_parts.py`` times both ways; where the heap gives
+  such a temporary back to the system each time, its pages are faulted in
+  again at every call);
 * a factor's cotangent of a product of matrices, $g b^T$ or $a^T g$, by the
   BLAS call :func:`lagrad.ir.accumulate.matmul_vjp_add` makes for them (its
   checks of the operands' layout are made once, here: the generated code's

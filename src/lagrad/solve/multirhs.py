@@ -288,7 +288,8 @@ class _Reduced:
         by products with the identity's n_U columns, as many at a time as keep
         the scratch arrays within :data:`MAX_ENTRIES` (one product with all of
         them needs two scratch arrays of n_U rows by the size of z: 98 MB for
-        a DEQ layer of width 1000, whose first touch alone took 20-130 ms)."""
+        a DEQ layer of width 1000; ``benchmarks/bench_reduced_lu.py`` times
+        both ways)."""
         n_u = self.unit.u_index.size
         # row j of P is the product with e_j, so P = (dG/du) for the adjoint and
         # (dG/du)^T for the tangent: both reduced systems are (I - P^T) X_U^T = C^T
