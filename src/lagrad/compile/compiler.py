@@ -32,6 +32,9 @@ nearest base class's."""
 
 def compile_program(program: Program) -> Schedule:
     """The schedule of ``program`` (cached per program version)."""
+    schedule = program.cached_or_none("schedule")
+    if schedule is not None:  # the common case: no GC pause (a context manager
+        return schedule  # costs a few us, a sizeable part of a small program's solve)
     for cls in type(program).__mro__:
         compiler = COMPILERS.get(cls)
         if compiler is not None:

@@ -348,6 +348,11 @@ class Program:
         self._cache[key] = (self._version, value)
         return value
 
+    def cached_or_none(self, key: str) -> Any:
+        """What :meth:`cached` keeps under ``key`` for this version, or None."""
+        hit = self._cache.get(key)
+        return hit[1] if hit is not None and hit[0] == self._version else None
+
     # ------------------------------------------------------------ reading
     @property
     def inputs(self) -> tuple[Variable, ...]:
