@@ -98,6 +98,11 @@ class Readout:
         (rows, cols), = self.edges()
         return [(rows, cols, self.weights)]
 
+    def partials_into(self, z: Array, w: Array, at: int) -> int:
+        """As :meth:`lagrad.compile.schedule.Batch.partials_into`."""
+        w[at:at + self.out] = self.weights
+        return at + self.out
+
     def mark_parents(self, mask: NDArray[np.bool_]) -> None:
         """The readout reads every variable before it."""
         if mask[self.out]:

@@ -55,9 +55,11 @@ class LevelPlan:
 
     def weights(self, z: Array) -> Array:
         """J's values at z, one per edge (in ``rows``/``cols`` order)."""
-        parts = [np.asarray(v, dtype=float).ravel()
-                 for g in self.groups for _, _, v in g.jacobian_entries(z)]
-        return np.concatenate(parts) if parts else np.zeros(0)
+        w = np.empty(self.rows.size)
+        at = 0
+        for g in self.groups:
+            at = g.partials_into(z, w, at)
+        return w
 
 
 def level_plan(schedule: Schedule) -> Any:

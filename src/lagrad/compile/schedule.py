@@ -227,6 +227,20 @@ class Batch:
                  np.broadcast_to(partials(k, ans, *args), self.out.shape))
                 for k in self.var_positions]
 
+    def partials_into(self, z: Array, w: Array, at: int) -> int:
+        """Write :meth:`jacobian_entries`' values into ``w`` from position ``at``
+        on (a constant partial spread by the assignment, no broadcast view);
+        return the position after them."""
+        args = self.gather(z)
+        ans = z[self.out]
+        partials = self.primitive.partials
+        assert partials is not None
+        n = len(self.out)
+        for k in self.var_positions:
+            w[at:at + n] = partials(k, ans, *args)
+            at += n
+        return at
+
     def mark_parents(self, mask: NDArray[np.bool_]) -> None:
         """Mark the operands of the equations whose output is marked in ``mask``."""
         keep = mask[self.out]
