@@ -18,7 +18,8 @@ from lagrad.ir.program import Program
 from lagrad.solve.linsolve import LinearSolver, SystemSolution, solve_system
 from lagrad.solve.solution import Solution, lagrangian, solve_program
 from lagrad.solve.system import System
-from lagrad.study.plot import draw_program, spy_system
+from lagrad.study.plot import draw_program
+from lagrad.study.plot_spy import spy_system
 from lagrad.study.summary import program_summary, system_summary
 
 __all__: list[str] = []
@@ -114,7 +115,7 @@ def _system_summary(self: System) -> str:
 
 def _spy(self: System, **options: Any) -> Any:
     """Sparsity pictures of the matrix (needs the ``plot`` extra); see
-    :func:`lagrad.study.plot.spy_system` for the options."""
+    :func:`lagrad.study.plot_spy.spy_system` for the options."""
     return spy_system(self, **options)
 
 

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from lagrad.ir import ops
 from lagrad.ir.program import Program
 from lagrad.ir.trace import trace
-from lagrad.study.plot import spy_system
+from lagrad.study.plot_spy import spy_system
 
 __all__ = ["NetworkCase", "scalar_chain", "matrix_network", "dense_network", "edelman_study"]
 

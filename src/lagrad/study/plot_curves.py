@@ -32,8 +32,8 @@ from lagrad.study.plot import (
     _finish,
     draw_program,
     require_matplotlib,
-    spy_system,
 )
+from lagrad.study.plot_spy import spy_system
 from lagrad.study.unroll import compare_unrolled
 
 __all__ = ["plot_forward_convergence", "adjoint_residual_histories", "plot_adjoint_convergence",
