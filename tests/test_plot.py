@@ -35,6 +35,16 @@ def cyclic_program() -> lagrad.Program:
     return p
 
 
+def test_plot_module_answers_for_the_pictures_of_its_siblings() -> None:
+    from lagrad.study import plot_spy
+
+    assert plot.spy_system is plot_spy.spy_system
+    assert plot.plot_unrolled is plot_curves.plot_unrolled
+    assert plot.save_study_plots is plot_curves.save_study_plots
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        plot.nothing_here  # noqa: B018
+
+
 def root_program() -> lagrad.Program:
     """A root constraint: its unknown reads itself (a self-loop)."""
     p = lagrad.Program("root")
