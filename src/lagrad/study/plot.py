@@ -23,6 +23,7 @@ The data behind the pictures needs no matplotlib: :func:`program_layout`
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from dataclasses import dataclass
@@ -489,6 +490,4 @@ def __getattr__(name: str) -> Any:
     module = _ELSEWHERE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), name)
