@@ -1,0 +1,134 @@
+"""Where the DEQ layer's gradient (the ``deq`` workload's problem) spends its
+time beside its numpy floor, phase by phase, in one process: lagrad's forward
+iterations, its adjoint iterations (the Neumann series), the product that
+writes dL/dW (an outer product of two vectors of N), and the rest of
+``program.solve(...).grad()`` (binding the block's products, the interior
+multipliers, the other gradients, the Solution); the floor's forward loop,
+adjoint loop and gradient products. Calls alternate between lagrad and the
+floor, each phase timed inside the call (lagrad's by wrapping the functions
+that run them for the duration of this script).
+
+With ``--outer``, rounds alternate the two ways of writing dL/dW
+(``accumulate.OUTER_BY_MULTIPLY``): numpy's broadcast multiply and BLAS
+dgemm with k = 1, and the medians of that product and of the whole call
+are printed for each.
+
+Run: ``python benchmarks/bench_deq_parts.py [--outer] [N ...]`` (default 100
+1000; BLAS on one thread). Prints the median of each phase in ms.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import lagrad.ir.accumulate as accumulate
+import lagrad.solve.neumann as neumann
+import lagrad.solve.nonlinear as nonlinear
+from lagrad.bench.deq import make_deq
+from lagrad.bench.machine import pin_blas_threads
+
+
+@contextmanager
+def timed(last: dict[str, float]) -> Iterator[None]:
+    """Record in ``last`` the seconds of the last forward iteration loop
+    ("forward"), adjoint series ("adjoint") and square outer product ("dW")."""
+
+    def wrap(fn: Callable[..., Any], key: str, square_out: bool = False) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            result = fn(*args, **kwargs)
+            if not square_out or args[1].ndim == 2 and args[1].shape[0] == args[1].shape[1]:
+                last[key] = time.perf_counter() - t0
+            return result
+        return run
+
+    patches = [(nonlinear, "_fixed_point_in_place", wrap(nonlinear._fixed_point_in_place,
+                                                         "forward"))]
+    series, vjp = neumann.series_in_place, accumulate.matmul_vjp_add
+    for module in list(sys.modules.values()):  # where they were imported by name
+        if getattr(module, "series_in_place", None) is series:
+            patches.append((module, "series_in_place", wrap(series, "adjoint")))
+        if getattr(module, "matmul_vjp_add", None) is vjp:
+            patches.append((module, "matmul_vjp_add", wrap(vjp, "dW", square_out=True)))
+    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    for module, name, fn in patches:
+        setattr(module, name, fn)
+    try:
+        yield
+    finally:
+        for module, name, fn in saved:
+            setattr(module, name, fn)
+
+
+def outer_ways(sizes: list[int]) -> None:
+    """dL/dW by multiply and by dgemm, alternating round by round."""
+    pin_blas_threads(1)
+    ways = {"multiply": 0, "dgemm": 2**62}
+    saved = accumulate.OUTER_BY_MULTIPLY
+    for n in sizes:
+        prob = make_deq(n)
+        last: dict[str, float] = {}
+        product: dict[str, list[float]] = {way: [] for way in ways}
+        total: dict[str, list[float]] = {way: [] for way in ways}
+        rounds = 100 if n <= 500 else 30
+        try:
+            with timed(last):
+                for k in range(2 * rounds + 4):
+                    way = list(ways)[k % 2]
+                    accumulate.OUTER_BY_MULTIPLY = ways[way]
+                    t0 = time.perf_counter()
+                    prob.program.solve(*prob.inputs).grad()
+                    if k >= 4:  # after two calls each
+                        total[way].append(time.perf_counter() - t0)
+                        product[way].append(last["dW"])
+        finally:
+            accumulate.OUTER_BY_MULTIPLY = saved
+        print(f"N = {n} ({rounds} rounds each)")
+        for way in ways:
+            print(f"  {way:9s} dL/dW {statistics.median(product[way]) * 1e3:7.3f} ms, "
+                  f"gradient {statistics.median(total[way]) * 1e3:8.3f} ms")
+
+
+def main(sizes: list[int]) -> None:
+    pin_blas_threads(1)
+    for n in sizes:
+        prob = make_deq(n)
+        last: dict[str, float] = {}
+        rows: dict[str, list[float]] = {k: [] for k in (
+            "lagrad total", "  forward iterations", "  adjoint iterations", "  dL/dW product",
+            "  the rest", "floor total", "  forward loop", "  adjoint loop",
+            "  gradient products")}
+        phases: list[tuple[float, float, float]] = []
+        rounds = 200 if n <= 300 else 40
+        with timed(last):
+            for _ in range(3):
+                prob.program.solve(*prob.inputs).grad()
+                prob.floor()
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                prob.program.solve(*prob.inputs).grad()
+                total = time.perf_counter() - t0
+                parts = [last["forward"], last["adjoint"], last.get("dW", 0.0)]
+                rows["lagrad total"].append(total)
+                for key, value in zip(list(rows)[1:4], parts):
+                    rows[key].append(value)
+                rows["  the rest"].append(total - sum(parts))
+                t0 = time.perf_counter()
+                prob.floor(phases)
+                rows["floor total"].append(time.perf_counter() - t0)
+                for key, value in zip(list(rows)[6:], phases[-1]):
+                    rows[key].append(value)
+        print(f"N = {n} ({rounds} rounds)")
+        for key, values in rows.items():
+            print(f"  {key:22s} {statistics.median(values) * 1e3:8.3f} ms")
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    chosen = [int(a) for a in args if a != "--outer"] or [100, 1000]
+    (outer_ways if "--outer" in args else main)(chosen)
