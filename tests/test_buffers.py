@@ -1,13 +1,14 @@
 """Recycled program-sized vectors: reuse must never change what a caller holds."""
 
 import gc
+import pickle
 
 import numpy as np
 import pytest
 
 import lagrad
 from lagrad.compile import compile_program
-from lagrad.solve.buffers import Pool, pool_of
+from lagrad.solve.buffers import Pool, aligned_empty, pool_of
 
 
 def _program() -> lagrad.Program:
@@ -92,3 +93,48 @@ def test_pool_take_zeros_and_size_checks():
     gc.collect()
     assert len(pool.free) == 1
     assert pool.zeros().tolist() == [0.0] * 4
+
+
+@pytest.mark.parametrize("at", [0, 1, 7, 50])
+def test_aligned_empty_puts_the_entry_on_a_cache_line(at):
+    vec = aligned_empty(1000, at)
+    assert vec.shape == (1000,) and vec.dtype == np.float64 and vec.flags.writeable
+    assert (vec.ctypes.data + 8 * at) % 64 == 0
+    view = vec[at:at + 10]
+    assert view.base is vec  # a view keeps the vector itself referenced
+
+
+def test_the_largest_variable_of_a_solution_is_aligned():
+    p = lagrad.Program("aligned")
+    x = p.input("x", 3)
+    w = p.input("W", (40, 40))
+    p.output(lagrad.sum(w @ lagrad.tanh(lagrad.concatenate([x] * 14)[:40])))
+    sol = p.solve(np.ones(3), np.ones((40, 40)))
+    start = compile_program(p).index["W"].start
+    for vec in (sol.z, sol.multipliers().vector):
+        assert (vec.ctypes.data + 8 * start) % 64 == 0
+
+
+def test_a_view_of_a_recycled_vector_keeps_it_out_of_the_pool():
+    pool = Pool(8, aligned_at=3)
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    owner.vec = pool.take()
+    owner.vec[:] = 1.0
+    kept = owner.vec[2:5]  # refers to the vector, not to the array under it
+    pool.recycle(owner, owner.vec)
+    del owner
+    gc.collect()
+    assert pool.free == []
+    assert kept.tolist() == [1.0] * 3
+
+
+def test_a_pickled_pool_is_empty():
+    pool = Pool(8, aligned_at=3)
+    pool.free.append(pool.take())
+    again = pickle.loads(pickle.dumps(pool))
+    assert (again.size, again.aligned_at, again.free) == (8, 3, [])
+    assert (again.take().ctypes.data + 24) % 64 == 0

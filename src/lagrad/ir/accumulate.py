@@ -24,13 +24,16 @@ from scipy.linalg import blas
 __all__ = ["matmul_vjp_add", "matmul_vjp_bound", "OUTER_BY_MULTIPLY"]
 
 Array = NDArray[np.float64]
-OUTER_BY_MULTIPLY = 6_000_000
+OUTER_BY_MULTIPLY = 100_000
 """Entries from which an outer product written once goes through numpy's
-broadcast multiply instead of dgemm with k = 1. Such a target is fresh memory
-(a new gradient, beyond the allocator's reuse), and dgemm writes it at about
-two thirds of multiply's speed (one core, 3000^2: 27 ms against 17 ms, equal
-at 2500^2, dgemm 10% ahead at 2000^2 and 3x at 1000^2, where the target
-stays in cache)."""
+broadcast multiply instead of dgemm with k = 1. Such a target is out of cache
+(a new gradient, written after the iterations have streamed the matrix
+through the cache), where multiply writes it faster: a DEQ layer's dL/dW
+0.45 ms against 0.62 ms at N = 500, 1.7 against 2.2 ms at N = 1000 (8 MB),
+5.0 against 5.8 ms at N = 2000, equal at N = 200 (``python
+benchmarks/bench_deq_parts.py --outer 200 500 1000 2000``, one core, the
+multiplier vector's largest slice 64-byte aligned: see
+:mod:`lagrad.solve.buffers`)."""
 
 
 def _vectors(a: Array, b: Array) -> tuple[Array, Array]:
