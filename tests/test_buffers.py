@@ -104,12 +104,27 @@ def test_aligned_empty_puts_the_entry_on_a_cache_line(at):
     assert view.base is vec  # a view keeps the vector itself referenced
 
 
-def test_the_largest_variable_of_a_solution_is_aligned():
+def test_the_largest_computed_variable_of_an_acyclic_program_is_aligned():
     p = lagrad.Program("aligned")
     x = p.input("x", 3)
-    w = p.input("W", (40, 40))
-    p.output(lagrad.sum(w @ lagrad.tanh(lagrad.concatenate([x] * 14)[:40])))
-    sol = p.solve(np.ones(3), np.ones((40, 40)))
+    w = p.input("W", (41, 41))  # 1681 entries: the other start is not aligned with it
+    wide = lagrad.concatenate([x] * 14)  # 42 entries: the largest computed variable
+    p.output(lagrad.sum(w @ lagrad.tanh(wide[:41])))
+    sol = p.solve(np.ones(3), np.ones((41, 41)))
+    start = compile_program(p).index.slice(wide.index).start
+    for vec in (sol.z, sol.multipliers().vector):
+        assert (vec.ctypes.data + 8 * start) % 64 == 0
+
+
+def test_the_largest_input_of_a_cyclic_program_is_aligned():
+    # the multipliers' slice of W receives dL/dW, the largest write of the solve
+    p = lagrad.Program("deq")
+    x = p.input("x", 3)
+    w = p.input("W", (30, 30))
+    z = p.unknown("z", 30)
+    p.define(z, lagrad.tanh(0.1 * (w @ z) + lagrad.sum(x)))
+    p.output(lagrad.sum(z * z))
+    sol = p.solve(np.ones(3), np.ones((30, 30)) / 30)
     start = compile_program(p).index["W"].start
     for vec in (sol.z, sol.multipliers().vector):
         assert (vec.ctypes.data + 8 * start) % 64 == 0

@@ -12,12 +12,12 @@ A :class:`Pool` per schedule takes a vector back when the Solution that owned
 it is collected, unless something else still refers to it (a view, a System,
 ``sol.z`` kept by the caller): such a vector is left alone, never reused.
 
-The pool's vectors are placed so that the schedule's largest variable starts
-on a 64-byte boundary (:func:`aligned_empty`); numpy's own large arrays start
-16 bytes past one, where every 64-byte store of a vectorized loop straddles
-two cache lines. Writing a DEQ layer's dL/dW (N = 1000, 8 MB, out of cache)
-into the multipliers' slice for W took 2.5 ms misaligned and 2.2 ms aligned
-by dgemm, 1.4 ms aligned by numpy's multiply (``python
+The pool's vectors are placed so that the largest variable a solve writes
+starts on a 64-byte boundary (:func:`aligned_empty`); numpy's own large
+arrays start 16 bytes past one, where every 64-byte store of a vectorized
+loop straddles two cache lines. Writing a DEQ layer's dL/dW (N = 1000, 8 MB,
+out of cache) into the multipliers' slice for W took 2.5 ms misaligned and
+2.2 ms aligned by dgemm, 1.4 ms aligned by numpy's multiply (``python
 benchmarks/bench_deq_parts.py``, before and after).
 """
 
@@ -132,14 +132,23 @@ def pool_of(schedule: object) -> Pool:
     extras = schedule.extras  # type: ignore[attr-defined]
     pool = extras.get("pool")
     if pool is None:
-        pool = extras["pool"] = Pool(schedule.size, _largest_start(schedule))
+        pool = extras["pool"] = Pool(schedule.size, _aligned_start(schedule))
     return pool
 
 
-def _largest_start(schedule: Any) -> int:
-    """The flat position where the schedule's largest variable starts (0 for
-    an index without offsets: a bulk program's, of scalars only)."""
+def _aligned_start(schedule: Any) -> int:
+    """The flat position to put on a 64-byte boundary: where the largest
+    variable that a solve writes into its vectors starts. In a program with a
+    cyclic block that may be an input (the multipliers' slice of a DEQ's W
+    receives dL/dW); in an acyclic one the generated sweep writes the inputs'
+    gradients into arrays of their own, and the largest computed variable is
+    taken (an MLP's activations, which its generated forward pass writes). 0
+    for an index without offsets: a bulk program's, of scalars only."""
     offsets = getattr(schedule.index, "offsets", None)
     if offsets is None or len(offsets) < 2:
         return 0
-    return int(offsets[int(np.argmax(np.diff(offsets)))])
+    sizes = np.diff(offsets)
+    if not any(block.cyclic for block in schedule.program.blocks):
+        sizes = sizes.copy()
+        sizes[[v.index for v in schedule.inputs]] = -1
+    return int(offsets[int(np.argmax(sizes))])
