@@ -48,9 +48,7 @@ class Workspace:
             if self.pool is None:
                 self._vectors = (np.empty(self.size), np.empty(self.size))
             else:
-                self._vectors = (self.pool.take(), self.pool.take())
-                for vec in self._vectors:
-                    self.pool.recycle(self, vec)
+                self._vectors = (self.pool.take(), self.pool.take())  # back when dropped
         return self._vectors
 
 

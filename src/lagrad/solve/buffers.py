@@ -8,9 +8,11 @@ operating system, and the next solve page-faults through all of it again
 (measured on the MLP 784-256-256-10 workload: 3,000 page faults and 14 ms
 per gradient, against 5 ms once the memory is reused).
 
-A :class:`Pool` per schedule takes a vector back when the Solution that owned
-it is collected, unless something else still refers to it (a view, a System,
-``sol.z`` kept by the caller): such a vector is left alone, never reused.
+A :class:`Pool` per schedule gets a vector's memory back when the last
+reference to the vector goes: a Solution dropped with nothing else reading its
+z, the gradient that views the multipliers dropped after it. While anything
+still reads it (a view, a System, ``sol.z`` kept by the caller) it is never
+reused.
 
 The pool's vectors are placed so that the largest variable a solve writes
 starts on a 64-byte boundary (:func:`aligned_empty`); numpy's own large
@@ -23,7 +25,6 @@ benchmarks/bench_deq_parts.py``, before and after).
 
 from __future__ import annotations
 
-import sys
 import weakref
 from typing import Any
 
@@ -37,68 +38,74 @@ ALIGN = 64  # bytes: a cache line (and an AVX-512 register)
 KEEP = 4  # vectors kept per schedule: z and lambda of the solution just dropped, two spare
 
 
-def _give_back(free: list[Array], vec: Array) -> None:
-    """Finalizer: put ``vec`` back when nothing but this call refers to it."""
-    if sys.getrefcount(vec) <= _UNSHARED and len(free) < KEEP:
-        free.append(vec)
+class Memory:
+    """The array under pooled vectors, with its bytes and the offset at which
+    a vector of the pool starts (computed once: reading an array's address
+    costs a microsecond)."""
 
+    __slots__ = ("raw", "bytes", "offset")
 
-def _unshared_count() -> int:
-    """What sys.getrefcount reports inside :func:`_give_back` for a vector that
-    only its owner refers to, as an attribute (weakref callbacks run before the
-    owner's attributes are cleared). Measured, so it holds on any CPython."""
-    seen: list[int] = []
-
-    class Owner:
-        vec: Array
-
-    owner = Owner()
-    owner.vec = np.empty(1)
-    weakref.finalize(owner, lambda free, vec: seen.append(sys.getrefcount(vec)), [],
-                     owner.vec)
-    del owner
-    return seen[0] if seen else 0  # 0: never recycle (a runtime without refcounts)
-
-
-_UNSHARED = _unshared_count()
+    def __init__(self, raw: Array, at: int) -> None:
+        self.raw = raw
+        self.bytes = memoryview(raw).cast("B")
+        self.offset = -(raw.ctypes.data + 8 * at) % ALIGN  # bytes to skip
 
 
 class Pool:
-    """Recycled float64 vectors of one size.
+    """Recycled float64 vectors of one size, 64-byte aligned at ``aligned_at``.
+
+    A vector from :meth:`take` hands its memory back to the pool when the
+    last reference to it goes (a view of it, ``sol.z[:10]``, is one: see
+    :func:`aligned_empty`), so nothing that is still read is ever reused.
 
     Examples
     --------
+    >>> import gc
     >>> pool = Pool(3)
-    >>> class Owner: pass
-    >>> owner = Owner()
-    >>> owner.z = pool.take()
-    >>> pool.recycle(owner, owner.z)
-    >>> del owner             # the owner is collected: z goes back to the pool
+    >>> z = pool.take()
+    >>> head = z[:2]
+    >>> del z                 # the view still reads it: not back yet
     >>> len(pool.free)
+    0
+    >>> del head
+    >>> _ = gc.collect()
+    >>> len(pool.free)        # now its memory is back
     1
     """
 
     def __init__(self, size: int, aligned_at: int = 0) -> None:
         self.size = size
         self.aligned_at = aligned_at
-        self.free: list[Array] = []
-        self._made: weakref.WeakValueDictionary[int, Array] = weakref.WeakValueDictionary()
+        self.free: list[Memory] = []  # under vectors no longer referenced
+        self._out: dict[int, tuple[weakref.ref[Array], Memory]] = {}  # under live ones
 
     def __getstate__(self) -> dict[str, int]:
-        """Pickled empty: the recycled vectors belong to this process."""
+        """Pickled empty: the recycled memory belongs to this process."""
         return {"size": self.size, "aligned_at": self.aligned_at}
 
     def __setstate__(self, state: dict[str, int]) -> None:
         self.__init__(state["size"], state["aligned_at"])  # type: ignore[misc]
 
+    def _memory(self) -> Memory:
+        return Memory(np.empty(self.size + ALIGN // 8 - 1), self.aligned_at)
+
     def take(self) -> Array:
         """A vector of ``size`` entries, contents undefined (like np.empty)."""
         try:
-            return self.free.pop()
+            memory = self.free.pop()
         except IndexError:
-            vec = aligned_empty(self.size, self.aligned_at)
-            self._made[id(vec)] = vec
-            return vec
+            memory = self._memory()
+        vec: Array = np.frombuffer(memory.bytes, dtype=np.float64, count=self.size,
+                                   offset=memory.offset)
+        ref = weakref.ref(vec, self._returned)
+        self._out[id(ref)] = (ref, memory)
+        return vec
+
+    def _returned(self, ref: weakref.ref[Array]) -> None:
+        """The last reference to a vector went: its memory comes back."""
+        entry = self._out.pop(id(ref), None)
+        if entry is not None and len(self.free) < KEEP:
+            self.free.append(entry[1])
 
     def zeros(self) -> Array:
         """A vector of ``size`` zeros."""
@@ -106,24 +113,23 @@ class Pool:
         vec.fill(0.0)
         return vec
 
-    def recycle(self, owner: object, vec: Array) -> None:
-        """Take ``vec`` back once ``owner`` is collected, if nothing but one of
-        the owner's attributes holds it then."""
-        if vec.size == self.size and vec.dtype == np.float64 and \
-                (vec.base is None or self._made.get(id(vec)) is vec):
-            weakref.finalize(owner, _give_back, self.free, vec)
+    def poison(self, value: float = np.nan) -> None:
+        """Fill the memory the next vectors will get with ``value`` (one new
+        block if none is free): tests show that a solve writes every entry it
+        reads."""
+        if not self.free:
+            self.free.append(self._memory())
+        for memory in self.free:
+            memory.raw.fill(value)
 
 
 def aligned_empty(size: int, at: int = 0) -> Array:
-    """np.empty(size) placed so that entry ``at`` starts on a 64-byte boundary.
-
-    The vector is a view of a slightly larger array through a memoryview, so
-    that views of it (``sol.z[:10]``) refer to it, not to the larger array,
-    and its reference count tells whether anything still reads it."""
-    raw = np.empty(size + ALIGN // 8 - 1)
-    shift = (-(raw.ctypes.data + 8 * at) % ALIGN) // 8
-    vec: Array = np.frombuffer(memoryview(raw).cast("B"), dtype=np.float64, count=size,
-                               offset=8 * shift)
+    """np.empty(size) placed so that entry ``at`` starts on a 64-byte boundary,
+    seen through a memoryview: views of it refer to it (numpy makes a view's
+    base the first array up the chain whose base is not an array)."""
+    memory = Memory(np.empty(size + ALIGN // 8 - 1), at)
+    vec: Array = np.frombuffer(memory.bytes, dtype=np.float64, count=size,
+                               offset=memory.offset)
     return vec
 
 

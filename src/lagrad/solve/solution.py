@@ -197,7 +197,6 @@ class Solution:
         with self._lock:
             if self._multipliers is None:
                 self._multipliers, self._multiplier_info = self._solve_default()
-                pool_of(self.schedule).recycle(self, self._multipliers)
             return self._multipliers
 
     def _solve_default(self) -> tuple[Array, SolveInfo]:
@@ -359,9 +358,7 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
             z = None
     if z is None:
         z, diagnostics, borrowed = evaluate(schedule, xs, forward, inits, sources)
-    solution = Solution(schedule, z, diagnostics, backward, borrowed)
-    pool_of(schedule).recycle(solution, z)
-    return solution
+    return Solution(schedule, z, diagnostics, backward, borrowed)
 
 
 def solve_checked(program: Program, inputs: Sequence[Any]) -> Solution:
@@ -377,9 +374,7 @@ def solve_checked(program: Program, inputs: Sequence[Any]) -> Solution:
         z = None
     if z is None:
         return solve_program(program, inputs, {})
-    solution = Solution(schedule, z, borrowed=borrowed)
-    pool_of(schedule).recycle(solution, z)
-    return solution
+    return Solution(schedule, z, borrowed=borrowed)
 
 
 def _hands_over(schedule: Schedule) -> bool:
