@@ -77,6 +77,7 @@ class Pool:
         self.size = size
         self.aligned_at = aligned_at
         self.free: list[Memory] = []  # under vectors no longer referenced
+        self.keep = KEEP  # (read here, not as a global: callbacks may run at exit)
         self._out: dict[int, tuple[weakref.ref[Array], Memory]] = {}  # under live ones
 
     def __getstate__(self) -> dict[str, int]:
@@ -104,7 +105,7 @@ class Pool:
     def _returned(self, ref: weakref.ref[Array]) -> None:
         """The last reference to a vector went: its memory comes back."""
         entry = self._out.pop(id(ref), None)
-        if entry is not None and len(self.free) < KEEP:
+        if entry is not None and len(self.free) < self.keep:
             self.free.append(entry[1])
 
     def zeros(self) -> Array:
