@@ -69,7 +69,7 @@ class _Run:
     operands; its partials go to W[k, start - d:stop - d] for each variable slot k."""
 
     __slots__ = ("primitive", "start", "stop", "operands", "var_positions", "ufunc",
-                 "constant", "d")
+                 "constant", "d", "value", "slots", "out", "derivative", "w_runs")
 
     def __init__(self, step: Batch, d: int) -> None:
         self.primitive = step.primitive
@@ -79,6 +79,13 @@ class _Run:
         self.ufunc = isinstance(step.primitive.value, np.ufunc)
         self.constant = step.primitive.constant_partials
         self.d = d
+        # what the forward pass reads, bound once (a Python call per run costs
+        # more than a small run's arithmetic)
+        self.value = step.primitive.value
+        self.slots = [(k in self.var_positions, o) for k, o in enumerate(self.operands)]
+        self.out = slice(self.start, self.stop)
+        self.derivative = step.primitive.partials if self.constant is None else None
+        self.w_runs = [(k, slice(self.start - d, self.stop - d)) for k in self.var_positions]
 
     def args(self, z: Array) -> list[Any]:
         return [z.take(o) if k in self.var_positions else o for k, o in enumerate(self.operands)]
@@ -167,14 +174,18 @@ class BulkPlan:
         d = self.n_inputs
         z[:d] = [np.asarray(x).reshape(()) for x in inputs] if d else z[:0]
         w = self._weights_buffer()
-        for run in self.runs:
-            args = run.args(z)
-            out = z[run.start:run.stop]
+        take = z.take
+        for run in self.runs:  # (run.args, the value, then run.partials, inlined)
+            args = [take(o) if gathered else o for gathered, o in run.slots]
+            out = z[run.out]
             if run.ufunc:
-                run.primitive.value(*args, out=out)
+                run.value(*args, out=out)
             else:
-                out[...] = run.primitive.value(*args)
-            run.partials(z, args, w)
+                out[...] = run.value(*args)
+            derivative = run.derivative
+            if derivative is not None:
+                for k, at in run.w_runs:
+                    w[k, at] = derivative(k, out, *args)
         if self.readout is not None:
             self.readout.run(z)
         with self._lock:
