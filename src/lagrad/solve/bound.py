@@ -165,8 +165,8 @@ def _linear_pullback(step: Single, pos: int, out: Array, g: Array, ans: Array,
     if prim.partials is None:
         return None
     d = np.asarray(prim.partials(pos, ans, *args, **step.eq.params), dtype=float)
-    if np.broadcast_shapes(d.shape, g.shape) != g.shape:
-        return None
+    if d.shape != g.shape and np.broadcast_shapes(d.shape, g.shape) != g.shape:
+        return None  # (the test of equal shapes first: broadcast_shapes costs 3 us)
     if first:
         return partial(np.multiply, g, d, out=out)
     return partial(_add_product, out, g, d, np.empty(g.shape))
