@@ -8,17 +8,22 @@ adjoint loop and gradient products. Calls alternate between lagrad and the
 floor, each phase timed inside the call (lagrad's by wrapping the functions
 that run them for the duration of this script).
 
+With ``--rest``, lagrad's solve + gradient alone, with the functions that
+make up "the rest" timed too (each call's median, and how many calls a
+gradient makes): where the fixed cost of a solve goes.
+
 With ``--outer``, rounds alternate the two ways of writing dL/dW
 (``accumulate.OUTER_BY_MULTIPLY``): numpy's broadcast multiply and BLAS
 dgemm with k = 1, and the medians of that product and of the whole call
 are printed for each.
 
-Run: ``python benchmarks/bench_deq_parts.py [--outer] [N ...]`` (default 100
-1000; BLAS on one thread). Prints the median of each phase in ms.
+Run: ``python benchmarks/bench_deq_parts.py [--outer | --rest] [N ...]``
+(default 100 1000; BLAS on one thread). Prints the median of each phase in ms.
 """
 
 from __future__ import annotations
 
+import importlib
 import statistics
 import sys
 import time
@@ -50,7 +55,9 @@ def timed(last: dict[str, float]) -> Iterator[None]:
     patches = [(nonlinear, "_fixed_point_in_place", wrap(nonlinear._fixed_point_in_place,
                                                          "forward"))]
     series, vjp = neumann.series_in_place, accumulate.matmul_vjp_add
-    for module in list(sys.modules.values()):  # where they were imported by name
+    for key, module in list(sys.modules.items()):  # where lagrad imported them by name
+        if not key.startswith("lagrad"):
+            continue
         if getattr(module, "series_in_place", None) is series:
             patches.append((module, "series_in_place", wrap(series, "adjoint")))
         if getattr(module, "matmul_vjp_add", None) is vjp:
@@ -63,6 +70,78 @@ def timed(last: dict[str, float]) -> Iterator[None]:
     finally:
         for module, name, fn in saved:
             setattr(module, name, fn)
+
+
+REST = [  # (module, function or Class.method, label)
+    ("lagrad.solve.forward", "evaluate", "forward pass (evaluate)"),
+    ("lagrad.solve.nonlinear", "_fixed_point_in_place", "  its iterations"),
+    ("lagrad.solve.flatplan", "FlatPlan.multipliers", "multipliers"),
+    ("lagrad.solve.blocksolve", "substitute_block", "  the block's adjoint solve"),
+    ("lagrad.solve.neumann", "series_in_place", "    its iterations"),
+    ("lagrad.solve.blockop", "BlockOperator.in_place_product", "    binding the products"),
+    ("lagrad.solve.blockop", "BlockOperator.reduced", "    the reduced right-hand side"),
+    ("lagrad.solve.blockop", "BlockOperator.recover", "    the interior multipliers"),
+    ("lagrad.solve.blocksolve", "choose", "    choosing the method"),
+    ("lagrad.solve.flatplan", "_pull", "  a pullback outside the block"),
+]
+
+
+@contextmanager
+def each_call(seconds: dict[str, list[float]]) -> Iterator[None]:
+    """Append every call's seconds of the functions in REST to ``seconds``."""
+
+    def wrap(fn: Callable[..., Any], label: str) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds.setdefault(label, []).append(time.perf_counter() - t0)
+        return run
+
+    saved = []
+    for module_name, name, label in REST:
+        module = importlib.import_module(module_name)
+        if "." in name:
+            cls, attr = name.split(".")
+            owner = getattr(module, cls)
+            saved.append((owner, attr, owner.__dict__[attr]))
+            setattr(owner, attr, wrap(getattr(owner, attr), label))
+            continue
+        fn = getattr(module, name)
+        for key, other in list(sys.modules.items()):  # where lagrad imported it by name
+            if key.startswith("lagrad") and getattr(other, name, None) is fn:
+                saved.append((other, name, fn))
+                setattr(other, name, wrap(fn, label))
+    try:
+        yield
+    finally:
+        for owner, attr, fn in saved:
+            setattr(owner, attr, fn)
+
+
+def rest(sizes: list[int]) -> None:
+    """lagrad's gradient alone, the functions of REST timed call by call."""
+    pin_blas_threads(1)
+    for n in sizes:
+        prob = make_deq(n)
+        rounds = 200 if n <= 300 else 40
+        for _ in range(3):
+            prob.program.solve(*prob.inputs).grad()
+        seconds: dict[str, list[float]] = {}
+        totals = []
+        with each_call(seconds):
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                prob.program.solve(*prob.inputs).grad()
+                totals.append(time.perf_counter() - t0)
+        total = statistics.median(totals) * 1e3
+        print(f"N = {n} ({rounds} rounds): solve + gradient {total:.3f} ms")
+        for _, _, label in REST:
+            values = seconds.get(label, [])
+            if values:
+                print(f"  {label:38s} {statistics.median(values) * 1e3:8.3f} ms "
+                      f"x{len(values) / rounds:.0f}")
 
 
 def outer_ways(sizes: list[int]) -> None:
@@ -130,5 +209,5 @@ def main(sizes: list[int]) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    chosen = [int(a) for a in args if a != "--outer"] or [100, 1000]
-    (outer_ways if "--outer" in args else main)(chosen)
+    chosen = [int(a) for a in args if not a.startswith("--")] or [100, 1000]
+    (outer_ways if "--outer" in args else rest if "--rest" in args else main)(chosen)
