@@ -68,37 +68,36 @@ class _Run:
     """One Batch step of the forward pass: its run [start, stop) of z and its
     operands; its partials go to W[k, start - d:stop - d] for each variable slot k."""
 
-    __slots__ = ("primitive", "start", "stop", "operands", "var_positions", "ufunc",
-                 "constant", "d", "value", "slots", "out", "derivative", "w_runs")
+    __slots__ = ("start", "stop", "operands", "var_positions", "ufunc", "constant", "value",
+                 "slots", "out", "derivative", "w_runs")
 
     def __init__(self, step: Batch, d: int) -> None:
-        self.primitive = step.primitive
+        prim = step.primitive
         self.start, self.stop = int(step.out[0]), int(step.out[-1]) + 1
         self.operands = list(step.operands)
         self.var_positions = step.var_positions
-        self.ufunc = isinstance(step.primitive.value, np.ufunc)
-        self.constant = step.primitive.constant_partials
-        self.d = d
+        self.ufunc = isinstance(prim.value, np.ufunc)
+        self.constant = prim.constant_partials
         # what the forward pass reads, bound once (a Python call per run costs
         # more than a small run's arithmetic)
-        self.value = step.primitive.value
+        self.value = prim.value
         self.slots = [(k in self.var_positions, o) for k, o in enumerate(self.operands)]
         self.out = slice(self.start, self.stop)
-        self.derivative = step.primitive.partials if self.constant is None else None
+        self.derivative = prim.partials if self.constant is None else None
         self.w_runs = [(k, slice(self.start - d, self.stop - d)) for k in self.var_positions]
 
     def args(self, z: Array) -> list[Any]:
-        return [z.take(o) if k in self.var_positions else o for k, o in enumerate(self.operands)]
+        take = z.take
+        return [take(o) if gathered else o for gathered, o in self.slots]
 
     def partials(self, z: Array, args: list[Any], w: Array) -> None:
         """Write this run's partials into W (constant ones are written once, in
         :meth:`BulkPlan._weights_buffer`)."""
-        if self.constant is not None:
-            return
-        ans = z[self.start:self.stop]
-        a, b = self.start - self.d, self.stop - self.d
-        for k in self.var_positions:
-            w[k, a:b] = self.primitive.partials(k, ans, *args)
+        derivative = self.derivative
+        if derivative is not None:
+            ans = z[self.out]
+            for k, at in self.w_runs:
+                w[k, at] = derivative(k, ans, *args)
 
 
 class BulkPlan:
@@ -175,7 +174,7 @@ class BulkPlan:
         z[:d] = [np.asarray(x).reshape(()) for x in inputs] if d else z[:0]
         w = self._weights_buffer()
         take = z.take
-        for run in self.runs:  # (run.args, the value, then run.partials, inlined)
+        for run in self.runs:  # run.args, the value, run.partials: inlined (small runs)
             args = [take(o) if gathered else o for gathered, o in run.slots]
             out = z[run.out]
             if run.ufunc:
