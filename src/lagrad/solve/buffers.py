@@ -50,6 +50,19 @@ class Memory:
         self.bytes = memoryview(raw).cast("B")
         self.offset = -(raw.ctypes.data + 8 * at) % ALIGN  # bytes to skip
 
+    @classmethod
+    def new(cls, size: int, at: int) -> Memory:
+        """Room for ``size`` entries with entry ``at`` aligned."""
+        return cls(np.empty(size + ALIGN // 8 - 1), at)
+
+    def vector(self, size: int) -> Array:
+        """``size`` entries from the aligned offset, seen through the memoryview:
+        views of the vector refer to it (numpy makes a view's base the first
+        array up the chain whose base is not an array)."""
+        vec: Array = np.frombuffer(self.bytes, dtype=np.float64, count=size,
+                                   offset=self.offset)
+        return vec
+
 
 class Pool:
     """Recycled float64 vectors of one size, 64-byte aligned at ``aligned_at``.
@@ -88,7 +101,7 @@ class Pool:
         self.__init__(state["size"], state["aligned_at"])  # type: ignore[misc]
 
     def _memory(self) -> Memory:
-        return Memory(np.empty(self.size + ALIGN // 8 - 1), self.aligned_at)
+        return Memory.new(self.size, self.aligned_at)
 
     def take(self) -> Array:
         """A vector of ``size`` entries, contents undefined (like np.empty)."""
@@ -96,8 +109,7 @@ class Pool:
             memory = self.free.pop()
         except IndexError:
             memory = self._memory()
-        vec: Array = np.frombuffer(memory.bytes, dtype=np.float64, count=self.size,
-                                   offset=memory.offset)
+        vec = memory.vector(self.size)
         ref = weakref.ref(vec, self._returned)
         self._out[id(ref)] = (ref, memory)
         return vec
@@ -125,13 +137,9 @@ class Pool:
 
 
 def aligned_empty(size: int, at: int = 0) -> Array:
-    """np.empty(size) placed so that entry ``at`` starts on a 64-byte boundary,
-    seen through a memoryview: views of it refer to it (numpy makes a view's
-    base the first array up the chain whose base is not an array)."""
-    memory = Memory(np.empty(size + ALIGN // 8 - 1), at)
-    vec: Array = np.frombuffer(memory.bytes, dtype=np.float64, count=size,
-                               offset=memory.offset)
-    return vec
+    """np.empty(size) placed so that entry ``at`` starts on a 64-byte boundary
+    (a view through a memoryview, see :meth:`Memory.vector`)."""
+    return Memory.new(size, at).vector(size)
 
 
 def pool_of(schedule: object) -> Pool:
