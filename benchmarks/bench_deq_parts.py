@@ -32,44 +32,61 @@ from contextlib import contextmanager
 from typing import Any
 
 import lagrad.ir.accumulate as accumulate
-import lagrad.solve.neumann as neumann
-import lagrad.solve.nonlinear as nonlinear
 from lagrad.bench.deq import make_deq
 from lagrad.bench.machine import pin_blas_threads
 
 
 @contextmanager
-def timed(last: dict[str, float]) -> Iterator[None]:
-    """Record in ``last`` the seconds of the last forward iteration loop
-    ("forward"), adjoint series ("adjoint") and square outer product ("dW")."""
+def _patched(targets: list[tuple[str, str, str]],
+             record: Callable[[str, tuple[Any, ...], float], None]) -> Iterator[None]:
+    """While in the block, every call of each target (module, function or
+    Class.method, label) reports ``record(label, args, seconds)``; a function
+    is replaced wherever lagrad imported it by name."""
 
-    def wrap(fn: Callable[..., Any], key: str, square_out: bool = False) -> Callable[..., Any]:
+    def wrap(fn: Callable[..., Any], label: str) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
             t0 = time.perf_counter()
-            result = fn(*args, **kwargs)
-            if not square_out or args[1].ndim == 2 and args[1].shape[0] == args[1].shape[1]:
-                last[key] = time.perf_counter() - t0
-            return result
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                record(label, args, time.perf_counter() - t0)
         return run
 
-    patches = [(nonlinear, "_fixed_point_in_place", wrap(nonlinear._fixed_point_in_place,
-                                                         "forward"))]
-    series, vjp = neumann.series_in_place, accumulate.matmul_vjp_add
-    for key, module in list(sys.modules.items()):  # where lagrad imported them by name
-        if not key.startswith("lagrad"):
+    saved = []
+    for module_name, name, label in targets:
+        module = importlib.import_module(module_name)
+        if "." in name:
+            cls, attr = name.split(".")
+            owner = getattr(module, cls)
+            saved.append((owner, attr, owner.__dict__[attr]))
+            setattr(owner, attr, wrap(getattr(owner, attr), label))
             continue
-        if getattr(module, "series_in_place", None) is series:
-            patches.append((module, "series_in_place", wrap(series, "adjoint")))
-        if getattr(module, "matmul_vjp_add", None) is vjp:
-            patches.append((module, "matmul_vjp_add", wrap(vjp, "dW", square_out=True)))
-    saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
-    for module, name, fn in patches:
-        setattr(module, name, fn)
+        fn = getattr(module, name)
+        for key, other in list(sys.modules.items()):
+            if key.startswith("lagrad") and getattr(other, name, None) is fn:
+                saved.append((other, name, fn))
+                setattr(other, name, wrap(fn, label))
     try:
         yield
     finally:
-        for module, name, fn in saved:
-            setattr(module, name, fn)
+        for owner, attr, fn in saved:
+            setattr(owner, attr, fn)
+
+
+PHASES = [("lagrad.solve.nonlinear", "_fixed_point_in_place", "forward"),
+          ("lagrad.solve.neumann", "series_in_place", "adjoint"),
+          ("lagrad.ir.accumulate", "matmul_vjp_add", "dW")]
+
+
+def timed(last: dict[str, float]) -> Any:
+    """Record in ``last`` the seconds of the last forward iteration loop
+    ("forward"), adjoint series ("adjoint") and square outer product ("dW")."""
+
+    def record(label: str, args: tuple[Any, ...], seconds: float) -> None:
+        if label != "dW" or args[1].ndim == 2 and args[1].shape[0] == args[1].shape[1]:
+            last[label] = seconds
+
+    return _patched(PHASES, record)
 
 
 REST = [  # (module, function or Class.method, label)
@@ -86,38 +103,9 @@ REST = [  # (module, function or Class.method, label)
 ]
 
 
-@contextmanager
-def each_call(seconds: dict[str, list[float]]) -> Iterator[None]:
+def each_call(seconds: dict[str, list[float]]) -> Any:
     """Append every call's seconds of the functions in REST to ``seconds``."""
-
-    def wrap(fn: Callable[..., Any], label: str) -> Callable[..., Any]:
-        def run(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                seconds.setdefault(label, []).append(time.perf_counter() - t0)
-        return run
-
-    saved = []
-    for module_name, name, label in REST:
-        module = importlib.import_module(module_name)
-        if "." in name:
-            cls, attr = name.split(".")
-            owner = getattr(module, cls)
-            saved.append((owner, attr, owner.__dict__[attr]))
-            setattr(owner, attr, wrap(getattr(owner, attr), label))
-            continue
-        fn = getattr(module, name)
-        for key, other in list(sys.modules.items()):  # where lagrad imported it by name
-            if key.startswith("lagrad") and getattr(other, name, None) is fn:
-                saved.append((other, name, fn))
-                setattr(other, name, wrap(fn, label))
-    try:
-        yield
-    finally:
-        for owner, attr, fn in saved:
-            setattr(owner, attr, fn)
+    return _patched(REST, lambda label, _, t: seconds.setdefault(label, []).append(t))
 
 
 def rest(sizes: list[int]) -> None:
