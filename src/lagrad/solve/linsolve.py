@@ -37,6 +37,7 @@ from lagrad.solve import blocksolve, petsc
 from lagrad.solve.blocksolve import Workspace, check_determined, substitute_block
 from lagrad.solve.buffers import pool_of
 from lagrad.solve.grouped import check_group_determined, solve_linear
+from lagrad.solve.multirhs import substitute_many
 from lagrad.solve.results import BlockResult, Status
 from lagrad.solve.system import Orientation, System
 
@@ -294,7 +295,7 @@ class Dense(LinearSolver):
 
     def run(self, system: System, options: LinearOptions,
             rebuild_rhs: Callable[[], Array] | None) -> Outcome:
-        n = system.rhs.size
+        n = system.shape[0]
         _check_blocks(system)
         if n > DENSE_LIMIT:
             raise OptionError(f"method 'dense' would build a {n} x {n} matrix "
@@ -398,6 +399,8 @@ def solve_system(system: System, method: str | LinearSolver = "auto",
         if options and not solver.takes_options:
             raise OptionError(f"method {solver.name!r} takes no options, got {sorted(options)}")
         options = LinearOptions.from_mapping(options, solver.name)
+    if system.seeds is not None:
+        return _solve_seeds(system, solver, options, compute_residual)
     t0 = time.perf_counter()
     out = solver.run(system, options, rebuild_rhs)
     seconds = time.perf_counter() - t0
@@ -409,3 +412,37 @@ def solve_system(system: System, method: str | LinearSolver = "auto",
         else out.extra
     return SystemSolution(out.x, SolveInfo(solver.name, seconds, residual, out.iterations,
                                            True, out.notes, extra))
+
+
+def _solve_seeds(system: System, solver: LinearSolver, options: LinearOptions,
+                 compute_residual: bool) -> SystemSolution:
+    """A block of k right-hand sides (``rhs`` (n, k)). The default method's
+    exact sweep takes them together (:func:`lagrad.solve.multirhs.substitute_many`:
+    each product for all k columns, each cyclic block factorized or iterated
+    once); whole-matrix methods factorize once; any other method, a truncated
+    backward mode, or a non-finite result (to name its culprit) solve column
+    by column, each column as a single right-hand side."""
+    t0 = time.perf_counter()
+    k, schedule = system.rhs.shape[1], system.schedule
+    together = isinstance(solver, Substitution) and solver.inner == "auto" and \
+        not options.given and (not system.orientation.transposed or (
+            system.backward is None and not schedule.program.adjoint_options))
+    x = None
+    if together:
+        with np.errstate(all="ignore"):  # a non-finite result is solved again below
+            x = substitute_many(schedule, system.values, system.orientation, system.rhs,
+                                system.forward, options)
+        notes = f"one sweep in block order for {k} right-hand sides"
+    elif isinstance(solver, (SparseDirect, Dense)):
+        x, notes = solver.run(system, options, None).x, f"one factorization for {k} columns"
+    if x is None or not all_finite(x):
+        columns = [solve_system(System(schedule, system.values, system.orientation,
+                                       np.ascontiguousarray(system.rhs[:, j]), system.forward,
+                                       system.backward), solver, options,
+                                compute_residual=False)
+                   for j in range(k)]
+        x = np.stack([c.x for c in columns], axis=1) if columns else np.zeros(system.rhs.shape)
+        notes = f"{k} right-hand sides, one {solver.name} solve each"
+    seconds = time.perf_counter() - t0
+    residual = system.residual(x) if compute_residual else math.nan
+    return SystemSolution(x, SolveInfo(solver.name, seconds, residual, 1, True, notes))

@@ -40,7 +40,9 @@ of copying the gradient out of it: a DEQ layer's W is nearly all of it."""
 
 class VariableMap(Mapping[Any, Any]):
     """Read-only ``{variable: array}`` view of a flat vector (keys: variables
-    or their names); values have the variables' shapes."""
+    or their names); values have the variables' shapes. A block of k vectors,
+    shape (n, k) (the solution of a system with k right-hand sides), gives
+    values of shape (k, *shape): the block of seeds first, as in jax.vmap."""
 
     def __init__(self, index: Index, vec: Array) -> None:
         self.index = index
@@ -49,6 +51,8 @@ class VariableMap(Mapping[Any, Any]):
     def __getitem__(self, key: Variable | str) -> Any:
         sl = self.index[key]
         v = self.index.program.variable(key)
+        if self.vector.ndim == 2:
+            return np.array(self.vector[sl].T).reshape((self.vector.shape[1], *v.shape))
         out = self.vector[sl].reshape(v.shape)
         return out[()] if out.ndim == 0 else out.copy()
 
@@ -175,9 +179,15 @@ class Solution:
             e[self.schedule.index.slice(out.index)] = 1.0
             return e
         ct = as_real(cotangent, "cotangent")
+        k = seeds_in(ct, out.shape)
+        if k is not None:  # a block of k cotangents: one column of e each
+            e = np.zeros((self.schedule.size, k))
+            e[self.schedule.index[out]] = ct.reshape(k, -1).T
+            return e
         if ct.size != out.size:
             raise ProgramError(f"cotangent has shape {ct.shape}, output {out.name!r} has "
-                               f"shape {out.shape}")
+                               f"shape {out.shape} (or give a block of k cotangents, shape "
+                               f"(k, *{out.shape}))")
         e[self.schedule.index[out]] = ct.ravel()
         return e
 
@@ -185,6 +195,23 @@ class Solution:
         """The multiplier system (I - J)^T lambda = e_n at this solution.
 
         ``cotangent`` seeds a non-scalar output (default 1 for a scalar one).
+        A block of k cotangents, shape ``(k, *output.shape)``, gives the system
+        with k right-hand sides: ``rhs`` and the solution of shape (n, k),
+        solved in one sweep for all of them (each cyclic block factorized or
+        iterated once), as :func:`lagrad.jacrev` does.
+
+        Examples
+        --------
+        >>> import numpy as np, lagrad
+        >>> sol = lagrad.trace(lambda x: lagrad.sin(x) * x[::-1], np.zeros(3)).solve(
+        ...     np.array([0.1, 0.2, 0.3]))
+        >>> lam, info = sol.adjoint_system(np.eye(3)).solve()  # 3 seeds, one sweep
+        >>> lam.shape
+        (12, 3)
+        >>> rows = sol.adjoint_system(np.eye(3)).split(lam)[sol.program.inputs[0]]
+        >>> bool(np.allclose(rows, lagrad.jacobian(lambda x: lagrad.sin(x) * x[::-1])(
+        ...     np.array([0.1, 0.2, 0.3])), rtol=1e-14, atol=0))
+        True
         """
         return self._adjoint_system(self._seed(cotangent))
 
@@ -252,7 +279,12 @@ class Solution:
 
     # ---------------------------------------------------------------- forward
     def tangent_system(self, direction: Any) -> System:
-        """The tangent system (I - J) zdot = e for an input direction."""
+        """The tangent system (I - J) zdot = e for an input direction.
+
+        A block of k directions, each input's part of shape ``(k, *shape)``,
+        gives the system with k right-hand sides (``rhs`` (n, k)), solved in
+        one sweep for all of them.
+        """
         return System(self.schedule, self.z, "tangent", self._direction(direction),
                       self.diagnostics)
 
@@ -278,7 +310,7 @@ class Solution:
                     raise ProgramError(f"direction: {v.name!r} is not an input; the inputs "
                                        f"are {[u.name for u in inputs]}")
                 given[v.index] = d
-            parts = [given.get(v.index, np.zeros(v.shape)) for v in inputs]
+            parts = [given.get(v.index) for v in inputs]  # None: zero
         elif len(inputs) == 1 and not isinstance(direction, tuple):
             parts = [direction]
         elif isinstance(direction, (tuple, list)):
@@ -290,10 +322,7 @@ class Solution:
             raise ProgramError(f"direction: the program has {len(inputs)} inputs; give a tuple "
                                "or list with one array per input, or a mapping from inputs "
                                f"(or names) to arrays, not {type(direction).__name__}")
-        e = np.zeros(self.schedule.size)
-        for v, d in zip(inputs, parts):
-            e[self.schedule.index[v]] = _as_input(v, d, "direction for").ravel()
-        return e
+        return _directions(self.schedule, inputs, parts)
 
     # ------------------------------------------------------------- Lagrangian
     def lagrangian(self, multipliers: Any = None) -> float:
@@ -409,7 +438,49 @@ def _inits(program: Program, init: Mapping[Any, Any] | None) -> dict[int, Array]
 
 
 
-def _as_input(v: Variable, x: Any, role: str) -> Array:
+def seeds_in(value: Array, shape: tuple[int, ...]) -> int | None:
+    """k when ``value`` has shape (k, *shape): a block of k seeds for a
+    variable of that shape; else None (one seed, or a wrong shape)."""
+    if value.ndim == len(shape) + 1 and value.shape[1:] == shape:
+        return value.shape[0]
+    return None
+
+
+def _directions(schedule: Schedule, inputs: Sequence[Variable], parts: Sequence[Any]) -> Array:
+    """The tangent right-hand side for one direction per input (n,), or for a
+    block of k (n, k) when a part has shape (k, *input shape); parts not
+    given (zeros) fit either."""
+    blocks = {seeds_in(np.asarray(d), v.shape) for v, d in zip(inputs, parts)
+              if _numeric(d) and np.shape(d) != v.shape}
+    blocks.discard(None)
+    if len(blocks) > 1:
+        raise ProgramError(f"direction: blocks of {sorted(blocks)} seeds; every input's "
+                           "part needs the same leading k")
+    if not blocks:
+        e = np.zeros(schedule.size)
+        for v, d in zip(inputs, parts):
+            if d is not None:
+                e[schedule.index[v]] = _as_input(v, d, "direction for").ravel()
+        return e
+    k = blocks.pop()
+    e = np.zeros((schedule.size, k))
+    for v, d in zip(inputs, parts):
+        if d is None:
+            continue
+        block = _as_input(v, d, "direction for", (k, *v.shape))
+        e[schedule.index[v]] = block.reshape(k, -1).T
+    return e
+
+
+def _numeric(value: Any) -> bool:
+    """An array of real numbers (not None, not ragged): a candidate block of seeds."""
+    try:
+        return value is not None and np.asarray(value).dtype.kind in "biuf"
+    except ValueError:  # ragged
+        return False
+
+
+def _as_input(v: Variable, x: Any, role: str, shape: tuple[int, ...] | None = None) -> Array:
     try:
         arr = np.asarray(x)
     except ValueError as err:  # a ragged sequence, e.g. [array, None]
@@ -418,8 +489,9 @@ def _as_input(v: Variable, x: Any, role: str) -> Array:
     if arr.dtype.kind not in "biuf":
         raise ProgramError(f"{role} {v.name!r} must be real numbers, got dtype {arr.dtype}")
     arr = np.asarray(arr, dtype=float)  # no copy for float64
-    if arr.shape != v.shape:
-        raise ProgramError(f"{role} {v.name!r} has shape {v.shape}, got shape {arr.shape}")
+    shape = v.shape if shape is None else shape
+    if arr.shape != shape:
+        raise ProgramError(f"{role} {v.name!r} has shape {shape}, got shape {arr.shape}")
     return arr
 
 

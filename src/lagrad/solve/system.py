@@ -140,7 +140,9 @@ class System:
         Variable -> slice of the flat vectors, in program order
         (``system.index[var]``, ``system.index["name"]``).
     rhs : ndarray
-        The right-hand side e (output seed or input direction), flat.
+        The right-hand side e (output seed or input direction), flat (n,);
+        or a block of k of them, (n, k), solved together by :meth:`solve`
+        (the solution is then (n, k) too).
     values : ndarray
         The flat z at which J is evaluated.
     forward : dict
@@ -196,7 +198,14 @@ class System:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return (self.rhs.size, self.rhs.size)
+        """The matrix's shape, (n, n)."""
+        n = self.rhs.shape[0]
+        return (n, n)
+
+    @property
+    def seeds(self) -> int | None:
+        """k for a block of k right-hand sides (``rhs`` of shape (n, k)), else None."""
+        return self.rhs.shape[1] if self.rhs.ndim == 2 else None
 
     @cached_property
     def jacobian(self) -> sp.csr_matrix:
@@ -210,7 +219,7 @@ class System:
     @cached_property
     def matrix(self) -> sp.csr_matrix:
         """(I - J)^T for the adjoint system, (I - J) for the tangent one (CSR)."""
-        return self.orientation.arrange(sp.identity(self.rhs.size, format="csr") - self.jacobian)
+        return self.orientation.arrange(sp.identity(self.shape[0], format="csr") - self.jacobian)
 
     @property
     def blocks(self) -> list[Any]:
@@ -253,22 +262,35 @@ class System:
         return self.matrix[perm][:, perm].tocsr()
 
     def matvec(self, x: Array) -> Array:
-        """``matrix @ x`` without assembling the matrix (one VJP or JVP sweep)."""
+        """``matrix @ x`` without assembling the matrix (one VJP or JVP sweep);
+        for a block of vectors x (n, k), with the assembled matrix."""
+        if x.ndim == 2:
+            return np.asarray(self.matrix @ x)
         jx = np.zeros_like(x)
         for step in self.schedule.steps:
             self.orientation.propagate(step, self.values, x, jx)
         return x - jx
 
     def residual(self, x: Array) -> float:
-        """Relative residual ||matrix x - rhs|| / max(||rhs||, tiny)."""
+        """Relative residual ||matrix x - rhs|| / max(||rhs||, tiny); for a
+        block of k right-hand sides, the largest of the k columns'."""
+        tiny = np.finfo(float).tiny
         with np.errstate(all="ignore"):  # norm2 may overflow before it rescales
             r = self.matvec(x) - self.rhs
-            return norm2(r) / max(norm2(self.rhs), np.finfo(float).tiny)
+            if r.ndim == 2:
+                return max((norm2(r[:, j]) / max(norm2(self.rhs[:, j]), tiny)
+                            for j in range(r.shape[1])), default=0.0)
+            return norm2(r) / max(norm2(self.rhs), tiny)
 
     def split(self, x: Array) -> dict[Any, Array]:
-        """A flat vector as ``{variable: array of its shape}``."""
+        """A flat vector as ``{variable: array of its shape}``; a block of k
+        vectors (n, k) as ``{variable: array of shape (k, *shape)}``."""
+        if x.ndim == 2:
+            k = x.shape[1]
+            return {v: np.array(x[sl].T).reshape((k, *v.shape)) for v, sl in self.index.items()}
         return {v: x[sl].reshape(v.shape) for v, sl in self.index.items()}
 
     def __repr__(self) -> str:
         sign = "(I - J)^T lambda" if self.kind == "adjoint" else "(I - J) zdot"
-        return f"<System {sign} = e, n={self.rhs.size}>"
+        block = f", {self.seeds} right-hand sides" if self.seeds is not None else ""
+        return f"<System {sign} = e, n={self.shape[0]}{block}>"

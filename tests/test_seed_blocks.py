@@ -1,0 +1,149 @@
+"""Systems with a block of k right-hand sides: ``sol.adjoint_system(cotangents)``
+with cotangents of shape (k, *output shape), ``sol.tangent_system(directions)``
+with parts of shape (k, *input shape); solved in one sweep, each column equal
+to the single right-hand side's solve and to analytic derivatives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lagrad
+from lagrad.errors import NonFiniteError, ProgramError
+
+X0 = np.array([0.1, 0.2, 0.3, 0.4])
+
+
+def f(x):  # noqa: ANN001, ANN201
+    return lagrad.sin(x) * x[::-1]
+
+
+def jacobian_of_f(x: np.ndarray) -> np.ndarray:
+    """d (sin(x) * reversed(x)) / dx, by hand."""
+    jac = np.diag(np.cos(x) * x[::-1])
+    jac[np.arange(x.size), np.arange(x.size)[::-1]] += np.sin(x)
+    return jac
+
+
+def cyclic() -> tuple[lagrad.Program, lagrad.Solution]:
+    """z = 0.5 sin(z) + A a, output z * z (a vector): a cyclic block."""
+    p = lagrad.Program("cyclic")
+    a = p.input("a", (3,))
+    z = p.unknown("z", (3,))
+    mix = np.array([[1.0, 0.2, 0.0], [0.0, 1.0, 0.3], [0.1, 0.0, 1.0]])
+    p.define(z, 0.5 * lagrad.sin(z) + mix @ a)
+    p.output(z * z)
+    return p, p.solve(np.array([0.3, -0.2, 0.5]))
+
+
+def test_adjoint_block_rows_are_the_jacobian() -> None:
+    sol = lagrad.trace(f, np.zeros(4)).solve(X0)
+    system = sol.adjoint_system(np.eye(4))
+    assert system.seeds == 4 and system.rhs.shape == (system.shape[0], 4)
+    lam, info = system.solve()
+    assert lam.shape == (system.shape[0], 4)
+    rows = system.split(lam)[sol.program.inputs[0]]
+    np.testing.assert_allclose(rows, jacobian_of_f(X0), rtol=1e-14, atol=1e-16)
+    assert info.residual < 1e-14
+    assert "4 right-hand sides" in info.notes
+
+
+def test_each_column_is_the_single_solve() -> None:
+    sol = lagrad.trace(f, np.zeros(4)).solve(X0)
+    cotangents = np.random.default_rng(0).standard_normal((5, 4))
+    lam, _ = sol.adjoint_system(cotangents).solve()
+    for j, ct in enumerate(cotangents):
+        single, _ = sol.adjoint_system(ct).solve()
+        np.testing.assert_allclose(lam[:, j], single, rtol=1e-14, atol=1e-15)
+
+
+def test_tangent_block_columns_are_the_jacobian() -> None:
+    sol = lagrad.trace(f, np.zeros(4)).solve(X0)
+    zdot, info = sol.tangent_system(np.eye(4)).solve()
+    assert zdot.shape[1] == 4 and info.residual < 1e-14
+    out = sol.tangent(np.eye(4))  # values (k, *shape): seed first
+    np.testing.assert_allclose(out[sol.schedule.output_variable], jacobian_of_f(X0).T,
+                               rtol=1e-14, atol=1e-16)
+
+
+def test_cyclic_block_against_dense_and_single_solves() -> None:
+    p, sol = cyclic()
+    a = p.inputs[0]
+    system = sol.adjoint_system(np.eye(3))
+    lam, info = system.solve()
+    dense, _ = system.solve("dense")
+    np.testing.assert_allclose(lam, dense, rtol=1e-12, atol=1e-14)
+    for j in range(3):
+        single, _ = sol.adjoint_system(np.eye(3)[j]).solve()
+        np.testing.assert_allclose(lam[:, j], single, rtol=1e-12, atol=1e-14)
+    # d output_r / d a by finite differences (central, step 1e-6)
+    rows = system.split(lam)[a]
+    x = np.array([0.3, -0.2, 0.5])
+    for i in range(3):
+        h = np.zeros(3)
+        h[i] = 1e-6
+        fd = (p.solve(x + h).output - p.solve(x - h).output) / 2e-6
+        np.testing.assert_allclose(rows[:, i], fd, rtol=1e-7, atol=1e-9)
+    assert info.residual < 1e-12
+
+
+@pytest.mark.parametrize("method", ["spsolve", "dense", "gmres", "splu", "fixed_point"])
+def test_every_method_takes_a_block(method: str) -> None:
+    _, sol = cyclic()
+    system = sol.adjoint_system(np.random.default_rng(1).standard_normal((4, 3)))
+    lam, info = system.solve(method)
+    ref, _ = system.solve()
+    assert lam.shape == ref.shape == (system.shape[0], 4)
+    np.testing.assert_allclose(lam, ref, rtol=1e-9, atol=1e-11)
+    assert info.residual < 1e-9
+
+
+def test_transposed_block_system() -> None:
+    _, sol = cyclic()
+    system = sol.tangent_system(np.eye(3))
+    assert system.T.seeds == 3
+    lam, _ = system.T.solve()  # (I - J)^T X = E, E the directions placed at the inputs
+    dense = np.linalg.solve(system.T.matrix.toarray(), system.rhs)
+    np.testing.assert_allclose(lam, dense, rtol=1e-12, atol=1e-14)
+
+
+def test_truncated_backward_mode_is_kept_for_a_block() -> None:
+    p, _ = cyclic()
+    sol = p.solve(np.array([0.3, -0.2, 0.5]), backward="phantom")
+    lam, _ = sol.adjoint_system(np.eye(3)).solve()
+    for j in range(3):
+        single, _ = sol.adjoint_system(np.eye(3)[j]).solve()
+        np.testing.assert_allclose(lam[:, j], single, rtol=1e-14, atol=1e-15)
+    exact, _ = p.solve(np.array([0.3, -0.2, 0.5])).adjoint_system(np.eye(3)).solve()
+    assert np.abs(lam - exact).max() > 1e-6  # one term of the series, not the exact solve
+
+
+def test_scalar_output_block_and_mapping_directions() -> None:
+    program = lagrad.trace(lambda x, y: lagrad.sum(lagrad.sin(x) * y), np.zeros(2), np.zeros(2))
+    x, y = np.array([0.5, 1.0]), np.array([2.0, -1.0])
+    sol = program.solve(x, y)
+    lam, _ = sol.adjoint_system(np.array([1.0, 2.0, -1.0])).solve()  # 3 scalar seeds
+    grads = sol.adjoint_system(np.array([1.0, 2.0, -1.0])).split(lam)
+    gx = np.cos(x) * y
+    np.testing.assert_allclose(grads[program.inputs[0]], np.outer([1.0, 2.0, -1.0], gx),
+                               rtol=1e-14)
+    # directions along x only (y's part not given: zero), two of them
+    out = sol.tangent({program.inputs[0]: np.eye(2)})[sol.schedule.output_variable]
+    np.testing.assert_allclose(out, gx, rtol=1e-14)
+
+
+def test_wrong_blocks_raise_program_error() -> None:
+    sol = lagrad.trace(f, np.zeros(4)).solve(X0)
+    with pytest.raises(ProgramError, match=r"\(k, \*\(4,\)\)"):
+        sol.adjoint_system(np.ones((2, 3)))
+    two = lagrad.trace(lambda x, y: x * y, np.zeros(2), np.zeros(2)).solve(X0[:2], X0[2:])
+    with pytest.raises(ProgramError, match="same leading k"):
+        two.tangent_system((np.ones((2, 2)), np.ones((3, 2))))
+    with pytest.raises(ProgramError, match=r"shape \(2, 2\)"):
+        two.tangent_system((np.ones((2, 2)), np.ones(2)))
+
+
+def test_non_finite_block_names_the_equation() -> None:
+    sol = lagrad.trace(lambda x: lagrad.sqrt(x) * 2.0, np.zeros(2)).solve(np.array([0.0, 1.0]))
+    with pytest.raises(NonFiniteError, match="sqrt"):
+        sol.adjoint_system(np.eye(2)).solve()
