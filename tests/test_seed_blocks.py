@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import PROPERTY_SETTINGS, Case, cases
 
 import lagrad
 from lagrad.errors import NonFiniteError, ProgramError
@@ -147,3 +150,24 @@ def test_non_finite_block_names_the_equation() -> None:
     sol = lagrad.trace(lambda x: lagrad.sqrt(x) * 2.0, np.zeros(2)).solve(np.array([0.0, 1.0]))
     with pytest.raises(NonFiniteError, match="sqrt"):
         sol.adjoint_system(np.eye(2)).solve()
+
+
+@PROPERTY_SETTINGS
+@given(case=cases(max_steps=6), k=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
+def test_random_programs_block_equals_columns(case: Case, k: int, seed: int) -> None:
+    """On random programs, both orientations: the block's column j is the
+    single right-hand side's solve for seed j."""
+    sol = case.recipe.build().solve(*case.inputs)
+    rng = np.random.default_rng(seed)
+    cotangents = rng.standard_normal(k)  # the output is a scalar: k scalar seeds
+    directions = tuple(rng.standard_normal((k, *x.shape)) for x in case.inputs)
+    for block, singles in (
+            (sol.adjoint_system(cotangents), [sol.adjoint_system(c) for c in cotangents]),
+            (sol.tangent_system(directions),
+             [sol.tangent_system(tuple(d[j] for d in directions)) for j in range(k)])):
+        x, _ = block.solve()
+        assert x.shape == (block.shape[0], k)
+        for j, single in enumerate(singles):
+            ref, _ = single.solve()
+            np.testing.assert_allclose(x[:, j], ref, rtol=1e-12,
+                                       atol=1e-12 * max(1.0, np.abs(ref).max()))
