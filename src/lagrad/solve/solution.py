@@ -179,15 +179,15 @@ class Solution:
             e[self.schedule.index.slice(out.index)] = 1.0
             return e
         ct = as_real(cotangent, "cotangent")
-        k = seeds_in(ct, out.shape)
+        k = _seeds_in(ct, out.shape)
         if k is not None:  # a block of k cotangents: one column of e each
             e = np.zeros((self.schedule.size, k))
-            e[self.schedule.index[out]] = ct.reshape(k, -1).T
+            e[self.schedule.index[out]] = ct.reshape(k, out.size).T
             return e
         if ct.size != out.size:
             raise ProgramError(f"cotangent has shape {ct.shape}, output {out.name!r} has "
                                f"shape {out.shape} (or give a block of k cotangents, shape "
-                               f"(k, *{out.shape}))")
+                               f"{_block_shape(out.shape)})")
         e[self.schedule.index[out]] = ct.ravel()
         return e
 
@@ -438,7 +438,7 @@ def _inits(program: Program, init: Mapping[Any, Any] | None) -> dict[int, Array]
 
 
 
-def seeds_in(value: Array, shape: tuple[int, ...]) -> int | None:
+def _seeds_in(value: Array, shape: tuple[int, ...]) -> int | None:
     """k when ``value`` has shape (k, *shape): a block of k seeds for a
     variable of that shape; else None (one seed, or a wrong shape)."""
     if value.ndim == len(shape) + 1 and value.shape[1:] == shape:
@@ -446,11 +446,16 @@ def seeds_in(value: Array, shape: tuple[int, ...]) -> int | None:
     return None
 
 
+def _block_shape(shape: tuple[int, ...]) -> str:
+    """The shape of a block of k seeds for a variable of ``shape``, as text: (k, 2, 3)."""
+    return "(k," + "".join(f" {s}," for s in shape).rstrip(",") + ")"
+
+
 def _directions(schedule: Schedule, inputs: Sequence[Variable], parts: Sequence[Any]) -> Array:
     """The tangent right-hand side for one direction per input (n,), or for a
     block of k (n, k) when a part has shape (k, *input shape); parts not
     given (zeros) fit either."""
-    blocks = {seeds_in(np.asarray(d), v.shape) for v, d in zip(inputs, parts)
+    blocks = {_seeds_in(np.asarray(d), v.shape) for v, d in zip(inputs, parts)
               if _numeric(d) and np.shape(d) != v.shape}
     blocks.discard(None)
     if len(blocks) > 1:
@@ -468,7 +473,7 @@ def _directions(schedule: Schedule, inputs: Sequence[Variable], parts: Sequence[
         if d is None:
             continue
         block = _as_input(v, d, "direction for", (k, *v.shape))
-        e[schedule.index[v]] = block.reshape(k, -1).T
+        e[schedule.index[v]] = block.reshape(k, v.size).T
     return e
 
 
