@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from strategies import PROPERTY_SETTINGS, Case, cases
 
 import lagrad
-from lagrad.errors import NonFiniteError, ProgramError
+from lagrad.errors import NonFiniteError, OptionError, ProgramError
 
 X0 = np.array([0.1, 0.2, 0.3, 0.4])
 
@@ -180,3 +180,50 @@ def test_empty_block(method: str) -> None:
     assert x.shape == (sol.schedule.size, 0) and info.residual == 0.0
     zdot, _ = sol.tangent_system(np.ones((0, 3))).solve(method)
     assert zdot.shape == x.shape
+
+
+def test_vmap_of_a_pullback_is_one_block_solve() -> None:
+    _, pullback = lagrad.vjp(f, X0)
+    rows, = lagrad.vmap(pullback)(np.eye(4))
+    np.testing.assert_allclose(rows, jacobian_of_f(X0), rtol=1e-14, atol=1e-16)
+    cols, = lagrad.vmap(pullback, in_axes=(1,), out_axes=1)(np.eye(4))
+    np.testing.assert_allclose(cols, jacobian_of_f(X0).T, rtol=1e-14, atol=1e-16)
+
+
+def test_vmap_of_a_pullback_with_pytrees_and_dtypes() -> None:
+    def g(a, b):  # noqa: ANN001, ANN202
+        return {"prod": a * b, "total": lagrad.sum(a) + b[0]}
+    a, b = np.ones(3, dtype=np.float32), np.arange(3.0)
+    _, pullback = lagrad.vjp(g, a, b)
+    rng = np.random.default_rng(2)
+    cts = {"prod": rng.standard_normal((5, 3)), "total": rng.standard_normal(5)}
+    ga, gb = lagrad.vmap(pullback)(cts)
+    assert ga.shape == (5, 3) and ga.dtype == np.float32 and gb.shape == (5, 3)
+    for j in range(5):
+        ra, rb = pullback({"prod": cts["prod"][j], "total": cts["total"][j]})
+        np.testing.assert_allclose(ga[j], ra, rtol=1e-6)
+        np.testing.assert_allclose(gb[j], rb, rtol=1e-14)
+
+
+def test_vmap_of_a_pullback_through_a_fixed_point() -> None:
+    def layer(x):  # noqa: ANN001, ANN202
+        return lagrad.fixed_point(lambda z, x: 0.5 * lagrad.tanh(z) + x, np.zeros(3), x)
+    x = np.array([0.2, -0.1, 0.4])
+    _, pullback = lagrad.vjp(layer, x)
+    rows, = lagrad.vmap(pullback)(np.eye(3))
+    # z = 0.5 tanh(z) + x: dz/dx = (I - 0.5 diag(1 - tanh(z)^2))^-1, diagonal
+    z = x.copy()
+    for _ in range(200):
+        z = 0.5 * np.tanh(z) + x
+    np.testing.assert_allclose(rows, np.diag(1.0 / (1.0 - 0.5 * (1.0 - np.tanh(z) ** 2))),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_vmap_of_a_pullback_errors() -> None:
+    _, pullback = lagrad.vjp(f, X0)
+    with pytest.raises(OptionError, match="in_axes"):
+        lagrad.vmap(pullback, in_axes=None)(np.eye(4))
+    with pytest.raises(OptionError, match="out of range"):
+        lagrad.vmap(pullback, in_axes=2)(np.eye(4))
+    with pytest.raises(ProgramError, match="batch axis first"):
+        lagrad.vmap(pullback)(np.ones((2, 3)))

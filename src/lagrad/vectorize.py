@@ -13,7 +13,10 @@ serve all B instances:
   Differentiated arguments that are not batched (``in_axes`` None) are
   repeated over the batch, so that each instance gets its own gradient;
 * ``functools.partial(lagrad.jvp, f)``: one tangent solve with the batch of
-  tangents.
+  tangents;
+* the pullback ``vjp_fn`` of ``lagrad.vjp``: nothing is traced; the batch of
+  cotangents is one multiplier system with k right-hand sides, solved in
+  one sweep (each cyclic block factorized or iterated once for all of them).
 
 A ``fixed_point`` or ``root`` under vmap is one cyclic block over a (B, *s)
 unknown; its Newton matrix is block diagonal, one n x n block per instance.
@@ -57,8 +60,9 @@ def vmap(fn: Callable[..., Any], in_axes: Axes = 0, out_axes: int = 0) -> Callab
     fn : callable
         A function of lagrad operations (``fixed_point`` and ``root``
         included), a transform ``lagrad.grad(f, ...)`` or
-        ``lagrad.value_and_grad(f, ...)``, or ``functools.partial(lagrad.jvp,
-        f)`` (called with ``(primals, tangents)``).
+        ``lagrad.value_and_grad(f, ...)``, ``functools.partial(lagrad.jvp,
+        f)`` (called with ``(primals, tangents)``), or the pullback returned
+        by ``lagrad.vjp`` (called with the cotangents).
     in_axes : int, None or tuple
         The batch axis of every argument (an int), none (None: the argument is
         shared by all instances), or a tuple with one entry per positional
@@ -104,6 +108,9 @@ def vmap(fn: Callable[..., Any], in_axes: Axes = 0, out_axes: int = 0) -> Callab
     """
     if not _is_int(out_axes):
         raise OptionError(f"vmap: out_axes must be an int, got {out_axes!r}")
+    block = getattr(fn, "lagrad_vjp_block", None)
+    if block is not None:  # vjp's pullback: its k cotangents in one adjoint solve
+        return _vmap_pullback(fn, block, in_axes, int(out_axes))
     spec = _spec_of(fn)
     cache: dict[Any, _Traced] = {}
 
@@ -121,6 +128,25 @@ def vmap(fn: Callable[..., Any], in_axes: Axes = 0, out_axes: int = 0) -> Callab
             traced = cache[key] = _trace(spec, batch)
         return spec.run(traced, batch, int(out_axes))
     wrapped.cache = cache  # type: ignore[attr-defined]
+    return wrapped
+
+
+def _vmap_pullback(fn: Callable[..., Any], block: Callable[[Any, int], tuple[Any, ...]],
+                   in_axes: Axes, out_axes: int) -> Callable[..., Any]:
+    """``vmap`` of the pullback returned by :func:`lagrad.vjp`: nothing to trace,
+    the block of cotangents is one multiplier system with k right-hand sides."""
+    axis = in_axes[0] if isinstance(in_axes, tuple) and len(in_axes) == 1 else in_axes
+    if not _is_int(axis):
+        raise OptionError(f"vmap of a vjp pullback: in_axes must be an int (the cotangent's "
+                          f"batch axis) or a 1-tuple of one, got {in_axes!r}")
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        if kwargs or len(args) != 1:
+            raise OptionError("vmap of a vjp pullback: call it with one argument, the "
+                              "cotangents")
+        grads = block(args[0], int(axis))
+        return tree.map(lambda g: np.moveaxis(np.asarray(g), 0, out_axes), grads)
     return wrapped
 
 

@@ -38,6 +38,7 @@ from lagrad.ir.custom import custom_jvp
 from lagrad.ir.program import Variable
 from lagrad.ir.trace import Traced, normalize_argnums
 from lagrad.solve.linsolve import solve_system
+from lagrad.solve.solution import VariableMap
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp"]
 
@@ -445,6 +446,14 @@ def vjp(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
     >>> y, pullback = lagrad.vjp(lambda a, b: (a * b, a + b), 2.0, 3.0)
     >>> pullback((1.0, 0.0))
     (np.float64(3.0), np.float64(2.0))
+
+    A block of cotangents, as ``jax.vmap(vjp_fn)``: one adjoint solve with
+    one right-hand side per cotangent (here the Jacobian's rows):
+
+    >>> y, pullback = lagrad.vjp(lambda x: x * x[::-1], np.array([1.0, 2.0]))
+    >>> lagrad.vmap(pullback)(np.eye(2))
+    (array([[2., 1.],
+           [2., 1.]]),)
     """
     fn, setup = _unjit(fn, _setup(solve_options))
     call = _trace_solve(fn, setup, primals, {}, tuple(range(len(primals))), has_aux=has_aux,
@@ -469,6 +478,32 @@ def vjp(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
                            setup.options.linear, compute_residual=False).x
         return _input_gradients(traced, sol.schedule.index.take(lam, sol.schedule.inputs))
 
+    def vjp_block(cotangents: Any, axis: int) -> tuple[Any, ...]:
+        """``vjp_fn`` over a block of k cotangents (batch axis ``axis`` of every
+        leaf), the results' batch axis first: one adjoint solve with k
+        right-hand sides (``lagrad.vmap(vjp_fn)`` calls it)."""
+        blocks = []
+        leaves = tree.flatten_up_to(traced.out_tree, cotangents, "cotangent")
+        for path, shape, leaf in zip(paths, traced.out_shapes, leaves):
+            ct = as_real(leaf, f"cotangent{path}")
+            if not -ct.ndim <= axis < ct.ndim:
+                raise OptionError(f"vmap: in_axes {axis} is out of range for cotangent{path} "
+                                  f"of shape {ct.shape}")
+            ct = np.moveaxis(ct, axis, 0)
+            if ct.shape[1:] != shape or (blocks and ct.shape[0] != blocks[0].shape[0]):
+                raise ProgramError(f"vmap: cotangent{path} has shape {ct.shape} with the batch "
+                                   f"axis first; the output{path} has shape {shape}, and "
+                                   "every leaf needs the same batch size")
+            blocks.append(ct.reshape(ct.shape[0], -1))
+        if not blocks:
+            raise OptionError("vmap: the function has no output to pull back")
+        seeds = np.concatenate(blocks, axis=1).reshape((blocks[0].shape[0], *out.shape))
+        lam = solve_system(sol.adjoint_system(seeds), setup.linear_method,
+                           setup.options.linear, compute_residual=False).x
+        return _input_gradients(traced, list(VariableMap(sol.schedule.index, lam)[v]
+                                             for v in sol.schedule.inputs))
+
+    vjp_fn.lagrad_vjp_block = vjp_block  # type: ignore[attr-defined]
     dtype = _output_dtype(primals, {})
     value = _unflatten_output(traced, sol.output, dtype)
     if has_aux:
