@@ -2,7 +2,9 @@
 how many products with W each adjoint method and each forward method needs,
 and what one product costs through numpy and, when JAX is installed, through
 XLA, on one CPU and unpinned (wall and CPU time: XLA's CPU runtime starts
-threads of its own, whatever its thread flags say).
+threads of its own, whatever its thread flags say), and per product inside
+a loop of the forward iteration's steps (numpy's loop against one compiled
+XLA loop, without the dispatch cost of a single call).
 
 Run: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_deq_limits.py [N ...]``
 (default N = 1000 and 3000). Medians of 50 products (7 at N >= 3000).
@@ -76,6 +78,40 @@ def product_time(n: int) -> None:
         else:
             wall, cpu = _median(call, repeats)
         print(f"N={n} XLA W @ z, {label}: {wall * 1e3:.3f} ms wall, {cpu * 1e3:.3f} ms CPU")
+    loop_time(jax, w, z, repeats)
+
+
+LOOP = 50  # products per call in loop_time
+
+
+def loop_time(jax: Any, w: Any, z: Any, repeats: int) -> None:
+    """The forward iteration's step z <- tanh(W z), LOOP times in one call:
+    numpy's loop against one compiled XLA loop, on one CPU, calls
+    alternating; per product, free of the per-call dispatch of a single one."""
+    n = z.size
+    wj, zj = jax.numpy.asarray(w), jax.numpy.asarray(z)
+    step = jax.jit(lambda a, b: jax.lax.fori_loop(0, LOOP, lambda _, y: jax.numpy.tanh(a @ y),
+                                                   b))
+
+    def numpy_loop() -> Any:
+        y = z
+        for _ in range(LOOP):
+            y = np.tanh(w @ y)
+        return y
+    calls = {"numpy": numpy_loop, "XLA": lambda: step(wj, zj).block_until_ready()}
+    with one_core():
+        for fn in calls.values():
+            fn()
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        for _ in range(max(repeats // 5, 3)):
+            for name, fn in calls.items():
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    per = {name: float(np.median(t)) / LOOP for name, t in times.items()}
+    print(f"N={n} tanh(W @ z), {LOOP} per call, one CPU, alternating: numpy "
+          f"{per['numpy'] * 1e3:.3f} ms, XLA {per['XLA'] * 1e3:.3f} ms a product "
+          f"(XLA/numpy {per['XLA'] / per['numpy']:.2f})")
 
 
 def main(sizes: list[int]) -> None:
