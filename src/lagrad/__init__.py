@@ -17,6 +17,7 @@ from lagrad.api import (
     jacrev,
     jit,
     jvp,
+    linearize,
     value_and_grad,
     vjp,
 )
@@ -99,7 +100,7 @@ __all__ = [
     "Program", "Variable", "Equation", "Primitive", "Solution", "VariableMap",
     "KKTResiduals", "System", "SolveInfo", "SystemSolution",
     "trace", "fixed_point", "root", "unroll", "compare_unrolled",
-    "grad", "value_and_grad", "jvp", "vjp", "jacobian", "jacfwd", "jacrev", "tree",
+    "grad", "value_and_grad", "jvp", "vjp", "linearize", "jacobian", "jacfwd", "jacrev", "tree",
     "hvp", "hessian", "optimize",
     "jit", "Jitted", "vmap", "DerivativeInfo", "SolveOptions",
     "check_grad", "taylor_test",

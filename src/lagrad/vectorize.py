@@ -14,9 +14,10 @@ serve all B instances:
   repeated over the batch, so that each instance gets its own gradient;
 * ``functools.partial(lagrad.jvp, f)``: one tangent solve with the batch of
   tangents;
-* the pullback ``vjp_fn`` of ``lagrad.vjp``: nothing is traced; the batch of
-  cotangents is one multiplier system with k right-hand sides, solved in
-  one sweep (each cyclic block factorized or iterated once for all of them).
+* the pullback ``vjp_fn`` of ``lagrad.vjp`` and the ``jvp_fn`` of
+  ``lagrad.linearize``: nothing is traced; the batch of cotangents (or
+  tangents) is one multiplier (or tangent) system with k right-hand sides,
+  solved in one sweep (each cyclic block factorized or iterated once).
 
 A ``fixed_point`` or ``root`` under vmap is one cyclic block over a (B, *s)
 unknown; its Newton matrix is block diagonal, one n x n block per instance.
@@ -62,7 +63,7 @@ def vmap(fn: Callable[..., Any], in_axes: Axes = 0, out_axes: int = 0) -> Callab
         included), a transform ``lagrad.grad(f, ...)`` or
         ``lagrad.value_and_grad(f, ...)``, ``functools.partial(lagrad.jvp,
         f)`` (called with ``(primals, tangents)``), or the pullback returned
-        by ``lagrad.vjp`` (called with the cotangents).
+        by ``lagrad.vjp`` or the jvp returned by ``lagrad.linearize``.
     in_axes : int, None or tuple
         The batch axis of every argument (an int), none (None: the argument is
         shared by all instances), or a tuple with one entry per positional
@@ -108,9 +109,9 @@ def vmap(fn: Callable[..., Any], in_axes: Axes = 0, out_axes: int = 0) -> Callab
     """
     if not _is_int(out_axes):
         raise OptionError(f"vmap: out_axes must be an int, got {out_axes!r}")
-    block = getattr(fn, "lagrad_vjp_block", None)
-    if block is not None:  # vjp's pullback: its k cotangents in one adjoint solve
-        return _vmap_pullback(fn, block, in_axes, int(out_axes))
+    block = getattr(fn, "lagrad_block", None)
+    if block is not None:  # vjp's pullback, linearize's jvp: k seeds in one linear solve
+        return _vmap_block(fn, block, in_axes, int(out_axes))
     spec = _spec_of(fn)
     cache: dict[Any, _Traced] = {}
 
@@ -131,22 +132,28 @@ def vmap(fn: Callable[..., Any], in_axes: Axes = 0, out_axes: int = 0) -> Callab
     return wrapped
 
 
-def _vmap_pullback(fn: Callable[..., Any], block: Callable[[Any, int], tuple[Any, ...]],
-                   in_axes: Axes, out_axes: int) -> Callable[..., Any]:
-    """``vmap`` of the pullback returned by :func:`lagrad.vjp`: nothing to trace,
-    the block of cotangents is one multiplier system with k right-hand sides."""
-    axis = in_axes[0] if isinstance(in_axes, tuple) and len(in_axes) == 1 else in_axes
-    if not _is_int(axis):
-        raise OptionError(f"vmap of a vjp pullback: in_axes must be an int (the cotangent's "
-                          f"batch axis) or a 1-tuple of one, got {in_axes!r}")
+def _vmap_block(fn: Callable[..., Any], block: Callable[[tuple[Any, ...], tuple[int, ...]], Any],
+                in_axes: Axes, out_axes: int) -> Callable[..., Any]:
+    """``vmap`` of a linear map made by :func:`lagrad.vjp` (the pullback) or
+    :func:`lagrad.linearize` (the jvp): nothing to trace, the batch of seeds
+    is one linear system with k right-hand sides. ``in_axes``: an int for
+    every argument, or a tuple of ints, one per argument."""
+    if not (_is_int(in_axes) or isinstance(in_axes, tuple) and in_axes and
+            all(_is_int(a) for a in in_axes)):
+        raise OptionError("vmap of a linear map from vjp or linearize: in_axes must be an int "
+                          f"or a tuple of ints, one per argument (every argument is batched); "
+                          f"got {in_axes!r}")
 
     @functools.wraps(fn)
-    def wrapped(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
-        if kwargs or len(args) != 1:
-            raise OptionError("vmap of a vjp pullback: call it with one argument, the "
-                              "cotangents")
-        grads = block(args[0], int(axis))
-        return tree.map(lambda g: np.moveaxis(np.asarray(g), 0, out_axes), grads)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            raise OptionError(f"vmap: keyword arguments {sorted(kwargs)} are not supported")
+        axes = (in_axes,) * len(args) if _is_int(in_axes) else in_axes
+        if len(axes) != len(args):
+            raise OptionError(f"vmap: in_axes has {len(axes)} entries for {len(args)} "
+                              "arguments")
+        result = block(args, tuple(int(a) for a in axes))
+        return tree.map(lambda leaf: np.moveaxis(np.asarray(leaf), 0, out_axes), result)
     return wrapped
 
 

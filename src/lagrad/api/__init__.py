@@ -15,7 +15,8 @@ arrays among the arguments (float64 when there is none, as for Python floats).
 A Jacobian block has the promotion of the output dtype and its input's dtype.
 
 The transforms live in one module per concern: :mod:`lagrad.api.grads`
-(grad, value_and_grad, jvp, vjp), :mod:`lagrad.api.jacobians` (jacobian,
+(grad, value_and_grad, jvp, vjp), :mod:`lagrad.api.linearize` (linearize),
+:mod:`lagrad.api.jacobians` (jacobian,
 jacfwd, jacrev, hvp, hessian), :mod:`lagrad.api.jit` (jit) and
 :mod:`lagrad.api.common` (what they share); every public name is re-exported
 here.
@@ -26,6 +27,7 @@ from lagrad.api.common import Transform as Transform  # read by lagrad.vectorize
 from lagrad.api.grads import grad, jvp, value_and_grad, vjp
 from lagrad.api.jacobians import hessian, hvp, jacfwd, jacobian, jacrev
 from lagrad.api.jit import Jitted, jit
+from lagrad.api.linearize import linearize
 
-__all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacobian", "jacfwd", "jacrev", "jit",
-           "Jitted", "DerivativeInfo", "hvp", "hessian"]
+__all__ = ["grad", "value_and_grad", "jvp", "vjp", "linearize", "jacobian", "jacfwd",
+           "jacrev", "jit", "Jitted", "DerivativeInfo", "hvp", "hessian"]

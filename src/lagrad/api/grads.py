@@ -478,10 +478,13 @@ def vjp(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
                            setup.options.linear, compute_residual=False).x
         return _input_gradients(traced, sol.schedule.index.take(lam, sol.schedule.inputs))
 
-    def vjp_block(cotangents: Any, axis: int) -> tuple[Any, ...]:
-        """``vjp_fn`` over a block of k cotangents (batch axis ``axis`` of every
-        leaf), the results' batch axis first: one adjoint solve with k
-        right-hand sides (``lagrad.vmap(vjp_fn)`` calls it)."""
+    def vjp_block(args: tuple[Any, ...], axes: tuple[int, ...]) -> tuple[Any, ...]:
+        """``vjp_fn`` over a block of k cotangents (``args[0]``, batch axis
+        ``axes[0]`` of every leaf), the results' batch axis first: one adjoint
+        solve with k right-hand sides (``lagrad.vmap(vjp_fn)`` calls it)."""
+        if len(args) != 1:
+            raise OptionError(f"vjp_fn takes one argument, the cotangent; got {len(args)}")
+        (cotangents,), (axis,) = args, axes
         blocks = []
         leaves = tree.flatten_up_to(traced.out_tree, cotangents, "cotangent")
         for path, shape, leaf in zip(paths, traced.out_shapes, leaves):
@@ -503,7 +506,7 @@ def vjp(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
         return _input_gradients(traced, list(VariableMap(sol.schedule.index, lam)[v]
                                              for v in sol.schedule.inputs))
 
-    vjp_fn.lagrad_vjp_block = vjp_block  # type: ignore[attr-defined]
+    vjp_fn.lagrad_block = vjp_block  # type: ignore[attr-defined]
     dtype = _output_dtype(primals, {})
     value = _unflatten_output(traced, sol.output, dtype)
     if has_aux:
