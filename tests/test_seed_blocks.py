@@ -227,3 +227,21 @@ def test_vmap_of_a_pullback_errors() -> None:
         lagrad.vmap(pullback, in_axes=2)(np.eye(4))
     with pytest.raises(ProgramError, match="batch axis first"):
         lagrad.vmap(pullback)(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("entries", [1 << 20, 50])  # one block; chunks of a few columns
+def test_hessian_by_blocks_equals_hvp_columns(entries: int, monkeypatch: pytest.MonkeyPatch
+                                              ) -> None:
+    import lagrad.api.jacobians as jacobians
+    monkeypatch.setattr(jacobians, "MAX_ENTRIES", entries)
+    w = np.array([[0.3, -0.2, 0.1], [0.0, 0.2, 0.4], [-0.3, 0.1, 0.2]])
+
+    def loss(x):  # noqa: ANN001, ANN202
+        z = lagrad.fixed_point(lambda z, x: lagrad.tanh(w @ z + x), np.zeros(3), x)
+        return lagrad.sum(z ** 3) + x[0] * x[1]
+    x = np.array([0.2, -0.4, 0.6])
+    hess = lagrad.hessian(loss)(x)
+    for j, e in enumerate(np.eye(3)):
+        np.testing.assert_allclose(hess[:, j], lagrad.hvp(loss, (x,), (e,)), rtol=1e-10,
+                                   atol=1e-12)
+    np.testing.assert_allclose(hess, hess.T, rtol=1e-10, atol=1e-12)

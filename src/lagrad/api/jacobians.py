@@ -31,8 +31,8 @@ from lagrad.ir.constants import as_real
 from lagrad.ir.trace import normalize_argnums
 from lagrad.numeric import all_finite
 from lagrad.solve.linsolve import solve_system
-from lagrad.solve.multirhs import unit_solves
-from lagrad.solve.second import multiplier_tangent
+from lagrad.solve.multirhs import MAX_ENTRIES, unit_solves
+from lagrad.solve.second import multiplier_tangent, multiplier_tangents
 from lagrad.solve.solution import Solution
 from lagrad.solve.sparsejac import sparse_jacobian
 from lagrad.solve.system import ADJOINT, TANGENT
@@ -326,11 +326,13 @@ def _hessian(fn: Callable[..., Any], argnums: ArgNums, setup: _Setup) -> Callabl
         lam, _ = _adjoint(sol, setup)
         lo, hi = _input_span(sol)
         columns = np.empty((hi - lo, hi - lo))
-        for k in range(hi - lo):
-            e = np.zeros(sol.schedule.size)
-            e[lo + k] = 1.0
-            columns[:, k] = multiplier_tangent(sol, lam, e, setup.linear_method,
-                                               setup.options.linear).lamdot[lo:hi]
+        n, chunk = sol.schedule.size, max(1, MAX_ENTRIES // max(sol.schedule.size, 1))
+        for k in range(0, hi - lo, chunk):  # a block of unit directions per solve
+            width = min(chunk, hi - lo - k)
+            e = np.zeros((n, width))
+            e[lo + k + np.arange(width), np.arange(width)] = 1.0
+            columns[:, k:k + width] = multiplier_tangents(
+                sol, lam, e, setup.linear_method, setup.options.linear)[1][lo:hi]
         dtype = call.dtype(args, kwargs)
         index, inputs = sol.schedule.index, sol.schedule.inputs
         rows = []

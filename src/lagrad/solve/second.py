@@ -15,6 +15,8 @@ the Hessian-vector product H v: forward over reverse, one tangent solve and
 one adjoint solve. Inside a cyclic block both are linear solves with the same
 I - J_SS as the multipliers', so :func:`~lagrad.solve.linsolve.solve_system`
 handles them (reusing the forward solve's factorization) given the vector.
+Many directions (a Hessian's columns) share both matrices: they are solved
+as systems with a block of right-hand sides (:func:`multiplier_tangents`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from lagrad.compile.schedule import Schedule
 from lagrad.solve.linsolve import SolveInfo, solve_system
 from lagrad.solve.system import System
 
-__all__ = ["second_order_rhs", "MultiplierTangent", "multiplier_tangent"]
+__all__ = ["second_order_rhs", "MultiplierTangent", "multiplier_tangent",
+           "multiplier_tangents"]
 
 Array = NDArray[np.float64]
 
@@ -85,3 +88,21 @@ def multiplier_tangent(sol: Any, lam: Array, direction: Array, method: Any = "au
     adjoint = System(schedule, sol.z, "adjoint", rhs, sol.diagnostics, sol.backward)
     lamdot, adjoint_info = solve_system(adjoint, method, options, compute_residual=False)
     return MultiplierTangent(zdot, lamdot, tangent_info, adjoint_info)
+
+
+def multiplier_tangents(sol: Any, lam: Array, directions: Array, method: Any = "auto",
+                        options: Any = None) -> tuple[Array, Array]:
+    """:func:`multiplier_tangent` for k directions at once, the columns of
+    ``directions`` (n, k): the tangent and the adjoint solves each take all k
+    right-hand sides together (one sweep, each cyclic block factorized or
+    iterated once); the second-order right-hand sides are built column by
+    column. Returns ``(zdot, lamdot)``, both (n, k): the columns of H on the
+    inputs are ``lamdot``'s input rows."""
+    schedule = sol.schedule
+    tangent = System(schedule, sol.z, "tangent", directions, sol.diagnostics)
+    zdot = solve_system(tangent, method, options, compute_residual=False).x
+    rhs = np.empty_like(zdot)
+    for j in range(zdot.shape[1]):
+        rhs[:, j] = second_order_rhs(schedule, sol.z, np.ascontiguousarray(zdot[:, j]), lam)
+    adjoint = System(schedule, sol.z, "adjoint", rhs, sol.diagnostics, sol.backward)
+    return zdot, solve_system(adjoint, method, options, compute_residual=False).x
