@@ -3,6 +3,7 @@ with its multipliers, gradient, tangents, Lagrangian and KKT residuals."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -185,9 +186,10 @@ class Solution:
             e[self.schedule.index[out]] = ct.reshape(k, out.size).T
             return e
         if ct.size != out.size:
+            block = f" (or a block of k cotangents, shape {_block_shape(out.shape)})" \
+                if out.shape else ""
             raise ProgramError(f"cotangent has shape {ct.shape}, output {out.name!r} has "
-                               f"shape {out.shape} (or give a block of k cotangents, shape "
-                               f"{_block_shape(out.shape)})")
+                               f"shape {out.shape}{block}")
         e[self.schedule.index[out]] = ct.ravel()
         return e
 
@@ -195,7 +197,8 @@ class Solution:
         """The multiplier system (I - J)^T lambda = e_n at this solution.
 
         ``cotangent`` seeds a non-scalar output (default 1 for a scalar one).
-        A block of k cotangents, shape ``(k, *output.shape)``, gives the system
+        For a non-scalar output, a block of k cotangents, shape
+        ``(k, *output.shape)``, gives the system
         with k right-hand sides: ``rhs`` and the solution of shape (n, k),
         solved in one sweep for all of them (each cyclic block factorized or
         iterated once), as :func:`lagrad.jacrev` does.
@@ -281,9 +284,11 @@ class Solution:
     def tangent_system(self, direction: Any) -> System:
         """The tangent system (I - J) zdot = e for an input direction.
 
-        A block of k directions, each input's part of shape ``(k, *shape)``,
-        gives the system with k right-hand sides (``rhs`` (n, k)), solved in
-        one sweep for all of them.
+        A block of k directions, each input's part of shape ``(k, *shape)``
+        (at least one input not a scalar, so that the block cannot be read as
+        a wrong shape), gives the system with k right-hand sides (``rhs``
+        (n, k)), solved in one sweep for all of them. For any program,
+        ``lagrad.vmap`` of :func:`lagrad.linearize`'s map does the same.
         """
         return System(self.schedule, self.z, "tangent", self._direction(direction),
                       self.diagnostics)
@@ -439,9 +444,12 @@ def _inits(program: Program, init: Mapping[Any, Any] | None) -> dict[int, Array]
 
 
 def _seeds_in(value: Array, shape: tuple[int, ...]) -> int | None:
-    """k when ``value`` has shape (k, *shape): a block of k seeds for a
-    variable of that shape; else None (one seed, or a wrong shape)."""
-    if value.ndim == len(shape) + 1 and value.shape[1:] == shape:
+    """k when ``value`` is a block of k seeds for a variable of ``shape``: of
+    shape (k, *shape), the variable not a scalar (a (k,) seed for a scalar
+    would read as a wrong shape) and ``value`` not one seed of that size
+    (which it was before blocks existed); else None."""
+    if shape and value.ndim == len(shape) + 1 and value.shape[1:] == shape and \
+            value.size != math.prod(shape):
         return value.shape[0]
     return None
 
@@ -453,10 +461,10 @@ def _block_shape(shape: tuple[int, ...]) -> str:
 
 def _directions(schedule: Schedule, inputs: Sequence[Variable], parts: Sequence[Any]) -> Array:
     """The tangent right-hand side for one direction per input (n,), or for a
-    block of k (n, k) when a part has shape (k, *input shape); parts not
-    given (zeros) fit either."""
-    blocks = {_seeds_in(np.asarray(d), v.shape) for v, d in zip(inputs, parts)
-              if _numeric(d) and np.shape(d) != v.shape}
+    block of k (n, k) when the part of an input that is not a scalar has
+    shape (k, *its shape) (every part then has its input's shape after k);
+    parts not given (zeros) fit either."""
+    blocks = {_seeds_in(np.asarray(d), v.shape) for v, d in zip(inputs, parts) if _numeric(d)}
     blocks.discard(None)
     if len(blocks) > 1:
         raise ProgramError(f"direction: blocks of {sorted(blocks)} seeds; every input's "
