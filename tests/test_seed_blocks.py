@@ -90,13 +90,16 @@ def test_cyclic_block_against_dense_and_single_solves() -> None:
     assert info.residual < 1e-12
 
 
+@pytest.mark.parametrize("k", [1, 4])
 @pytest.mark.parametrize("method", ["spsolve", "dense", "gmres", "splu", "fixed_point"])
-def test_every_method_takes_a_block(method: str) -> None:
+def test_every_method_takes_a_block(method: str, k: int) -> None:
     _, sol = cyclic()
-    system = sol.adjoint_system(np.random.default_rng(1).standard_normal((4, 3)))
+    cotangents = np.random.default_rng(1).standard_normal((k, 3)) + 2.0
+    rhs = np.stack([sol.adjoint_system(c).rhs for c in cotangents], axis=1)  # k = 1 too
+    system = lagrad.System(sol.schedule, sol.z, "adjoint", rhs, sol.diagnostics)
     lam, info = system.solve(method)
     ref, _ = system.solve()
-    assert lam.shape == ref.shape == (system.shape[0], 4)
+    assert lam.shape == ref.shape == (system.shape[0], k)
     np.testing.assert_allclose(lam, ref, rtol=1e-9, atol=1e-11)
     assert info.residual < 1e-9
 
@@ -176,7 +179,7 @@ def test_random_programs_block_equals_columns(case: Case, k: int, seed: int) -> 
                                        atol=1e-12 * max(1.0, np.abs(ref).max()))
 
 
-@pytest.mark.parametrize("method", ["backsub", "splu", "dense"])
+@pytest.mark.parametrize("method", ["backsub", "splu", "dense", "spsolve", "gmres"])
 def test_empty_block(method: str) -> None:
     _, sol = cyclic()
     x, info = sol.adjoint_system(np.ones((0, 3))).solve(method)

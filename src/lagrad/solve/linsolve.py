@@ -428,13 +428,16 @@ def _solve_seeds(system: System, solver: LinearSolver, options: LinearOptions,
         not options.given and (not system.orientation.transposed or (
             system.backward is None and not schedule.program.adjoint_options))
     x = None
-    if together:
+    if k == 0:
+        x, notes = np.zeros(system.rhs.shape), "no right-hand side"
+    elif together:
         with np.errstate(all="ignore"):  # a non-finite result is solved again below
             x = substitute_many(schedule, system.values, system.orientation, system.rhs,
                                 system.forward, options)
         notes = f"one sweep in block order for {k} right-hand sides"
     elif isinstance(solver, (SparseDirect, Dense)):
-        x, notes = solver.run(system, options, None).x, f"one factorization for {k} columns"
+        x = solver.run(system, options, None).x.reshape(system.rhs.shape)  # (spsolve: k = 1
+        notes = f"one factorization for {k} columns"  # comes back as a vector)
     if x is None or not all_finite(x):
         columns = [solve_system(System(schedule, system.values, system.orientation,
                                        np.ascontiguousarray(system.rhs[:, j]), system.forward,
