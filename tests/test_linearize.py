@@ -90,3 +90,19 @@ def test_errors() -> None:
         lagrad.vmap(f_jvp, in_axes=None)(np.eye(3))
     with pytest.raises(ProgramError, match="complex|real"):
         f_jvp(np.array(["a", "b", "c"]))
+
+
+def test_scalar_inputs_and_scalar_outputs_batch_under_vmap() -> None:
+    """vmap names the batch axis, so a (k,) batch for scalars is never
+    ambiguous there (unlike a (k,) seed given to Solution.tangent_system)."""
+    _, f_jvp = lagrad.linearize(lambda a, b: a * b, 1.5, 2.0)
+    np.testing.assert_allclose(lagrad.vmap(f_jvp)(np.array([1.0, 0.0, 2.0]),
+                                                  np.array([0.0, 1.0, 1.0])),
+                               [2.0, 1.5, 5.5], rtol=1e-15)
+    _, pullback = lagrad.vjp(lambda a: lagrad.sum(a * a), np.array([1.0, 2.0]))
+    grads, = lagrad.vmap(pullback)(np.array([1.0, 2.0, 3.0]))  # scalar output: 3 cotangents
+    np.testing.assert_allclose(grads, np.outer([1.0, 2.0, 3.0], [2.0, 4.0]), rtol=1e-15)
+    _, pullback = lagrad.vjp(lambda a, b: a * b, 1.5, 2.0)
+    ga, gb = lagrad.vmap(pullback)(np.array([1.0, -1.0]))
+    np.testing.assert_allclose(ga, [2.0, -2.0], rtol=1e-15)
+    np.testing.assert_allclose(gb, [1.5, -1.5], rtol=1e-15)

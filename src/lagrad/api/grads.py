@@ -39,6 +39,7 @@ from lagrad.ir.program import Variable
 from lagrad.ir.trace import Traced, normalize_argnums
 from lagrad.solve.linsolve import solve_system
 from lagrad.solve.solution import VariableMap
+from lagrad.solve.system import System
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp"]
 
@@ -500,9 +501,12 @@ def vjp(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
             blocks.append(ct.reshape(ct.shape[0], -1))
         if not blocks:
             raise OptionError("vmap: the function has no output to pull back")
-        seeds = np.concatenate(blocks, axis=1).reshape((blocks[0].shape[0], *out.shape))
-        lam = solve_system(sol.adjoint_system(seeds), setup.linear_method,
-                           setup.options.linear, compute_residual=False).x
+        seeds = np.concatenate(blocks, axis=1)  # (k, output size), any output shape
+        rhs = np.zeros((sol.schedule.size, seeds.shape[0]))
+        rhs[sol.schedule.index[out]] = seeds.T
+        system = System(sol.schedule, sol.z, "adjoint", rhs, sol.diagnostics, sol.backward)
+        lam = solve_system(system, setup.linear_method, setup.options.linear,
+                           compute_residual=False).x
         return _input_gradients(traced, list(VariableMap(sol.schedule.index, lam)[v]
                                              for v in sol.schedule.inputs))
 

@@ -28,6 +28,7 @@ from lagrad.errors import OptionError, ProgramError
 from lagrad.ir.constants import as_real
 from lagrad.ir.trace import Traced
 from lagrad.solve.linsolve import solve_system
+from lagrad.solve.system import System
 
 __all__ = ["linearize"]
 
@@ -85,9 +86,17 @@ def linearize(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
     dtype = _output_dtype(primals, {})
     out_slice = sol.schedule.index[traced.program.output_variable]
 
-    def solve(parts: tuple[Any, ...]) -> Any:
-        zdot = solve_system(sol.tangent_system(parts), setup.linear_method,
-                            setup.options.linear, compute_residual=False).x
+    index, inputs = sol.schedule.index, sol.schedule.inputs
+
+    def solve(parts: tuple[Any, ...], k: int | None = None) -> Any:
+        """The output's rows of zdot for one direction, or (k = the block's
+        size) for a block of k: (I - J) zdot = e, e the parts at the inputs."""
+        e = np.zeros(sol.schedule.size if k is None else (sol.schedule.size, k))
+        for v, part in zip(inputs, parts):
+            e[index[v]] = part.ravel() if k is None else part.reshape(k, v.size).T
+        system = System(sol.schedule, sol.z, "tangent", e, sol.diagnostics)
+        zdot = solve_system(system, setup.linear_method, setup.options.linear,
+                            compute_residual=False).x
         return zdot[out_slice]
 
     def jvp_fn(*tangents: Any) -> Any:
@@ -100,7 +109,8 @@ def linearize(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
         argument j), the result's batch axis first: one tangent solve with k
         right-hand sides (``lagrad.vmap(jvp_fn)`` calls it)."""
         parts = _tangents(traced, tangents, axes)
-        return _unflatten_block(traced, solve(parts).T, dtype)
+        k = parts[0].shape[0] if parts else 0
+        return _unflatten_block(traced, solve(parts, k).T, dtype)
 
     jvp_fn.lagrad_block = jvp_block  # type: ignore[attr-defined]
     value = _unflatten_output(traced, sol.output, dtype)
