@@ -233,6 +233,10 @@ def test_vmap_of_a_pullback_errors() -> None:
         lagrad.vmap(pullback, in_axes=2)(np.eye(4))
     with pytest.raises(ProgramError, match="batch axis first"):
         lagrad.vmap(pullback)(np.ones((2, 3)))
+    # the vmapped pullback is not itself a linear map of one batch: vmap of it
+    # is traced, and tracing a pullback raises (never a silently wrong answer)
+    with pytest.raises(ProgramError):
+        lagrad.vmap(lagrad.vmap(pullback))(np.ones((2, 4, 4)))
 
 
 @pytest.mark.parametrize("entries", [1 << 20, 50])  # one block; chunks of a few columns

@@ -144,7 +144,7 @@ def _vmap_block(fn: Callable[..., Any], block: Callable[[tuple[Any, ...], tuple[
                           f"or a tuple of ints, one per argument (every argument is batched); "
                           f"got {in_axes!r}")
 
-    @functools.wraps(fn)
+    @functools.wraps(fn, updated=())  # not fn's lagrad_block: the result is not one
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if kwargs:
             raise OptionError(f"vmap: keyword arguments {sorted(kwargs)} are not supported")
