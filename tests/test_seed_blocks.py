@@ -255,3 +255,17 @@ def test_hessian_by_blocks_equals_hvp_columns(entries: int, monkeypatch: pytest.
         np.testing.assert_allclose(hess[:, j], lagrad.hvp(loss, (x,), (e,)), rtol=1e-10,
                                    atol=1e-12)
     np.testing.assert_allclose(hess, hess.T, rtol=1e-10, atol=1e-12)
+
+
+@PROPERTY_SETTINGS
+@given(case=cases(max_steps=6), k=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_second_order_rhs_of_a_block_equals_columns(case: Case, k: int, seed: int) -> None:
+    from lagrad.solve.second import second_order_rhs, second_order_rhs_many
+    sol = case.recipe.build().solve(*case.inputs)
+    lam = sol.multipliers().vector
+    zdot = np.random.default_rng(seed).standard_normal((sol.schedule.size, k))
+    block = second_order_rhs_many(sol.schedule, sol.z, zdot, lam)
+    for j in range(k):
+        ref = second_order_rhs(sol.schedule, sol.z, zdot[:, j].copy(), lam)
+        np.testing.assert_allclose(block[:, j], ref, rtol=1e-13,
+                                   atol=1e-13 * max(1.0, np.abs(ref).max()))

@@ -26,12 +26,12 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from lagrad.compile.schedule import Schedule
+from lagrad.compile.schedule import CyclicBlock, Schedule, Single
 from lagrad.solve.linsolve import SolveInfo, solve_system
 from lagrad.solve.system import System
 
-__all__ = ["second_order_rhs", "MultiplierTangent", "multiplier_tangent",
-           "multiplier_tangents"]
+__all__ = ["second_order_rhs", "second_order_rhs_many", "MultiplierTangent",
+           "multiplier_tangent", "multiplier_tangents"]
 
 Array = NDArray[np.float64]
 
@@ -95,14 +95,51 @@ def multiplier_tangents(sol: Any, lam: Array, directions: Array, method: Any = "
     """:func:`multiplier_tangent` for k directions at once, the columns of
     ``directions`` (n, k): the tangent and the adjoint solves each take all k
     right-hand sides together (one sweep, each cyclic block factorized or
-    iterated once); the second-order right-hand sides are built column by
-    column. Returns ``(zdot, lamdot)``, both (n, k): the columns of H on the
-    inputs are ``lamdot``'s input rows."""
+    iterated once), and so are the second-order right-hand sides
+    (:func:`second_order_rhs_many`). Returns ``(zdot, lamdot)``, both (n, k):
+    the columns of H on the inputs are ``lamdot``'s input rows."""
     schedule = sol.schedule
     tangent = System(schedule, sol.z, "tangent", directions, sol.diagnostics)
     zdot = solve_system(tangent, method, options, compute_residual=False).x
-    rhs = np.empty_like(zdot)
-    for j in range(zdot.shape[1]):
-        rhs[:, j] = second_order_rhs(schedule, sol.z, np.ascontiguousarray(zdot[:, j]), lam)
+    rhs = second_order_rhs_many(schedule, sol.z, zdot, lam)
     adjoint = System(schedule, sol.z, "adjoint", rhs, sol.diagnostics, sol.backward)
     return zdot, solve_system(adjoint, method, options, compute_residual=False).x
+
+
+def second_order_rhs_many(schedule: Schedule, z: Array, zdot: Array, lam: Array) -> Array:
+    """:func:`second_order_rhs` for the k tangents in the columns of ``zdot``
+    (n, k), returned as (n, k). An elementwise equation with no broadcasting
+    computes its second partials once for all k columns; any other step runs
+    column by column."""
+    k = zdot.shape[1]
+    x = np.ascontiguousarray(zdot.T)  # (k, n): each tangent a contiguous row
+    out = np.zeros_like(x)
+    for step in schedule.steps:
+        for inner in step.steps if isinstance(step, CyclicBlock) else (step,):
+            if not (isinstance(inner, Single) and _pull_jvp_many(inner, z, x, lam, out)):
+                for j in range(k):
+                    inner.pullback_jvp(z, x[j], lam, out[j])
+    return out.T
+
+
+def _pull_jvp_many(step: Single, z: Array, x: Array, lam: Array, out: Array) -> bool:
+    """``step.pullback_jvp`` for the k tangents in the rows of ``x`` at once,
+    added into the rows of ``out``; False (nothing done) unless the step is
+    elementwise with a second-order rule and every variable argument has the
+    output's shape (no broadcasting to undo)."""
+    prim, shape = step.eq.primitive, step.shape
+    if prim.constant_partials is not None:
+        return True  # linear: no second-order term
+    if prim.partials is None or prim.second is None or \
+            any(s != shape for _, _, _, s in step.vslots):
+        return False
+    g = lam[step.start:step.stop].reshape(shape)
+    if not step.dslots or not g.any():
+        return True
+    k = x.shape[0]
+    ans, args, params = z[step.start:step.stop].reshape(shape), step.gather(z), step.eq.params
+    ts = [(m, x[:, a:b].reshape((k, *shape))) for m, a, b, _ in step.vslots]
+    for pos, a, b, _ in step.dslots:
+        total = sum(prim.second_partials(pos, m, ans, args, params) * t for m, t in ts)
+        out[:, a:b] += (g * total).reshape(k, b - a)
+    return True
