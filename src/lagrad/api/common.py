@@ -16,8 +16,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lagrad import tree
-from lagrad.errors import OptionError
+from lagrad.errors import OptionError, ProgramError
 from lagrad.ir.cache import TraceCache
+from lagrad.ir.constants import as_real
 from lagrad.ir.program import Program, Variable
 from lagrad.ir.trace import Traced, trace_args
 from lagrad.options import SolveOptions
@@ -217,3 +218,37 @@ def _input_gradients(traced: Traced, flat: Sequence[Any], count: int | None = No
         out.append(tree.unflatten(treedef, leaves))
         k += treedef.num_leaves
     return tuple(out)
+
+
+def _flat_tangents(traced: Traced, tangents: Sequence[Any], axes: tuple[int, ...] | None = None,
+                   who: str = "jvp") -> tuple[np.ndarray, ...]:
+    """One checked float64 part per input of the program, from one tangent per
+    traced argument (a pytree like it): of the input's shape, or with ``axes``
+    (one batch axis per argument) of shape (k, *shape), the batch axis moved first."""
+    if len(tangents) != len(traced.trees):
+        raise OptionError(f"{who}: {len(traced.trees)} primals but {len(tangents)} tangents")
+    flat: list[Any] = []
+    per_leaf: list[int | None] = []
+    for j, (treedef, tangent) in enumerate(zip(traced.trees, tangents)):
+        leaves = tree.flatten_up_to(treedef, tangent, f"tangents[{j}]")
+        flat += leaves
+        per_leaf += [None if axes is None else axes[j]] * len(leaves)
+    parts, batch = [], None
+    for v, t, axis in zip(traced.program.inputs, flat, per_leaf):
+        t = as_real(t, f"tangent for {v.name!r}")  # complex: the real part, with a warning
+        if axis is None:
+            if t.shape != v.shape:
+                raise ProgramError(f"tangent for {v.name!r} has shape {t.shape}, its primal has "
+                                   f"shape {v.shape}")
+        else:
+            if not -t.ndim <= axis < t.ndim:
+                raise OptionError(f"vmap: in_axes {axis} is out of range for the tangent for "
+                                  f"{v.name!r} of shape {t.shape}")
+            t = np.moveaxis(t, axis, 0)
+            batch = t.shape[0] if batch is None else batch
+            if t.shape != (batch, *v.shape):
+                raise ProgramError(f"tangent for {v.name!r} has shape {t.shape}, expected "
+                                   f"{(batch, *v.shape)} (its primal's shape, the batch axis "
+                                   "first)")
+        parts.append(t)
+    return tuple(parts)

@@ -19,6 +19,7 @@ from lagrad.api.common import (
     _aux_values,
     _Call,
     _cast,
+    _flat_tangents,
     _input_gradients,
     _output_dtype,
     _pick,
@@ -385,15 +386,8 @@ def jvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
     call = _trace_solve(fn, setup, primals, {}, tuple(range(len(primals))), has_aux=has_aux,
                         tree_output=True)
     traced, sol = call.traced, call.sol
-    flat: list[Any] = []
-    for k, (treedef, tangent) in enumerate(zip(traced.trees, tangents)):
-        flat += tree.flatten_up_to(treedef, tangent, f"tangents[{k}]")
-    for v, t in zip(traced.program.inputs, flat):
-        t = as_real(t, f"tangent for {v.name!r}")
-        if t.shape != v.shape:
-            raise ProgramError(f"tangent for {v.name!r} has shape {t.shape}, its primal has shape "
-                               f"{v.shape}")
-    zdot, info = solve_system(sol.tangent_system(tuple(flat)), setup.linear_method,
+    parts = _flat_tangents(traced, tangents)
+    zdot, info = solve_system(sol.tangent_system(parts), setup.linear_method,
                               setup.options.linear, compute_residual=setup.return_info)
     dtype = _output_dtype(primals, {})
     value = _unflatten_output(traced, sol.output, dtype)
@@ -464,19 +458,37 @@ def vjp(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
     paths = [p for p, _ in tree.flatten_with_path(
         tree.unflatten(traced.out_tree, range(traced.out_tree.num_leaves)))[0]]
 
-    def vjp_fn(cotangent: Any) -> tuple[Any, ...]:
-        parts = []
+    def seeds(cotangent: Any, axis: int | None = None) -> np.ndarray:
+        """The cotangent's leaves checked, raveled and concatenated: (output
+        size,), or with a batch ``axis`` of every leaf, (k, output size)."""
+        parts: list[np.ndarray] = []
         leaves = tree.flatten_up_to(traced.out_tree, cotangent, "cotangent")
         for path, shape, leaf in zip(paths, traced.out_shapes, leaves):
             ct = as_real(leaf, f"cotangent{path}")  # complex: the real part, with a warning
-            if ct.shape != shape:
-                raise ProgramError(f"cotangent{path} has shape {ct.shape}, the output{path} has "
-                                   f"shape {shape}")
-            parts.append(ct)
-        seed = parts[0] if len(parts) == 1 else np.concatenate([np.ravel(p) for p in parts]) \
-            if parts else np.zeros(0)
-        lam = solve_system(sol.adjoint_system(seed.reshape(out.shape)), setup.linear_method,
-                           setup.options.linear, compute_residual=False).x
+            if axis is None:
+                if ct.shape != shape:
+                    raise ProgramError(f"cotangent{path} has shape {ct.shape}, the output{path} "
+                                       f"has shape {shape}")
+                parts.append(ct.ravel())
+                continue
+            if not -ct.ndim <= axis < ct.ndim:
+                raise OptionError(f"vmap: in_axes {axis} is out of range for cotangent{path} "
+                                  f"of shape {ct.shape}")
+            ct = np.moveaxis(ct, axis, 0)
+            if ct.shape[1:] != shape or (parts and ct.shape[0] != parts[0].shape[0]):
+                raise ProgramError(f"vmap: cotangent{path} has shape {ct.shape} with the batch "
+                                   f"axis first; the output{path} has shape {shape}, and "
+                                   "every leaf needs the same batch size")
+            parts.append(ct.reshape(ct.shape[0], -1))
+        if not parts:
+            if axis is not None:
+                raise OptionError("vmap: the function has no output to pull back")
+            return np.zeros(0)
+        return np.concatenate(parts, axis=-1)
+
+    def vjp_fn(cotangent: Any) -> tuple[Any, ...]:
+        lam = solve_system(sol.adjoint_system(seeds(cotangent).reshape(out.shape)),
+                           setup.linear_method, setup.options.linear, compute_residual=False).x
         return _input_gradients(traced, sol.schedule.index.take(lam, sol.schedule.inputs))
 
     def vjp_block(args: tuple[Any, ...], axes: tuple[int, ...]) -> tuple[Any, ...]:
@@ -485,25 +497,9 @@ def vjp(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
         solve with k right-hand sides (``lagrad.vmap(vjp_fn)`` calls it)."""
         if len(args) != 1:
             raise OptionError(f"vjp_fn takes one argument, the cotangent; got {len(args)}")
-        (cotangents,), (axis,) = args, axes
-        blocks = []
-        leaves = tree.flatten_up_to(traced.out_tree, cotangents, "cotangent")
-        for path, shape, leaf in zip(paths, traced.out_shapes, leaves):
-            ct = as_real(leaf, f"cotangent{path}")
-            if not -ct.ndim <= axis < ct.ndim:
-                raise OptionError(f"vmap: in_axes {axis} is out of range for cotangent{path} "
-                                  f"of shape {ct.shape}")
-            ct = np.moveaxis(ct, axis, 0)
-            if ct.shape[1:] != shape or (blocks and ct.shape[0] != blocks[0].shape[0]):
-                raise ProgramError(f"vmap: cotangent{path} has shape {ct.shape} with the batch "
-                                   f"axis first; the output{path} has shape {shape}, and "
-                                   "every leaf needs the same batch size")
-            blocks.append(ct.reshape(ct.shape[0], -1))
-        if not blocks:
-            raise OptionError("vmap: the function has no output to pull back")
-        seeds = np.concatenate(blocks, axis=1)  # (k, output size), any output shape
-        rhs = np.zeros((sol.schedule.size, seeds.shape[0]))
-        rhs[sol.schedule.index[out]] = seeds.T
+        block = seeds(args[0], axes[0])  # (k, output size), any output shape
+        rhs = np.zeros((sol.schedule.size, block.shape[0]))
+        rhs[sol.schedule.index[out]] = block.T
         system = System(sol.schedule, sol.z, "adjoint", rhs, sol.diagnostics, sol.backward)
         lam = solve_system(system, setup.linear_method, setup.options.linear,
                            compute_residual=False).x

@@ -8,7 +8,7 @@ sides, solved in one sweep (each cyclic block factorized or iterated once).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,14 +18,13 @@ from lagrad.api.common import (
     Options,
     _aux_values,
     _cast,
+    _flat_tangents,
     _output_dtype,
     _setup,
     _trace_solve,
     _unflatten_output,
 )
 from lagrad.api.jit import _unjit
-from lagrad.errors import OptionError, ProgramError
-from lagrad.ir.constants import as_real
 from lagrad.ir.trace import Traced
 from lagrad.solve.linsolve import solve_system
 from lagrad.solve.system import System
@@ -100,7 +99,7 @@ def linearize(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
         return zdot[out_slice]
 
     def jvp_fn(*tangents: Any) -> Any:
-        parts = _tangents(traced, tangents, None)
+        parts = _flat_tangents(traced, tangents, who="linearize")
         out = solve(parts).reshape(traced.program.output_variable.shape)
         return _unflatten_output(traced, out, dtype)
 
@@ -108,7 +107,7 @@ def linearize(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
         """``jvp_fn`` over a batch of tangents (batch axis ``axes[j]`` of
         argument j), the result's batch axis first: one tangent solve with k
         right-hand sides (``lagrad.vmap(jvp_fn)`` calls it)."""
-        parts = _tangents(traced, tangents, axes)
+        parts = _flat_tangents(traced, tangents, axes, who="linearize")
         k = parts[0].shape[0] if parts else 0
         return _unflatten_block(traced, solve(parts, k).T, dtype)
 
@@ -117,38 +116,6 @@ def linearize(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
     if has_aux:
         return value, jvp_fn, _aux_values(traced, sol, dtype)
     return value, jvp_fn
-
-
-def _tangents(traced: Traced, tangents: Sequence[Any], axes: tuple[int, ...] | None
-              ) -> tuple[Any, ...]:
-    """One flat part per input of the program, checked: of its shape, or with
-    ``axes`` (one per argument) of shape (k, *shape), batch axis moved first."""
-    if len(tangents) != len(traced.trees):
-        raise OptionError(f"linearize: {len(traced.trees)} primals but {len(tangents)} "
-                          "tangents")
-    flat: list[Any] = []
-    per_leaf: list[int | None] = []
-    for j, (treedef, tangent) in enumerate(zip(traced.trees, tangents)):
-        leaves = tree.flatten_up_to(treedef, tangent, f"tangents[{j}]")
-        flat += leaves
-        per_leaf += [None if axes is None else axes[j]] * len(leaves)
-    parts, batch = [], None
-    for v, t, axis in zip(traced.program.inputs, flat, per_leaf):
-        t = as_real(t, f"tangent for {v.name!r}")
-        shape = v.shape
-        if axis is not None:
-            if not -t.ndim <= axis < t.ndim:
-                raise OptionError(f"vmap: in_axes {axis} is out of range for the tangent for "
-                                  f"{v.name!r} of shape {t.shape}")
-            t = np.moveaxis(t, axis, 0)
-            batch = t.shape[0] if batch is None else batch
-            shape = (batch, *v.shape)
-        if t.shape != shape:
-            raise ProgramError(f"tangent for {v.name!r} has shape {t.shape}, expected {shape} "
-                               "(its primal's shape" + (", the batch axis first)" if axis is
-                                                        not None else ")"))
-        parts.append(t)
-    return tuple(parts)
 
 
 def _unflatten_block(traced: Traced, values: Any, dtype: np.dtype[Any]) -> Any:
