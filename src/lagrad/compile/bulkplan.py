@@ -12,8 +12,9 @@ The plan made there runs
   are at hand, so the sweep does not gather them again;
 * the multiplier sweep, (I - J)^T lambda = rhs, one level at a time from the
   top: the level's multipliers are a contiguous run of lambda, so its
-  contributions are W's run times a local gather of that run, added into the
-  parents by one ``np.add.at``:
+  contributions are W's run times that run, added into the parents by one
+  scatter-add per argument slot (:func:`lagrad.numeric.scatter_add`, a
+  compiled loop with int32 positions):
 
       lambda_j += sum_{i at level L, j parent of i} W_ij lambda_i
 
@@ -42,6 +43,7 @@ from numpy.typing import NDArray
 
 from lagrad.compile.levels import LevelPlan, levels_solve, plan_from_edges
 from lagrad.compile.schedule import Batch, Schedule
+from lagrad.numeric import index_array, scatter_add
 
 __all__ = ["BulkPlan", "bulk_plan"]
 
@@ -134,13 +136,14 @@ class BulkPlan:
         self._spare: list[Array] = []
 
     def _level_sweeps(self, run_levels: Sequence[int], parents: Sequence[Ints]
-                      ) -> list[tuple[int, int, list[tuple[int, int, int, Ints, bool]]]]:
+                      ) -> list[tuple[int, int, list[tuple[int, int, int, Ints]]]]:
         """Per level, from the top: its run [start, stop) of z and its scatter-adds
-        (slot k, positions [a, b) of the children, their parents' positions,
-        whether every partial is 1 so no product is needed): one
-        per slot for the whole level when every run of the level reads a
-        variable in that slot, else one per run."""
+        (slot k, positions [a, b) of the children, their parents' positions as
+        :func:`lagrad.numeric.index_array`): one per slot for the whole level
+        when every run of the level reads a variable in that slot, else one per
+        run."""
         d = self.n_inputs
+        size = d + self.n_equations
         by_level: dict[int, list[_Run]] = {}
         for run, level in zip(self.runs, run_levels):
             by_level.setdefault(level, []).append(run)
@@ -150,13 +153,10 @@ class BulkPlan:
             adds = []
             for k in range(2):
                 reading = [run for run in runs if k in run.var_positions]
-                if len(reading) == len(runs):
-                    unit = all(r.constant is not None and r.constant[k] == 1.0 for r in runs)
-                    adds.append((k, start, stop, parents[k][start - d:stop - d], unit))
-                else:
-                    adds += [(k, r.start, r.stop, parents[k][r.start - d:r.stop - d],
-                              r.constant is not None and r.constant[k] == 1.0)
-                             for r in reading]
+                spans = [(start, stop)] if len(reading) == len(runs) else \
+                    [(r.start, r.stop) for r in reading]
+                adds += [(k, a, b, index_array(parents[k][a - d:b - d], size))
+                         for a, b in spans]
             out.append((start, stop, adds))
         out.reverse()
         return out
@@ -234,9 +234,8 @@ class BulkPlan:
             x[:out] += self.readout.weights * x[out]
         d = self.n_inputs
         for _, _, adds in self.levels:
-            for k, a, b, parents, unit in adds:  # unit: every partial is 1 (add)
-                # (a copy: np.add.at takes its slow path when the values overlap x)
-                np.add.at(x, parents, x[a:b].copy() if unit else w[k, a - d:b - d] * x[a:b])
+            for k, a, b, parents in adds:  # parents lie below a: x[a:b] is read only
+                scatter_add(x, parents, w[k, a - d:b - d], x[a:b])
         return x
 
     # ------------------------------------------------- the general level plan

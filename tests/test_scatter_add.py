@@ -1,0 +1,70 @@
+"""lagrad.numeric.scatter_add against numpy's add.at, bit for bit, on the
+compiled path (int32 and int64 positions) and on every fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lagrad import numeric
+from lagrad.numeric import index_array, scatter_add
+
+
+def _case(seed: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.standard_normal(n)
+    at = rng.integers(0, n, m)  # repeats: they accumulate
+    return y, at, rng.standard_normal(m), rng.standard_normal(m)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.int16, np.uint32])
+def test_equals_add_at_bit_for_bit(dtype: type) -> None:
+    y, at, w, x = _case(0, 50, 400)
+    expected = y.copy()
+    np.add.at(expected, at, w * x)
+    scatter_add(y, at.astype(dtype), w, x)
+    assert np.array_equal(y, expected)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(0, 60))
+@settings(max_examples=60, deadline=None)
+def test_random_cases_equal_add_at(seed: int, n: int, m: int) -> None:
+    y, at, w, x = _case(seed, n, m)
+    x[::7] = np.inf  # non-finite values go through as add.at sends them
+    expected = y.copy()
+    with np.errstate(invalid="ignore"):  # inf - inf
+        np.add.at(expected, at, w * x)
+    scatter_add(y, index_array(at, n), w, x)
+    assert np.array_equal(y, expected, equal_nan=True)
+
+
+def test_strided_operands_and_a_view_of_the_target() -> None:
+    y, at, w, x = _case(1, 100, 50)
+    at = at % 50  # positions below 50: x may be y[50:]
+    expected = y.copy()
+    np.add.at(expected, at, w[::-1] * expected[50:])
+    scatter_add(y, index_array(at, 100), w[::-1], y[50:])
+    assert np.array_equal(y, expected)
+
+
+def test_fallbacks_give_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    y, at, w, x = _case(2, 30, 200)
+    expected = y.copy()
+    np.add.at(expected, at, w * x)
+    monkeypatch.setattr(numeric, "_csc_matvec", None)  # a SciPy without the loop
+    got = y.copy()
+    scatter_add(got, index_array(at, 30), w, x)
+    assert np.array_equal(got, expected)
+    block = np.tile(y[:, None], (1, 3))  # 2-D: add.at broadcasts over columns
+    want = block.copy()
+    np.add.at(want, at, (w * x)[:, None])
+    scatter_add(block, at, w[:, None], x[:, None])
+    assert np.array_equal(block, want)
+
+
+def test_index_array_picks_int32_when_positions_fit() -> None:
+    assert index_array(np.arange(5), 10).dtype == np.int32
+    assert index_array(np.arange(5), 2**31).dtype == np.int64
+    assert index_array(np.arange(5)[::2], 10).flags.c_contiguous
