@@ -43,6 +43,7 @@ from numpy.typing import NDArray
 
 from lagrad.compile.levels import LevelPlan, levels_solve, plan_from_edges
 from lagrad.compile.schedule import Batch, Schedule
+from lagrad.ir import elementwise
 from lagrad.numeric import index_array, scatter_add
 
 __all__ = ["BulkPlan", "bulk_plan"]
@@ -66,12 +67,27 @@ def _counts(spare: list[Array]) -> list[int]:
 _FREE = _refcount_of_free()
 
 
+_PARTIAL_INTO: dict[int, Any] = {
+    # d f / d x written into o from the output y and the argument x: the ufunc
+    # calls of the rules in lagrad.ir.elementwise, so W is the same bit for bit
+    id(elementwise.sin): lambda o, y, x: np.cos(x, out=o),
+    id(elementwise.cos): lambda o, y, x: np.negative(np.sin(x, out=o), out=o),
+    id(elementwise.tanh): lambda o, y, x: np.subtract(1.0, np.multiply(y, y, out=o), out=o),
+}
+
+
 class _Run:
     """One Batch step of the forward pass: its run [start, stop) of z and its
-    operands; its partials go to W[k, start - d:stop - d] for each variable slot k."""
+    operands; its partials go to W[k, start - d:stop - d] for each variable slot k.
 
-    __slots__ = ("start", "stop", "operands", "var_positions", "ufunc", "constant", "value",
-                 "slots", "out", "derivative", "w_runs")
+    Partials known when the plan is made (``fixed``: the constant ones of add
+    or sub, and the constant factor of a product with a constant) are written
+    once per W (:meth:`BulkPlan._weights_buffer`); a product of two variables
+    gathers its operands straight into W (each is the other's partial,
+    ``pair``); sin, cos and tanh write theirs in place (``into``)."""
+
+    __slots__ = ("start", "stop", "operands", "var_positions", "ufunc", "fixed", "value",
+                 "slots", "out", "derivative", "w_runs", "pair", "into")
 
     def __init__(self, step: Batch, d: int) -> None:
         prim = step.primitive
@@ -79,22 +95,32 @@ class _Run:
         self.operands = list(step.operands)
         self.var_positions = step.var_positions
         self.ufunc = isinstance(prim.value, np.ufunc)
-        self.constant = prim.constant_partials
+        varying = len(self.var_positions)
+        product = prim is elementwise.mul and len(self.operands) == 2
+        self.fixed: list[tuple[int, Any]] = []
+        if prim.constant_partials is not None:
+            self.fixed = [(k, prim.constant_partials[k]) for k in self.var_positions]
+        elif product and varying == 1:
+            k = self.var_positions[0]
+            self.fixed = [(k, self.operands[1 - k])]
         # what the forward pass reads, bound once (a Python call per run costs
         # more than a small run's arithmetic)
         self.value = prim.value
         self.slots = [(k in self.var_positions, o) for k, o in enumerate(self.operands)]
         self.out = slice(self.start, self.stop)
-        self.derivative = prim.partials if self.constant is None else None
+        self.derivative = prim.partials if not self.fixed else None
         self.w_runs = [(k, slice(self.start - d, self.stop - d)) for k in self.var_positions]
+        self.pair = product and varying == 2
+        self.into = _PARTIAL_INTO.get(id(prim)) if varying == 1 and len(self.operands) == 1 \
+            else None
 
     def args(self, z: Array) -> list[Any]:
         take = z.take
-        return [take(o) if gathered else o for gathered, o in self.slots]
+        return [take(o, mode="clip") if gathered else o for gathered, o in self.slots]
 
     def partials(self, z: Array, args: list[Any], w: Array) -> None:
-        """Write this run's partials into W (constant ones are written once, in
-        :meth:`BulkPlan._weights_buffer`)."""
+        """Write this run's partials into W (the ``fixed`` ones are written once,
+        in :meth:`BulkPlan._weights_buffer`)."""
         derivative = self.derivative
         if derivative is not None:
             ans = z[self.out]
@@ -173,14 +199,23 @@ class BulkPlan:
         d = self.n_inputs
         z[:d] = [np.asarray(x).reshape(()) for x in inputs] if d else z[:0]
         w = self._weights_buffer()
-        take = z.take
+        take = z.take  # mode="clip": the positions are valid, and it skips a check
         for run in self.runs:  # run.args, the value, run.partials: inlined (small runs)
-            args = [take(o) if gathered else o for gathered, o in run.slots]
             out = z[run.out]
+            if run.pair:  # x * y: y is d/dx, x is d/dy, gathered into W's runs
+                (_, at0), (_, at1) = run.w_runs
+                np.multiply(take(run.operands[0], out=w[1, at1], mode="clip"),
+                            take(run.operands[1], out=w[0, at0], mode="clip"), out=out)
+                continue
+            args = [take(o, mode="clip") if gathered else o for gathered, o in run.slots]
             if run.ufunc:
                 run.value(*args, out=out)
             else:
                 out[...] = run.value(*args)
+            if run.into is not None:
+                k, at = run.w_runs[0]
+                run.into(w[k, at], out, args[0])
+                continue
             derivative = run.derivative
             if derivative is not None:
                 for k, at in run.w_runs:
@@ -202,9 +237,8 @@ class BulkPlan:
         w = np.empty((2, self.n_equations))
         d = self.n_inputs
         for run in self.runs:
-            if run.constant is not None:
-                for k in run.var_positions:
-                    w[k, run.start - d:run.stop - d] = run.constant[k]
+            for k, value in run.fixed:
+                w[k, run.start - d:run.stop - d] = value
         return w
 
     def weights_at(self, z: Array) -> Array:
