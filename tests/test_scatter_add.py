@@ -68,3 +68,25 @@ def test_index_array_picks_int32_when_positions_fit() -> None:
     assert index_array(np.arange(5), 10).dtype == np.int32
     assert index_array(np.arange(5), 2**31).dtype == np.int64
     assert index_array(np.arange(5)[::2], 10).flags.c_contiguous
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_gather_form_equals_add_at_reading_the_target(dtype: type) -> None:
+    """``x[gather]`` read from the vector written, as a level sweep does:
+    positions gathered (50..99) are never written (0..49)."""
+    y, at, w, _ = _case(3, 100, 300)
+    at = at % 50
+    gather = 50 + np.random.default_rng(4).integers(0, 50, 300)
+    expected = y.copy()
+    np.add.at(expected, at, w * expected[gather])
+    scatter_add(y, at.astype(dtype), w, y, gather.astype(dtype))
+    assert np.array_equal(y, expected)
+
+
+def test_gather_form_falls_back_on_mixed_index_dtypes() -> None:
+    y, at, w, x = _case(5, 40, 100)
+    gather = np.random.default_rng(6).integers(0, 100, 100)
+    expected = y.copy()
+    np.add.at(expected, at, w * x[gather])
+    scatter_add(y, at.astype(np.int32), w, x, gather.astype(np.int64))
+    assert np.array_equal(y, expected)

@@ -8,10 +8,11 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-try:  # y[i] += a * x[j] over a sparse matrix's columns, in place: one C loop
+try:  # y[i] += a * x[j] over a sparse matrix's entries, in place: one C loop
+    from scipy.sparse._sparsetools import coo_matvec as _coo_matvec
     from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
-except ImportError:  # pragma: no cover - a SciPy without it: numpy's add.at
-    _csc_matvec = None
+except ImportError:  # pragma: no cover - a SciPy without them: numpy's add.at
+    _csc_matvec = _coo_matvec = None
 
 __all__ = ["norm2", "all_finite", "lu_condition", "index_array", "scatter_add"]
 
@@ -82,21 +83,29 @@ def _column_starts(m: int, dtype: type) -> Ints:
     return starts[:m + 1]
 
 
-def scatter_add(y: Array, at: Ints, w: Array, x: Array) -> None:
+def scatter_add(y: Array, at: Ints, w: Array, x: Array, gather: Ints | None = None) -> None:
     """``y[at[j]] += w[j] * x[j]`` for every j in order, repeated positions
-    accumulating: ``np.add.at(y, at, w * x)``, bit for bit.
+    accumulating: ``np.add.at(y, at, w * x)``, bit for bit. With ``gather``,
+    ``x[gather[j]]`` in place of ``x[j]`` (``np.add.at(y, at, w * x[gather])``).
 
-    It runs as SciPy's product of a sparse matrix in compressed columns (one
-    entry per column) with x, accumulated into y in place: one compiled loop
-    with no temporary, about 1.3x the speed of add.at on the sweeps of large
-    scalar programs (1.4x with int32 positions, see :func:`index_array`). Where
-    that loop cannot run (a 2-D or non-float64 operand, positions of another
-    dtype, y not contiguous, or a SciPy without it) numpy's add.at does it.
-    ``x`` may be a view of ``y`` when ``at`` points outside it."""
+    It runs as SciPy's product of a sparse matrix with x accumulated into y in
+    place (compressed columns with one entry each, or coordinates with
+    ``gather``): one compiled loop with no temporary, about 1.3x the speed of
+    add.at on the sweeps of large scalar programs (1.4x with int32 positions,
+    see :func:`index_array`). Where that loop cannot run (a 2-D or
+    non-float64 operand, positions of another dtype, y not contiguous, or a
+    SciPy without it) numpy's add.at does it. ``x`` may be ``y`` or a view of
+    it when no position written is read."""
     m = at.size
-    if _csc_matvec is not None and y.dtype == np.float64 and y.ndim == 1 and \
-            x.ndim == 1 and w.dtype == np.float64 and x.dtype == np.float64 and \
-            at.dtype in (np.int32, np.int64) and y.flags.c_contiguous:
-        _csc_matvec(y.size, m, _column_starts(m, at.dtype.type), at, w, x, y)
+    fast = _csc_matvec is not None and y.dtype == np.float64 and y.ndim == 1 and \
+        x.ndim == 1 and w.dtype == np.float64 and x.dtype == np.float64 and \
+        at.dtype in (np.int32, np.int64) and y.flags.c_contiguous
+    if gather is None:
+        if fast:
+            _csc_matvec(y.size, m, _column_starts(m, at.dtype.type), at, w, x, y)
+        else:
+            np.add.at(y, at, w * x)
+    elif fast and gather.dtype == at.dtype:
+        _coo_matvec(m, at, gather, w, x, y)
     else:
-        np.add.at(y, at, w * x)
+        np.add.at(y, at, w * x[gather])

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lagrad.compile.schedule import Batch, Schedule, batch_of
+from lagrad.numeric import index_array, scatter_add
 
 __all__ = ["LevelPlan", "level_plan", "levels_solve", "plan_from_edges"]
 
@@ -46,12 +47,16 @@ class LevelPlan:
     @cached_property
     def down_edges(self) -> tuple[Ints, Ints]:
         """(rows, cols) in ``order_down``, gathered once per program."""
-        return self.rows[self.order_down], self.cols[self.order_down]
+        bound = int(max(self.rows.max(initial=0), self.cols.max(initial=0))) + 1
+        return index_array(self.rows[self.order_down], bound), \
+            index_array(self.cols[self.order_down], bound)
 
     @cached_property
     def up_edges(self) -> tuple[Ints, Ints]:
         """(rows, cols) in ``order_up``."""
-        return self.rows[self.order_up], self.cols[self.order_up]
+        bound = int(max(self.rows.max(initial=0), self.cols.max(initial=0))) + 1
+        return index_array(self.rows[self.order_up], bound), \
+            index_array(self.cols[self.order_up], bound)
 
     def weights(self, z: Array) -> Array:
         """J's values at z, one per edge (in ``rows``/``cols`` order)."""
@@ -122,6 +127,6 @@ def levels_solve(plan: Any, z: Array, rhs: Array, transposed: bool,
         w = np.where(keep[plan.rows], w, 0.0)
     w = w[order]
     x = rhs if inplace else rhs.copy()
-    for a, b in spans:
-        np.add.at(x, scatter[a:b], w[a:b] * x[gather[a:b]])
+    for a, b in spans:  # gathers at one level, scatters to lower ones: x is read and written
+        scatter_add(x, scatter[a:b], w[a:b], x, gather[a:b])
     return x
