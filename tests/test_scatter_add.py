@@ -90,3 +90,24 @@ def test_gather_form_falls_back_on_mixed_index_dtypes() -> None:
     np.add.at(expected, at, w * x[gather])
     scatter_add(y, at.astype(np.int32), w, x, gather.astype(np.int64))
     assert np.array_equal(y, expected)
+
+
+def test_scipy_loops_pass_their_check_here() -> None:
+    """On the SciPy this suite runs with, the compiled loops are found and
+    agree with add.at (else every sweep would quietly take the slow path)."""
+    assert numeric._csc_matvec is not None and numeric._coo_matvec is not None
+
+
+
+def test_loops_that_disagree_with_add_at_are_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scipy.sparse import _sparsetools
+
+    def wrong(n_row, n_col, starts, at, w, x, y):  # type: ignore[no-untyped-def]
+        y[at] += w * x  # a repeated position counted once
+
+    monkeypatch.setattr(_sparsetools, "csc_matvec", wrong)
+    assert numeric._compiled_loops() == (None, None)
+    monkeypatch.setattr(_sparsetools, "csc_matvec", None)  # not callable: an exception
+    assert numeric._compiled_loops() == (None, None)
+    monkeypatch.delattr("scipy.sparse._sparsetools")  # a SciPy without the module
+    assert numeric._compiled_loops() == (None, None)

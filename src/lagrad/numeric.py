@@ -4,20 +4,42 @@ finiteness checks on the flat vectors, and the scatter-add of the sweeps."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+import scipy.sparse
 from numpy.typing import NDArray
-
-try:  # y[i] += a * x[j] over a sparse matrix's entries, in place: one C loop
-    from scipy.sparse._sparsetools import coo_matvec as _coo_matvec
-    from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
-except ImportError:  # pragma: no cover - a SciPy without them: numpy's add.at
-    _csc_matvec = _coo_matvec = None
 
 __all__ = ["norm2", "all_finite", "lu_condition", "index_array", "scatter_add"]
 
 Array = NDArray[np.float64]
 Ints = NDArray[np.integer]
+
+
+def _compiled_loops() -> tuple[Any, Any]:
+    """SciPy's ``csc_matvec`` and ``coo_matvec`` (y[i] += a * x[j] over a
+    sparse matrix's entries, in place: one C loop each) when they are there and
+    do what :func:`scatter_add` needs, checked once on a small case against
+    ``np.add.at`` (the module is private: it may change); else (None, None),
+    and add.at does the work."""
+    try:
+        tools = getattr(scipy.sparse, "_sparsetools", None)
+        csc_matvec, coo_matvec = tools.csc_matvec, tools.coo_matvec  # type: ignore[union-attr]
+        x, w = np.array([1.0, 2.0, 4.0]), np.array([1.0, 3.0, 5.0])
+        at, gather = np.array([0, 2, 0], dtype=np.int32), np.array([2, 0, 1], dtype=np.int32)
+        y, expected = np.zeros(3), np.zeros(3)
+        csc_matvec(3, 3, np.arange(4, dtype=np.int32), at, w, x, y)
+        coo_matvec(3, at, gather, w, x, y)
+        np.add.at(expected, at, w * x)
+        np.add.at(expected, at, w * x[gather])
+        if np.array_equal(y, expected):
+            return csc_matvec, coo_matvec
+    except Exception:  # a SciPy without them (AttributeError), or changed
+        pass
+    return None, None
+
+
+_csc_matvec, _coo_matvec = _compiled_loops()
 
 
 def norm2(x: Array) -> float:
@@ -99,7 +121,7 @@ def scatter_add(y: Array, at: Ints, w: Array, x: Array, gather: Ints | None = No
     m = at.size
     fast = _csc_matvec is not None and y.dtype == np.float64 and y.ndim == 1 and \
         x.ndim == 1 and w.dtype == np.float64 and x.dtype == np.float64 and \
-        at.dtype in (np.int32, np.int64) and y.flags.c_contiguous
+        at.dtype in (np.int32, np.int64) and y.flags.c_contiguous and y.flags.writeable
     if gather is None:
         if fast:
             _csc_matvec(y.size, m, _column_starts(m, at.dtype.type), at, w, x, y)
