@@ -14,6 +14,11 @@ serve all B instances:
   repeated over the batch, so that each instance gets its own gradient;
 * ``functools.partial(lagrad.jvp, f)``: one tangent solve with the batch of
   tangents;
+* ``functools.partial(lagrad.hvp, f)``: one adjoint solve for the B scalars
+  (seed ``ones(B)``), then one tangent and one second-order solve with the
+  batch of directions: the Hessian of the B independent instances is block
+  diagonal, so its product with the stacked directions is every instance's
+  H_b v_b;
 * the pullback ``vjp_fn`` of ``lagrad.vjp`` and the ``jvp_fn`` of
   ``lagrad.linearize``: nothing is traced; the batch of cotangents (or
   tangents) is one multiplier (or tangent) system with k right-hand sides,
@@ -33,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from lagrad import tree
-from lagrad.api import Jitted, Transform, jvp
+from lagrad.api import Jitted, Transform, hvp, jvp
 from lagrad.api.common import _adjoint, _setup
 from lagrad.errors import BatchingError, OptionError, ProgramError
 from lagrad.ir import ops
@@ -42,6 +47,7 @@ from lagrad.ir.program import Program, Variable
 from lagrad.ir.trace import normalize_argnums
 from lagrad.ir.vmapping import BatchedVariable, materialize
 from lagrad.solve.linsolve import solve_system
+from lagrad.solve.second import multiplier_tangent
 from lagrad.solve.solution import Solution
 
 __all__ = ["vmap"]
@@ -62,8 +68,9 @@ def vmap(fn: Callable[..., Any], in_axes: Axes = 0, out_axes: int = 0) -> Callab
         A function of lagrad operations (``fixed_point`` and ``root``
         included), a transform ``lagrad.grad(f, ...)`` or
         ``lagrad.value_and_grad(f, ...)``, ``functools.partial(lagrad.jvp,
-        f)`` (called with ``(primals, tangents)``), or the pullback returned
-        by ``lagrad.vjp`` or the jvp returned by ``lagrad.linearize``.
+        f)`` or ``functools.partial(lagrad.hvp, f)`` (each called with
+        ``(primals, tangents)``), or the pullback returned by ``lagrad.vjp``
+        or the jvp returned by ``lagrad.linearize``.
     in_axes : int, None or tuple
         The batch axis of every argument (an int), none (None: the argument is
         shared by all instances), or a tuple with one entry per positional
@@ -106,6 +113,12 @@ def vmap(fn: Callable[..., Any], in_axes: Axes = 0, out_axes: int = 0) -> Callab
     array([[ 2.,  4.],
            [ 6.,  8.],
            [10., 12.]])
+    >>> import functools  # Hessian of sum(x^3) at one x, times three directions
+    >>> hvp = functools.partial(lagrad.hvp, lambda x: (x ** 3).sum())
+    >>> lagrad.vmap(hvp, in_axes=(None, 0))((np.array([1.0, 2.0]),), (xs,))
+    array([[ 6., 24.],
+           [18., 48.],
+           [30., 72.]])
     """
     if not _is_int(out_axes):
         raise OptionError(f"vmap: out_axes must be an int, got {out_axes!r}")
@@ -256,13 +269,13 @@ class _Spec:
     """What vmap maps: the function to trace and how to finish a call."""
 
     fn: Callable[..., Any]
-    kind: str  # "plain", "grad", "value_and_grad", "jvp"
+    kind: str  # "plain", "grad", "value_and_grad", "jvp", "hvp"
     transform: Transform | None = None
     options: Any = None
 
     def diff(self, nargs: int) -> tuple[int, ...]:
         """The argument positions whose every leaf is batched (differentiated)."""
-        if self.kind == "jvp":
+        if self.kind in _PAIRED:
             return (0,)
         if self.transform is None:
             return ()
@@ -277,6 +290,7 @@ class _Spec:
 
 
 _JVP_KEYWORDS = {"solve_options"}
+_PAIRED = ("jvp", "hvp")  # called with (primals, tangents): the tangents are no inputs
 
 
 def _spec_of(fn: Callable[..., Any]) -> _Spec:
@@ -285,11 +299,15 @@ def _spec_of(fn: Callable[..., Any]) -> _Spec:
         if transform.setup.return_info:
             raise OptionError("vmap: return_info=True is not supported under vmap")
         return _Spec(transform.fn, transform.kind, transform, transform.setup)
-    if isinstance(fn, functools.partial) and fn.func is jvp:
+    if isinstance(fn, functools.partial) and (fn.func is jvp or fn.func is hvp):
+        name = fn.func.__name__
         if len(fn.args) != 1 or not set(fn.keywords) <= _JVP_KEYWORDS:
-            raise OptionError("vmap: give jvp as functools.partial(lagrad.jvp, f) (optionally "
-                              "with solve_options=); it is called with (primals, tangents)")
-        return _Spec(fn.args[0], "jvp", None, _setup(fn.keywords.get("solve_options")))
+            raise OptionError(f"vmap: give {name} as functools.partial(lagrad.{name}, f) "
+                              "(optionally with solve_options=); it is called with (primals, "
+                              "tangents)")
+        f = fn.args[0]
+        return _Spec(f.fn if isinstance(f, Jitted) else f, name, None,
+                     _setup(fn.keywords.get("solve_options")))
     return _Spec(fn.fn if isinstance(fn, Jitted) else fn, "plain", None, _setup(None))
 
 
@@ -298,7 +316,7 @@ def _trace(spec: _Spec, batch: _Batch) -> _Traced:
     diff = spec.diff(len(batch.trees))
     args = []
     for k, (treedef, axes, values) in enumerate(zip(batch.trees, batch.axes, batch.values)):
-        if spec.kind == "jvp" and k == 1:
+        if spec.kind in _PAIRED and k == 1:
             break  # the tangents are no inputs: they seed the tangent solve
         leaves = []
         for j, (axis, value) in enumerate(zip(axes, values)):
@@ -309,7 +327,7 @@ def _trace(spec: _Spec, batch: _Batch) -> _Traced:
             else:
                 leaves.append(program.input(name, value.shape))
         args.append(tree.unflatten(treedef, leaves))
-    if spec.kind == "jvp":
+    if spec.kind in _PAIRED:
         result = spec.fn(*args[0])
     else:
         result = spec.fn(*args)
@@ -333,7 +351,7 @@ def _input_values(spec: _Spec, batch: _Batch) -> list[np.ndarray]:
     diff = spec.diff(len(batch.trees))
     out = []
     for k, (axes, values) in enumerate(zip(batch.axes, batch.values)):
-        if spec.kind == "jvp" and k == 1:
+        if spec.kind in _PAIRED and k == 1:
             break
         for axis, value in zip(axes, values):
             if axis is None and k in diff:
@@ -413,19 +431,28 @@ def _run_grad(spec: _Spec, traced: _Traced, batch: _Batch, out_axes: int) -> Any
     return (picked, head[1]) if spec.has_aux else picked
 
 
-def _run_jvp(spec: _Spec, traced: _Traced, batch: _Batch, out_axes: int) -> Any:
+def _tangents(spec: _Spec, sol: Solution, batch: _Batch) -> list[np.ndarray]:
+    """The batch of tangents, (B, *s) for each input, checked against the primals."""
     if len(batch.trees) != 2:
-        raise OptionError(f"vmap of jvp: call it with (primals, tangents), got "
+        raise OptionError(f"vmap of {spec.kind}: call it with (primals, tangents), got "
                           f"{len(batch.trees)} arguments")
-    sol = _solve(spec, traced, batch)
+    if batch.trees[1].num_leaves != len(sol.schedule.inputs):
+        raise ProgramError(f"vmap of {spec.kind}: {batch.trees[1].num_leaves} tangent arrays "
+                           f"for {len(sol.schedule.inputs)} primal arrays")
     tangents = []
     for axis, value, v in zip(batch.axes[1], batch.values[1], sol.schedule.inputs):
         if axis is None:
             value = np.broadcast_to(value, (batch.size,) + value.shape)
         if value.shape != v.shape:
-            raise ProgramError(f"vmap of jvp: a tangent of shape {value.shape[1:]} for a "
-                               f"primal of shape {v.shape[1:]}")
+            raise ProgramError(f"vmap of {spec.kind}: a tangent of shape {value.shape[1:]} for "
+                               f"a primal of shape {v.shape[1:]}")
         tangents.append(value)
+    return tangents
+
+
+def _run_jvp(spec: _Spec, traced: _Traced, batch: _Batch, out_axes: int) -> Any:
+    sol = _solve(spec, traced, batch)
+    tangents = _tangents(spec, sol, batch)
     setup = spec.options
     zdot = solve_system(sol.tangent_system(tuple(tangents)), setup.linear_method,
                         setup.options.linear, compute_residual=False).x
@@ -434,6 +461,26 @@ def _run_jvp(spec: _Spec, traced: _Traced, batch: _Batch, out_axes: int) -> Any:
             _split(traced, zdot[out], batch, out_axes))
 
 
+def _run_hvp(spec: _Spec, traced: _Traced, batch: _Batch, out_axes: int) -> Any:
+    if traced.out_shapes != ((),):
+        raise ProgramError(f"hvp needs a scalar output per instance; the function returned "
+                           f"shapes {list(traced.out_shapes)}")
+    sol = _solve(spec, traced, batch)
+    tangents = _tangents(spec, sol, batch)
+    setup = spec.options
+    lam, _ = _adjoint(sol, setup, np.ones((batch.size, 1)))  # every instance's multipliers
+    index = sol.schedule.index
+    e = np.zeros(sol.schedule.size)
+    for v, t in zip(sol.schedule.inputs, tangents):
+        e[index[v]] = t.ravel()
+    lamdot = multiplier_tangent(sol, lam, e, setup.linear_method, setup.options.linear).lamdot
+    leaves = [_place(h, d, out_axes)
+              for h, d in zip(index.take(lamdot, sol.schedule.inputs), batch.dtypes[0])]
+    result = tree.unflatten(batch.trees[0], leaves)
+    return result[0] if len(result) == 1 else tuple(result)
+
+
 _RUNS: dict[str, Callable[[_Spec, _Traced, _Batch, int], Any]] = {
     "plain": _run_plain, "grad": _run_grad, "value_and_grad": _run_grad, "jvp": _run_jvp,
+    "hvp": _run_hvp,
 }
