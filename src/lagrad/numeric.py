@@ -112,9 +112,9 @@ def scatter_add(y: Array, at: Ints, w: Array, x: Array, gather: Ints | None = No
 
     It runs as SciPy's product of a sparse matrix with x accumulated into y in
     place (compressed columns with one entry each, or coordinates with
-    ``gather``): one compiled loop with no temporary, about 1.3x the speed of
-    add.at on the sweeps of large scalar programs (1.4x with int32 positions,
-    see :func:`index_array`). Where that loop cannot run (a 2-D or
+    ``gather``): one compiled loop with no temporary, faster than add.at and
+    its separate product, more so with int32 positions (see
+    :func:`index_array`). Where that loop cannot run (a 2-D or
     non-float64 operand, positions of another dtype, y not contiguous, or a
     SciPy without it) numpy's add.at does it. ``x`` may be ``y`` or a view of
     it when no position written is read."""
