@@ -256,3 +256,73 @@ def test_forward_partials_equal_the_rules_bit_for_bit() -> None:
     assert np.array_equal(plan.weights_at(sol.z)[read], kept)
     expected = by_hand(kinds, parents, constants, 3, None).solve(*first).grad()
     np.testing.assert_allclose(np.array(sol.grad()), np.array(expected), rtol=1e-12, atol=1e-15)
+
+
+def _with_singular_sqrt(rng: np.random.Generator, n_inputs: int, m: int, singular: bool,
+                        reach: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random bounded equations; with ``singular``, a z = x - x (exactly 0) read
+    by a sqrt (whose derivative there is inf), read by the output if ``reach``,
+    and some equations of constants."""
+    kinds = rng.choice(["add", "mul", "sin", "tanh"], m)
+    parents = np.stack([rng.integers(0, n_inputs + np.arange(m)),
+                        rng.integers(0, n_inputs + np.arange(m))], axis=1)
+    parents[np.isin(kinds, ["sin", "tanh"]), 1] = -1
+    constants = np.zeros((m, 2))
+    mul = kinds == "mul"
+    parents[mul, 1] = -1  # scale by a constant of at most 0.9: values stay bounded
+    constants[mul, 1] = rng.uniform(-0.9, 0.9, int(mul.sum()))
+    if singular:
+        j, k = sorted(rng.choice(np.arange(m // 4, m), 2, replace=False))
+        kinds[j], parents[j] = "sub", [parents[j, 0], parents[j, 0]]
+        kinds[k], parents[k] = "sqrt", [n_inputs + j, -1]
+        for c in rng.choice(np.arange(m // 4), 3, replace=False):  # equations of constants
+            kinds[c], parents[c], constants[c] = "add", [-1, -1], rng.uniform(0, 1, 2)
+        if reach:  # the output reads the sqrt: its multiplier is 1, the zero's inf
+            kinds[-1], parents[-1] = "add", [n_inputs + k, parents[-1, 0]]
+    return kinds, parents, constants
+
+
+def _outcome(sol: lagrad.Solution) -> np.ndarray | str:
+    try:
+        return np.array(sol.grad())
+    except lagrad.NonFiniteError as err:
+        return str(err)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_witnesses_decide_finiteness_as_the_whole_vector_does(seed: int) -> None:
+    """The guard reads a bulk sweep's witnesses (inputs, equations of
+    constants) instead of all multipliers: the outcome, a gradient or the
+    error naming the equation, is the same as with the whole vector read."""
+    rng = np.random.default_rng(seed)
+    kinds, parents, constants = _with_singular_sqrt(rng, 3, 300, singular=seed % 5 != 0,
+                                                    reach=seed % 5 in (1, 2, 3))
+    program = lagrad.Program.from_arrays(kinds, parents, n_inputs=3, constants=constants)
+    x = rng.uniform(0.1, 0.5, 3)
+    sol = program.solve(*x)
+    plan = bulk_plan(sol.schedule)
+    assert plan is not None
+    reads_none = [int(w) for w in plan.witnesses if w >= 3]
+    if seed % 5:
+        assert len(reads_none) == 3  # the equations of constants are witnesses
+    with_witnesses = _outcome(sol)
+    plan.witnesses = None  # the whole vector read, as before witnesses
+    whole = _outcome(program.solve(*x))
+    if seed % 5 in (1, 2, 3):
+        assert isinstance(whole, str) and "sqrt" in whole
+    if isinstance(whole, str):
+        assert with_witnesses == whole
+    else:
+        assert not isinstance(with_witnesses, str)
+        assert np.array_equal(with_witnesses, whole)
+
+
+def test_a_non_finite_multiplier_of_an_equation_of_constants_is_reported() -> None:
+    """v2 = 0 + 0 reads no variable, and sqrt's derivative at it is inf: its
+    multiplier is the only one not finite (no input's depends on it), so the
+    equation of constants must be a witness for the guard to see it."""
+    kinds = np.array(["add", "sqrt", "add"])
+    parents = np.array([[-1, -1], [2, -1], [3, 0]])
+    program = lagrad.Program.from_arrays(kinds, parents, n_inputs=2, constants=np.zeros((3, 2)))
+    with pytest.raises(lagrad.NonFiniteError, match="sqrt"):
+        program.solve(0.3, 0.4).grad()

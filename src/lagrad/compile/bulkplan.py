@@ -147,6 +147,17 @@ class BulkPlan:
     parents : sequence of two int arrays
         Per argument slot, each equation's parent position (flat-position
         order; meaningless where the slot is a constant or absent).
+
+    Attributes
+    ----------
+    witnesses : int array
+        The inputs' positions and those of equations reading no variable. In
+        the multiplier sweep a non-finite multiplier makes each of its
+        parents' non-finite (w * inf and w * NaN are never finite, even for
+        w = 0, and neither is a sum with such a term), and following parents
+        from any position ends at a witness: the sweep's result is finite
+        exactly when its witnesses are, which the guard reads instead of the
+        whole vector.
     """
 
     def __init__(self, schedule: Schedule, n_inputs: int, steps: Sequence[Any],
@@ -157,6 +168,9 @@ class BulkPlan:
         self.runs = [_Run(step, n_inputs) for step in steps if isinstance(step, Batch)]
         self.n_equations = len(parents[0])
         self.levels = self._level_sweeps(run_levels, parents)
+        self.witnesses = index_array(np.concatenate(
+            [np.arange(n_inputs)] + [np.arange(r.start, r.stop) for r in self.runs
+                                     if not r.var_positions]), n_inputs + self.n_equations)
         self._lock = threading.Lock()
         self._last: tuple[Any, Array] | None = None  # (weak reference to z, W at z)
         self._spare: list[Array] = []

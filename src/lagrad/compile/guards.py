@@ -155,7 +155,8 @@ def blame_pullback(schedule: Schedule, z: Array, rhs: Array,
 
 
 def guarded(sweep: Sweep, schedule: Schedule, what: str, z: Array | None = None,
-            rhs: Array | Callable[[], Array] | None = None) -> Array:
+            rhs: Array | Callable[[], Array] | None = None,
+            witnesses: NDArray[np.integer] | None = None) -> Array:
     """Run ``sweep(None)`` without numpy warnings and raise NonFiniteError,
     naming the equation, if its result is not finite where it counts.
 
@@ -164,10 +165,14 @@ def guarded(sweep: Sweep, schedule: Schedule, what: str, z: Array | None = None,
     function giving a fresh copy) it is a reverse one: a non-finite result is
     recomputed by ``sweep(relevant)``, over the seeds' ancestors only, and if
     that is not finite either, replayed to find the culprit.
+
+    ``witnesses``: positions whose values are all finite only when every
+    value of the result is (see :attr:`lagrad.compile.bulkplan.BulkPlan.witnesses`),
+    read instead of the whole result in the common, finite, case.
     """
     with np.errstate(all="ignore"):
         vec = sweep(None)
-    if all_finite(vec):
+    if all_finite(vec if witnesses is None else vec[witnesses]):
         return vec
     if z is None or rhs is None:
         seed = _output_seed(schedule)

@@ -266,7 +266,8 @@ class Levels(LinearSolver):
                 system.rhs[:] = rebuild_rhs()
             return levels_solve(plan, system.values, system.rhs, orientation.transposed,
                                 rebuild_rhs is not None, None if keep is None else keep.mask)
-        x = orientation.guard(sweep, system.schedule, system.values, rebuild_rhs or system.rhs)
+        x = orientation.guard(sweep, system.schedule, system.values, rebuild_rhs or system.rhs,
+                              getattr(plan, "witnesses", None))  # a bulk plan's
         return Outcome(x, len(plan.down), "one vectorized step per level")
 
 

@@ -59,10 +59,11 @@ class Orientation:
         raise NotImplementedError
 
     def guard(self, sweep: Sweep, schedule: Schedule, z: Array,
-              rhs: Array | Callable[[], Array]) -> Array:
+              rhs: Array | Callable[[], Array], witnesses: Any = None) -> Array:
         """Run ``sweep`` (see :func:`lagrad.compile.guards.guarded`); if its result
         is not finite where the output depends on it, raise NonFiniteError naming
-        the equation where it first went wrong."""
+        the equation where it first went wrong. ``witnesses``: positions whose
+        finiteness implies the whole result's in this orientation, or None."""
         raise NotImplementedError
 
     def enter_block(self, unit: Any, z: Array, vec: Array) -> None:
@@ -88,7 +89,7 @@ class _Tangent(Orientation):
         return a.tocsr()
 
     def guard(self, sweep: Sweep, schedule: Schedule, z: Array,
-              rhs: Array | Callable[[], Array]) -> Array:
+              rhs: Array | Callable[[], Array], witnesses: Any = None) -> Array:
         return guarded(sweep, schedule, "tangent")
 
     def enter_block(self, unit: Any, z: Array, vec: Array) -> None:
@@ -109,8 +110,8 @@ class _Adjoint(Orientation):
         return a.T.tocsr()
 
     def guard(self, sweep: Sweep, schedule: Schedule, z: Array,
-              rhs: Array | Callable[[], Array]) -> Array:
-        return guarded(sweep, schedule, "multiplier", z, rhs)  # replayed to blame
+              rhs: Array | Callable[[], Array], witnesses: Any = None) -> Array:
+        return guarded(sweep, schedule, "multiplier", z, rhs, witnesses)  # replayed to blame
 
     def leave_block(self, unit: Any, z: Array, vec: Array) -> None:
         for step in unit.outer:  # lambda_S J_S,outside goes to the outside parents
