@@ -326,3 +326,17 @@ def test_a_non_finite_multiplier_of_an_equation_of_constants_is_reported() -> No
     program = lagrad.Program.from_arrays(kinds, parents, n_inputs=2, constants=np.zeros((3, 2)))
     with pytest.raises(lagrad.NonFiniteError, match="sqrt"):
         program.solve(0.3, 0.4).grad()
+
+
+@pytest.mark.parametrize("depth", [0, 1, 5, 40])
+def test_a_non_finite_value_at_any_level_is_found(depth: int) -> None:
+    """The forward pass tests each level's values right after writing them: a
+    log of -1 at level ``depth`` of a chain (depth 0: an input of inf) and a
+    tanh after it (finite again, tanh(nan) aside) still raise, naming it."""
+    kinds = ["sin"] * depth + ["log", "tanh", "add"]
+    parents = [[k, -1] for k in range(depth)] + [[depth, -1], [depth + 1, -1], [depth + 2, 0]]
+    program = lagrad.Program.from_arrays(kinds, parents, n_inputs=1)
+    with pytest.raises(lagrad.NonFiniteError, match="log" if depth else "x0"):
+        program.solve(np.inf if depth == 0 else -0.5)
+    if depth:
+        program.solve(0.5).grad()  # finite values pass
