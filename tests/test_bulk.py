@@ -340,3 +340,22 @@ def test_a_non_finite_value_at_any_level_is_found(depth: int) -> None:
         program.solve(np.inf if depth == 0 else -0.5)
     if depth:
         program.solve(0.5).grad()  # finite values pass
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_adjoint_matvec_by_the_plan_equals_the_assembled_matrix(weighted: bool) -> None:
+    """A bulk program's (I - J)^T x comes from its plan's scatter-adds (all
+    levels at once); it equals the assembled matrix's product, and the
+    multipliers' residual is at rounding level."""
+    rng = np.random.default_rng(21)
+    kinds, parents, constants = safe(rng, 3, 400)
+    weights = rng.normal(size=403) * 0.01 if weighted else None
+    bulk = lagrad.Program.from_arrays(kinds, parents, n_inputs=3, constants=constants,
+                                      output_weights=weights)
+    system = bulk.solve(*rng.uniform(-0.5, 0.5, 3)).adjoint_system()
+    assert bulk_plan(system.schedule) is not None
+    x = rng.standard_normal(system.rhs.size)
+    np.testing.assert_allclose(system.matvec(x), system.matrix @ x, rtol=1e-12, atol=1e-12)
+    lam, info = system.solve(method="levels")
+    assert system.residual(lam) < 1e-14
+    assert info.residual is None or info.residual < 1e-14

@@ -286,6 +286,20 @@ class BulkPlan:
                 scatter_add(x, parents, w[k, a - d:b - d], x[a:b])
         return x
 
+    def transposed_product(self, z: Array, x: Array) -> Array:
+        """J^T x at z (every level at once, x read only): the scatter-adds of
+        the sweep without its order, for a residual of (I - J)^T lambda = rhs."""
+        w = self.weights_at(z)
+        y = np.zeros_like(x)
+        if self.readout is not None:
+            out = self.readout.out
+            y[:out] += self.readout.weights * x[out]
+        d = self.n_inputs
+        for _, _, adds in self.levels:
+            for k, a, b, parents in adds:
+                scatter_add(y, parents, w[k, a - d:b - d], x[a:b])
+        return y
+
     # ------------------------------------------------- the general level plan
     @cached_property
     def generic(self) -> LevelPlan:

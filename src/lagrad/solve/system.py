@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from lagrad.compile.bulkplan import bulk_plan
 from lagrad.compile.guards import Sweep, guarded
 from lagrad.compile.jacobian import assemble_jacobian, blame_partials
 from lagrad.compile.schedule import Index, Schedule
@@ -263,10 +264,15 @@ class System:
         return self.matrix[perm][:, perm].tocsr()
 
     def matvec(self, x: Array) -> Array:
-        """``matrix @ x`` without assembling the matrix (one VJP or JVP sweep);
-        for a block of vectors x (n, k), with the assembled matrix."""
+        """``matrix @ x`` without assembling the matrix (one VJP or JVP sweep;
+        a bulk program's adjoint by its plan's scatter-adds); for a block of
+        vectors x (n, k), with the assembled matrix."""
         if x.ndim == 2:
             return np.asarray(self.matrix @ x)
+        plan = bulk_plan(self.schedule) if self.orientation.transposed else None
+        if plan is not None:
+            with np.errstate(all="ignore"):
+                return x - plan.transposed_product(self.values, x)
         jx = np.zeros_like(x)
         for step in self.schedule.steps:
             self.orientation.propagate(step, self.values, x, jx)
