@@ -111,3 +111,15 @@ def test_loops_that_disagree_with_add_at_are_not_used(monkeypatch: pytest.Monkey
     assert numeric._compiled_loops() == (None, None)
     monkeypatch.delattr("scipy.sparse._sparsetools")  # a SciPy without the module
     assert numeric._compiled_loops() == (None, None)
+
+
+def test_operands_of_different_lengths_raise_as_add_at_does() -> None:
+    """The compiled loop reads raw buffers: mismatched lengths must not reach it."""
+    y, at, w, x = _case(8, 10, 20)
+    at32 = index_array(at, 10)
+    with pytest.raises(ValueError):
+        scatter_add(y, at32, w[:-1], x)
+    with pytest.raises(ValueError):
+        scatter_add(y, at32, w, x[:-1])
+    with pytest.raises(ValueError):
+        scatter_add(y, at32, w, x, at32[:-1])

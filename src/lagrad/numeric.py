@@ -117,17 +117,20 @@ def scatter_add(y: Array, at: Ints, w: Array, x: Array, gather: Ints | None = No
     :func:`index_array`). Where that loop cannot run (a 2-D or
     non-float64 operand, positions of another dtype, y not contiguous, or a
     SciPy without it) numpy's add.at does it. ``x`` may be ``y`` or a view of
-    it when no position written is read."""
+    it when no position written is read. The compiled loop does not check
+    positions: they must lie in y (and ``gather``'s in x), as the sweeps'
+    do by construction; operands of different lengths take add.at's path."""
     m = at.size
     fast = _csc_matvec is not None and y.dtype == np.float64 and y.ndim == 1 and \
         x.ndim == 1 and w.dtype == np.float64 and x.dtype == np.float64 and \
-        at.dtype in (np.int32, np.int64) and y.flags.c_contiguous and y.flags.writeable
+        at.dtype in (np.int32, np.int64) and y.flags.c_contiguous and y.flags.writeable \
+        and at.ndim == 1 and w.shape == at.shape
     if gather is None:
-        if fast:
+        if fast and x.shape == at.shape:
             _csc_matvec(y.size, m, _column_starts(m, at.dtype.type), at, w, x, y)
         else:
             np.add.at(y, at, w * x)
-    elif fast and gather.dtype == at.dtype:
+    elif fast and gather.dtype == at.dtype and gather.shape == at.shape:
         _coo_matvec(m, at, gather, w, x, y)
     else:
         np.add.at(y, at, w * x[gather])
