@@ -67,15 +67,6 @@ def _counts(spare: list[Array]) -> list[int]:
 _FREE = _refcount_of_free()
 
 
-_PARTIAL_INTO: dict[int, Any] = {
-    # d f / d x written into o from the output y and the argument x: the ufunc
-    # calls of the rules in lagrad.ir.elementwise, so W is the same bit for bit
-    id(elementwise.sin): lambda o, y, x: np.cos(x, out=o),
-    id(elementwise.cos): lambda o, y, x: np.negative(np.sin(x, out=o), out=o),
-    id(elementwise.tanh): lambda o, y, x: np.subtract(1.0, np.multiply(y, y, out=o), out=o),
-}
-
-
 class _Run:
     """One Batch step of the forward pass: its run [start, stop) of z and its
     operands; its partials go to W[k, start - d:stop - d] for each variable slot k.
@@ -84,7 +75,8 @@ class _Run:
     or sub, and the constant factor of a product with a constant) are written
     once per W (:meth:`BulkPlan._weights_buffer`); a product of two variables
     gathers its operands straight into W (each is the other's partial,
-    ``pair``); sin, cos and tanh write theirs in place (``into``)."""
+    ``pair``); sin, cos, tanh and sigmoid write theirs in place (``into``,
+    :data:`lagrad.ir.elementwise.PARTIALS_INTO`)."""
 
     __slots__ = ("start", "stop", "operands", "var_positions", "ufunc", "fixed", "value",
                  "slots", "out", "derivative", "w_runs", "pair", "into")
@@ -111,8 +103,8 @@ class _Run:
         self.derivative = prim.partials if not self.fixed else None
         self.w_runs = [(k, slice(self.start - d, self.stop - d)) for k in self.var_positions]
         self.pair = product and varying == 2
-        self.into = _PARTIAL_INTO.get(id(prim)) if varying == 1 and len(self.operands) == 1 \
-            else None
+        unary = varying == 1 and len(self.operands) == 1
+        self.into = elementwise.PARTIALS_INTO.get(id(prim)) if unary else None
 
     def args(self, z: Array) -> list[Any]:
         take = z.take
@@ -275,30 +267,26 @@ class BulkPlan:
         the whole program here, the others by the general level plan."""
         if not transposed or keep is not None:
             return levels_solve(self.generic, z, rhs, transposed, inplace, keep)
-        w = self.weights_at(z)
         x = rhs if inplace else rhs.copy()
-        if self.readout is not None:
-            out = self.readout.out
-            x[:out] += self.readout.weights * x[out]
-        d = self.n_inputs
-        for _, _, adds in self.levels:
-            for k, a, b, parents in adds:  # parents lie below a: x[a:b] is read only
-                scatter_add(x, parents, w[k, a - d:b - d], x[a:b])
-        return x
+        return self._scatter(self.weights_at(z), x, x)  # from the top: in order
 
     def transposed_product(self, z: Array, x: Array) -> Array:
         """J^T x at z (every level at once, x read only): the scatter-adds of
         the sweep without its order, for a residual of (I - J)^T lambda = rhs."""
-        w = self.weights_at(z)
-        y = np.zeros_like(x)
+        return self._scatter(self.weights_at(z), np.zeros_like(x), x)
+
+    def _scatter(self, w: Array, into: Array, x: Array) -> Array:
+        """``into += J^T x`` level by level from the top (W's values ``w``):
+        the sweep when ``into`` is ``x`` (each level's entries are final when
+        read, their parents lying below), else a product. Returns ``into``."""
         if self.readout is not None:
             out = self.readout.out
-            y[:out] += self.readout.weights * x[out]
+            into[:out] += self.readout.weights * x[out]
         d = self.n_inputs
         for _, _, adds in self.levels:
             for k, a, b, parents in adds:
-                scatter_add(y, parents, w[k, a - d:b - d], x[a:b])
-        return y
+                scatter_add(into, parents, w[k, a - d:b - d], x[a:b])
+        return into
 
     # ------------------------------------------------- the general level plan
     @cached_property

@@ -47,16 +47,17 @@ class LevelPlan:
     @cached_property
     def down_edges(self) -> tuple[Ints, Ints]:
         """(rows, cols) in ``order_down``, gathered once per program."""
-        bound = int(max(self.rows.max(initial=0), self.cols.max(initial=0))) + 1
-        return index_array(self.rows[self.order_down], bound), \
-            index_array(self.cols[self.order_down], bound)
+        return self._edges_in(self.order_down)
 
     @cached_property
     def up_edges(self) -> tuple[Ints, Ints]:
         """(rows, cols) in ``order_up``."""
+        return self._edges_in(self.order_up)
+
+    def _edges_in(self, order: Ints) -> tuple[Ints, Ints]:
+        """(rows, cols) in ``order``, as the positions scatter_add reads fastest."""
         bound = int(max(self.rows.max(initial=0), self.cols.max(initial=0))) + 1
-        return index_array(self.rows[self.order_up], bound), \
-            index_array(self.cols[self.order_up], bound)
+        return index_array(self.rows[order], bound), index_array(self.cols[order], bound)
 
     def weights(self, z: Array) -> Array:
         """J's values at z, one per edge (in ``rows``/``cols`` order)."""

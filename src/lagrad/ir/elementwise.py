@@ -17,7 +17,7 @@ Shape = tuple[int, ...]
 
 __all__ = ["identity", "neg", "add", "sub", "mul", "div", "power", "maximum", "minimum", "where",
            "exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "sqrt", "absolute",
-           "weighted_sum", "ELEMENTWISE", "stop_gradient"]
+           "weighted_sum", "ELEMENTWISE", "stop_gradient", "PARTIALS_INTO"]
 
 
 # ----------------------------------------------------- elementwise rules
@@ -203,6 +203,18 @@ sigmoid = elementwise_primitive("sigmoid", scipy.special.expit, _sigmoid_partial
 relu = elementwise_primitive("relu", _relu_value, _relu_partials, second=_zero_second)
 sqrt = elementwise_primitive("sqrt", np.sqrt, _sqrt_partials, second=_sqrt_second)
 absolute = elementwise_primitive("abs", np.abs, _abs_partials, second=_zero_second)
+
+PARTIALS_INTO: dict[int, Any] = {
+    id(tanh): lambda o, y, x: np.subtract(1.0, np.multiply(y, y, out=o), out=o),
+    id(sigmoid): lambda o, y, x: np.multiply(np.subtract(1.0, y, out=o), y, out=o),
+    id(sin): lambda o, y, x: np.cos(x, out=o),
+    id(cos): lambda o, y, x: np.negative(np.sin(x, out=o), out=o),
+}
+"""``write(o, y, x)`` by primitive (its ``id``): the partial of a unary
+primitive written into ``o`` from its output ``y`` and argument ``x``, with
+the same ufunc calls as its rule, so bit for bit the rule's (a product of two
+doubles does not depend on their order). The generated sweeps and the bulk
+forward pass make these partials in place instead of in a fresh array."""
 
 def _weighted_sum_value(*args: Array, weights: Array) -> Array:
     return sum((w * a for w, a in zip(weights, args)), np.zeros(()))

@@ -48,8 +48,7 @@ from lagrad.ir.structural import logsumexp, matmul, reduced_shape, sum_
 __all__ = ["NAMES", "forward_step", "reverse_step"]
 
 NAMES = {"maxreduce": np.maximum.reduce, "sumreduce": np.add.reduce, "where": np.where,
-         "npfinite": np.isfinite, "exp": np.exp, "log": np.log, "dgemm": blas.dgemm,
-         "subtract": np.subtract, "negative": np.negative, "npsin": np.sin, "npcos": np.cos}
+         "npfinite": np.isfinite, "exp": np.exp, "log": np.log, "dgemm": blas.dgemm}
 """The numpy functions the emitted lines call, by the names they use."""
 
 
@@ -170,16 +169,10 @@ def _product(src: Source, step: Single, pos: int, o: str, g: str, args: list[str
     return True
 
 
-PARTIALS_IN_PLACE = {
-    id(elementwise.tanh): ("multiply({y}, {y}, out={o})", "subtract(1.0, {o}, out={o})"),
-    id(elementwise.sigmoid): ("subtract(1.0, {y}, out={o})", "multiply({o}, {y}, out={o})"),
-    id(elementwise.sin): ("npcos({x}, out={o})",),
-    id(elementwise.cos): ("npsin({x}, out={o})", "negative({o}, out={o})"),
-}
-"""The lines that write the partial of each primitive into ``o`` (from its
-output ``y`` or argument ``x``), the same ufunc calls as its rule: the product
-with ``g`` that follows gives the rule's cotangent bit for bit (a product of
-two doubles does not depend on their order)."""
+PARTIALS_IN_PLACE = elementwise.PARTIALS_INTO
+"""The functions that write a primitive's partial into ``o`` (see
+:data:`lagrad.ir.elementwise.PARTIALS_INTO`, this very table): the product
+with ``g`` that follows gives the rule's cotangent bit for bit."""
 
 
 def _partial_in_place(src: Source, step: Single, o: str, g: str, ans: str,
@@ -189,14 +182,13 @@ def _partial_in_place(src: Source, step: Single, o: str, g: str, ans: str,
     notes); whether it was. Only when ``o`` cannot share memory with ``g``:
     a fresh local array, or a bound view of other entries."""
     prim = step.eq.primitive
-    lines = PARTIALS_IN_PLACE.get(id(prim))
-    if lines is None or step.eq.params or len(args) != 1 or len(step.vslots) != 1 \
+    write = PARTIALS_IN_PLACE.get(id(prim))
+    if write is None or step.eq.params or len(args) != 1 or len(step.vslots) != 1 \
             or tuple(step.vslots[0][3]) != tuple(step.shape):
         return False
     names = src.names
     if g not in names or (o in names and np.shares_memory(names[o], names[g])):
         return False
-    for line in lines:
-        src.emit(line.format(o=o, y=ans, x=args[0]))
+    src.emit(f"{src.name(write, 'I')}({o}, {ans}, {args[0]})")
     src.emit(f"multiply({o}, {g}, out={o})")
     return True
