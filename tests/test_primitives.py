@@ -283,6 +283,38 @@ def test_local_jacobian_is_sparse_and_matches_finite_differences(name: str, i: i
 
 
 @pytest.mark.parametrize(("name", "i"), PARAMS)
+def test_local_entries_are_the_local_jacobian(name: str, i: int) -> None:
+    """J's assembly reads each equation's entries (no sparse matrix per equation):
+    they hold exactly local_jacobian's values, repeated positions adding up."""
+    prim, args, params, ans = _case(name, i)
+    for k, a in enumerate(args):
+        rows, cols, vals = prim.local_entries(k, ans, args, params)
+        assert len(rows) == len(cols) == len(vals)
+        built = sp.csr_matrix((vals, (rows, cols)), shape=(ans.size, np.size(a))).toarray()
+        np.testing.assert_array_equal(built, prim.local_jacobian(k, ans, args, params).toarray(),
+                                      err_msg=f"{name} arg {k}")
+
+
+@pytest.mark.parametrize(("sa", "sb"), [((3, 4), (4, 2)), ((4,), (4, 2)), ((3, 4), (4,)),
+                                        ((4,), (4,))])
+def test_matmul_entries_match_the_dense_jacobian_and_skip_zeros(sa: tuple[int, ...],
+                                                                  sb: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=sa), rng.normal(size=sb)
+    a.flat[1] = b.flat[2] = 0.0  # a zero of the other factor is no entry
+    ans = np.matmul(a, b)
+    m, n = (sa[0] if len(sa) == 2 else 1), (sb[1] if len(sb) == 2 else 1)
+    for k, x in enumerate((a, b)):
+        rows, cols, vals = P.matmul.local_entries(k, ans, (a, b), {})
+        # d out[i, j] / d a[i, p] = b[p, j] for each i; d out[i, j] / d b[p, j] = a[i, p] for each j
+        expected = m * np.count_nonzero(b) if k == 0 else n * np.count_nonzero(a)
+        assert vals.size == expected and np.all(vals != 0.0)
+        built = sp.csr_matrix((vals, (rows, cols)), shape=(ans.size, x.size)).toarray()
+        np.testing.assert_allclose(built, _fd_jacobian(P.matmul, (a, b), {}, k), rtol=RTOL,
+                                   atol=ATOL)
+
+
+@pytest.mark.parametrize(("name", "i"), PARAMS)
 def test_vjp_jvp_and_local_jacobian_agree(name: str, i: int) -> None:
     prim, args, params, ans = _case(name, i)
     rng = np.random.default_rng(2)

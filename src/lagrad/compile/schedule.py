@@ -124,8 +124,8 @@ class Single:
         args = self.gather(z)
         out = []
         for pos, a, _, _ in self.dslots:
-            block = eq.primitive.local_jacobian(pos, ans, args, eq.params).tocoo()
-            out.append((block.row + self.start, block.col + a, block.data))
+            rows, cols, vals = eq.primitive.local_entries(pos, ans, args, eq.params)
+            out.append((rows + self.start, cols + a, vals))
         return out
 
     def restricted(self, members: frozenset[int], inside: bool) -> Single:

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from lagrad.ir.primitives import (
+    Entries,
     Primitive,
     bilinear_jvp,
     elementwise_primitive,
@@ -215,7 +216,7 @@ def _weighted_jvp(weights: Any, ts: Sequence[Array | None], ans: Array, x: Array
 
 
 def _weighted_jacobian(weights: Any, k: int, ans: Array, x: Array, *, axis: Shape | None,
-                       keepdims: bool) -> sp.csr_matrix:
+                       keepdims: bool) -> Entries:
     rows = reduction_rows(x, axis)
     vals = np.broadcast_to(weights(ans, x, axis), np.shape(x)).ravel()
     return selection(rows, np.arange(rows.size), (np.size(ans), rows.size), vals)

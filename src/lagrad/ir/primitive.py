@@ -20,10 +20,11 @@ from lagrad.errors import MissingDerivativeError
 from lagrad.ir.batching import BatchRule, align, unalign
 
 Array = NDArray[np.float64]
+Ints = NDArray[np.intp]
 Shape = tuple[int, ...]
 
-__all__ = ["Tracer", "Primitive", "unbroadcast", "positions", "selection", "broadcast_shape",
-           "elementwise_primitive"]
+__all__ = ["Tracer", "Primitive", "Entries", "unbroadcast", "positions", "selection",
+           "broadcast_shape", "elementwise_primitive"]
 
 
 class Tracer:
@@ -64,7 +65,8 @@ class Primitive:
         cotangent of argument ``k``; ``jvp(ts, ans, *args, **params)`` the
         output tangent for argument tangents ``ts`` (``None`` for none);
         ``jacobian(k, ans, *args, **params)`` the local Jacobian
-        d ans / d arg_k as a scipy.sparse matrix (ans.size, arg_k.size).
+        d ans / d arg_k (ans.size, arg_k.size): its :class:`Entries`, a
+        scipy.sparse matrix or a dense array.
     vjp_add : callable, optional
         ``vjp_add(k, out, g, ans, *args, **params) -> bool``: add the cotangent
         of argument ``k`` into ``out`` in place (no temporary); returns False
@@ -200,11 +202,30 @@ class Primitive:
     def local_jacobian(self, k: int, ans: Array, args: Sequence[Any],
                        params: Mapping[str, Any]) -> sp.csr_matrix:
         """d ans / d arg_k as a sparse (ans.size, arg_k.size) matrix."""
+        found = self._local(k, ans, args, params)
+        return found.tocsr() if isinstance(found, Entries) else sp.csr_matrix(found)
+
+    def local_entries(self, k: int, ans: Array, args: Sequence[Any],
+                      params: Mapping[str, Any]) -> tuple[Ints, Ints, Array]:
+        """The entries (rows, cols, values) of :meth:`local_jacobian`, entries at
+        one position adding up, without making the sparse matrix: J's assembly
+        asks one per equation, and a scipy.sparse matrix costs some 100 us."""
+        found = self._local(k, ans, args, params)
+        if isinstance(found, Entries):
+            return found.rows, found.cols, found.vals
+        if sp.issparse(found):
+            coo = found.tocoo()
+            return coo.row, coo.col, coo.data
+        dense = np.atleast_2d(np.asarray(found))
+        rows, cols = np.nonzero(dense)  # as scipy.sparse keeps a dense matrix
+        return rows, cols, dense[rows, cols]
+
+    def _local(self, k: int, ans: Array, args: Sequence[Any], params: Mapping[str, Any]) -> Any:
         if self.partials is not None:
             d = self.partials(k, ans, *args, **params)
-            return _broadcast_jacobian(d, np.shape(args[k]), np.shape(ans))
+            return _broadcast_entries(d, np.shape(args[k]), np.shape(ans))
         assert self.jacobian is not None, self.name
-        return sp.csr_matrix(self.jacobian(k, ans, *args, **params))
+        return self.jacobian(k, ans, *args, **params)
 
     # Batched forms: every argument has a leading batch axis (B, *shape) and the
     # params are shared (lagrad.ir.batching; used by groups of cyclic blocks).
@@ -264,21 +285,37 @@ def positions(shape: Shape) -> NDArray[np.intp]:
     return np.arange(math.prod(shape)).reshape(shape)
 
 
-def _broadcast_jacobian(d: Array, arg_shape: Shape, out_shape: Shape) -> sp.csr_matrix:
+@dataclass(frozen=True)
+class Entries:
+    """A local Jacobian (``shape``) as its entries: ``vals`` at (``rows``,
+    ``cols``), entries at one position adding up. A ``jacobian`` rule may
+    return one instead of a scipy.sparse matrix, which costs some 100 us to
+    make: J's assembly takes one per equation."""
+
+    rows: Ints
+    cols: Ints
+    vals: Array
+    shape: tuple[int, int]
+
+    def tocsr(self) -> sp.csr_matrix:
+        return sp.csr_matrix((self.vals, (self.rows, self.cols)), shape=self.shape)
+
+
+def _broadcast_entries(d: Array, arg_shape: Shape, out_shape: Shape) -> Entries:
     # out[p] depends on arg[q(p)] only, where q is the broadcast of positions:
     # a diagonal when no broadcasting happens, a selection otherwise.
     n_out, n_arg = math.prod(out_shape), math.prod(arg_shape)
     vals = np.broadcast_to(d, out_shape).ravel()
-    cols = np.broadcast_to(positions(arg_shape), out_shape).ravel()
-    return sp.csr_matrix((vals, (np.arange(n_out), cols)), shape=(n_out, n_arg))
+    rows = np.arange(n_out)
+    cols = rows if arg_shape == out_shape else \
+        np.broadcast_to(positions(arg_shape), out_shape).ravel()
+    return Entries(rows, cols, vals, (n_out, n_arg))
 
 
 def selection(rows: NDArray[np.intp], cols: NDArray[np.intp], shape: tuple[int, int],
-              vals: Array | None = None) -> sp.csr_matrix:
-    """The sparse matrix with ``vals`` (default ones) at (rows, cols)."""
-    if vals is None:
-        vals = np.ones(len(rows))
-    return sp.csr_matrix((vals, (rows, cols)), shape=shape)
+              vals: Array | None = None) -> Entries:
+    """The matrix with ``vals`` (default ones) at (rows, cols), as its entries."""
+    return Entries(rows, cols, np.ones(len(rows)) if vals is None else vals, shape)
 
 
 def broadcast_shape(*shapes: Shape, **params: Any) -> Shape:

@@ -56,6 +56,7 @@ from lagrad.ir.elementwise import (  # noqa: F401 (re-exported)
     where,
 )
 from lagrad.ir.primitive import (  # noqa: F401 (re-exported)
+    Entries,
     Primitive,
     Tracer,
     broadcast_shape,
@@ -81,6 +82,6 @@ from lagrad.ir.structural import (  # noqa: F401 (re-exported)
     transpose,
 )
 
-__all__ = ["Primitive", "Tracer", "ELEMENTWISE", "STRUCTURAL", "unbroadcast", "positions",
-           "selection", "broadcast_shape", "elementwise_primitive", "reduced_shape",
+__all__ = ["Primitive", "Tracer", "Entries", "ELEMENTWISE", "STRUCTURAL", "unbroadcast",
+           "positions", "selection", "broadcast_shape", "elementwise_primitive", "reduced_shape",
            "expand_reduced", "reduction_rows", "linear_second_vjp", "bilinear_jvp"]

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from lagrad.ir import batching
 from lagrad.ir.accumulate import matmul_vjp_add
-from lagrad.ir.primitive import Primitive, positions, selection
+from lagrad.ir.primitive import Entries, Primitive, positions, selection
 
 Array = NDArray[np.float64]
 Shape = tuple[int, ...]
@@ -43,8 +43,9 @@ def _reshape_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, shape: Sha
     return np.reshape(ts[0], shape)  # type: ignore[arg-type]
 
 
-def _reshape_jacobian(k: int, ans: Array, x: Array, *, shape: Shape) -> sp.csr_matrix:
-    return sp.identity(np.size(x), format="csr")
+def _reshape_jacobian(k: int, ans: Array, x: Array, *, shape: Shape) -> Entries:
+    at = np.arange(np.size(x))
+    return selection(at, at, (at.size, at.size))
 
 
 def _reshape_value(x: Array, *, shape: Shape) -> Array:
@@ -68,7 +69,7 @@ def _transpose_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, axes: Sh
     return np.transpose(ts[0], axes)
 
 
-def _transpose_jacobian(k: int, ans: Array, x: Array, *, axes: Shape) -> sp.csr_matrix:
+def _transpose_jacobian(k: int, ans: Array, x: Array, *, axes: Shape) -> Entries:
     cols = np.transpose(positions(np.shape(x)), axes).ravel()
     return selection(np.arange(cols.size), cols, (cols.size, np.size(x)))
 
@@ -104,7 +105,7 @@ def _getitem_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, index: Any
     return np.asarray(ts[0])[index]
 
 
-def _getitem_jacobian(k: int, ans: Array, x: Array, *, index: Any) -> sp.csr_matrix:
+def _getitem_jacobian(k: int, ans: Array, x: Array, *, index: Any) -> Entries:
     cols = np.ravel(positions(np.shape(x))[index])
     return selection(np.arange(cols.size), cols, (cols.size, np.size(x)))
 
@@ -149,7 +150,7 @@ def reduction_rows(x: Array, axis: Shape | None) -> NDArray[np.intp]:
 
 
 def _sum_jacobian(k: int, ans: Array, x: Array, *, axis: Shape | None,
-                  keepdims: bool) -> sp.csr_matrix:
+                  keepdims: bool) -> Entries:
     rows = reduction_rows(x, axis)
     return selection(rows, np.arange(rows.size), (np.size(ans), rows.size))
 
@@ -192,7 +193,7 @@ def _lse_jvp(ts: Sequence[Array | None], ans: Array, x: Array, *, axis: Shape | 
 
 
 def _lse_jacobian(k: int, ans: Array, x: Array, *, axis: Shape | None,
-                  keepdims: bool) -> sp.csr_matrix:
+                  keepdims: bool) -> Entries:
     rows = reduction_rows(x, axis)
     vals = _softmax_weights(ans, x, axis).ravel()
     return selection(rows, np.arange(rows.size), (np.size(ans), rows.size), vals)
@@ -248,7 +249,7 @@ def _concat_jvp(ts: Sequence[Array | None], ans: Array, *args: Array, axis: int)
     return np.concatenate(parts, axis=axis)
 
 
-def _concat_jacobian(k: int, ans: Array, *args: Array, axis: int) -> sp.csr_matrix:
+def _concat_jacobian(k: int, ans: Array, *args: Array, axis: int) -> Entries:
     rows = np.ravel(_concat_part(k, positions(np.shape(ans)), args, axis))
     return selection(rows, np.arange(rows.size), (np.size(ans), rows.size))
 
@@ -301,13 +302,19 @@ def bilinear_jvp(ts: Sequence[Array | None], ans: Array, a: Array, b: Array) -> 
     return out
 
 
-def _matmul_jacobian(k: int, ans: Array, a: Array, b: Array) -> sp.csr_matrix:
+def _matmul_jacobian(k: int, ans: Array, a: Array, b: Array) -> Entries:
     a2, b2 = _as_matrices(a, b)
-    m, n = a2.shape[0], b2.shape[1]
-    # row-major: d out[i, j] / d a[i, l] = b[l, j];  d out[i, j] / d b[l, j] = a[i, l]
-    if k == 0:
-        return sp.kron(sp.identity(m), sp.csr_matrix(b2.T), format="csr")
-    return sp.kron(sp.csr_matrix(a2), sp.identity(n), format="csr")
+    (m, inner), n = a2.shape, b2.shape[1]
+    # row-major: d out[i, j] / d a[i, p] = b[p, j];  d out[i, j] / d b[p, j] = a[i, p],
+    # over (i, j, p); the zeros of the constant factor are no entries
+    i, j, p = np.arange(m)[:, None, None], np.arange(n)[None, :, None], np.arange(inner)
+    grid = (m, n, inner)
+    vals = np.broadcast_to(b2.T if k == 0 else a2[:, None, :], grid).ravel()
+    cols = i * inner + p if k == 0 else p * n + j
+    keep = np.flatnonzero(vals)
+    return Entries(np.broadcast_to(i * n + j, grid).ravel()[keep],
+                   np.broadcast_to(cols, grid).ravel()[keep], vals[keep],
+                   (m * n, (m if k == 0 else n) * inner))
 
 
 def _matmul_vjp_add(k: int, out: Array, g: Array, ans: Array, a: Array, b: Array) -> bool:
