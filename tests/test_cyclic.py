@@ -516,6 +516,21 @@ class TestAdjointDiagnostics:
         sol.grad()
         assert [d.reused_factorization for d in sol.adjoint_diagnostics] == [reused]
 
+    @pytest.mark.parametrize("n, expected", [(300, "splu"), (500, "bicgstab")])
+    def test_auto_without_a_forward_rate_factorizes_only_small_blocks(self, n: int,
+                                                                       expected: str) -> None:
+        from lagrad.solve import blocksolve
+
+        p, c = deq(n=n)
+        sol = p.solve(c["x"], method="anderson")  # Anderson observes no contraction rate
+        g = sol.grad()
+        [info] = sol.adjoint_diagnostics
+        assert info.method == expected, info.reason
+        entries = int(re.search(r"block of (\d+) entries", info.reason).group(1))
+        assert (entries <= blocksolve.BLIND_DIRECT_LIMIT) == (expected == "splu")
+        _, g_ref = deq_reference(c, c["x"])
+        np.testing.assert_allclose(g, g_ref, rtol=1e-9)
+
     @pytest.mark.parametrize("n, expected", [(5, "reduced_lu"), (120, "fixed_point")])
     def test_auto_weighs_unknowns_against_neumann_iterations(self, n: int,
                                                              expected: str) -> None:

@@ -57,6 +57,13 @@ __all__ = ["Workspace", "BlockOperator", "METHODS", "BLOCK_METHODS", "choose", "
 Array = NDArray[np.float64]
 SINGULAR_CONDITION = 1e13
 DIRECT_LIMIT = 20_000  # block entries above which "auto" goes matrix-free
+BLIND_DIRECT_LIMIT = 2_000
+"""Block entries up to which "auto" factorizes a block whose forward solve
+observed no contraction rate (Anderson, for one): above it BiCGSTAB runs
+first, sparse LU only if the Krylov methods stall. A DEQ layer of width 1000
+(7001 entries, a dense 1000 x 1000 part) with Anderson's forward solve: 425 ms
+for forward and gradient with SuperLU's adjoint, 26 ms with 13 BiCGSTAB
+iterations (``lagrad bench --only deq --quick``, row "anderson")."""
 NEUMANN_BUDGET = 300  # iterations "auto" accepts for the Neumann series
 REDUCED_LU_LIMIT = 200  # "auto": at most this many unknowns for the reduced dense LU
 KRYLOV_BUDGET = 500  # "auto": BiCGSTAB iterations before GMRES takes over
@@ -360,7 +367,8 @@ def choose(unit: CyclicBlock, forward: BlockResult | None, tol: float) -> Choice
     structure and what its forward solve observed. Reuse Newton's LU; after a
     contracting iteration, the reduced LU when it needs fewer products than the
     Neumann series, else the series at the observed rate, else BiCGSTAB; with
-    no forward hint, sparse LU unless the block is too large to factorize."""
+    no forward hint, sparse LU for a small block (BLIND_DIRECT_LIMIT), else
+    BiCGSTAB."""
     if forward is not None and isinstance(forward.factorization, petsc.KrylovSolve):
         return Choice("petsc", "reuses the forward Newton KSP (solveTranspose)")
     if forward is not None and forward.factorization is not None:
@@ -380,8 +388,11 @@ def choose(unit: CyclicBlock, forward: BlockResult | None, tol: float) -> Choice
         return Choice("bicgstab", f"forward contraction {rho:.3f} is slow (~{expected} "
                       "Neumann iterations): matrix-free BiCGSTAB")
     size = unit.s_index.size
-    if size <= DIRECT_LIMIT:
+    if size <= BLIND_DIRECT_LIMIT:
         return Choice("splu", f"block of {size} entries: sparse LU")
+    if size <= DIRECT_LIMIT:
+        return Choice("bicgstab", f"block of {size} entries and no forward contraction rate: "
+                      "matrix-free BiCGSTAB first (sparse LU if it stalls)")
     return Choice("bicgstab", f"block of {size} entries is too large to factorize: "
                   "matrix-free BiCGSTAB")
 
