@@ -306,15 +306,18 @@ def _matmul_jacobian(k: int, ans: Array, a: Array, b: Array) -> Entries:
     a2, b2 = _as_matrices(a, b)
     (m, inner), n = a2.shape, b2.shape[1]
     # row-major: d out[i, j] / d a[i, p] = b[p, j];  d out[i, j] / d b[p, j] = a[i, p],
-    # over (i, j, p); the zeros of the constant factor are no entries
+    # over (i, j, p) (broadcast by arithmetic and assignment: np.broadcast_to costs
+    # more than the rest for small operands); the other factor's zeros are no entries
     i, j, p = np.arange(m)[:, None, None], np.arange(n)[None, :, None], np.arange(inner)
-    grid = (m, n, inner)
-    vals = np.broadcast_to(b2.T if k == 0 else a2[:, None, :], grid).ravel()
-    cols = i * inner + p if k == 0 else p * n + j
-    keep = np.flatnonzero(vals)
-    return Entries(np.broadcast_to(i * n + j, grid).ravel()[keep],
-                   np.broadcast_to(cols, grid).ravel()[keep], vals[keep],
-                   (m * n, (m if k == 0 else n) * inner))
+    vals = np.empty((m, n, inner))
+    vals[...] = b2.T if k == 0 else a2[:, None, :]
+    rows = (i * n + j + 0 * p).ravel()
+    cols = (i * inner + p + 0 * j if k == 0 else p * n + j + 0 * i).ravel()
+    vals = vals.ravel()
+    if not vals.all():
+        keep = np.flatnonzero(vals)
+        rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    return Entries(rows, cols, vals, (m * n, (m if k == 0 else n) * inner))
 
 
 def _matmul_vjp_add(k: int, out: Array, g: Array, ans: Array, a: Array, b: Array) -> bool:
