@@ -367,6 +367,26 @@ def test_jacfwd_equals_jacrev_equals_jacobian() -> None:
     np.testing.assert_allclose(fwd[1]["a"], 2 * x["a"])
 
 
+def test_jacrev_of_a_scalar_function_is_its_gradient() -> None:
+    """One seed: jacrev runs the gradient's own sweep; rows of the right shape
+    for every input layout, float32 inputs included, and the same error."""
+    rng = np.random.default_rng(2)
+    W = rng.standard_normal((4, 4))
+
+    def f(x: Any, y: Any) -> Any:
+        return lagrad.sum(lagrad.tanh(W @ x) * y) + lagrad.sum(x ** 3)
+    x, y = rng.standard_normal(4), rng.standard_normal((2, 2)).astype(np.float32)
+    jac = lagrad.jacrev(f, argnums=(0, 1))(x, y.ravel())
+    grad = lagrad.grad(f, argnums=(0, 1))(x, y.ravel())
+    np.testing.assert_array_equal(jac[0], grad[0])
+    np.testing.assert_array_equal(jac[1].astype(np.float32), grad[1])  # grad: y's dtype
+    t = np.tanh(W @ x)
+    np.testing.assert_allclose(jac[0], W.T @ ((1 - t ** 2) * y.ravel()) + 3 * x ** 2)
+    np.testing.assert_allclose(jac[1], t)
+    with pytest.raises(lagrad.NonFiniteError, match="sqrt"):
+        lagrad.jacrev(lambda x: lagrad.sum(lagrad.sqrt(x)))(np.array([0.0, 1.0]))
+
+
 def test_outputs_with_constants_and_empty_outputs() -> None:
     x = np.array([1.0, 2.0])
     jac = lagrad.jacobian(lambda x: (x * 3.0, 7.0, None))(x)
