@@ -539,3 +539,20 @@ def test_constant_partials_agree_with_partials(prim) -> None:  # type: ignore[no
     for k, c in enumerate(prim.constant_partials):
         np.testing.assert_array_equal(np.broadcast_to(prim.partials(k, ans, *args), (4,)),
                                       np.full(4, c))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([(), (1,), (3,), (2, 3), (2, 1), (4,)]), min_size=1,
+                max_size=3))
+def test_broadcast_shape_is_numpys(shapes: list[tuple[int, ...]]) -> None:
+    """The shape rule's shortcuts (equal shapes; scalars beside one shape) agree
+    with numpy, incompatible shapes included."""
+    try:
+        expected: Any = tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        expected = ValueError
+    if expected is ValueError:
+        with pytest.raises(ValueError):
+            P.broadcast_shape(*shapes)
+    else:
+        assert P.broadcast_shape(*shapes) == expected

@@ -55,6 +55,11 @@ class BulkEquations:
         return self.n_inputs + self.n_equations + (self.weights is not None)
 
 
+def _complete() -> ProgramError:
+    return ProgramError("a program built by from_arrays is complete: it takes no new "
+                        "variables or equations")
+
+
 class _Lazy(Sequence[Any]):
     """A read-only sequence whose items are built on first access."""
 
@@ -221,8 +226,10 @@ class BulkProgram(Program):
         return Equation(i, bulk.primitives[bulk.kind[k]], args, {}, slots)
 
     def _new_variable(self, shape: Shape, kind: str, name: str | None) -> Variable:
-        raise ProgramError("a program built by from_arrays is complete: it takes no new "
-                           "variables or equations")
+        raise _complete()
+
+    def _record(self, prim: Any, args: tuple[Any, ...], params: Any, shape: Shape) -> Variable:
+        raise _complete()
 
     @property
     def inputs(self) -> tuple[Variable, ...]:

@@ -332,6 +332,9 @@ def broadcast_shape(*shapes: Shape, **params: Any) -> Shape:
         shapes = (np.shape(params["condition"]),) + shapes
     if shapes and all(s == shapes[0] for s in shapes):
         return tuple(shapes[0])  # the common case while tracing; numpy's check costs ~3 us
+    arrays = [s for s in shapes if s]  # a scalar broadcasts to any shape: x * 0.5
+    if arrays and len(arrays) < len(shapes) and all(s == arrays[0] for s in arrays):
+        return tuple(arrays[0])
     return tuple(np.broadcast_shapes(*shapes))
 
 

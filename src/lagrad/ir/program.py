@@ -314,6 +314,25 @@ class Program:
         v._name = new
         self._by_name[new] = v
 
+    def _record(self, prim: P.Primitive, args: tuple[Any, ...], params: Mapping[str, Any],
+                shape: Shape) -> Variable:
+        """A new defined variable and its equation ``prim(*args, **params)``:
+        :meth:`_new_variable` and :meth:`_add_equation` in one step (a traced
+        loop records 10^6 of them)."""
+        index = len(self.variables)
+        name = f"v{index}"
+        if name in self._by_name:
+            name = self.fresh_name("v", index)
+        v = Variable(self, index, shape, "defined", name)
+        self.variables.append(v)
+        self._by_name[name] = v
+        eq = Equation(index, prim, args, params,
+                      tuple([(k, a) for k, a in enumerate(args) if type(a) is int]))
+        self.equations.append(eq)
+        self._defined[index] = eq
+        self._version += 2  # as _new_variable and _add_equation would
+        return v
+
     def _add_equation(self, out: Variable, prim: P.Primitive, args: tuple[Any, ...],
                       params: Mapping[str, Any], kind: str = "define") -> None:
         if out.index in self._defined:
@@ -451,6 +470,9 @@ class Program:
 def bind(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
          program: Program | None = None) -> Any:
     """Apply ``prim``: to numbers, return its value; to variables, record it."""
+    refs: list[Any] = []
+    shapes: list[Any] = []
+    constants = False
     for a in args:
         if isinstance(a, Variable):
             if program is None:
@@ -460,30 +482,29 @@ def bind(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
                                    "program; variables cannot be shared between programs "
                                    "(inside lagrad.fixed_point/root, pass traced values as "
                                    "extra arguments instead of closing over them)")
-    if program is None:
-        return prim.value(*(np.asarray(a, dtype=float) for a in args), **params)
-    refs: list[Any] = []
-    shapes: list[Shape] = []
-    for a in args:
-        if isinstance(a, Variable):
             refs.append(a.index)
             shapes.append(a.shape)
         else:
-            c = _constant(a, prim)
-            refs.append(c)
-            shapes.append(c.shape)
+            refs.append(a)
+            shapes.append(None)
+            constants = True
+    if program is None:
+        return prim.value(*(np.asarray(a, dtype=float) for a in args), **params)
+    if constants:
+        for k, shape in enumerate(shapes):
+            if shape is None:
+                c = refs[k] = _constant(refs[k], prim)
+                shapes[k] = c.shape
     try:
-        shape = tuple(int(n) for n in prim.shape(*shapes, **params))
+        shape = tuple(map(int, prim.shape(*shapes, **params)))
     except IndexError as err:  # an IndexError too: iteration protocols stop on it
         raise TracedIndexError(f"{prim.name}({_arg_names(args)}): {err}; indices must lie "
                                "within the variable's shape") from err
     except (ValueError, TypeError) as err:
         raise ProgramError(f"{prim.name}({_arg_names(args)}): {err}") from err
-    out = program._new_variable(shape, "defined", None)
     # constants are frozen copies: the caller may change its arrays afterwards
     frozen_params = {k: frozen_param(v) for k, v in params.items()} if params else {}
-    program._add_equation(out, prim, tuple(refs), frozen_params)
-    return out
+    return program._record(prim, tuple(refs), frozen_params, shape)
 
 
 def _arg_names(args: Sequence[Any]) -> str:
