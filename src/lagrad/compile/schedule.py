@@ -91,6 +91,10 @@ class Single:
         if not self.dslots:
             return
         eq = self.eq
+        prim = eq.primitive
+        if prim.partials is not None and self.ufunc:  # elementwise: each term added in place
+            self._pushforward_terms(z, zdot, zdot if into is None else into)
+            return
         ts: list[Array | None] = [None] * len(self.template)
         for pos, a, b, shape in self.dslots:
             ts[pos] = zdot[a:b].reshape(shape)
@@ -127,6 +131,33 @@ class Single:
             rows, cols, vals = eq.primitive.local_entries(pos, ans, args, eq.params)
             out.append((rows + self.start, cols + a, vals))
         return out
+
+    def _pushforward_terms(self, z: Array, zdot: Array, vec: Array) -> None:
+        """pushforward of an elementwise ufunc: each term partial_k * t_k added
+        into the output's entries of ``vec`` in place, no sum made apart (twice
+        the speed of the rule's pushforward on small arrays) unless a tangent
+        read lies there (vec is zdot) or may (vec a view of it)."""
+        prim = self.eq.primitive
+        if vec is zdot:
+            apart = any(a < self.stop and self.start < b for _, a, b, _ in self.dslots)
+        else:
+            apart = np.may_share_memory(vec, zdot)
+        target = np.zeros(self.stop - self.start) if apart else vec[self.start:self.stop]
+        out = target.reshape(self.shape)
+        constant = prim.constant_partials
+        if constant is None:
+            ans = z[self.start:self.stop].reshape(self.shape)
+            args = self.gather(z)
+        for pos, a, b, shape in self.dslots:
+            t = zdot[a:b].reshape(shape)
+            if constant is None:
+                out += prim.partials(pos, ans, *args) * t
+            elif constant[pos] == 1.0:
+                out += t
+            else:
+                out += constant[pos] * t
+        if apart:
+            vec[self.start:self.stop] += target
 
     def restricted(self, members: frozenset[int], inside: bool) -> Single:
         """This equation differentiated only by its parents in ``members``

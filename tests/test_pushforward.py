@@ -1,0 +1,65 @@
+"""Single.pushforward of elementwise equations adds each term in place; here
+every step's pushforward against the rule's (Primitive.pushforward, the sum
+made apart), on programs with broadcasting, constant partials (sub, a scaled
+negation) and a root equation z = z - g, which reads its own output's tangent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import lagrad
+from lagrad.compile.compiler import compile_program
+from lagrad.compile.schedule import CyclicBlock, Single
+
+
+def _programs() -> list[lagrad.Program]:
+    p = lagrad.Program("broadcast")
+    x, y = p.input("x", (2, 3)), p.input("y", (3,))
+    h = lagrad.tanh(x * y) - 2.0 * y + lagrad.exp(-x) / (1.5 + y * y)
+    p.output(lagrad.sum(h * h - x))
+    q = lagrad.Program("root")
+    a = q.input("a", (3,))
+    z = q.unknown("z", (3,), init=np.ones(3))
+    q.root(z, z * z * z + z - a)
+    q.output(lagrad.sum(lagrad.sin(z) * a))
+    return [p, q]
+
+
+def _singles(program: lagrad.Program) -> list[Single]:
+    out: list[Single] = []
+    for step in compile_program(program).steps:
+        if isinstance(step, CyclicBlock):
+            out += [s for s in step.inner_interior + step.inner_closing + list(step.outer)
+                    if isinstance(s, Single)]
+        elif isinstance(step, Single):
+            out.append(step)
+    return out
+
+
+@pytest.mark.parametrize("program", _programs(), ids=lambda p: p.name)
+@pytest.mark.parametrize("where", ["zdot", "another vector", "a view of zdot"])
+def test_pushforward_adds_the_rules_tangent(program: lagrad.Program, where: str) -> None:
+    rng = np.random.default_rng(0)
+    size = compile_program(program).size
+    z = rng.uniform(0.2, 1.0, size)  # in every rule's domain
+    steps = _singles(program)
+    assert any(s.eq.kind == "root" for s in steps) == (program.name == "root")
+    for step in steps:
+        zdot = rng.standard_normal(size)
+        ts = [None] * len(step.template)
+        for pos, a, b, shape in step.dslots:
+            ts[pos] = zdot[a:b].reshape(shape).copy()
+        ans = z[step.start:step.stop].reshape(step.shape)
+        rule = np.ravel(step.eq.primitive.pushforward(ts, ans, step.gather(z), step.eq.params))
+        if where == "zdot":
+            into, vec = None, zdot
+        elif where == "another vector":
+            into = vec = rng.standard_normal(size)
+        else:
+            into = vec = zdot[:]  # the same memory, another array object
+        expected = vec.copy()
+        expected[step.start:step.stop] += rule
+        step.pushforward(z, zdot, into)
+        np.testing.assert_allclose(vec, expected, rtol=1e-14, atol=1e-15,
+                                   err_msg=program.describe(step.eq))
