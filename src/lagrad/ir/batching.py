@@ -26,6 +26,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from lagrad.numeric import broadcast
+
 __all__ = ["BatchRule", "align", "unalign", "MATMUL", "SUM", "RESHAPE", "GETITEM"]
 
 Array = NDArray[np.float64]
@@ -189,7 +191,7 @@ def _sum_jvp(k: int, t: Array, ans: Array, x: Array, *, axis: Any, keepdims: boo
 def _sum_vjp(k: int, g: Array, ans: Array, x: Array, *, axis: Any, keepdims: bool) -> Array:
     axes = _batch_axes(x.ndim, axis)
     kept = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
-    return np.broadcast_to(np.reshape(g, kept), x.shape)
+    return broadcast(np.reshape(g, kept), x.shape)
 
 
 SUM = BatchRule(_sum_value, _sum_jvp, _sum_vjp)

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from lagrad.errors import MissingDerivativeError
 from lagrad.ir.batching import BatchRule, align, unalign
+from lagrad.numeric import broadcast
 
 Array = NDArray[np.float64]
 Ints = NDArray[np.intp]
@@ -143,7 +144,7 @@ class Primitive:
                     total = term if total is None else total + term
             if total is None:
                 return None
-            return unbroadcast(np.broadcast_to(g * total, np.shape(ans)), np.shape(args[k]))
+            return unbroadcast(broadcast(g * total, np.shape(ans)), np.shape(args[k]))
         if self.second_vjp is None:
             raise self._missing_second()
         out = self.second_vjp(k, g, ts, ans, *args, **params)
@@ -250,7 +251,7 @@ class Primitive:
         assert self.partials is not None, self.name
         rank = ans.ndim - 1
         d = self.partials(k, ans, *(align(a, rank) for a in args), **params)
-        return np.broadcast_to(d * align(t, rank), ans.shape)
+        return broadcast(d * align(t, rank), ans.shape)
 
     def batched_vjp(self, k: int, g: Array, ans: Array, args: Sequence[Array],
                     params: Mapping[str, Any]) -> Array:
@@ -264,7 +265,7 @@ class Primitive:
             assert self.partials is not None, self.name
             rank = ans.ndim - 1
             ct = g * self.partials(k, ans, *(align(a, rank) for a in args), **params)
-        return unalign(np.broadcast_to(ct, ans.shape), np.shape(args[k]))
+        return unalign(broadcast(ct, ans.shape), np.shape(args[k]))
 
 
 # ---------------------------------------------------------------- helpers

@@ -42,6 +42,7 @@ from lagrad.compile.groups import Cross, CyclicGroup, Position
 from lagrad.errors import SingularSystemError
 from lagrad.ir.batching import MATMUL, align
 from lagrad.ir.elementwise import identity
+from lagrad.numeric import broadcast
 from lagrad.solve.chain import MAX_REACH, BandFactor, Coupling, band_factorize
 from lagrad.solve.groupcarry import core_of, prefix_sums, suffix_sums
 from lagrad.solve.groupjac import group_jacobian
@@ -301,7 +302,7 @@ class GroupMap:
                 d = self.partials[(p, a)] = prim.partials(
                     a, ans, *(align(x, rank) for x in self.args[p]), **step.params)
             out = d * align(t, rank)
-        return np.broadcast_to(out, ans.shape)
+        return broadcast(out, ans.shape)
 
     def write(self) -> None:
         """Leave z at the current values of the whole region."""

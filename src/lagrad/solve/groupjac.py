@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lagrad.ir.batching import GETITEM, MATMUL, RESHAPE, SUM, align
+from lagrad.numeric import broadcast
 from lagrad.solve.chain import Coupling, as_index
 
 __all__ = ["group_jacobian", "seeded_jvp"]
@@ -52,7 +53,7 @@ def seeded_jvp(prim: Any, a: int, t: Array, ans: Array, args: list[Array],
             d = partial if partial is not None else prim.partials(
                 a, ans, *(align(x, rank) for x in args), **params)
             out = np.asarray(d)[..., None] * t_al
-        return np.broadcast_to(out, out_shape)
+        return broadcast(out, out_shape)
     if prim.batch is MATMUL:
         return _matmul(a, t, args[0], args[1])
     if prim.batch is SUM:
