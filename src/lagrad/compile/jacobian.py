@@ -12,7 +12,7 @@ from lagrad.compile.levels import level_plan
 from lagrad.compile.schedule import Batch, CyclicBlock, Schedule
 from lagrad.errors import NonFiniteError
 
-__all__ = ["assemble_jacobian", "block_matrix", "blame_partials"]
+__all__ = ["assemble_jacobian", "block_matrix", "identity_minus", "blame_partials"]
 
 Array = NDArray[np.float64]
 
@@ -58,14 +58,30 @@ def blame_partials(schedule: Schedule, z: Array) -> NonFiniteError:
 def block_matrix(unit: CyclicBlock, z: Array, size: int = 0) -> sp.csc_matrix:
     """(I - J_SS) at z, over the block's variables in ``unit.s_index`` order."""
     s = unit.s_index  # sorted; inner steps only touch the block's own positions
-    rows, cols, vals = [], [], []
-    for step in unit.inner_interior + unit.inner_closing:
-        for r, c, v in step.jacobian_entries(z):
-            rows.append(np.searchsorted(s, np.asarray(r).ravel()))
-            cols.append(np.searchsorted(s, np.asarray(c).ravel()))
-            vals.append(np.asarray(v, dtype=float).ravel())
-    n = unit.s_index.size
-    j = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(n, n)) if rows else sp.csc_matrix((n, n))
-    return (sp.identity(n, format="csc") - j).tocsc()
+    entries = [e for step in unit.inner_interior + unit.inner_closing
+               for e in step.jacobian_entries(z)]
+    if not entries:
+        return identity_minus(np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0), s.size)
+    rows = np.searchsorted(s, np.concatenate([np.ravel(r) for r, _, _ in entries]))
+    cols = np.searchsorted(s, np.concatenate([np.ravel(c) for _, c, _ in entries]))
+    vals = np.concatenate([np.asarray(v, dtype=float).ravel() for _, _, v in entries])
+    return identity_minus(rows, cols, vals, s.size)
 
+
+def identity_minus(rows: NDArray[np.intp], cols: NDArray[np.intp], vals: Array, n: int
+                   ) -> sp.csc_matrix:
+    """I - J (n x n) from J's entries (repeats adding up), in canonical CSC
+    form, as scipy's ``identity - csc_matrix(J)`` gives it (J's repeats summed,
+    each diagonal entry 1 - J_ii, exact zeros dropped), to the last bit: but
+    from one sparse matrix, J with a zero added on its diagonal, turned into
+    I - J in place, instead of three and a subtraction (a Newton step on a
+    small block was mostly that)."""
+    at = np.arange(n)
+    m = sp.csc_matrix((np.concatenate([vals, np.zeros(n)]),
+                       (np.concatenate([rows, at]), np.concatenate([cols, at]))), shape=(n, n))
+    m.sum_duplicates()  # canonical (a no-op when the conversion made it so)
+    diagonal = m.indices == np.repeat(at, np.diff(m.indptr))  # one per column
+    np.negative(m.data, out=m.data)
+    m.data[diagonal] += 1.0  # -J_ii + 1 is 1 - J_ii exactly
+    m.eliminate_zeros()
+    return m
