@@ -12,7 +12,8 @@ from lagrad.compile.levels import level_plan
 from lagrad.compile.schedule import Batch, CyclicBlock, Schedule
 from lagrad.errors import NonFiniteError
 
-__all__ = ["assemble_jacobian", "block_matrix", "identity_minus", "blame_partials"]
+__all__ = ["assemble_jacobian", "block_matrix", "dense_block_matrix", "identity_minus",
+           "blame_partials"]
 
 Array = NDArray[np.float64]
 
@@ -57,15 +58,33 @@ def blame_partials(schedule: Schedule, z: Array) -> NonFiniteError:
 
 def block_matrix(unit: CyclicBlock, z: Array, size: int = 0) -> sp.csc_matrix:
     """(I - J_SS) at z, over the block's variables in ``unit.s_index`` order."""
+    return identity_minus(*_block_entries(unit, z), unit.s_index.size)
+
+
+def dense_block_matrix(unit: CyclicBlock, z: Array) -> Array:
+    """:func:`block_matrix` as a dense array (J's repeats summed, then
+    1 - J_ii on the diagonal), for a block small enough to factorize densely."""
+    rows, cols, vals = _block_entries(unit, z)
+    n = unit.s_index.size
+    out = np.zeros((n, n))
+    np.add.at(out, (rows, cols), vals)
+    np.negative(out, out=out)
+    out[np.arange(n), np.arange(n)] += 1.0  # -J_ii + 1 is 1 - J_ii exactly
+    return out
+
+
+def _block_entries(unit: CyclicBlock, z: Array) -> tuple[NDArray[np.intp], NDArray[np.intp],
+                                                          Array]:
+    """J_SS's entries at z, positions within ``unit.s_index``."""
     s = unit.s_index  # sorted; inner steps only touch the block's own positions
     entries = [e for step in unit.inner_interior + unit.inner_closing
                for e in step.jacobian_entries(z)]
     if not entries:
-        return identity_minus(np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0), s.size)
+        return np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0)
     rows = np.searchsorted(s, np.concatenate([np.ravel(r) for r, _, _ in entries]))
     cols = np.searchsorted(s, np.concatenate([np.ravel(c) for _, c, _ in entries]))
     vals = np.concatenate([np.asarray(v, dtype=float).ravel() for _, _, v in entries])
-    return identity_minus(rows, cols, vals, s.size)
+    return rows, cols, vals
 
 
 def identity_minus(rows: NDArray[np.intp], cols: NDArray[np.intp], vals: Array, n: int

@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
 from lagrad.compile.guards import blame_block
-from lagrad.compile.jacobian import block_matrix
+from lagrad.compile.jacobian import block_matrix, dense_block_matrix
 from lagrad.compile.schedule import CyclicBlock, Single
 from lagrad.numeric import lu_condition, norm2
 from lagrad.options import ForwardOptions, LinearOptions
@@ -55,6 +58,10 @@ ITERATIVE_MAXITER = 10_000
 SWITCH_BUDGET = 500  # "auto": predicted fixed-point iterations beyond which Newton takes over
 SETTLE_MIN = 256  # unknowns from which a converged iteration skips its last evaluation
 RHO_SLOW_CUBED = 0.99 ** 3  # "auto" leaves the iteration at a rate of 0.99 or more
+DENSE_NEWTON = 64
+"""Block entries up to which Newton's steps factorize I - J densely (LAPACK,
+:class:`DenseLU`): on a block of a few equations SuperLU and scipy.sparse's
+bookkeeping cost more than the arithmetic."""
 DIVERGED = 1e8  # a residual this many times the first one (or 1) counts as divergence
 
 
@@ -358,7 +365,9 @@ def anderson(g: BlockMap, u0: Array, tol: float, maxiter: int, *,
 def newton(g: BlockMap, u0: Array, tol: float, maxiter: int, *,
            budget: int | None = None) -> BlockResult:
     """Newton's method with a backtracking line search on ||u - G(u)||."""
-    return _newton(g, u0, tol, maxiter, "newton", _factor)
+    dense = g.unit.s_index.size <= DENSE_NEWTON
+    return _newton(g, u0, tol, maxiter, "newton", _factor,
+                   dense_block_matrix if dense else block_matrix)
 
 
 def newton_petsc(g: BlockMap, u0: Array, tol: float, maxiter: int, *,
@@ -378,7 +387,8 @@ def _no_product(x: Array) -> Array:
 
 
 def _newton(g: BlockMap, u0: Array, tol: float, maxiter: int, name: str,
-            factorize: Callable[[Any, BlockResult], Any]) -> BlockResult:
+            factorize: Callable[[Any, BlockResult], Any],
+            assemble: Callable[[CyclicBlock, Array], Any] = block_matrix) -> BlockResult:
     unit, z = g.unit, g.z
     result, u = g.result(name), u0
     gu = g(u)
@@ -389,7 +399,7 @@ def _newton(g: BlockMap, u0: Array, tol: float, maxiter: int, name: str,
         result.residuals.append(res)
         if _diverged(g, result, res, u):
             return result
-        a = block_matrix(unit, z)
+        a = assemble(unit, z)
         lu = factorize(a, result)
         if lu is None:
             return result
@@ -422,20 +432,47 @@ def _record_conditioning(result: BlockResult, lu: Any, a: Any, previous: Any) ->
     result.condition = lu_condition(lu.U.diagonal())
     if previous is not None:
         moved = abs(a - previous)
-        result.extra["jacobian_change"] = float(moved.max()) if moved.nnz else 0.0
+        some = moved.nnz if sp.issparse(moved) else moved.size
+        result.extra["jacobian_change"] = float(moved.max()) if some else 0.0
+
+
+class DenseLU:
+    """LAPACK's LU of a small dense (I - J_SS), read as SuperLU's is (the
+    adjoint and tangent solves reuse Newton's factorization): ``solve(b,
+    trans)`` and the factor ``U``."""
+
+    def __init__(self, a: Array) -> None:
+        with warnings.catch_warnings():  # an exactly singular matrix: seen by the caller
+            warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+            self.lu, self.piv = scipy.linalg.lu_factor(a, check_finite=False)
+
+    @property
+    def U(self) -> Array:  # noqa: N802 (SuperLU's name)
+        return np.triu(self.lu)
+
+    def solve(self, b: Array, trans: str = "N") -> Array:
+        return scipy.linalg.lu_solve((self.lu, self.piv), b, trans=1 if trans == "T" else 0,
+                                     check_finite=False)
 
 
 def _factor(a: Any, result: BlockResult) -> Any:
-    """Sparse LU of (I - J_SS), or None with the result marked singular."""
+    """LU of (I - J_SS) (sparse, or LAPACK's for a dense ``a``), or None with
+    the result marked singular."""
+    if isinstance(a, np.ndarray):
+        lu = DenseLU(a)
+        return lu if np.all(np.diagonal(lu.lu)) else _exactly_singular(result, "a zero pivot")
     try:
         return spla.splu(a)
     except RuntimeError as err:
-        result.status, result.iterations = Status.SINGULAR, len(result.residuals)
-        result.condition = float("inf")
-        result.message = (f"I - J is exactly singular at the current iterate (estimated "
-                          f"condition inf: {err}); the constraints do not determine the "
-                          "unknowns there")
-        return None
+        return _exactly_singular(result, str(err))
+
+
+def _exactly_singular(result: BlockResult, why: str) -> None:
+    result.status, result.iterations = Status.SINGULAR, len(result.residuals)
+    result.condition = float("inf")
+    result.message = (f"I - J is exactly singular at the current iterate (estimated "
+                      f"condition inf: {why}); the constraints do not determine the "
+                      "unknowns there")
 
 
 METHODS: dict[str, ForwardMethod] = {
