@@ -210,7 +210,9 @@ class Primitive:
                       params: Mapping[str, Any]) -> tuple[Ints, Ints, Array]:
         """The entries (rows, cols, values) of :meth:`local_jacobian`, entries at
         one position adding up, without making the sparse matrix: J's assembly
-        asks one per equation, and a scipy.sparse matrix costs some 100 us."""
+        asks one per equation, and a scipy.sparse matrix costs some 100 us.
+        The values may be views of ``args`` (the partial of x * y by x is y):
+        read them before changing those."""
         found = self._local(k, ans, args, params)
         if isinstance(found, Entries):
             return found.rows, found.cols, found.vals
