@@ -123,3 +123,31 @@ def test_operands_of_different_lengths_raise_as_add_at_does() -> None:
         scatter_add(y, at32, w, x[:-1])
     with pytest.raises(ValueError):
         scatter_add(y, at32, w, x, at32[:-1])
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(0, 60),
+       st.sampled_from([np.int32, np.int64]))
+@settings(max_examples=60, deadline=None)
+def test_compiled_scatter_equals_add_at(seed: int, n: int, m: int, dtype: type) -> None:
+    """The loop bound to one index array (the bulk sweep's per level) is add.at
+    bit for bit, and runs again on other operands."""
+    y, at, w, x = _case(seed, n, m)
+    run = numeric.compiled_scatter(at.astype(dtype))
+    assert run is not None
+    for _ in range(2):
+        expected = y.copy()
+        np.add.at(expected, at, w * x)
+        run(y, w, x)
+        assert np.array_equal(y, expected)
+        w, x = x, w
+
+
+@pytest.mark.parametrize("at", [np.arange(4, dtype=np.int16), np.arange(8)[::2],
+                                np.zeros((2, 2), dtype=np.int32)])
+def test_compiled_scatter_refuses_what_the_loop_cannot_read(at: np.ndarray) -> None:
+    assert numeric.compiled_scatter(at) is None
+
+
+def test_compiled_scatter_is_none_without_scipys_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(numeric, "_csc_matvec", None)
+    assert numeric.compiled_scatter(np.arange(3, dtype=np.int32)) is None

@@ -4,6 +4,7 @@ finiteness checks on the flat vectors, and the scatter-add of the sweeps."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ import scipy.sparse
 from numpy.typing import NDArray
 
 __all__ = ["norm2", "all_finite", "lu_condition", "index_array", "scatter_add",
-           "broadcast"]
+           "compiled_scatter", "broadcast"]
 
 Array = NDArray[np.float64]
 Ints = NDArray[np.integer]
@@ -112,6 +113,23 @@ def _column_starts(m: int, dtype: type) -> Ints:
         starts = np.arange(max(m + 1, 2 * (0 if starts is None else starts.size)), dtype=dtype)
         _COLUMN_STARTS[dtype] = starts
     return starts[:m + 1]
+
+
+def compiled_scatter(at: Ints) -> Callable[[Array, Array, Array], None] | None:
+    """:func:`scatter_add` bound to one ``at``: ``f(y, w, x)`` runs the
+    compiled loop with none of its checks (a few us each, as much as a small
+    level's arithmetic). The caller guarantees what they would: y, w and x
+    contiguous float64 vectors, w and x of ``at``'s length, every position
+    inside y. None where the loop cannot run (then :func:`scatter_add`)."""
+    if _csc_matvec is None or at.ndim != 1 or at.dtype not in (np.int32, np.int64) \
+            or not at.flags.c_contiguous:
+        return None
+    m, loop = at.size, _csc_matvec
+    starts = _column_starts(m, at.dtype.type)
+
+    def run(y: Array, w: Array, x: Array) -> None:
+        loop(y.size, m, starts, at, w, x, y)
+    return run
 
 
 def scatter_add(y: Array, at: Ints, w: Array, x: Array, gather: Ints | None = None) -> None:

@@ -44,7 +44,7 @@ from numpy.typing import NDArray
 from lagrad.compile.levels import LevelPlan, levels_solve, plan_from_edges
 from lagrad.compile.schedule import Batch, Schedule
 from lagrad.ir import elementwise
-from lagrad.numeric import index_array, scatter_add
+from lagrad.numeric import compiled_scatter, index_array, scatter_add
 
 __all__ = ["BulkPlan", "bulk_plan"]
 
@@ -168,12 +168,12 @@ class BulkPlan:
         self._spare: list[Array] = []
 
     def _level_sweeps(self, run_levels: Sequence[int], parents: Sequence[Ints]
-                      ) -> list[tuple[int, int, list[tuple[int, int, int, Ints]]]]:
+                      ) -> list[tuple[int, int, list[tuple[int, int, int, Ints, Any]]]]:
         """Per level, from the top: its run [start, stop) of z and its scatter-adds
         (slot k, positions [a, b) of the children, their parents' positions as
-        :func:`lagrad.numeric.index_array`): one per slot for the whole level
-        when every run of the level reads a variable in that slot, else one per
-        run."""
+        :func:`lagrad.numeric.index_array`, the compiled loop bound to them or
+        None): one per slot for the whole level when every run of the level
+        reads a variable in that slot, else one per run."""
         d = self.n_inputs
         size = d + self.n_equations
         by_level: dict[int, list[_Run]] = {}
@@ -187,8 +187,9 @@ class BulkPlan:
                 reading = [run for run in runs if k in run.var_positions]
                 spans = [(start, stop)] if len(reading) == len(runs) else \
                     [(r.start, r.stop) for r in reading]
-                adds += [(k, a, b, index_array(parents[k][a - d:b - d], size))
-                         for a, b in spans]
+                for a, b in spans:
+                    at = index_array(parents[k][a - d:b - d], size)
+                    adds.append((k, a, b, at, compiled_scatter(at)))
             out.append((start, stop, adds))
         out.reverse()
         return out
@@ -283,9 +284,16 @@ class BulkPlan:
             out = self.readout.out
             into[:out] += self.readout.weights * x[out]
         d = self.n_inputs
+        # the compiled loops bound to each level's positions read raw buffers:
+        # checked once here (the plan's own vectors always pass)
+        bound = all(v.dtype == np.float64 and v.flags.c_contiguous for v in (into, x, w)) \
+            and into.ndim == x.ndim == 1 and x.size == into.size
         for _, _, adds in self.levels:
-            for k, a, b, parents in adds:
-                scatter_add(into, parents, w[k, a - d:b - d], x[a:b])
+            for k, a, b, parents, run in adds:
+                if bound and run is not None:
+                    run(into, w[k, a - d:b - d], x[a:b])
+                else:
+                    scatter_add(into, parents, w[k, a - d:b - d], x[a:b])
         return into
 
     # ------------------------------------------------- the general level plan
