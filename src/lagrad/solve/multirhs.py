@@ -47,7 +47,7 @@ from lagrad.compile.schedule import Batch, CyclicBlock, Schedule, Single
 from lagrad.errors import SingularSystemError
 from lagrad.ir.batching import align, unalign
 from lagrad.ir.primitives import Primitive
-from lagrad.numeric import lu_condition
+from lagrad.numeric import broadcast, lu_condition
 from lagrad.options import LinearOptions
 from lagrad.solve.blocksolve import (
     DIRECT_LIMIT,
@@ -99,7 +99,7 @@ def pullback_many(prim: Primitive, k: int, g: Array, ans: Array, args: Sequence[
             ct = g if c == 1.0 else c * g
         else:
             ct = g * prim.partials(k, ans, *args, **params)
-        return unalign(np.broadcast_to(ct, (seeds,) + np.shape(ans)), shape)
+        return unalign(broadcast(ct, (seeds,) + np.shape(ans)), shape)
     rule = prim.batch
     if rule is not None and prim.batchable(params):
         if rule.shared_vjp is not None:
