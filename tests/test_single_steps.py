@@ -1,7 +1,9 @@
-"""Single.pushforward of elementwise equations adds each term in place; here
-every step's pushforward against the rule's (Primitive.pushforward, the sum
-made apart), on programs with broadcasting, constant partials (sub, a scaled
-negation) and a root equation z = z - g, which reads its own output's tangent."""
+"""Single.pushforward of elementwise equations adds each term in place, and
+Single.jacobian_entries writes an elementwise equation's diagonal directly;
+here every step against the rules (Primitive.pushforward, the sum made apart;
+Primitive.local_jacobian), on programs with broadcasting, constant partials
+(sub, a scaled negation) and a root equation z = z - g, which reads its own
+output's tangent."""
 
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from lagrad.compile.schedule import CyclicBlock, Single
 
 def _programs() -> list[lagrad.Program]:
     p = lagrad.Program("broadcast")
-    x, y = p.input("x", (2, 3)), p.input("y", (3,))
-    h = lagrad.tanh(x * y) - 2.0 * y + lagrad.exp(-x) / (1.5 + y * y)
+    x, y, w = p.input("x", (2, 3)), p.input("y", (3,)), p.input("w", (1, 3))
+    h = lagrad.tanh(x * y) - 2.0 * y + lagrad.exp(-x) / (1.5 + y * y) + x * w
     p.output(lagrad.sum(h * h - x))
     q = lagrad.Program("root")
     a = q.input("a", (3,))
@@ -63,3 +65,22 @@ def test_pushforward_adds_the_rules_tangent(program: lagrad.Program, where: str)
         step.pushforward(z, zdot, into)
         np.testing.assert_allclose(vec, expected, rtol=1e-14, atol=1e-15,
                                    err_msg=program.describe(step.eq))
+
+
+@pytest.mark.parametrize("program", _programs(), ids=lambda p: p.name)
+def test_jacobian_entries_are_the_local_jacobians(program: lagrad.Program) -> None:
+    """x * w with w (1, 3) and x (2, 3): the partial by x has w's shape, spread
+    over the output; every step's entries hold its local Jacobians' values."""
+    rng = np.random.default_rng(1)
+    size = compile_program(program).size
+    z = rng.uniform(0.2, 1.0, size)
+    for step in _singles(program):
+        got = np.zeros((size, size))
+        for r, c, v in step.jacobian_entries(z):
+            np.add.at(got, (r, c), v)
+        expected = np.zeros((size, size))
+        ans = z[step.start:step.stop].reshape(step.shape)
+        for pos, a, b, _ in step.dslots:
+            local = step.eq.primitive.local_jacobian(pos, ans, step.gather(z), step.eq.params)
+            expected[step.start:step.stop, a:b] += local.toarray()
+        np.testing.assert_array_equal(got, expected, err_msg=program.describe(step.eq))
