@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from functools import cached_property
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from numpy.typing import NDArray
 from lagrad.errors import ProgramError
 from lagrad.ir.program import Program, Variable
 
-__all__ = ["Index"]
+__all__ = ["Index", "as_slice", "merged_runs"]
 
 Array = NDArray[np.float64]
 
@@ -97,3 +98,22 @@ class Index:
     def mark(self, mask: NDArray[np.bool_], j: int) -> None:
         """Set ``mask`` on the flat positions of variable number ``j``."""
         mask[self.slice(j)] = True
+
+
+def as_slice(positions: NDArray[np.intp]) -> slice | NDArray[np.intp]:
+    """``positions`` as a slice when they are consecutive, else as they are."""
+    if positions.size and positions[-1] - positions[0] + 1 == positions.size \
+            and bool(np.all(np.diff(positions) == 1)):
+        return slice(int(positions[0]), int(positions[-1]) + 1)
+    return positions
+
+
+def merged_runs(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Merge sorted, adjacent (start, stop) spans into maximal runs."""
+    runs: list[list[int]] = []
+    for start, stop in sorted(spans, key=itemgetter(0)):
+        if runs and runs[-1][1] == start:
+            runs[-1][1] = stop
+        else:
+            runs.append([start, stop])
+    return tuple((a, b) for a, b in runs)

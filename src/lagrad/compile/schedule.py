@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lagrad.compile.index import Index
+from lagrad.compile.index import Index, as_slice, merged_runs
 from lagrad.errors import CycleError, ProgramError
 from lagrad.ir import primitives as P
 from lagrad.ir.blocks import sorted_unique
@@ -140,29 +140,19 @@ class Single:
         return out
 
     def _pushforward_terms(self, z: Array, zdot: Array, vec: Array) -> None:
-        """pushforward of an elementwise ufunc: each term partial_k * t_k added
-        into the output's entries of ``vec`` in place, no sum made apart (twice
-        the speed of the rule's pushforward on small arrays) unless a tangent
-        read lies there (vec is zdot) or may (vec a view of it)."""
-        prim = self.eq.primitive
+        """pushforward of an elementwise ufunc by Primitive.pushforward_add into
+        the output's entries of ``vec``; the sum is made apart only when a
+        tangent read lies there (vec is zdot) or may (vec a view of it)."""
         if vec is zdot:
             apart = any(a < self.stop and self.start < b for _, a, b, _ in self.dslots)
         else:
             apart = np.may_share_memory(vec, zdot)
         target = np.zeros(self.stop - self.start) if apart else vec[self.start:self.stop]
-        out = target.reshape(self.shape)
-        constant = prim.constant_partials
-        if constant is None:
-            ans = z[self.start:self.stop].reshape(self.shape)
-            args = self.gather(z)
-        for pos, a, b, shape in self.dslots:
-            t = zdot[a:b].reshape(shape)
-            if constant is None:
-                out += prim.partials(pos, ans, *args) * t
-            elif constant[pos] == 1.0:
-                out += t
-            else:
-                out += constant[pos] * t
+        prim = self.eq.primitive
+        prim.pushforward_add(target.reshape(self.shape),
+                             [(pos, zdot[a:b].reshape(shape)) for pos, a, b, shape in self.dslots],
+                             z[self.start:self.stop].reshape(self.shape),
+                             self.gather(z) if prim.constant_partials is None else ())
         if apart:
             vec[self.start:self.stop] += target
 
@@ -369,12 +359,12 @@ class CyclicBlock:
     @cached_property
     def u_at(self) -> slice | NDArray[np.intp]:
         """u_index as a slice when it is one contiguous run (cheaper to index)."""
-        return _as_slice(self.u_index)
+        return as_slice(self.u_index)
 
     @cached_property
     def i_at(self) -> slice | NDArray[np.intp]:
         """i_index as a slice when it is one contiguous run."""
-        return _as_slice(self.i_index)
+        return as_slice(self.i_index)
 
     def zero(self, vec: Array) -> None:
         """vec[s_index] = 0, by slices (a memset per run, no fancy indexing)."""
@@ -588,30 +578,12 @@ def _cyclic(program: Program, block: Any, index: Index) -> CyclicBlock:
     return CyclicBlock(
         block=block, members=members, unknowns=unknowns, u_index=np.array(u_pos, dtype=np.intp),
         i_index=np.array(i_pos, dtype=np.intp), s_index=np.array(s_pos, dtype=np.intp),
-        interior_eqs=interior, closing_eqs=closing, index=index, runs=_runs(spans))
+        interior_eqs=interior, closing_eqs=closing, index=index, runs=merged_runs(spans))
 
 
 def _kept_equations(batch: Batch, keep: NDArray[np.bool_]) -> tuple[Equation, ...]:
     """The equations of ``batch`` where ``keep`` is set (a restricted bulk Batch)."""
     return tuple(eq for eq, kept in zip(batch.equations, keep) if kept)
-
-
-def _as_slice(positions: NDArray[np.intp]) -> slice | NDArray[np.intp]:
-    if positions.size and positions[-1] - positions[0] + 1 == positions.size \
-            and bool(np.all(np.diff(positions) == 1)):
-        return slice(int(positions[0]), int(positions[-1]) + 1)
-    return positions
-
-
-def _runs(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    """Merge sorted, adjacent (start, stop) spans into maximal runs."""
-    runs: list[list[int]] = []
-    for start, stop in sorted(spans, key=itemgetter(0)):
-        if runs and runs[-1][1] == start:
-            runs[-1][1] = stop
-        else:
-            runs.append([start, stop])
-    return tuple((a, b) for a, b in runs)
 
 
 def _defining(program: Program, v: Variable) -> Equation:
