@@ -193,10 +193,11 @@ class Primitive:
         params: each term partial_k * t_k added in place, where
         :meth:`pushforward` makes their sum apart (five temporaries, twice the
         time on small arrays). No tangent may be a view of ``out``."""
-        constant = self.constant_partials
+        constant, partials = self.constant_partials, self.partials
+        assert partials is not None, self.name
         for k, t in ts:
             if constant is None:
-                out += self.partials(k, ans, *args) * t  # type: ignore[misc]
+                out += partials(k, ans, *args) * t
             elif constant[k] == 1.0:
                 out += t
             else:
