@@ -13,6 +13,8 @@ import pytest
 import lagrad
 from lagrad.compile.compiler import compile_program
 from lagrad.compile.schedule import CyclicBlock, Single
+from lagrad.ir import primitives as P
+from lagrad.ir.program import Equation
 
 
 def _programs() -> list[lagrad.Program]:
@@ -84,3 +86,18 @@ def test_jacobian_entries_are_the_local_jacobians(program: lagrad.Program) -> No
             local = step.eq.primitive.local_jacobian(pos, ans, step.gather(z), step.eq.params)
             expected[step.start:step.stop, a:b] += local.toarray()
         np.testing.assert_array_equal(got, expected, err_msg=program.describe(step.eq))
+
+
+@pytest.mark.parametrize("where", ["zdot", "a view of zdot"])
+def test_a_term_reading_the_output_sees_it_before_the_sum(where: str) -> None:
+    """u = x * u (an equation reading its own output, in its second slot): the
+    second term's tangent lies where the first is added, so the sum is made
+    apart; added in place, it would read the first term already in."""
+    eq = Equation(1, P.mul, (0, 1), {}, ((0, 0), (1, 1)))
+    slots = ((0, 0, 1, ()), (1, 1, 2, ()))
+    step = Single(eq, 1, 2, (), (None, None), slots, slots, ufunc=True)
+    z, zdot = np.array([0.5, 2.0]), np.array([3.0, 7.0])
+    expected = zdot[1] + z[1] * zdot[0] + z[0] * zdot[1]
+    into = None if where == "zdot" else zdot[:]
+    step.pushforward(z, zdot, into)
+    assert zdot[1] == expected

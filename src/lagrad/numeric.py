@@ -79,8 +79,8 @@ def all_finite(vec: Array) -> bool:
 
 def broadcast(x: Any, shape: tuple[int, ...]) -> Any:
     """``np.broadcast_to(x, shape)``, or ``x`` itself when it has that shape
-    already: the common case of a batched rule, where numpy's call (some 5 us
-    of Python for a view) costs more than a small block's arithmetic. The
+    already: the common case of a batched rule, where numpy's call (Python
+    code making a view) costs more than a small block's arithmetic. The
     result is to be read, not written."""
     return x if np.shape(x) == shape else np.broadcast_to(x, shape)
 
@@ -117,7 +117,7 @@ def _column_starts(m: int, dtype: type) -> Ints:
 
 def compiled_scatter(at: Ints) -> Callable[[Array, Array, Array], None] | None:
     """:func:`scatter_add` bound to one ``at``: ``f(y, w, x)`` runs the
-    compiled loop with none of its checks (a few us each, as much as a small
+    compiled loop with none of its checks (together as costly as a small
     level's arithmetic). The caller guarantees what they would: y, w and x
     contiguous float64 vectors, w and x of ``at``'s length, every position
     inside y. None where the loop cannot run (then :func:`scatter_add`)."""

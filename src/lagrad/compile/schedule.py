@@ -126,18 +126,8 @@ class Single:
         eq = self.eq
         ans = z[self.start:self.stop].reshape(self.shape)
         args = self.gather(z)
-        out = []
-        prim = eq.primitive
-        for pos, a, b, shape in self.dslots:
-            if prim.partials is not None and shape == self.shape:  # a diagonal
-                d = prim.partials(pos, ans, *args, **eq.params)
-                vals = np.ravel(d) if np.shape(d) == self.shape else \
-                    np.full(self.shape, d, dtype=float).ravel()
-                out.append((np.arange(self.start, self.stop), np.arange(a, b), vals))
-                continue
-            rows, cols, vals = prim.local_entries(pos, ans, args, eq.params)
-            out.append((rows + self.start, cols + a, vals))
-        return out
+        return [eq.primitive.local_entries(pos, ans, args, eq.params, (self.start, a))
+                for pos, a, _, _ in self.dslots]
 
     def _pushforward_terms(self, z: Array, zdot: Array, vec: Array) -> None:
         """pushforward of an elementwise ufunc by Primitive.pushforward_add into

@@ -224,21 +224,21 @@ class Primitive:
         return found.tocsr() if isinstance(found, Entries) else sp.csr_matrix(found)
 
     def local_entries(self, k: int, ans: Array, args: Sequence[Any],
-                      params: Mapping[str, Any]) -> tuple[Ints, Ints, Array]:
+                      params: Mapping[str, Any], at: tuple[int, int] = (0, 0)
+                      ) -> tuple[Ints, Ints, Array]:
         """The entries (rows, cols, values) of :meth:`local_jacobian`, entries at
-        one position adding up, without making the sparse matrix: J's assembly
-        asks one per equation, and a scipy.sparse matrix costs some 100 us.
-        The values may be views of ``args`` (the partial of x * y by x is y):
-        read them before changing those."""
-        found = self._local(k, ans, args, params)
-        if isinstance(found, Entries):
-            return found.rows, found.cols, found.vals
-        if sp.issparse(found):
-            coo = found.tocoo()
-            return coo.row, coo.col, coo.data
-        dense = np.atleast_2d(np.asarray(found))
-        rows, cols = np.nonzero(dense)  # as scipy.sparse keeps a dense matrix
-        return rows, cols, dense[rows, cols]
+        one position adding up, without making the sparse matrix (J's assembly
+        asks one per equation, and making a scipy.sparse matrix costs far more
+        than a small equation's entries). ``at``: (first row, first column)
+        added to the positions, as J's assembly places them. The values may be
+        views of ``args`` (the partial of x * y by x is y): read them before
+        changing those."""
+        if self.partials is not None:  # a diagonal or a broadcast selection, placed
+            d = self.partials(k, ans, *args, **params)
+            return _broadcast_parts(d, np.shape(args[k]), np.shape(ans), at)
+        assert self.jacobian is not None, self.name
+        rows, cols, vals = _entries(self.jacobian(k, ans, *args, **params))
+        return rows + at[0], cols + at[1], vals
 
     def _local(self, k: int, ans: Array, args: Sequence[Any], params: Mapping[str, Any]) -> Any:
         if self.partials is not None:
@@ -309,8 +309,8 @@ def positions(shape: Shape) -> NDArray[np.intp]:
 class Entries:
     """A local Jacobian (``shape``) as its entries: ``vals`` at (``rows``,
     ``cols``), entries at one position adding up. A ``jacobian`` rule may
-    return one instead of a scipy.sparse matrix, which costs some 100 us to
-    make: J's assembly takes one per equation."""
+    return one instead of a scipy.sparse matrix, which costs far more to make
+    than a small equation's entries: J's assembly takes one per equation."""
 
     rows: Ints
     cols: Ints
@@ -322,19 +322,37 @@ class Entries:
 
 
 def _broadcast_entries(d: Array, arg_shape: Shape, out_shape: Shape) -> Entries:
-    # out[p] depends on arg[q(p)] only, where q is the broadcast of positions:
-    # a diagonal when no broadcasting happens, a selection otherwise.
-    n_out, n_arg = math.prod(out_shape), math.prod(arg_shape)
-    if np.shape(d) == out_shape:  # most partials (np.broadcast_to costs ~5 us)
+    return Entries(*_broadcast_parts(d, arg_shape, out_shape),
+                   (math.prod(out_shape), math.prod(arg_shape)))
+
+
+def _broadcast_parts(d: Array, arg_shape: Shape, out_shape: Shape,
+                     at: tuple[int, int] = (0, 0)) -> tuple[Ints, Ints, Array]:
+    """An elementwise partial's entries: out[p] depends on arg[q(p)] only, q
+    the broadcast of positions (a diagonal when nothing is broadcast, a
+    selection otherwise); rows from ``at[0]``, columns from ``at[1]``."""
+    if np.shape(d) == out_shape:  # most partials: no broadcast to make
         vals = np.ravel(d)
     else:
         vals = np.empty(out_shape)
         vals[...] = d
         vals = vals.ravel()
-    rows = np.arange(n_out)
-    cols = rows if arg_shape == out_shape else \
-        np.broadcast_to(positions(arg_shape), out_shape).ravel()
-    return Entries(rows, cols, vals, (n_out, n_arg))
+    rows = np.arange(at[0], at[0] + vals.size)
+    cols = np.arange(at[1], at[1] + vals.size) if arg_shape == out_shape else \
+        np.broadcast_to(positions(arg_shape), out_shape).ravel() + at[1]
+    return rows, cols, vals
+
+
+def _entries(found: Any) -> tuple[Ints, Ints, Array]:
+    """A ``jacobian`` rule's result (Entries, scipy.sparse or dense) as its entries."""
+    if isinstance(found, Entries):
+        return found.rows, found.cols, found.vals
+    if sp.issparse(found):
+        coo = found.tocoo()
+        return coo.row, coo.col, coo.data
+    dense = np.atleast_2d(np.asarray(found))
+    rows, cols = np.nonzero(dense)  # as scipy.sparse keeps a dense matrix
+    return rows, cols, dense[rows, cols]
 
 
 def selection(rows: NDArray[np.intp], cols: NDArray[np.intp], shape: tuple[int, int],
