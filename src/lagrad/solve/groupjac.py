@@ -112,11 +112,15 @@ def _merge(parts: list[tuple[Array, Live]], shape: tuple[int, ...]) -> tuple[Arr
     total = np.empty(shape + (hi - lo,), order="F")
     covered = np.zeros(hi - lo, dtype=bool)
     for value, (a, b) in sorted(parts, key=lambda p: p[1]):
-        if covered[a - lo:b - lo].any():
-            total[..., a - lo:b - lo] += value
-        else:  # the first to carry these seeds: a copy, not a zero fill and a sum
-            total[..., a - lo:b - lo] = value
-            covered[a - lo:b - lo] = True
+        span = slice(a - lo, b - lo)
+        seen = covered[span]
+        if not seen.any():  # the first to carry these seeds: a copy, not a zero fill and a sum
+            total[..., span] = value
+        else:  # (partly) carried before: the seeds new here start from zero
+            if not seen.all():
+                total[..., span][..., ~seen] = 0.0
+            total[..., span] += value
+        covered[span] = True
     if not covered.all():
         total[..., ~covered] = 0.0
     return total, (lo, hi)
