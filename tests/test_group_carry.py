@@ -136,7 +136,7 @@ def test_prefix_and_suffix_sums() -> None:
 
 @pytest.mark.parametrize("pattern", ["same", "distinct", "repeated"])
 def test_outer_cotangents_add_like_add_at(pattern: str) -> None:
-    from lagrad.solve.grouped import _add_outer
+    from lagrad.solve.grouplinear import add_outer
 
     group = the_group(BlockChain(6, seed=0).trace())
     rng = np.random.default_rng(2)
@@ -148,6 +148,6 @@ def test_outer_cotangents_add_like_add_at(pattern: str) -> None:
     want = rng.standard_normal(20)
     got = want.copy()
     np.add.at(want, pos, ct)
-    _add_outer(group, ("test", pattern), got, pos, ct)
+    add_outer(group, ("test", pattern), got, pos, ct)
     assert group.cache[("outer kind", ("test", pattern))] == pattern
     assert np.allclose(got, want, rtol=1e-14, atol=1e-14)

@@ -374,3 +374,59 @@ def test_unknown_read_twice_in_a_chain_keeps_the_coupling(direct: str) -> None:
           - program.solve(x - eps * dx, c - eps * dc).output) / (2 * eps)
     tangent = float(grouped.tangent((dx, dc))[grouped.schedule.output_variable])
     assert abs(tangent - fd) <= 1e-7 * max(1.0, abs(fd))
+
+
+def _group_result(sol: Any) -> Any:
+    [result] = [d for d in sol.diagnostics.values() if "blocks" in d.extra]
+    return result
+
+
+def _scaled_factor(sol: Any, monkeypatch: Any, factor: float) -> None:
+    """Make the group's factorization solve (I - dG/dU) x = r only roughly: x times ``factor``."""
+    found = _group_result(sol).factorization
+    exact = found.solve
+    monkeypatch.setattr(found, "solve", lambda r, transposed: factor * exact(r, transposed))
+
+
+@pytest.mark.parametrize("kind", ["adjoint", "tangent"])
+def test_grouped_linear_solves_check_their_residual(kind: str) -> None:
+    """The sweep after the factorized solve applies dG/dU by the map's own
+    rules: its residual is at rounding when the factorization is exact."""
+    chain = BlockChain(20, seed=6)
+    sol = chain.trace().solve(chain.x, chain.c)
+    system = sol.adjoint_system() if kind == "adjoint" else \
+        sol.tangent_system((np.ones(3), np.ones(20)))
+    _, info = system.solve()
+    [block] = [b for b in info.blocks if b.method == "grouped"]
+    assert block.extra["refinements"] == 0
+    assert block.extra["relative_residual"] <= 1e-14
+
+
+def test_a_rough_factorization_is_refined_to_the_exact_gradient(monkeypatch: Any) -> None:
+    chain = BlockChain(20, seed=6)
+    program = chain.trace()
+    exact = program.solve(chain.x, chain.c)
+    want_grad = exact.grad()
+    direction = (np.linspace(-1, 1, 3), np.linspace(0, 1, 20))
+    want_tangent = exact.tangent(direction)[exact.schedule.output_variable]
+    sol = program.solve(chain.x, chain.c)
+    _scaled_factor(sol, monkeypatch, 0.97)
+    for got, want in zip(sol.grad(), want_grad):
+        assert np.allclose(got, want, rtol=1e-10, atol=1e-13)
+    [info] = [b for b in sol.adjoint_diagnostics if b.method == "grouped"]
+    assert info.extra["refinements"] > 0 and info.extra["relative_residual"] <= 1e-12
+    got = sol.tangent(direction)[sol.schedule.output_variable]
+    assert np.allclose(got, want_tangent, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("mode", ["adjoint", "tangent"])
+def test_a_wrong_factorization_raises_instead_of_a_wrong_gradient(monkeypatch: Any,
+                                                                  mode: str) -> None:
+    chain = BlockChain(20, seed=6)
+    sol = chain.trace().solve(chain.x, chain.c)
+    _scaled_factor(sol, monkeypatch, 0.5)  # refinement contracts by 1/2 a step: too slow
+    with pytest.raises(lagrad.ConvergenceError, match=f"group of 19 .*grouped {mode} solve"):
+        if mode == "adjoint":
+            sol.grad()
+        else:
+            sol.tangent((np.ones(3), np.ones(20)))

@@ -15,20 +15,12 @@ chain.MAX_REACH keeps M's stacked inverse and one sparse triangular solve.
 D and C come from one seeded sweep (solve/groupjac.py). Running sums carried
 along the group are left out of U's Newton solve (solve/groupcarry.py).
 
-Linear solves reuse that factorization. The region's system, split into
-its unknowns U and the rest W (connectors, interiors), is reduced to U:
-
-    tangent  (M - C) zdot_U = b_U + [sweep with zdot_U = 0](b_W, outside)
-    adjoint  (M - C)^T lam_U = b_U + [reverse sweep with lam_U = 0](b_W)
-
-(the same L and M, transposed for the adjoint: L^T y = c, lam_U = M^-T y),
-then one more sweep recovers W. Every sweep is batched: a solve costs a
-fixed number of numpy calls whatever B is.
+Linear solves (adjoint and tangent) reuse that factorization: see
+solve/grouplinear.py.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,19 +36,19 @@ from lagrad.ir.batching import MATMUL, align
 from lagrad.ir.elementwise import identity
 from lagrad.numeric import broadcast
 from lagrad.solve.chain import MAX_REACH, BandFactor, Coupling, band_factorize
-from lagrad.solve.groupcarry import core_of, prefix_sums, suffix_sums
+from lagrad.solve.groupcarry import core_of
 from lagrad.solve.groupjac import group_jacobian
 from lagrad.solve.results import BlockResult
 
-__all__ = ["GroupMap", "GroupFactor", "gather", "scatter", "factorize", "solve_linear",
-           "check_group_determined"]
+__all__ = ["GroupMap", "GroupFactor", "gather", "scatter", "factorize", "check_group_determined",
+           "shift_of", "outside_of"]
 
 Array = NDArray[np.float64]
 SENSITIVITY_LIMIT = 1e-3  # as blocksolve.SENSITIVITY_LIMIT (see there)
 SINGULAR_CONDITION = 1e13
 
 
-def _outside(group: CyclicGroup, cross: Cross) -> NDArray[np.intp]:
+def outside_of(group: CyclicGroup, cross: Cross) -> NDArray[np.intp]:
     """The elements whose read of a cross argument is outside the group."""
     key = ("outside", id(cross))
     found = group.cache.get(key)
@@ -65,7 +57,7 @@ def _outside(group: CyclicGroup, cross: Cross) -> NDArray[np.intp]:
     return found
 
 
-def _shift(group: CyclicGroup, cross: Cross) -> int:
+def shift_of(group: CyclicGroup, cross: Cross) -> int:
     """d when element k reads element k - d for every k >= d (and the first d
     read outside the group), else 0."""
     key = ("shift", id(cross))
@@ -238,14 +230,14 @@ class GroupMap:
         value = self.outer[(p, a)]
         cross = arg[3]
         if cross is not None:  # the source elements' unknowns, the outside value elsewhere
-            d = _shift(self.group, cross)
+            d = shift_of(self.group, cross)
             if d:  # element k reads element k - d: two slice copies, no gather
                 flat = np.empty((self.b, cross.u.stop - cross.u.start), order="F")
                 flat[d:] = u[:-d, cross.u]
                 flat[:d] = value.reshape(self.b, -1)[:d]
                 return flat.reshape(value.shape)
             flat = np.take(u[:, cross.u], cross.source, axis=0)
-            rest = _outside(self.group, cross)
+            rest = outside_of(self.group, cross)
             if rest.size:
                 flat[rest] = value.reshape(self.b, -1)[rest]
             value = flat.reshape(value.shape)
@@ -448,143 +440,3 @@ def check_group_determined(group: CyclicGroup, forward: BlockResult) -> None:
             f"condition is {factor.condition[k]:.1e} and it still moved by {moved[k]:.1e} over "
             f"the last Newton step, so the derivative is not determined; use method='lstsq' "
             "for minimum-norm multipliers")
-
-
-# -------------------------------------------------------------- linear solves
-
-def solve_linear(group: CyclicGroup, z: Array, vec: Array, transposed: bool,
-                 factor: GroupFactor | None) -> BlockResult:
-    """The region's step of a substitution sweep, in place in ``vec``: its rhs
-    (and, for the tangent, the outside tangents) in, its solution (and, for the
-    adjoint, its pullbacks to the outside) out."""
-    t0 = time.perf_counter()
-    u = z[group.u_positions]
-    gm = None if factor is None else factor.map
-    if gm is None or gm.z is not z or not np.array_equal(gm.zl[:, group.n_w:], u):
-        gm = GroupMap(group, z)
-        gm(np.asfortranarray(u))
-    if factor is None:
-        factor = _factorize_here(gm)
-    rhs = gather(group, vec)
-    x = _adjoint(gm, factor, rhs, vec) if transposed else _tangent(gm, factor, rhs, vec)
-    scatter(group, vec, x)
-    result = BlockResult(group.name, "grouped", group.units[0].block.number,
-                         iterations=1, reason="reuses the group's Newton factorization")
-    result.reused_factorization = True
-    result.extra["elements"] = group.size
-    result.seconds = time.perf_counter() - t0
-    return result
-
-
-def _factorize_here(gm: GroupMap) -> GroupFactor | BandFactor:
-    made = factorize(gm)
-    if isinstance(made, int):
-        raise SingularSystemError(f"{gm.group.units[made].block.name}: I - J is singular "
-                                  "at the solution; use method='lstsq'")
-    return made
-
-
-def _adjoint(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array:
-    """Multipliers of the region: the running sums' first (read by nothing but
-    the next sum: suffix sums of their rhs), then the core's from the
-    factorization. ``rhs`` (the region's, gathered) is overwritten."""
-    group, n_w, n = gm.group, gm.group.n_w, gm.core.n
-    lam_u = np.zeros((gm.b, group.n_u), order="F")
-    lam_u[:, n:] = suffix_sums(rhs[:, n_w + n:])
-    ll = rhs.copy(order="F")
-    ll[:, n_w:] = 0.0
-    outer = gm.vjp(ll, lam_u)
-    c = rhs[:, n_w:n_w + n] + ll[:, n_w:n_w + n]
-    _scatter(gm, outer, c, None)
-    lam_u[:, :n] = factor.solve(c, transposed=True)
-    ll = rhs  # gathered for this solve and not read again: reused
-    ll[:, n_w:] = 0.0
-    outer = gm.vjp(ll, lam_u)
-    _scatter(gm, outer, None, vec)
-    ll[:, n_w:] = lam_u
-    return ll
-
-
-def _scatter(gm: GroupMap, outer: dict[tuple[int, int], Array], into_u: Array | None,
-             into_vec: Array | None) -> None:
-    """Outer cotangents: cross reads into the source elements' U (``into_u``,
-    the core's columns: a running sum's read of the one before is its suffix
-    sum), everything else into the flat vector (``into_vec``)."""
-    group = gm.group
-    for (p, a), ct in outer.items():
-        arg = group.steps[p].args[a]
-        cross = arg[3]
-        if into_u is not None and cross is not None and cross.u.stop <= into_u.shape[1]:
-            d = _shift(group, cross)
-            if d:  # element k read element k - d: a slice, no scattered add
-                into_u[:-d, cross.u] += ct[d:]
-            else:
-                inside = cross.mask
-                np.add.at(into_u, (cross.source[inside][:, None],
-                                   np.arange(cross.u.start, cross.u.stop)[None, :]),
-                          ct[inside])
-        if into_vec is None:
-            continue
-        if cross is None:
-            _add_outer(group, (p, a), into_vec, arg[1], ct)
-        else:
-            rest = _outside(group, cross)
-            if rest.size:
-                np.add.at(into_vec, arg[1][rest], ct[rest])
-
-
-def _add_outer(group: CyclicGroup, key: tuple[int, int], vec: Array, pos: NDArray[np.intp],
-               ct: Array) -> None:
-    """vec[pos] += ct with repeated positions summed: one sum when every
-    element reads the same entries (an input all blocks share), a plain
-    indexed add when no position repeats, else ``np.add.at``."""
-    kind = group.cache.get(("outer kind", key))
-    if kind is None:
-        if np.all(pos == pos[0]):
-            kind = "same"
-        else:
-            kind = "distinct" if np.unique(pos).size == pos.size else "repeated"
-        group.cache[("outer kind", key)] = kind
-    if kind == "same":
-        vec[pos[0]] += ct.sum(axis=0)
-    elif kind == "distinct":
-        vec[pos] += ct
-    else:
-        np.add.at(vec, pos, ct)
-
-
-def _tangent(gm: GroupMap, factor: GroupFactor, rhs: Array, vec: Array) -> Array:
-    group, n_w = gm.group, gm.group.n_w
-    outer_t = {}
-    for p, step in enumerate(group.steps):
-        for a, arg in enumerate(step.args):
-            if arg[0] == "outer":
-                outer_t[(p, a)] = vec[arg[1]].reshape((gm.b,) + arg[2])
-    n = gm.core.n
-    tl = rhs.copy(order="F")
-    tl[:, n_w:] = 0.0
-    c = rhs[:, n_w:n_w + n] + gm.jvp(tl, _with_cross(gm, outer_t, None))[:, :n]
-    x_u = np.zeros((gm.b, group.n_u), order="F")
-    x_u[:, :n] = factor.solve(c, transposed=False)
-    tl = rhs.copy(order="F")
-    tl[:, n_w:] = x_u
-    gd = gm.jvp(tl, _with_cross(gm, outer_t, x_u))
-    if n < group.n_u:  # running sums (groupcarry): of their tangents with the core's
-        tl[:, n_w + n:] = prefix_sums(rhs[:, n_w + n:] + gd[:, n:])
-    return tl
-
-
-def _with_cross(gm: GroupMap, outer_t: dict[tuple[int, int], Array], x_u: Array | None
-                ) -> dict[tuple[int, int], Array]:
-    """Outer tangents with the cross reads' entries taken from ``x_u`` (zero
-    when None): inside the region they are unknowns being solved for."""
-    out = dict(outer_t)
-    for (p, a), t in outer_t.items():
-        cross = gm.group.steps[p].args[a][3]
-        if cross is None:
-            continue
-        t = t.copy()
-        flat = t.reshape(gm.b, -1)
-        flat[cross.mask] = 0.0 if x_u is None else x_u[cross.source[cross.mask], cross.u]
-        out[(p, a)] = t
-    return out

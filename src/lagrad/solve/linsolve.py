@@ -36,7 +36,8 @@ from lagrad.options import AdjointOptions, LinearOptions
 from lagrad.solve import blocksolve, petsc
 from lagrad.solve.blocksolve import Workspace, check_determined, substitute_block
 from lagrad.solve.buffers import pool_of
-from lagrad.solve.grouped import check_group_determined, solve_linear
+from lagrad.solve.grouped import check_group_determined
+from lagrad.solve.grouplinear import solve_linear
 from lagrad.solve.multirhs import substitute_many
 from lagrad.solve.results import BlockResult, Status
 from lagrad.solve.system import Orientation, System
