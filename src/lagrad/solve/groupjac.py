@@ -5,8 +5,10 @@ element, the n_U x n_U diagonal block D_k and the coupling columns (an
 element reading the unknowns of an earlier one). Both come from one forward
 sweep over the element's equations carrying every seed at once: the n_U unit
 seeds of the element's own unknowns and one per column of each cross read.
-A tangent is stored with the seeds on a trailing axis, (B, *shape, m), in
-Fortran order like the group's values (B contiguous), and
+A tangent is stored with the seeds on a trailing axis, (B, *shape, m); its
+variable's entries are flattened in C order, as the group's values and z
+are (an F-order reshape, once used here to keep B contiguous, transposed the
+entries of every unknown or result of two or more dimensions), and it is kept
 only for the seeds that can reach it (an equation reached by three of eight
 seeds computes three columns), so the sweep costs a few numpy calls per
 equation whatever B and the number of seeds are:
@@ -60,7 +62,7 @@ def seeded_jvp(prim: Any, a: int, t: Array, ans: Array, args: list[Array],
         axes = _inner_axes(t.ndim - 1, params["axis"])
         return np.sum(t, axis=axes, keepdims=params["keepdims"])
     if prim.batch is RESHAPE:
-        return np.reshape(t, ans.shape + (m,), order="F")
+        return np.reshape(t, ans.shape + (m,))
     if prim.batch is GETITEM:
         index = params["index"]
         return t[(slice(None),) + (index if isinstance(index, tuple) else (index,))]
@@ -166,7 +168,7 @@ def group_jacobian(gm: Any, n: int | None = None) -> tuple[Array, list[Coupling]
             value = seeded_jvp(step.primitive, a, t[0], gm.ans[p], gm.args[p], step.params,
                                partial)
             width = t[1][1] - t[1][0]
-            parts.append((value.reshape((b, -1, width), order="F"), t[1]))
+            parts.append((value.reshape((b, -1, width)), t[1]))
         if not parts:
             continue
         size = step.out.stop - step.out.start
@@ -196,7 +198,7 @@ def _tangent(seeds: dict[int, tuple[Array, Live]], cross_seed: dict[tuple[int, i
         if found is None:
             return None
         value, live = found
-        return value.reshape((b,) + arg[2] + (live[1] - live[0],), order="F"), live
+        return value.reshape((b,) + arg[2] + (live[1] - live[0],)), live
     if arg[0] != "outer" or (p, a) not in cross_seed:
         return None
     first, cross = cross_seed[(p, a)]
@@ -208,4 +210,4 @@ def _tangent(seeds: dict[int, tuple[Array, Live]], cross_seed: dict[tuple[int, i
         t[cross.mask] = np.eye(width)
         t.flags.writeable = False
         cache[key] = t
-    return t.reshape((b,) + arg[2] + (width,), order="F"), (first, first + width)
+    return t.reshape((b,) + arg[2] + (width,)), (first, first + width)
