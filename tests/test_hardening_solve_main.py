@@ -340,3 +340,19 @@ def test_dense_does_not_call_an_acyclic_program_singular():
     sol = lagrad.trace(f, 1.0).solve(2.0)
     assert sol.grad(method="dense") == pytest.approx(1e18)
     assert sol.grad(method="spsolve") == pytest.approx(1e18)
+
+
+def test_a_krylov_breakdown_is_named_as_such():
+    """BiCGSTAB breaks down on a rotation-like block (its first direction is
+    orthogonal to the shadow residual): the error says it broke down and
+    points to gmres or a direct method, not to a larger maxiter."""
+    p = lagrad.Program()
+    x = p.input("x")
+    z = p.unknown("z", 2)
+    p.define(z, np.array([[1.0, 1.0], [-1.0, 1.0]]) @ z + np.array([1.0, 0.0]) * x)
+    p.output(2.0 * z[0] + z[1])
+    sol = p.solve(1.0, method="newton")
+    with pytest.raises(lagrad.ConvergenceError, match="bicgstab broke down.*use gmres"):
+        sol.grad(method="bicgstab")
+    assert sol.grad(method="gmres") == pytest.approx(sol.grad(method="splu"), abs=1e-12)
+    assert sol.grad() == pytest.approx(-1.0, abs=1e-12)

@@ -169,10 +169,15 @@ def _reduced(name: str, solver: ReducedSolver) -> BlockMethod:
         # relative residual is the reduced system's, when the solver measured it
         res = result.residual = known if known is not None else block.residual(result.x, b)
         if not (np.isfinite(res) and (result.converged or res <= options.tolerance)):
-            result.status = Status.MAX_ITERATIONS
-            result.message = (f"{name} did not converge within {result.iterations} "
-                              f"iterations (relative residual {res:.3e}, tolerance "
-                              f"{options.tolerance:g}); raise maxiter or use a direct method")
+            broke = result.status is Status.BREAKDOWN
+            result.status = Status.BREAKDOWN if broke else Status.MAX_ITERATIONS
+            result.message = (
+                f"{name} broke down after {result.iterations} iterations (scipy's info "
+                f"{result.extra.get('scipy_info')}; relative residual {res:.3e}, tolerance "
+                f"{options.tolerance:g}); use gmres or a direct method" if broke else
+                f"{name} did not converge within {result.iterations} "
+                f"iterations (relative residual {res:.3e}, tolerance "
+                f"{options.tolerance:g}); raise maxiter or use a direct method")
         else:
             result.status = Status.CONVERGED
         return result
@@ -195,7 +200,10 @@ def _krylov(scipy_solver: Callable[..., Any]) -> ReducedSolver:
         x, info = scipy_solver(op, c, rtol=options.tolerance, atol=0.0,
                                M=options.preconditioner, callback=callback, **extra)
         result.iterations = count[0]
-        result.status = Status.CONVERGED if info == 0 else Status.MAX_ITERATIONS
+        result.status = Status.CONVERGED if info == 0 else \
+            Status.MAX_ITERATIONS if info > 0 else Status.BREAKDOWN
+        if info < 0:  # (BiCGSTAB: a zero rho or omega, often just short of the tolerance)
+            result.extra["scipy_info"] = int(info)
         return np.asarray(x, dtype=float)
     run.__doc__ = f"scipy's {scipy_solver.__name__} on the reduced system (matrix-free)."
     return run
