@@ -473,3 +473,40 @@ def test_unknowns_of_two_dimensions_group_exactly(body: str) -> None:
     tangent = float(grouped.tangent((dx, dc))[grouped.schedule.output_variable])
     gx, gc = one_by_one.grad(method="splu")
     assert abs(tangent - float(np.sum(gx * dx) + gc @ dc)) <= 1e-10 * max(1.0, abs(tangent))
+
+
+def test_jacobian_rows_reuse_the_group_factorization(monkeypatch: Any) -> None:
+    """A Jacobian's multi-seed sweep solves a group with its factorization, one
+    seed at a time (it used to factorize each of the B blocks on its own: 30x
+    slower than as many gradients); rows and columns match one-seed solves."""
+    import lagrad.solve.multirhs as multirhs
+
+    chain = BlockChain(40, seed=8)
+    a_all, b_all = chain.A, chain.b
+
+    def body(z: Any, p: Any, ck: Any, ak: Any, bk: Any) -> Any:
+        return lagrad.tanh(ak @ z + ck * lagrad.sum(p) + bk)
+
+    def outputs(x: Any, c: Any) -> Any:
+        z, found = x, []
+        for k in range(len(a_all)):
+            z = lagrad.fixed_point(body, np.zeros(3), z, c[k], a_all[k], b_all[k])
+            if k % 10 == 9:
+                found.append(lagrad.sum(z * z))
+        return lagrad.stack(found)
+
+    factorized = []
+    one_block = multirhs.block_matrix
+    monkeypatch.setattr(multirhs, "block_matrix",
+                        lambda unit, z: factorized.append(unit) or one_block(unit, z))
+    rows = lagrad.jacrev(outputs, argnums=(0, 1))(chain.x, chain.c)
+    columns = lagrad.jacfwd(outputs, argnums=(0, 1))(chain.x, chain.c)
+    assert len(factorized) == 2  # the chain's first block (not in the group), twice
+    sol = lagrad.trace(outputs, chain.x, chain.c).solve(chain.x, chain.c)
+    for i in range(4):
+        seed = np.eye(4)[i]
+        lam, _ = sol.adjoint_system(seed).solve()
+        want = sol.adjoint_system(seed).split(lam)
+        for got, full, var in zip(rows, columns, sol.program.inputs):
+            assert np.allclose(got[i], want[var], rtol=1e-12, atol=1e-14)
+            assert np.allclose(full[i], want[var], rtol=1e-10, atol=1e-13)

@@ -45,7 +45,7 @@ from lagrad.solve.grouped import (
 )
 from lagrad.solve.results import BlockResult
 
-__all__ = ["solve_linear", "REFINE_TOL", "ACCEPT_TOL", "MAX_REFINE"]
+__all__ = ["solve_linear", "solve_linear_rows", "REFINE_TOL", "ACCEPT_TOL", "MAX_REFINE"]
 
 Array = NDArray[np.float64]
 Outer = dict[tuple[int, int], Array]
@@ -76,6 +76,26 @@ def solve_linear(group: CyclicGroup, z: Array, vec: Array, transposed: bool,
     result.reused_factorization = True
     result.extra["elements"] = group.size
     result.seconds = time.perf_counter() - t0
+    return result
+
+
+def solve_linear_rows(group: CyclicGroup, z: Array, x: Array, transposed: bool,
+                      factor: GroupFactor | None) -> BlockResult:
+    """:func:`solve_linear` for each row of ``x`` (k, n), one right-hand side
+    per row (the multi-seed sweep's layout), in place: the factorization is
+    made once when the forward solve left none, and reused for every row."""
+    if factor is None:
+        gm = GroupMap(group, z)
+        gm(np.asfortranarray(z[group.u_positions]))
+        factor = _factorize_here(gm)
+        factor.map = gm
+    results = [solve_linear(group, z, row, transposed, factor) for row in x]
+    result = results[0] if results else BlockResult(group.name, "grouped",
+                                                    group.units[0].block.number)
+    result.iterations = len(results)
+    result.extra["refinements"] = sum(r.extra.get("refinements", 0) for r in results)
+    result.extra["right_hand_sides"] = len(results)
+    result.seconds = sum(r.seconds for r in results)
     return result
 
 

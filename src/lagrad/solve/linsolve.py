@@ -155,12 +155,6 @@ class Substitution(LinearSolver):
                             orientation.propagate(member, z, vec)
                 elif isinstance(step, CyclicGroup):
                     blocks.append(_substitute_group(step, system, vec))
-                elif isinstance(step, CyclicGroup):  # a block's own method: one by one
-                    for member in orientation.order(step.members):
-                        if isinstance(member, CyclicBlock):
-                            blocks.append(self.solve_block(member, system, vec, options, work))
-                        else:
-                            orientation.propagate(member, z, vec)
                 elif isinstance(step, CyclicBlock):
                     blocks.append(self.solve_block(step, system, vec, options, work))
                 else:

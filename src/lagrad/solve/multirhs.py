@@ -42,6 +42,7 @@ import scipy.linalg
 import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
+from lagrad.compile.groups import CyclicGroup, grouped_steps
 from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.schedule import Batch, CyclicBlock, Schedule, Single
 from lagrad.errors import SingularSystemError
@@ -58,6 +59,8 @@ from lagrad.solve.blocksolve import (
     choose,
     solve_auto,
 )
+from lagrad.solve.grouped import check_group_determined
+from lagrad.solve.grouplinear import solve_linear_rows
 from lagrad.solve.results import BlockResult, raise_for
 from lagrad.solve.system import Orientation
 
@@ -391,15 +394,42 @@ def _block_step(unit: CyclicBlock, z: Array, x: Array, orientation: Orientation,
 
 def _sweep(schedule: Schedule, z: Array, orientation: Orientation, x: Array,
            forward: Mapping[int, Any], options: LinearOptions) -> Array:
-    transposed = orientation.transposed
-    for step in orientation.order(schedule.steps):
-        if isinstance(step, CyclicBlock):
-            _block_step(step, z, x, orientation, forward, options)
-        elif transposed:
-            _pull(step, z, x, x)
+    """Every step in order; a group of same-structure blocks (compile/groups.py)
+    is solved with its factorization, one right-hand side at a time (a block by
+    block sweep would factorize each of its B blocks), unless its blocks declared
+    options of their own."""
+    program = schedule.program
+    together = not (program.adjoint_options or program.block_backward)
+    steps = grouped_steps(schedule) if together else schedule.steps
+    for step in orientation.order(steps):
+        if isinstance(step, CyclicGroup):
+            _group_step(step, z, x, orientation, forward)
         else:
-            _push(step, z, x, x)
+            _step(step, z, x, orientation, forward, options)
     return x
+
+
+def _step(step: Any, z: Array, x: Array, orientation: Orientation,
+          forward: Mapping[int, Any], options: LinearOptions) -> None:
+    if isinstance(step, CyclicBlock):
+        _block_step(step, z, x, orientation, forward, options)
+    elif orientation.transposed:
+        _pull(step, z, x, x)
+    else:
+        _push(step, z, x, x)
+
+
+def _group_step(group: CyclicGroup, z: Array, x: Array, orientation: Orientation,
+                forward: Mapping[int, Any]) -> None:
+    """A group's step of the sweep, in place in ``x`` (k, n); its forward
+    result is filed under its first block's number."""
+    found = forward.get(group.units[0].block.number)
+    if found is not None and "blocks" not in found.extra:
+        found = None  # the first block's own result: the forward ran block by block
+    if found is not None:
+        check_group_determined(group, found)
+    solve_linear_rows(group, z, x, orientation.transposed,
+                      found.factorization if found is not None else None)
 
 
 def substitute_many(schedule: Schedule, z: Array, orientation: Orientation, rhs: Array,
