@@ -5,6 +5,8 @@ exact implicit gradient, finite differences and the unrolled program."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -267,3 +269,50 @@ def test_the_functional_api_takes_a_backward_mode():
     assert unrolled == pytest.approx(exact, rel=1e-7)  # rho^20 ~ 2e-9
     with pytest.raises(lagrad.OptionError, match="backward"):
         lagrad.grad(layer, solve_options={"backward": ("neumann", 0)})
+
+
+def _truncated_layer() -> tuple[Any, np.ndarray]:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 3))
+    w *= 0.6 / np.linalg.norm(w, 2)
+
+    def fn(x: Any) -> Any:
+        z = lagrad.fixed_point(lambda z, x: lagrad.tanh(w @ z + x), np.zeros(3), x,
+                               backward=("unrolled", 2))
+        return z * z
+    return fn, rng.standard_normal(3)
+
+
+def test_a_block_of_seeds_takes_the_declared_mode_like_one_seed():
+    """A system with several cotangents, and vmap of a pullback (one solve
+    with k right-hand sides), gave the exact multipliers where each single
+    cotangent gave the declared truncated ones (off by ~4e-2 here)."""
+    fn, x = _truncated_layer()
+    sol = lagrad.trace(fn, x).solve(x)
+    many, _ = sol.adjoint_system(np.eye(3)).solve()
+    for i in range(3):
+        one, _ = sol.adjoint_system(np.eye(3)[i]).solve()
+        np.testing.assert_array_equal(many[:, i], one)
+    _, pullback = lagrad.vjp(fn, x)
+    rows = lagrad.vmap(pullback)(np.eye(3))[0]
+    for i in range(3):
+        np.testing.assert_allclose(rows[i], pullback(np.eye(3)[i])[0], rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(rows, lagrad.jacrev(fn)(x), rtol=1e-14, atol=1e-15)
+    assert not np.allclose(rows, lagrad.jacfwd(fn)(x), atol=1e-3)  # tangents stay exact
+
+
+def test_a_sparse_jacobian_refuses_a_truncated_adjoint():
+    """The coloured sparse adjoint solves do not apply backward modes: they
+    would give the exact rows where the dense reverse Jacobian gives the
+    truncated ones; forward mode (exact tangents, as documented) is allowed."""
+    fn, x = _truncated_layer()
+    for mode in ("auto", "reverse"):
+        with pytest.raises(lagrad.OptionError, match="unknown 'z0' has the truncated backward "
+                                                     "mode 'unrolled'.*mode='forward'"):
+            lagrad.jacobian(fn, mode=mode, sparse=True)(x)
+    forward = lagrad.jacobian(fn, mode="forward", sparse=True)(x)
+    np.testing.assert_allclose(forward.toarray(), lagrad.jacfwd(fn)(x), rtol=1e-13, atol=1e-15)
+    plain = lambda x: lagrad.fixed_point(  # noqa: E731
+        lambda z, x: lagrad.tanh(z * 0.5 + x), np.zeros(3), x)
+    with pytest.raises(lagrad.OptionError, match="the solve has the truncated backward mode"):
+        lagrad.jacobian(plain, sparse=True, solve_options={"backward": "phantom"})(x)

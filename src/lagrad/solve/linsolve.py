@@ -420,9 +420,11 @@ def _solve_seeds(system: System, solver: LinearSolver, options: LinearOptions,
     by column, each column as a single right-hand side."""
     t0 = time.perf_counter()
     k, schedule = system.rhs.shape[1], system.schedule
+    program = schedule.program
     together = isinstance(solver, Substitution) and solver.inner == "auto" and \
         not options.given and (not system.orientation.transposed or (
-            system.backward is None and not schedule.program.adjoint_options))
+            system.backward is None and not program.adjoint_options and
+            not any(mode.truncated for mode in program.block_backward.values())))
     x = None
     if k == 0:
         x, notes = np.zeros(system.rhs.shape), "no right-hand side"

@@ -45,6 +45,19 @@ MODES: dict[str, tuple[Orientation, ...]] = {
 """Which sweeps a mode may choose from (the one needing fewer colours wins)."""
 
 
+def _truncated_mode(sol: Solution) -> str | None:
+    """Which truncated backward mode applies (the solve's, or an unknown's
+    block's), said for an error message; None when none does."""
+    if sol.backward is not None and sol.backward.truncated:
+        return f"the solve has the truncated backward mode {sol.backward.mode!r}"
+    program = sol.schedule.program
+    for index, found in program.block_backward.items():
+        if found.truncated:
+            return (f"the block of unknown {program.variables[index].name!r} has the truncated "
+                    f"backward mode {found.mode!r}")
+    return None
+
+
 def sparse_jacobian(sol: Solution, mode: str = "auto") -> SparseJacobian:
     """The Jacobian of a solved program by coloured multi-right-hand-side solves.
 
@@ -76,6 +89,13 @@ def sparse_jacobian(sol: Solution, mode: str = "auto") -> SparseJacobian:
     """
     if mode not in MODES:
         raise OptionError(f"jacobian: unknown mode {mode!r}; choose one of {sorted(MODES)}")
+    truncated = _truncated_mode(sol)
+    if mode != "forward" and truncated is not None:
+        raise OptionError(
+            f"jacobian(sparse=True): {truncated}, which the "
+            "coloured adjoint solves do not apply (they would give the exact rows, unlike "
+            "the dense reverse Jacobian); pass mode='forward' (a backward mode changes only "
+            "the adjoint: tangents are exact) or leave sparse=False")
     schedule, z = sol.schedule, sol.z
     index = schedule.index
     inputs = index.positions(schedule.inputs)
