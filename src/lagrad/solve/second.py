@@ -27,7 +27,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lagrad.compile.schedule import CyclicBlock, Schedule, Single
+from lagrad.errors import OptionError
 from lagrad.solve.linsolve import SolveInfo, solve_system
+from lagrad.solve.solution import truncated_backward
 from lagrad.solve.system import System
 
 __all__ = ["second_order_rhs", "second_order_rhs_many", "MultiplierTangent",
@@ -81,6 +83,7 @@ def multiplier_tangent(sol: Any, lam: Array, direction: Array, method: Any = "au
     MultiplierTangent
         ``zdot``, ``lamdot`` (its input part is H v) and the two solves' info.
     """
+    _exact_adjoints(sol)
     schedule = sol.schedule
     tangent = System(schedule, sol.z, "tangent", direction, sol.diagnostics)
     zdot, tangent_info = solve_system(tangent, method, options, compute_residual=False)
@@ -98,12 +101,26 @@ def multiplier_tangents(sol: Any, lam: Array, directions: Array, method: Any = "
     iterated once), and so are the second-order right-hand sides
     (:func:`second_order_rhs_many`). Returns ``(zdot, lamdot)``, both (n, k):
     the columns of H on the inputs are ``lamdot``'s input rows."""
+    _exact_adjoints(sol)
     schedule = sol.schedule
     tangent = System(schedule, sol.z, "tangent", directions, sol.diagnostics)
     zdot = solve_system(tangent, method, options, compute_residual=False).x
     rhs = second_order_rhs_many(schedule, sol.z, zdot, lam)
     adjoint = System(schedule, sol.z, "adjoint", rhs, sol.diagnostics, sol.backward)
     return zdot, solve_system(adjoint, method, options, compute_residual=False).x
+
+
+def _exact_adjoints(sol: Any) -> None:
+    """Second derivatives differentiate the exact multiplier equations; with a
+    truncated backward mode the multipliers are a truncated series, whose own
+    derivative is another formula: mixing the two gave numbers that were
+    neither the exact Hessian nor the derivative of the truncated gradient."""
+    truncated = truncated_backward(sol)
+    if truncated is not None:
+        raise OptionError(f"second derivatives (hessian, hvp): {truncated}; they are defined "
+                          "for the exact adjoint only: pass backward='implicit' for this "
+                          "solve (solve_options={'backward': 'implicit'}) for the exact "
+                          "Hessian, or difference the truncated gradient")
 
 
 def second_order_rhs_many(schedule: Schedule, z: Array, zdot: Array, lam: Array) -> Array:

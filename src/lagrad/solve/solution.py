@@ -28,7 +28,7 @@ from lagrad.solve.results import BlockResult
 from lagrad.solve.system import System
 
 __all__ = ["Solution", "VariableMap", "KKTResiduals", "solve_program", "solve_checked",
-           "lagrangian"]
+           "lagrangian", "truncated_backward"]
 
 Array = NDArray[np.float64]
 NO_OPTIONS = ForwardOptions()
@@ -555,3 +555,18 @@ def _lagrangian(schedule: Schedule, z: Array, lam: Array) -> float:
                            f"{out.shape}")
     zn = float(z[schedule.index[out]][0])
     return zn - float(lam @ _constraint_residual(schedule, z))
+
+
+def truncated_backward(sol: Solution) -> str | None:
+    """Which truncated backward mode the adjoints of ``sol`` take (the
+    solve's, which overrides every block's, or a block's own), said for an
+    error message; None when they are all exact ("implicit")."""
+    if sol.backward is not None:
+        return None if not sol.backward.truncated else \
+            f"the solve has the truncated backward mode {sol.backward.mode!r}"
+    program = sol.schedule.program
+    for index, found in program.block_backward.items():
+        if found.truncated:
+            return (f"the block of unknown {program.variables[index].name!r} has the truncated "
+                    f"backward mode {found.mode!r}")
+    return None

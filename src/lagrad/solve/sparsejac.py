@@ -23,7 +23,7 @@ from lagrad.errors import OptionError
 from lagrad.numeric import all_finite
 from lagrad.solve.colouring import colour_count, greedy_colouring, recover, seed_matrix
 from lagrad.solve.multisweep import LevelSplit, reach_many, solve_many, split_levels, take_rows
-from lagrad.solve.solution import Solution
+from lagrad.solve.solution import Solution, truncated_backward
 from lagrad.solve.system import ADJOINT, TANGENT, Orientation
 
 __all__ = ["SparseJacobian", "sparse_jacobian", "MODES"]
@@ -43,19 +43,6 @@ class SparseJacobian:
 MODES: dict[str, tuple[Orientation, ...]] = {
     "auto": (TANGENT, ADJOINT), "forward": (TANGENT,), "reverse": (ADJOINT,)}
 """Which sweeps a mode may choose from (the one needing fewer colours wins)."""
-
-
-def _truncated_mode(sol: Solution) -> str | None:
-    """Which truncated backward mode applies (the solve's, or an unknown's
-    block's), said for an error message; None when none does."""
-    if sol.backward is not None and sol.backward.truncated:
-        return f"the solve has the truncated backward mode {sol.backward.mode!r}"
-    program = sol.schedule.program
-    for index, found in program.block_backward.items():
-        if found.truncated:
-            return (f"the block of unknown {program.variables[index].name!r} has the truncated "
-                    f"backward mode {found.mode!r}")
-    return None
 
 
 def sparse_jacobian(sol: Solution, mode: str = "auto") -> SparseJacobian:
@@ -89,7 +76,7 @@ def sparse_jacobian(sol: Solution, mode: str = "auto") -> SparseJacobian:
     """
     if mode not in MODES:
         raise OptionError(f"jacobian: unknown mode {mode!r}; choose one of {sorted(MODES)}")
-    truncated = _truncated_mode(sol)
+    truncated = truncated_backward(sol)
     if mode != "forward" and truncated is not None:
         raise OptionError(
             f"jacobian(sparse=True): {truncated}, which the "
