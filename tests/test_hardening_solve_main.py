@@ -356,3 +356,19 @@ def test_a_krylov_breakdown_is_named_as_such():
         sol.grad(method="bicgstab")
     assert sol.grad(method="gmres") == pytest.approx(sol.grad(method="splu"), abs=1e-12)
     assert sol.grad() == pytest.approx(-1.0, abs=1e-12)
+
+
+def test_an_infinite_weight_is_named_not_called_singular():
+    """tanh(w @ z + x) with one infinite w_ij saturates (a finite value) and
+    has a zero derivative there: I - J gets 0 * inf = NaN, which Newton's LU
+    reported as 'exactly singular'. The error now names the equation whose
+    local derivative is not finite."""
+    p = lagrad.Program()
+    w, x = p.input("w", (3, 3)), p.input("x", 3)
+    z = p.unknown("z", 3, init=[0.2, 0.5, -0.1])  # z_1 != 0: w_01 z_1 is infinite
+    p.define(z, lagrad.tanh(w @ z + x))
+    p.output(lagrad.sum(z * z))
+    weights = 0.3 * np.eye(3)
+    weights[0, 1] = np.inf
+    with pytest.raises(lagrad.ConvergenceError, match=r"non-finite Jacobian.*matmul\(w, z\)"):
+        p.solve(weights, np.array([0.1, 0.5, -0.2]), method="newton")

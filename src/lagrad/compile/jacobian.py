@@ -4,6 +4,9 @@ over one cyclic block's variables."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
@@ -11,6 +14,7 @@ from numpy.typing import NDArray
 from lagrad.compile.levels import level_plan
 from lagrad.compile.schedule import Batch, CyclicBlock, Schedule
 from lagrad.errors import NonFiniteError
+from lagrad.ir.program import Program
 
 __all__ = ["assemble_jacobian", "block_matrix", "dense_block_matrix", "identity_minus",
            "blame_partials"]
@@ -38,9 +42,13 @@ def assemble_jacobian(schedule: Schedule, z: Array) -> sp.csr_matrix:
 
 def blame_partials(schedule: Schedule, z: Array) -> NonFiniteError:
     """Name the first equation whose local derivative is not finite at z."""
-    program = schedule.program
     singles = [s for step in schedule.steps
                for s in (step.steps if isinstance(step, CyclicBlock) else [step])]
+    return blame_steps(schedule.program, singles, z)
+
+
+def blame_steps(program: Program, singles: Sequence[Any], z: Array) -> NonFiniteError:
+    """:func:`blame_partials` over the steps ``singles`` (a cyclic block's, say)."""
     with np.errstate(all="ignore"):
         for step in singles:
             ok = np.ones(len(step.equations), dtype=bool)

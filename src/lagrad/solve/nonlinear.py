@@ -40,7 +40,7 @@ import scipy.sparse.linalg as spla
 from numpy.typing import NDArray
 
 from lagrad.compile.guards import blame_block
-from lagrad.compile.jacobian import block_matrix, dense_block_matrix
+from lagrad.compile.jacobian import blame_steps, block_matrix, dense_block_matrix
 from lagrad.compile.schedule import CyclicBlock, Single
 from lagrad.numeric import lu_condition, norm2
 from lagrad.options import ForwardOptions, LinearOptions
@@ -400,6 +400,8 @@ def _newton(g: BlockMap, u0: Array, tol: float, maxiter: int, name: str,
         if _diverged(g, result, res, u):
             return result
         a = assemble(unit, z)
+        if not np.isfinite(a if isinstance(a, np.ndarray) else a.data).all():
+            return _nonfinite_jacobian(g, result)
         lu = factorize(a, result)
         if lu is None:
             return result
@@ -465,6 +467,17 @@ def _factor(a: Any, result: BlockResult) -> Any:
         return spla.splu(a)
     except RuntimeError as err:
         return _exactly_singular(result, str(err))
+
+
+def _nonfinite_jacobian(g: BlockMap, result: BlockResult) -> BlockResult:
+    """I - J has a non-finite entry (an input's inf times a zero derivative,
+    say): name the equation, not a singular matrix."""
+    error = blame_steps(g.unit.unknowns[0].program, g.unit.steps, g.z)
+    result.status, result.iterations = Status.NONFINITE, len(result.residuals)
+    result.extra["equation"] = error.equation
+    result.message = f"{result.method} met a non-finite Jacobian at iteration " \
+        f"{result.iterations}: {error}; check the values it reads"
+    return result
 
 
 def _exactly_singular(result: BlockResult, why: str) -> None:
