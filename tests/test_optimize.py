@@ -218,3 +218,17 @@ def test_success_needs_a_kkt_point(program):
     last = res.history[-1]
     assert last.violation <= 1.0 and max(last.dL_dz, last.dL_dx) > 1e-3
     assert not res.success
+
+
+def test_gradient_descent_that_diverges_is_not_a_success():
+    """A learning rate too large for the curvature (here 1.5 on (x - 3)^2,
+    whose steps multiply the error by -2) took all its steps with finite
+    losses and reported success while the loss reached 2e31."""
+    p = lagrad.trace(lambda x: lagrad.sum((x - 3.0) ** 2), np.zeros(2))
+    bad = lagrad.optimize.gradient_descent(p, np.zeros(2), learning_rate=1.5, maxiter=50)
+    assert not bad.success and "lower learning_rate" in bad.message
+    assert bad.fun > bad.history[0].loss
+    slow = lagrad.optimize.gradient_descent(p, np.zeros(2), learning_rate=0.01, maxiter=5)
+    assert slow.success and slow.fun < slow.history[0].loss  # steps taken, downhill
+    good = lagrad.optimize.gradient_descent(p, np.zeros(2), learning_rate=0.25, maxiter=50)
+    assert good.success and np.allclose(good.x, 3.0)

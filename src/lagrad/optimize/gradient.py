@@ -85,7 +85,9 @@ def gradient_descent(program: Program, x0: Any, *, fixed: Fixed | None = None,
     -------
     OptimizeResult
         ``success`` is True when the gradient norm fell below ``gtol``, or
-        when all ``maxiter`` steps were taken with finite losses.
+        when all ``maxiter`` steps were taken with finite losses and the
+        loss did not end above where it started (at ``fixed(0)``: a
+        learning rate too large for the problem diverges).
 
     Examples
     --------
@@ -118,6 +120,10 @@ def gradient_descent(program: Program, x0: Any, *, fixed: Fixed | None = None,
         velocity = momentum * velocity + grad
         x = x - learning_rate * velocity
     final, value, lam = rel.multipliers(x)
+    start = history[0].loss  # at x0 and fixed(0), as ``value`` is at x and fixed(0)
+    if success and not value <= start:  # (NaN too)
+        message, success = (f"the loss grew from {start:.6g} to {value:.6g} over {k} steps: "
+                            "lower learning_rate"), False
     return OptimizeResult(rel.unflat_x(x), value, success, message, "gradient_descent", k,
                           k + 1, final.z, lam, history)
 
