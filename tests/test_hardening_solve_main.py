@@ -372,3 +372,40 @@ def test_an_infinite_weight_is_named_not_called_singular():
     weights[0, 1] = np.inf
     with pytest.raises(lagrad.ConvergenceError, match=r"non-finite Jacobian.*matmul\(w, z\)"):
         p.solve(weights, np.array([0.1, 0.5, -0.2]), method="newton")
+
+
+def _layer() -> tuple[Callable[[Any], Any], np.ndarray]:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 4))
+    w *= 0.5 / np.linalg.norm(w, 2)
+
+    def fn(x: Any) -> Any:
+        return lagrad.sum(lagrad.fixed_point(lambda z, x: lagrad.tanh(w @ z + x), np.zeros(4),
+                                             x) ** 2)
+    return fn, rng.standard_normal(4)
+
+
+@pytest.mark.parametrize("scale, refined", [(0.9999, True), (0.5, False)])
+def test_a_direct_block_solve_is_held_to_its_residual(monkeypatch, scale: float, refined: bool):
+    """The block's residual is computed through the equations' own rules, not
+    through the factorized I - J: with an assembled J slightly off, refinement
+    recovers the exact multipliers; far off, the solve raises instead of
+    returning a wrong gradient (it returned one, 0.23 off, before)."""
+    import lagrad.compile.jacobian as assembly
+
+    fn, x = _layer()
+    exact = lagrad.grad(fn)(x)
+    program = lagrad.trace(fn, x)
+    sol = program.solve(x, method="fixed_point")  # no Newton factorization to reuse
+    right = assembly.identity_minus
+    monkeypatch.setattr(assembly, "identity_minus",
+                        lambda rows, cols, vals, n: right(rows, cols, vals * scale, n))
+    if refined:
+        _, info = sol.adjoint_system().solve(method="splu")
+        assert np.allclose(sol.grad(method="splu"), exact, rtol=1e-12, atol=1e-14)
+        assert all(b.extra["refinements"] > 0 for b in info.blocks)
+    else:
+        with pytest.raises(lagrad.ConvergenceError, match="splu left a relative "
+                                                          "residual.*disagrees"):
+            sol.grad(method="splu")
+    assert np.allclose(sol.grad(method="gmres"), exact, rtol=1e-10, atol=1e-12)

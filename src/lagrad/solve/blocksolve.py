@@ -69,6 +69,9 @@ REDUCED_LU_LIMIT = 200  # "auto": at most this many unknowns for the reduced den
 KRYLOV_BUDGET = 500  # "auto": BiCGSTAB iterations before GMRES takes over
 RATE_SAMPLES = 5  # truncated modes: ratios of successive terms behind a rate estimate
 ESTIMATE_SAFETY = 2.0  # truncated modes: the error estimate is this times ||r|| / (1 - rho)
+DIRECT_REFINE = 1e-12  # direct solves: refine above this relative residual (see _held_to_residual)
+DIRECT_ACCEPT = 1e-10  # and fail above this one (both scaled up by eps * cond when larger)
+DIRECT_REFINEMENTS = 4
 SENSITIVITY_LIMIT = 1e-3
 """A block whose forward Newton solve ended where (I - J_SS) has condition c
 and still moved by d (largest entry) over the last step has an estimated
@@ -111,9 +114,9 @@ def splu(block: BlockOperator, b: Array, options: LinearOptions, *, factor: Any 
     result.condition = lu_condition(factor.U.diagonal())
     if result.condition > SINGULAR_CONDITION:
         return _singular(result, result.condition)
-    result.x = factor.solve(b, trans="T" if block.transposed else "N")
-    result.iterations, result.residual = 1, block.residual(result.x, b)
-    return result
+    trans = "T" if block.transposed else "N"
+    result.x = factor.solve(b, trans=trans)
+    return _held_to_residual(block, result, b, lambda r: factor.solve(r, trans=trans))
 
 
 def dense(block: BlockOperator, b: Array, options: LinearOptions, *, factor: Any = None,
@@ -124,8 +127,41 @@ def dense(block: BlockOperator, b: Array, options: LinearOptions, *, factor: Any
     result.condition = lu_condition(np.diag(lu))
     if result.condition > SINGULAR_CONDITION:
         return _singular(result, result.condition)
-    result.x = scipy.linalg.lu_solve((lu, piv), b, trans=1 if block.transposed else 0)
-    result.iterations, result.residual = 1, block.residual(result.x, b)
+    trans = 1 if block.transposed else 0
+    result.x = scipy.linalg.lu_solve((lu, piv), b, trans=trans)
+    return _held_to_residual(block, result, b,
+                             lambda r: scipy.linalg.lu_solve((lu, piv), r, trans=trans))
+
+
+def _held_to_residual(block: BlockOperator, result: BlockResult, b: Array,
+                      solve: Callable[[Array], Array]) -> BlockResult:
+    """A direct solve's ``result.x`` held to its residual, which the block
+    computes through its equations' own derivative rules, not through the
+    factorized matrix: refined with the factorization (``solve``) while above
+    what a backward-stable LU leaves (DIRECT_REFINE, or 10 eps cond), and
+    marked BREAKDOWN when still above DIRECT_ACCEPT (or 1e3 eps cond). An I - J
+    assembled wrong would otherwise give a wrong gradient with nothing failing."""
+    eps = float(np.finfo(float).eps)
+    cond = result.condition if result.condition is not None else 1.0
+    refine, accept = max(DIRECT_REFINE, 10 * eps * cond), max(DIRECT_ACCEPT, 1e3 * eps * cond)
+    scale = max(norm2(b), np.finfo(float).tiny)
+    x, steps = result.x, 0
+    r = block.residual_vector(x, b)
+    res = norm2(r) / scale
+    while res > refine and steps < DIRECT_REFINEMENTS:
+        x = x + solve(r)
+        steps += 1
+        r = block.residual_vector(x, b)
+        res = norm2(r) / scale
+    result.x, result.iterations, result.residual = x, 1 + steps, res
+    if steps:
+        result.extra["refinements"] = steps
+    if res > accept:  # (not NaN: a non-finite result is named by the sweep's checks)
+        result.status = Status.BREAKDOWN
+        result.message = (f"{result.method} left a relative residual of {res:.1e} after "
+                          f"{steps} refinements (estimated condition {cond:.1e}): the factorized "
+                          "I - J disagrees with the equations' derivatives; try "
+                          "method='gmres' (matrix-free)")
     return result
 
 
