@@ -127,14 +127,17 @@ def test_check_grad_raises_when_reverse_and_forward_disagree() -> None:
 
 def test_wrong_vjp_is_also_caught_by_solver_agreement() -> None:
     """Back-substitution uses the VJP, the direct solvers the assembled J (from
-    the Jacobian rule): a wrong VJP makes them disagree."""
+    the Jacobian rule): a wrong VJP makes them disagree, and the direct
+    solvers, which check their solution through the VJP rules, say so."""
     program = lagrad.trace(f_cumsum(bad_cumsum), X)
     sol = program.solve(X)
-    assert not np.allclose(sol.grad(method="backsub"), sol.grad(method="spsolve"))
+    for method in ("spsolve", "dense"):
+        with pytest.raises(lagrad.ConvergenceError, match="Jacobian rules.*disagrees with "
+                                                          "their VJP/JVP rules"):
+            sol.grad(method=method)
+    assert np.all(np.isfinite(sol.grad(method="backsub")))  # the VJP's (wrong) answer
     good = lagrad.trace(f_cumsum(good_cumsum), X).solve(X)
     np.testing.assert_allclose(good.grad(method="backsub"), good.grad(method="spsolve"),
-                               rtol=1e-12)
-    np.testing.assert_allclose(good.grad(method="backsub"), sol.grad(method="spsolve"),
                                rtol=1e-12)
 
 

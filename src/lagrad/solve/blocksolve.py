@@ -160,8 +160,9 @@ def _held_to_residual(block: BlockOperator, result: BlockResult, b: Array,
         result.status = Status.BREAKDOWN
         result.message = (f"{result.method} left a relative residual of {res:.1e} after "
                           f"{steps} refinements (estimated condition {cond:.1e}): the factorized "
-                          "I - J disagrees with the equations' derivatives; try "
-                          "method='gmres' (matrix-free)")
+                          "I - J (the equations' Jacobian rules) disagrees with their VJP/JVP "
+                          "rules: a derivative rule is wrong (lagrad.check_grad tests one); "
+                          "method='gmres' uses the VJP/JVP rules only")
     return result
 
 

@@ -29,7 +29,7 @@ from lagrad.compile.guards import Relevant
 from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.levels import level_plan, levels_solve
 from lagrad.compile.schedule import CyclicBlock
-from lagrad.errors import NonFiniteError, OptionError, SingularSystemError
+from lagrad.errors import ConvergenceError, NonFiniteError, OptionError, SingularSystemError
 from lagrad.ir.program import Program
 from lagrad.numeric import all_finite
 from lagrad.options import AdjointOptions, LinearOptions
@@ -266,6 +266,11 @@ class Levels(LinearSolver):
         return Outcome(x, len(plan.down), "one vectorized step per level")
 
 
+BACKWARD_ERROR_LIMIT = 1e-10
+"""Whole-matrix methods: the largest normwise backward error of their
+solution, measured against the matrix-free product (see _held_to_map)."""
+
+
 class SparseDirect(LinearSolver):
     """scipy.sparse.linalg.spsolve (SuperLU) on the assembled matrix."""
 
@@ -281,7 +286,9 @@ class SparseDirect(LinearSolver):
             except (spla.MatrixRankWarning, RuntimeError) as err:
                 raise SingularSystemError(f"spsolve: the {system.kind} matrix is singular "
                                           f"({err})") from err
-        return Outcome(np.atleast_1d(np.asarray(x, dtype=float)))
+        x = np.atleast_1d(np.asarray(x, dtype=float))
+        _held_to_map(system, x, self.name)
+        return Outcome(x)
 
 
 class Dense(LinearSolver):
@@ -305,7 +312,29 @@ class Dense(LinearSolver):
         cyclic = any(isinstance(step, CyclicBlock) for step in system.schedule.steps)
         if cyclic and cond > 1 / np.finfo(float).eps:  # else I - J is unit triangular:
             raise _singular_block(system, cond)  # a large condition is not singularity
+        _held_to_map(system, x, self.name)
         return Outcome(x, extra={"condition": cond})
+
+
+def _held_to_map(system: System, x: Array, name: str) -> None:
+    """Raise ConvergenceError when ``x``, solved with the assembled matrix,
+    does not solve the system as the equations' own rules apply it
+    (``system.matvec``, matrix-free): a normwise backward error
+    ||r|| / (||M|| ||x|| + ||b||) above BACKWARD_ERROR_LIMIT, where a
+    backward-stable solve leaves about n eps, however ill-conditioned."""
+    if x.ndim != 1 or system.rhs.ndim != 1 or not x.size:  # (a block of seeds: not checked)
+        return
+    with np.errstate(all="ignore"):
+        r = system.matvec(x) - system.rhs
+        size = float(abs(system.matrix).sum(axis=1).max()) * float(np.abs(x).max()) + \
+            float(np.abs(system.rhs).max())
+        error = float(np.abs(r).max()) / max(size, np.finfo(float).tiny)
+    if error > BACKWARD_ERROR_LIMIT:  # (a NaN is named by the finiteness checks)
+        raise ConvergenceError(f"{name}: the assembled {system.kind} matrix (the equations' "
+                               "Jacobian rules) disagrees with their VJP/JVP rules (backward "
+                               f"error {error:.1e}): a derivative rule is wrong "
+                               "(lagrad.check_grad tests one); method='backsub' uses the "
+                               "VJP/JVP rules only")
 
 
 def _check_blocks(system: System) -> None:
