@@ -283,6 +283,18 @@ def test_a_non_finite_value_entering_a_block_is_named():
         _sqrt_block(-1.0).solve(np.nan, method="fixed_point")
 
 
+@pytest.mark.parametrize("method", ["fixed_point", "newton"])
+def test_a_block_meeting_a_nan_raises_what_both_handlers_catch(method):
+    """A NaN met by a block's solve is a non-finite value (the guarantee says
+    NonFiniteError) and a failed solve (ConvergenceError, which callers of
+    earlier versions catch): NonFiniteSolveError is both."""
+    with pytest.raises(lagrad.NonFiniteError) as caught:
+        _sqrt_block(-1.0).solve(np.nan, method=method)
+    assert isinstance(caught.value, ConvergenceError)
+    assert isinstance(caught.value, FloatingPointError) and isinstance(caught.value, RuntimeError)
+    assert type(caught.value) is lagrad.NonFiniteSolveError
+
+
 @pytest.mark.parametrize("method", ["newton", "fixed_point"])
 def test_divergence_suggests_newton_only_to_other_methods(method):
     g = nonlinear.BlockMap(_block_of(_sqrt_block(2.0)), np.zeros(4))

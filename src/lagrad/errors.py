@@ -15,6 +15,7 @@ __all__ = [
     "NonFiniteError",
     "SolveError",
     "ConvergenceError",
+    "NonFiniteSolveError",
     "SingularSystemError",
     "GradientCheckError",
     "OptionError",
@@ -85,6 +86,13 @@ class SolveError(LagradError, RuntimeError):
 
 class ConvergenceError(SolveError):
     """An iterative solver stopped before reaching its tolerance."""
+
+
+class NonFiniteSolveError(NonFiniteError, ConvergenceError):
+    """A cyclic block's solve met a NaN or infinite value (one it reads, or one
+    its iteration made). Both a :class:`NonFiniteError` (a value is not
+    finite) and a :class:`ConvergenceError` (the solve failed): either
+    handler catches it."""
 
 
 class SingularSystemError(SolveError, ArithmeticError):

@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lagrad.errors import ConvergenceError, NonFiniteError, SingularSystemError, SolveError
+from lagrad.errors import (
+    ConvergenceError,
+    NonFiniteError,
+    NonFiniteSolveError,
+    SingularSystemError,
+    SolveError,
+)
 
 __all__ = ["Status", "BlockResult", "raise_for"]
 
@@ -39,7 +45,7 @@ class Status(enum.Enum):
 
 _ERRORS: dict[Status, type[SolveError] | type[NonFiniteError]] = {
     Status.MAX_ITERATIONS: ConvergenceError, Status.BREAKDOWN: ConvergenceError,
-    Status.SINGULAR: SingularSystemError, Status.NONFINITE: ConvergenceError,
+    Status.SINGULAR: SingularSystemError, Status.NONFINITE: NonFiniteSolveError,
 }
 
 
