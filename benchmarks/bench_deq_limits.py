@@ -3,8 +3,9 @@ how many products with W each adjoint method and each forward method needs,
 and what one product costs through numpy and, when JAX is installed, through
 XLA, on one CPU and unpinned (wall and CPU time: XLA's CPU runtime starts
 threads of its own, whatever its thread flags say), and per product inside
-a loop of the forward iteration's steps (numpy's loop against one compiled
-XLA loop, without the dispatch cost of a single call).
+a loop of the forward iteration's steps (numpy's loop, on W as numpy
+allocated it and on a copy aligned as XLA aligns its own, against one
+compiled XLA loop, without the dispatch cost of a single call).
 
 Run: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_deq_limits.py [N ...]``
 (default N = 1000 and 3000). Medians of 50 products (7 at N >= 3000).
@@ -13,6 +14,7 @@ Run: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_deq_limits.py [N ...]``
 from __future__ import annotations
 
 import os
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -84,34 +86,50 @@ def product_time(n: int) -> None:
 LOOP = 50  # products per call in loop_time
 
 
+def aligned_copy(a: Any) -> Any:
+    """A copy of ``a`` that starts on a 64-byte boundary, as XLA's buffers do
+    (numpy's large arrays start 16 bytes past one)."""
+    buf = np.empty(a.size + 8)
+    start = (-(buf.ctypes.data // 8)) % 8
+    out = buf[start:start + a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
 def loop_time(jax: Any, w: Any, z: Any, repeats: int) -> None:
     """The forward iteration's step z <- tanh(W z), LOOP times in one call:
-    numpy's loop against one compiled XLA loop, on one CPU, calls
-    alternating; per product, free of the per-call dispatch of a single one."""
+    numpy's loop (on W as numpy allocated it, and on a 64-byte aligned copy)
+    against one compiled XLA loop (on XLA's own copy of W), on one CPU, calls
+    in a fresh order each round; per product, free of the per-call dispatch
+    of a single one."""
     n = z.size
     wj, zj = jax.numpy.asarray(w), jax.numpy.asarray(z)
     step = jax.jit(lambda a, b: jax.lax.fori_loop(0, LOOP, lambda _, y: jax.numpy.tanh(a @ y),
                                                    b))
 
-    def numpy_loop() -> Any:
+    def numpy_loop(m: Any) -> Any:
         y = z
         for _ in range(LOOP):
-            y = np.tanh(w @ y)
+            y = np.tanh(m @ y)
         return y
-    calls = {"numpy": numpy_loop, "XLA": lambda: step(wj, zj).block_until_ready()}
+    w64 = aligned_copy(w)
+    calls = {"numpy": lambda: numpy_loop(w), "numpy aligned": lambda: numpy_loop(w64),
+             "XLA": lambda: step(wj, zj).block_until_ready()}
     with one_core():
         for fn in calls.values():
             fn()
         times: dict[str, list[float]] = {name: [] for name in calls}
-        for _ in range(max(repeats // 5, 3)):
-            for name, fn in calls.items():
+        for k in range(max(repeats // 2, 5)):
+            for name in random.Random(k).sample(list(calls), len(calls)):
                 t0 = time.perf_counter()
-                fn()
+                calls[name]()
                 times[name].append(time.perf_counter() - t0)
     per = {name: float(np.median(t)) / LOOP for name, t in times.items()}
-    print(f"N={n} tanh(W @ z), {LOOP} per call, one CPU, alternating: numpy "
-          f"{per['numpy'] * 1e3:.3f} ms, XLA {per['XLA'] * 1e3:.3f} ms a product "
-          f"(XLA/numpy {per['XLA'] / per['numpy']:.2f})")
+    print(f"N={n} tanh(W @ z), {LOOP} per call, one CPU, shuffled rounds: numpy "
+          f"{per['numpy'] * 1e3:.3f} ms, on a 64-byte aligned W {per['numpy aligned'] * 1e3:.3f}"
+          f" ms, XLA {per['XLA'] * 1e3:.3f} ms a product (XLA/numpy "
+          f"{per['XLA'] / per['numpy']:.2f}, aligned/numpy "
+          f"{per['numpy aligned'] / per['numpy']:.2f})")
 
 
 def main(sizes: list[int]) -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-ROLE = re.compile(r":(?:py:)?(?:func|meth|class|mod|data|attr|exc|obj|const):<code>(~?)([^<]+)</code>")
+ROLE = re.compile(r":(?:py:)?(?:func|meth|class|mod|data|attr|exc|obj|const):"
+                  r"<code>(~?)([^<]+)</code>")
 
 
 def _replace(match: re.Match[str]) -> str:
