@@ -356,6 +356,30 @@ class CyclicBlock:
         """i_index as a slice when it is one contiguous run."""
         return as_slice(self.i_index)
 
+    @cached_property
+    def unknown_spans(self) -> frozenset[tuple[int, int]]:
+        """The (start, stop) spans of z of the block's unknowns."""
+        spans, start = [], 0
+        for v in self.unknowns:
+            first = int(self.u_index[start])
+            spans.append((first, first + v.size))
+            start += v.size
+        return frozenset(spans)
+
+    @cached_property
+    def sole_contributions(self) -> frozenset[tuple[int, int]]:
+        """Spans of the block's multipliers outside the unknowns that receive
+        one contribution in a product with (dG/du)^T (the unknowns' being
+        its result). Needs the unknowns to be one run of z."""
+        counts: dict[tuple[int, int], int] = {}
+        for step in self.inner_closing + self.inner_interior:
+            for _, a, b, _ in step.dslots:
+                counts[(a, b)] = counts.get((a, b), 0) + 1
+        at = self.u_at
+        assert isinstance(at, slice)
+        return frozenset(span for span, n in counts.items()
+                         if n == 1 and (span[1] <= at.start or span[0] >= at.stop))
+
     def zero(self, vec: Array) -> None:
         """vec[s_index] = 0, by slices (a memset per run, no fancy indexing)."""
         for a, b in self.runs:

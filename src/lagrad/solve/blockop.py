@@ -157,7 +157,7 @@ class BlockOperator:
         u = self.unit
         if self._interior_calls is None:
             lent = self.borrowed.arrays if self.borrowed is not None else None
-            offsets = self._unknown_spans()
+            offsets = u.unknown_spans
             closing = bind_pullbacks(u.inner_closing, self._z, self.w, self.w2, lent, offsets)
             self._interior_calls = closing + bind_pullbacks(
                 u.inner_interior[::-1], self._z, self.w2, None, lent, offsets)
@@ -165,15 +165,6 @@ class BlockOperator:
         self.w[u.u_at] = v
         self.w2[u.i_at] = b_interior  # (zero runs above; the interior's rhs in place)
         run_all(self._interior_calls)
-
-    def _unknown_spans(self) -> frozenset[tuple[int, int]]:
-        """The spans of z of the block's unknowns."""
-        u_index = self.unit.u_index
-        spans, start = [], 0
-        for v in self.unit.unknowns:
-            spans.append((int(u_index[start]), int(u_index[start]) + v.size))
-            start += v.size
-        return frozenset(spans)
 
     def _g_jvp(self, v: Array, c_interior: Array | None = None) -> Array:
         """(dG/du) v, with an optional interior source term ``c_interior``."""

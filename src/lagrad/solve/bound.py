@@ -185,15 +185,9 @@ def run_all(calls: Sequence[Call]) -> None:
 
 def shareable(unit: CyclicBlock) -> frozenset[tuple[int, int]]:
     """Spans of the block's multipliers with one contribution in a product
-    with (dG/du)^T, outside the unknowns (whose multipliers are its result)."""
-    counts: dict[tuple[int, int], int] = {}
-    for step in unit.inner_closing + unit.inner_interior:
-        for _, a, b, _ in step.dslots:
-            counts[(a, b)] = counts.get((a, b), 0) + 1
-    at = unit.u_at
-    assert isinstance(at, slice)
-    return frozenset(span for span, n in counts.items()
-                     if n == 1 and (span[1] <= at.start or span[0] >= at.stop))
+    with (dG/du)^T, outside the unknowns (whose multipliers are its result):
+    found once per block (:attr:`CyclicBlock.sole_contributions`)."""
+    return unit.sole_contributions
 
 
 def uncovered(runs: Any, spans: set[tuple[int, int]]) -> list[tuple[int, int]]:
