@@ -138,3 +138,28 @@ def test_fast_rate_tests_agree_with_the_logarithms(seed: int) -> None:
         with np.errstate(all="ignore"):
             expect = bool(rate >= 1 or k + np.log(target / residuals[-1]) / np.log(rate) > budget)
         assert neumann.series_too_slow(residuals, k, target, budget) == expect
+
+
+def test_unknown_spans_and_sole_contributions_of_a_two_unknown_block(rng) -> None:
+    # two unknowns of different sizes, coupled; an interior value read twice
+    p = lagrad.Program("two")
+    x = p.input("x", (3,))
+    a, b = p.unknown("a", (3,)), p.unknown("b", (2, 2))
+    t = lagrad.tanh(a)  # read by both closing equations: two contributions
+    p.define(a, 0.3 * t * x + 0.1 * lagrad.sum(b))
+    p.define(b, 0.2 * lagrad.sin(b) + 0.1 * lagrad.sum(t))
+    p.output(lagrad.sum(a * a) + lagrad.sum(b))
+    sol = p.solve(rng.standard_normal(3))
+    unit = next(st for st in sol.schedule.steps if isinstance(st, CyclicBlock))
+    index = sol.schedule.index
+    want = {(index.slice(v.index).start, index.slice(v.index).stop) for v in unit.unknowns}
+    assert unit.unknown_spans == frozenset(want)
+    assert {v.name for v in unit.unknowns} == {"a", "b"}
+    assert isinstance(unit.u_at, slice)  # the unknowns are one run of z
+    spans = unit.sole_contributions
+    assert spans and not any(unit.u_at.start <= s < unit.u_at.stop for s, _ in spans)
+    t_var = next(v for v in p.variables if v.kind not in ("input", "unknown")
+                 and v.shape == (3,) and np.array_equal(sol[v], np.tanh(sol["a"])))
+    t_span = (index.slice(t_var.index).start, index.slice(t_var.index).stop)
+    assert t_span not in spans  # read by both closing equations: not shared
+    assert unit.sole_contributions is spans  # found once per block
