@@ -79,11 +79,15 @@ def test_pullback_set_equals_pullback(prim, args):
 
 @pytest.mark.parametrize("sa, sb", SHAPES)
 @pytest.mark.parametrize("k", [0, 1])
-def test_large_outer_products_by_multiply(sa, sb, k, monkeypatch):
-    """Above OUTER_BY_MULTIPLY entries an outer product written once goes
-    through numpy's multiply: the same values, nothing outside touched."""
+@pytest.mark.parametrize("way", ["multiply", "dgemm", None])
+def test_large_outer_products_either_way(sa, sb, k, way, monkeypatch):
+    """From OUTER_TIMED entries an outer product written once goes through
+    numpy's multiply or dgemm (None: the timed choice, a fresh one here):
+    the same values, nothing outside touched."""
     from lagrad.ir import accumulate
-    monkeypatch.setattr(accumulate, "OUTER_BY_MULTIPLY", 0)
+    monkeypatch.setattr(accumulate, "OUTER_TIMED", 0)
+    monkeypatch.setattr(accumulate, "OUTER_WAY", way)
+    monkeypatch.setattr(accumulate, "OUTER_WAYS", accumulate.OuterWays())
     rng = np.random.default_rng(len(sa) * 10 + len(sb) + k + 100)
     a, b = rng.standard_normal(sa), rng.standard_normal(sb)
     g = rng.standard_normal(np.shape(a @ b))
@@ -94,6 +98,56 @@ def test_large_outer_products_by_multiply(sa, sb, k, monkeypatch):
     np.testing.assert_allclose(out, P.matmul.pullback(k, g, a @ b, [a, b], {}),
                                rtol=1e-13, atol=1e-13)
     assert np.isnan(buf[[0, 1, -2, -1]]).all()
+
+
+def test_the_two_ways_of_an_outer_product_agree_bitwise(monkeypatch):
+    """One rounded product per entry either way: the timed choice cannot
+    change a gradient."""
+    from lagrad.ir import accumulate
+    rng = np.random.default_rng(3)
+    u, v = rng.standard_normal(400), rng.standard_normal(300)
+    got = {}
+    for way in ("multiply", "dgemm"):
+        monkeypatch.setattr(accumulate, "OUTER_WAY", way)
+        out = np.full((400, 300), np.nan)
+        accumulate._write_outer(u, v, out)
+        got[way] = out
+    np.testing.assert_array_equal(got["multiply"], got["dgemm"])
+    np.testing.assert_array_equal(got["dgemm"], np.outer(u, v))
+
+
+def test_the_timed_choice_alternates_then_keeps_the_faster(monkeypatch):
+    from lagrad.ir import accumulate
+    monkeypatch.setattr(accumulate, "OUTER_WAY", None)
+    ways = accumulate.OuterWays()
+    picked = []
+    for k in range(accumulate.OUTER_TRIALS):
+        way = ways.pick()
+        picked.append(way)
+        ways.record(way, 1.0 if way == "multiply" else 0.5 + 0.01 * k)
+    assert picked[:4] == ["multiply", "dgemm", "multiply", "dgemm"]
+    assert ways.kept == "dgemm" and ways.pick() == "dgemm"
+    ways.record("multiply", 0.0)  # kept: no more timing
+    assert ways.kept == "dgemm" and len(ways.seconds["multiply"]) == 4
+    monkeypatch.setattr(accumulate, "OUTER_WAY", "multiply")  # a forced way wins
+    assert ways.pick() == "multiply"
+
+
+def test_a_deq_layer_times_both_ways_and_keeps_one(monkeypatch):
+    """End to end: a DEQ layer's dL/dW (above OUTER_TIMED) is timed both ways
+    and one is kept; the gradient is the same whichever way wrote it."""
+    from lagrad.examples import deq
+    from lagrad.ir import accumulate
+    monkeypatch.setattr(accumulate, "OUTER_WAY", None)
+    monkeypatch.setattr(accumulate, "OUTER_WAYS", accumulate.OuterWays())
+    ex = deq(n=320, d=4, seed=2)
+    grads = [ex.solve().grad() for _ in range(accumulate.OUTER_TRIALS + 1)]
+    assert accumulate.OUTER_WAYS.kept in ("multiply", "dgemm")
+    assert all(len(v) == accumulate.OUTER_TRIALS // 2
+               for v in accumulate.OUTER_WAYS.seconds.values())
+    for g in grads[1:]:
+        for a, b in zip(g, grads[0]):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_the_bound_vector_cotangent_writes_the_vjp():

@@ -13,6 +13,7 @@ so every update below is written for out.T: out += G B^T  <=>  out.T += B G^T.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -21,19 +22,74 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import blas
 
-__all__ = ["matmul_vjp_add", "matmul_vjp_bound", "OUTER_BY_MULTIPLY"]
+__all__ = ["matmul_vjp_add", "matmul_vjp_bound", "OUTER_TIMED", "OUTER_WAYS", "OuterWays"]
 
 Array = NDArray[np.float64]
-OUTER_BY_MULTIPLY = 100_000
-"""Entries from which an outer product written once goes through numpy's
-broadcast multiply instead of dgemm with k = 1. Such a target is out of cache
-(a new gradient, written after the iterations have streamed the matrix
-through the cache), where multiply writes it faster: a DEQ layer's dL/dW
-0.45 ms against 0.62 ms at N = 500, 1.7 against 2.2 ms at N = 1000 (8 MB),
-5.0 against 5.8 ms at N = 2000, equal at N = 200 (``python
-benchmarks/bench_deq_parts.py --outer 200 500 1000 2000``, one core, the
-multiplier vector's largest slice 64-byte aligned: see
-:mod:`lagrad.solve.buffers`)."""
+OUTER_TIMED = 100_000
+"""Entries from which an outer product written once is written the faster of
+two ways on this machine: numpy's broadcast multiply, or dgemm with k = 1 and
+beta = 0 (the same values either way: one rounded product per entry). Such a
+target is out of cache (a new gradient, written after the iterations have
+streamed the matrix through the cache), and which way is faster depends on
+the machine: a DEQ layer's dL/dW at N = 1000 (8 MB) took 1.7 ms by multiply
+and 2.2 ms by dgemm on an Intel Xeon (2026-12-06), 1.24-1.30 ms by multiply
+and 0.86-0.89 ms by dgemm on an AMD EPYC (2026-12-07; ``python
+benchmarks/bench_deq_parts.py --outer``). So the first :data:`OUTER_TRIALS`
+such products of a process alternate the two ways and are timed, and the
+faster (by median time per entry) writes the rest. Below this size dgemm
+writes them (numpy's multiply broadcasts through buffers at a third of the
+speed, in cache)."""
+OUTER_TRIALS = 8
+OUTER_WAY: str | None = None
+"""``"multiply"`` or ``"dgemm"`` writes every large outer product that way
+(benchmarks and tests); None chooses by timing."""
+
+
+class OuterWays:
+    """The timed choice between the two ways of writing a large outer product
+    (see :data:`OUTER_TIMED`): :meth:`pick` the way for the next one,
+    :meth:`record` its seconds per entry; after :data:`OUTER_TRIALS` records
+    the way with the smaller median is kept."""
+
+    WAYS = ("multiply", "dgemm")
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {way: [] for way in self.WAYS}
+        self.kept: str | None = None
+
+    def pick(self) -> str:
+        if OUTER_WAY is not None:
+            return OUTER_WAY
+        if self.kept is not None:
+            return self.kept
+        multiply, dgemm = (len(self.seconds[way]) for way in self.WAYS)
+        return "multiply" if multiply <= dgemm else "dgemm"
+
+    def record(self, way: str, seconds_per_entry: float) -> None:
+        if self.kept is not None or OUTER_WAY is not None:
+            return
+        self.seconds[way].append(seconds_per_entry)
+        if sum(map(len, self.seconds.values())) >= OUTER_TRIALS:
+            self.kept = min(self.WAYS, key=lambda w: float(np.median(self.seconds[w])))
+
+
+OUTER_WAYS = OuterWays()
+
+
+def _write_outer(u: Array, v: Array, out: Array) -> None:
+    """out (m, l), C-ordered, = u v^T, the faster way on this machine."""
+    ways = OUTER_WAYS
+    way = ways.pick()
+    timing = ways.kept is None and OUTER_WAY is None
+    t0 = time.perf_counter() if timing else 0.0
+    if way == "multiply":
+        np.multiply(u[:, None], v, out=out)
+    else:  # out.T (l, m), Fortran-ordered, = v u^T
+        res = blas.dgemm(1.0, v[:, None], u[None, :], beta=0.0, c=out.T, overwrite_c=1)
+        if not np.shares_memory(res, out):  # f2py worked on a copy: write it back
+            out.T[...] = res
+    if timing:
+        ways.record(way, (time.perf_counter() - t0) / out.size)
 
 
 def _vectors(a: Array, b: Array) -> tuple[Array, Array]:
@@ -66,8 +122,8 @@ def matmul_vjp_add(k: int, out: Array, g: Array, a: Array, b: Array,
     g2 = g.reshape(m, n)
     if k == 0:  # d a = g b^T, shape of a (m, l)
         t = out.reshape(m, -1).T  # (l, m), Fortran order
-        if n == 1 and beta == 0.0 and out.size >= OUTER_BY_MULTIPLY:
-            np.multiply(g2[:, :1], b2[:, 0], out=out.reshape(m, -1))
+        if n == 1 and beta == 0.0 and out.size >= OUTER_TIMED:
+            _write_outer(g2[:, 0], b2[:, 0], out.reshape(m, -1))
             return True
         if n == 1 and beta == 0.0:  # an outer product written once: gemm with k = 1 and
             # beta = 0 reads nothing of t (ger would need it cleared; numpy's outer
@@ -83,8 +139,8 @@ def matmul_vjp_add(k: int, out: Array, g: Array, a: Array, b: Array,
             res = blas.dgemm(1.0, b2.T, g2.T, beta=beta, c=t, trans_a=1, overwrite_c=1)
     else:  # d b = a^T g, shape of b (l, n)
         t = out.reshape(-1, n).T  # (n, l), Fortran order
-        if m == 1 and beta == 0.0 and out.size >= OUTER_BY_MULTIPLY:  # as above
-            np.multiply(a2[0][:, None], g2[0], out=out.reshape(-1, n))
+        if m == 1 and beta == 0.0 and out.size >= OUTER_TIMED:  # as above
+            _write_outer(a2[0], g2[0], out.reshape(-1, n))
             return True
         if m == 1 and beta == 0.0:  # as above
             res = blas.dgemm(1.0, g2.T, a2, beta=0.0, c=t, overwrite_c=1)
