@@ -9,6 +9,13 @@ compiled XLA loop, without the dispatch cost of a single call).
 
 Run: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_deq_limits.py [N ...]``
 (default N = 1000 and 3000). Medians of 50 products (7 at N >= 3000).
+
+With ``--peers`` (JAX and jaxopt installed: the ``peers`` extra), the whole
+gradient instead: lagrad's default, the floor, JAX and jaxopt as the peers
+workload calls them, on one CPU, first one call of each per round in a fresh
+order (as the peers workload times them), then blocks of eight calls of each
+(the first two dropped): how much of a peer's lead comes from the calls of
+different libraries following each other.
 """
 
 from __future__ import annotations
@@ -132,6 +139,37 @@ def loop_time(jax: Any, w: Any, z: Any, repeats: int) -> None:
           f"{per['numpy aligned'] / per['numpy']:.2f})")
 
 
+def peers_in_blocks(n: int, rounds: int = 60, block: int = 8) -> None:
+    """The DEQ gradient of lagrad, its floor, JAX and jaxopt: one call each per
+    round, then ``block`` calls each per round (two dropped as warm-up)."""
+    from lagrad.bench import peers
+
+    mods = peers.available_peers()
+    if "jax" not in mods or "jaxopt" not in mods:
+        print("jax and jaxopt are needed (pip install 'lagrad[peers]')")
+        return
+    p = peers._problem("deq", n)
+    calls = {"lagrad": peers._lagrad_call("deq", p), "floor": p["deq"].floor,
+             "jax": peers._jax("deq", p, mods), "jaxopt": peers._jaxopt("deq", p, mods)}
+    with one_core():
+        for fn in calls.values():
+            fn()
+            fn()
+        for per, skip, count in ((1, 0, rounds), (block, 2, max(rounds // block * 2, 5))):
+            times: dict[str, list[float]] = {name: [] for name in calls}
+            for k in range(count):
+                for name in random.Random(k).sample(list(calls), len(calls)):
+                    for j in range(per):
+                        t0 = time.perf_counter()
+                        calls[name]()
+                        if j >= skip:
+                            times[name].append(time.perf_counter() - t0)
+            med = {name: float(np.median(t)) for name, t in times.items()}
+            how = "one call each per round" if per == 1 else f"blocks of {per} calls"
+            print(f"N={n} gradient, {how}: " + ", ".join(
+                f"{name} {m * 1e3:.2f} ms ({m / med['lagrad']:.2f}x)" for name, m in med.items()))
+
+
 def main(sizes: list[int]) -> None:
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                           "intra_op_parallelism_threads=1")  # as the peers workload sets
@@ -142,4 +180,13 @@ def main(sizes: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [1000, 3000])
+    args = sys.argv[1:]
+    sizes = [int(a) for a in args if a != "--peers"] or [1000, 3000]
+    if "--peers" in args:
+        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                              "intra_op_parallelism_threads=1")
+        pin_blas_threads(1)
+        for n in sizes:
+            peers_in_blocks(n)
+    else:
+        main(sizes)
