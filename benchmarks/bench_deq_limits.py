@@ -15,7 +15,9 @@ gradient instead: lagrad's default, the floor, JAX and jaxopt as the peers
 workload calls them, on one CPU, first one call of each per round in a fresh
 order (as the peers workload times them), then blocks of eight calls of each
 (the first two dropped): how much of a peer's lead comes from the calls of
-different libraries following each other.
+different libraries following each other; then lagrad beside JAX and beside
+jaxopt as the peers workload times each pair, before and after the pairs of
+the MLP problem (JAX, autograd, torch), which that workload runs first.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from lagrad.bench.core import time_calls
 from lagrad.bench.deq import ADJOINT_METHODS, make_deq
 from lagrad.bench.machine import one_core, pin_blas_threads
 
@@ -168,6 +171,26 @@ def peers_in_blocks(n: int, rounds: int = 60, block: int = 8) -> None:
             how = "one call each per round" if per == 1 else f"blocks of {per} calls"
             print(f"N={n} gradient, {how}: " + ", ".join(
                 f"{name} {m * 1e3:.2f} ms ({m / med['lagrad']:.2f}x)" for name, m in med.items()))
+        pairs(n, p, mods, "before the MLP's peers ran")
+        mlp = peers._problem("mlp", peers.SIZES["full"]["mlp"][0])
+        for peer in ("jax", "autograd", "torch"):  # as the peers workload does before the DEQ
+            if peer in mods:
+                time_calls({"lagrad": peers._lagrad_call("mlp", mlp),
+                            peer: peers.RUNNERS[peer]("mlp", mlp, mods)}, 5, 60)
+        pairs(n, p, mods, "after the MLP's peers ran")
+
+
+def pairs(n: int, p: dict[str, Any], mods: dict[str, Any], when: str) -> None:
+    """lagrad against JAX, then jaxopt, each pair timed as the peers workload
+    times it (:func:`lagrad.bench.core.time_calls`, 5 repeats)."""
+    from lagrad.bench import peers
+
+    lag = peers._lagrad_call("deq", p)
+    for peer in ("jax", "jaxopt"):
+        t = time_calls({"lagrad": lag, peer: peers.RUNNERS[peer]("deq", p, mods)}, 5, 60)
+        print(f"N={n} {peer} beside lagrad, {when}: lagrad {t['lagrad'].median * 1e3:.2f} ms, "
+              f"{peer} {t[peer].median * 1e3:.2f} ms "
+              f"({t[peer].median / t['lagrad'].median:.2f}x)")
 
 
 def main(sizes: list[int]) -> None:
