@@ -2,22 +2,26 @@
 how many products with W each adjoint method and each forward method needs,
 and what one product costs through numpy and, when JAX is installed, through
 XLA, on one CPU and unpinned (wall and CPU time: XLA's CPU runtime starts
-threads of its own, whatever its thread flags say), and per product inside
-a loop of the forward iteration's steps (numpy's loop, on W as numpy
-allocated it and on a copy aligned as XLA aligns its own, against one
-compiled XLA loop, without the dispatch cost of a single call).
+threads of its own, whatever its thread flags say).
 
 Run: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_deq_limits.py [N ...]``
 (default N = 1000 and 3000). Medians of 50 products (7 at N >= 3000).
 
-With ``--peers`` (JAX and jaxopt installed: the ``peers`` extra), the whole
-gradient instead: lagrad's default, the floor, JAX and jaxopt as the peers
-workload calls them, on one CPU, first one call of each per round in a fresh
-order (as the peers workload times them), then blocks of eight calls of each
-(the first two dropped): how much of a peer's lead comes from the calls of
-different libraries following each other; then lagrad beside JAX and beside
-jaxopt as the peers workload times each pair, before and after the pairs of
-the MLP problem (JAX, autograd, torch), which that workload runs first.
+With ``--peers`` (JAX and jaxopt installed: the ``peers`` extra), JAX's
+client is started on one CPU, as the peers workload starts it (XLA sets
+itself up for the CPUs it sees then: a client started with two CPUs in view
+and pinned to one afterwards ran the DEQ's gradient about 25% slower), and
+the script times the product per iteration inside a loop of the forward
+iteration's steps (numpy's loop, on W as numpy allocated it and on a copy
+aligned as XLA aligns its own, against one compiled XLA loop, without the
+dispatch cost of a single call), then the whole gradient: lagrad's
+default, the floor, JAX and jaxopt as the peers workload calls them, first
+one call of each per round in a fresh order (as the peers workload times
+them), then blocks of eight calls of each (the first two dropped): how much
+of a peer's lead comes from the calls of different libraries following each
+other; then lagrad beside JAX and beside jaxopt as the peers workload times
+each pair, before and after the pairs of the MLP problem (JAX, autograd,
+torch), which that workload runs first.
 """
 
 from __future__ import annotations
@@ -90,7 +94,6 @@ def product_time(n: int) -> None:
         else:
             wall, cpu = _median(call, repeats)
         print(f"N={n} XLA W @ z, {label}: {wall * 1e3:.3f} ms wall, {cpu * 1e3:.3f} ms CPU")
-    loop_time(jax, w, z, repeats)
 
 
 LOOP = 50  # products per call in loop_time
@@ -151,10 +154,12 @@ def peers_in_blocks(n: int, rounds: int = 60, block: int = 8) -> None:
     if "jax" not in mods or "jaxopt" not in mods:
         print("jax and jaxopt are needed (pip install 'lagrad[peers]')")
         return
-    p = peers._problem("deq", n)
-    calls = {"lagrad": peers._lagrad_call("deq", p), "floor": p["deq"].floor,
-             "jax": peers._jax("deq", p, mods), "jaxopt": peers._jaxopt("deq", p, mods)}
-    with one_core():
+    with one_core():  # (the caller started JAX's client on this one CPU)
+        p = peers._problem("deq", n)
+        rng = np.random.default_rng(0)
+        loop_time(mods["jax"], p["deq"].W, rng.standard_normal(n), 50)
+        calls = {"lagrad": peers._lagrad_call("deq", p), "floor": p["deq"].floor,
+                 "jax": peers._jax("deq", p, mods), "jaxopt": peers._jaxopt("deq", p, mods)}
         for fn in calls.values():
             fn()
             fn()
@@ -209,6 +214,13 @@ if __name__ == "__main__":
         os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                               "intra_op_parallelism_threads=1")
         pin_blas_threads(1)
+        with one_core():  # XLA sets itself up for the CPUs it sees when its client
+            try:  # starts: on one, as the peers workload starts it (~25% faster there)
+                import jax
+                jax.config.update("jax_enable_x64", True)
+                jax.devices()
+            except ImportError:
+                pass
         for n in sizes:
             peers_in_blocks(n)
     else:
