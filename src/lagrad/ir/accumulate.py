@@ -37,8 +37,7 @@ and 0.86-0.89 ms by dgemm on an AMD EPYC (2026-12-07; ``python
 benchmarks/bench_deq_parts.py --outer``). So the first :data:`OUTER_TRIALS`
 such products of a process alternate the two ways and are timed, and the
 faster (by median time per entry) writes the rest. Below this size dgemm
-writes them (numpy's multiply broadcasts through buffers at a third of the
-speed, in cache)."""
+writes them."""
 OUTER_TRIALS = 8
 OUTER_WAY: str | None = None
 """``"multiply"`` or ``"dgemm"`` writes every large outer product that way
@@ -77,10 +76,14 @@ OUTER_WAYS = OuterWays()
 
 
 def _write_outer(u: Array, v: Array, out: Array) -> None:
-    """out (m, l), C-ordered, = u v^T, the faster way on this machine."""
+    """out (m, l), C-ordered, = u v^T: by dgemm with k = 1 and beta = 0, which
+    reads nothing of ``out`` (ger would need it cleared; numpy's outer
+    broadcasts through buffers at a third of the speed, in cache), or from
+    :data:`OUTER_TIMED` entries the faster way on this machine."""
     ways = OUTER_WAYS
-    way = ways.pick()
-    timing = ways.kept is None and OUTER_WAY is None
+    large = out.size >= OUTER_TIMED
+    way = ways.pick() if large else "dgemm"
+    timing = large and ways.kept is None and OUTER_WAY is None
     t0 = time.perf_counter() if timing else 0.0
     if way == "multiply":
         np.multiply(u[:, None], v, out=out)
@@ -122,14 +125,10 @@ def matmul_vjp_add(k: int, out: Array, g: Array, a: Array, b: Array,
     g2 = g.reshape(m, n)
     if k == 0:  # d a = g b^T, shape of a (m, l)
         t = out.reshape(m, -1).T  # (l, m), Fortran order
-        if n == 1 and beta == 0.0 and out.size >= OUTER_TIMED:
+        if n == 1 and beta == 0.0:  # an outer product written once
             _write_outer(g2[:, 0], b2[:, 0], out.reshape(m, -1))
             return True
-        if n == 1 and beta == 0.0:  # an outer product written once: gemm with k = 1 and
-            # beta = 0 reads nothing of t (ger would need it cleared; numpy's outer
-            # broadcasts through buffers at a third of the speed, in cache)
-            res = blas.dgemm(1.0, b2, g2.T, beta=0.0, c=t, overwrite_c=1)
-        elif n == 1:
+        if n == 1:
             res = blas.dger(1.0, b2[:, 0], g2[:, 0], a=_scaled(t, beta), overwrite_a=1)
         elif m == 1:  # a vector: d a = b g (numpy's gemv into a vector-sized temporary:
             t = _scaled(out.reshape(-1), beta)  # ~10% faster than scipy's dgemv at 1000^2)
@@ -139,12 +138,10 @@ def matmul_vjp_add(k: int, out: Array, g: Array, a: Array, b: Array,
             res = blas.dgemm(1.0, b2.T, g2.T, beta=beta, c=t, trans_a=1, overwrite_c=1)
     else:  # d b = a^T g, shape of b (l, n)
         t = out.reshape(-1, n).T  # (n, l), Fortran order
-        if m == 1 and beta == 0.0 and out.size >= OUTER_TIMED:  # as above
+        if m == 1 and beta == 0.0:  # an outer product written once
             _write_outer(a2[0], g2[0], out.reshape(-1, n))
             return True
-        if m == 1 and beta == 0.0:  # as above
-            res = blas.dgemm(1.0, g2.T, a2, beta=0.0, c=t, overwrite_c=1)
-        elif m == 1:
+        if m == 1:
             res = blas.dger(1.0, g2[0], a2[0], a=_scaled(t, beta), overwrite_a=1)
         elif n == 1 and beta == 0.0:  # b a vector written once: numpy's gemv into it
             np.matmul(a2.T, g2[:, 0], out=out.reshape(-1))

@@ -17,7 +17,7 @@ from lagrad.compile.jacobian import block_matrix
 from lagrad.compile.schedule import CyclicBlock
 from lagrad.numeric import norm2
 from lagrad.solve.borrow import Borrowed
-from lagrad.solve.bound import Sharing, bind_pullbacks, run_all, shareable, uncovered
+from lagrad.solve.bound import Sharing, bind_pullbacks, run_all, uncovered
 from lagrad.solve.buffers import Pool
 from lagrad.solve.results import BlockResult
 from lagrad.solve.system import Orientation
@@ -132,7 +132,7 @@ class BlockOperator:
         u = self.unit
         lent = self.borrowed.arrays if self.borrowed is not None else None
         written: set[tuple[int, int]] = set()  # spans of w2 the calls write first: no clearing
-        sharing = Sharing(shareable(u))
+        sharing = Sharing(u.sole_contributions)
         calls = bind_pullbacks(u.inner_closing, self._z, self.w, self.w2, lent,
                                written=written, sharing=sharing) + \
             bind_pullbacks(u.inner_interior[::-1], self._z, self.w2, None, lent,

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lagrad.compile.schedule import CyclicBlock, Single
+from lagrad.compile.schedule import Single
 from lagrad.ir.accumulate import matmul_vjp_bound
 from lagrad.ir.elementwise import _identity_value
 
-__all__ = ["bind_runs", "bind_pullbacks", "run_all", "Sharing", "shareable", "uncovered"]
+__all__ = ["bind_runs", "bind_pullbacks", "run_all", "Sharing", "uncovered"]
 
 Array = NDArray[np.float64]
 Call = Callable[[], Any]
@@ -181,13 +181,6 @@ def run_all(calls: Sequence[Call]) -> None:
     """Make every bound call, in order."""
     for call in calls:
         call()
-
-
-def shareable(unit: CyclicBlock) -> frozenset[tuple[int, int]]:
-    """Spans of the block's multipliers with one contribution in a product
-    with (dG/du)^T, outside the unknowns (whose multipliers are its result):
-    found once per block (:attr:`CyclicBlock.sole_contributions`)."""
-    return unit.sole_contributions
 
 
 def uncovered(runs: Any, spans: set[tuple[int, int]]) -> list[tuple[int, int]]:
