@@ -9,19 +9,16 @@ Run: ``OPENBLAS_NUM_THREADS=1 python benchmarks/bench_deq_limits.py [N ...]``
 
 With ``--peers`` (JAX and jaxopt installed: the ``peers`` extra), JAX's
 client is started on one CPU, as the peers workload starts it (XLA sets
-itself up for the CPUs it sees then: a client started with two CPUs in view
-and pinned to one afterwards ran the DEQ's gradient about 25% slower), and
+itself up for the CPUs it sees then; ``--unpinned-client`` starts it with
+every CPU in view and pins it afterwards, as the rest is pinned), and
 the script times the product per iteration inside a loop of the forward
 iteration's steps (numpy's loop, on W as numpy allocated it and on a copy
 aligned as XLA aligns its own, against one compiled XLA loop, without the
 dispatch cost of a single call), then the whole gradient: lagrad's
-default, the floor, JAX and jaxopt as the peers workload calls them, first
-one call of each per round in a fresh order (as the peers workload times
-them), then blocks of eight calls of each (the first two dropped): how much
-of a peer's lead comes from the calls of different libraries following each
-other; then lagrad beside JAX and beside jaxopt as the peers workload times
-each pair, before and after the pairs of the MLP problem (JAX, autograd,
-torch), which that workload runs first.
+default, the floor, JAX and jaxopt as the peers workload calls them, one
+call of each per round in a fresh order, then blocks of eight calls of each
+(the first two dropped), then lagrad beside each peer as the peers workload
+times a pair; and it counts the products with W in JAX's gradient.
 """
 
 from __future__ import annotations
@@ -31,6 +28,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -38,6 +36,7 @@ import numpy as np
 from lagrad.bench.core import time_calls
 from lagrad.bench.deq import ADJOINT_METHODS, make_deq
 from lagrad.bench.machine import one_core, pin_blas_threads
+from lagrad.solve.buffers import aligned_empty
 
 
 def _median(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
@@ -99,16 +98,6 @@ def product_time(n: int) -> None:
 LOOP = 50  # products per call in loop_time
 
 
-def aligned_copy(a: Any) -> Any:
-    """A copy of ``a`` that starts on a 64-byte boundary, as XLA's buffers do
-    (numpy's large arrays start 16 bytes past one)."""
-    buf = np.empty(a.size + 8)
-    start = (-(buf.ctypes.data // 8)) % 8
-    out = buf[start:start + a.size].reshape(a.shape)
-    out[...] = a
-    return out
-
-
 def loop_time(jax: Any, w: Any, z: Any, repeats: int) -> None:
     """The forward iteration's step z <- tanh(W z), LOOP times in one call:
     numpy's loop (on W as numpy allocated it, and on a 64-byte aligned copy)
@@ -125,7 +114,8 @@ def loop_time(jax: Any, w: Any, z: Any, repeats: int) -> None:
         for _ in range(LOOP):
             y = np.tanh(m @ y)
         return y
-    w64 = aligned_copy(w)
+    w64 = aligned_empty(w.size).reshape(w.shape)  # 64-byte aligned, as XLA's buffers
+    w64[...] = w
     calls = {"numpy": lambda: numpy_loop(w), "numpy aligned": lambda: numpy_loop(w64),
              "XLA": lambda: step(wj, zj).block_until_ready()}
     with one_core():
@@ -147,7 +137,9 @@ def loop_time(jax: Any, w: Any, z: Any, repeats: int) -> None:
 
 def peers_in_blocks(n: int, rounds: int = 60, block: int = 8) -> None:
     """The DEQ gradient of lagrad, its floor, JAX and jaxopt: one call each per
-    round, then ``block`` calls each per round (two dropped as warm-up)."""
+    round, then ``block`` calls each per round (two dropped as warm-up), then
+    lagrad beside each peer as the peers workload times a pair; and JAX's
+    products with W, counted."""
     from lagrad.bench import peers
 
     mods = peers.available_peers()
@@ -176,26 +168,53 @@ def peers_in_blocks(n: int, rounds: int = 60, block: int = 8) -> None:
             how = "one call each per round" if per == 1 else f"blocks of {per} calls"
             print(f"N={n} gradient, {how}: " + ", ".join(
                 f"{name} {m * 1e3:.2f} ms ({m / med['lagrad']:.2f}x)" for name, m in med.items()))
-        pairs(n, p, mods, "before the MLP's peers ran")
-        mlp = peers._problem("mlp", peers.SIZES["full"]["mlp"][0])
-        for peer in ("jax", "autograd", "torch"):  # as the peers workload does before the DEQ
-            if peer in mods:
-                time_calls({"lagrad": peers._lagrad_call("mlp", mlp),
-                            peer: peers.RUNNERS[peer]("mlp", mlp, mods)}, 5, 60)
-        pairs(n, p, mods, "after the MLP's peers ran")
+        for peer in ("jax", "jaxopt"):  # pairs, as the peers workload times them
+            t = time_calls({"lagrad": calls["lagrad"], peer: calls[peer]}, 5, 60)
+            print(f"N={n} {peer} beside lagrad (the peers workload's pairs): lagrad "
+                  f"{t['lagrad'].median * 1e3:.2f} ms, {peer} {t[peer].median * 1e3:.2f} ms "
+                  f"({t[peer].median / t['lagrad'].median:.2f}x)")
+        jax_products(mods["jax"], p)
 
 
-def pairs(n: int, p: dict[str, Any], mods: dict[str, Any], when: str) -> None:
-    """lagrad against JAX, then jaxopt, each pair timed as the peers workload
-    times it (:func:`lagrad.bench.core.time_calls`, 5 repeats)."""
-    from lagrad.bench import peers
+def jax_products(jax: Any, p: dict[str, Any]) -> None:
+    """The products with W in JAX's DEQ gradient (the peers workload's
+    ``custom_vjp``): the layer's evaluations and BiCGSTAB's applications of
+    its operator, counted by ``jax.debug.callback`` as the compiled gradient
+    runs."""
+    import jax.scipy.sparse.linalg as jsl
 
-    lag = peers._lagrad_call("deq", p)
-    for peer in ("jax", "jaxopt"):
-        t = time_calls({"lagrad": lag, peer: peers.RUNNERS[peer]("deq", p, mods)}, 5, 60)
-        print(f"N={n} {peer} beside lagrad, {when}: lagrad {t['lagrad'].median * 1e3:.2f} ms, "
-              f"{peer} {t[peer].median * 1e3:.2f} ms "
-              f"({t[peer].median / t['lagrad'].median:.2f}x)")
+    from lagrad.bench import peers_jax
+
+    count = {"layer": 0, "bicgstab": 0}
+
+    def bump(key: str) -> None:
+        count[key] += 1
+    solver = jsl.bicgstab
+
+    def counted(op: Callable[[Any], Any], b: Any, **kw: Any) -> Any:
+        def applied(u: Any) -> Any:
+            jax.debug.callback(bump, "bicgstab")
+            return op(u)
+        return solver(applied, b, **kw)
+    prob, jnp = p["deq"], jax.numpy
+
+    def layer(z: Any, w: Any, a: Any) -> Any:
+        jax.debug.callback(bump, "layer")
+        return jnp.tanh(w @ z + a)
+
+    def loss(x: Any, w: Any, u: Any, b: Any) -> Any:
+        z = peers_jax.jax_implicit(jax, layer, jnp.zeros(prob.n), w, u @ x + b)
+        return jnp.sum(z * z)
+    jsl.bicgstab = counted  # read when the implicit rule is made: a new one, counting
+    peers_jax._IMPLICIT_RULES.pop(id(jax), None)
+    try:
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        jax.block_until_ready(grad(*(jnp.asarray(v) for v in (prob.x, prob.W, prob.U, prob.b))))
+    finally:
+        jsl.bicgstab = solver
+        peers_jax._IMPLICIT_RULES.pop(id(jax), None)
+    print(f"N={prob.n} JAX's gradient: {count['layer']} evaluations of the layer (the "
+          f"iterations and two linearizations), {count['bicgstab']} products in BiCGSTAB")
 
 
 def main(sizes: list[int]) -> None:
@@ -209,13 +228,16 @@ def main(sizes: list[int]) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    sizes = [int(a) for a in args if a != "--peers"] or [1000, 3000]
+    sizes = [int(a) for a in args if not a.startswith("--")] or [1000, 3000]
     if "--peers" in args:
         os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
                               "intra_op_parallelism_threads=1")
         pin_blas_threads(1)
-        with one_core():  # XLA sets itself up for the CPUs it sees when its client
-            try:  # starts: on one, as the peers workload starts it (~25% faster there)
+        # XLA sets itself up for the CPUs it sees when its client starts: on one,
+        # as the peers workload starts it (--unpinned-client: on every CPU, then
+        # pinned like the rest, to see the difference)
+        with nullcontext() if "--unpinned-client" in args else one_core():
+            try:
                 import jax
                 jax.config.update("jax_enable_x64", True)
                 jax.devices()

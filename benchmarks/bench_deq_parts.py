@@ -12,10 +12,11 @@ With ``--rest``, lagrad's solve + gradient alone, with the functions that
 make up "the rest" timed too (each call's median, and how many calls a
 gradient makes): where the fixed cost of a solve goes.
 
-With ``--outer``, rounds alternate the two ways of writing dL/dW
-(``accumulate.OUTER_WAY``): numpy's broadcast multiply and BLAS dgemm with
-k = 1, and the medians of that product and of the whole call are printed
-for each (lagrad itself times both on the first large outer products of a
+With ``--outer``, each round times the two ways of writing dL/dW
+(``accumulate.OUTER_WAY``), numpy's broadcast multiply and BLAS dgemm with
+k = 1, and the floor's gradient, in a fresh order; the medians of that
+product and of the whole call, and the call's ratio to the floor, are
+printed for each (lagrad itself times both on the first large outer products of a
 process and keeps the faster: ``accumulate.OUTER_TIMED``).
 
 Run: ``python benchmarks/bench_deq_parts.py [--outer | --rest] [N ...]``
@@ -25,6 +26,7 @@ Run: ``python benchmarks/bench_deq_parts.py [--outer | --rest] [N ...]``
 from __future__ import annotations
 
 import importlib
+import random
 import statistics
 import sys
 import time
@@ -134,7 +136,8 @@ def rest(sizes: list[int]) -> None:
 
 
 def outer_ways(sizes: list[int]) -> None:
-    """dL/dW by multiply and by dgemm, alternating round by round."""
+    """dL/dW by multiply and by dgemm, and the floor's gradient, each round in
+    a fresh order (as the bench times calls)."""
     pin_blas_threads(1)
     ways = ("multiply", "dgemm")
     saved = accumulate.OUTER_WAY
@@ -142,24 +145,30 @@ def outer_ways(sizes: list[int]) -> None:
         prob = make_deq(n)
         last: dict[str, float] = {}
         product: dict[str, list[float]] = {way: [] for way in ways}
-        total: dict[str, list[float]] = {way: [] for way in ways}
-        rounds = 100 if n <= 500 else 30
+        total: dict[str, list[float]] = {way: [] for way in (*ways, "floor")}
+        rounds = 100 if n <= 500 else 40
         try:
             with timed(last):
-                for k in range(2 * rounds + 4):
-                    way = ways[k % 2]
-                    accumulate.OUTER_WAY = way
-                    t0 = time.perf_counter()
-                    prob.program.solve(*prob.inputs).grad()
-                    if k >= 4:  # after two calls each
-                        total[way].append(time.perf_counter() - t0)
-                        product[way].append(last["dW"])
+                for k in range(rounds + 2):
+                    for way in random.Random(k).sample(list(total), len(total)):
+                        t0 = time.perf_counter()
+                        if way == "floor":
+                            prob.floor()
+                        else:
+                            accumulate.OUTER_WAY = way
+                            prob.program.solve(*prob.inputs).grad()
+                        if k >= 2:  # after two calls each
+                            total[way].append(time.perf_counter() - t0)
+                            if way != "floor":
+                                product[way].append(last["dW"])
         finally:
             accumulate.OUTER_WAY = saved
-        print(f"N = {n} ({rounds} rounds each)")
+        floor = statistics.median(total["floor"])
+        print(f"N = {n} ({rounds} rounds each; the floor's gradient {floor * 1e3:.3f} ms)")
         for way in ways:
+            grad = statistics.median(total[way])
             print(f"  {way:9s} dL/dW {statistics.median(product[way]) * 1e3:7.3f} ms, "
-                  f"gradient {statistics.median(total[way]) * 1e3:8.3f} ms")
+                  f"gradient {grad * 1e3:8.3f} ms ({grad / floor:.3f}x the floor)")
 
 
 def main(sizes: list[int]) -> None:

@@ -32,8 +32,8 @@ beta = 0 (the same values either way: one rounded product per entry). Such a
 target is out of cache (a new gradient, written after the iterations have
 streamed the matrix through the cache), and which way is faster depends on
 the machine: a DEQ layer's dL/dW at N = 1000 (8 MB) took 1.7 ms by multiply
-and 2.2 ms by dgemm on an Intel Xeon (2026-12-06), 1.24-1.30 ms by multiply
-and 0.86-0.89 ms by dgemm on an AMD EPYC (2026-12-07; ``python
+and 2.2 ms by dgemm on an Intel Xeon (2026-12-06), 1.03-1.33 ms by multiply
+and 0.68-0.93 ms by dgemm on an AMD EPYC (2026-12-07; ``python
 benchmarks/bench_deq_parts.py --outer``). So the first :data:`OUTER_TRIALS`
 such products of a process alternate the two ways and are timed, and the
 faster (by median time per entry) writes the rest. Below this size dgemm
