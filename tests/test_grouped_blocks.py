@@ -11,8 +11,8 @@ import pytest
 
 import lagrad
 from lagrad.bench.blocks import BlockChain, BlockIndependent
-from lagrad.compile import compile_program
-from lagrad.compile.groups import CyclicGroup, grouped_steps
+from lagrad.compile import compile_program, groups
+from lagrad.compile.groups import GROUP_MIN, CyclicGroup, grouped_steps
 
 
 def groups_of(program: lagrad.Program) -> list[CyclicGroup]:
@@ -267,9 +267,13 @@ def test_blocks_chain_default_is_one_group_and_a_band_factorization() -> None:
     assert np.allclose(gc, fc, rtol=1e-10, atol=1e-12)
 
 
-def test_nan_in_a_glued_chain_raises() -> None:
+@pytest.mark.parametrize("group_min", [GROUP_MIN, 10**9])
+def test_nan_in_a_glued_chain_raises(group_min: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Grouped or one by one, a NaN in block 4's constants is a
+    NonFiniteSolveError that names block z4."""
+    monkeypatch.setattr(groups, "GROUP_MIN", group_min)
     program, x, p = glued_chain(8, nan_at=4)
-    with pytest.raises(lagrad.LagradError, match=r"z4|not finite|NaN|nan"):
+    with pytest.raises(lagrad.NonFiniteSolveError, match=r"\(z4\).*not finite"):
         program.solve(x, p).grad()
 
 

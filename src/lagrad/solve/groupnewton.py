@@ -94,8 +94,9 @@ def newton_group(gm: GroupMap, u0: Array, tol: float, maxiter: int,
         result.residuals.append(float(res.max()))
         if not np.all(np.isfinite(res)) or not np.all(np.isfinite(u)):
             k = int(np.argmax(~np.isfinite(res) | ~np.isfinite(u).all(axis=1)))
-            return _failed(group, result, Status.BREAKDOWN, k, "newton diverges: the "
-                           "residual is not finite; try another init or check the equations")
+            return _failed(group, result, Status.NONFINITE, k, "newton met a non-finite "
+                           f"value at iteration {it + 1}: the residual is not finite; check the "
+                           "block's equations and inputs for NaN or inf, or try another init")
         done = bool(np.all(_converged(group, u, gu, tol, r, res)))
         if done or factor is None or rate > REUSE_RATE:
             previous = factor.diagonal if factor is not None and made_at == it - 1 else None
@@ -224,7 +225,7 @@ def _finish(gm: GroupMap, result: BlockResult) -> None:
     gm.zl[:, gm.group.n_w + n:] = sums
     bad = ~np.isfinite(sums).all(axis=1)
     if bad.any():
-        _failed(gm.group, result, Status.BREAKDOWN, int(np.argmax(bad)), "a running sum "
+        _failed(gm.group, result, Status.NONFINITE, int(np.argmax(bad)), "a running sum "
                 "carried along the group is not finite")
 
 
