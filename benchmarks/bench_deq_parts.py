@@ -12,12 +12,12 @@ With ``--rest``, lagrad's solve + gradient alone, with the functions that
 make up "the rest" timed too (each call's median, and how many calls a
 gradient makes): where the fixed cost of a solve goes.
 
-With ``--outer``, each round times the two ways of writing dL/dW
-(``accumulate.OUTER_WAY``), numpy's broadcast multiply and BLAS dgemm with
-k = 1, and the floor's gradient, in a fresh order; the medians of that
-product and of the whole call, and the call's ratio to the floor, are
-printed for each (lagrad itself times both on the first large outer products of a
-process and keeps the faster: ``accumulate.OUTER_TIMED``).
+With ``--outer``, each round times the ways of writing dL/dW
+(``accumulate.OUTER_WAY``: numpy's broadcast multiply, BLAS dgemm with
+k = 1, numpy's einsum) and the floor's gradient, in a fresh order; the
+medians of that product and of the whole call, and the call's ratio to the
+floor, are printed for each (lagrad itself times them on the first large
+outer products of a process and keeps the fastest: ``accumulate.OUTER_TIMED``).
 
 Run: ``python benchmarks/bench_deq_parts.py [--outer | --rest] [N ...]``
 (default 100 1000; BLAS on one thread). Prints the median of each phase in ms.
@@ -136,10 +136,10 @@ def rest(sizes: list[int]) -> None:
 
 
 def outer_ways(sizes: list[int]) -> None:
-    """dL/dW by multiply and by dgemm, and the floor's gradient, each round in
+    """dL/dW each way (multiply, dgemm, einsum), and the floor's gradient, each round in
     a fresh order (as the bench times calls)."""
     pin_blas_threads(1)
-    ways = ("multiply", "dgemm")
+    ways = accumulate.OuterWays.WAYS
     saved = accumulate.OUTER_WAY
     for n in sizes:
         prob = make_deq(n)

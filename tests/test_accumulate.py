@@ -79,15 +79,15 @@ def test_pullback_set_equals_pullback(prim, args):
 
 @pytest.mark.parametrize("sa, sb", SHAPES)
 @pytest.mark.parametrize("k", [0, 1])
-@pytest.mark.parametrize("way", ["multiply", "dgemm", None])
-def test_large_outer_products_either_way(sa, sb, k, way, monkeypatch):
+@pytest.mark.parametrize("way", ["multiply", "dgemm", "einsum", None])
+def test_large_outer_products_any_way(sa, sb, k, way, monkeypatch):
     """From OUTER_TIMED entries an outer product written once goes through
-    numpy's multiply or dgemm (None: the timed choice, a fresh one here):
-    the same values, nothing outside touched."""
+    numpy's multiply, dgemm or einsum (None: the timed choice, a fresh one
+    here): the same values, nothing outside touched."""
     from lagrad.ir import accumulate
     monkeypatch.setattr(accumulate, "OUTER_TIMED", 0)
     monkeypatch.setattr(accumulate, "OUTER_WAY", way)
-    monkeypatch.setattr(accumulate, "OUTER_WAYS", accumulate.OuterWays())
+    monkeypatch.setattr(accumulate, "OUTER_WAYS", {})
     rng = np.random.default_rng(len(sa) * 10 + len(sb) + k + 100)
     a, b = rng.standard_normal(sa), rng.standard_normal(sb)
     g = rng.standard_normal(np.shape(a @ b))
@@ -100,51 +100,70 @@ def test_large_outer_products_either_way(sa, sb, k, way, monkeypatch):
     assert np.isnan(buf[[0, 1, -2, -1]]).all()
 
 
-def test_the_two_ways_of_an_outer_product_agree_bitwise(monkeypatch):
-    """One rounded product per entry either way: the timed choice cannot
+def test_the_ways_of_an_outer_product_agree_bitwise(monkeypatch):
+    """One rounded product per entry every way: the timed choice cannot
     change a gradient."""
     from lagrad.ir import accumulate
     rng = np.random.default_rng(3)
     u, v = rng.standard_normal(400), rng.standard_normal(300)
-    got = {}
-    for way in ("multiply", "dgemm"):
+    for way in accumulate.OuterWays.WAYS:
         monkeypatch.setattr(accumulate, "OUTER_WAY", way)
         out = np.full((400, 300), np.nan)
         accumulate._write_outer(u, v, out)
-        got[way] = out
-    np.testing.assert_array_equal(got["multiply"], got["dgemm"])
-    np.testing.assert_array_equal(got["dgemm"], np.outer(u, v))
+        np.testing.assert_array_equal(out, np.outer(u, v), err_msg=way)
 
 
-def test_the_timed_choice_alternates_then_keeps_the_faster(monkeypatch):
+def test_the_timed_choice_takes_turns_then_keeps_the_fastest(monkeypatch):
     from lagrad.ir import accumulate
     monkeypatch.setattr(accumulate, "OUTER_WAY", None)
     ways = accumulate.OuterWays()
+    seconds = {"multiply": 1.0, "dgemm": 0.7, "einsum": 0.5}
     picked = []
     for k in range(accumulate.OUTER_TRIALS):
         way = ways.pick()
         picked.append(way)
-        ways.record(way, 1.0 if way == "multiply" else 0.5 + 0.01 * k)
-    assert picked[:4] == ["multiply", "dgemm", "multiply", "dgemm"]
-    assert ways.kept == "dgemm" and ways.pick() == "dgemm"
+        ways.record(way, seconds[way] + 0.01 * k)
+    assert picked[:6] == ["multiply", "dgemm", "einsum"] * 2
+    assert ways.kept == "einsum" and ways.pick() == "einsum"
     ways.record("multiply", 0.0)  # kept: no more timing
-    assert ways.kept == "dgemm" and len(ways.seconds["multiply"]) == 4
+    assert ways.kept == "einsum" and len(ways.seconds["multiply"]) == 3
     monkeypatch.setattr(accumulate, "OUTER_WAY", "multiply")  # a forced way wins
     assert ways.pick() == "multiply"
 
 
-def test_a_deq_layer_times_both_ways_and_keeps_one(monkeypatch):
-    """End to end: a DEQ layer's dL/dW (above OUTER_TIMED) is timed both ways
+def test_each_size_class_is_timed_apart(monkeypatch):
+    """A product of another size class is timed anew, not written the way
+    kept for the first: what is fastest in cache may not be out of it."""
+    from lagrad.ir import accumulate
+    monkeypatch.setattr(accumulate, "OUTER_WAY", None)
+    monkeypatch.setattr(accumulate, "OUTER_TIMED", 1000)
+    monkeypatch.setattr(accumulate, "OUTER_WAYS", {})
+    rng = np.random.default_rng(5)
+    for m in (40, 200):
+        u, v = rng.standard_normal(m), rng.standard_normal(50)
+        for _ in range(accumulate.OUTER_TRIALS):
+            out = np.empty((m, 50))
+            accumulate._write_outer(u, v, out)
+            np.testing.assert_array_equal(out, np.outer(u, v))
+    small, large = (accumulate.OUTER_WAYS[(m * 50).bit_length()] for m in (40, 200))
+    assert small is not large
+    for ways in (small, large):
+        assert ways.kept in accumulate.OuterWays.WAYS
+        assert all(len(s) == accumulate.OUTER_TRIALS // 3 for s in ways.seconds.values())
+
+
+def test_a_deq_layer_times_every_way_and_keeps_one(monkeypatch):
+    """End to end: a DEQ layer's dL/dW (above OUTER_TIMED) is timed every way
     and one is kept; the gradient is the same whichever way wrote it."""
     from lagrad.examples import deq
     from lagrad.ir import accumulate
     monkeypatch.setattr(accumulate, "OUTER_WAY", None)
-    monkeypatch.setattr(accumulate, "OUTER_WAYS", accumulate.OuterWays())
+    monkeypatch.setattr(accumulate, "OUTER_WAYS", {})
     ex = deq(n=320, d=4, seed=2)
     grads = [ex.solve().grad() for _ in range(accumulate.OUTER_TRIALS + 1)]
-    assert accumulate.OUTER_WAYS.kept in ("multiply", "dgemm")
-    assert all(len(v) == accumulate.OUTER_TRIALS // 2
-               for v in accumulate.OUTER_WAYS.seconds.values())
+    [ways] = accumulate.OUTER_WAYS.values()
+    assert ways.kept in accumulate.OuterWays.WAYS
+    assert all(len(v) == accumulate.OUTER_TRIALS // 3 for v in ways.seconds.values())
     for g in grads[1:]:
         for a, b in zip(g, grads[0]):
             np.testing.assert_array_equal(a, b)

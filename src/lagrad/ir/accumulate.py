@@ -26,31 +26,34 @@ __all__ = ["matmul_vjp_add", "matmul_vjp_bound", "OUTER_TIMED", "OUTER_WAYS", "O
 
 Array = NDArray[np.float64]
 OUTER_TIMED = 100_000
-"""Entries from which an outer product written once is written the faster of
-two ways on this machine: numpy's broadcast multiply, or dgemm with k = 1 and
-beta = 0 (the same values either way: one rounded product per entry). Such a
-target is out of cache (a new gradient, written after the iterations have
-streamed the matrix through the cache), and which way is faster depends on
-the machine: a DEQ layer's dL/dW at N = 1000 (8 MB) took 1.7 ms by multiply
-and 2.2 ms by dgemm on an Intel Xeon (2026-12-06), 1.03-1.33 ms by multiply
-and 0.68-0.93 ms by dgemm on an AMD EPYC (2026-12-07; ``python
-benchmarks/bench_deq_parts.py --outer``). So the first :data:`OUTER_TRIALS`
-such products of a process alternate the two ways and are timed, and the
-faster (by median time per entry) writes the rest. Below this size dgemm
-writes them."""
-OUTER_TRIALS = 8
+"""Entries from which an outer product written once is written the fastest of
+three ways on this machine: numpy's broadcast multiply, dgemm with k = 1 and
+beta = 0, or numpy's einsum ``"i,j->ij"`` (the same values every way: one
+rounded product per entry; multiply keeps the sign of a zero product, the
+others write +0). Such a target is out of cache (a new gradient, written
+after the iterations have streamed the matrix through the cache), and which
+way is fastest depends on the machine and the size: a DEQ layer's dL/dW at
+N = 1000 (8 MB) took 1.7 ms by multiply and 2.2 ms by dgemm on an Intel Xeon
+(2026-12-06); on an AMD EPYC (2026-12-07) 0.98-1.04 ms by multiply,
+0.68-0.71 ms by dgemm and 0.60-0.65 ms by einsum, but at N = 3000 (72 MB,
+beyond its L3) 5.7, 6.6 and 7.8 ms (``python benchmarks/bench_deq_parts.py
+--outer N``). So the first :data:`OUTER_TRIALS` such products of each size
+class (entries between two powers of two: :data:`OUTER_WAYS`) take the ways
+in turn and are timed, and the fastest (by median time per entry) writes the
+rest of that class. Below this size dgemm writes them."""
+OUTER_TRIALS = 9
 OUTER_WAY: str | None = None
-"""``"multiply"`` or ``"dgemm"`` writes every large outer product that way
-(benchmarks and tests); None chooses by timing."""
+"""``"multiply"``, ``"dgemm"`` or ``"einsum"`` writes every large outer
+product that way (benchmarks and tests); None chooses by timing."""
 
 
 class OuterWays:
-    """The timed choice between the two ways of writing a large outer product
-    (see :data:`OUTER_TIMED`): :meth:`pick` the way for the next one,
-    :meth:`record` its seconds per entry; after :data:`OUTER_TRIALS` records
-    the way with the smaller median is kept."""
+    """The timed choice between the ways of writing a large outer product of
+    one size class (see :data:`OUTER_TIMED`): :meth:`pick` the way for the
+    next one, :meth:`record` its seconds per entry; after
+    :data:`OUTER_TRIALS` records the way with the smallest median is kept."""
 
-    WAYS = ("multiply", "dgemm")
+    WAYS = ("multiply", "dgemm", "einsum")
 
     def __init__(self) -> None:
         self.seconds: dict[str, list[float]] = {way: [] for way in self.WAYS}
@@ -61,8 +64,7 @@ class OuterWays:
             return OUTER_WAY
         if self.kept is not None:
             return self.kept
-        multiply, dgemm = (len(self.seconds[way]) for way in self.WAYS)
-        return "multiply" if multiply <= dgemm else "dgemm"
+        return min(self.WAYS, key=lambda w: len(self.seconds[w]))  # in turn
 
     def record(self, way: str, seconds_per_entry: float) -> None:
         if self.kept is not None or OUTER_WAY is not None:
@@ -72,26 +74,30 @@ class OuterWays:
             self.kept = min(self.WAYS, key=lambda w: float(np.median(self.seconds[w])))
 
 
-OUTER_WAYS = OuterWays()
+OUTER_WAYS: dict[int, OuterWays] = {}
+"""The timed choice of each size class, by ``size.bit_length()``."""
 
 
 def _write_outer(u: Array, v: Array, out: Array) -> None:
     """out (m, l), C-ordered, = u v^T: by dgemm with k = 1 and beta = 0, which
     reads nothing of ``out`` (ger would need it cleared; numpy's outer
     broadcasts through buffers at a third of the speed, in cache), or from
-    :data:`OUTER_TIMED` entries the faster way on this machine."""
-    ways = OUTER_WAYS
+    :data:`OUTER_TIMED` entries the fastest way on this machine."""
     large = out.size >= OUTER_TIMED
-    way = ways.pick() if large else "dgemm"
-    timing = large and ways.kept is None and OUTER_WAY is None
+    ways = OUTER_WAYS.setdefault(out.size.bit_length(), OuterWays()) if large else None
+    way = ways.pick() if ways is not None else "dgemm"
+    timing = ways is not None and ways.kept is None and OUTER_WAY is None
     t0 = time.perf_counter() if timing else 0.0
     if way == "multiply":
         np.multiply(u[:, None], v, out=out)
+    elif way == "einsum":
+        np.einsum("i,j->ij", u, v, out=out)
     else:  # out.T (l, m), Fortran-ordered, = v u^T
         res = blas.dgemm(1.0, v[:, None], u[None, :], beta=0.0, c=out.T, overwrite_c=1)
         if not np.shares_memory(res, out):  # f2py worked on a copy: write it back
             out.T[...] = res
     if timing:
+        assert ways is not None
         ways.record(way, (time.perf_counter() - t0) / out.size)
 
 
