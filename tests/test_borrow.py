@@ -289,3 +289,36 @@ def test_the_zero_start_keeps_a_product_with_an_operand_of_the_block(rng, monkey
     p.output(lagrad.sum(z * z))
     p.solve(x, w)
     assert seen == [0]
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_a_warm_gradient_allocates_nothing_the_size_of_w(order):
+    """The rule for a DEQ layer: the iterations neither copy W into a new
+    array nor zero its multipliers apart from dL/dW, whose slice is written
+    once, and every z-sized vector (z, the scratch of the block solves, the
+    block operator's workspace, lambda, whose W slice is the dL/dW handed
+    over) is a recycled one. So once the pool is warm and the last gradient
+    dropped, a solve + gradient allocates nothing near W's size at its peak
+    (a W-sized temporary anywhere would show as 1.0). A Fortran-ordered W is
+    not borrowed: it is copied into z's slice, which is recycled too."""
+    import tracemalloc
+
+    from lagrad.bench.deq import make_deq
+
+    prob = make_deq(400)  # W (1.28 MB) dwarfs everything else a solve allocates
+    p, (x, w) = prob.program, prob.inputs
+    w = np.asarray(w, order=order)
+    for _ in range(3):
+        p.solve(x, w).grad()
+    tracemalloc.start()
+    try:
+        peaks = []
+        for _ in range(3):
+            tracemalloc.reset_peak()
+            start = tracemalloc.get_traced_memory()[0]
+            grads = p.solve(x, w).grad()
+            peaks.append(tracemalloc.get_traced_memory()[1] - start)
+            del grads
+    finally:
+        tracemalloc.stop()
+    assert min(peaks) < 0.25 * w.nbytes

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Pool", "pool_of", "aligned_empty"]
+__all__ = ["Pool", "pool_of", "aligned_empty", "write_flat"]
 
 Array = NDArray[np.float64]
 ALIGN = 64  # bytes: a cache line (and an AVX-512 register)
@@ -134,6 +134,19 @@ class Pool:
             self.free.append(self._memory())
         for memory in self.free:
             memory.raw.fill(value)
+
+
+def write_flat(dest: Array, x: Any) -> None:
+    """Write ``x`` into the flat vector ``dest`` in C order, with no temporary
+    when ``x`` is not C-contiguous (``np.ravel`` would copy a Fortran-ordered
+    matrix into a new array first).
+
+    >>> dest = np.empty(4)
+    >>> write_flat(dest, np.asfortranarray([[1.0, 2.0], [3.0, 4.0]]))
+    >>> dest
+    array([1., 2., 3., 4.])
+    """
+    dest.reshape(np.shape(x))[...] = x
 
 
 def aligned_empty(size: int, at: int = 0) -> Array:

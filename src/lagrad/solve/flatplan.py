@@ -46,7 +46,7 @@ from lagrad.options import LinearOptions
 from lagrad.solve import borrow as borrowing
 from lagrad.solve.blocksolve import Workspace, substitute_block
 from lagrad.solve.borrow import Borrowed, finite_outside, lend
-from lagrad.solve.buffers import pool_of
+from lagrad.solve.buffers import pool_of, write_flat
 from lagrad.solve.codecheck import PRODUCT_BOUND, product_factor
 from lagrad.solve.linsolve import SolveInfo
 from lagrad.solve.results import BlockResult
@@ -184,7 +184,7 @@ class FlatPlan:
         lent = borrowed.arrays if borrowed is not None else {}
         for (a, b), x in zip(self.inputs, inputs):
             if (a, b) not in lent:
-                z[a:b] = np.ravel(x)
+                write_flat(z[a:b], x)
         borrowers = self.borrowers if lent else frozenset()
         with np.errstate(all="ignore"):
             if steps is not None:

@@ -20,7 +20,7 @@ from lagrad.errors import SolveError
 from lagrad.numeric import all_finite
 from lagrad.options import ForwardOptions
 from lagrad.solve.borrow import Borrowed, borrow, finite_outside
-from lagrad.solve.buffers import pool_of
+from lagrad.solve.buffers import pool_of, write_flat
 from lagrad.solve.groupnewton import GROUP_METHODS, solve_group
 from lagrad.solve.nonlinear import solve_block
 from lagrad.solve.results import BlockResult
@@ -59,7 +59,7 @@ def evaluate(schedule: Schedule, inputs: Sequence[Array], options: ForwardOption
     for v, x in zip(schedule.inputs, inputs):
         span = index[v]
         if (span.start, span.stop) not in lent:
-            z[span] = np.ravel(x)
+            write_flat(z[span], x)
     results: dict[int, BlockResult] = {}
     solver = _Blocks(schedule, options, inits, sources, z, borrowed)
     with np.errstate(all="ignore"):  # non-finite values are reported below, by equation
@@ -115,6 +115,7 @@ class _Blocks:
                  inits: dict[int, Array], sources: Mapping[int, int] | None, z: Array,
                  borrowed: Borrowed | None = None) -> None:
         self.program, self.index = schedule.program, schedule.index
+        self.schedule = schedule
         self.options, self.inits, self.sources, self.z = options, inits, sources, z
         self.borrowed = borrowed
         self.scratch: Array | None = None  # shared by the cyclic blocks' solves
@@ -130,8 +131,8 @@ class _Blocks:
         for u in unit.unknowns:
             if sources and u.index in sources:
                 self.inits[u.index] = z[self.index.slice(sources[u.index])].copy()
-        if self.scratch is None:
-            self.scratch = np.empty_like(z)
+        if self.scratch is None:  # a recycled vector: no z-sized allocation per solve
+            self.scratch = pool_of(self.schedule).take()
         return solve_block(unit, z, self._options(unit), self.inits, self.scratch,
                            self.borrowed)
 
