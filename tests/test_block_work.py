@@ -4,6 +4,8 @@ iterations themselves, and the gradient still matches a dense reference."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -163,3 +165,31 @@ def test_unknown_spans_and_sole_contributions_of_a_two_unknown_block(rng) -> Non
     t_span = (index.slice(t_var.index).start, index.slice(t_var.index).stop)
     assert t_span not in spans  # read by both closing equations: not shared
     assert unit.sole_contributions is spans  # found once per block
+
+
+def test_a_reduced_lu_block_reports_its_residual_without_a_matrix_free_sweep(
+        monkeypatch) -> None:
+    """A small block's adjoint by the dense LU of its reduced matrix, with no
+    interior right-hand side, reports the reduced system's residual measured
+    with that matrix (no sweep through the equations' derivative rules), and
+    it is the whole system's: checked against System.residual."""
+    from lagrad.solve.blockop import BlockOperator
+
+    def no_sweep(*_: object) -> float:
+        raise AssertionError("the matrix-free residual ran")
+    monkeypatch.setattr(BlockOperator, "residual", no_sweep)
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((3, 3))
+    a *= 0.5 / np.linalg.norm(a, 2)
+    b = 0.1 * rng.standard_normal(3)
+
+    def f(x: Any) -> Any:
+        z = lagrad.fixed_point(lambda z, x: lagrad.tanh(a @ z + x), np.zeros(3), x)
+        return lagrad.sum(z * z)
+    sol = lagrad.trace(f, b).solve(b)
+    system = sol.adjoint_system()
+    lam, info = system.solve()
+    [block] = info.extra["blocks"]
+    assert block.method == "reduced_lu"
+    assert 0.0 <= block.residual <= 1e-14
+    assert system.residual(lam) <= 1e-14
