@@ -587,6 +587,28 @@ def test_an_acyclic_solution_pickles():
     np.testing.assert_array_equal(again.grad()[0], sol.grad()[0])
 
 
+def test_a_solution_pickles_after_the_program_made_its_generated_code():
+    """After a few gradients an acyclic program runs generated code (kept with
+    its compiled schedule, as are its plans); a Solution made then still
+    pickles (the plans are left out and rebuilt) and gives the same gradient."""
+    from lagrad.solve.codegen import SWEEP_AFTER
+
+    rng = np.random.default_rng(0)
+    w1, w2, x = rng.standard_normal((6, 5)), rng.standard_normal((5, 3)), rng.standard_normal(6)
+
+    def loss(w1, w2):
+        return lagrad.sum(lagrad.tanh(lagrad.tanh(x @ w1) @ w2) ** 2)
+    p = lagrad.trace(loss, w1, w2)
+    for _ in range(SWEEP_AFTER + 2):
+        sol = p.solve(w1, w2)
+        grads = sol.grad()
+    again = pickle.loads(pickle.dumps(sol))
+    for a, b in zip(again.grad(), grads):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(p)).solve(w1, w2).grad()[0],
+                                  grads[0])
+
+
 def test_a_solution_with_a_newton_factorization_pickles():
     """The LU factors a Newton block keeps are left out; the copy factorizes again."""
     a = np.array([0.3, 0.4])

@@ -449,6 +449,13 @@ class Schedule:
     extras: dict[str, Any] = field(default_factory=dict)  # plans built on demand
     output: Variable | None = None  # the program's output when it was compiled
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its plans: generated code and bound closures do not
+        pickle, and every entry of ``extras`` is rebuilt on demand."""
+        state = dict(self.__dict__)
+        state["extras"] = {}
+        return state
+
     @property
     def size(self) -> int:
         return self.index.size
