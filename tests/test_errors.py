@@ -469,3 +469,16 @@ def test_unknown_jacobian_mode_and_bad_argnums() -> None:
         lagrad.grad(lagrad.sin, argnums=3)(1.0)
     with raises_exactly(OptionError, match="repeated"):
         lagrad.grad(lambda x, y: x * y, argnums=(0, 0))(1.0, 2.0)
+
+
+@pytest.mark.parametrize("name, call", [
+    ("unroll", lambda f: lagrad.unroll(f, 3)),
+    ("compare_unrolled", lambda f: lagrad.compare_unrolled(f, [np.ones(2)], [1, 2])),
+    ("lagrad.optimize", lambda f: lagrad.optimize.minimize(f, np.ones(2))),
+])
+def test_a_function_where_a_program_is_expected(name: str, call: Callable[[Any], Any]) -> None:
+    """Functions that take a Program say so, and how to make one, when given
+    the Python function itself."""
+    with raises_exactly(ProgramError, match=rf"^{re.escape(name)}: expected a lagrad.Program, "
+                                            r"got function; trace the function first"):
+        call(lambda x: lagrad.sum(x * x))

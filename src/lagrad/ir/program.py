@@ -25,7 +25,7 @@ from lagrad.ir.blocks import Block, find_blocks
 from lagrad.ir.constants import as_real, frozen, frozen_param
 from lagrad.options import AdjointOptions, BackwardOptions, ForwardOptions
 
-__all__ = ["Variable", "Equation", "Program", "bind"]
+__all__ = ["Variable", "Equation", "Program", "bind", "require_program"]
 
 Shape = tuple[int, ...]
 
@@ -464,6 +464,15 @@ class Program:
     def __repr__(self) -> str:
         return (f"<Program {self.name!r}: {len(self.variables)} variables, "
                 f"{len(self.equations)} equations>")
+
+def require_program(obj: Any, where: str) -> Program:
+    """``obj`` when it is a :class:`Program`; else a ProgramError saying how to
+    make one (a function passed where a program is expected)."""
+    if not isinstance(obj, Program):
+        raise ProgramError(f"{where}: expected a lagrad.Program, got {type(obj).__name__}; "
+                           "trace the function first: lagrad.trace(fn, *example_args)")
+    return obj
+
 
 # ------------------------------------------------------------------ binding
 

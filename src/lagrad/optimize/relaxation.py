@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from lagrad.compile.compiler import compile_program
 from lagrad.compile.schedule import Batch, CyclicBlock, Schedule, Single
 from lagrad.errors import NonFiniteError, OptionError, ProgramError
-from lagrad.ir.program import Program, Variable
+from lagrad.ir.program import Program, Variable, require_program
 from lagrad.ir.trace import trace
 from lagrad.numeric import norm2
 from lagrad.solve.linsolve import solve_system
@@ -94,10 +94,7 @@ class Relaxation:
                  ) -> None:
         if jacobian not in JACOBIAN_MODES:
             raise OptionError(f"jacobian={jacobian!r}; choose one of {list(JACOBIAN_MODES)}")
-        if not isinstance(program, Program):
-            raise ProgramError(f"expected a lagrad.Program, got {type(program).__name__}; "
-                               "trace the function first: lagrad.trace(fn, *x0)")
-        self.program = program
+        self.program = require_program(program, "lagrad.optimize")
         self.jacobian_mode = jacobian
         self.schedule: Schedule = compile_program(program)
         out = self.schedule.output_variable

@@ -17,7 +17,7 @@ import numpy as np
 from lagrad.compile.compiler import compile_program
 from lagrad.compile.schedule import CyclicBlock
 from lagrad.errors import OptionError
-from lagrad.ir.program import Equation, Program, Variable, bind
+from lagrad.ir.program import Equation, Program, Variable, bind, require_program
 
 __all__ = ["unroll", "UnrolledRow", "compare_unrolled"]
 
@@ -40,6 +40,7 @@ def unroll(program: Program, iterations: int) -> Program:
     >>> [float(lagrad.unroll(p, k).solve(1.0).output) for k in (1, 2, 3)]
     [1.0, 1.5, 1.75]
     """
+    require_program(program, "unroll")
     if int(iterations) < 0:
         raise OptionError(f"iterations must be >= 0, got {iterations}")
     schedule = compile_program(program)
@@ -90,6 +91,7 @@ def compare_unrolled(program: Program, inputs: Sequence[Any], ks: Sequence[int],
     ``reference`` is the gradient to compare with (default: the implicit
     gradient of ``program`` at ``inputs``), one array per input.
     """
+    require_program(program, "compare_unrolled")
     if reference is None:
         g = program.solve(*inputs).grad()
         reference = g if isinstance(g, tuple) else (g,)
