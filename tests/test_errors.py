@@ -482,3 +482,34 @@ def test_a_function_where_a_program_is_expected(name: str, call: Callable[[Any],
     with raises_exactly(ProgramError, match=rf"^{re.escape(name)}: expected a lagrad.Program, "
                                             r"got function; trace the function first"):
         call(lambda x: lagrad.sum(x * x))
+
+
+@pytest.mark.parametrize("name, call", [
+    ("grad", lambda v: lagrad.grad(v)),
+    ("value_and_grad", lambda v: lagrad.value_and_grad(v)),
+    ("jvp", lambda v: lagrad.jvp(v, (1.0,), (1.0,))),
+    ("vjp", lambda v: lagrad.vjp(v, 1.0)),
+    ("linearize", lambda v: lagrad.linearize(v, 1.0)),
+    ("jacobian", lambda v: lagrad.jacobian(v)),
+    ("jacfwd", lambda v: lagrad.jacfwd(v)),
+    ("jacrev", lambda v: lagrad.jacrev(v)),
+    ("hessian", lambda v: lagrad.hessian(v)),
+    ("hvp", lambda v: lagrad.hvp(v, (1.0,), (1.0,))),
+    ("vmap", lambda v: lagrad.vmap(v)),
+    ("jit", lambda v: lagrad.jit(v)),
+    ("trace", lambda v: lagrad.trace(v, 1.0)),
+    ("check_grad", lambda v: lagrad.check_grad(v, 1.0)),
+    ("taylor_test", lambda v: lagrad.taylor_test(v, 1.0, 1.0)),
+    ("custom_vjp", lambda v: lagrad.custom_vjp(v)),
+    ("custom_jvp", lambda v: lagrad.custom_jvp(v)),
+    ("fixed_point", lambda v: lagrad.grad(lambda x: lagrad.fixed_point(v, 0.0, x))(1.0)),
+    ("root", lambda v: lagrad.grad(lambda x: lagrad.root(v, 0.0, x))(1.0)),
+])
+def test_a_value_where_a_function_is_expected(name: str, call: Callable[[Any], Any]) -> None:
+    """Every transform given a value instead of a function names itself, at
+    once, in an error that is a TypeError too (as JAX raises)."""
+    with raises_exactly(lagrad.NotCallableError,
+                        match=rf"^lagrad\.{name}: expected a function, got float 2\.5; "):
+        call(2.5)
+    assert issubclass(lagrad.NotCallableError, TypeError)
+    assert issubclass(lagrad.NotCallableError, ProgramError)

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from lagrad import tree
 from lagrad.api import grad, jvp, vjp
-from lagrad.errors import GradientCheckError
+from lagrad.errors import GradientCheckError, require_callable
 
 __all__ = ["check_grad", "taylor_test"]
 
@@ -85,6 +85,7 @@ def check_grad(fn: Callable[..., Any], *args: Any, n_directions: int = 3, eps: f
     >>> err < 1e-6
     True
     """
+    require_callable(fn, "lagrad.check_grad")
     rng = np.random.default_rng(seed)
     args = tree.map(_as_float64, tuple(args))
     arg_leaves, arg_def = tree.flatten(args)
@@ -155,6 +156,7 @@ def taylor_test(fn: Callable[..., Any], x: Any, direction: Any, *, h0: float = 1
     >>> bool(abs(orders[-1] - 2) < 0.1)
     True
     """
+    require_callable(fn, "lagrad.taylor_test")
     x_leaves, x_def = tree.flatten(tree.map(_as_float64, x))
     x = tree.unflatten(x_def, x_leaves)
     d_leaves = [np.asarray(d, dtype=float)

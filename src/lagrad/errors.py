@@ -12,6 +12,7 @@ __all__ = [
     "CycleError",
     "TracedIndexError",
     "InputDtypeError",
+    "NotCallableError",
     "NonFiniteError",
     "SolveError",
     "ConvergenceError",
@@ -53,6 +54,20 @@ class InputDtypeError(LagradError, TypeError):
     """A differentiated input holds integers or booleans. A TypeError too, as
     JAX raises for them (without ``allow_int``): their derivative is not defined
     on a discrete set; pass floats, or leave the argument out of ``argnums``."""
+
+
+class NotCallableError(ProgramError, TypeError):
+    """A function was expected (by ``lagrad.grad``, ``trace``, ``fixed_point``
+    ...) and something else was given. A TypeError too, as JAX raises."""
+
+
+def require_callable(fn: object, where: str) -> None:
+    """Raise :class:`NotCallableError` naming ``where`` unless ``fn`` is callable."""
+    if not callable(fn):
+        shown = repr(fn)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise NotCallableError(f"{where}: expected a function, got {type(fn).__name__} "
+                               f"{shown}; pass the function itself, not its value")
 
 
 class NonFiniteError(LagradError, FloatingPointError):

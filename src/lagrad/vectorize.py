@@ -40,7 +40,7 @@ import numpy as np
 from lagrad import tree
 from lagrad.api import Jitted, Transform, hvp, jvp
 from lagrad.api.common import _adjoint, _setup
-from lagrad.errors import BatchingError, OptionError, ProgramError
+from lagrad.errors import BatchingError, OptionError, ProgramError, require_callable
 from lagrad.ir import ops
 from lagrad.ir.primitives import Tracer
 from lagrad.ir.program import Program, Variable
@@ -120,6 +120,7 @@ def vmap(fn: Callable[..., Any], in_axes: Axes = 0, out_axes: int = 0) -> Callab
            [18., 48.],
            [30., 72.]])
     """
+    require_callable(fn, "lagrad.vmap")
     if not _is_int(out_axes):
         raise OptionError(f"vmap: out_axes must be an int, got {out_axes!r}")
     block = getattr(fn, "lagrad_block", None)

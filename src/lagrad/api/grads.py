@@ -32,7 +32,7 @@ from lagrad.api.common import (
 from lagrad.api.fastpath import fast_call, learn
 from lagrad.api.jacobians import hvp
 from lagrad.api.jit import _unjit
-from lagrad.errors import MissingDerivativeError, OptionError, ProgramError
+from lagrad.errors import MissingDerivativeError, OptionError, ProgramError, require_callable
 from lagrad.ir.cache import TraceCache
 from lagrad.ir.constants import as_real
 from lagrad.ir.custom import custom_jvp
@@ -110,6 +110,7 @@ def value_and_grad(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool =
     >>> float(v), err, g
     (10.0, array([ 3., -1.]), {'b': np.float64(4.0), 'w': np.float64(8.0)})
     """
+    require_callable(fn, "lagrad.value_and_grad")
     return _value_and_grad(fn, argnums, has_aux, _setup(solve_options, return_info))
 
 
@@ -264,6 +265,7 @@ def grad(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False, *,
     >>> lagrad.grad(lambda x: (x ** 2).sum())(np.ones(2, dtype=np.float32))
     array([2., 2.], dtype=float32)
     """
+    require_callable(fn, "lagrad.grad")
     return _grad(fn, argnums, has_aux, _setup(solve_options, return_info))
 
 
@@ -379,6 +381,7 @@ def jvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
     >>> lagrad.jvp(lambda p: {"s": p[0] + p[1], "d": p[0] * p[1]}, ((2.0, 3.0),), ((1.0, 0.0),))
     ({'d': np.float64(6.0), 's': np.float64(5.0)}, {'d': np.float64(3.0), 's': np.float64(1.0)})
     """
+    require_callable(fn, "lagrad.jvp")
     fn, setup = _unjit(fn, _setup(solve_options, return_info))
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
@@ -450,6 +453,7 @@ def vjp(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
     (array([[2., 1.],
            [2., 1.]]),)
     """
+    require_callable(fn, "lagrad.vjp")
     fn, setup = _unjit(fn, _setup(solve_options))
     call = _trace_solve(fn, setup, primals, {}, tuple(range(len(primals))), has_aux=has_aux,
                         tree_output=True)

@@ -26,7 +26,7 @@ from lagrad.api.common import (
     _with_cache,
 )
 from lagrad.api.jit import _unjit
-from lagrad.errors import OptionError, ProgramError
+from lagrad.errors import OptionError, ProgramError, require_callable
 from lagrad.ir.constants import as_real
 from lagrad.ir.trace import normalize_argnums
 from lagrad.numeric import all_finite
@@ -112,6 +112,7 @@ def jacobian(fn: Callable[..., Any], argnums: ArgNums = 0, mode: str = "auto", *
     >>> jac.format, jac.nnz, jac.diagonal()
     ('csr', 2, array([2., 6.]))
     """
+    require_callable(fn, "lagrad.jacobian")
     if not isinstance(mode, str) or mode not in _MODES:
         raise OptionError(f"jacobian: unknown mode {mode!r}; choose one of {_MODES}")
     return _jacobian(fn, argnums, mode, has_aux, _setup(solve_options), sparse)
@@ -176,6 +177,7 @@ def jacfwd(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False, 
     array([[1., 0.],
            [0., 2.]])
     """
+    require_callable(fn, "lagrad.jacfwd")
     return jacobian(fn, argnums, "forward", has_aux=has_aux, solve_options=solve_options)
 
 
@@ -200,6 +202,7 @@ def jacrev(fn: Callable[..., Any], argnums: ArgNums = 0, has_aux: bool = False, 
     >>> lagrad.jacrev(lambda x: (x.sum(), x[0] * x[1]))(np.array([2.0, 3.0]))
     (array([1., 1.]), array([3., 2.]))
     """
+    require_callable(fn, "lagrad.jacrev")
     return jacobian(fn, argnums, "reverse", has_aux=has_aux, solve_options=solve_options)
 
 
@@ -249,6 +252,7 @@ def hvp(fn: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
     >>> lagrad.hvp(f, (np.array([1.0, 2.0]),), (np.array([1.0, 1.0]),))
     array([ 6., 12.])
     """
+    require_callable(fn, "lagrad.hvp")
     fn, setup = _unjit(fn, _setup(solve_options))
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
@@ -312,6 +316,7 @@ def hessian(fn: Callable[..., Any], argnums: ArgNums = 0, *,
     array([[6., 2.],
            [2., 0.]])
     """
+    require_callable(fn, "lagrad.hessian")
     return _hessian(fn, argnums, _setup(solve_options))
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lagrad.api.common import ArgNums, _Setup, _trace_solve, _unflatten_output
+from lagrad.errors import require_callable
 from lagrad.ir.cache import TraceCache
 from lagrad.ir.trace import normalize_argnums
 
@@ -106,6 +107,7 @@ def jit(fn: Callable[..., Any], *, static_argnums: ArgNums = (),
     >>> step.cache.traces, float(loss), g
     (1, 1296.0, array([432., 432., 432.]))
     """
+    require_callable(fn, "lagrad.jit")
     rebuild = getattr(fn, "lagrad_with_cache", None)
     if rebuild is not None:
         return rebuild(max_traces)

@@ -25,6 +25,7 @@ from lagrad.api.common import (
     _unflatten_output,
 )
 from lagrad.api.jit import _unjit
+from lagrad.errors import require_callable
 from lagrad.ir.trace import Traced
 from lagrad.solve.linsolve import solve_system
 from lagrad.solve.system import System
@@ -78,6 +79,7 @@ def linearize(fn: Callable[..., Any], *primals: Any, has_aux: bool = False,
     array([[0.91821682, 0.        ],
            [0.        , 1.38177329]])
     """
+    require_callable(fn, "lagrad.linearize")
     fn, setup = _unjit(fn, _setup(solve_options))
     call = _trace_solve(fn, setup, primals, {}, tuple(range(len(primals))), has_aux=has_aux,
                         tree_output=True)

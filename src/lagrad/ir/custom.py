@@ -44,7 +44,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from lagrad.errors import MissingDerivativeError, ProgramError
+from lagrad.errors import MissingDerivativeError, ProgramError, require_callable
 from lagrad.ir import ops
 from lagrad.ir import primitives as P
 from lagrad.ir.memo import ValueMemo, value_key
@@ -76,8 +76,7 @@ class _CustomRule:
     kind = ""
 
     def __init__(self, fn: Callable[..., Any], out_shape: OutShape = None) -> None:
-        if not callable(fn):
-            raise ProgramError(f"{self.kind}: expected a function, got {type(fn).__name__}")
+        require_callable(fn, f"lagrad.{self.kind}")
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.out_shape = out_shape

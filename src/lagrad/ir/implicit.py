@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lagrad.errors import ProgramError
+from lagrad.errors import ProgramError, require_callable
 from lagrad.ir.constants import as_real
 from lagrad.ir.program import Program, Variable
 from lagrad.ir.vmapping import BatchedVariable, batch_of, materialize
@@ -56,6 +56,7 @@ def fixed_point(f: Callable[..., Any], z0: Any, *args: Any, method: str | None =
     >>> round(float(g(2.0)), 12)  # d sqrt(a)/da = 1 / (2 sqrt(a))
     0.353553390593
     """
+    require_callable(f, "lagrad.fixed_point")
     return _implicit("define", f, z0, args,
                      (method, tol, maxiter, backward, adjoint_method, adjoint_tol), name)
 
@@ -78,6 +79,7 @@ def root(g: Callable[..., Any], z0: Any, *args: Any, method: str | None = None,
     >>> round(float(lagrad.grad(cube_root)(8.0)), 12)  # 1 / (3 z^2)
     0.083333333333
     """
+    require_callable(g, "lagrad.root")
     return _implicit("root", g, z0, args,
                      (method, tol, maxiter, backward, adjoint_method, adjoint_tol), name)
 

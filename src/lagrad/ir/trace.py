@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lagrad.errors import InputDtypeError, OptionError, ProgramError
+from lagrad.errors import InputDtypeError, OptionError, ProgramError, require_callable
 from lagrad.ir import ops
 from lagrad.ir.gcpause import paused_gc
 from lagrad.ir.program import Program, Variable
@@ -75,6 +75,7 @@ def trace(fn: Callable[..., Any], *example_args: Any) -> Program:
     v4 = sum(v3, axis=None, keepdims=False)  # ()
     output v4
     """
+    require_callable(fn, "lagrad.trace")
     return trace_args(fn, example_args, tuple(range(len(example_args)))).program
 
 
