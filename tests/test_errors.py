@@ -513,3 +513,20 @@ def test_a_value_where_a_function_is_expected(name: str, call: Callable[[Any], A
         call(2.5)
     assert issubclass(lagrad.NotCallableError, TypeError)
     assert issubclass(lagrad.NotCallableError, ProgramError)
+
+
+@pytest.mark.parametrize("method", ["matvec", "residual", "split"])
+def test_a_system_given_a_vector_of_another_size(method: str) -> None:
+    """System.matvec/residual/split name themselves and the size they need
+    (they reshaped, or broadcast, into a bare numpy ValueError)."""
+    x = np.array([0.2, 0.3])
+    sol = lagrad.trace(lambda v: lagrad.sum(v * v), x).solve(x)
+    system = sol.adjoint_system()
+    n = system.shape[0]
+    with raises_exactly(ProgramError, match=rf"^System\.{method}: x has shape \(3,\); this "
+                                            rf"system has n = {n} unknowns"):
+        getattr(system, method)(np.ones(3))
+    with raises_exactly(ProgramError, match=rf"^System\.{method}: x must be real numbers"):
+        getattr(system, method)("abc")
+    lam, _ = system.solve()
+    assert system.residual(list(lam)) < 1e-14  # a list of the right size is fine

@@ -24,7 +24,8 @@ from lagrad.compile.bulkplan import bulk_plan
 from lagrad.compile.guards import Sweep, guarded
 from lagrad.compile.jacobian import assemble_jacobian, blame_partials
 from lagrad.compile.schedule import Index, Schedule
-from lagrad.errors import OptionError
+from lagrad.errors import OptionError, ProgramError
+from lagrad.ir.constants import as_real
 from lagrad.numeric import norm2
 from lagrad.options import BackwardOptions
 
@@ -263,10 +264,22 @@ class System:
         perm = self.permutation
         return self.matrix[perm][:, perm].tocsr()
 
+    def _vector(self, x: Any, what: str) -> Array:
+        """``x`` as a float vector (n,) or block (n, k) of this system; else a
+        ProgramError naming the method."""
+        arr = as_real(x, f"System.{what}: x")
+        n = self.shape[0]
+        if arr.ndim not in (1, 2) or arr.shape[0] != n:
+            raise ProgramError(f"System.{what}: x has shape {arr.shape}; this system has "
+                               f"n = {n} unknowns (all variables' entries, in index order): "
+                               f"pass a vector ({n},) or a block of k vectors ({n}, k)")
+        return arr
+
     def matvec(self, x: Array) -> Array:
         """``matrix @ x`` without assembling the matrix (one VJP or JVP sweep;
         a bulk program's adjoint by its plan's scatter-adds); for a block of
         vectors x (n, k), with the assembled matrix."""
+        x = self._vector(x, "matvec")
         if x.ndim == 2:
             return np.asarray(self.matrix @ x)
         plan = bulk_plan(self.schedule) if self.orientation.transposed else None
@@ -282,6 +295,7 @@ class System:
         """Relative residual ||matrix x - rhs|| / max(||rhs||, tiny); for a
         block of k right-hand sides, the largest of the k columns'."""
         tiny = np.finfo(float).tiny
+        x = self._vector(x, "residual")
         with np.errstate(all="ignore"):  # norm2 may overflow before it rescales
             r = self.matvec(x) - self.rhs
             if r.ndim == 2:
@@ -292,6 +306,7 @@ class System:
     def split(self, x: Array) -> dict[Any, Array]:
         """A flat vector as ``{variable: array of its shape}``; a block of k
         vectors (n, k) as ``{variable: array of shape (k, *shape)}``."""
+        x = self._vector(x, "split")
         if x.ndim == 2:
             k = x.shape[1]
             return {v: np.array(x[sl].T).reshape((k, *v.shape)) for v, sl in self.index.items()}
