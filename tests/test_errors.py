@@ -530,3 +530,15 @@ def test_a_system_given_a_vector_of_another_size(method: str) -> None:
         getattr(system, method)("abc")
     lam, _ = system.solve()
     assert system.residual(list(lam)) < 1e-14  # a list of the right size is fine
+
+
+def test_a_misspelt_solve_option_is_named_as_such() -> None:
+    """solve takes inputs by name too, so a misspelt option was reported as
+    an unknown variable; the error lists the inputs and the options."""
+    x = np.array([0.2, 0.3])
+    p = lagrad.trace(lambda v: lagrad.sum(v * v), x)
+    with raises_exactly(ProgramError, match=r"^solve: 'methd' is neither an input of the "
+                                            r"program \(\['v'\]\) nor an option of solve "
+                                            r"\(method, tol, maxiter, init, backward\)"):
+        p.solve(x, methd="newton")
+    assert p.solve(v=x).output == p.solve(x).output  # an input by name still works

@@ -371,7 +371,12 @@ def solve_program(program: Program, inputs: Sequence[Any], named: Mapping[str, A
                            f"{[v.name for v in declared]}")
     values: dict[int, Any] = {v.index: x for v, x in zip(declared, inputs)}
     for name, x in named.items():
-        v = program.variable(name)
+        try:
+            v = program.variable(name)
+        except ProgramError:
+            raise ProgramError(f"solve: {name!r} is neither an input of the program "
+                               f"({[v.name for v in declared]}) nor an option of solve "
+                               "(method, tol, maxiter, init, backward)") from None
         if v.kind != "input":
             raise ProgramError(f"{name!r} is not an input of the program")
         if v.index in values:
