@@ -465,6 +465,7 @@ class Program:
         return (f"<Program {self.name!r}: {len(self.variables)} variables, "
                 f"{len(self.equations)} equations>")
 
+
 def require_program(obj: Any, where: str) -> Program:
     """``obj`` when it is a :class:`Program`; else a ProgramError saying how to
     make one (a function passed where a program is expected)."""

@@ -279,7 +279,10 @@ class System:
         """``matrix @ x`` without assembling the matrix (one VJP or JVP sweep;
         a bulk program's adjoint by its plan's scatter-adds); for a block of
         vectors x (n, k), with the assembled matrix."""
-        x = self._vector(x, "matvec")
+        return self._product(self._vector(x, "matvec"))
+
+    def _product(self, x: Array) -> Array:
+        """:meth:`matvec` of an ``x`` already checked."""
         if x.ndim == 2:
             return np.asarray(self.matrix @ x)
         plan = bulk_plan(self.schedule) if self.orientation.transposed else None
@@ -297,7 +300,7 @@ class System:
         tiny = np.finfo(float).tiny
         x = self._vector(x, "residual")
         with np.errstate(all="ignore"):  # norm2 may overflow before it rescales
-            r = self.matvec(x) - self.rhs
+            r = self._product(x) - self.rhs
             if r.ndim == 2:
                 return max((norm2(r[:, j]) / max(norm2(self.rhs[:, j]), tiny)
                             for j in range(r.shape[1])), default=0.0)
