@@ -305,8 +305,8 @@ def test_solution_grad_of_non_scalar_output() -> None:
 
 @pytest.mark.parametrize(("name", "call"), [
     ("floor", lambda v: np.floor(v)),
-    ("arctan2", lambda v: np.arctan2(v, 1.0)),
-    ("sort", lambda v: np.sort(v)),
+    ("arccos", lambda v: np.arccos(v)),
+    ("cumprod", lambda v: np.cumprod(v)),
     ("arcsinh", lambda v: np.arcsinh(v)),
     ("median", lambda v: np.median(v)),
 ])

@@ -40,11 +40,33 @@ from lagrad.errors import (
     SolveError,
 )
 from lagrad.ir import linalg
+from lagrad.ir.arrayops import (
+    array_split,
+    broadcast_to,
+    cross,
+    diagonal,
+    diff,
+    expand_dims,
+    flip,
+    kron,
+    moveaxis,
+    pad,
+    repeat,
+    roll,
+    split,
+    squeeze,
+    swapaxes,
+    take,
+    tile,
+    tril,
+    triu,
+)
 from lagrad.ir.custom import CustomJVP, CustomVJP, custom_jvp, custom_vjp, stop_gradient
 from lagrad.ir.implicit import fixed_point, root
 from lagrad.ir.ops import (
     abs,
     arctan,
+    arctan2,
     clip,
     concatenate,
     cos,
@@ -55,6 +77,7 @@ from lagrad.ir.ops import (
     exp,
     expit,
     expm1,
+    hypot,
     log,
     log1p,
     logaddexp,
@@ -74,6 +97,7 @@ from lagrad.ir.ops import (
     sin,
     sinh,
     softmax,
+    sort,
     sqrt,
     square,
     stack,
@@ -117,4 +141,7 @@ __all__ = [
     "logsumexp", "softmax", "dot", "matmul", "coo_matvec",
     "square", "log1p", "expm1", "arctan", "sinh", "cosh", "sign", "logaddexp", "expit",
     "max", "min", "prod", "cumsum", "var", "std", "einsum", "outer", "tensordot", "clip",
+    "arctan2", "hypot", "sort", "flip", "roll", "take", "diagonal", "triu", "tril", "diff",
+    "repeat", "tile", "split", "array_split", "pad", "kron", "cross", "squeeze",
+    "expand_dims", "broadcast_to", "swapaxes", "moveaxis",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from lagrad.errors import ProgramError
-from lagrad.ir import ops
+from lagrad.ir import arrayops, ops
 from lagrad.ir import primitives as P
 
 __all__ = ["ArrayMethods"]
@@ -112,6 +112,24 @@ class ArrayMethods:
 
     def clip(self, min: Any = None, max: Any = None) -> Traced:  # noqa: A002 (numpy's)
         return ops.clip(self, min, max)
+
+    def squeeze(self, axis: Any = None) -> Traced:
+        return arrayops.squeeze(self, axis)
+
+    def swapaxes(self, axis1: int, axis2: int) -> Traced:
+        return arrayops.swapaxes(self, axis1, axis2)
+
+    def diagonal(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Traced:
+        return arrayops.diagonal(self, offset, axis1, axis2)
+
+    def trace(self, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Traced:
+        return arrayops.trace(self, offset, axis1, axis2)
+
+    def repeat(self, repeats: Any, axis: Any = None) -> Traced:
+        return arrayops.repeat(self, repeats, axis)
+
+    def take(self, indices: Any, axis: Any = None) -> Traced:
+        return arrayops.take(self, indices, axis)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         if _from_sparse_matmul(sys._getframe(1)):

@@ -1,5 +1,5 @@
 """Linear algebra on traced values (``lagrad.linalg``): solve, spsolve, inv,
-det, slogdet, cholesky.
+det, slogdet, cholesky, and norm (:mod:`lagrad.ir.norms`).
 
 Each is a primitive whose rules are written with the factorization its value
 computed. For x = A^-1 b (``solve`` and ``spsolve``), differentiating
@@ -48,9 +48,10 @@ from lagrad.ir.factors import (
     sparse_lu,
 )
 from lagrad.ir.memo import value_key
+from lagrad.ir.norms import norm
 from lagrad.ir.pattern import CSRPattern, check_indices, check_matrix_shape
 
-__all__ = ["solve", "spsolve", "inv", "det", "slogdet", "cholesky", "LINALG",
+__all__ = ["solve", "spsolve", "inv", "det", "slogdet", "cholesky", "norm", "LINALG",
            "factor_memo"]
 
 Array = NDArray[np.float64]

@@ -45,6 +45,7 @@ from lagrad.ir.primitives import (
     selection,
     unbroadcast,
 )
+from lagrad.ir.sorting import sort_p
 
 __all__ = ["ELEMENTWISE", "MASKS", "STRUCTURAL", "parse_einsum", "matmul_shape"]
 
@@ -81,6 +82,15 @@ def _cosh_partials(k: int, ans: Array, x: Array) -> Array:
 def _logaddexp_partials(k: int, ans: Array, x: Array, y: Array) -> Array:
     # d log(e^x + e^y) / dx = e^x / (e^x + e^y) = exp(x - ans)
     return np.exp((x if k == 0 else y) - ans)
+
+
+def _arctan2_partials(k: int, ans: Array, y: Array, x: Array) -> Array:
+    # d atan2(y, x) = (x dy - y dx) / (x^2 + y^2)
+    return (x if k == 0 else -np.asarray(y, dtype=float)) / (np.square(x) + np.square(y))
+
+
+def _hypot_partials(k: int, ans: Array, x: Array, y: Array) -> Array:
+    return (x if k == 0 else y) / ans
 
 
 def _zero_partials(k: int, ans: Array, *args: Array) -> Array:
@@ -128,6 +138,22 @@ def _logaddexp_second(k: int, m: int, ans: Array, x: Array, y: Array) -> Array:
     return p * (1.0 - p) * (1.0 if k == m else -1.0)
 
 
+def _arctan2_second(k: int, m: int, ans: Array, y: Array, x: Array) -> Array:
+    # f_yy = -2xy / r^4 = -f_xx, f_xy = (y^2 - x^2) / r^4, r^2 = x^2 + y^2
+    r2 = np.square(x) + np.square(y)
+    if k != m:
+        return (np.square(y) - np.square(x)) / np.square(r2)
+    return (-2.0 if k == 0 else 2.0) * x * y / np.square(r2)
+
+
+def _hypot_second(k: int, m: int, ans: Array, x: Array, y: Array) -> Array:
+    # f_xx = y^2 / h^3, f_yy = x^2 / h^3, f_xy = -xy / h^3
+    cube = ans ** 3
+    if k != m:
+        return -x * y / cube
+    return np.square(y if k == 0 else x) / cube
+
+
 square = elementwise_primitive("square", np.square, _square_partials, second=_square_second)
 log1p = elementwise_primitive("log1p", np.log1p, _log1p_partials, second=_log1p_second)
 expm1 = elementwise_primitive("expm1", np.expm1, _expm1_partials, second=_expm1_second)
@@ -136,6 +162,10 @@ sinh = elementwise_primitive("sinh", np.sinh, _sinh_partials, second=_sinh_secon
 cosh = elementwise_primitive("cosh", np.cosh, _cosh_partials, second=_cosh_second)
 logaddexp = elementwise_primitive("logaddexp", np.logaddexp, _logaddexp_partials,
                                   second=_logaddexp_second)
+arctan2 = elementwise_primitive("arctan2", np.arctan2, _arctan2_partials, second=_arctan2_second,
+                                doc="the angle of (x, y): arctan(y / x) in the right quadrant")
+hypot = elementwise_primitive("hypot", np.hypot, _hypot_partials, second=_hypot_second,
+                              doc="sqrt(x^2 + y^2) without overflow")
 # piecewise constant: derivative zero everywhere, also at 0 (as JAX)
 sign = elementwise_primitive("sign", _sign_value, _zero_partials, constant=(0.0,))
 
@@ -197,7 +227,7 @@ select = elementwise_primitive("select", _select_value, _select_partials, second
 
 MASKS: tuple[Primitive, ...] = (greater, greater_equal, less, less_equal, equal, not_equal)
 ELEMENTWISE: tuple[Primitive, ...] = (
-    square, log1p, expm1, arctan, sinh, cosh, logaddexp, sign, select) + MASKS
+    square, log1p, expm1, arctan, sinh, cosh, logaddexp, arctan2, hypot, sign, select) + MASKS
 
 
 # ------------------------------------------ reductions with weights
@@ -375,7 +405,7 @@ def parse_einsum(subscripts: str, shapes: Sequence[Shape]) -> str:
             raise ValueError(f"subscript {term!r} has a character that is not a letter")
         if len(set(term)) != len(term):
             raise ValueError(f"subscript {term!r} repeats an axis label (a diagonal or trace); "
-                             "not supported, take the diagonal with indexing instead")
+                             "not supported; use np.diagonal or np.trace")
         if len(term) != len(shape):
             raise ValueError(f"subscript {term!r} names {len(term)} axes, the operand has "
                              f"shape {shape}")
@@ -541,4 +571,4 @@ batched_matmul = Primitive("batched_matmul", np.matmul, matmul_shape, vjp=_bmm_v
                            doc="matmul of stacks of matrices, numpy's broadcasting",
                            second_vjp=_bmm_second_vjp)
 
-STRUCTURAL: tuple[Primitive, ...] = (amax, amin, prod, cumsum, einsum, batched_matmul)
+STRUCTURAL: tuple[Primitive, ...] = (amax, amin, prod, cumsum, einsum, batched_matmul, sort_p)

@@ -19,10 +19,12 @@ import scipy.sparse
 import scipy.special
 
 from lagrad.errors import ProgramError
+from lagrad.ir import arrayops as A
 from lagrad.ir import linalg
 from lagrad.ir import numpy_prims as N
 from lagrad.ir import primitives as P
 from lagrad.ir.primitives import Tracer
+from lagrad.ir.sorting import sort
 
 __all__ = [
     "exp", "log", "sin", "cos", "tanh", "sigmoid", "relu", "sqrt", "abs", "maximum",
@@ -30,6 +32,7 @@ __all__ = [
     "logsumexp", "softmax", "dot", "matmul", "getitem",
     "square", "log1p", "expm1", "arctan", "sinh", "cosh", "sign", "logaddexp", "expit",
     "max", "min", "prod", "cumsum", "var", "std", "einsum", "outer", "tensordot", "clip",
+    "arctan2", "hypot", "sort",
     "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
 ]
 
@@ -52,6 +55,8 @@ sinh = N.sinh
 cosh = N.cosh
 sign = N.sign  # derivative zero, also at 0
 logaddexp = N.logaddexp
+arctan2 = N.arctan2
+hypot = N.hypot
 expit = P.sigmoid  # scipy.special's name
 # comparisons: 0/1 masks of the current values, derivative zero (as JAX's booleans)
 greater = N.greater
@@ -457,7 +462,8 @@ _UFUNCS: dict[np.ufunc, Any] = {
     np.maximum: P.maximum, np.minimum: P.minimum, np.matmul: matmul,
     np.positive: lambda x: x, np.square: square, np.log1p: log1p, np.expm1: expm1,
     np.arctan: arctan, np.sinh: sinh, np.cosh: cosh, np.sign: sign, np.logaddexp: logaddexp,
-    scipy.special.expit: expit, np.greater: greater, np.greater_equal: greater_equal,
+    np.arctan2: arctan2, np.hypot: hypot, scipy.special.expit: expit,
+    np.greater: greater, np.greater_equal: greater_equal,
     np.less: less, np.less_equal: less_equal, np.equal: equal, np.not_equal: not_equal,
 }
 
@@ -470,6 +476,8 @@ _FUNCTIONS: dict[Any, Any] = {
     np.max: max, np.amax: max, np.min: min, np.amin: min, np.prod: prod, np.cumsum: cumsum,
     np.var: var, np.std: std, np.einsum: einsum, np.outer: outer, np.tensordot: tensordot,
     np.clip: clip, np.ravel: lambda x: reshape(x, (math.prod(_shape_of(x)),)),
+    np.linalg.norm: linalg.norm, np.sort: sort,
+    **{getattr(np, name): getattr(A, name) for name in A.__all__},
 }
 
 
