@@ -42,6 +42,9 @@ OPS: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...], bool]] = {
     "roll": (lambda xp, x: xp.roll(x, 2), (X,), True),
     "roll_axis": (lambda xp, x: xp.roll(x, -1, axis=1), (X,), True),
     "roll_many": (lambda xp, x: np.roll(x, (1, 7), axis=(0, 2)), (X3,), False),
+    "roll_flat_shifts": (lambda xp, x: np.roll(x, (1, 2)), (X,), False),
+    "roll_one_axis_twice": (lambda xp, x: np.roll(x, (1, -3), axis=(1, 1)), (X,), False),
+    "roll_shift_per_axis": (lambda xp, x: np.roll(x, 2, axis=(0, 1)), (X,), False),
     "take": (lambda xp, x: xp.take(x, [3, 0, 3, -1]), (X,), False),
     "take_axis": (lambda xp, x: np.take(x, [[2, 0], [2, 2]], axis=1), (X3,), False),
     "diagonal": (lambda xp, x: xp.diagonal(x), (SQ,), False),
@@ -55,6 +58,7 @@ OPS: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...], bool]] = {
     "triu_k": (lambda xp, x: xp.triu(x, 1), (SQ,), True),
     "tril": (lambda xp, x: xp.tril(x, -1), (X,), True),
     "tril_stack": (lambda xp, x: np.tril(x), (X3,), False),
+    "triu_vector": (lambda xp, x: np.triu(x, 1), (V,), False),
     "diff": (lambda xp, x: xp.diff(x), (X,), True),
     "diff_2": (lambda xp, x: xp.diff(x, n=2, axis=0), (X,), True),
     "repeat": (lambda xp, x: xp.repeat(x, 2), (V,), True),
@@ -243,6 +247,8 @@ BAD: dict[str, tuple[Callable[[Any], Any], str]] = {
     "norm_axes": (lambda v: np.linalg.norm(v[None], axis=(0, 1, 2)), "names 3 axes"),
     "sort_order": (lambda v: np.sort(v, order="a"), "structured array"),
     "diff": (lambda v: np.diff(v, n=-1), "non-negative int"),
+    "triu": (lambda v: np.triu(v[0, 0]), "zero-dimensional array has no triangle"),
+    "roll": (lambda v: np.roll(v, (1, 2, 3), axis=(0, 1)), "3 shifts do not pair"),
 }
 
 

@@ -154,25 +154,26 @@ def flip(m: Any, axis: Any = None) -> Any:
 
 def roll(a: Any, shift: Any, axis: Any = None) -> Any:
     """Shift entries cyclically along ``axis`` (None: the flattened array, then
-    the shape back), as :func:`numpy.roll`."""
+    the shape back), as :func:`numpy.roll`: shifts and axes broadcast
+    against each other, and shifts of one axis add up."""
     shape = shape_of(a)
     if axis is None:
-        if not _is_int(shift):
-            raise ProgramError(f"roll: shift {shift!r} needs an axis of its own; give an "
-                               "int shift, or axis as a tuple")
         return _reshape(roll(_flat(a), shift, 0), shape)
-    axes = axes_of("roll", axis, len(shape)) if _is_int(axis) else \
-        tuple(axis_of("roll", n, len(shape)) for n in axis)  # (numpy allows repeats here)
-    shifts = [shift] * len(axes) if _is_int(shift) else list(shift)
-    if len(shifts) != len(axes):
-        raise ProgramError(f"roll: {len(shifts)} shifts for {len(axes)} axes")
-    total = dict.fromkeys(axes, 0)
-    for n, s in zip(axes, shifts):
-        total[n] += int(s)
+    try:
+        shifts, axes = np.broadcast_arrays(np.atleast_1d(shift), np.atleast_1d(axis))
+    except ValueError:
+        raise ProgramError(f"roll: {np.size(shift)} shifts do not pair with axes "
+                           f"{axis!r}") from None
+    if shifts.ndim != 1 or not np.issubdtype(shifts.dtype, np.integer):
+        raise ProgramError(f"roll: shift {shift!r} must be an int or a sequence of ints")
+    total: dict[int, int] = {}
+    for n, s in zip(axes.tolist(), shifts.tolist()):
+        n = axis_of("roll", n, len(shape))
+        total[n] = total.get(n, 0) + s
     out = a
     for n, s in total.items():
         out = _along(out, n, (np.arange(shape[n]) - s) % builtins.max(shape[n], 1))
-    return out
+    return out if out is not a else P.identity(a)
 
 
 def take(a: Any, indices: Any, axis: Any = None) -> Any:
@@ -211,25 +212,32 @@ def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
     return P.sum_(d, axis=(len(shape_of(d)) - 1,), keepdims=False)
 
 
-def _triangle(name: str, m: Any, keep: Any) -> Any:
+def _triangle(m: Any, keep: Any) -> Any:
     shape = shape_of(m)
-    if len(shape) < 2:
-        raise ProgramError(f"{name}: needs at least two dimensions, got shape {shape}")
+    if len(shape) < 2:  # numpy's rule: a vector is every row of the matrix
+        shape = keep.shape
     return P.where(m, 0.0, condition=np.broadcast_to(keep, shape))
 
 
 def triu(m: Any, k: int = 0) -> Any:
     """The upper triangle from diagonal ``k`` on, zeros below (exact zeros,
-    whatever is there), as :func:`numpy.triu` for two dimensions or more."""
-    rows, cols = shape_of(m)[-2:] if len(shape_of(m)) >= 2 else (0, 0)
-    return _triangle("triu", m, np.triu(np.ones((rows, cols), dtype=bool), int(k)))
+    whatever is there), as :func:`numpy.triu` (a 1-D ``m`` is every row)."""
+    return _triangle(m, np.triu(np.ones(_square(m), dtype=bool), int(k)))
 
 
 def tril(m: Any, k: int = 0) -> Any:
     """The lower triangle up to diagonal ``k``, zeros above, as :func:`numpy.tril`
-    for two dimensions or more."""
-    rows, cols = shape_of(m)[-2:] if len(shape_of(m)) >= 2 else (0, 0)
-    return _triangle("tril", m, np.tril(np.ones((rows, cols), dtype=bool), int(k)))
+    (a 1-D ``m`` is every row)."""
+    return _triangle(m, np.tril(np.ones(_square(m), dtype=bool), int(k)))
+
+
+def _square(m: Any) -> tuple[int, int]:
+    """The (rows, columns) of the matrices of ``m``; a vector of n is n x n."""
+    shape = shape_of(m)
+    if not shape:
+        raise ProgramError("triu / tril: a zero-dimensional array has no triangle; give a "
+                           "vector or matrices")
+    return (shape[-2], shape[-1]) if len(shape) >= 2 else (shape[0], shape[0])
 
 
 def diff(a: Any, n: int = 1, axis: int = -1) -> Any:
