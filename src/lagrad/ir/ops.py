@@ -23,6 +23,7 @@ from lagrad.ir import arrayops as A
 from lagrad.ir import linalg
 from lagrad.ir import numpy_prims as N
 from lagrad.ir import primitives as P
+from lagrad.ir import ufuncs as U
 from lagrad.ir.primitives import Tracer
 from lagrad.ir.sorting import sort
 
@@ -32,7 +33,8 @@ __all__ = [
     "logsumexp", "softmax", "dot", "matmul", "getitem",
     "square", "log1p", "expm1", "arctan", "sinh", "cosh", "sign", "logaddexp", "expit",
     "max", "min", "prod", "cumsum", "var", "std", "einsum", "outer", "tensordot", "clip",
-    "arctan2", "hypot", "sort",
+    "arctan2", "hypot", "sort", "tan", "arcsin", "arccos", "arcsinh", "arccosh", "arctanh",
+    "log2", "log10", "exp2", "cbrt", "reciprocal", "floor", "ceil", "trunc", "rint",
     "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
 ]
 
@@ -55,6 +57,9 @@ sinh = N.sinh
 cosh = N.cosh
 sign = N.sign  # derivative zero, also at 0
 logaddexp = N.logaddexp
+tan, arcsin, arccos, arcsinh, arccosh = U.tan, U.arcsin, U.arccos, U.arcsinh, U.arccosh
+arctanh, log2, log10, exp2, cbrt = U.arctanh, U.log2, U.log10, U.exp2, U.cbrt
+reciprocal, floor, ceil, trunc, rint = U.reciprocal, U.floor, U.ceil, U.trunc, U.rint
 arctan2 = N.arctan2
 hypot = N.hypot
 expit = P.sigmoid  # scipy.special's name
@@ -465,6 +470,8 @@ _UFUNCS: dict[np.ufunc, Any] = {
     np.arctan2: arctan2, np.hypot: hypot, scipy.special.expit: expit,
     np.greater: greater, np.greater_equal: greater_equal,
     np.less: less, np.less_equal: less_equal, np.equal: equal, np.not_equal: not_equal,
+    np.fabs: P.absolute, np.fmax: P.maximum, np.fmin: P.minimum, np.float_power: P.power,
+    **U.UFUNCS,
 }
 
 _FUNCTIONS: dict[Any, Any] = {

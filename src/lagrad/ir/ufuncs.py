@@ -1,0 +1,175 @@
+"""More of numpy's elementwise functions on traced values: tan, the inverse
+trigonometric and hyperbolic functions, log2, log10, exp2, cbrt,
+reciprocal, and the roundings floor, ceil, trunc and rint.
+
+Each is an elementwise primitive with its first and second partials, written
+with ``ans`` where that is cheaper (tan' = 1 + tan^2). The roundings are
+piecewise constant: derivative zero everywhere, also at the jumps, as JAX's.
+Outside a function's domain (arcsin of 2, log10 of -1) the value is NaN and
+the solve raises :class:`lagrad.NonFiniteError` naming the equation.
+
+>>> import numpy as np, lagrad
+>>> float(lagrad.grad(lambda x: np.arcsin(x))(0.6))
+1.25
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lagrad.ir.primitive import Primitive, elementwise_primitive
+
+__all__ = ["tan", "arcsin", "arccos", "arcsinh", "arccosh", "arctanh", "log2", "log10",
+           "exp2", "cbrt", "reciprocal", "floor", "ceil", "trunc", "rint", "ELEMENTWISE",
+           "UFUNCS"]
+
+Array = NDArray[np.float64]
+Rule = Callable[..., Any]
+LN2, LN10 = math.log(2.0), math.log(10.0)
+
+
+def _f(x: Array) -> Array:
+    return np.asarray(x, dtype=float)
+
+
+def _tan_partials(k: int, ans: Array, x: Array) -> Array:
+    return 1.0 + np.square(ans)
+
+
+def _tan_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return 2.0 * ans * (1.0 + np.square(ans))
+
+
+def _arcsin_partials(k: int, ans: Array, x: Array) -> Array:
+    return 1.0 / np.sqrt(1.0 - np.square(x))
+
+
+def _arcsin_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return _f(x) / (1.0 - np.square(x)) ** 1.5
+
+
+def _arccos_partials(k: int, ans: Array, x: Array) -> Array:
+    return -1.0 / np.sqrt(1.0 - np.square(x))
+
+
+def _arccos_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -_f(x) / (1.0 - np.square(x)) ** 1.5
+
+
+def _arcsinh_partials(k: int, ans: Array, x: Array) -> Array:
+    return 1.0 / np.sqrt(1.0 + np.square(x))
+
+
+def _arcsinh_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -_f(x) / (1.0 + np.square(x)) ** 1.5
+
+
+def _arccosh_partials(k: int, ans: Array, x: Array) -> Array:
+    return 1.0 / np.sqrt(np.square(x) - 1.0)
+
+
+def _arccosh_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -_f(x) / (np.square(x) - 1.0) ** 1.5
+
+
+def _arctanh_partials(k: int, ans: Array, x: Array) -> Array:
+    return 1.0 / (1.0 - np.square(x))
+
+
+def _arctanh_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return 2.0 * _f(x) / np.square(1.0 - np.square(x))
+
+
+def _log2_partials(k: int, ans: Array, x: Array) -> Array:
+    return 1.0 / (_f(x) * LN2)
+
+
+def _log2_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -1.0 / (np.square(x) * LN2)
+
+
+def _log10_partials(k: int, ans: Array, x: Array) -> Array:
+    return 1.0 / (_f(x) * LN10)
+
+
+def _log10_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -1.0 / (np.square(x) * LN10)
+
+
+def _exp2_partials(k: int, ans: Array, x: Array) -> Array:
+    return ans * LN2
+
+
+def _exp2_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return ans * (LN2 * LN2)
+
+
+def _cbrt_partials(k: int, ans: Array, x: Array) -> Array:
+    return 1.0 / (3.0 * np.square(ans))
+
+
+def _cbrt_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return -2.0 / (9.0 * ans ** 5)
+
+
+def _reciprocal_value(x: Array) -> Array:
+    return 1.0 / _f(x)
+
+
+def _reciprocal_partials(k: int, ans: Array, x: Array) -> Array:
+    return -np.square(ans)
+
+
+def _reciprocal_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return 2.0 * ans ** 3
+
+
+def _zero(k: int, ans: Array, x: Array) -> Array:
+    return np.zeros_like(ans)
+
+
+def _zero_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    return np.zeros_like(ans)
+
+
+def _smooth(name: str, value: Rule, partials: Rule, second: Rule) -> Primitive:
+    return elementwise_primitive(name, value, partials, second=second)
+
+
+def _rounding(name: str, value: Rule) -> Primitive:
+    return elementwise_primitive(name, value, _zero, constant=(0.0,), second=_zero_second,
+                                 doc="piecewise constant: derivative 0")
+
+
+tan = _smooth("tan", np.tan, _tan_partials, _tan_second)
+arcsin = _smooth("arcsin", np.arcsin, _arcsin_partials, _arcsin_second)
+arccos = _smooth("arccos", np.arccos, _arccos_partials, _arccos_second)
+arcsinh = _smooth("arcsinh", np.arcsinh, _arcsinh_partials, _arcsinh_second)
+arccosh = _smooth("arccosh", np.arccosh, _arccosh_partials, _arccosh_second)
+arctanh = _smooth("arctanh", np.arctanh, _arctanh_partials, _arctanh_second)
+log2 = _smooth("log2", np.log2, _log2_partials, _log2_second)
+log10 = _smooth("log10", np.log10, _log10_partials, _log10_second)
+exp2 = _smooth("exp2", np.exp2, _exp2_partials, _exp2_second)
+cbrt = _smooth("cbrt", np.cbrt, _cbrt_partials, _cbrt_second)
+reciprocal = _smooth("reciprocal", _reciprocal_value, _reciprocal_partials, _reciprocal_second)
+floor = _rounding("floor", np.floor)
+ceil = _rounding("ceil", np.ceil)
+trunc = _rounding("trunc", np.trunc)
+rint = _rounding("rint", np.rint)
+
+ELEMENTWISE: tuple[Primitive, ...] = (
+    tan, arcsin, arccos, arcsinh, arccosh, arctanh, log2, log10, exp2, cbrt, reciprocal,
+    floor, ceil, trunc, rint)
+
+UFUNCS: dict[np.ufunc, Primitive] = {
+    np.tan: tan, np.arcsin: arcsin, np.arccos: arccos, np.arcsinh: arcsinh,
+    np.arccosh: arccosh, np.arctanh: arctanh, np.log2: log2, np.log10: log10,
+    np.exp2: exp2, np.cbrt: cbrt, np.reciprocal: reciprocal, np.floor: floor,
+    np.ceil: ceil, np.trunc: trunc, np.rint: rint,
+}
+"""numpy's ufunc -> its primitive (the routing table of :mod:`lagrad.ir.ops` adds these)."""

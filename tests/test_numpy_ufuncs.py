@@ -1,0 +1,117 @@
+"""numpy's further elementwise functions on traced values (``lagrad.ir.ufuncs``):
+tan, arcsin, arccos, arcsinh, arccosh, arctanh, log2, log10, exp2, cbrt,
+reciprocal, floor, ceil, trunc, rint; and fabs, fmax, fmin, float_power
+routed to the existing primitives.
+
+References: each rule against central differences (partials of the value,
+second partials of the partials), the gradient and Hessian of a function
+using them against autograd, and numpy's values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import autograd
+import autograd.numpy as anp
+import numpy as np
+import pytest
+
+import lagrad
+from lagrad import NonFiniteError
+from lagrad.ir import ufuncs as U
+
+H = 1e-6
+SMOOTH = [p for p in U.ELEMENTWISE if p.constant_partials is None]
+ROUNDINGS = [p for p in U.ELEMENTWISE if p.constant_partials is not None]
+
+
+def _inside(name: str, rng: np.random.Generator) -> np.ndarray:
+    """Points well inside the function's domain (and off the roundings' jumps)."""
+    if name in ("arcsin", "arccos", "arctanh"):
+        return rng.uniform(-0.8, 0.8, 6)
+    if name == "arccosh":
+        return rng.uniform(1.2, 3.0, 6)
+    if name in ("log2", "log10", "cbrt", "reciprocal"):
+        return rng.uniform(0.3, 3.0, 6) * (1 if name.startswith("log") else rng.choice([-1, 1]))
+    if name == "tan":
+        return rng.uniform(-1.2, 1.2, 6)
+    return rng.uniform(-3.0, 3.0, 6) + 0.25  # (0.25: no entry within H of an integer)
+
+
+def test_the_table_routes_every_new_ufunc() -> None:
+    assert set(U.UFUNCS.values()) == set(U.ELEMENTWISE)
+    for ufunc, prim in U.UFUNCS.items():
+        assert prim.name == ufunc.__name__
+        assert getattr(lagrad, prim.name) is prim
+        assert prim.name in lagrad.__all__
+
+
+@pytest.mark.parametrize("prim", U.ELEMENTWISE, ids=lambda p: p.name)
+def test_partials_and_second_partials_match_finite_differences(prim: Any) -> None:
+    x = _inside(prim.name, np.random.default_rng(len(prim.name)))
+    ans = prim.value(x)
+    np.testing.assert_allclose(ans, U.UFUNCS[getattr(np, prim.name)].value(x), rtol=0)
+    np.testing.assert_array_equal(ans, getattr(np, prim.name)(x))
+    fd = (prim.value(x + H) - prim.value(x - H)) / (2 * H)
+    d = prim.partials(0, ans, x)
+    np.testing.assert_allclose(d, fd, rtol=1e-6, atol=1e-8)
+
+    def partial_at(v: np.ndarray) -> np.ndarray:
+        return np.asarray(prim.partials(0, prim.value(v), v), dtype=float)
+    fd2 = (partial_at(x + H) - partial_at(x - H)) / (2 * H)
+    np.testing.assert_allclose(prim.second(0, 0, ans, x), fd2, rtol=1e-5, atol=1e-7)
+
+
+def _f(xp: Any, x: Any) -> Any:
+    y = xp.tan(0.5 * x) + xp.arcsin(0.4 * x) * xp.arccos(0.3 * x) + xp.arcsinh(x) \
+        + xp.arccosh(x * x + 1.5) + xp.arctanh(0.5 * xp.tanh(x)) + xp.log2(x * x + 1.0) \
+        + xp.log10(xp.exp(x) + 1.0) + xp.exp2(0.3 * x) \
+        + xp.reciprocal(x * x + 2.0)
+    return xp.sum(y * y)
+
+
+def test_gradient_and_hessian_match_autograd() -> None:
+    """(autograd has every function here but cbrt, which the rule test covers.)"""
+    x = np.random.default_rng(3).uniform(-0.9, 0.9, 5)
+    value, g = lagrad.value_and_grad(lambda v: _f(np, v))(x)
+    assert value == pytest.approx(_f(np, x), rel=1e-14)
+    np.testing.assert_allclose(g, autograd.grad(lambda v: _f(anp, v))(x), rtol=1e-12)
+    np.testing.assert_allclose(lagrad.hessian(lambda v: _f(np, v))(x),
+                               autograd.hessian(lambda v: _f(anp, v))(x), rtol=1e-10,
+                               atol=1e-12)
+    tangent = lagrad.jvp(lambda v: _f(np, v), (x,), (np.ones(5),))[1]
+    assert tangent == pytest.approx(g.sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("prim", ROUNDINGS, ids=lambda p: p.name)
+def test_roundings_pass_no_derivative(prim: Any) -> None:
+    x = np.array([-1.7, -0.5, 0.5, 2.5, 3.2])
+    fn = getattr(np, prim.name)
+    p = lagrad.trace(lambda v: np.sum(fn(v) * v), x)
+    sol = p.solve(x)
+    assert sol.output == pytest.approx(np.sum(fn(x) * x), rel=1e-15)
+    np.testing.assert_array_equal(sol.grad(), fn(x))  # d/dv (round(v) v) = round(v) + 0
+
+
+def test_aliases_route_to_the_existing_primitives() -> None:
+    x = np.array([-1.5, 0.5, 2.0])
+    def f(v: Any) -> Any:
+        return np.sum(np.fabs(v) + np.fmax(v, 0.7) * np.fmin(v, 0.1) + np.float_power(v * v, 1.5))
+    g = lagrad.grad(f)(x)
+    expected = np.sign(x) + np.where(x > 0.7, np.minimum(x, 0.1), 0.0) + \
+        np.where(x < 0.1, np.maximum(x, 0.7), 0.0) + 3.0 * x * np.abs(x)
+    np.testing.assert_allclose(g, expected, rtol=1e-13)
+
+
+def test_the_functions_compute_on_numbers() -> None:
+    x = np.array([0.2, 0.7])
+    for prim in U.ELEMENTWISE:
+        fn = getattr(lagrad, prim.name)
+        arg = x + 1.0 if prim.name == "arccosh" else x
+        np.testing.assert_array_equal(fn(arg), getattr(np, prim.name)(arg), err_msg=prim.name)
+
+
+def test_a_value_outside_the_domain_names_the_equation() -> None:
+    with pytest.raises(NonFiniteError, match="arcsin"):
+        lagrad.grad(lambda v: np.sum(np.arcsin(v)))(np.array([0.5, 2.0]))
