@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from lagrad.errors import ProgramError
-from lagrad.ir import arrayops, ops
+from lagrad.ir import arrayops, dispatch, ops
 from lagrad.ir import primitives as P
 
 __all__ = ["ArrayMethods"]
@@ -144,10 +144,10 @@ class ArrayMethods:
             "converted to a numpy array; use lagrad's operations (or numpy ufuncs) on it")
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        return ops.apply_ufunc(ufunc, method, inputs, kwargs)
+        return dispatch.apply_ufunc(ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
-        return ops.apply_function(func, args, kwargs)
+        return dispatch.apply_function(func, args, kwargs)
 
 
 def _from_sparse_matmul(frame: Any) -> bool:

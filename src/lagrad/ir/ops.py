@@ -19,8 +19,6 @@ import scipy.sparse
 import scipy.special
 
 from lagrad.errors import ProgramError
-from lagrad.ir import arrayops as A
-from lagrad.ir import linalg
 from lagrad.ir import numpy_prims as N
 from lagrad.ir import primitives as P
 from lagrad.ir import ufuncs as U
@@ -456,57 +454,3 @@ def clip(x: Any, a_min: Any = None, a_max: Any = None) -> Any:
     if a_max is not None:
         out = P.minimum(out, a_max)
     return P.identity(out) if out is x else out
-
-
-# --------------------------------------------------------- numpy dispatch
-
-_UFUNCS: dict[np.ufunc, Any] = {
-    np.add: P.add, np.subtract: P.sub, np.multiply: P.mul, np.true_divide: P.div,
-    np.power: P.power, np.negative: P.neg, np.exp: P.exp, np.log: P.log, np.sin: P.sin,
-    np.cos: P.cos, np.tanh: P.tanh, np.sqrt: P.sqrt, np.absolute: P.absolute,
-    np.maximum: P.maximum, np.minimum: P.minimum, np.matmul: matmul,
-    np.positive: lambda x: x, np.square: square, np.log1p: log1p, np.expm1: expm1,
-    np.arctan: arctan, np.sinh: sinh, np.cosh: cosh, np.sign: sign, np.logaddexp: logaddexp,
-    np.arctan2: arctan2, np.hypot: hypot, scipy.special.expit: expit,
-    np.greater: greater, np.greater_equal: greater_equal,
-    np.less: less, np.less_equal: less_equal, np.equal: equal, np.not_equal: not_equal,
-    np.fabs: P.absolute, np.fmax: P.maximum, np.fmin: P.minimum, np.float_power: P.power,
-    **U.UFUNCS,
-}
-
-_FUNCTIONS: dict[Any, Any] = {
-    np.sum: sum, np.mean: mean, np.reshape: reshape, np.transpose: transpose,
-    np.concatenate: concatenate, np.stack: stack, np.where: where, np.dot: dot,
-    np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
-    np.linalg.solve: linalg.solve, np.linalg.inv: linalg.inv, np.linalg.det: linalg.det,
-    np.linalg.slogdet: linalg.slogdet, np.linalg.cholesky: linalg.cholesky,
-    np.max: max, np.amax: max, np.min: min, np.amin: min, np.prod: prod, np.cumsum: cumsum,
-    np.var: var, np.std: std, np.einsum: einsum, np.outer: outer, np.tensordot: tensordot,
-    np.clip: clip, np.ravel: lambda x: reshape(x, (math.prod(_shape_of(x)),)),
-    np.linalg.norm: linalg.norm, np.sort: sort,
-    **{getattr(np, name): getattr(A, name) for name in A.__all__},
-}
-
-
-def apply_ufunc(ufunc: np.ufunc, method: str, inputs: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-    """``Tracer.__array_ufunc__``: route supported ufuncs to primitives."""
-    op = _UFUNCS.get(ufunc)
-    if op is None or method != "__call__" or kwargs:
-        extra = f" with {sorted(kwargs)}" if kwargs else ""
-        names = [a.name for a in inputs if isinstance(a, Tracer)]
-        raise ProgramError(f"numpy.{ufunc.__name__}{extra} is not supported on traced "
-                           f"variables (here {names}); supported ufuncs: "
-                           f"{sorted(u.__name__ for u in _UFUNCS)}")
-    return op(*inputs)
-
-
-def apply_function(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
-    """``Tracer.__array_function__``: route supported numpy functions."""
-    op = _FUNCTIONS.get(func)
-    if op is None:
-        raise ProgramError(f"numpy.{func.__name__} is not supported on traced variables; "
-                           f"supported: {sorted(f.__name__ for f in _FUNCTIONS)} and ufuncs")
-    try:
-        return op(*args, **kwargs)
-    except TypeError as err:
-        raise ProgramError(f"numpy.{func.__name__}: unsupported arguments ({err})") from err

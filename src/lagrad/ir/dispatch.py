@@ -1,0 +1,85 @@
+"""numpy's dispatch on traced values: the tables that route numpy's ufuncs
+(``Tracer.__array_ufunc__``) and functions (``Tracer.__array_function__``)
+to lagrad's operations, and the errors for what is not routed.
+
+A module of its own, above the operations it routes (:mod:`lagrad.ir.ops`,
+:mod:`lagrad.ir.arrayops`, :mod:`lagrad.ir.ufuncs`, ...), so that those can
+be written with each other without an import cycle.
+
+>>> import numpy as np, lagrad
+>>> lagrad.grad(lambda x: np.sum(np.flip(np.tan(x))))(np.zeros(2))
+array([1., 1.])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.special
+
+from lagrad.errors import ProgramError
+from lagrad.ir import arrayops as A
+from lagrad.ir import linalg, ops
+from lagrad.ir import primitives as P
+from lagrad.ir import ufuncs as U
+from lagrad.ir.primitives import Tracer
+
+__all__ = ["apply_ufunc", "apply_function", "UFUNCS", "FUNCTIONS"]
+
+UFUNCS: dict[np.ufunc, Any] = {
+    np.add: P.add, np.subtract: P.sub, np.multiply: P.mul, np.true_divide: P.div,
+    np.power: P.power, np.negative: P.neg, np.exp: P.exp, np.log: P.log, np.sin: P.sin,
+    np.cos: P.cos, np.tanh: P.tanh, np.sqrt: P.sqrt, np.absolute: P.absolute,
+    np.maximum: P.maximum, np.minimum: P.minimum, np.matmul: ops.matmul,
+    np.positive: lambda x: x, np.square: ops.square, np.log1p: ops.log1p,
+    np.expm1: ops.expm1, np.arctan: ops.arctan, np.sinh: ops.sinh, np.cosh: ops.cosh,
+    np.sign: ops.sign, np.logaddexp: ops.logaddexp, np.arctan2: ops.arctan2,
+    np.hypot: ops.hypot, scipy.special.expit: ops.expit,
+    np.greater: ops.greater, np.greater_equal: ops.greater_equal, np.less: ops.less,
+    np.less_equal: ops.less_equal, np.equal: ops.equal, np.not_equal: ops.not_equal,
+    np.fabs: P.absolute, np.fmax: P.maximum, np.fmin: P.minimum, np.float_power: P.power,
+    **U.UFUNCS,
+}
+"""numpy's ufunc -> the operation it records (called with the ufunc's inputs)."""
+
+FUNCTIONS: dict[Any, Any] = {
+    np.sum: ops.sum, np.mean: ops.mean, np.reshape: ops.reshape, np.transpose: ops.transpose,
+    np.concatenate: ops.concatenate, np.stack: ops.stack, np.where: ops.where, np.dot: ops.dot,
+    np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
+    np.linalg.solve: linalg.solve, np.linalg.inv: linalg.inv, np.linalg.det: linalg.det,
+    np.linalg.slogdet: linalg.slogdet, np.linalg.cholesky: linalg.cholesky,
+    np.linalg.norm: linalg.norm,
+    np.max: ops.max, np.amax: ops.max, np.min: ops.min, np.amin: ops.min, np.prod: ops.prod,
+    np.cumsum: ops.cumsum, np.var: ops.var, np.std: ops.std, np.einsum: ops.einsum,
+    np.outer: ops.outer, np.tensordot: ops.tensordot, np.clip: ops.clip, np.sort: ops.sort,
+    np.ravel: lambda x: ops.reshape(x, (math.prod(A.shape_of(x)),)),
+    **{getattr(np, name): getattr(A, name) for name in A.__all__},
+}
+"""numpy's function -> lagrad's operation of the same signature."""
+
+
+def apply_ufunc(ufunc: np.ufunc, method: str, inputs: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    """``Tracer.__array_ufunc__``: route supported ufuncs to primitives."""
+    op = UFUNCS.get(ufunc)
+    if op is None or method != "__call__" or kwargs:
+        extra = f" with {sorted(kwargs)}" if kwargs else ""
+        names = [a.name for a in inputs if isinstance(a, Tracer)]
+        raise ProgramError(f"numpy.{ufunc.__name__}{extra} is not supported on traced "
+                           f"variables (here {names}); supported ufuncs: "
+                           f"{sorted(u.__name__ for u in UFUNCS)}")
+    return op(*inputs)
+
+
+def apply_function(func: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+    """``Tracer.__array_function__``: route supported numpy functions."""
+    op = FUNCTIONS.get(func)
+    if op is None:
+        raise ProgramError(f"numpy.{func.__name__} is not supported on traced variables; "
+                           f"supported: {sorted(f.__name__ for f in FUNCTIONS)} and ufuncs")
+    try:
+        return op(*args, **kwargs)
+    except TypeError as err:
+        raise ProgramError(f"numpy.{func.__name__}: unsupported arguments ({err})") from err
