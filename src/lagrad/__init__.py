@@ -127,6 +127,21 @@ from lagrad.ir.ops import (
 from lagrad.ir.primitives import Primitive
 from lagrad.ir.program import Equation, Program, Variable
 from lagrad.ir.sparse import coo_matvec
+from lagrad.ir.stacking import (
+    append,
+    atleast_1d,
+    atleast_2d,
+    atleast_3d,
+    column_stack,
+    dstack,
+    empty_like,
+    full_like,
+    hstack,
+    ones_like,
+    vstack,
+    zeros_like,
+)
+from lagrad.ir.statistics import average, corrcoef, cov, median, percentile, ptp, quantile
 from lagrad.ir.trace import trace
 from lagrad.options import SolveOptions
 from lagrad.solve.linsolve import SolveInfo, SystemSolution
@@ -161,4 +176,7 @@ __all__ = [
     "expand_dims", "broadcast_to", "swapaxes", "moveaxis",
     "tan", "arcsin", "arccos", "arcsinh", "arccosh", "arctanh", "log2", "log10", "exp2",
     "cbrt", "reciprocal", "floor", "ceil", "trunc", "rint",
+    "hstack", "vstack", "dstack", "column_stack", "atleast_1d", "atleast_2d", "atleast_3d",
+    "append", "zeros_like", "ones_like", "full_like", "empty_like",
+    "median", "quantile", "percentile", "average", "ptp", "cov", "corrcoef",
 ]

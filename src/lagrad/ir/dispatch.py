@@ -22,7 +22,7 @@ import scipy.special
 
 from lagrad.errors import ProgramError
 from lagrad.ir import arrayops as A
-from lagrad.ir import linalg, ops
+from lagrad.ir import linalg, ops, stacking, statistics
 from lagrad.ir import primitives as P
 from lagrad.ir import ufuncs as U
 from lagrad.ir.primitives import Tracer
@@ -56,7 +56,8 @@ FUNCTIONS: dict[Any, Any] = {
     np.cumsum: ops.cumsum, np.var: ops.var, np.std: ops.std, np.einsum: ops.einsum,
     np.outer: ops.outer, np.tensordot: ops.tensordot, np.clip: ops.clip, np.sort: ops.sort,
     np.ravel: lambda x: ops.reshape(x, (math.prod(A.shape_of(x)),)),
-    **{getattr(np, name): getattr(A, name) for name in A.__all__},
+    **{getattr(np, name): getattr(module, name) for module in (A, stacking, statistics)
+       for name in module.__all__},
 }
 """numpy's function -> lagrad's operation of the same signature."""
 
