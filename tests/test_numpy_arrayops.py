@@ -106,6 +106,14 @@ OPS: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...], bool]] = {
     "norm_matrix_axes": (lambda xp, x: np.linalg.norm(x, np.inf, axis=(2, 0)), (X3 + 3.0,),
                          False),
     "norm_keepdims": (lambda xp, x: np.linalg.norm(x, keepdims=True), (X3,), False),
+    "inner": (lambda xp, a, b: xp.inner(a, b), (X3, X), True),
+    "inner_scalar": (lambda xp, a, b: np.inner(a, b[0, 0]), (V, X), False),
+    "vdot": (lambda xp, a, b: np.vdot(a, b), (X, X.T * 2.0), False),
+    "multi_dot": (lambda xp, a, b: np.linalg.multi_dot([a[:, 0], b, a.T, a]), (SQ[:3], X), False),
+    "matrix_power": (lambda xp, a: np.linalg.matrix_power(a, 5), (SQ * 0.5,), False),
+    "matrix_power_inverse": (lambda xp, a: np.linalg.matrix_power(a + 4.0 * np.eye(4), -3),
+                             (SQ,), False),
+    "matrix_power_zero": (lambda xp, a: np.linalg.matrix_power(a, 0) + a, (SQ,), False),
 }
 
 
@@ -149,6 +157,8 @@ def test_a_traced_program_is_right_at_a_new_input() -> None:
 
 
 NUMBERS = {
+    "inner": (lambda: lagrad.inner(X, X), lambda: np.inner(X, X)),
+    "vdot": (lambda: lagrad.vdot(X, X), lambda: np.vdot(X, X)),
     "flip": (lambda: lagrad.flip(X, 0), lambda: np.flip(X, 0)),
     "roll": (lambda: lagrad.roll(X, 1, axis=1), lambda: np.roll(X, 1, axis=1)),
     "take": (lambda: lagrad.take(X, [0, 0, 2], axis=0), lambda: np.take(X, [0, 0, 2], axis=0)),
@@ -247,6 +257,11 @@ BAD: dict[str, tuple[Callable[[Any], Any], str]] = {
     "norm_axes": (lambda v: np.linalg.norm(v[None], axis=(0, 1, 2)), "names 3 axes"),
     "sort_order": (lambda v: np.sort(v, order="a"), "structured array"),
     "diff": (lambda v: np.diff(v, n=-1), "non-negative int"),
+    "inner": (lambda v: np.inner(v, v.T), "last axes of shapes"),
+    "vdot": (lambda v: np.vdot(v, v[0]), "6 and 2 entries"),
+    "multi_dot": (lambda v: np.linalg.multi_dot([v]), "at least two arrays"),
+    "matrix_power": (lambda v: np.linalg.matrix_power(v, 2), "give a square matrix"),
+    "matrix_power_n": (lambda v: np.linalg.matrix_power(v[:2], 1.5), "must be an int"),
     "triu": (lambda v: np.triu(v[0, 0]), "zero-dimensional array has no triangle"),
     "roll": (lambda v: np.roll(v, (1, 2, 3), axis=(0, 1)), "3 shifts do not pair"),
 }

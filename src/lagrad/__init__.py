@@ -125,6 +125,7 @@ from lagrad.ir.ops import (
     where,
 )
 from lagrad.ir.primitives import Primitive
+from lagrad.ir.products import inner, vdot
 from lagrad.ir.program import Equation, Program, Variable
 from lagrad.ir.sparse import coo_matvec
 from lagrad.ir.stacking import (
@@ -178,5 +179,5 @@ __all__ = [
     "cbrt", "reciprocal", "floor", "ceil", "trunc", "rint",
     "hstack", "vstack", "dstack", "column_stack", "atleast_1d", "atleast_2d", "atleast_3d",
     "append", "zeros_like", "ones_like", "full_like", "empty_like",
-    "median", "quantile", "percentile", "average", "ptp", "cov", "corrcoef",
+    "median", "quantile", "percentile", "average", "ptp", "cov", "corrcoef", "inner", "vdot",
 ]

@@ -22,7 +22,7 @@ import scipy.special
 
 from lagrad.errors import ProgramError
 from lagrad.ir import arrayops as A
-from lagrad.ir import linalg, ops, stacking, statistics
+from lagrad.ir import linalg, ops, products, stacking, statistics
 from lagrad.ir import primitives as P
 from lagrad.ir import ufuncs as U
 from lagrad.ir.primitives import Tracer
@@ -51,12 +51,13 @@ FUNCTIONS: dict[Any, Any] = {
     np.shape: lambda x: x.shape, np.ndim: lambda x: x.ndim, np.size: lambda x: x.size,
     np.linalg.solve: linalg.solve, np.linalg.inv: linalg.inv, np.linalg.det: linalg.det,
     np.linalg.slogdet: linalg.slogdet, np.linalg.cholesky: linalg.cholesky,
-    np.linalg.norm: linalg.norm,
+    np.linalg.norm: linalg.norm, np.linalg.multi_dot: linalg.multi_dot,
+    np.linalg.matrix_power: linalg.matrix_power,
     np.max: ops.max, np.amax: ops.max, np.min: ops.min, np.amin: ops.min, np.prod: ops.prod,
     np.cumsum: ops.cumsum, np.var: ops.var, np.std: ops.std, np.einsum: ops.einsum,
     np.outer: ops.outer, np.tensordot: ops.tensordot, np.clip: ops.clip, np.sort: ops.sort,
     np.ravel: lambda x: ops.reshape(x, (math.prod(A.shape_of(x)),)),
-    **{getattr(np, name): getattr(module, name) for module in (A, stacking, statistics)
+    **{getattr(np, name): getattr(module, name) for module in (A, products, stacking, statistics)
        for name in module.__all__},
 }
 """numpy's function -> lagrad's operation of the same signature."""

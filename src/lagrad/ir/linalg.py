@@ -1,5 +1,6 @@
 """Linear algebra on traced values (``lagrad.linalg``): solve, spsolve, inv,
-det, slogdet, cholesky, and norm (:mod:`lagrad.ir.norms`).
+det, slogdet, cholesky, multi_dot, matrix_power, and norm
+(:mod:`lagrad.ir.norms`).
 
 Each is a primitive whose rules are written with the factorization its value
 computed. For x = A^-1 b (``solve`` and ``spsolve``), differentiating
@@ -37,7 +38,9 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from lagrad.errors import ProgramError
+from lagrad.ir import ops
 from lagrad.ir import primitives as P
+from lagrad.ir.arrayops import shape_of
 from lagrad.ir.cholesky import cholesky_p
 from lagrad.ir.factors import (
     adjoint_memo,
@@ -51,7 +54,8 @@ from lagrad.ir.memo import value_key
 from lagrad.ir.norms import norm
 from lagrad.ir.pattern import CSRPattern, check_indices, check_matrix_shape
 
-__all__ = ["solve", "spsolve", "inv", "det", "slogdet", "cholesky", "norm", "LINALG",
+__all__ = ["solve", "spsolve", "inv", "det", "slogdet", "cholesky", "norm", "multi_dot",
+           "matrix_power", "LINALG",
            "factor_memo"]
 
 Array = NDArray[np.float64]
@@ -516,3 +520,55 @@ def spsolve(a: Any, b: Any, *, shape: Sequence[int] | None = None) -> Any:
         else:
             data = np.asarray(data, dtype=float)[pattern.order]
     return spsolve_p(data, b, pattern=pattern)
+
+
+# ------------------------------------------------- products of matrices
+
+def multi_dot(arrays: Sequence[Any], *, out: Any = None) -> Any:
+    """The product of two or more matrices, as :func:`numpy.linalg.multi_dot`
+    (a first 1-D operand is a row, a last one a column). The products are
+    taken from the left; numpy picks the cheapest order, so values agree to
+    rounding."""
+    arrays = list(arrays)
+    if out is not None:
+        raise ProgramError("multi_dot: out= cannot hold a traced value")
+    if len(arrays) < 2:
+        raise ProgramError("multi_dot: give at least two arrays")
+    for k, a in enumerate(arrays):
+        ndim = len(shape_of(a))
+        if not (ndim == 2 or (ndim == 1 and k in (0, len(arrays) - 1))):
+            raise ProgramError(f"multi_dot: operand {k} has shape {shape_of(a)}; the first and "
+                               "last may be 1-D, every other must be 2-D")
+    result = arrays[0]
+    for a in arrays[1:]:
+        result = ops.matmul(result, a)
+    return result
+
+
+def matrix_power(a: Any, n: int) -> Any:
+    """``a`` to the integer power ``n`` (negative: of its inverse), as
+    :func:`numpy.linalg.matrix_power`, by repeated squaring.
+
+    Examples
+    --------
+    >>> import numpy as np, lagrad
+    >>> lagrad.linalg.matrix_power(np.array([[1.0, 1.0], [0.0, 1.0]]), 3)
+    array([[1., 3.],
+           [0., 1.]])
+    """
+    shape = shape_of(a)
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ProgramError(f"matrix_power: a has shape {shape}; give a square matrix")
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+        raise ProgramError(f"matrix_power: the exponent must be an int, got {n!r}")
+    if n == 0:
+        return np.eye(shape[0])
+    base = inv(a) if n < 0 else a
+    result, power, k = None, base, abs(int(n))
+    while k:
+        if k & 1:
+            result = power if result is None else ops.matmul(result, power)
+        k >>= 1
+        if k:
+            power = ops.matmul(power, power)
+    return result if result is not a else P.identity(a)
