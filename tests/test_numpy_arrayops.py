@@ -107,6 +107,10 @@ OPS: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...], bool]] = {
                          False),
     "norm_keepdims": (lambda xp, x: np.linalg.norm(x, keepdims=True), (X3,), False),
     "inner": (lambda xp, a, b: xp.inner(a, b), (X3, X), True),
+    "cumprod": (lambda xp, x: np.cumprod(x), (X,), False),
+    "cumprod_axis": (lambda xp, x: np.cumprod(x, axis=1) + x.cumprod(axis=0), (X3,), False),
+    "cumprod_zeros": (lambda xp, x: np.cumprod(x * np.array([1.0, 0.0, 1.0, 0.0]), axis=-1),
+                      (X,), False),
     "inner_scalar": (lambda xp, a, b: np.inner(a, b[0, 0]), (V, X), False),
     "vdot": (lambda xp, a, b: np.vdot(a, b), (X, X.T * 2.0), False),
     "multi_dot": (lambda xp, a, b: np.linalg.multi_dot([a[:, 0], b, a.T, a]), (SQ[:3], X), False),
@@ -275,5 +279,18 @@ def test_bad_arguments_raise_program_errors_that_say_what_is_wrong(name: str) ->
 
 
 def test_the_unsupported_list_names_the_new_functions() -> None:
-    with pytest.raises(ProgramError, match="'flip'.*'norm'.*'sort'"):
-        lagrad.trace(lambda v: np.cumprod(v), V)
+    with pytest.raises(ProgramError, match="'cumprod'.*'flip'.*'norm'.*'sort'"):
+        lagrad.trace(lambda v: np.nancumsum(v), V)
+
+
+def test_cumprod_is_exact_where_entries_are_zero_and_has_no_second_order_rule() -> None:
+    x = np.array([2.0, 0.0, 3.0, 0.0, 5.0])
+    # d C_i / d x_j = prod of the other entries up to i: one zero left makes it nonzero
+    expected = np.array([[np.prod(np.delete(x[:i + 1], j)) if j <= i else 0.0
+                          for j in range(5)] for i in range(5)])
+    for mode in ("reverse", "forward"):
+        np.testing.assert_array_equal(lagrad.jacobian(np.cumprod, mode=mode)(x), expected)
+    with pytest.raises(lagrad.MissingDerivativeError, match="cumprod"):
+        lagrad.hessian(lambda v: np.sum(np.cumprod(v)))(x)
+    batched = lagrad.vmap(lagrad.grad(lambda v: np.sum(np.cumprod(v))))(np.stack([x, x[::-1]]))
+    np.testing.assert_array_equal(batched[0], expected.sum(axis=0))

@@ -102,6 +102,8 @@ CASES: dict[str, list[Callable[..., Any]]] = {
              _normals((), axis=None, keepdims=False)],
     "cumsum": [_normals((4,), axis=0), _normals((2, 3, 2), axis=1), _normals((3, 2), axis=0)],
     "sort": [_spread((5,), axis=0), _spread((2, 3, 4), axis=1), _spread((3, 4), axis=0)],
+    "cumprod": [_normals((4,), axis=0), _normals((2, 3, 2), axis=1), _normals((3, 2), axis=0),
+                lambda rng: ((np.array([1.5, 0.0, -2.0, 0.0, 3.0]),), {"axis": 0})],
     "einsum": [_normals((2, 3), (3, 4), subscripts="ij,jk->ik"),
                _normals((2, 3), (3, 4), subscripts="ij,jk->k"),
                _normals((2, 3), (2, 3), subscripts="ij,ij->"),

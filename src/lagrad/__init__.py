@@ -61,6 +61,7 @@ from lagrad.ir.arrayops import (
     tril,
     triu,
 )
+from lagrad.ir.cumulative import cumprod
 from lagrad.ir.custom import CustomJVP, CustomVJP, custom_jvp, custom_vjp, stop_gradient
 from lagrad.ir.implicit import fixed_point, root
 from lagrad.ir.ops import (
@@ -180,4 +181,5 @@ __all__ = [
     "hstack", "vstack", "dstack", "column_stack", "atleast_1d", "atleast_2d", "atleast_3d",
     "append", "zeros_like", "ones_like", "full_like", "empty_like",
     "median", "quantile", "percentile", "average", "ptp", "cov", "corrcoef", "inner", "vdot",
+    "cumprod",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from lagrad.errors import ProgramError
-from lagrad.ir import arrayops, dispatch, ops
+from lagrad.ir import arrayops, cumulative, dispatch, ops
 from lagrad.ir import primitives as P
 
 __all__ = ["ArrayMethods"]
@@ -103,6 +103,9 @@ class ArrayMethods:
 
     def cumsum(self, axis: Any = None) -> Traced:
         return ops.cumsum(self, axis=axis)
+
+    def cumprod(self, axis: Any = None) -> Traced:
+        return cumulative.cumprod(self, axis=axis)
 
     def var(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Traced:
         return ops.var(self, axis=axis, ddof=ddof, keepdims=keepdims)

@@ -25,6 +25,7 @@ from lagrad.ir import arrayops as A
 from lagrad.ir import linalg, ops, products, stacking, statistics
 from lagrad.ir import primitives as P
 from lagrad.ir import ufuncs as U
+from lagrad.ir.cumulative import cumprod
 from lagrad.ir.primitives import Tracer
 
 __all__ = ["apply_ufunc", "apply_function", "UFUNCS", "FUNCTIONS"]
@@ -56,6 +57,7 @@ FUNCTIONS: dict[Any, Any] = {
     np.max: ops.max, np.amax: ops.max, np.min: ops.min, np.amin: ops.min, np.prod: ops.prod,
     np.cumsum: ops.cumsum, np.var: ops.var, np.std: ops.std, np.einsum: ops.einsum,
     np.outer: ops.outer, np.tensordot: ops.tensordot, np.clip: ops.clip, np.sort: ops.sort,
+    np.cumprod: cumprod,
     np.ravel: lambda x: ops.reshape(x, (math.prod(A.shape_of(x)),)),
     **{getattr(np, name): getattr(module, name) for module in (A, products, stacking, statistics)
        for name in module.__all__},

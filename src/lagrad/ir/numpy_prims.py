@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
+from lagrad.ir.cumulative import cumprod_p
 from lagrad.ir.primitives import (
     Entries,
     Primitive,
@@ -571,4 +572,5 @@ batched_matmul = Primitive("batched_matmul", np.matmul, matmul_shape, vjp=_bmm_v
                            doc="matmul of stacks of matrices, numpy's broadcasting",
                            second_vjp=_bmm_second_vjp)
 
-STRUCTURAL: tuple[Primitive, ...] = (amax, amin, prod, cumsum, einsum, batched_matmul, sort_p)
+STRUCTURAL: tuple[Primitive, ...] = (amax, amin, prod, cumsum, einsum, batched_matmul, sort_p,
+                                     cumprod_p)

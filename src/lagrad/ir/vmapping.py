@@ -27,6 +27,7 @@ from lagrad.errors import BatchingError
 from lagrad.ir import numpy_prims as N
 from lagrad.ir import ops
 from lagrad.ir import primitives as P
+from lagrad.ir.cumulative import cumprod_p
 from lagrad.ir.program import Variable
 from lagrad.ir.sorting import sort_p
 
@@ -103,7 +104,7 @@ def _apply(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
         raise BatchingError(f"lagrad.vmap: primitive {prim.name!r} has no batching rule; "
                             "supported are the elementwise primitives, sum/mean/max/min/"
                             "prod/logsumexp, reshape, transpose, indexing, concatenate, "
-                            "cumsum, sort and matmul of 1-D and 2-D operands; write the "
+                            "cumsum, cumprod, sort and matmul of 1-D and 2-D operands; write the "
                             "function with these, or loop over the instances")
     return BatchedVariable(rule(prim, args, params, batch))
 
@@ -124,7 +125,7 @@ def _reduction(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any]
 
 def _along_axis(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
                 batch: int) -> Variable:
-    """cumsum and sort: one instance axis, shifted past the batch axis."""
+    """cumsum, cumprod and sort: one instance axis, shifted past the batch axis."""
     (x,) = args
     return prim(x.inner, **{**params, "axis": _shifted(params["axis"], len(x.shape))[0]})
 
@@ -203,7 +204,8 @@ Rule = Callable[[P.Primitive, Sequence[Any], Mapping[str, Any], int], Any]
 
 _RULES: dict[P.Primitive, Rule] = {
     P.sum_: _reduction, P.logsumexp: _reduction, N.amax: _reduction, N.amin: _reduction,
-    N.prod: _reduction, N.cumsum: _along_axis, sort_p: _along_axis, P.reshape: _reshape,
+    N.prod: _reduction, N.cumsum: _along_axis, sort_p: _along_axis, cumprod_p: _along_axis,
+    P.reshape: _reshape,
     P.transpose: _transpose,
     P.getitem: _getitem, P.concatenate: _concatenate, P.matmul: _matmul,
     P.sparse_matmul: _sparse_matmul,
