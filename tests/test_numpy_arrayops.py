@@ -108,6 +108,9 @@ OPS: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...], bool]] = {
     "norm_keepdims": (lambda xp, x: np.linalg.norm(x, keepdims=True), (X3,), False),
     "inner": (lambda xp, a, b: xp.inner(a, b), (X3, X), True),
     "cumprod": (lambda xp, x: np.cumprod(x), (X,), False),
+    "eigvalsh": (lambda xp, a: np.linalg.eigvalsh(a), (SQ,), False),
+    "eigvalsh_upper_stack": (lambda xp, a: np.linalg.eigvalsh(a, UPLO="U"), (X3[:, :3, :3],),
+                             False),
     "cumprod_axis": (lambda xp, x: np.cumprod(x, axis=1) + x.cumprod(axis=0), (X3,), False),
     "cumprod_zeros": (lambda xp, x: np.cumprod(x * np.array([1.0, 0.0, 1.0, 0.0]), axis=-1),
                       (X,), False),
@@ -233,6 +236,14 @@ def test_vmap_of_the_gradient_is_the_gradient_of_each_instance() -> None:
     np.testing.assert_allclose(batched[1], _fd(f, (xs[1],), 0)[0], rtol=1e-6, atol=1e-8)
 
 
+def test_eigvalsh_hessian_matches_finite_differences_of_its_gradient() -> None:
+    def f(a: Any) -> Any:
+        return np.sum(np.linalg.eigvalsh(a) ** 3) + np.linalg.eigvalsh(a, "U")[-1]
+    hess = lagrad.hessian(f)(SQ).reshape(16, 16)
+    np.testing.assert_allclose(hess, _fd(lagrad.grad(f), (SQ,), 0), rtol=1e-5, atol=1e-6)
+    assert not np.triu(lagrad.grad(lambda a: np.sum(np.linalg.eigvalsh(a)))(SQ), 1).any()
+
+
 def test_a_tie_in_sort_follows_the_stable_order() -> None:
     x = np.array([2.0, 1.0, 2.0])
     g = lagrad.grad(lambda v: np.sort(v) @ np.array([1.0, 10.0, 100.0]))(x)
@@ -266,6 +277,8 @@ BAD: dict[str, tuple[Callable[[Any], Any], str]] = {
     "multi_dot": (lambda v: np.linalg.multi_dot([v]), "at least two arrays"),
     "matrix_power": (lambda v: np.linalg.matrix_power(v, 2), "give a square matrix"),
     "matrix_power_n": (lambda v: np.linalg.matrix_power(v[:2], 1.5), "must be an int"),
+    "eigvalsh": (lambda v: np.linalg.eigvalsh(v), "give a non-empty square matrix"),
+    "eigvalsh_uplo": (lambda v: np.linalg.eigvalsh(v[:2], UPLO="X"), "UPLO must be"),
     "triu": (lambda v: np.triu(v[0, 0]), "zero-dimensional array has no triangle"),
     "roll": (lambda v: np.roll(v, (1, 2, 3), axis=(0, 1)), "3 shifts do not pair"),
 }

@@ -291,6 +291,8 @@ LINALG_FUNCTIONS = {
                 lambda A, b: np.linalg.slogdet(A)[1] * b),
     "cholesky": (lambda A, b: lagrad.linalg.cholesky(_spd(A)) @ b,
                  lambda A, b: np.linalg.cholesky(_spd(A)) @ b),
+    "eigvalsh": (lambda A, b: lagrad.linalg.eigvalsh(A) * b,
+                 lambda A, b: np.linalg.eigvalsh(A) * b),
     "spsolve": (lambda A, b: lagrad.linalg.spsolve(
         (A.ravel(), np.repeat(np.arange(5), 5), np.tile(np.arange(5), 5)), b, shape=(5, 5)),
         lambda A, b: np.linalg.solve(A, b)),

@@ -1,0 +1,118 @@
+"""``lagrad.linalg.eigvalsh``: the eigenvalues of a symmetric matrix (or a
+stack of them), as :func:`numpy.linalg.eigvalsh`, in ascending order.
+
+numpy reads one triangle only (``UPLO``, the lower by default): the value is
+that of S = the triangle mirrored, so the derivative with respect to the
+other triangle is zero, and an off-diagonal entry of the read triangle
+counts twice. With S = V diag(lambda) V^T:
+
+* JVP: d lambda_k = v_k^T dS v_k;
+* VJP: M = V diag(g) V^T, read back onto the triangle (off-diagonal
+  entries doubled, the other triangle zero);
+* second order: dV = V (F o (V^T dS V)), F_ij = 1 / (lambda_j - lambda_i)
+  off the diagonal, and dM = dV diag(g) V^T + V diag(g) dV^T. It needs
+  distinct eigenvalues (a repeated one gives a non-finite Hessian, which
+  the solve reports); the first derivative of a function of all of them
+  (a trace, a sum) does not.
+
+>>> import numpy as np, lagrad
+>>> a = np.array([[2.0, 0.0], [1.0, 3.0]])  # the lower triangle is read
+>>> lagrad.jacobian(lambda a: lagrad.linalg.eigvalsh(a))(a)[1]
+array([[0.2763932 , 0.        ],
+       [0.89442719, 0.7236068 ]])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import NDArray
+
+from lagrad.errors import ProgramError
+from lagrad.ir.arrayops import shape_of
+from lagrad.ir.primitives import Primitive
+
+__all__ = ["eigvalsh", "eigvalsh_p"]
+
+Array = NDArray[np.float64]
+Shape = tuple[int, ...]
+
+
+def _mirror(a: Array, uplo: str) -> Array:
+    """S: the ``uplo`` triangle of ``a`` mirrored onto the other."""
+    keep = np.tril(a) if uplo == "L" else np.triu(a)
+    return keep + np.swapaxes(keep, -1, -2) - np.diagonal(a, axis1=-2, axis2=-1)[..., None] \
+        * np.eye(a.shape[-1])
+
+
+def _onto_triangle(m: Array, uplo: str) -> Array:
+    """A symmetric cotangent M of S as the cotangent of ``a``: the read
+    triangle's off-diagonal entries twice, its diagonal once."""
+    doubled = np.tril(2.0 * m) if uplo == "L" else np.triu(2.0 * m)
+    return doubled - np.diagonal(m, axis1=-2, axis2=-1)[..., None] * np.eye(m.shape[-1])
+
+
+def _value(a: Array, *, uplo: str = "L") -> Array:
+    return np.linalg.eigvalsh(a, UPLO=uplo)
+
+
+def _shape(s: Shape, *, uplo: str = "L") -> Shape:
+    if len(s) < 2 or s[-1] != s[-2]:
+        raise ValueError(f"eigvalsh: a has shape {s}; give a square matrix or a stack of them")
+    return s[:-1]
+
+
+def _vjp(k: int, g: Array, ans: Array, a: Array, *, uplo: str = "L") -> Array:
+    _, v = np.linalg.eigh(a, UPLO=uplo)
+    return _onto_triangle((v * np.asarray(g)[..., None, :]) @ np.swapaxes(v, -1, -2), uplo)
+
+
+def _jvp(ts: Sequence[Array | None], ans: Array, a: Array, *, uplo: str = "L") -> Array:
+    _, v = np.linalg.eigh(a, UPLO=uplo)
+    ds = _mirror(np.asarray(ts[0], dtype=float), uplo)
+    return np.einsum("...ik,...ij,...jk->...k", v, ds, v)
+
+
+def _jacobian(k: int, ans: Array, a: Array, *, uplo: str = "L") -> sp.csr_matrix:
+    _, v = np.linalg.eigh(a, UPLO=uplo)
+    n = a.shape[-1]
+    # d lambda_k / d a_ij = v_ik v_jk, doubled off the diagonal of the read triangle
+    per = np.einsum("...ik,...jk->...kij", v, v)
+    per = _onto_triangle(per, uplo).reshape(-1, n, n * n)
+    blocks = [sp.csr_matrix(b) for b in per]
+    return sp.block_diag(blocks, format="csr") if len(blocks) > 1 else blocks[0]
+
+
+def _second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array, a: Array, *,
+                uplo: str = "L") -> Array | None:
+    if ts[0] is None:
+        return None
+    lam, v = np.linalg.eigh(a, UPLO=uplo)
+    vt = np.swapaxes(v, -1, -2)
+    gap = lam[..., None, :] - lam[..., :, None]  # lambda_j - lambda_i
+    off = ~np.eye(lam.shape[-1], dtype=bool)
+    f = np.divide(1.0, gap, out=np.zeros_like(gap), where=off)
+    dv = v @ (f * (vt @ _mirror(np.asarray(ts[0], dtype=float), uplo) @ v))
+    vg = dv * np.asarray(g)[..., None, :] @ vt
+    return _onto_triangle(vg + np.swapaxes(vg, -1, -2), uplo)
+
+
+eigvalsh_p = Primitive("eigvalsh", _value, _shape, vjp=_vjp, jvp=_jvp, jacobian=_jacobian,
+                       second_vjp=_second_vjp,
+                       doc="eigenvalues of the symmetric matrix one triangle defines")
+
+
+def eigvalsh(a: Any, UPLO: str = "L") -> Any:  # noqa: N803 (numpy's name)
+    """The eigenvalues of the symmetric matrix whose ``UPLO`` triangle ("L"
+    or "U") is read, ascending, as :func:`numpy.linalg.eigvalsh`."""
+    if UPLO not in ("L", "U"):
+        raise ProgramError(f"linalg.eigvalsh: UPLO must be 'L' or 'U', got {UPLO!r}")
+    shape = shape_of(a)
+    if len(shape) < 2 or shape[-1] != shape[-2] or not math.prod(shape):
+        raise ProgramError(f"linalg.eigvalsh: a has shape {shape}; give a non-empty square "
+                           "matrix or a stack of them")
+    return eigvalsh_p(a, uplo=UPLO)
