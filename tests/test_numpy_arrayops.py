@@ -89,6 +89,8 @@ OPS: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...], bool]] = {
     "sort": (lambda xp, x: xp.sort(x), (SPREAD,), False),
     "sort_axis0": (lambda xp, x: xp.sort(x, axis=0), (SPREAD,), False),
     "sort_flat": (lambda xp, x: np.sort(x, axis=None), (SPREAD,), False),
+    "sort_kind": (lambda xp, x: np.sort(x, 0, kind="heapsort"), (SPREAD,), False),
+    "sort_stable": (lambda xp, x: np.sort(x, 1, stable=True), (SPREAD,), False),
     "arctan2": (lambda xp, y, x: xp.arctan2(y, x), (X, X[::-1] * 0.7), True),
     "arctan2_broadcast": (lambda xp, y, x: xp.arctan2(y, x), (X, V[:4]), True),
     "hypot": (lambda xp, x, y: np.hypot(x, y), (X, X[::-1] * 0.7), False),

@@ -69,9 +69,11 @@ sort_p = Primitive("sort", _value, _shape, vjp=_vjp, jvp=_jvp, jacobian=_jacobia
                    doc="sorted along one axis", second_vjp=linear_second_vjp)
 
 
-def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None) -> Any:
+def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
+         stable: Any = None) -> Any:
     """``a`` sorted along ``axis`` (None: flattened), as :func:`numpy.sort`
-    (``kind`` is accepted and ignored: every kind gives the same values)."""
+    (``kind`` and ``stable`` are accepted and ignored: every kind gives the
+    same values, and the derivative always follows the stable order)."""
     if order is not None:
         raise ProgramError("sort: order= names fields of a structured array; traced values "
                            "have none")
