@@ -111,6 +111,15 @@ OPS: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...], bool]] = {
     "inner": (lambda xp, a, b: xp.inner(a, b), (X3, X), True),
     "cumprod": (lambda xp, x: np.cumprod(x), (X,), False),
     "eigvalsh": (lambda xp, a: np.linalg.eigvalsh(a), (SQ,), False),
+    "svdvals": (lambda xp, a: np.linalg.svdvals(a), (X,), False),
+    "svd_values": (lambda xp, a: np.linalg.svd(a, compute_uv=False), (X3,), False),
+    "norm_matrix_2": (lambda xp, a: np.linalg.norm(a, 2), (X,), False),
+    "norm_matrix_minus_2": (lambda xp, a: np.linalg.norm(a, -2), (X,), False),
+    "norm_nuc_axes": (lambda xp, a: np.linalg.norm(a, "nuc", axis=(2, 0), keepdims=True),
+                      (X3,), False),
+    "vector_norm": (lambda xp, a: np.linalg.vector_norm(a, axis=(0, 2), ord=3), (X3,), False),
+    "matrix_norm": (lambda xp, a: np.linalg.matrix_norm(a, ord=np.inf, keepdims=True), (X3,),
+                    False),
     "eigvalsh_upper_stack": (lambda xp, a: np.linalg.eigvalsh(a, UPLO="U"), (X3[:, :3, :3],),
                              False),
     "cumprod_axis": (lambda xp, x: np.cumprod(x, axis=1) + x.cumprod(axis=0), (X3,), False),
@@ -246,6 +255,11 @@ def test_eigvalsh_hessian_matches_finite_differences_of_its_gradient() -> None:
     assert not np.triu(lagrad.grad(lambda a: np.sum(np.linalg.eigvalsh(a)))(SQ), 1).any()
 
 
+def test_singular_values_have_no_second_order_rule() -> None:
+    with pytest.raises(lagrad.MissingDerivativeError, match="svdvals"):
+        lagrad.hessian(lambda a: np.linalg.norm(a, "nuc"))(X)
+
+
 def test_a_tie_in_sort_follows_the_stable_order() -> None:
     x = np.array([2.0, 1.0, 2.0])
     g = lagrad.grad(lambda v: np.sort(v) @ np.array([1.0, 10.0, 100.0]))(x)
@@ -268,7 +282,8 @@ BAD: dict[str, tuple[Callable[[Any], Any], str]] = {
     "diagonal": (lambda v: np.diagonal(v, 0, 1, 1), "cannot be the same"),
     "take_float": (lambda v: np.take(v, [0.5]), "indices must be integers"),
     "repeat": (lambda v: np.repeat(v, [1, 2]), "one non-negative int or one per entry"),
-    "norm_2": (lambda v: np.linalg.norm(v, 2), "need singular values"),
+    "norm_ord": (lambda v: np.linalg.norm(v, 3), "matrix norm ord=3 is not supported"),
+    "svd_vectors": (lambda v: np.linalg.svd(v), "only the singular values"),
     "norm_0": (lambda v: np.linalg.norm(v[0], 0), "vector norm ord=0 is not supported"),
     "norm_3d": (lambda v: np.linalg.norm(v[None], 1), "needs a 1-D or 2-D array"),
     "norm_axes": (lambda v: np.linalg.norm(v[None], axis=(0, 1, 2)), "names 3 axes"),

@@ -291,6 +291,7 @@ LINALG_FUNCTIONS = {
                 lambda A, b: np.linalg.slogdet(A)[1] * b),
     "cholesky": (lambda A, b: lagrad.linalg.cholesky(_spd(A)) @ b,
                  lambda A, b: np.linalg.cholesky(_spd(A)) @ b),
+    "svdvals": (lambda A, b: lagrad.linalg.svdvals(A) * b, lambda A, b: np.linalg.svdvals(A) * b),
     "eigvalsh": (lambda A, b: lagrad.linalg.eigvalsh(A) * b,
                  lambda A, b: np.linalg.eigvalsh(A) * b),
     "spsolve": (lambda A, b: lagrad.linalg.spsolve(

@@ -1,5 +1,12 @@
-"""``lagrad.linalg.eigvalsh``: the eigenvalues of a symmetric matrix (or a
-stack of them), as :func:`numpy.linalg.eigvalsh`, in ascending order.
+"""``lagrad.linalg.eigvalsh`` and ``svdvals``: the eigenvalues of a
+symmetric matrix, ascending, as :func:`numpy.linalg.eigvalsh`, and the
+singular values of a matrix, descending, as :func:`numpy.linalg.svdvals`
+(also ``np.linalg.svd(a, compute_uv=False)``), for a matrix or a stack.
+
+Singular values: with A = U diag(s) V^T, d s_k = u_k^T dA v_k, so the VJP
+is U diag(g) V^T; there is no second-order rule (a Hessian through them
+raises :class:`lagrad.MissingDerivativeError`). A repeated or zero singular
+value has no unique derivative; the rules then use numpy's vectors.
 
 numpy reads one triangle only (``UPLO``, the lower by default): the value is
 that of S = the triangle mirrored, so the derivative with respect to the
@@ -36,7 +43,7 @@ from lagrad.errors import ProgramError
 from lagrad.ir.arrayops import shape_of
 from lagrad.ir.primitives import Primitive
 
-__all__ = ["eigvalsh", "eigvalsh_p"]
+__all__ = ["eigvalsh", "eigvalsh_p", "svdvals", "svdvals_p", "svd"]
 
 Array = NDArray[np.float64]
 Shape = tuple[int, ...]
@@ -116,3 +123,63 @@ def eigvalsh(a: Any, UPLO: str = "L") -> Any:  # noqa: N803 (numpy's name)
         raise ProgramError(f"linalg.eigvalsh: a has shape {shape}; give a non-empty square "
                            "matrix or a stack of them")
     return eigvalsh_p(a, uplo=UPLO)
+
+
+# ----------------------------------------------------------- singular values
+
+def _svd(a: Array) -> tuple[Array, Array]:
+    """U and V (not V^T) of the thin SVD: columns u_k, v_k."""
+    u, _, vt = np.linalg.svd(a, full_matrices=False)
+    return u, np.swapaxes(vt, -1, -2)
+
+
+def _sv_value(a: Array) -> Array:
+    return np.linalg.svd(a, compute_uv=False)
+
+
+def _sv_shape(s: Shape) -> Shape:
+    if len(s) < 2:
+        raise ValueError(f"svdvals: a has shape {s}; give a matrix or a stack of them")
+    return s[:-2] + (min(s[-2:]),)
+
+
+def _sv_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
+    u, v = _svd(a)
+    return (u * np.asarray(g)[..., None, :]) @ np.swapaxes(v, -1, -2)
+
+
+def _sv_jvp(ts: Sequence[Array | None], ans: Array, a: Array) -> Array:
+    u, v = _svd(a)
+    return np.einsum("...ik,...ij,...jk->...k", u, np.asarray(ts[0], dtype=float), v)
+
+
+def _sv_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
+    u, v = _svd(a)
+    m, n = a.shape[-2:]
+    per = np.einsum("...ik,...jk->...kij", u, v).reshape(-1, min(m, n), m * n)
+    blocks = [sp.csr_matrix(b) for b in per]
+    return sp.block_diag(blocks, format="csr") if len(blocks) > 1 else blocks[0]
+
+
+svdvals_p = Primitive("svdvals", _sv_value, _sv_shape, vjp=_sv_vjp, jvp=_sv_jvp,
+                      jacobian=_sv_jacobian, doc="singular values, descending")
+
+
+def svdvals(x: Any, /) -> Any:
+    """The singular values of ``x``, descending, as :func:`numpy.linalg.svdvals`."""
+    shape = shape_of(x)
+    if len(shape) < 2 or not math.prod(shape):
+        raise ProgramError(f"linalg.svdvals: x has shape {shape}; give a non-empty matrix or "
+                           "a stack of them")
+    return svdvals_p(x)
+
+
+def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
+        hermitian: bool = False) -> Any:
+    """:func:`numpy.linalg.svd` with ``compute_uv=False``: the singular values
+    (the singular vectors of a traced matrix are not supported)."""
+    if compute_uv:
+        raise ProgramError("linalg.svd: only the singular values (compute_uv=False, or "
+                           "np.linalg.svdvals) on traced values; the singular vectors have no "
+                           "derivative rule here")
+    return svdvals(a)

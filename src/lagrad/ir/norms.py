@@ -1,8 +1,8 @@
-"""``lagrad.linalg.norm``: vector and matrix norms on traced values, as
-:func:`numpy.linalg.norm`, written with the primitives (square root of a sum
-of squares, sums and extrema of absolute values, powers), so they need no
-derivative rules of their own. Norms that need singular values (matrix
-2, -2, 'nuc') are not supported.
+"""``lagrad.linalg.norm`` (and numpy 2's ``vector_norm``, ``matrix_norm``):
+vector and matrix norms on traced values, as :func:`numpy.linalg.norm`,
+written with the primitives (square root of a sum of squares, sums and
+extrema of absolute values, powers, singular values for the matrix norms
+2, -2 and 'nuc'), so they need no derivative rules of their own.
 
 Where the derivative is not unique it is the primitives': the 2-norm's at
 zero is not finite (0 times the infinite derivative of the square root, as
@@ -23,9 +23,10 @@ import numpy as np
 from lagrad.errors import ProgramError
 from lagrad.ir import numpy_prims as N
 from lagrad.ir import primitives as P
-from lagrad.ir.arrayops import axes_of, shape_of
+from lagrad.ir.arrayops import axes_of, moveaxis, shape_of
+from lagrad.ir.eigen import svdvals
 
-__all__ = ["norm"]
+__all__ = ["norm", "vector_norm", "matrix_norm"]
 
 Axes = tuple[int, ...] | None
 
@@ -68,17 +69,27 @@ def _matrix(x: Any, order: Any, axes: tuple[int, int], keepdims: bool) -> Any:
         if keepdims:
             return out
         return P.reshape(out, shape=tuple(s for n, s in enumerate(shape_of(x)) if n not in axes))
-    raise ProgramError(f"norm: matrix norm ord={order!r} is not supported on traced values "
-                       "(2, -2 and 'nuc' need singular values); use 'fro', 1, -1, inf or "
-                       "-inf")
+    if order in (2, -2, "nuc"):
+        values = svdvals(moveaxis(x, axes, (-2, -1)))  # the other axes, then k
+        last = (len(shape_of(values)) - 1,)
+        out = N.amax(values, axis=last, keepdims=False) if order == 2 else \
+            N.amin(values, axis=last, keepdims=False) if order == -2 else \
+            _sum(values, last, False)
+        if not keepdims:
+            return out
+        return P.reshape(out, shape=tuple(1 if n in axes else s
+                                          for n, s in enumerate(shape_of(x))))
+    raise ProgramError(f"norm: matrix norm ord={order!r} is not supported; use 'fro', 'nuc', "
+                       "1, -1, 2, -2, inf or -inf")
 
 
 def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A002
     """Vector or matrix norm, as :func:`numpy.linalg.norm`: vector norms
     (None or 2, 1, inf, -inf, any p > 0) and matrix norms (None or 'fro',
-    1, -1, inf, -inf), over ``axis`` (one axis: vectors, two: matrices;
-    None: the whole of a 1-D or 2-D array, or the 2-norm of any array
-    flattened when ``ord`` is None).
+    'nuc', 1, -1, 2, -2, inf, -inf; 2, -2 and 'nuc' by singular values),
+    over ``axis`` (one axis: vectors, two: matrices; None: the whole of a
+    1-D or 2-D array, or the 2-norm of any array flattened when ``ord`` is
+    None).
 
     Examples
     --------
@@ -107,3 +118,21 @@ def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> A
     if len(axes) == 2:
         return _matrix(x, ord, (axes[0], axes[1]), keepdims)
     raise ProgramError(f"norm: axis {axis!r} names {len(axes)} axes; give one or two")
+
+
+def vector_norm(x: Any, /, *, axis: Any = None, keepdims: bool = False, ord: Any = 2) -> Any:  # noqa: A002
+    """Vector norm over ``axis`` (None: all entries), as
+    :func:`numpy.linalg.vector_norm`."""
+    shape = shape_of(x)
+    if axis is None:
+        out = _vector(P.reshape(x, shape=(math.prod(shape),)), ord, None, False)
+        return P.reshape(out, shape=(1,) * len(shape)) if keepdims else out
+    return _vector(x, ord, axes_of("vector_norm", axis, len(shape)), bool(keepdims))
+
+
+def matrix_norm(x: Any, /, *, keepdims: bool = False, ord: Any = "fro") -> Any:  # noqa: A002
+    """Matrix norm of the last two axes, as :func:`numpy.linalg.matrix_norm`."""
+    ndim = len(shape_of(x))
+    if ndim < 2:
+        raise ProgramError(f"matrix_norm: x has shape {shape_of(x)}; give a matrix or a stack")
+    return _matrix(x, ord, (ndim - 2, ndim - 1), bool(keepdims))
