@@ -157,6 +157,26 @@ def test_value_and_jacobian_match_numpy_fd_and_autograd(name: str) -> None:
                                        atol=1e-8 if len(refs) == 1 else 1e-12, err_msg=mode)
 
 
+NOT_BATCHED = {"matrix_power_inverse"}  # linalg.inv's solve has no batching rule
+
+
+@pytest.mark.parametrize("name", sorted(n for n, (_, args, _) in OPS.items()
+                                        if len(args) == 1 and n not in NOT_BATCHED))
+def test_vmap_of_the_value_and_gradient_is_each_instances(name: str) -> None:
+    fn, (x,), _ = OPS[name]
+    xs = np.stack([x, 1.3 * x + 0.1, -x])
+
+    def loss(v: Any) -> Any:
+        out = fn(np, v)
+        return lagrad.sum(out * out)
+    np.testing.assert_allclose(lagrad.vmap(lambda v: fn(np, v))(xs),
+                               np.stack([np.asarray(fn(np, r)) for r in xs]), rtol=1e-13,
+                               atol=1e-14)
+    np.testing.assert_allclose(lagrad.vmap(lagrad.grad(loss))(xs),
+                               np.stack([lagrad.grad(loss)(r) for r in xs]), rtol=1e-12,
+                               atol=1e-13)
+
+
 def test_a_traced_program_is_right_at_a_new_input() -> None:
     """The indices depend on shapes only, and sort's order is found again:
     trace at one input, solve and differentiate at another that sorts

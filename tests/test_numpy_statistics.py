@@ -77,6 +77,26 @@ def test_value_and_jacobian_match_numpy_fd_and_autograd(name: str) -> None:
                                    atol=1e-12 if in_autograd else 1e-8, err_msg=mode)
 
 
+NOT_BATCHED: set[str] = set()
+
+
+@pytest.mark.parametrize("name", sorted(n for n, (_, args, _) in OPS.items()
+                                        if len(args) == 1 and n not in NOT_BATCHED))
+def test_vmap_of_the_value_and_gradient_is_each_instances(name: str) -> None:
+    fn, (x,), _ = OPS[name]
+    xs = np.stack([x, 1.3 * x + 0.1, -x])
+
+    def loss(v: Any) -> Any:
+        out = fn(np, v)
+        return lagrad.sum(out * out)
+    np.testing.assert_allclose(lagrad.vmap(lambda v: fn(np, v))(xs),
+                               np.stack([np.asarray(fn(np, r)) for r in xs]), rtol=1e-13,
+                               atol=1e-14)
+    np.testing.assert_allclose(lagrad.vmap(lagrad.grad(loss))(xs),
+                               np.stack([lagrad.grad(loss)(r) for r in xs]), rtol=1e-12,
+                               atol=1e-13)
+
+
 def test_the_median_follows_the_values_at_every_solve() -> None:
     program = lagrad.trace(lambda v: np.median(v) + np.quantile(v, 0.25), V)
     for x in (V, V[::-1] * -1.5, V + np.arange(5.0)):
