@@ -97,6 +97,17 @@ def test_vmap_of_the_value_and_gradient_is_each_instances(name: str) -> None:
                                atol=1e-13)
 
 
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_hessian_matches_finite_differences_of_the_gradient(name: str) -> None:
+    fn, (x,), _ = OPS[name]
+
+    def loss(v: Any) -> Any:
+        out = fn(np, v)
+        return lagrad.sum(lagrad.sin(out) * out)
+    hess = lagrad.hessian(loss)(x).reshape(x.size, x.size)
+    np.testing.assert_allclose(hess, _fd(lagrad.grad(loss), (x,), 0), rtol=1e-5, atol=1e-6)
+
+
 def test_the_median_follows_the_values_at_every_solve() -> None:
     program = lagrad.trace(lambda v: np.median(v) + np.quantile(v, 0.25), V)
     for x in (V, V[::-1] * -1.5, V + np.arange(5.0)):

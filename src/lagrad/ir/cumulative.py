@@ -9,9 +9,11 @@ With C_i = x_0 ... x_i along the axis (C_{-1} = 1):
   from the end: S_{n-1} = g_{n-1}, S_j = g_j + x_{j+1} S_{j+1};
 * local Jacobian: dC_i / dx_j = C_{j-1} x_{j+1} ... x_i for j <= i.
 
+* second order (the VJP along a tangent t): dC_{j-1} S_j + C_{j-1} dS_j,
+  dS_j = t_{j+1} S_{j+1} + x_{j+1} dS_{j+1}.
+
 Each costs one pass along the axis (a Python loop over its length, numpy
-over the other axes). No second-order rule: a Hessian through cumprod
-raises :class:`lagrad.MissingDerivativeError`.
+over the other axes).
 
 >>> import numpy as np, lagrad
 >>> lagrad.grad(lambda x: np.cumprod(x)[-1])(np.array([2.0, 0.0, 3.0]))
@@ -44,9 +46,10 @@ def _last(x: Any, axis: int) -> Array:
     return np.moveaxis(np.asarray(x, dtype=float), axis, -1)
 
 
-def _before(c: Array) -> Array:
-    """C_{j-1} along the last axis (1 before the first entry)."""
-    out = np.ones_like(c)
+def _before(c: Array, first: float = 1.0) -> Array:
+    """C_{j-1} along the last axis: ``first`` (C_{-1} = 1, its tangent 0)
+    before the first entry."""
+    out = np.full_like(c, first)
     out[..., 1:] = c[..., :-1]
     return out
 
@@ -82,6 +85,25 @@ def _vjp(k: int, g: Array, ans: Array, x: Array, *, axis: int) -> Array:
     return np.moveaxis(_before(c) * s, -1, axis)
 
 
+def _second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array, x: Array, *,
+                axis: int) -> Array | None:
+    """The VJP C_{j-1} S_j along the tangent t: dC_{j-1} S_j + C_{j-1} dS_j,
+    with dC from the JVP's recurrence and dS_j = t_{j+1} S_{j+1} + x_{j+1}
+    dS_{j+1} (dS_{n-1} = 0); exact where entries are zero, as the rest."""
+    if ts[0] is None:
+        return None
+    xs, gs, c, t = _last(x, axis), _last(g, axis), _last(ans, axis), _last(ts[0], axis)
+    n = xs.shape[-1]
+    s, ds = np.empty_like(gs), np.zeros_like(gs)
+    if n:
+        s[..., n - 1] = gs[..., n - 1]
+    for j in range(n - 2, -1, -1):
+        s[..., j] = gs[..., j] + xs[..., j + 1] * s[..., j + 1]
+        ds[..., j] = t[..., j + 1] * s[..., j + 1] + xs[..., j + 1] * ds[..., j + 1]
+    dc = _last(_jvp([ts[0]], ans, x, axis=axis), axis)
+    return np.moveaxis(_before(dc, 0.0) * s + _before(c) * ds, -1, axis)
+
+
 def _jacobian(k: int, ans: Array, x: Array, *, axis: int) -> sp.csr_matrix:
     shape = np.shape(x)
     n = shape[axis]
@@ -102,7 +124,7 @@ def _jacobian(k: int, ans: Array, x: Array, *, axis: int) -> sp.csr_matrix:
 
 
 cumprod_p = Primitive("cumprod", _value, _shape, vjp=_vjp, jvp=_jvp, jacobian=_jacobian,
-                      doc="cumulative product along one axis")
+                      second_vjp=_second_vjp, doc="cumulative product along one axis")
 
 
 def cumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
