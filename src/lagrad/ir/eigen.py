@@ -4,9 +4,10 @@ singular values of a matrix, descending, as :func:`numpy.linalg.svdvals`
 (also ``np.linalg.svd(a, compute_uv=False)``), for a matrix or a stack.
 
 Singular values: with A = U diag(s) V^T, d s_k = u_k^T dA v_k, so the VJP
-is U diag(g) V^T; there is no second-order rule (a Hessian through them
-raises :class:`lagrad.MissingDerivativeError`). A repeated or zero singular
-value has no unique derivative; the rules then use numpy's vectors.
+is U diag(g) V^T, and its derivative comes from the SVD's (see
+``_sv_second_vjp``). A repeated or zero singular value has no unique
+derivative: the first-order rules then use numpy's vectors, and the
+second-order one gives a non-finite Hessian, which the solve reports.
 
 numpy reads one triangle only (``UPLO``, the lower by default): the value is
 that of S = the triangle mirrored, so the derivative with respect to the
@@ -161,8 +162,39 @@ def _sv_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
     return sp.block_diag(blocks, format="csr") if len(blocks) > 1 else blocks[0]
 
 
+def _sv_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
+                   a: Array) -> Array | None:
+    """d(U diag(g) V^T) along dA, from the thin SVD's derivative (m >= n; a
+    wide matrix through its transpose): with F_ij = 1 / (s_j^2 - s_i^2) off
+    the diagonal, P = U^T dA V,
+    dU = U (F o (P S + S P^T)) + (I - U U^T) dA V S^-1,
+    dV = V (F o (S P + P^T S)) + (I - V V^T) dA^T U S^-1.
+    Needs distinct nonzero singular values (else a non-finite Hessian)."""
+    if ts[0] is None:
+        return None
+    da = np.asarray(ts[0], dtype=float)
+    wide = a.shape[-2] < a.shape[-1]
+    if wide:
+        a, da = np.swapaxes(a, -1, -2), np.swapaxes(da, -1, -2)
+    u, s, vt = np.linalg.svd(a, full_matrices=False)
+    v, ut = np.swapaxes(vt, -1, -2), np.swapaxes(u, -1, -2)
+    sq = s * s
+    gap = sq[..., None, :] - sq[..., :, None]  # s_j^2 - s_i^2
+    f = np.divide(1.0, gap, out=np.zeros_like(gap), where=~np.eye(s.shape[-1], dtype=bool))
+    p = ut @ da @ v
+    pt = np.swapaxes(p, -1, -2)
+    sm = s[..., None, :]  # times S on the right: columns scaled
+    du = u @ (f * (p * sm + s[..., :, None] * pt)) + (da @ v - u @ p) / sm
+    dv = v @ (f * (s[..., :, None] * p + pt * sm)) + \
+        (np.swapaxes(da, -1, -2) @ u - v @ pt) / sm
+    gs = np.asarray(g)[..., None, :]
+    out = (du * gs) @ vt + (u * gs) @ np.swapaxes(dv, -1, -2)
+    return np.swapaxes(out, -1, -2) if wide else out
+
+
 svdvals_p = Primitive("svdvals", _sv_value, _sv_shape, vjp=_sv_vjp, jvp=_sv_jvp,
-                      jacobian=_sv_jacobian, doc="singular values, descending")
+                      jacobian=_sv_jacobian, second_vjp=_sv_second_vjp,
+                      doc="singular values, descending")
 
 
 def svdvals(x: Any, /) -> Any:
