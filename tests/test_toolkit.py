@@ -464,3 +464,11 @@ def test_keyword_arguments_become_positions():
     assert (float(gx), float(gs)) == (3.0, 1.5)
     with pytest.raises(lagrad.ProgramError, match="unexpected keyword"):
         lagrad.grad(lambda x: scaled(x, shift=1.0))(1.0)
+
+
+def test_dir_of_linalg_lists_its_public_names_only():
+    names = dir(lagrad.linalg)
+    assert names == sorted(lagrad.linalg.__all__)
+    assert {"solve", "norm", "eigvalsh", "svdvals"} <= set(names)
+    assert not {"np", "ops", "math", "Any"} & set(names)
+    assert all(hasattr(lagrad.linalg, n) for n in names)

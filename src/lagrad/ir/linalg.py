@@ -60,6 +60,11 @@ __all__ = ["solve", "spsolve", "inv", "det", "slogdet", "cholesky", "eigvalsh", 
            "matrix_power", "LINALG",
            "factor_memo"]
 
+def __dir__() -> list[str]:
+    """``dir(lagrad.linalg)``: its public names, not the module's imports."""
+    return sorted(__all__)
+
+
 Array = NDArray[np.float64]
 Shape = tuple[int, ...]
 
