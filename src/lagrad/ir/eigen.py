@@ -1,5 +1,6 @@
-"""``lagrad.linalg.eigvalsh`` and ``svdvals``: the eigenvalues of a
-symmetric matrix, ascending, as :func:`numpy.linalg.eigvalsh`, and the
+"""``lagrad.linalg.eigvalsh``, ``eigh`` and ``svdvals``: the eigenvalues
+(and eigenvectors) of a symmetric matrix, ascending, as
+:func:`numpy.linalg.eigvalsh` and :func:`numpy.linalg.eigh`, and the
 singular values of a matrix, descending, as :func:`numpy.linalg.svdvals`
 (also ``np.linalg.svd(a, compute_uv=False)``), for a matrix or a stack.
 
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,7 +45,8 @@ from lagrad.errors import ProgramError
 from lagrad.ir.arrayops import shape_of
 from lagrad.ir.primitives import Primitive
 
-__all__ = ["eigvalsh", "eigvalsh_p", "svdvals", "svdvals_p", "svd"]
+__all__ = ["eigvalsh", "eigvalsh_p", "eigh", "eigvecsh_p", "EighResult", "svdvals",
+           "svdvals_p", "svd"]
 
 Array = NDArray[np.float64]
 Shape = tuple[int, ...]
@@ -124,6 +126,69 @@ def eigvalsh(a: Any, UPLO: str = "L") -> Any:  # noqa: N803 (numpy's name)
         raise ProgramError(f"linalg.eigvalsh: a has shape {shape}; give a non-empty square "
                            "matrix or a stack of them")
     return eigvalsh_p(a, uplo=UPLO)
+
+
+# -------------------------------------------------------------- eigenvectors
+
+def _vectors_value(a: Array, *, uplo: str = "L") -> Array:
+    return np.linalg.eigh(a, UPLO=uplo)[1]
+
+
+def _vectors_shape(s: Shape, *, uplo: str = "L") -> Shape:
+    _shape(s, uplo=uplo)
+    return s
+
+
+def _gaps(lam: Array) -> Array:
+    """F_ij = 1 / (lambda_j - lambda_i) off the diagonal, 0 on it."""
+    gap = lam[..., None, :] - lam[..., :, None]
+    off = ~np.eye(lam.shape[-1], dtype=bool)
+    return np.divide(1.0, gap, out=np.zeros_like(gap), where=off)
+
+
+def _vectors_jvp(ts: Sequence[Array | None], ans: Array, a: Array, *, uplo: str = "L") -> Array:
+    lam, v = np.linalg.eigh(a, UPLO=uplo)
+    vt = np.swapaxes(v, -1, -2)
+    return v @ (_gaps(lam) * (vt @ _mirror(np.asarray(ts[0], dtype=float), uplo) @ v))
+
+
+def _vectors_vjp(k: int, g: Array, ans: Array, a: Array, *, uplo: str = "L") -> Array:
+    lam, v = np.linalg.eigh(a, UPLO=uplo)
+    vt = np.swapaxes(v, -1, -2)
+    s_bar = v @ (_gaps(lam) * (vt @ np.asarray(g, dtype=float))) @ vt
+    return _onto_triangle(0.5 * (s_bar + np.swapaxes(s_bar, -1, -2)), uplo)
+
+
+def _vectors_jacobian(k: int, ans: Array, a: Array, *, uplo: str = "L") -> sp.csr_matrix:
+    n = a.shape[-1]
+    blocks = []
+    for one in np.reshape(a, (-1, n, n)):  # column by column: the JVP of each unit tangent
+        cols = [np.ravel(_vectors_jvp([e.reshape(n, n)], ans, one, uplo=uplo))
+                for e in np.eye(n * n)]
+        blocks.append(sp.csr_matrix(np.array(cols).T))
+    return sp.block_diag(blocks, format="csr") if len(blocks) > 1 else blocks[0]
+
+
+eigvecsh_p = Primitive("eigvecsh", _vectors_value, _vectors_shape, vjp=_vectors_vjp,
+                       jvp=_vectors_jvp, jacobian=_vectors_jacobian,
+                       doc="eigenvectors (columns) of the symmetric matrix one triangle defines")
+
+
+class EighResult(NamedTuple):
+    """numpy's ``EighResult``: ``(eigenvalues, eigenvectors)``."""
+
+    eigenvalues: Any
+    eigenvectors: Any
+
+
+def eigh(a: Any, UPLO: str = "L") -> EighResult:  # noqa: N803 (numpy's name)
+    """Eigenvalues (ascending) and eigenvectors (columns) of the symmetric
+    matrix whose ``UPLO`` triangle is read, as :func:`numpy.linalg.eigh`.
+    An eigenvector's sign is numpy's choice at each solve: differentiate
+    functions that do not depend on it (v v^T, squares of its entries). The
+    vectors' derivative needs distinct eigenvalues, and has no second-order
+    rule."""
+    return EighResult(eigvalsh(a, UPLO), eigvecsh_p(a, uplo=UPLO))
 
 
 # ----------------------------------------------------------- singular values
