@@ -46,7 +46,7 @@ from lagrad.ir.arrayops import shape_of
 from lagrad.ir.primitives import Primitive
 
 __all__ = ["eigvalsh", "eigvalsh_p", "eigh", "eigvecsh_p", "EighResult", "svdvals",
-           "svdvals_p", "svd"]
+           "svdvals_p", "svd", "pinv", "pinv_p"]
 
 Array = NDArray[np.float64]
 Shape = tuple[int, ...]
@@ -280,3 +280,64 @@ def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
                            "np.linalg.svdvals) on traced values; the singular vectors have no "
                            "derivative rule here")
     return svdvals(a)
+
+
+# ------------------------------------------------------------ pseudo-inverse
+
+def _pinv_value(a: Array) -> Array:
+    return np.linalg.pinv(a)
+
+
+def _pinv_shape(s: Shape) -> Shape:
+    if len(s) < 2:
+        raise ValueError(f"pinv: a has shape {s}; give a matrix or a stack of them")
+    return s[:-2] + (s[-1], s[-2])
+
+
+def _t(x: Array) -> Array:
+    return np.swapaxes(x, -1, -2)
+
+
+def _pinv_jvp(ts: Sequence[Array | None], ans: Array, a: Array) -> Array:
+    """dA+ = -A+ dA A+ + A+ A+^T dA^T (I - A A+) + (I - A+ A) dA^T A+^T A+
+    (Golub and Pereyra: the derivative at constant rank)."""
+    da, p = np.asarray(ts[0], dtype=float), ans
+    left = np.eye(a.shape[-2]) - a @ p  # I - A A+, (m, m)
+    right = np.eye(a.shape[-1]) - p @ a  # I - A+ A, (n, n)
+    return -p @ da @ p + p @ _t(p) @ _t(da) @ left + right @ _t(da) @ _t(p) @ p
+
+
+def _pinv_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
+    p, g = ans, np.asarray(g, dtype=float)
+    left = np.eye(a.shape[-2]) - a @ p
+    right = np.eye(a.shape[-1]) - p @ a
+    return -_t(p) @ g @ _t(p) + left @ _t(g) @ p @ _t(p) + _t(p) @ p @ _t(g) @ right
+
+
+def _pinv_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
+    m, n = a.shape[-2:]
+    blocks = []
+    for one, inv in zip(np.reshape(a, (-1, m, n)), np.reshape(ans, (-1, n, m))):
+        cols = [np.ravel(_pinv_jvp([e.reshape(m, n)], inv, one)) for e in np.eye(m * n)]
+        blocks.append(sp.csr_matrix(np.array(cols).T))
+    return sp.block_diag(blocks, format="csr") if len(blocks) > 1 else blocks[0]
+
+
+pinv_p = Primitive("pinv", _pinv_value, _pinv_shape, vjp=_pinv_vjp, jvp=_pinv_jvp,
+                   jacobian=_pinv_jacobian, doc="Moore-Penrose pseudo-inverse")
+
+
+def pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = None) -> Any:
+    """The Moore-Penrose pseudo-inverse of a matrix (or a stack), as
+    :func:`numpy.linalg.pinv`
+    (numpy's default cutoff of small singular values). Its derivative holds
+    where the rank does not change (Golub and Pereyra's formula); it has no
+    second-order rule."""
+    if rcond is not None or rtol is not None:
+        raise ProgramError("linalg.pinv: only numpy's default cutoff (no rcond, rtol) on "
+                           "traced values")
+    shape = shape_of(a)
+    if len(shape) < 2 or not math.prod(shape):
+        raise ProgramError(f"linalg.pinv: a has shape {shape}; give a non-empty matrix or a "
+                           "stack of them")
+    return pinv_p(a)

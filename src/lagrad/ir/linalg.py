@@ -1,5 +1,5 @@
 """Linear algebra on traced values (``lagrad.linalg``): solve, spsolve, inv,
-det, slogdet, cholesky, multi_dot, matrix_power, eigvalsh, eigh and svdvals
+det, slogdet, cholesky, multi_dot, matrix_power, eigvalsh, eigh, svdvals and pinv
 (:mod:`lagrad.ir.eigen`), and the norms (:mod:`lagrad.ir.norms`).
 
 Each is a primitive whose rules are written with the factorization its value
@@ -42,7 +42,17 @@ from lagrad.ir import ops
 from lagrad.ir import primitives as P
 from lagrad.ir.arrayops import shape_of
 from lagrad.ir.cholesky import cholesky_p
-from lagrad.ir.eigen import eigh, eigvalsh, eigvalsh_p, eigvecsh_p, svd, svdvals, svdvals_p
+from lagrad.ir.eigen import (
+    eigh,
+    eigvalsh,
+    eigvalsh_p,
+    eigvecsh_p,
+    pinv,
+    pinv_p,
+    svd,
+    svdvals,
+    svdvals_p,
+)
 from lagrad.ir.factors import (
     adjoint_memo,
     dense_lu,
@@ -57,7 +67,7 @@ from lagrad.ir.pattern import CSRPattern, check_indices, check_matrix_shape
 
 __all__ = ["solve", "spsolve", "inv", "det", "slogdet", "cholesky", "eigvalsh", "eigh", "svdvals",
            "svd", "norm", "vector_norm", "matrix_norm", "multi_dot",
-           "matrix_power", "LINALG",
+           "matrix_power", "pinv", "LINALG",
            "factor_memo"]
 
 def __dir__() -> list[str]:
@@ -314,7 +324,7 @@ sign_det_p = P.Primitive("sign_det", _sign_value, _square_shape, vjp=_sign_vjp,
 
 
 LINALG: tuple[P.Primitive, ...] = (solve_p, spsolve_p, det_p, logabsdet_p, sign_det_p,
-                                   cholesky_p, eigvalsh_p, eigvecsh_p, svdvals_p)
+                                   cholesky_p, eigvalsh_p, eigvecsh_p, svdvals_p, pinv_p)
 
 
 # ------------------------------------------------------------------- the ops

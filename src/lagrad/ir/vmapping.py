@@ -28,7 +28,7 @@ from lagrad.ir import numpy_prims as N
 from lagrad.ir import ops
 from lagrad.ir import primitives as P
 from lagrad.ir.cumulative import cumprod_p
-from lagrad.ir.eigen import eigvalsh_p, eigvecsh_p, svdvals_p
+from lagrad.ir.eigen import eigvalsh_p, eigvecsh_p, pinv_p, svdvals_p
 from lagrad.ir.program import Variable
 from lagrad.ir.sorting import sort_p
 
@@ -105,7 +105,7 @@ def _apply(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
         raise BatchingError(f"lagrad.vmap: primitive {prim.name!r} has no batching rule; "
                             "supported are the elementwise primitives, sum/mean/max/min/"
                             "prod/logsumexp, reshape, transpose, indexing, concatenate, "
-                            "cumsum, cumprod, sort, eigh, svdvals and matmul of 1-D and "
+                            "cumsum, cumprod, sort, eigh, svdvals, pinv and matmul of 1-D and "
                             "2-D operands; write the function with these, or loop over the "
                             "instances")
     return BatchedVariable(rule(prim, args, params, batch))
@@ -127,7 +127,7 @@ def _reduction(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any]
 
 def _stacked(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
              batch: int) -> Variable:
-    """eigvalsh and svdvals: they take stacks of matrices, the batch is one more axis."""
+    """eigh, svdvals, pinv: they take stacks of matrices, the batch is one more axis."""
     (x,) = args
     return prim(x.inner, **params)
 
@@ -214,7 +214,7 @@ Rule = Callable[[P.Primitive, Sequence[Any], Mapping[str, Any], int], Any]
 _RULES: dict[P.Primitive, Rule] = {
     P.sum_: _reduction, P.logsumexp: _reduction, N.amax: _reduction, N.amin: _reduction,
     N.prod: _reduction, N.cumsum: _along_axis, sort_p: _along_axis, cumprod_p: _along_axis,
-    eigvalsh_p: _stacked, eigvecsh_p: _stacked, svdvals_p: _stacked,
+    eigvalsh_p: _stacked, eigvecsh_p: _stacked, svdvals_p: _stacked, pinv_p: _stacked,
     P.reshape: _reshape,
     P.transpose: _transpose,
     P.getitem: _getitem, P.concatenate: _concatenate, P.matmul: _matmul,
