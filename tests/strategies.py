@@ -131,6 +131,14 @@ OPS: dict[str, Callable[..., Any]] = {
     "dot": lagrad.dot,
     "matmul_const": lambda a, *, c: a @ c,
     "rmatmul_const": lambda a, *, c: c @ a,  # ndarray @ Variable: numpy dispatch
+    # more of numpy, through its dispatch (smooth: no sort or norm, whose kinks
+    # a drawn program could not keep away from)
+    "flip": lambda a: np.flip(a),
+    "roll": lambda a: np.roll(a, 1),
+    "cumsum": lambda a: np.cumsum(a),
+    "tril": lambda a: np.tril(a),
+    "arcsinh": np.arcsinh,
+    "hypot1": lambda a: np.hypot(a, 1.0),
 }
 
 UNARY_SAFE = ("tanh", "sin", "cos", "sigmoid", "np_tanh")
@@ -370,6 +378,14 @@ class _Generator:
         assert i is not None
         return Step(op, (i,), {"c": float(self.rng.uniform(-1, 1))})
 
+    def _op_tril(self, op: str) -> Step | None:
+        i = self.pick(lambda v: v.ndim == 2)
+        return None if i is None else Step(op, (i,))
+
+    def _op_cumsum(self, op: str) -> Step | None:
+        i = self.pick(lambda v: v.bound * v.size <= MAX_BOUND)
+        return None if i is None else Step(op, (i,))
+
     def _op_arr_left(self, op: str) -> Step | None:
         i = self.pick(lambda v: v.ndim >= 1 and v.bound <= MAX_BOUND - 1)
         if i is None:
@@ -574,6 +590,7 @@ def _bound(step: Step, args: Sequence[_Var]) -> float:
         "matmul": lambda: b[0] * b[1] * args[0].shape[-1],
         "dot": lambda: b[0] * b[1] * args[0].shape[-1],
         "matmul_const": lambda: b[0] * args[0].shape[-1],
+        "cumsum": lambda: b[0] * args[0].size, "hypot1": lambda: math.sqrt(b[0] ** 2 + 1.0),
         "rmatmul_const": lambda: b[0] * args[0].shape[0],
     }
     if step.op in UNARY_SAFE or step.op == "softmax":
