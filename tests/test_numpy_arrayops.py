@@ -109,6 +109,11 @@ OPS: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...], bool]] = {
                          False),
     "norm_keepdims": (lambda xp, x: np.linalg.norm(x, keepdims=True), (X3,), False),
     "inner": (lambda xp, a, b: xp.inner(a, b), (X3, X), True),
+    # (autograd's einsum VJP rejects a repeated label)
+    "einsum_trace": (lambda xp, a: np.einsum("ii", a), (SQ,), False),
+    "einsum_diagonal": (lambda xp, a: np.einsum("ii->i", a), (SQ,), False),
+    "einsum_diagonal_batch": (lambda xp, a: np.einsum("ijj->ji", a), (X3[:, :3, :3],), False),
+    "einsum_diagonal_product": (lambda xp, a, b: np.einsum("ij,jj->i", a, b), (X, SQ), False),
     "cumprod": (lambda xp, x: np.cumprod(x), (X,), False),
     "eigvalsh": (lambda xp, a: np.linalg.eigvalsh(a), (SQ,), False),
     # an eigenvector's sign is numpy's choice: functions that do not see it
@@ -165,7 +170,8 @@ def test_value_and_jacobian_match_numpy_fd_and_autograd(name: str) -> None:
                                        atol=1e-8 if len(refs) == 1 else 1e-12, err_msg=mode)
 
 
-NOT_BATCHED = {"matrix_power_inverse"}  # linalg.inv's solve has no batching rule
+# linalg.inv's solve and einsum have no batching rule
+NOT_BATCHED = {"matrix_power_inverse", "einsum_trace", "einsum_diagonal", "einsum_diagonal_batch"}
 
 
 @pytest.mark.parametrize("name", sorted(n for n, (_, args, _) in OPS.items()

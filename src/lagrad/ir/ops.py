@@ -19,6 +19,7 @@ import scipy.sparse
 import scipy.special
 
 from lagrad.errors import ProgramError
+from lagrad.ir import arrayops as A
 from lagrad.ir import numpy_prims as N
 from lagrad.ir import primitives as P
 from lagrad.ir import ufuncs as U
@@ -368,10 +369,11 @@ def std(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
 def einsum(subscripts: str, *operands: Any, optimize: Any = False) -> Any:
     """Einstein summation, as :func:`numpy.einsum`, with explicit labels.
 
-    Any number of operands; ``"ij,jk->ik"`` or the implicit ``"ij,jk"``.
-    Not supported (raise :class:`lagrad.ProgramError`): ``...``, a label
-    repeated within one operand (diagonals, traces), and size-1 axes
-    broadcast against longer ones. ``optimize`` is accepted and ignored.
+    Any number of operands; ``"ij,jk->ik"`` or the implicit ``"ij,jk"``; a
+    label repeated within one operand (``"ii->"``, ``"ii->i"``) reads its
+    diagonal. Not supported (raise :class:`lagrad.ProgramError`): ``...``
+    and size-1 axes broadcast against longer ones. ``optimize`` is accepted
+    and ignored.
 
     Examples
     --------
@@ -389,11 +391,40 @@ def einsum(subscripts: str, *operands: Any, optimize: Any = False) -> Any:
                            "interleaved form einsum(a, [0, 1], b, [1, 2]) is not supported")
     if not operands:
         raise ProgramError("einsum needs at least one operand")
+    text, operands = _diagonals(subscripts, list(operands))
     try:
-        spec = N.parse_einsum(subscripts, [_shape_of(a) for a in operands])
+        spec = N.parse_einsum(text, [_shape_of(a) for a in operands])
     except ValueError as err:
         raise ProgramError(f"einsum({subscripts!r}): {err}") from None
     return N.einsum(*operands, subscripts=spec)
+
+
+def _diagonals(subscripts: str, operands: list[Any]) -> tuple[str, list[Any]]:
+    """The subscripts in explicit form with each operand whose term repeats a
+    label replaced by its diagonal on those axes (one axis, put last), as
+    numpy reads a repeated label; unchanged when no term repeats one (or the
+    terms do not fit the operands: :func:`parse_einsum` says how)."""
+    text = subscripts.replace(" ", "")
+    ins_text, arrow, out = text.partition("->")
+    ins = ins_text.split(",")
+    if "." in text or len(ins) != len(operands) or \
+            builtins.all(len(set(t)) == len(t) for t in ins) or \
+            builtins.any(len(t) != len(_shape_of(a)) for t, a in zip(ins, operands)):
+        return subscripts, operands
+    if not arrow:  # implicit: the labels that appear once, alphabetically
+        out = "".join(sorted(c for c in set(ins_text) if ins_text.count(c) == 1 and c != ","))
+    for k, (term, a) in enumerate(zip(ins, operands)):
+        while len(set(term)) != len(term):
+            c = next(c for c in term if term.count(c) > 1)
+            i = term.index(c)
+            j = term.index(c, i + 1)
+            if _shape_of(a)[i] != _shape_of(a)[j]:
+                raise ProgramError(f"einsum({subscripts!r}): label {c!r} repeats on axes of "
+                                   f"sizes {_shape_of(a)[i]} and {_shape_of(a)[j]}")
+            a = A.diagonal(a, 0, i, j)
+            term = term[:i] + term[i + 1:j] + term[j + 1:] + c
+        ins[k], operands[k] = term, a
+    return ",".join(ins) + "->" + out, operands
 
 
 def outer(a: Any, b: Any) -> Any:
