@@ -170,8 +170,7 @@ def test_value_and_jacobian_match_numpy_fd_and_autograd(name: str) -> None:
                                        atol=1e-8 if len(refs) == 1 else 1e-12, err_msg=mode)
 
 
-# linalg.inv's solve and einsum have no batching rule
-NOT_BATCHED = {"matrix_power_inverse", "einsum_trace", "einsum_diagonal", "einsum_diagonal_batch"}
+NOT_BATCHED = {"einsum_trace", "einsum_diagonal", "einsum_diagonal_batch"}  # einsum: no rule
 
 
 @pytest.mark.parametrize("name", sorted(n for n, (_, args, _) in OPS.items()

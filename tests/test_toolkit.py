@@ -475,3 +475,23 @@ def test_dir_of_linalg_lists_its_public_names_only():
     assert {"solve", "norm", "eigvalsh", "eigh", "svdvals", "pinv"} <= set(names)
     assert not {"np", "ops", "math", "Any"} & set(names)
     assert all(hasattr(lagrad.linalg, n) for n in names)
+
+
+def test_vmap_of_dense_linalg_is_each_instances(rng):
+    """solve, inv, det, slogdet and cholesky record one equation per instance
+    under vmap; the batched value and gradient are each instance's."""
+    mats = rng.normal(size=(4, 3, 3)) + 3.0 * np.eye(3)
+    rhs = rng.normal(size=3)
+
+    def f(a):
+        return (lagrad.sum(lagrad.linalg.solve(a, rhs) ** 2) + lagrad.linalg.det(a)
+                + lagrad.linalg.slogdet(a)[1] + lagrad.sum(lagrad.linalg.inv(a))
+                + lagrad.sum(lagrad.linalg.cholesky(a @ a.T)))
+    np.testing.assert_allclose(lagrad.vmap(f)(mats), [f(a) for a in mats], rtol=1e-14)
+    np.testing.assert_allclose(lagrad.vmap(lagrad.grad(f))(mats),
+                               np.stack([lagrad.grad(f)(a) for a in mats]), rtol=1e-13,
+                               atol=1e-14)
+    many = rng.normal(size=(5, 3))
+    np.testing.assert_allclose(lagrad.vmap(lambda b: lagrad.linalg.solve(mats[0], b))(many),
+                               np.linalg.solve(mats[0], many.T).T, rtol=1e-13)
+

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from lagrad.errors import BatchingError
+from lagrad.ir import linalg as L
 from lagrad.ir import numpy_prims as N
 from lagrad.ir import ops
 from lagrad.ir import primitives as P
@@ -105,9 +106,8 @@ def _apply(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
         raise BatchingError(f"lagrad.vmap: primitive {prim.name!r} has no batching rule; "
                             "supported are the elementwise primitives, sum/mean/max/min/"
                             "prod/logsumexp, reshape, transpose, indexing, concatenate, "
-                            "cumsum, cumprod, sort, eigh, svdvals, pinv and matmul of 1-D and "
-                            "2-D operands; write the function with these, or loop over the "
-                            "instances")
+                            "cumsum, cumprod, sort, linalg and matmul of 1-D and 2-D operands; "
+                            "write the function with these, or loop over the instances")
     return BatchedVariable(rule(prim, args, params, batch))
 
 
@@ -130,6 +130,20 @@ def _stacked(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
     """eigh, svdvals, pinv: they take stacks of matrices, the batch is one more axis."""
     (x,) = args
     return prim(x.inner, **params)
+
+
+def _one_by_one(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
+                batch: int) -> Variable:
+    """The dense linear algebra of one matrix (solve, inv, det, slogdet,
+    cholesky, spsolve): one equation per instance, stacked. Exact, and B
+    equations where a stacked primitive would make one."""
+    parts = []
+    for b in range(batch):
+        one = [P.getitem(a.inner, index=(b,)) if isinstance(a, BatchedVariable) else a
+               for a in args]
+        out = prim(*one, **params)
+        parts.append(P.reshape(out, shape=(1,) + _shape(out)))
+    return P.concatenate(*parts, axis=0)
 
 
 def _along_axis(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
@@ -215,6 +229,8 @@ _RULES: dict[P.Primitive, Rule] = {
     P.sum_: _reduction, P.logsumexp: _reduction, N.amax: _reduction, N.amin: _reduction,
     N.prod: _reduction, N.cumsum: _along_axis, sort_p: _along_axis, cumprod_p: _along_axis,
     eigvalsh_p: _stacked, eigvecsh_p: _stacked, svdvals_p: _stacked, pinv_p: _stacked,
+    **dict.fromkeys((L.solve_p, L.spsolve_p, L.det_p, L.logabsdet_p, L.sign_det_p,
+                     L.cholesky_p), _one_by_one),
     P.reshape: _reshape,
     P.transpose: _transpose,
     P.getitem: _getitem, P.concatenate: _concatenate, P.matmul: _matmul,
