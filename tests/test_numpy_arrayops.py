@@ -125,6 +125,8 @@ OPS: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...], bool]] = {
     "pinv_wide": (lambda xp, a: xp.linalg.pinv(a), (X,), True),
     "pinv_tall": (lambda xp, a: np.linalg.pinv(a) @ a[:, :2], (X.T,), False),
     "pinv_stack": (lambda xp, a: np.linalg.pinv(a), (X3,), False),
+    "qr_q": (lambda xp, a: np.linalg.qr(a).Q, (X.T,), False),
+    "qr_r": (lambda xp, a: np.linalg.qr(a)[1], (SQ,), False),
     "svd_values": (lambda xp, a: np.linalg.svd(a, compute_uv=False), (X3,), False),
     "norm_matrix_2": (lambda xp, a: np.linalg.norm(a, 2), (X,), False),
     "norm_matrix_minus_2": (lambda xp, a: np.linalg.norm(a, -2), (X,), False),
@@ -190,7 +192,8 @@ def test_vmap_of_the_value_and_gradient_is_each_instances(name: str) -> None:
                                atol=1e-13)
 
 
-NO_SECOND_ORDER = {"eigh_vectors", "eigh_upper_stack", "pinv_wide", "pinv_tall", "pinv_stack"}
+NO_SECOND_ORDER = {"eigh_vectors", "eigh_upper_stack", "pinv_wide", "pinv_tall", "pinv_stack",
+                   "qr_q", "qr_r"}
 
 
 @pytest.mark.parametrize("name", sorted(n for n, (_, args, _) in OPS.items() if len(args) == 1))
@@ -201,7 +204,7 @@ def test_hessian_matches_finite_differences_of_the_gradient(name: str) -> None:
         out = fn(np, v)
         return lagrad.sum(lagrad.sin(out) * out)
     if name in NO_SECOND_ORDER:
-        with pytest.raises(lagrad.MissingDerivativeError, match="eigvecsh|pinv"):
+        with pytest.raises(lagrad.MissingDerivativeError, match="eigvecsh|pinv|qr_"):
             lagrad.hessian(loss)(x)
         return
     hess = lagrad.hessian(loss)(x).reshape(x.size, x.size)
@@ -331,6 +334,8 @@ BAD: dict[str, tuple[Callable[[Any], Any], str]] = {
     "norm_ord": (lambda v: np.linalg.norm(v, 3), "matrix norm ord=3 is not supported"),
     "svd_vectors": (lambda v: np.linalg.svd(v), "only the singular values"),
     "pinv_rcond": (lambda v: np.linalg.pinv(v, rcond=1e-3), "only numpy's default cutoff"),
+    "qr_wide": (lambda v: np.linalg.qr(v.T), "give a tall or square matrix"),
+    "qr_mode": (lambda v: np.linalg.qr(v, mode="complete"), "only mode='reduced'"),
     "norm_0": (lambda v: np.linalg.norm(v[0], 0), "vector norm ord=0 is not supported"),
     "norm_3d": (lambda v: np.linalg.norm(v[None], 1), "needs a 1-D or 2-D array"),
     "norm_axes": (lambda v: np.linalg.norm(v[None], axis=(0, 1, 2)), "names 3 axes"),

@@ -293,6 +293,8 @@ LINALG_FUNCTIONS = {
                  lambda A, b: np.linalg.cholesky(_spd(A)) @ b),
     "svdvals": (lambda A, b: lagrad.linalg.svdvals(A) * b, lambda A, b: np.linalg.svdvals(A) * b),
     "pinv": (lambda A, b: lagrad.linalg.pinv(A) @ b, lambda A, b: np.linalg.pinv(A) @ b),
+    "qr": (lambda A, b: lagrad.linalg.qr(A)[0] @ b + lagrad.linalg.qr(A)[1] @ b,
+           lambda A, b: np.linalg.qr(A)[0] @ b + np.linalg.qr(A)[1] @ b),
     "eigh": (lambda A, b: lagrad.linalg.eigh(A)[1] ** 2 @ b,
              lambda A, b: np.linalg.eigh(A)[1] ** 2 @ b),
     "eigvalsh": (lambda A, b: lagrad.linalg.eigvalsh(A) * b,
@@ -472,7 +474,7 @@ def test_keyword_arguments_become_positions():
 def test_dir_of_linalg_lists_its_public_names_only():
     names = dir(lagrad.linalg)
     assert names == sorted(lagrad.linalg.__all__)
-    assert {"solve", "norm", "eigvalsh", "eigh", "svdvals", "pinv"} <= set(names)
+    assert {"solve", "norm", "eigvalsh", "eigh", "svdvals", "pinv", "qr"} <= set(names)
     assert not {"np", "ops", "math", "Any"} & set(names)
     assert all(hasattr(lagrad.linalg, n) for n in names)
 

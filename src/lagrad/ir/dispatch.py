@@ -54,7 +54,7 @@ FUNCTIONS: dict[Any, Any] = {
     np.linalg.slogdet: linalg.slogdet, np.linalg.cholesky: linalg.cholesky,
     np.linalg.norm: linalg.norm, np.linalg.multi_dot: linalg.multi_dot,
     np.linalg.matrix_power: linalg.matrix_power, np.linalg.eigvalsh: linalg.eigvalsh,
-    np.linalg.eigh: linalg.eigh, np.linalg.pinv: linalg.pinv,
+    np.linalg.eigh: linalg.eigh, np.linalg.pinv: linalg.pinv, np.linalg.qr: linalg.qr,
     np.linalg.svd: linalg.svd, np.linalg.svdvals: linalg.svdvals,
     np.linalg.vector_norm: linalg.vector_norm, np.linalg.matrix_norm: linalg.matrix_norm,
     np.max: ops.max, np.amax: ops.max, np.min: ops.min, np.amin: ops.min, np.prod: ops.prod,

@@ -135,7 +135,7 @@ def _stacked(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
 def _one_by_one(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
                 batch: int) -> Variable:
     """The dense linear algebra of one matrix (solve, inv, det, slogdet,
-    cholesky, spsolve): one equation per instance, stacked. Exact, and B
+    cholesky, spsolve, qr): one equation per instance, stacked. Exact, and B
     equations where a stacked primitive would make one."""
     parts = []
     for b in range(batch):
@@ -230,7 +230,7 @@ _RULES: dict[P.Primitive, Rule] = {
     N.prod: _reduction, N.cumsum: _along_axis, sort_p: _along_axis, cumprod_p: _along_axis,
     eigvalsh_p: _stacked, eigvecsh_p: _stacked, svdvals_p: _stacked, pinv_p: _stacked,
     **dict.fromkeys((L.solve_p, L.spsolve_p, L.det_p, L.logabsdet_p, L.sign_det_p,
-                     L.cholesky_p), _one_by_one),
+                     L.cholesky_p, L.qr_q_p, L.qr_r_p), _one_by_one),
     P.reshape: _reshape,
     P.transpose: _transpose,
     P.getitem: _getitem, P.concatenate: _concatenate, P.matmul: _matmul,
