@@ -172,7 +172,7 @@ def test_value_and_jacobian_match_numpy_fd_and_autograd(name: str) -> None:
                                        atol=1e-8 if len(refs) == 1 else 1e-12, err_msg=mode)
 
 
-NOT_BATCHED = {"einsum_trace", "einsum_diagonal", "einsum_diagonal_batch"}  # einsum: no rule
+NOT_BATCHED: set[str] = set()
 
 
 @pytest.mark.parametrize("name", sorted(n for n, (_, args, _) in OPS.items()

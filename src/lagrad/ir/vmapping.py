@@ -18,6 +18,7 @@ unknown whose Newton matrix is block diagonal (no coupling between instances).
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -106,7 +107,8 @@ def _apply(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
         raise BatchingError(f"lagrad.vmap: primitive {prim.name!r} has no batching rule; "
                             "supported are the elementwise primitives, sum/mean/max/min/"
                             "prod/logsumexp, reshape, transpose, indexing, concatenate, "
-                            "cumsum, cumprod, sort, linalg and matmul of 1-D and 2-D operands; "
+                            "cumsum, cumprod, sort, einsum, linalg and matmul of 1-D and 2-D "
+                            "operands; "
                             "write the function with these, or loop over the instances")
     return BatchedVariable(rule(prim, args, params, batch))
 
@@ -144,6 +146,21 @@ def _one_by_one(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any
         out = prim(*one, **params)
         parts.append(P.reshape(out, shape=(1,) + _shape(out)))
     return P.concatenate(*parts, axis=0)
+
+
+def _einsum(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
+            batch: int) -> Variable:
+    """A new label for the batch axis, leading every batched operand and the output."""
+    spec = params["subscripts"]
+    label = next((c for c in string.ascii_letters if c not in spec), None)
+    if label is None:
+        raise BatchingError(f"lagrad.vmap: einsum({spec!r}) uses every letter; no label is "
+                            "left for the batch axis")
+    ins, out = spec.split("->")
+    terms = [label + t if isinstance(a, BatchedVariable) else t
+             for t, a in zip(ins.split(","), args)]
+    operands = [a.inner if isinstance(a, BatchedVariable) else a for a in args]
+    return prim(*operands, subscripts=",".join(terms) + "->" + label + out)
 
 
 def _along_axis(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
@@ -227,13 +244,12 @@ Rule = Callable[[P.Primitive, Sequence[Any], Mapping[str, Any], int], Any]
 
 _RULES: dict[P.Primitive, Rule] = {
     P.sum_: _reduction, P.logsumexp: _reduction, N.amax: _reduction, N.amin: _reduction,
-    N.prod: _reduction, N.cumsum: _along_axis, sort_p: _along_axis, cumprod_p: _along_axis,
+    N.prod: _reduction, N.einsum: _einsum,
+    N.cumsum: _along_axis, sort_p: _along_axis, cumprod_p: _along_axis,
     eigvalsh_p: _stacked, eigvecsh_p: _stacked, svdvals_p: _stacked, pinv_p: _stacked,
     **dict.fromkeys((L.solve_p, L.spsolve_p, L.det_p, L.logabsdet_p, L.sign_det_p,
                      L.cholesky_p, L.qr_q_p, L.qr_r_p), _one_by_one),
-    P.reshape: _reshape,
-    P.transpose: _transpose,
-    P.getitem: _getitem, P.concatenate: _concatenate, P.matmul: _matmul,
-    P.sparse_matmul: _sparse_matmul,
+    P.reshape: _reshape, P.transpose: _transpose, P.getitem: _getitem,
+    P.concatenate: _concatenate, P.matmul: _matmul, P.sparse_matmul: _sparse_matmul,
 }
 """The structural primitives' batching rules (elementwise ones need none)."""
