@@ -6,8 +6,11 @@ primitive applied to it is rewritten, while tracing, into the same primitive
 on the whole batch: elementwise primitives align their batched arguments as
 (B, 1, ..., 1, *s), so that numpy broadcasts the instance axes and never the
 batch axis; structural ones (reductions, reshape, transpose, indexing,
-concatenate, matmul) shift their axes past the batch axis or are rewritten
-(``W @ x`` as ``x_b @ W^T``). A primitive without a rule raises
+concatenate, cumsum, cumprod, sort, matmul) shift their axes past the batch
+axis or are rewritten (``W @ x`` as ``x_b @ W^T``; einsum with a new label
+for the batch axis); eigvalsh, eigh, svdvals and pinv take the batch as one
+more stack axis, and the dense linalg of one matrix (solve, det, ...)
+records one equation per instance. A primitive without a rule raises
 :class:`~lagrad.errors.BatchingError` naming it.
 
 The recorded program is an ordinary one over (B, *s) variables: each
