@@ -190,9 +190,38 @@ def test_float32_in_float32_out(data):
 
 
 def test_unsupported_op_names_it(data):
-    with pytest.raises(BatchingError, match="matmul"):
-        lagrad.vmap(lambda x: lagrad.reshape(x, (1, 1, N)) @ np.ones((N, 1)))(data["xs"])
+    with pytest.raises(BatchingError, match="csr_matvec"):
+        lagrad.vmap(lambda x: lagrad.coo_matvec(x[:2], [0, 1], [1, 0], np.ones(2),
+                                                shape=(2, 2)))(data["xs"])
     assert issubclass(BatchingError, NotImplementedError)
+
+
+@pytest.mark.parametrize(("sa", "sb"), [((2, 4, 3), (3, 5)), ((4, 3), (2, 3, 5)),
+                                        ((3,), (2, 3, 5)), ((2, 4, 3), (3,)),
+                                        ((2, 4, 3), (2, 3, 5)), ((4, 3), (1, 2, 3, 5)),
+                                        ((2, 1, 4, 3), (3, 3, 5))])
+@pytest.mark.parametrize("batched", ["a", "b", "both"])
+def test_stacks_of_matrices_batch_with_the_batch_axis_first(sa, sb, batched):
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=((3,) if batched != "b" else ()) + sa)
+    b = rng.normal(size=((3,) if batched != "a" else ()) + sb)
+    axes = (None if batched == "b" else 0, None if batched == "a" else 0)
+
+    def pick(x, i, axis):
+        return x if axis is None else x[i]
+    got = lagrad.vmap(lagrad.matmul, in_axes=axes)(a, b)
+    np.testing.assert_allclose(got, [pick(a, i, axes[0]) @ pick(b, i, axes[1])
+                                     for i in range(3)], rtol=1e-13)
+
+    def loss(x, y):
+        return lagrad.sum(lagrad.sin(lagrad.matmul(x, y)))
+    grads = lagrad.vmap(lagrad.grad(loss, argnums=(0, 1)), in_axes=axes)(a, b)
+    for k, axis in enumerate(axes):
+        if axis is None:  # a shared operand's gradient is each instance's, stacked
+            continue
+        expected = [lagrad.grad(loss, argnums=(0, 1))(pick(a, i, axes[0]),
+                                                       pick(b, i, axes[1]))[k] for i in range(3)]
+        np.testing.assert_allclose(grads[k], expected, rtol=1e-12, atol=1e-14)
 
 
 def test_argument_errors(data):

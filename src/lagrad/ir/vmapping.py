@@ -7,11 +7,12 @@ on the whole batch: elementwise primitives align their batched arguments as
 (B, 1, ..., 1, *s), so that numpy broadcasts the instance axes and never the
 batch axis; structural ones (reductions, reshape, transpose, indexing,
 concatenate, cumsum, cumprod, sort, matmul) shift their axes past the batch
-axis or are rewritten (``W @ x`` as ``x_b @ W^T``; einsum with a new label
-for the batch axis); eigvalsh, eigh, svdvals and pinv take the batch as one
-more stack axis, and the dense linalg of one matrix (solve, det, ...)
-records one equation per instance. A primitive without a rule raises
-:class:`~lagrad.errors.BatchingError` naming it.
+axis or are rewritten (``W @ x`` as ``x_b @ W^T``; stacks of matrices with
+the batch first; einsum with a new label for the batch axis); eigvalsh,
+eigh, svdvals and pinv take the batch as one more stack axis, and the dense
+linalg of one matrix (solve, det, ...) records one equation per instance.
+A primitive without a rule raises :class:`~lagrad.errors.BatchingError`
+naming it.
 
 The recorded program is an ordinary one over (B, *s) variables: each
 instance's equations touch only its own row, so the local Jacobians are block
@@ -110,9 +111,8 @@ def _apply(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
         raise BatchingError(f"lagrad.vmap: primitive {prim.name!r} has no batching rule; "
                             "supported are the elementwise primitives, sum/mean/max/min/"
                             "prod/logsumexp, reshape, transpose, indexing, concatenate, "
-                            "cumsum, cumprod, sort, einsum, linalg and matmul of 1-D and 2-D "
-                            "operands; "
-                            "write the function with these, or loop over the instances")
+                            "cumsum, cumprod, sort, einsum, linalg and matmul; write the "
+                            "function with these, or loop over the instances")
     return BatchedVariable(rule(prim, args, params, batch))
 
 
@@ -234,6 +234,33 @@ def _matmul(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
                         "batching rule; use 1-D or 2-D operands")
 
 
+def _batched_matmul(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
+                    batch: int) -> Any:
+    """A product of stacks: vectors made matrices (as numpy does), each
+    batched operand's stack padded with ones after the batch axis so that
+    numpy's broadcast of the stacks (aligned from the right) keeps the batch
+    axis first, then the vectors' axes taken out again."""
+    a, b = args
+    sa, sb = _shape(a), _shape(b)
+    ranks = [max(len(s), 2) - 2 for s in (sa, sb)]
+    stack = max(ranks)
+
+    def matrix(x: Any, shape: Shape, rank: int, vector: Shape) -> Any:
+        mat = shape if len(shape) >= 2 else vector
+        if not isinstance(x, BatchedVariable):
+            return x if len(shape) >= 2 else P.reshape(x, shape=mat)
+        return P.reshape(x.inner, shape=(batch,) + (1,) * (stack - rank) + mat)
+    left = matrix(a, sa, ranks[0], (1,) + sa)
+    right = matrix(b, sb, ranks[1], sb + (1,))
+    out = ops.matmul(left, right)
+    shape = _shape(out)
+    if len(sa) == 1:  # the row the vector became
+        shape = shape[:-2] + shape[-1:]
+    if len(sb) == 1:  # the column
+        shape = shape[:-1]
+    return P.reshape(out, shape=shape) if shape != _shape(out) else out
+
+
 def _sparse_matmul(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
                    batch: int) -> Any:
     (x,) = args
@@ -254,5 +281,6 @@ _RULES: dict[P.Primitive, Rule] = {
                      L.cholesky_p, L.qr_q_p, L.qr_r_p), _one_by_one),
     P.reshape: _reshape, P.transpose: _transpose, P.getitem: _getitem,
     P.concatenate: _concatenate, P.matmul: _matmul, P.sparse_matmul: _sparse_matmul,
+    N.batched_matmul: _batched_matmul,
 }
 """The structural primitives' batching rules (elementwise ones need none)."""
