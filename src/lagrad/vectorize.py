@@ -42,6 +42,7 @@ from lagrad.api import Jitted, Transform, hvp, jvp
 from lagrad.api.common import _adjoint, _setup
 from lagrad.errors import BatchingError, OptionError, ProgramError, require_callable
 from lagrad.ir import ops
+from lagrad.ir.arrayops import is_int
 from lagrad.ir.primitives import Tracer
 from lagrad.ir.program import Program, Variable
 from lagrad.ir.trace import normalize_argnums
@@ -121,7 +122,7 @@ def vmap(fn: Callable[..., Any], in_axes: Axes = 0, out_axes: int = 0) -> Callab
            [30., 72.]])
     """
     require_callable(fn, "lagrad.vmap")
-    if not _is_int(out_axes):
+    if not is_int(out_axes):
         raise OptionError(f"vmap: out_axes must be an int, got {out_axes!r}")
     block = getattr(fn, "lagrad_block", None)
     if block is not None:  # vjp's pullback, linearize's jvp: k seeds in one linear solve
@@ -152,8 +153,8 @@ def _vmap_block(fn: Callable[..., Any], block: Callable[[tuple[Any, ...], tuple[
     :func:`lagrad.linearize` (the jvp): nothing to trace, the batch of seeds
     is one linear system with k right-hand sides. ``in_axes``: an int for
     every argument, or a tuple of ints, one per argument."""
-    if not (_is_int(in_axes) or isinstance(in_axes, tuple) and in_axes and
-            all(_is_int(a) for a in in_axes)):
+    if not (is_int(in_axes) or isinstance(in_axes, tuple) and in_axes and
+            all(is_int(a) for a in in_axes)):
         raise OptionError("vmap of a linear map from vjp or linearize: in_axes must be an int "
                           f"or a tuple of ints, one per argument (every argument is batched); "
                           f"got {in_axes!r}")
@@ -162,7 +163,7 @@ def _vmap_block(fn: Callable[..., Any], block: Callable[[tuple[Any, ...], tuple[
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if kwargs:
             raise OptionError(f"vmap: keyword arguments {sorted(kwargs)} are not supported")
-        axes = (in_axes,) * len(args) if _is_int(in_axes) else in_axes
+        axes = (in_axes,) * len(args) if is_int(in_axes) else in_axes
         if len(axes) != len(args):
             raise OptionError(f"vmap: in_axes has {len(axes)} entries for {len(args)} "
                               "arguments")
@@ -172,10 +173,6 @@ def _vmap_block(fn: Callable[..., Any], block: Callable[[tuple[Any, ...], tuple[
 
 
 # ------------------------------------------------------------------ arguments
-
-def _is_int(a: Any) -> bool:
-    return isinstance(a, (int, np.integer)) and not isinstance(a, bool)
-
 
 @dataclass(frozen=True)
 class _Batch:
@@ -196,7 +193,7 @@ class _Batch:
 
 
 def _batch_arguments(args: Sequence[Any], in_axes: Axes) -> _Batch:
-    if in_axes is None or _is_int(in_axes):
+    if in_axes is None or is_int(in_axes):
         per_arg = [in_axes] * len(args)
     elif isinstance(in_axes, tuple) and len(in_axes) == len(args):
         per_arg = list(in_axes)
@@ -240,7 +237,7 @@ def _batch_arguments(args: Sequence[Any], in_axes: Axes) -> _Batch:
 
 def _leaf_axes(prefix: Any, arg: Any, where: str) -> list[int | None]:
     """One batch axis per leaf of ``arg`` from the pytree prefix ``prefix``."""
-    if prefix is None or _is_int(prefix):
+    if prefix is None or is_int(prefix):
         return [prefix] * len(tree.leaves(arg))
     if isinstance(prefix, dict) and isinstance(arg, dict) and set(prefix) == set(arg):
         keys = tree.structure({k: 0 for k in arg}).keys
@@ -424,7 +421,7 @@ def _run_grad(spec: _Spec, traced: _Traced, batch: _Batch, out_axes: int) -> Any
             leaves = [_place(g, d, out_axes) for g, d in zip(flat[start:start + n], dtypes)]
             grads.append(tree.unflatten(treedef, leaves))
         start += n
-    picked = grads[0] if _is_int(spec.transform.argnums) else tuple(grads)
+    picked = grads[0] if is_int(spec.transform.argnums) else tuple(grads)
     value = _split(traced, sol.output, batch, out_axes)
     head = (value, _aux(traced, sol, batch, out_axes)) if spec.has_aux else value
     if spec.kind == "value_and_grad":

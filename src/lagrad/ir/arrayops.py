@@ -38,13 +38,14 @@ def shape_of(x: Any) -> Shape:
     return x.shape if isinstance(x, P.Tracer) else np.shape(x)
 
 
-def _is_int(a: Any) -> bool:
+def is_int(a: Any) -> bool:
+    """An int or numpy integer, not a bool."""
     return isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_))
 
 
 def axis_of(name: str, axis: Any, ndim: int) -> int:
     """One axis in [-ndim, ndim) as a non-negative int."""
-    if not _is_int(axis):
+    if not is_int(axis):
         raise ProgramError(f"{name}: axis {axis!r} is not an axis; give an int")
     if not -ndim <= int(axis) < ndim:
         raise ProgramError(f"{name}: axis {axis} is out of bounds for an array of "
@@ -55,7 +56,7 @@ def axis_of(name: str, axis: Any, ndim: int) -> int:
 def axes_of(name: str, axis: Any, ndim: int) -> tuple[int, ...]:
     """``axis`` (an int or a sequence of ints) as distinct non-negative axes,
     in the order given."""
-    if _is_int(axis):
+    if is_int(axis):
         return (axis_of(name, axis, ndim),)
     if not isinstance(axis, (tuple, list)):
         raise ProgramError(f"{name}: axis {axis!r} is not an axis; give an int or a tuple")
@@ -120,7 +121,7 @@ def squeeze(a: Any, axis: Any = None) -> Any:
 def expand_dims(a: Any, axis: Any) -> Any:
     """Insert axes of length one, as :func:`numpy.expand_dims`."""
     shape = shape_of(a)
-    new = axes_of("expand_dims", axis, len(shape) + (1 if _is_int(axis) else len(axis)))
+    new = axes_of("expand_dims", axis, len(shape) + (1 if is_int(axis) else len(axis)))
     rest = iter(shape)
     return _reshape(a, tuple(1 if n in new else next(rest)
                                 for n in range(len(shape) + len(new))))
@@ -129,7 +130,7 @@ def expand_dims(a: Any, axis: Any) -> Any:
 def broadcast_to(array: Any, shape: Any) -> Any:
     """``array`` broadcast to ``shape``, as :func:`numpy.broadcast_to` (a new
     array, not a read-only view; the derivative sums over the copies)."""
-    shape = (int(shape),) if _is_int(shape) else tuple(int(s) for s in shape)
+    shape = (int(shape),) if is_int(shape) else tuple(int(s) for s in shape)
     old = shape_of(array)
     try:
         fits = np.broadcast_shapes(old, shape) == shape
@@ -243,7 +244,7 @@ def _square(m: Any) -> tuple[int, int]:
 def diff(a: Any, n: int = 1, axis: int = -1) -> Any:
     """The ``n``-th difference along ``axis``, as :func:`numpy.diff`."""
     shape = shape_of(a)
-    if not _is_int(n) or n < 0:
+    if not is_int(n) or n < 0:
         raise ProgramError(f"diff: order n={n!r} must be a non-negative int")
     ax = axis_of("diff", axis, len(shape))
     out = a
@@ -269,7 +270,7 @@ def repeat(a: Any, repeats: Any, axis: Any = None) -> Any:
 
 def tile(A: Any, reps: Any) -> Any:  # noqa: N803 (numpy's name)
     """``A`` repeated ``reps`` times along each axis, as :func:`numpy.tile`."""
-    reps = (int(reps),) if _is_int(reps) else tuple(int(r) for r in reps)
+    reps = (int(reps),) if is_int(reps) else tuple(int(r) for r in reps)
     if builtins.any(r < 0 for r in reps):
         raise ProgramError(f"tile: negative repetitions {reps}")
     shape = shape_of(A)
@@ -289,7 +290,7 @@ def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list[Any]:
     shape = shape_of(ary)
     ax = axis_of("array_split", axis, len(shape))
     length = shape[ax]
-    if _is_int(indices_or_sections):
+    if is_int(indices_or_sections):
         n = int(indices_or_sections)
         if n <= 0:
             raise ProgramError(f"array_split: the number of sections must be > 0, got {n}")
@@ -303,7 +304,7 @@ def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list[Any]:
 def split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list[Any]:
     """Pieces along ``axis``, as :func:`numpy.split`: n equal pieces, or
     pieces between sorted indices."""
-    if _is_int(indices_or_sections):
+    if is_int(indices_or_sections):
         length = shape_of(ary)[axis_of("split", axis, len(shape_of(ary)))]
         if indices_or_sections <= 0 or length % int(indices_or_sections):
             raise ProgramError(f"split: an axis of length {length} does not split into "

@@ -79,8 +79,8 @@ def _axes(axis: Any, ndim: int) -> tuple[int, ...] | None:
     """Normalize ``axis`` (None, int or tuple) to sorted non-negative ints."""
     if axis is None:
         return None
-    axes = (axis,) if _is_int(axis) else axis
-    if not isinstance(axes, (tuple, list)) or not builtins.all(_is_int(a) for a in axes):
+    axes = (axis,) if A.is_int(axis) else axis
+    if not isinstance(axes, (tuple, list)) or not builtins.all(A.is_int(a) for a in axes):
         raise ProgramError(f"axis {axis!r} is not an axis; give an int or a tuple of ints")
     out = []
     for a in axes:
@@ -96,15 +96,11 @@ def _axes(axis: Any, ndim: int) -> tuple[int, ...] | None:
 def _axis(axis: Any, ndim: int) -> int:
     """One axis in [-ndim, ndim) as a non-negative int (numpy raises AxisError
     where a modulo would silently wrap around)."""
-    if not _is_int(axis):
+    if not A.is_int(axis):
         raise ProgramError(f"axis {axis!r} is not an axis; give an int")
     if not -ndim <= int(axis) < ndim:
         raise ProgramError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
     return int(axis) % ndim
-
-
-def _is_int(a: Any) -> bool:
-    return isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_))
 
 
 def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
@@ -350,7 +346,7 @@ def var(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
     shape = _shape_of(x)
     axes = _op_axes("var", x, axis)
     count = math.prod(shape) if axes is None else math.prod(shape[a] for a in axes)
-    if not _is_int(ddof) or count - ddof <= 0:
+    if not A.is_int(ddof) or count - ddof <= 0:
         raise ProgramError(f"var: ddof={ddof!r} with {count} entries per slice of shape "
                            f"{shape}; ddof must be an int below the number of entries")
     deviation = P.sub(x, mean(x, axis=axes, keepdims=True))
@@ -445,12 +441,12 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
     """
     sa, sb = _shape_of(a), _shape_of(b)
     try:
-        if _is_int(axes):
+        if A.is_int(axes):
             if not 0 <= axes <= builtins.min(len(sa), len(sb)):
                 raise ProgramError(f"axes={axes} for operands of shapes {sa} and {sb}")
             pairs_a, pairs_b = list(range(len(sa) - axes, len(sa))), list(range(axes))
         else:
-            pairs_a, pairs_b = ([_axis(i, len(s)) for i in ([p] if _is_int(p) else p)]
+            pairs_a, pairs_b = ([_axis(i, len(s)) for i in ([p] if A.is_int(p) else p)]
                                 for p, s in zip(axes, (sa, sb)))
     except (ProgramError, TypeError, ValueError) as err:
         raise ProgramError(f"tensordot: axes={axes!r} do not name axes of shapes {sa} and "

@@ -16,6 +16,7 @@ import numpy as np
 
 from lagrad.errors import InputDtypeError, OptionError, ProgramError, require_callable
 from lagrad.ir import ops
+from lagrad.ir.arrayops import is_int
 from lagrad.ir.gcpause import paused_gc
 from lagrad.ir.program import Program, Variable
 from lagrad.tree import LEAF, TreeDef, flatten_with_path, unflatten
@@ -81,8 +82,8 @@ def trace(fn: Callable[..., Any], *example_args: Any) -> Program:
 
 def normalize_argnums(argnums: int | Sequence[int], nargs: int) -> tuple[int, ...]:
     """``argnums`` (an int or a tuple/list of ints) as non-negative positions."""
-    nums = (argnums,) if _is_int(argnums) else argnums
-    if not isinstance(nums, (tuple, list)) or not all(_is_int(a) for a in nums):
+    nums = (argnums,) if is_int(argnums) else argnums
+    if not isinstance(nums, (tuple, list)) or not all(is_int(a) for a in nums):
         raise OptionError(f"argnums={argnums!r} is not an argument position; give an int or "
                           "a tuple of ints")
     out = []
@@ -172,10 +173,6 @@ def _record_output(program: Program, result: Any, name: str, tree_output: bool
 
 def _shape(x: Any) -> tuple[int, ...]:
     return x.shape if isinstance(x, Variable) else np.shape(x)
-
-
-def _is_int(a: Any) -> bool:
-    return isinstance(a, (int, np.integer)) and not isinstance(a, bool)
 
 
 def _check_result(result: Any, name: str, where: str = "") -> None:
