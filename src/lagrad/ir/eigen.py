@@ -34,7 +34,7 @@ array([[0.2763932 , 0.        ],
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -159,14 +159,21 @@ def _vectors_vjp(k: int, g: Array, ans: Array, a: Array, *, uplo: str = "L") -> 
     return _onto_triangle(0.5 * (s_bar + np.swapaxes(s_bar, -1, -2)), uplo)
 
 
-def _vectors_jacobian(k: int, ans: Array, a: Array, *, uplo: str = "L") -> sp.csr_matrix:
-    n = a.shape[-1]
+def jvp_columns(jvp: Callable[..., Array], ans: Array, a: Array, **params: Any
+                ) -> sp.csr_matrix:
+    """The local Jacobian of a primitive of one matrix (or of each matrix of
+    a stack, block-diagonal) column by column: the JVP of each unit tangent."""
+    m, n = a.shape[-2:]
+    outs = np.reshape(ans, (-1,) + np.shape(ans)[a.ndim - 2:])
     blocks = []
-    for one in np.reshape(a, (-1, n, n)):  # column by column: the JVP of each unit tangent
-        cols = [np.ravel(_vectors_jvp([e.reshape(n, n)], ans, one, uplo=uplo))
-                for e in np.eye(n * n)]
+    for one, out in zip(np.reshape(a, (-1, m, n)), outs):
+        cols = [np.ravel(jvp([e.reshape(m, n)], out, one, **params)) for e in np.eye(m * n)]
         blocks.append(sp.csr_matrix(np.array(cols).T))
     return sp.block_diag(blocks, format="csr") if len(blocks) > 1 else blocks[0]
+
+
+def _vectors_jacobian(k: int, ans: Array, a: Array, *, uplo: str = "L") -> sp.csr_matrix:
+    return jvp_columns(_vectors_jvp, ans, a, uplo=uplo)
 
 
 eigvecsh_p = Primitive("eigvecsh", _vectors_value, _vectors_shape, vjp=_vectors_vjp,
@@ -315,12 +322,7 @@ def _pinv_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
 
 
 def _pinv_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
-    m, n = a.shape[-2:]
-    blocks = []
-    for one, inv in zip(np.reshape(a, (-1, m, n)), np.reshape(ans, (-1, n, m))):
-        cols = [np.ravel(_pinv_jvp([e.reshape(m, n)], inv, one)) for e in np.eye(m * n)]
-        blocks.append(sp.csr_matrix(np.array(cols).T))
-    return sp.block_diag(blocks, format="csr") if len(blocks) > 1 else blocks[0]
+    return jvp_columns(_pinv_jvp, ans, a)
 
 
 pinv_p = Primitive("pinv", _pinv_value, _pinv_shape, vjp=_pinv_vjp, jvp=_pinv_jvp,

@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from lagrad.errors import ProgramError
 from lagrad.ir.arrayops import shape_of
+from lagrad.ir.eigen import jvp_columns
 from lagrad.ir.primitives import Primitive
 
 __all__ = ["qr", "QRResult", "qr_q_p", "qr_r_p"]
@@ -88,9 +89,7 @@ def _r_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
 
 def _jacobian_of(jvp: Any) -> Any:
     def jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
-        m, n = a.shape
-        cols = [np.ravel(jvp([e.reshape(m, n)], ans, a)) for e in np.eye(m * n)]
-        return sp.csr_matrix(np.array(cols).T)
+        return jvp_columns(jvp, ans, a)
     return jacobian
 
 
