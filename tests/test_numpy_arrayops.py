@@ -13,11 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import autograd
-import autograd.numpy as anp
 import numpy as np
 import pytest
-from test_numpy_coverage import _fd  # central differences of numpy's value, column by column
+from numpy_checks import check_hessian, check_value_and_jacobian, check_vmap, hessian_loss
+from numpy_checks import fd_jacobian as _fd
 
 import lagrad
 from lagrad import ProgramError
@@ -153,23 +152,7 @@ OPS: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...], bool]] = {
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_value_and_jacobian_match_numpy_fd_and_autograd(name: str) -> None:
     fn, args, in_autograd = OPS[name]
-    expected = np.asarray(fn(np, *args))
-    program = lagrad.trace(lambda *xs: fn(np, *xs), *args)
-    got = program.solve(*args).output
-    assert np.shape(got) == expected.shape
-    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-15)
-    for k in range(len(args)):
-        fd = _fd(lambda *xs: fn(np, *xs), args, k)
-        refs = [fd]
-        if in_autograd:
-            ag = autograd.jacobian(lambda *xs: fn(anp, *xs), k)(*args)
-            refs.append(np.reshape(ag, fd.shape))
-            np.testing.assert_allclose(refs[1], fd, rtol=1e-5, atol=1e-7, err_msg="autograd")
-        for mode in ("reverse", "forward"):
-            jac = lagrad.jacobian(lambda *xs: fn(np, *xs), argnums=k, mode=mode)(*args)
-            jac = np.reshape(jac, fd.shape)
-            np.testing.assert_allclose(jac, refs[-1], rtol=1e-6 if len(refs) == 1 else 1e-10,
-                                       atol=1e-8 if len(refs) == 1 else 1e-12, err_msg=mode)
+    check_value_and_jacobian(fn, args, in_autograd)
 
 
 NOT_BATCHED: set[str] = set()
@@ -179,17 +162,7 @@ NOT_BATCHED: set[str] = set()
                                         if len(args) == 1 and n not in NOT_BATCHED))
 def test_vmap_of_the_value_and_gradient_is_each_instances(name: str) -> None:
     fn, (x,), _ = OPS[name]
-    xs = np.stack([x, 1.3 * x + 0.1, -x])
-
-    def loss(v: Any) -> Any:
-        out = fn(np, v)
-        return lagrad.sum(out * out)
-    np.testing.assert_allclose(lagrad.vmap(lambda v: fn(np, v))(xs),
-                               np.stack([np.asarray(fn(np, r)) for r in xs]), rtol=1e-13,
-                               atol=1e-14)
-    np.testing.assert_allclose(lagrad.vmap(lagrad.grad(loss))(xs),
-                               np.stack([lagrad.grad(loss)(r) for r in xs]), rtol=1e-12,
-                               atol=1e-13)
+    check_vmap(fn, x)
 
 
 NO_SECOND_ORDER = {"eigh_vectors", "eigh_upper_stack", "pinv_wide", "pinv_tall", "pinv_stack",
@@ -199,16 +172,11 @@ NO_SECOND_ORDER = {"eigh_vectors", "eigh_upper_stack", "pinv_wide", "pinv_tall",
 @pytest.mark.parametrize("name", sorted(n for n, (_, args, _) in OPS.items() if len(args) == 1))
 def test_hessian_matches_finite_differences_of_the_gradient(name: str) -> None:
     fn, (x,), _ = OPS[name]
-
-    def loss(v: Any) -> Any:
-        out = fn(np, v)
-        return lagrad.sum(lagrad.sin(out) * out)
     if name in NO_SECOND_ORDER:
         with pytest.raises(lagrad.MissingDerivativeError, match="eigvecsh|pinv|qr_"):
-            lagrad.hessian(loss)(x)
+            lagrad.hessian(hessian_loss(fn))(x)
         return
-    hess = lagrad.hessian(loss)(x).reshape(x.size, x.size)
-    np.testing.assert_allclose(hess, _fd(lagrad.grad(loss), (x,), 0), rtol=1e-5, atol=1e-6)
+    check_hessian(fn, x)
 
 
 def test_a_traced_program_is_right_at_a_new_input() -> None:

@@ -28,30 +28,17 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.special
+from numpy_checks import fd_jacobian as _fd
 
 import lagrad
 from lagrad import ProgramError
 from lagrad.ir import numpy_prims as N
 
-H = 1e-6
 RTOL, ATOL = 1e-6, 1e-8
 
 
 def _rng(*salt: int) -> np.random.Generator:
     return np.random.default_rng([20250114, *salt])
-
-
-def _fd(fn: Callable[..., Any], args: tuple[np.ndarray, ...], k: int) -> np.ndarray:
-    """d fn / d args[k] by central differences, (out.size, args[k].size)."""
-    x = np.asarray(args[k], dtype=float)
-    cols = []
-    for q in range(x.size):
-        e = np.zeros(x.size)
-        e[q] = H
-        plus, minus = list(args), list(args)
-        plus[k], minus[k] = x + e.reshape(x.shape), x - e.reshape(x.shape)
-        cols.append((np.ravel(fn(*plus)) - np.ravel(fn(*minus))) / (2 * H))
-    return np.stack(cols, axis=1)
 
 
 # ------------------------------------------------- the primitives' rules

@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import autograd
-import autograd.numpy as anp
 import numpy as np
 import pytest
-from test_numpy_coverage import _fd  # central differences of numpy's value, column by column
+from numpy_checks import check_hessian, check_value_and_jacobian, check_vmap
+from numpy_checks import fd_jacobian as _fd
 
 import lagrad
 from lagrad import ProgramError
@@ -62,50 +61,19 @@ OPS: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...], bool]] = {
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_value_and_jacobian_match_numpy_fd_and_autograd(name: str) -> None:
     fn, args, in_autograd = OPS[name]
-    expected = np.asarray(fn(np, *args))
-    got = lagrad.trace(lambda *xs: fn(np, *xs), *args).solve(*args).output
-    assert np.shape(got) == expected.shape
-    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-15)
-    fd = _fd(lambda *xs: fn(np, *xs), args, 0)
-    reference = fd
-    if in_autograd:
-        reference = np.reshape(autograd.jacobian(lambda x: fn(anp, x))(*args), fd.shape)
-        np.testing.assert_allclose(reference, fd, rtol=1e-5, atol=1e-7, err_msg="autograd")
-    for mode in ("reverse", "forward"):
-        jac = np.reshape(lagrad.jacobian(lambda *xs: fn(np, *xs), mode=mode)(*args), fd.shape)
-        np.testing.assert_allclose(jac, reference, rtol=1e-10 if in_autograd else 1e-6,
-                                   atol=1e-12 if in_autograd else 1e-8, err_msg=mode)
+    check_value_and_jacobian(fn, args, in_autograd)
 
 
-NOT_BATCHED: set[str] = set()
-
-
-@pytest.mark.parametrize("name", sorted(n for n, (_, args, _) in OPS.items()
-                                        if len(args) == 1 and n not in NOT_BATCHED))
+@pytest.mark.parametrize("name", sorted(OPS))
 def test_vmap_of_the_value_and_gradient_is_each_instances(name: str) -> None:
     fn, (x,), _ = OPS[name]
-    xs = np.stack([x, 1.3 * x + 0.1, -x])
-
-    def loss(v: Any) -> Any:
-        out = fn(np, v)
-        return lagrad.sum(out * out)
-    np.testing.assert_allclose(lagrad.vmap(lambda v: fn(np, v))(xs),
-                               np.stack([np.asarray(fn(np, r)) for r in xs]), rtol=1e-13,
-                               atol=1e-14)
-    np.testing.assert_allclose(lagrad.vmap(lagrad.grad(loss))(xs),
-                               np.stack([lagrad.grad(loss)(r) for r in xs]), rtol=1e-12,
-                               atol=1e-13)
+    check_vmap(fn, x)
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_hessian_matches_finite_differences_of_the_gradient(name: str) -> None:
     fn, (x,), _ = OPS[name]
-
-    def loss(v: Any) -> Any:
-        out = fn(np, v)
-        return lagrad.sum(lagrad.sin(out) * out)
-    hess = lagrad.hessian(loss)(x).reshape(x.size, x.size)
-    np.testing.assert_allclose(hess, _fd(lagrad.grad(loss), (x,), 0), rtol=1e-5, atol=1e-6)
+    check_hessian(fn, x)
 
 
 def test_the_median_follows_the_values_at_every_solve() -> None:

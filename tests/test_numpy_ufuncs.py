@@ -51,7 +51,6 @@ def test_the_table_routes_every_new_ufunc() -> None:
 def test_partials_and_second_partials_match_finite_differences(prim: Any) -> None:
     x = _inside(prim.name, np.random.default_rng(len(prim.name)))
     ans = prim.value(x)
-    np.testing.assert_allclose(ans, U.UFUNCS[getattr(np, prim.name)].value(x), rtol=0)
     np.testing.assert_array_equal(ans, getattr(np, prim.name)(x))
     fd = (prim.value(x + H) - prim.value(x - H)) / (2 * H)
     d = prim.partials(0, ans, x)
