@@ -162,13 +162,14 @@ def _vectors_vjp(k: int, g: Array, ans: Array, a: Array, *, uplo: str = "L") -> 
 def jvp_columns(jvp: Callable[..., Array], ans: Array, a: Array, **params: Any
                 ) -> sp.csr_matrix:
     """The local Jacobian of a primitive of one matrix (or of each matrix of
-    a stack, block-diagonal) column by column: the JVP of each unit tangent."""
+    a stack, block-diagonal): its JVP of every unit tangent at once, as one
+    stack of tangents, so the factorization is made once per matrix. The JVP
+    must take a stack of tangents (its products broadcast)."""
     m, n = a.shape[-2:]
+    units = np.eye(m * n).reshape(m * n, m, n)
     outs = np.reshape(ans, (-1,) + np.shape(ans)[a.ndim - 2:])
-    blocks = []
-    for one, out in zip(np.reshape(a, (-1, m, n)), outs):
-        cols = [np.ravel(jvp([e.reshape(m, n)], out, one, **params)) for e in np.eye(m * n)]
-        blocks.append(sp.csr_matrix(np.array(cols).T))
+    blocks = [sp.csr_matrix(np.reshape(jvp([units], out, one, **params), (m * n, -1)).T)
+              for one, out in zip(np.reshape(a, (-1, m, n)), outs)]
     return sp.block_diag(blocks, format="csr") if len(blocks) > 1 else blocks[0]
 
 

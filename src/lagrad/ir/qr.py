@@ -47,8 +47,9 @@ def _factors(a: Array) -> tuple[Array, Array]:
 
 
 def _right_solve(b: Array, r: Array) -> Array:
-    """b R^-1 (R upper triangular)."""
-    return scipy.linalg.solve_triangular(r, b.T, trans="T", lower=False).T
+    """b R^-1 (R upper triangular), row by row, so ``b`` may be a stack."""
+    rows = np.reshape(b, (-1, r.shape[0]))
+    return scipy.linalg.solve_triangular(r, rows.T, trans="T", lower=False).T.reshape(b.shape)
 
 
 def _u(a: Array, da: Array) -> tuple[Array, Array, Array]:
@@ -56,7 +57,7 @@ def _u(a: Array, da: Array) -> tuple[Array, Array, Array]:
     q, r = _factors(a)
     x = q.T @ _right_solve(da, r)
     low = np.tril(x, -1)
-    return q, r, x - (low - low.T)
+    return q, r, x - (low - np.swapaxes(low, -1, -2))
 
 
 def _q_jvp(ts: Sequence[Array | None], ans: Array, a: Array) -> Array:
