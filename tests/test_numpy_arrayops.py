@@ -71,6 +71,15 @@ OPS: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...], bool]] = {
                     (V,), True),
     "pad": (lambda xp, x: xp.pad(x, 2), (V,), False),
     "pad_widths": (lambda xp, x: np.pad(x, ((1, 0), (2, 3)), constant_values=1.5), (X,), False),
+    # (autograd's pad differentiates the constant mode only)
+    "pad_edge": (lambda xp, x: np.pad(x, ((2, 0), (1, 3)), mode="edge"), (X,), False),
+    "pad_reflect": (lambda xp, x: np.pad(x, 3, mode="reflect"), (V,), False),
+    "pad_reflect_long": (lambda xp, x: np.pad(x, ((0, 5), (6, 1)), "reflect"), (X,), False),
+    "pad_symmetric": (lambda xp, x: np.pad(x, ((1, 4), (0, 2), (2, 2)), mode="symmetric"),
+                      (X3,), False),
+    "pad_wrap": (lambda xp, x: np.pad(x, ((2, 1), (5, 0)), mode="wrap"), (X,), False),
+    "pad_symmetric_even": (lambda xp, x: np.pad(x, (2, 1), "symmetric", reflect_type="even"),
+                           (V,), False),
     "kron": (lambda xp, a, b: xp.kron(a, b), (V3, X), True),
     "kron_1d": (lambda xp, a, b: xp.kron(a, b), (V, V[:3]), True),
     "kron_mixed": (lambda xp, a, b: np.kron(a, b), (V[:2], X3), False),
@@ -210,7 +219,8 @@ NUMBERS = {
     "tile": (lambda: lagrad.tile(X, (1, 2)), lambda: np.tile(X, (1, 2))),
     "split": (lambda: lagrad.split(X, 2, axis=1)[0], lambda: np.split(X, 2, axis=1)[0]),
     "array_split": (lambda: lagrad.array_split(V, 2)[0], lambda: np.array_split(V, 2)[0]),
-    "pad": (lambda: lagrad.pad(X, (1, 2)), lambda: np.pad(X, (1, 2))),
+    "pad": (lambda: lagrad.pad(X, (1, 2)) + lagrad.pad(X, (1, 2), "reflect"),
+            lambda: np.pad(X, (1, 2)) + np.pad(X, (1, 2), "reflect")),
     "kron": (lambda: lagrad.kron(V3, X), lambda: np.kron(V3, X)),
     "cross": (lambda: lagrad.cross(X[:, :3], V[:3]), lambda: np.cross(X[:, :3], V[:3])),
     "squeeze": (lambda: lagrad.squeeze(X[None]), lambda: np.squeeze(X[None])),
@@ -286,12 +296,20 @@ def test_a_tie_in_sort_follows_the_stable_order() -> None:
 def test_a_repeated_index_adds_up_in_the_derivative() -> None:
     g = lagrad.grad(lambda v: np.sum(np.take(v, [1, 1, 1, 0])) + np.sum(np.tile(v, 3)))(V[:3])
     np.testing.assert_array_equal(g, [4.0, 6.0, 3.0])
+    # reflect pads [a, b, c] by 2 to [c, b, a, b, c, b, a]: a and c twice, b three times
+    g = lagrad.grad(lambda v: np.sum(np.pad(v, 2, mode="reflect") * np.arange(1.0, 8.0)))(V[:3])
+    np.testing.assert_array_equal(g, [3.0 + 7.0, 2.0 + 4.0 + 6.0, 1.0 + 5.0])
 
 
 BAD: dict[str, tuple[Callable[[Any], Any], str]] = {
     "squeeze": (lambda v: np.squeeze(v, axis=0), "length 3, not one"),
     "split": (lambda v: np.split(v, 3, axis=1), "does not split into 3 equal pieces"),
-    "pad_mode": (lambda v: np.pad(v, 1, mode="edge"), "mode 'edge' is not supported"),
+    "pad_mode": (lambda v: np.pad(v, 1, mode="mean"), "mode 'mean' is not supported"),
+    "pad_odd": (lambda v: np.pad(v, 1, "reflect", reflect_type="odd"), "reflect_type='even'"),
+    "pad_keyword": (lambda v: np.pad(v, 1, end_values=2.0), "takes no"),
+    "pad_empty_axis": (lambda v: np.pad(v[:0], 1, mode="wrap"), "can't extend empty axis"),
+    "pad_wrap_keyword": (lambda v: np.pad(v, 1, mode="wrap", reflect_type="even"),
+                         "unsupported keyword arguments for mode 'wrap'"),
     "pad_width": (lambda v: np.pad(v, ((1, 2), (3, 4), (5, 6))), "does not fit"),
     "cross": (lambda v: np.cross(v, v), "vectors of length 3 only"),
     "broadcast_to": (lambda v: np.broadcast_to(v, (4, 3)), r"cannot be broadcast to \(4, 3\)"),
@@ -330,7 +348,7 @@ def test_bad_arguments_raise_program_errors_that_say_what_is_wrong(name: str) ->
 
 def test_the_unsupported_list_names_the_new_functions() -> None:
     with pytest.raises(ProgramError, match="'cumprod'.*'flip'.*'norm'.*'sort'"):
-        lagrad.trace(lambda v: np.nancumsum(v), V)
+        lagrad.trace(lambda v: np.nanargmax(v), V)
 
 
 def test_cumprod_is_exact_where_entries_are_zero_to_second_order() -> None:

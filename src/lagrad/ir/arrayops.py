@@ -312,14 +312,15 @@ def split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list[Any]:
     return array_split(ary, indices_or_sections, axis)
 
 
-def pad(array: Any, pad_width: Any, mode: str = "constant", constant_values: Any = 0) -> Any:
-    """``array`` with constant borders, as :func:`numpy.pad` in mode
-    "constant" (one constant for every border)."""
-    if mode != "constant":
-        raise ProgramError(f"pad: mode {mode!r} is not supported on traced values; only "
-                           "'constant'")
-    if np.ndim(constant_values) != 0:
-        raise ProgramError("pad: give one constant_values for every border")
+PAD_INDEX_MODES = ("edge", "reflect", "symmetric", "wrap")
+"""np.pad's modes whose borders copy entries: written as one gather."""
+
+
+def pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> Any:
+    """``array`` with borders, as :func:`numpy.pad` in mode "constant" (one
+    ``constant_values`` for every border) or in a mode whose borders copy
+    entries: "edge", "reflect", "symmetric", "wrap" (``reflect_type="even"``,
+    numpy's default)."""
     shape = shape_of(array)
     try:
         widths = np.broadcast_to(np.asarray(pad_width, dtype=int), (len(shape), 2))
@@ -328,6 +329,16 @@ def pad(array: Any, pad_width: Any, mode: str = "constant", constant_values: Any
                            f"{len(shape)} dimensions") from None
     if (widths < 0).any():
         raise ProgramError(f"pad: negative pad_width {pad_width!r}")
+    if mode in PAD_INDEX_MODES:
+        return _pad_by_index(array, shape, widths, mode, kwargs)
+    if mode != "constant":
+        raise ProgramError(f"pad: mode {mode!r} is not supported on traced values; give "
+                           f"'constant' or one of {list(PAD_INDEX_MODES)}")
+    constant_values = kwargs.pop("constant_values", 0)
+    if kwargs:
+        raise ProgramError(f"pad: mode 'constant' takes no {sorted(kwargs)}")
+    if np.ndim(constant_values) != 0:
+        raise ProgramError("pad: give one constant_values for every border")
     out, now = array, list(shape)
     for ax, (before, after) in enumerate(widths.tolist()):
         parts = []
@@ -339,6 +350,23 @@ def pad(array: Any, pad_width: Any, mode: str = "constant", constant_values: Any
             out = P.concatenate(parts[0], out, parts[1], axis=ax)
             now[ax] += before + after
     return out if out is not array else P.identity(array)
+
+
+def _pad_by_index(array: Any, shape: Shape, widths: Any, mode: str,
+                  kwargs: dict[str, Any]) -> Any:
+    """np.pad in an index mode as one gather: numpy pads the array of flat
+    positions, so which entry each border copies is numpy's own choice; an
+    entry copied several times gets each copy's derivative."""
+    if kwargs.get("reflect_type", "even") != "even":  # 'odd' is not a copy: 2 edge - entry
+        raise ProgramError(f"pad: mode {mode!r} on traced values takes only "
+                           f"reflect_type='even', got {kwargs['reflect_type']!r}")
+    try:  # (numpy checks the keywords each mode takes)
+        index = np.pad(np.arange(math.prod(shape)).reshape(shape), widths, mode=mode, **kwargs)
+    except ValueError as err:
+        raise ProgramError(f"pad: {err}") from None
+    if not widths.any():
+        return P.identity(array)
+    return P.getitem(_flat(array), index=index)
 
 
 def kron(a: Any, b: Any) -> Any:
