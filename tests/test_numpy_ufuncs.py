@@ -1,7 +1,8 @@
 """numpy's further elementwise functions on traced values (``lagrad.ir.ufuncs``):
 tan, arcsin, arccos, arcsinh, arccosh, arctanh, log2, log10, exp2, cbrt,
-reciprocal, floor, ceil, trunc, rint; and fabs, fmax, fmin, float_power
-routed to the existing primitives.
+reciprocal, floor, ceil, trunc, rint; the masks isnan, isinf, isfinite,
+logical_not / and / or / xor; and fabs, fmax, fmin, float_power routed to
+the existing primitives.
 
 References: each rule against central differences (partials of the value,
 second partials of the partials), the gradient and Hessian of a function
@@ -40,11 +41,47 @@ def _inside(name: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def test_the_table_routes_every_new_ufunc() -> None:
-    assert set(U.UFUNCS.values()) == set(U.ELEMENTWISE)
+    assert set(U.UFUNCS.values()) == set(U.ELEMENTWISE) | set(U.MASKS)
     for ufunc, prim in U.UFUNCS.items():
         assert prim.name == ufunc.__name__
+        if prim in U.MASKS:  # (as the comparisons: through numpy only)
+            assert not hasattr(lagrad, prim.name)
+            continue
         assert getattr(lagrad, prim.name) is prim
         assert prim.name in lagrad.__all__
+
+
+@pytest.mark.parametrize("prim", U.MASKS, ids=lambda p: p.name)
+def test_masks_are_numpys_as_0_1_with_no_derivative(prim: Any) -> None:
+    x, y = np.array([-1.5, 0.0, 2.0, np.inf, np.nan, -np.inf]), np.array([0.0, 1.0, 0.0, 3.0])
+    arity = len(prim.constant_partials)
+    args = (x,) if arity == 1 else (x[:4], y)
+    ans = prim.value(*args)
+    assert ans.dtype == float
+    np.testing.assert_array_equal(ans, getattr(np, prim.name)(*args))
+    for k in range(arity):
+        assert not prim.partials(k, ans, *args).any()
+
+
+def test_masks_choose_where_branches_found_again_at_every_solve() -> None:
+    def f(v: Any) -> Any:
+        keep = np.logical_and(np.isfinite(v), np.logical_not(np.isnan(v)))
+        big = np.logical_or(v > 1.0, np.isinf(v))
+        odd = np.logical_xor(v > 0.0, v < 0.5)
+        return np.sum(np.where(keep, v, 0.0) * np.where(big, v, 2.0) + np.where(odd, v ** 3, 0.0))
+
+    def expected(v: np.ndarray) -> tuple[float, np.ndarray]:
+        big, odd = v > 1.0, (v > 0.0) ^ (v < 0.5)
+        value = np.sum(v * np.where(big, v, 2.0) + np.where(odd, v ** 3, 0.0))
+        return value, np.where(big, 2.0 * v, 2.0) + np.where(odd, 3.0 * v ** 2, 0.0)
+    program = lagrad.trace(f, np.array([2.0, 0.3, -1.0]))
+    for x in (np.array([2.0, 0.3, -1.0]), np.array([0.7, 1.5, 0.2]), np.array([-2.0, 3.0, 0.9])):
+        sol = program.solve(x)
+        value, grad = expected(x)
+        assert sol.output == pytest.approx(value, rel=1e-15)
+        np.testing.assert_allclose(sol.grad(), grad, rtol=1e-15)
+    hess = lagrad.hessian(f)(np.array([0.7, 1.5, 0.2]))
+    np.testing.assert_allclose(hess, np.diag([6.0 * 0.7, 2.0 + 6.0 * 1.5, 0.0]), atol=1e-14)
 
 
 @pytest.mark.parametrize("prim", U.ELEMENTWISE, ids=lambda p: p.name)

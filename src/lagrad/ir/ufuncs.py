@@ -1,10 +1,15 @@
 """More of numpy's elementwise functions on traced values: tan, the inverse
 trigonometric and hyperbolic functions, log2, log10, exp2, cbrt,
-reciprocal, and the roundings floor, ceil, trunc and rint.
+reciprocal, the roundings floor, ceil, trunc and rint, and the masks
+isnan, isinf, isfinite, logical_not, logical_and, logical_or and
+logical_xor.
 
 Each is an elementwise primitive with its first and second partials, written
 with ``ans`` where that is cheaper (tan' = 1 + tan^2). The roundings are
 piecewise constant: derivative zero everywhere, also at the jumps, as JAX's.
+The masks are 0/1 constants of the current values, found again at every
+solve, as the comparisons are (``np.where(np.isfinite(x), x, 0)``); a solve
+refuses non-finite values, so ``isnan`` of a traced value is all zeros.
 Outside a function's domain (arcsin of 2, log10 of -1) the value is NaN and
 the solve raises :class:`lagrad.NonFiniteError` naming the equation.
 
@@ -25,8 +30,9 @@ from numpy.typing import NDArray
 from lagrad.ir.primitive import Primitive, elementwise_primitive
 
 __all__ = ["tan", "arcsin", "arccos", "arcsinh", "arccosh", "arctanh", "log2", "log10",
-           "exp2", "cbrt", "reciprocal", "floor", "ceil", "trunc", "rint", "ELEMENTWISE",
-           "UFUNCS"]
+           "exp2", "cbrt", "reciprocal", "floor", "ceil", "trunc", "rint", "isnan", "isinf",
+           "isfinite", "logical_not", "logical_and", "logical_or", "logical_xor",
+           "ELEMENTWISE", "MASKS", "UFUNCS"]
 
 Array = NDArray[np.float64]
 Rule = Callable[..., Any]
@@ -129,11 +135,11 @@ def _reciprocal_second(k: int, m: int, ans: Array, x: Array) -> Array:
     return 2.0 * ans ** 3
 
 
-def _zero(k: int, ans: Array, x: Array) -> Array:
+def _zero(k: int, ans: Array, *xs: Array) -> Array:
     return np.zeros_like(ans)
 
 
-def _zero_second(k: int, m: int, ans: Array, x: Array) -> Array:
+def _zero_second(k: int, m: int, ans: Array, *xs: Array) -> Array:
     return np.zeros_like(ans)
 
 
@@ -162,14 +168,50 @@ ceil = _rounding("ceil", np.ceil)
 trunc = _rounding("trunc", np.trunc)
 rint = _rounding("rint", np.rint)
 
+
+def _mask(name: str, test: Callable[..., Array], arity: int) -> Primitive:
+    def value(*xs: Array) -> Array:
+        return test(*xs).astype(float)
+    value.__name__ = f"_{name}_value"
+    return elementwise_primitive(name, value, _zero, constant=(0.0,) * arity,
+                                 second=_zero_second,
+                                 doc="a 0/1 mask of the current values, derivative 0")
+
+
+def _logical_and(x: Array, y: Array) -> Array:
+    return np.logical_and(x != 0, y != 0)
+
+
+def _logical_or(x: Array, y: Array) -> Array:
+    return np.logical_or(x != 0, y != 0)
+
+
+def _logical_xor(x: Array, y: Array) -> Array:
+    return np.logical_xor(x != 0, y != 0)
+
+
+isnan = _mask("isnan", np.isnan, 1)
+isinf = _mask("isinf", np.isinf, 1)
+isfinite = _mask("isfinite", np.isfinite, 1)
+logical_not = _mask("logical_not", np.logical_not, 1)
+logical_and = _mask("logical_and", _logical_and, 2)
+logical_or = _mask("logical_or", _logical_or, 2)
+logical_xor = _mask("logical_xor", _logical_xor, 2)
+
 ELEMENTWISE: tuple[Primitive, ...] = (
     tan, arcsin, arccos, arcsinh, arccosh, arctanh, log2, log10, exp2, cbrt, reciprocal,
     floor, ceil, trunc, rint)
+
+MASKS: tuple[Primitive, ...] = (
+    isnan, isinf, isfinite, logical_not, logical_and, logical_or, logical_xor)
+"""Routed from numpy's ufuncs only, as the comparisons are (no ``lagrad.isnan``)."""
 
 UFUNCS: dict[np.ufunc, Primitive] = {
     np.tan: tan, np.arcsin: arcsin, np.arccos: arccos, np.arcsinh: arcsinh,
     np.arccosh: arccosh, np.arctanh: arctanh, np.log2: log2, np.log10: log10,
     np.exp2: exp2, np.cbrt: cbrt, np.reciprocal: reciprocal, np.floor: floor,
-    np.ceil: ceil, np.trunc: trunc, np.rint: rint,
+    np.ceil: ceil, np.trunc: trunc, np.rint: rint, np.isnan: isnan, np.isinf: isinf,
+    np.isfinite: isfinite, np.logical_not: logical_not, np.logical_and: logical_and,
+    np.logical_or: logical_or, np.logical_xor: logical_xor,
 }
 """numpy's ufunc -> its primitive (the routing table of :mod:`lagrad.ir.ops` adds these)."""
