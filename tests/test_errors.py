@@ -306,9 +306,9 @@ def test_solution_grad_of_non_scalar_output() -> None:
 @pytest.mark.parametrize(("name", "call"), [
     ("logaddexp2", lambda v: np.logaddexp2(v, v)),
     ("remainder", lambda v: np.remainder(v, 2.0)),
-    ("nancumsum", lambda v: np.nancumsum(v)),
+    ("nanargmax", lambda v: np.nanargmax(v)),
     ("heaviside", lambda v: np.heaviside(v, 0.5)),
-    ("nanmedian", lambda v: np.nanmedian(v)),
+    ("unique", lambda v: np.unique(v)),
 ])
 def test_unsupported_numpy_function(name: str, call: Callable[[Any], Any]) -> None:
     p, (v,) = _program((3,), names="v")

@@ -45,6 +45,25 @@ OPS: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...], bool]] = {
     "quantile_keep": (lambda xp, x: np.quantile(x, [0.2, 0.7], axis=0, keepdims=True), (X,),
                       False),
     "percentile": (lambda xp, x: np.percentile(x, 37, axis=-1), (X,), False),
+    "quantile_lower": (lambda xp, x: np.quantile(x, [0.1, 0.5, 0.93], axis=1, method="lower"),
+                       (X,), False),
+    "quantile_higher": (lambda xp, x: np.quantile(x, 0.3, method="higher"), (X,), False),
+    # positions 0.5, 1.5 and 2.5 of four: numpy rounds half to even
+    "quantile_nearest": (lambda xp, x: np.quantile(x, [0.0, 1 / 6, 0.5, 5 / 6, 1.0], axis=1,
+                                                   method="nearest"), (X,), False),
+    "quantile_midpoint": (lambda xp, x: np.quantile(x, [0.25, 0.5, 0.6], axis=0,
+                                                    method="midpoint", keepdims=True),
+                          (X,), False),
+    "percentile_nearest": (lambda xp, x: np.percentile(x, [10, 90], method="nearest"), (X,),
+                           False),
+    # a solve refuses NaN, so the nan-functions are their plain counterparts
+    "nansum": (lambda xp, x: np.nansum(x * x, axis=1) + np.nanprod(x, axis=0)[:3], (X,), False),
+    "nanmax": (lambda xp, x: np.nanmax(x, axis=0) - np.nanmin(x, axis=0), (X,), False),
+    "nanmean": (lambda xp, x: np.nanmean(x, axis=1) * np.nanstd(x, axis=1)
+                + np.nanvar(x, axis=1, ddof=1), (X,), False),
+    "nancumsum": (lambda xp, x: np.nancumsum(x, axis=1) + np.nancumprod(x, axis=1), (X,), False),
+    "nanmedian": (lambda xp, x: np.nanmedian(x, axis=0) + np.nanquantile(x, 0.3, axis=0)
+                  + np.nanpercentile(x, 75, axis=0, method="lower"), (X,), False),
     "average_weights": (lambda xp, x: xp.average(x, axis=1, weights=np.arange(1.0, 5.0)), (X,),
                         False),
     "average_traced_weights": (lambda xp, x: xp.average(x, weights=x * x), (X,), False),
@@ -108,7 +127,9 @@ def test_atleast_with_several_arrays_gives_a_tuple() -> None:
 
 
 BAD: dict[str, tuple[Callable[[Any], Any], str]] = {
-    "quantile_method": (lambda v: np.quantile(v, 0.5, method="nearest"), "only method='linear'"),
+    "quantile_method": (lambda v: np.quantile(v, 0.5, method="weibull"),
+                        "method must be one of"),
+    "nanquantile_weights": (lambda v: np.nanquantile(v, 0.5, weights=v), "unsupported arguments"),
     "quantile_range": (lambda v: np.quantile(v, 1.5), r"q must be in \[0, 1\]"),
     "percentile_range": (lambda v: np.percentile(v, -3), r"q must be in \[0, 100\]"),
     "median_empty": (lambda v: np.median(v[:, :0], axis=1), "median of an empty array"),

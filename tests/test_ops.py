@@ -340,7 +340,7 @@ def test_variable_methods_and_attributes() -> None:
 @pytest.mark.parametrize(("name", "call"), [
     ("spacing", lambda v: np.spacing(v)),
     ("fmod", lambda v: np.fmod(v, v)),
-    ("nancumprod", lambda v: np.nancumprod(v)),
+    ("nanargmin", lambda v: np.nanargmin(v)),
     ("logaddexp2", lambda v: np.logaddexp2(v, 1.0)),
     ("svd", lambda v: np.linalg.svd(v)),
     ("add", lambda v: np.add.reduce(v)),            # a ufunc method other than __call__

@@ -67,6 +67,15 @@ FUNCTIONS: dict[Any, Any] = {
 }
 """numpy's function -> lagrad's operation of the same signature."""
 
+NAN_SKIPPING = ("sum", "prod", "max", "min", "mean", "var", "std", "cumsum", "cumprod",
+                "median", "quantile", "percentile")
+"""numpy's nan-functions (``np.nansum``, ...) take their plain counterpart's
+operation: a solve refuses non-finite values (:class:`lagrad.NonFiniteError`
+names the equation), so a traced value has no NaN to skip."""
+
+FUNCTIONS.update({getattr(np, "nan" + name): FUNCTIONS[getattr(np, name)]
+                  for name in NAN_SKIPPING})
+
 
 def apply_ufunc(ufunc: np.ufunc, method: str, inputs: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     """``Tracer.__array_ufunc__``: route supported ufuncs to primitives."""

@@ -1,6 +1,6 @@
-"""numpy's statistics on traced values: median, quantile, percentile
-(numpy's default "linear" method), average (with weights), ptp, cov and
-corrcoef.
+"""numpy's statistics on traced values: median, quantile and percentile
+(numpy's default method "linear", and "lower", "higher", "nearest",
+"midpoint"), average (with weights), ptp, cov and corrcoef.
 
 Order statistics are read from ``sort`` (:mod:`lagrad.ir.sorting`), whose
 order is found again at every solve, at constant positions: the derivative
@@ -50,13 +50,18 @@ def _kept(out: Any, lead: tuple[int, ...], shape: tuple[int, ...], axis: int | N
     return ops.reshape(out, lead + kept)
 
 
+QUANTILE_METHODS = ("linear", "lower", "higher", "nearest", "midpoint")
+"""numpy's quantile methods on traced values (JAX's list)."""
+
+
 def quantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
              method: str = "linear", keepdims: bool = False) -> Any:
     """The ``q``-th quantiles (constants in [0, 1]) along ``axis``, as
-    :func:`numpy.quantile` with its default method "linear": q's axes first."""
-    if method != "linear" or out is not None:
-        raise ProgramError(f"quantile: only method='linear' (numpy's default) and no out= on "
-                           f"traced values, got method={method!r}")
+    :func:`numpy.quantile` with ``method`` one of "linear" (numpy's
+    default), "lower", "higher", "nearest" or "midpoint": q's axes first."""
+    if method not in QUANTILE_METHODS or out is not None:
+        raise ProgramError(f"quantile: method must be one of {list(QUANTILE_METHODS)} and no "
+                           f"out= on traced values, got method={method!r}")
     if isinstance(q, P.Tracer):
         raise ProgramError("quantile: q must be a constant, not a traced value")
     qs = np.asarray(q, dtype=float)
@@ -67,16 +72,36 @@ def quantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input:
     n = shape_of(srt)[0]
     if n == 0:
         raise ProgramError(f"quantile of an empty array (shape {shape}) is undefined")
-    position = qs.ravel() * (n - 1)
-    lo = np.floor(position).astype(np.intp)
-    hi = np.minimum(lo + 1, n - 1)
-    w = (position - lo).reshape((-1,) + (1,) * len(rest))
-    low, high = ops.getitem(srt, lo), ops.getitem(srt, hi)
-    # numpy's lerp: below one half from the low end, from the high end above
-    value = ops.where(w < 0.5, P.add(low, P.mul(P.sub(high, low), w)),
-                      P.sub(high, P.mul(P.sub(high, low), 1.0 - w)))
+    lo, hi, w = _positions(qs.ravel() * (n - 1), n, method)
+    if lo is hi:
+        value = ops.getitem(srt, lo)
+    else:
+        w = w.reshape((-1,) + (1,) * len(rest))
+        low, high = ops.getitem(srt, lo), ops.getitem(srt, hi)
+        # numpy's lerp: below one half from the low end, from the high end above
+        value = ops.where(w < 0.5, P.add(low, P.mul(P.sub(high, low), w)),
+                          P.sub(high, P.mul(P.sub(high, low), 1.0 - w)))
     value = ops.reshape(value, qs.shape + rest)
     return _kept(value, qs.shape, shape, ax, keepdims)
+
+
+def _positions(position: Any, n: int, method: str) -> tuple[Any, Any, Any]:
+    """The sorted positions a quantile reads at ``position`` (in [0, n - 1])
+    and the weight of the higher one: (index, the same index, None) for the
+    methods that pick one entry, numpy's choice of entry for each."""
+    lo = np.floor(position).astype(np.intp)
+    if method == "lower":
+        return lo, lo, None
+    if method == "higher":
+        up = np.ceil(position).astype(np.intp)
+        return up, up, None
+    if method == "nearest":  # numpy rounds half to even
+        near = np.around(position).astype(np.intp)
+        return near, near, None
+    hi = np.minimum(lo + 1, n - 1)
+    if method == "midpoint":
+        return lo, hi, np.where(position % 1 == 0, 0.0, 0.5)
+    return lo, hi, position - lo
 
 
 def percentile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
