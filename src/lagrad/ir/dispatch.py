@@ -22,7 +22,7 @@ import scipy.special
 
 from lagrad.errors import ProgramError
 from lagrad.ir import arrayops as A
-from lagrad.ir import linalg, ops, products, stacking, statistics
+from lagrad.ir import linalg, ops, products, special, stacking, statistics
 from lagrad.ir import primitives as P
 from lagrad.ir import ufuncs as U
 from lagrad.ir.cumulative import cumprod
@@ -42,7 +42,7 @@ UFUNCS: dict[np.ufunc, Any] = {
     np.greater: ops.greater, np.greater_equal: ops.greater_equal, np.less: ops.less,
     np.less_equal: ops.less_equal, np.equal: ops.equal, np.not_equal: ops.not_equal,
     np.fabs: P.absolute, np.fmax: P.maximum, np.fmin: P.minimum, np.float_power: P.power,
-    **U.UFUNCS,
+    **U.UFUNCS, **special.UFUNCS,
 }
 """numpy's ufunc -> the operation it records (called with the ufunc's inputs)."""
 
