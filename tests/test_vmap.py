@@ -1,6 +1,7 @@
 """lagrad.vmap against a Python loop over the instances: values, gradients and
-tangents of acyclic and cyclic programs, in_axes / out_axes, one trace, and
-the errors for operations without a batching rule."""
+tangents of acyclic and cyclic programs, in_axes / out_axes, one trace, the
+operations without a batching rule of their own (one equation per instance),
+and the errors."""
 
 from __future__ import annotations
 
@@ -189,10 +190,45 @@ def test_float32_in_float32_out(data):
     assert g.dtype == np.float32
 
 
-def test_unsupported_op_names_it(data):
-    with pytest.raises(BatchingError, match="csr_matvec"):
-        lagrad.vmap(lambda x: lagrad.coo_matvec(x[:2], [0, 1], [1, 0], np.ones(2),
-                                                shape=(2, 2)))(data["xs"])
+@lagrad.custom_vjp
+def _cube(x):
+    return x ** 3
+
+
+_cube.defvjp(lambda x: (x ** 3, x), lambda x, g: (3.0 * x ** 2 * g,))
+
+
+@lagrad.custom_jvp
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+@_softplus.defjvp
+def _softplus_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    return _softplus(x), t / (1.0 + np.exp(-x))
+
+
+ROW, COL = np.array([0, 2, 2]), np.array([1, 0, 2])  # N = 3 stored entries
+ONE_BY_ONE = {  # primitives and arguments no batching rule covers
+    "custom_vjp": lambda x: lagrad.sum(_cube(x) * x),
+    "custom_jvp": lambda x: lagrad.sum(_softplus(x) ** 2),
+    "coo_matvec": lambda x: lagrad.sum(lagrad.coo_matvec(x + 1.0, ROW, COL, x ** 2,
+                                                          shape=(N, N)) ** 2),
+    "nested_grad": lambda x: lagrad.sum(lagrad.grad(lambda y: lagrad.sum(y ** 3))(x) * x),
+    "separated_indices": lambda x: lagrad.sum(lagrad.reshape(x, (1, 1, N))[
+        np.array([0, 0]), :, np.array([2, 0])] ** 2),
+    "in_a_fixed_point": lambda x: lagrad.sum(lagrad.fixed_point(
+        lambda z, x: 0.3 * _softplus(z) + x, np.zeros(N), x, **TIGHT)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_BY_ONE))
+def test_a_primitive_without_a_rule_batches_one_instance_at_a_time(data, name):
+    fn = ONE_BY_ONE[name]
+    close(lagrad.vmap(fn)(data["xs"]), loop(fn, data["xs"], in_axes=(0,)))
+    close(lagrad.vmap(lagrad.grad(fn))(data["xs"]),
+          loop(lagrad.grad(fn), data["xs"], in_axes=(0,)))
     assert issubclass(BatchingError, NotImplementedError)
 
 

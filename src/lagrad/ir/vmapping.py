@@ -11,8 +11,10 @@ axis or are rewritten (``W @ x`` as ``x_b @ W^T``; stacks of matrices with
 the batch first; einsum with a new label for the batch axis); eigvalsh,
 eigh, svdvals and pinv take the batch as one more stack axis, and the dense
 linalg of one matrix (solve, det, ...) records one equation per instance.
-A primitive without a rule raises :class:`~lagrad.errors.BatchingError`
-naming it.
+So does every other primitive without a rule of its own (custom_vjp and
+custom_jvp functions, ``coo_matvec``, a nested ``grad``, an index or a
+product no rule covers), as JAX's sequential fallback: exact, at B equations
+where a rule would make one.
 
 The recorded program is an ordinary one over (B, *s) variables: each
 instance's equations touch only its own row, so the local Jacobians are block
@@ -28,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from lagrad.errors import BatchingError
 from lagrad.ir import linalg as L
 from lagrad.ir import numpy_prims as N
 from lagrad.ir import ops
@@ -106,13 +107,7 @@ def _apply(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
             ranks.append(np.ndim(params["condition"]))
         rank = max(ranks)
         return BatchedVariable(prim(*(_align(a, rank) for a in args), **params))
-    rule = _RULES.get(prim)
-    if rule is None:
-        raise BatchingError(f"lagrad.vmap: primitive {prim.name!r} has no batching rule; "
-                            "supported are the elementwise primitives, sum/mean/max/min/"
-                            "prod/logsumexp, reshape, transpose, indexing, concatenate, "
-                            "cumsum, cumprod, sort, einsum, linalg and matmul; write the "
-                            "function with these, or loop over the instances")
+    rule = _RULES.get(prim, _one_by_one)
     return BatchedVariable(rule(prim, args, params, batch))
 
 
@@ -140,8 +135,9 @@ def _stacked(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
 def _one_by_one(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
                 batch: int) -> Variable:
     """The dense linear algebra of one matrix (solve, inv, det, slogdet,
-    cholesky, spsolve, qr): one equation per instance, stacked. Exact, and B
-    equations where a stacked primitive would make one."""
+    cholesky, spsolve, qr), and any primitive without a rule: one equation
+    per instance, stacked. Exact, and B equations where a stacked primitive
+    would make one."""
     parts = []
     for b in range(batch):
         one = [P.getitem(a.inner, index=(b,)) if isinstance(a, BatchedVariable) else a
@@ -157,8 +153,7 @@ def _einsum(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
     spec = params["subscripts"]
     label = next((c for c in string.ascii_letters if c not in spec), None)
     if label is None:
-        raise BatchingError(f"lagrad.vmap: einsum({spec!r}) uses every letter; no label is "
-                            "left for the batch axis")
+        return _one_by_one(prim, args, params, batch)  # no label left for the batch
     ins, out = spec.split("->")
     terms = [label + t if isinstance(a, BatchedVariable) else t
              for t, a in zip(ins.split(","), args)]
@@ -197,9 +192,7 @@ def _getitem(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
         advanced = [k for k, p in enumerate(parts)
                     if isinstance(p, (np.ndarray, int, np.integer))]
         if advanced != list(range(advanced[0], advanced[-1] + 1)):
-            raise BatchingError(f"lagrad.vmap: getitem with index {index!r} (array indices "
-                                "separated by slices) has no batching rule; index one "
-                                "axis at a time")
+            return _one_by_one(prim, args, params, batch)  # numpy would move their axes first
     return P.getitem(x.inner, index=(slice(None),) + tuple(parts))
 
 
@@ -230,8 +223,7 @@ def _matmul(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
             return P.reshape(ops.matmul(row, b.inner), shape=(batch, sb[1]))
         if len(sa) == 2 and len(sb) == 2:
             return ops.matmul(a.inner, b.inner)
-    raise BatchingError(f"lagrad.vmap: matmul of instance shapes {sa} and {sb} has no "
-                        "batching rule; use 1-D or 2-D operands")
+    return _one_by_one(prim, args, params, batch)  # (shapes no rewrite above covers)
 
 
 def _batched_matmul(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
@@ -265,8 +257,7 @@ def _sparse_matmul(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, 
                    batch: int) -> Any:
     (x,) = args
     if len(x.shape) != 1:
-        raise BatchingError(f"lagrad.vmap: a scipy.sparse matrix times instances of shape "
-                            f"{x.shape} has no batching rule; use 1-D instances")
+        return _one_by_one(prim, args, params, batch)
     return ops.transpose(prim(ops.transpose(x.inner), **params))  # (A X^T)^T
 
 
