@@ -1,8 +1,10 @@
 """numpy's further elementwise functions on traced values (``lagrad.ir.ufuncs``):
 tan, arcsin, arccos, arcsinh, arccosh, arctanh, log2, log10, exp2, cbrt,
-reciprocal, floor, ceil, trunc, rint; the masks isnan, isinf, isfinite,
-logical_not / and / or / xor; and fabs, fmax, fmin, float_power routed to
-the existing primitives.
+reciprocal, floor, ceil, trunc, rint; deg2rad, rad2deg, logaddexp2,
+remainder (``%``), fmod, copysign and np.round; the masks isnan, isinf,
+isfinite, heaviside, logical_not / and / or / xor; argmax, argmin and
+argsort; and fabs, fmax, fmin, float_power routed to the existing
+primitives.
 
 References: each rule against central differences (partials of the value,
 second partials of the partials), the gradient and Hessian of a function
@@ -41,14 +43,99 @@ def _inside(name: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def test_the_table_routes_every_new_ufunc() -> None:
-    assert set(U.UFUNCS.values()) == set(U.ELEMENTWISE) | set(U.MASKS)
+    assert set(U.UFUNCS.values()) == set(U.ELEMENTWISE) | set(U.ARITHMETIC) | set(U.MASKS)
+    aliases = {np.radians: "deg2rad", np.degrees: "rad2deg"}
     for ufunc, prim in U.UFUNCS.items():
-        assert prim.name == ufunc.__name__
+        assert prim.name == aliases.get(ufunc, ufunc.__name__)
         if prim in U.MASKS:  # (as the comparisons: through numpy only)
             assert not hasattr(lagrad, prim.name)
             continue
         assert getattr(lagrad, prim.name) is prim
         assert prim.name in lagrad.__all__
+
+
+# points off the jumps of remainder and fmod (x / y not within 0.1 of an integer)
+TWO = {"x": np.array([1.3, -2.2, 0.7, 3.9, -0.45]), "y": np.array([0.9, 1.7, -0.6, -1.1, 0.8])}
+
+
+@pytest.mark.parametrize("prim", U.ARITHMETIC, ids=lambda p: p.name)
+def test_arithmetic_partials_and_second_partials_match_finite_differences(prim: Any) -> None:
+    args = (TWO["x"],) if prim.name in ("deg2rad", "rad2deg") else (TWO["x"], TWO["y"])
+    ans = prim.value(*args)
+    np.testing.assert_array_equal(ans, getattr(np, prim.name)(*args))
+
+    def moved(k: int, h: float) -> tuple[np.ndarray, ...]:
+        return tuple(a + h if i == k else a for i, a in enumerate(args))
+    for k in range(len(args)):
+        fd = (prim.value(*moved(k, H)) - prim.value(*moved(k, -H))) / (2 * H)
+        np.testing.assert_allclose(prim.partials(k, ans, *args), fd, rtol=1e-6, atol=1e-8)
+        for m in range(len(args)):
+            def partial_at(at: tuple[np.ndarray, ...], k: int = k) -> np.ndarray:
+                return np.asarray(prim.partials(k, prim.value(*at), *at), dtype=float)
+            fd2 = (partial_at(moved(m, H)) - partial_at(moved(m, -H))) / (2 * H)
+            np.testing.assert_allclose(prim.second(k, m, ans, *args), fd2, rtol=1e-5,
+                                       atol=1e-7)
+
+
+def _arith(xp: Any, x: Any) -> Any:
+    y = xp.logaddexp2(x, 0.5 * x[::-1]) * xp.deg2rad(x) + xp.rad2deg(xp.sin(x)) \
+        + xp.remainder(x * x, 0.7) + (x + 5.0) % 1.3
+    return xp.sum(y * y)
+
+
+def test_arithmetic_gradient_and_hessian_match_autograd() -> None:
+    """(autograd has no derivative of fmod and copysign; the rule test covers them.)"""
+    x = TWO["x"]
+    g = lagrad.grad(lambda v: _arith(np, v))(x)
+    np.testing.assert_allclose(g, autograd.grad(lambda v: _arith(anp, v))(x), rtol=1e-12)
+    np.testing.assert_allclose(lagrad.hessian(lambda v: _arith(np, v))(x),
+                               autograd.hessian(lambda v: _arith(anp, v))(x), rtol=1e-10,
+                               atol=1e-12)
+    assert lagrad.trace(lambda v: _arith(np, v), x).solve(x).output == \
+        pytest.approx(_arith(np, x), rel=1e-14)
+
+
+def test_round_matches_numpy_with_no_derivative() -> None:
+    x = np.array([1.2345, -2.5, 3.5, 0.5, 1234.5678, -0.049])
+    for decimals in (0, 1, 2, -1, -2):
+        def fn(v: Any, decimals: int = decimals) -> Any:
+            return np.round(v, decimals) + np.around(v) + v.round(1)
+        program = lagrad.trace(fn, x)
+        sol = program.solve(x * 1.1)
+        np.testing.assert_array_equal(sol.output, np.round(x * 1.1, decimals)
+                                      + np.around(x * 1.1) + np.round(x * 1.1, 1))
+        assert not lagrad.jacobian(fn)(x).any()
+
+
+def test_index_functions_are_numpys_as_floats_with_no_derivative() -> None:
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(4, 5))
+    cases = {
+        "argmax": lambda v: np.argmax(v), "argmax_axis": lambda v: np.argmax(v, axis=1),
+        "argmin_keep": lambda v: np.argmin(v, 0, keepdims=True), "method": lambda v: v.argmax(-1),
+        "argsort": lambda v: np.argsort(v), "argsort_flat": lambda v: np.argsort(v, axis=None),
+        "argsort_stable": lambda v: v.argsort(0, kind="stable"),
+    }
+    for name, fn in cases.items():
+        program = lagrad.trace(fn, x)
+        for at in (x, rng.normal(size=(4, 5))):  # the indices follow the values
+            got = program.solve(at).output
+            np.testing.assert_array_equal(got, fn(at), err_msg=name)
+            assert np.asarray(got).dtype == float
+    labels = np.array([0.0, 2.0, 4.0, 1.0])
+
+    def loss(w: Any) -> Any:
+        logits = x @ w
+        return np.sum(np.tanh(logits)), np.mean(np.argmax(logits, 1) == labels)
+    w = rng.normal(size=(5, 5))
+    (value, accuracy), g = lagrad.value_and_grad(loss, has_aux=True)(w)
+    assert accuracy == np.mean(np.argmax(x @ w, 1) == labels)
+    np.testing.assert_allclose(g, x.T @ (1.0 - np.tanh(x @ w) ** 2), rtol=1e-13)
+    assert not lagrad.grad(lambda v: np.sum(np.argsort(v) * v) - np.sum(np.argsort(v) * v))(
+        x[0]).any()
+    np.testing.assert_array_equal(lagrad.grad(lambda v: np.sum(np.argsort(v) * v))(x[0]),
+                                  np.argsort(x[0]))
+    assert isinstance(lagrad.argmax(x), np.integer)  # numbers: numpy's integers
 
 
 @pytest.mark.parametrize("prim", U.MASKS, ids=lambda p: p.name)

@@ -77,9 +77,11 @@ from lagrad.ir.ops import (
     ceil,
     clip,
     concatenate,
+    copysign,
     cos,
     cosh,
     cumsum,
+    deg2rad,
     dot,
     einsum,
     exp,
@@ -87,12 +89,14 @@ from lagrad.ir.ops import (
     expit,
     expm1,
     floor,
+    fmod,
     hypot,
     log,
     log1p,
     log2,
     log10,
     logaddexp,
+    logaddexp2,
     logsumexp,
     matmul,
     max,
@@ -102,8 +106,10 @@ from lagrad.ir.ops import (
     minimum,
     outer,
     prod,
+    rad2deg,
     reciprocal,
     relu,
+    remainder,
     reshape,
     rint,
     sigmoid,
@@ -128,6 +134,7 @@ from lagrad.ir.ops import (
 from lagrad.ir.primitives import Primitive
 from lagrad.ir.products import inner, vdot
 from lagrad.ir.program import Equation, Program, Variable
+from lagrad.ir.sorting import argmax, argmin, argsort
 from lagrad.ir.sparse import coo_matvec
 from lagrad.ir.stacking import (
     append,
@@ -177,7 +184,8 @@ __all__ = [
     "repeat", "tile", "split", "array_split", "pad", "kron", "cross", "squeeze",
     "expand_dims", "broadcast_to", "swapaxes", "moveaxis",
     "tan", "arcsin", "arccos", "arcsinh", "arccosh", "arctanh", "log2", "log10", "exp2",
-    "cbrt", "reciprocal", "floor", "ceil", "trunc", "rint",
+    "cbrt", "reciprocal", "floor", "ceil", "trunc", "rint", "deg2rad", "rad2deg",
+    "logaddexp2", "remainder", "fmod", "copysign", "argmax", "argmin", "argsort",
     "hstack", "vstack", "dstack", "column_stack", "atleast_1d", "atleast_2d", "atleast_3d",
     "append", "zeros_like", "ones_like", "full_like", "empty_like",
     "median", "quantile", "percentile", "average", "ptp", "cov", "corrcoef", "inner", "vdot",

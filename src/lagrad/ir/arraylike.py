@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from lagrad.errors import ProgramError
-from lagrad.ir import arrayops, cumulative, dispatch, ops
+from lagrad.ir import arrayops, cumulative, dispatch, ops, sorting
 from lagrad.ir import primitives as P
+from lagrad.ir import ufuncs as U
 
 __all__ = ["ArrayMethods"]
 
@@ -52,6 +53,8 @@ class ArrayMethods:
     def __rtruediv__(self, o: Any) -> Traced: return P.div(o, self)
     def __pow__(self, o: Any) -> Traced: return P.power(self, o)
     def __rpow__(self, o: Any) -> Traced: return P.power(o, self)
+    def __mod__(self, o: Any) -> Traced: return U.remainder(self, o)
+    def __rmod__(self, o: Any) -> Traced: return U.remainder(o, self)
     def __matmul__(self, o: Any) -> Traced: return ops.matmul(self, o)
     def __rmatmul__(self, o: Any) -> Traced: return ops.matmul(o, self)
     def __neg__(self) -> Traced: return P.neg(self)
@@ -133,6 +136,18 @@ class ArrayMethods:
 
     def take(self, indices: Any, axis: Any = None) -> Traced:
         return arrayops.take(self, indices, axis)
+
+    def argmax(self, axis: Any = None, out: Any = None, *, keepdims: bool = False) -> Traced:
+        return sorting.argmax(self, axis, out, keepdims=keepdims)
+
+    def argmin(self, axis: Any = None, out: Any = None, *, keepdims: bool = False) -> Traced:
+        return sorting.argmin(self, axis, out, keepdims=keepdims)
+
+    def argsort(self, axis: Any = -1, kind: Any = None, order: Any = None) -> Traced:
+        return sorting.argsort(self, axis, kind, order)
+
+    def round(self, decimals: int = 0, out: Any = None) -> Traced:
+        return U.round_(self, decimals, out)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         if _from_sparse_matmul(sys._getframe(1)):

@@ -22,7 +22,7 @@ import scipy.special
 
 from lagrad.errors import ProgramError
 from lagrad.ir import arrayops as A
-from lagrad.ir import linalg, ops, products, special, stacking, statistics
+from lagrad.ir import linalg, ops, products, sorting, special, stacking, statistics
 from lagrad.ir import primitives as P
 from lagrad.ir import ufuncs as U
 from lagrad.ir.cumulative import cumprod
@@ -60,7 +60,8 @@ FUNCTIONS: dict[Any, Any] = {
     np.max: ops.max, np.amax: ops.max, np.min: ops.min, np.amin: ops.min, np.prod: ops.prod,
     np.cumsum: ops.cumsum, np.var: ops.var, np.std: ops.std, np.einsum: ops.einsum,
     np.outer: ops.outer, np.tensordot: ops.tensordot, np.clip: ops.clip, np.sort: ops.sort,
-    np.cumprod: cumprod,
+    np.cumprod: cumprod, np.argsort: sorting.argsort, np.argmax: sorting.argmax,
+    np.argmin: sorting.argmin, np.round: U.round_, np.around: U.round_,
     np.ravel: lambda x: ops.reshape(x, (math.prod(A.shape_of(x)),)),
     **{getattr(np, name): getattr(module, name) for module in (A, products, stacking, statistics)
        for name in module.__all__},

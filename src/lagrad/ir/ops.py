@@ -34,6 +34,7 @@ __all__ = [
     "max", "min", "prod", "cumsum", "var", "std", "einsum", "outer", "tensordot", "clip",
     "arctan2", "hypot", "sort", "tan", "arcsin", "arccos", "arcsinh", "arccosh", "arctanh",
     "log2", "log10", "exp2", "cbrt", "reciprocal", "floor", "ceil", "trunc", "rint",
+    "deg2rad", "rad2deg", "logaddexp2", "remainder", "fmod", "copysign",
     "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
 ]
 
@@ -59,6 +60,8 @@ logaddexp = N.logaddexp
 tan, arcsin, arccos, arcsinh, arccosh = U.tan, U.arcsin, U.arccos, U.arcsinh, U.arccosh
 arctanh, log2, log10, exp2, cbrt = U.arctanh, U.log2, U.log10, U.exp2, U.cbrt
 reciprocal, floor, ceil, trunc, rint = U.reciprocal, U.floor, U.ceil, U.trunc, U.rint
+deg2rad, rad2deg, logaddexp2 = U.deg2rad, U.rad2deg, U.logaddexp2
+remainder, fmod, copysign = U.remainder, U.fmod, U.copysign
 arctan2 = N.arctan2
 hypot = N.hypot
 expit = P.sigmoid  # scipy.special's name

@@ -1,7 +1,12 @@
 """``sort`` on traced values: a primitive whose value is numpy's sort along
 one axis and whose derivative is the permutation that sorted the current
 values (numpy's stable argsort), found again at every evaluation, so a
-traced program stays right when a later input sorts differently.
+traced program stays right when a later input sorts differently. And the
+index functions ``argsort``, ``argmax`` and ``argmin``: on traced values,
+numpy's indices of the current values, found again at every evaluation,
+held as floats (a program's values are float64) with derivative zero, as
+JAX's integer results have none, so ``np.argmax(logits, 1) == labels`` is a
+0/1 mask; on numbers, numpy's integer indices.
 
 Sorting is piecewise linear: within a region of one order it is a fixed
 permutation (so no second-order term), and where entries tie the
@@ -28,7 +33,8 @@ from lagrad.ir import primitives as P
 from lagrad.ir.arrayops import axis_of, shape_of
 from lagrad.ir.primitives import Primitive, linear_second_vjp
 
-__all__ = ["sort", "sort_p"]
+__all__ = ["sort", "sort_p", "argsort", "argmax", "argmin", "argsort_p", "argmax_p",
+           "argmin_p"]
 
 Array = NDArray[np.float64]
 Shape = tuple[int, ...]
@@ -74,13 +80,99 @@ def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
     """``a`` sorted along ``axis`` (None: flattened), as :func:`numpy.sort`
     (``kind`` and ``stable`` are accepted and ignored: every kind gives the
     same values, and the derivative always follows the stable order)."""
+    a, ax = _sort_axis("sort", a, axis, order)
+    return sort_p(a, axis=ax)
+
+
+def _sort_axis(name: str, a: Any, axis: Any, order: Any) -> tuple[Any, int]:
+    """``a`` (flattened for axis None) and the one axis sort or argsort runs along."""
     if order is not None:
-        raise ProgramError("sort: order= names fields of a structured array; traced values "
+        raise ProgramError(f"{name}: order= names fields of a structured array; traced values "
                            "have none")
     if axis is None:
         a, axis = P.reshape(a, shape=(math.prod(shape_of(a)),)), 0
     shape = shape_of(a)
     if not shape:
-        raise ProgramError("sort: a zero-dimensional array cannot be sorted along an axis; "
+        raise ProgramError(f"{name}: a zero-dimensional array cannot be sorted along an axis; "
                            "give axis=None")
-    return sort_p(a, axis=axis_of("sort", axis, len(shape)))
+    return a, axis_of(name, axis, len(shape))
+
+
+# ------------------------------------------------ indices, derivative zero
+
+def _zero_vjp(k: int, g: Array, ans: Array, x: Array, **params: Any) -> Array:
+    return np.zeros(np.shape(x))
+
+
+def _zero_jvp(ts: Sequence[Array | None], ans: Array, x: Array, **params: Any) -> Array:
+    return np.zeros(np.shape(ans))
+
+
+def _zero_jacobian(k: int, ans: Array, x: Array, **params: Any) -> sp.csr_matrix:
+    return sp.csr_matrix((np.size(ans), np.size(x)))
+
+
+def _index_primitive(name: str, value: Any, shape: Any) -> Primitive:
+    return Primitive(name, value, shape, vjp=_zero_vjp, jvp=_zero_jvp, jacobian=_zero_jacobian,
+                     doc="indices of the current values as floats, derivative zero",
+                     second_vjp=linear_second_vjp)
+
+
+def _argsort_value(x: Array, *, axis: int, kind: Any, stable: Any) -> Array:
+    return np.argsort(x, axis=axis, kind=kind, stable=stable).astype(float)
+
+
+def _reduced(s: Shape, *, axis: int | None, keepdims: bool) -> Shape:
+    if axis is None:
+        return (1,) * len(s) if keepdims else ()
+    return s[:axis] + (1,) * keepdims + s[axis + 1:]
+
+
+def _arg_value(find: Any) -> Any:
+    def value(x: Array, *, axis: int | None, keepdims: bool) -> Array:
+        return np.asarray(find(x, axis=axis, keepdims=keepdims), dtype=float)
+    return value
+
+
+def _argsort_shape(s: Shape, *, axis: int, kind: Any, stable: Any) -> Shape:
+    return _shape(s, axis=axis)
+
+
+argsort_p = _index_primitive("argsort", _argsort_value, _argsort_shape)
+argmax_p = _index_primitive("argmax", _arg_value(np.argmax), _reduced)
+argmin_p = _index_primitive("argmin", _arg_value(np.argmin), _reduced)
+
+
+def argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
+            stable: Any = None) -> Any:
+    """The indices that sort ``a`` along ``axis`` (None: flattened), as
+    :func:`numpy.argsort`, as floats with derivative zero."""
+    if not isinstance(a, P.Tracer):  # numbers: numpy's integer indices
+        return np.argsort(a, axis=axis, kind=kind, order=order, stable=stable)
+    a, ax = _sort_axis("argsort", a, axis, order)
+    return argsort_p(a, axis=ax, kind=kind, stable=stable)
+
+
+def _arg(name: str, prim: Primitive, a: Any, axis: Any, out: Any, keepdims: Any) -> Any:
+    if not isinstance(a, P.Tracer):  # numbers: numpy's integer indices
+        return getattr(np, name)(a, axis=axis, out=out, keepdims=keepdims)
+    if out is not None:
+        raise ProgramError(f"{name}: out= cannot hold a traced value")
+    shape = shape_of(a)
+    if not math.prod(shape):
+        raise ProgramError(f"{name} of an empty array (shape {shape}) is undefined")
+    ax = None if axis is None else axis_of(name, axis, len(shape))
+    return prim(a, axis=ax, keepdims=keepdims is True)
+
+
+def argmax(a: Any, axis: Any = None, out: Any = None, *, keepdims: Any = False) -> Any:
+    """The index of the largest entry along ``axis`` (None: of the flattened
+    array; the first of tied entries), as :func:`numpy.argmax`, as floats with
+    derivative zero."""
+    return _arg("argmax", argmax_p, a, axis, out, keepdims)
+
+
+def argmin(a: Any, axis: Any = None, out: Any = None, *, keepdims: Any = False) -> Any:
+    """The index of the smallest entry along ``axis``, as :func:`numpy.argmin`,
+    as floats with derivative zero."""
+    return _arg("argmin", argmin_p, a, axis, out, keepdims)

@@ -1,7 +1,8 @@
 """More of numpy's elementwise functions on traced values: tan, the inverse
 trigonometric and hyperbolic functions, log2, log10, exp2, cbrt,
-reciprocal, the roundings floor, ceil, trunc and rint, and the masks
-isnan, isinf, isfinite, logical_not, logical_and, logical_or and
+reciprocal, deg2rad, rad2deg, logaddexp2, remainder (``%``), fmod,
+copysign, the roundings floor, ceil, trunc and rint, and the masks isnan,
+isinf, isfinite, heaviside, logical_not, logical_and, logical_or and
 logical_xor.
 
 Each is an elementwise primitive with its first and second partials, written
@@ -27,12 +28,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from lagrad.errors import ProgramError
 from lagrad.ir.primitive import Primitive, elementwise_primitive
 
 __all__ = ["tan", "arcsin", "arccos", "arcsinh", "arccosh", "arctanh", "log2", "log10",
-           "exp2", "cbrt", "reciprocal", "floor", "ceil", "trunc", "rint", "isnan", "isinf",
-           "isfinite", "logical_not", "logical_and", "logical_or", "logical_xor",
-           "ELEMENTWISE", "MASKS", "UFUNCS"]
+           "exp2", "cbrt", "reciprocal", "deg2rad", "rad2deg", "logaddexp2", "remainder",
+           "fmod", "copysign", "floor", "ceil", "trunc", "rint", "isnan", "isinf", "isfinite",
+           "heaviside", "round_", "logical_not", "logical_and", "logical_or", "logical_xor",
+           "ELEMENTWISE", "ARITHMETIC", "MASKS", "UFUNCS"]
 
 Array = NDArray[np.float64]
 Rule = Callable[..., Any]
@@ -143,6 +146,40 @@ def _zero_second(k: int, m: int, ans: Array, *xs: Array) -> Array:
     return np.zeros_like(ans)
 
 
+def _scale_partials(factor: float) -> Rule:
+    def partials(k: int, ans: Array, x: Array) -> Array:
+        return np.full(np.shape(ans), factor)
+    return partials
+
+
+def _logaddexp2_partials(k: int, ans: Array, x: Array, y: Array) -> Array:
+    # d log2(2^x + 2^y) / dx = 2^x / (2^x + 2^y) = 2^(x - ans)
+    return np.exp2((x if k == 0 else y) - ans)
+
+
+def _logaddexp2_second(k: int, m: int, ans: Array, x: Array, y: Array) -> Array:
+    # with p = 2^(x - ans): dp = ln 2 p (1 - p) (dx - dy)
+    p = np.exp2(x - ans)
+    return LN2 * p * (1.0 - p) * (1.0 if k == m else -1.0)
+
+
+def _quotient_partials(whole: Rule) -> Rule:
+    """x - whole(x / y) y (remainder: floor; fmod: trunc): 1 in x, -whole(x / y)
+    in y, and piecewise linear, so no second derivative."""
+    def partials(k: int, ans: Array, x: Array, y: Array) -> Array:
+        if k == 0:
+            return np.ones(np.shape(ans))
+        return np.broadcast_to(-whole(_f(x) / y), np.shape(ans)).astype(float)
+    return partials
+
+
+def _copysign_partials(k: int, ans: Array, x: Array, y: Array) -> Array:
+    # |x| with y's sign: sign(x) sign(y) in x (0 at x = 0, as abs), 0 in y
+    if k == 1:
+        return np.zeros(np.shape(ans))
+    return np.broadcast_to(np.sign(x) * np.copysign(1.0, y), np.shape(ans)).astype(float)
+
+
 def _smooth(name: str, value: Rule, partials: Rule, second: Rule) -> Primitive:
     return elementwise_primitive(name, value, partials, second=second)
 
@@ -167,6 +204,34 @@ floor = _rounding("floor", np.floor)
 ceil = _rounding("ceil", np.ceil)
 trunc = _rounding("trunc", np.trunc)
 rint = _rounding("rint", np.rint)
+deg2rad = elementwise_primitive("deg2rad", np.deg2rad, _scale_partials(math.pi / 180.0),
+                                constant=(math.pi / 180.0,), second=_zero_second)
+rad2deg = elementwise_primitive("rad2deg", np.rad2deg, _scale_partials(180.0 / math.pi),
+                                constant=(180.0 / math.pi,), second=_zero_second)
+logaddexp2 = elementwise_primitive("logaddexp2", np.logaddexp2, _logaddexp2_partials,
+                                   second=_logaddexp2_second)
+remainder = elementwise_primitive("remainder", np.remainder, _quotient_partials(np.floor),
+                                  second=_zero_second, doc="x - floor(x / y) y, as x % y")
+fmod = elementwise_primitive("fmod", np.fmod, _quotient_partials(np.trunc),
+                             second=_zero_second, doc="x - trunc(x / y) y")
+copysign = elementwise_primitive("copysign", np.copysign, _copysign_partials,
+                                 second=_zero_second, doc="|x| with the sign of y")
+
+
+def round_(a: Any, decimals: int = 0, out: Any = None) -> Any:
+    """``a`` rounded to ``decimals`` decimals (half to even), as
+    :func:`numpy.round`, which scales by a power of ten, rounds and scales
+    back the same way; derivative zero."""
+    if out is not None:
+        raise ProgramError("round: out= cannot hold a traced value")
+    if not isinstance(decimals, (int, np.integer)) or isinstance(decimals, bool):
+        raise ProgramError(f"round: decimals must be an int, got {decimals!r}")
+    if decimals == 0:
+        return rint(a)
+    factor = 10.0 ** abs(int(decimals))
+    if decimals > 0:
+        return rint(a * factor) / factor
+    return rint(a / factor) * factor
 
 
 def _mask(name: str, test: Callable[..., Array], arity: int) -> Primitive:
@@ -197,13 +262,17 @@ logical_not = _mask("logical_not", np.logical_not, 1)
 logical_and = _mask("logical_and", _logical_and, 2)
 logical_or = _mask("logical_or", _logical_or, 2)
 logical_xor = _mask("logical_xor", _logical_xor, 2)
+heaviside = _mask("heaviside", np.heaviside, 2)
 
 ELEMENTWISE: tuple[Primitive, ...] = (
     tan, arcsin, arccos, arcsinh, arccosh, arctanh, log2, log10, exp2, cbrt, reciprocal,
     floor, ceil, trunc, rint)
 
+ARITHMETIC: tuple[Primitive, ...] = (deg2rad, rad2deg, logaddexp2, remainder, fmod, copysign)
+"""Linear or two-argument ones (``lagrad.<name>`` too)."""
+
 MASKS: tuple[Primitive, ...] = (
-    isnan, isinf, isfinite, logical_not, logical_and, logical_or, logical_xor)
+    isnan, isinf, isfinite, heaviside, logical_not, logical_and, logical_or, logical_xor)
 """Routed from numpy's ufuncs only, as the comparisons are (no ``lagrad.isnan``)."""
 
 UFUNCS: dict[np.ufunc, Primitive] = {
@@ -212,6 +281,8 @@ UFUNCS: dict[np.ufunc, Primitive] = {
     np.exp2: exp2, np.cbrt: cbrt, np.reciprocal: reciprocal, np.floor: floor,
     np.ceil: ceil, np.trunc: trunc, np.rint: rint, np.isnan: isnan, np.isinf: isinf,
     np.isfinite: isfinite, np.logical_not: logical_not, np.logical_and: logical_and,
-    np.logical_or: logical_or, np.logical_xor: logical_xor,
+    np.logical_or: logical_or, np.logical_xor: logical_xor, np.heaviside: heaviside,
+    np.deg2rad: deg2rad, np.radians: deg2rad, np.rad2deg: rad2deg, np.degrees: rad2deg,
+    np.logaddexp2: logaddexp2, np.remainder: remainder, np.fmod: fmod, np.copysign: copysign,
 }
 """numpy's ufunc -> its primitive (the routing table of :mod:`lagrad.ir.ops` adds these)."""
