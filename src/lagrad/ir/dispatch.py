@@ -26,6 +26,7 @@ from lagrad.ir import linalg, ops, products, sorting, special, stacking, statist
 from lagrad.ir import primitives as P
 from lagrad.ir import ufuncs as U
 from lagrad.ir.cumulative import cumprod
+from lagrad.ir.interpolate import interp
 from lagrad.ir.primitives import Tracer
 
 __all__ = ["apply_ufunc", "apply_function", "UFUNCS", "FUNCTIONS"]
@@ -61,7 +62,7 @@ FUNCTIONS: dict[Any, Any] = {
     np.cumsum: ops.cumsum, np.var: ops.var, np.std: ops.std, np.einsum: ops.einsum,
     np.outer: ops.outer, np.tensordot: ops.tensordot, np.clip: ops.clip, np.sort: ops.sort,
     np.cumprod: cumprod, np.argsort: sorting.argsort, np.argmax: sorting.argmax,
-    np.argmin: sorting.argmin, np.round: U.round_, np.around: U.round_,
+    np.argmin: sorting.argmin, np.round: U.round_, np.around: U.round_, np.interp: interp,
     np.ravel: lambda x: ops.reshape(x, (math.prod(A.shape_of(x)),)),
     **{getattr(np, name): getattr(module, name) for module in (A, products, stacking, statistics)
        for name in module.__all__},
