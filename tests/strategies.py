@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.special
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -139,9 +140,13 @@ OPS: dict[str, Callable[..., Any]] = {
     "tril": lambda a: np.tril(a),
     "arcsinh": np.arcsinh,
     "hypot1": lambda a: np.hypot(a, 1.0),
+    "erf": scipy.special.erf,
+    "log_expit": scipy.special.log_expit,
+    "logaddexp2_half": lambda a: np.logaddexp2(a, 0.5),
+    "deg2rad": np.deg2rad,
 }
 
-UNARY_SAFE = ("tanh", "sin", "cos", "sigmoid", "np_tanh")
+UNARY_SAFE = ("tanh", "sin", "cos", "sigmoid", "np_tanh", "erf")
 ALL_OPS = tuple(OPS)
 #: Operations that only make scalar elementwise equations from scalars.
 SCALAR_OPS = ("tanh", "sin", "cos", "sigmoid", "exp", "softplus", "sqrt1", "square", "cube",
@@ -591,6 +596,8 @@ def _bound(step: Step, args: Sequence[_Var]) -> float:
         "dot": lambda: b[0] * b[1] * args[0].shape[-1],
         "matmul_const": lambda: b[0] * args[0].shape[-1],
         "cumsum": lambda: b[0] * args[0].size, "hypot1": lambda: math.sqrt(b[0] ** 2 + 1.0),
+        "log_expit": lambda: b[0] + 1.0, "logaddexp2_half": lambda: b[0] + 1.5,
+        "deg2rad": lambda: b[0] * 0.02,
         "rmatmul_const": lambda: b[0] * args[0].shape[0],
     }
     if step.op in UNARY_SAFE or step.op == "softmax":
