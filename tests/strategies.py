@@ -146,7 +146,7 @@ OPS: dict[str, Callable[..., Any]] = {
     "deg2rad": np.deg2rad,
 }
 
-UNARY_SAFE = ("tanh", "sin", "cos", "sigmoid", "np_tanh", "erf")
+UNARY_SAFE = ("tanh", "sin", "cos", "sigmoid", "np_tanh")
 ALL_OPS = tuple(OPS)
 #: Operations that only make scalar elementwise equations from scalars.
 SCALAR_OPS = ("tanh", "sin", "cos", "sigmoid", "exp", "softplus", "sqrt1", "square", "cube",
@@ -596,7 +596,7 @@ def _bound(step: Step, args: Sequence[_Var]) -> float:
         "dot": lambda: b[0] * b[1] * args[0].shape[-1],
         "matmul_const": lambda: b[0] * args[0].shape[-1],
         "cumsum": lambda: b[0] * args[0].size, "hypot1": lambda: math.sqrt(b[0] ** 2 + 1.0),
-        "log_expit": lambda: b[0] + 1.0, "logaddexp2_half": lambda: b[0] + 1.5,
+        "erf": lambda: 1.0, "log_expit": lambda: b[0] + 1.0, "logaddexp2_half": lambda: b[0] + 1.5,
         "deg2rad": lambda: b[0] * 0.02,
         "rmatmul_const": lambda: b[0] * args[0].shape[0],
     }
