@@ -299,6 +299,8 @@ LINALG_FUNCTIONS = {
              lambda A, b: np.linalg.eigh(A)[1] ** 2 @ b),
     "eigvalsh": (lambda A, b: lagrad.linalg.eigvalsh(A) * b,
                  lambda A, b: np.linalg.eigvalsh(A) * b),
+    "expm": (lambda A, b: lagrad.linalg.expm(0.3 * A) @ b,
+             lambda A, b: sla.expm(0.3 * A) @ b),
     "spsolve": (lambda A, b: lagrad.linalg.spsolve(
         (A.ravel(), np.repeat(np.arange(5), 5), np.tile(np.arange(5), 5)), b, shape=(5, 5)),
         lambda A, b: np.linalg.solve(A, b)),

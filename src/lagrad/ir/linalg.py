@@ -1,7 +1,7 @@
 """Linear algebra on traced values (``lagrad.linalg``): solve, spsolve, inv,
 det, slogdet, cholesky, multi_dot, matrix_power; eigvalsh, eigh, svdvals and
-pinv (:mod:`lagrad.ir.eigen`), qr (:mod:`lagrad.ir.qr`) and the norms
-(:mod:`lagrad.ir.norms`).
+pinv (:mod:`lagrad.ir.eigen`), qr (:mod:`lagrad.ir.qr`), expm
+(:mod:`lagrad.ir.expm`) and the norms (:mod:`lagrad.ir.norms`).
 
 Each is a primitive whose rules are written with the factorization its value
 computed. For x = A^-1 b (``solve`` and ``spsolve``), differentiating
@@ -54,6 +54,7 @@ from lagrad.ir.eigen import (
     svdvals,
     svdvals_p,
 )
+from lagrad.ir.expm import expm, expm_p
 from lagrad.ir.factors import (
     adjoint_memo,
     dense_lu,
@@ -69,7 +70,7 @@ from lagrad.ir.qr import qr, qr_q_p, qr_r_p
 
 __all__ = ["solve", "spsolve", "inv", "det", "slogdet", "cholesky", "eigvalsh", "eigh", "svdvals",
            "svd", "norm", "vector_norm", "matrix_norm", "multi_dot",
-           "matrix_power", "pinv", "qr", "LINALG",
+           "matrix_power", "pinv", "qr", "expm", "LINALG",
            "factor_memo"]
 
 def __dir__() -> list[str]:
@@ -327,7 +328,7 @@ sign_det_p = P.Primitive("sign_det", _sign_value, _square_shape, vjp=_sign_vjp,
 
 LINALG: tuple[P.Primitive, ...] = (solve_p, spsolve_p, det_p, logabsdet_p, sign_det_p,
                                    cholesky_p, eigvalsh_p, eigvecsh_p, svdvals_p, pinv_p,
-                                   qr_q_p, qr_r_p)
+                                   qr_q_p, qr_r_p, expm_p)
 
 
 # ------------------------------------------------------------------- the ops

@@ -36,6 +36,7 @@ from lagrad.ir import ops
 from lagrad.ir import primitives as P
 from lagrad.ir.cumulative import cumprod_p
 from lagrad.ir.eigen import eigvalsh_p, eigvecsh_p, pinv_p, svdvals_p
+from lagrad.ir.expm import expm_p
 from lagrad.ir.program import Variable
 from lagrad.ir.sorting import sort_p
 
@@ -127,7 +128,7 @@ def _reduction(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any]
 
 def _stacked(prim: P.Primitive, args: Sequence[Any], params: Mapping[str, Any],
              batch: int) -> Variable:
-    """eigh, svdvals, pinv: they take stacks of matrices, the batch is one more axis."""
+    """eigh, svdvals, pinv, expm: they take stacks of matrices, the batch is one more axis."""
     (x,) = args
     return prim(x.inner, **params)
 
@@ -268,6 +269,7 @@ _RULES: dict[P.Primitive, Rule] = {
     N.prod: _reduction, N.einsum: _einsum,
     N.cumsum: _along_axis, sort_p: _along_axis, cumprod_p: _along_axis,
     eigvalsh_p: _stacked, eigvecsh_p: _stacked, svdvals_p: _stacked, pinv_p: _stacked,
+    expm_p: _stacked,
     **dict.fromkeys((L.solve_p, L.spsolve_p, L.det_p, L.logabsdet_p, L.sign_det_p,
                      L.cholesky_p, L.qr_q_p, L.qr_r_p), _one_by_one),
     P.reshape: _reshape, P.transpose: _transpose, P.getitem: _getitem,
