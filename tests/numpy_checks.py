@@ -78,8 +78,3 @@ def check_hessian(fn: Op, x: np.ndarray) -> None:
     hess = lagrad.hessian(loss)(x).reshape(x.size, x.size)
     np.testing.assert_allclose(hess, fd_jacobian(lagrad.grad(loss), (x,), 0), rtol=1e-5,
                                atol=1e-6)
-
-
-def hessian_loss(fn: Op) -> Callable[[Any], Any]:
-    """The function :func:`check_hessian` differentiates twice."""
-    return _loss(fn, square=False)

@@ -177,8 +177,29 @@ def _vectors_jacobian(k: int, ans: Array, a: Array, *, uplo: str = "L") -> sp.cs
     return jvp_columns(_vectors_jvp, ans, a, uplo=uplo)
 
 
+def _vectors_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array, a: Array,
+                        *, uplo: str = "L") -> Array | None:
+    """The VJP V X V^T (X = F o (V^T G), then symmetrized onto the triangle)
+    along dS: W = V^T dS V gives dV = V (F o W) and d lambda = diag(W), so
+    dF_ij = -(d lambda_j - d lambda_i) F_ij^2 and dX = dF o (V^T G) + F o (dV^T G)."""
+    if ts[0] is None:
+        return None
+    lam, v = np.linalg.eigh(a, UPLO=uplo)
+    vt, f = np.swapaxes(v, -1, -2), _gaps(lam)
+    w = vt @ _mirror(np.asarray(ts[0], dtype=float), uplo) @ v
+    dv = v @ (f * w)
+    dlam = np.diagonal(w, axis1=-2, axis2=-1)
+    df = -(dlam[..., None, :] - dlam[..., :, None]) * f * f
+    g = np.asarray(g, dtype=float)
+    x = f * (vt @ g)
+    dx = df * (vt @ g) + f * (np.swapaxes(dv, -1, -2) @ g)
+    d_bar = dv @ x @ vt + v @ dx @ vt + v @ x @ np.swapaxes(dv, -1, -2)
+    return _onto_triangle(0.5 * (d_bar + np.swapaxes(d_bar, -1, -2)), uplo)
+
+
 eigvecsh_p = Primitive("eigvecsh", _vectors_value, _vectors_shape, vjp=_vectors_vjp,
                        jvp=_vectors_jvp, jacobian=_vectors_jacobian,
+                       second_vjp=_vectors_second_vjp,
                        doc="eigenvectors (columns) of the symmetric matrix one triangle defines")
 
 
@@ -194,8 +215,7 @@ def eigh(a: Any, UPLO: str = "L") -> EighResult:  # noqa: N803 (numpy's name)
     matrix whose ``UPLO`` triangle is read, as :func:`numpy.linalg.eigh`.
     An eigenvector's sign is numpy's choice at each solve: differentiate
     functions that do not depend on it (v v^T, squares of its entries). The
-    vectors' derivative needs distinct eigenvalues, and has no second-order
-    rule."""
+    vectors' first and second derivatives need distinct eigenvalues."""
     return EighResult(eigvalsh(a, UPLO), eigvecsh_p(a, uplo=UPLO))
 
 
@@ -326,16 +346,35 @@ def _pinv_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
     return jvp_columns(_pinv_jvp, ans, a)
 
 
+def _pinv_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
+                     a: Array) -> Array | None:
+    """The VJP -P^T G P^T + (I - A P) G^T P P^T + P^T P G^T (I - P A)
+    along dA = T, by the product rule, with dP the JVP (same rank)."""
+    if ts[0] is None:
+        return None
+    p, g, t = ans, np.asarray(g, dtype=float), np.asarray(ts[0], dtype=float)
+    dp = _pinv_jvp([t], ans, a)
+    left = np.eye(a.shape[-2]) - a @ p
+    right = np.eye(a.shape[-1]) - p @ a
+    d_left, d_right = -(t @ p + a @ dp), -(dp @ a + p @ t)
+    ppt, d_ppt = p @ _t(p), dp @ _t(p) + p @ _t(dp)
+    ptp, d_ptp = _t(p) @ p, _t(dp) @ p + _t(p) @ dp
+    return (-_t(dp) @ g @ _t(p) - _t(p) @ g @ _t(dp)
+            + d_left @ _t(g) @ ppt + left @ _t(g) @ d_ppt
+            + d_ptp @ _t(g) @ right + ptp @ _t(g) @ d_right)
+
+
 pinv_p = Primitive("pinv", _pinv_value, _pinv_shape, vjp=_pinv_vjp, jvp=_pinv_jvp,
-                   jacobian=_pinv_jacobian, doc="Moore-Penrose pseudo-inverse")
+                   jacobian=_pinv_jacobian, second_vjp=_pinv_second_vjp,
+                   doc="Moore-Penrose pseudo-inverse")
 
 
 def pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = None) -> Any:
     """The Moore-Penrose pseudo-inverse of a matrix (or a stack), as
     :func:`numpy.linalg.pinv`
-    (numpy's default cutoff of small singular values). Its derivative holds
-    where the rank does not change (Golub and Pereyra's formula); it has no
-    second-order rule."""
+    (numpy's default cutoff of small singular values). Its first and second
+    derivatives hold where the rank does not change (Golub and Pereyra's
+    formula, and its derivative)."""
     if rcond is not None or rtol is not None:
         raise ProgramError("linalg.pinv: only numpy's default cutoff (no rcond, rtol) on "
                            "traced values")

@@ -1,6 +1,6 @@
 """``lagrad.linalg.qr``: the reduced QR factorization of a tall matrix of full
 column rank (m >= n), as :func:`numpy.linalg.qr` (mode "reduced"), with
-first derivatives.
+first and second derivatives.
 
 With A = Q R and X = Q^T dA R^-1, the part of X below the diagonal is that
 of Q^T dQ (antisymmetric, as Q^T Q = I) and the rest is dR R^-1 (upper
@@ -10,8 +10,9 @@ triangular): with Omega = tril(X, -1) - tril(X, -1)^T and U = X - Omega,
 * VJP: with M = R Rbar^T - Qbar^T Q and copyltu(M) the symmetric matrix
   of M's lower triangle, Abar = (Qbar + Q copyltu(M)) R^-T.
 
-Q's and R's signs are LAPACK's; the rules follow them. No second-order
-rule (a Hessian raises :class:`lagrad.MissingDerivativeError`).
+Q's and R's signs are LAPACK's; the rules follow them. The second-order
+term is the VJP's derivative by the product rule, with dQ and dR from the
+JVP and d R^-T = -R^-T dR^T R^-T.
 
 >>> import numpy as np, lagrad
 >>> a = np.array([[3.0, 1.0], [4.0, 2.0], [0.0, 1.0]])
@@ -74,10 +75,8 @@ def _r_jvp(ts: Sequence[Array | None], ans: Array, a: Array) -> Array:
 def _abar(a: Array, q_bar: Array, r_bar: Array) -> Array:
     q, r = _factors(a)
     m = r @ r_bar.T - q_bar.T @ q
-    low = np.tril(m, -1)
-    sym = low + low.T + np.diag(np.diag(m))
-    # (Qbar + Q sym) R^-T: R Y^T = (Qbar + Q sym)^T
-    return scipy.linalg.solve_triangular(r, (q_bar + q @ sym).T, lower=False).T
+    # (Qbar + Q copyltu(M)) R^-T: R Y^T = (Qbar + Q copyltu(M))^T
+    return scipy.linalg.solve_triangular(r, (q_bar + q @ _copyltu(m)).T, lower=False).T
 
 
 def _q_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
@@ -86,6 +85,44 @@ def _q_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
 
 def _r_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
     return _abar(a, np.zeros(a.shape), np.asarray(g, dtype=float))
+
+
+def _copyltu(m: Array) -> Array:
+    """The symmetric matrix of ``m``'s lower triangle."""
+    low = np.tril(m, -1)
+    return low + low.T + np.diag(np.diag(m))
+
+
+def _abar_second(a: Array, q_bar: Array, r_bar: Array, t: Array) -> Array:
+    """The derivative of (Qbar + Q copyltu(M)) R^-T along dA = T, with dQ and
+    dR from the JVPs: (dQ S + Q dS) R^-T - (Qbar + Q S) R^-T dR^T R^-T, where
+    S = copyltu(M) and dS = copyltu(dR Rbar^T - Qbar^T dQ)."""
+    q, r = _factors(a)
+    dq = _q_jvp([t], q, a)
+    dr = _r_jvp([t], r, a)
+    big_s = _copyltu(r @ r_bar.T - q_bar.T @ q)
+    d_s = _copyltu(dr @ r_bar.T - q_bar.T @ dq)
+
+    def right_inv_t(b: Array) -> Array:  # b R^-T: R Y^T = b^T
+        return scipy.linalg.solve_triangular(r, b.T, lower=False).T
+    first = right_inv_t(q_bar + q @ big_s)
+    return right_inv_t(dq @ big_s + q @ d_s) - right_inv_t(first @ dr.T)
+
+
+def _q_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
+                  a: Array) -> Array | None:
+    if ts[0] is None:
+        return None
+    return _abar_second(a, np.asarray(g, dtype=float), np.zeros((a.shape[1], a.shape[1])),
+                        np.asarray(ts[0], dtype=float))
+
+
+def _r_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
+                  a: Array) -> Array | None:
+    if ts[0] is None:
+        return None
+    return _abar_second(a, np.zeros(a.shape), np.asarray(g, dtype=float),
+                        np.asarray(ts[0], dtype=float))
 
 
 def _jacobian_of(jvp: Any) -> Any:
@@ -118,9 +155,11 @@ def _check(s: Shape) -> None:
 
 
 qr_q_p = Primitive("qr_q", _q_value, _q_shape, vjp=_q_vjp, jvp=_q_jvp,
-                   jacobian=_jacobian_of(_q_jvp), doc="Q of the reduced QR factorization")
+                   jacobian=_jacobian_of(_q_jvp), second_vjp=_q_second_vjp,
+                   doc="Q of the reduced QR factorization")
 qr_r_p = Primitive("qr_r", _r_value, _r_shape, vjp=_r_vjp, jvp=_r_jvp,
-                   jacobian=_jacobian_of(_r_jvp), doc="R of the reduced QR factorization")
+                   jacobian=_jacobian_of(_r_jvp), second_vjp=_r_second_vjp,
+                   doc="R of the reduced QR factorization")
 
 
 class QRResult(NamedTuple):
