@@ -96,16 +96,6 @@ def _axes(axis: Any, ndim: int) -> tuple[int, ...] | None:
     return tuple(sorted(out)) if ndim else None
 
 
-def _axis(axis: Any, ndim: int) -> int:
-    """One axis in [-ndim, ndim) as a non-negative int (numpy raises AxisError
-    where a modulo would silently wrap around)."""
-    if not A.is_int(axis):
-        raise ProgramError(f"axis {axis!r} is not an axis; give an int")
-    if not -ndim <= int(axis) < ndim:
-        raise ProgramError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
-    return int(axis) % ndim
-
-
 def sum(x: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
     """Sum over ``axis`` (None: all), as :func:`numpy.sum`."""
     return P.sum_(x, axis=_axes(axis, len(_shape_of(x))), keepdims=bool(keepdims))
@@ -153,7 +143,8 @@ def reshape(x: Any, shape: Any) -> Any:
 def transpose(x: Any, axes: Any = None) -> Any:
     """Permute axes as :func:`numpy.transpose` (default: reverse them)."""
     ndim = len(_shape_of(x))
-    perm = tuple(reversed(range(ndim))) if axes is None else tuple(_axis(a, ndim) for a in axes)
+    perm = tuple(reversed(range(ndim))) if axes is None else \
+        tuple(A.axis_of("transpose", a, ndim) for a in axes)
     if sorted(perm) != list(range(ndim)):
         raise ProgramError(f"axes {axes!r} do not permute the {ndim} axes of the array")
     return P.transpose(x, axes=perm)
@@ -179,7 +170,7 @@ def concatenate(arrays: Sequence[Any], axis: int = 0) -> Any:
     ndim = len(shapes[0])
     if ndim == 0:
         raise ProgramError("zero-dimensional arrays cannot be concatenated")
-    ax = _axis(axis, ndim)
+    ax = A.axis_of("concatenate", axis, ndim)
     for s in shapes:
         if len(s) != ndim or s[:ax] + s[ax + 1:] != shapes[0][:ax] + shapes[0][ax + 1:]:
             raise ProgramError(f"concatenate: shapes {shapes} do not match off axis {axis}")
@@ -195,7 +186,7 @@ def stack(arrays: Sequence[Any], axis: int = 0) -> Any:
     if builtins.any(_shape_of(a) != shape for a in arrays):
         raise ProgramError(f"stack: all arrays must have one shape, got "
                            f"{[_shape_of(a) for a in arrays]}")
-    ax = _axis(axis, len(shape) + 1)
+    ax = A.axis_of("stack", axis, len(shape) + 1)
     # check here: the reshapes below would otherwise record into a foreign program
     traced = [a for a in arrays if isinstance(a, Tracer)]
     for a in traced:
@@ -329,11 +320,7 @@ def cumsum(x: Any, axis: Any = None) -> Any:
         return N.cumsum(reshape(x, (math.prod(shape),)), axis=0)
     if not shape:
         raise ProgramError(f"cumsum: axis {axis!r} given for a 0-d array; use axis=None")
-    try:
-        ax = _axis(axis, len(shape))
-    except ProgramError as err:
-        raise ProgramError(f"cumsum: {err}") from None
-    return N.cumsum(x, axis=ax)
+    return N.cumsum(x, axis=A.axis_of("cumsum", axis, len(shape)))
 
 
 def var(x: Any, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Any:
@@ -449,7 +436,8 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
                 raise ProgramError(f"axes={axes} for operands of shapes {sa} and {sb}")
             pairs_a, pairs_b = list(range(len(sa) - axes, len(sa))), list(range(axes))
         else:
-            pairs_a, pairs_b = ([_axis(i, len(s)) for i in ([p] if A.is_int(p) else p)]
+            pairs_a, pairs_b = ([A.axis_of("tensordot", i, len(s))
+                                 for i in ([p] if A.is_int(p) else p)]
                                 for p, s in zip(axes, (sa, sb)))
     except (ProgramError, TypeError, ValueError) as err:
         raise ProgramError(f"tensordot: axes={axes!r} do not name axes of shapes {sa} and "
