@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -67,6 +67,7 @@ from lagrad.ir.memo import value_key
 from lagrad.ir.norms import matrix_norm, norm, vector_norm
 from lagrad.ir.pattern import CSRPattern, check_indices, check_matrix_shape
 from lagrad.ir.qr import qr, qr_q_p, qr_r_p
+from lagrad.ir.stacks import per_matrix
 
 __all__ = ["solve", "spsolve", "inv", "det", "slogdet", "cholesky", "eigvalsh", "eigh", "svdvals",
            "svd", "norm", "vector_norm", "matrix_norm", "multi_dot",
@@ -339,11 +340,23 @@ def _shape_of(x: Any) -> Shape:
 
 def _check_square(a: Any, who: str) -> int:
     s = _shape_of(a)
-    if len(s) != 2 or s[0] != s[1]:
+    if len(s) < 2 or s[-1] != s[-2]:
         name = f" {a.name!r}" if isinstance(a, P.Tracer) else ""
         raise ProgramError(f"{who}: A{name} has shape {s}; it must be a square matrix "
-                           "(n, n)")
-    return int(s[0])
+                           "(n, n) or a stack of them (..., n, n)")
+    return int(s[-1])
+
+
+def _stacked(a: Any) -> bool:
+    """A stack of matrices (..., n, n) rather than one."""
+    return len(_shape_of(a)) > 2
+
+
+def _one_each(numpys: Any, ours: Any, who: str, a: Any) -> Any:
+    """A stack: numpy's function on numbers, ``ours`` per matrix on traced values."""
+    if not isinstance(a, P.Tracer):
+        return numpys(a)
+    return per_matrix(ours, who, a)
 
 
 def _check_rhs(b: Any, n: int, who: str) -> None:
@@ -392,6 +405,13 @@ def solve(a: Any, b: Any) -> Any:
     True
     """
     n = _check_square(a, "linalg.solve")
+    if _stacked(a) or len(_shape_of(b)) > 2:  # numpy 2: b is (n,) or a stack (..., n, k)
+        if not isinstance(a, P.Tracer) and not isinstance(b, P.Tracer):
+            return np.linalg.solve(a, b)
+        rhs = 1 if len(_shape_of(b)) == 1 else 2
+        if len(_shape_of(b)) < 2 or _shape_of(b)[-2] != n:
+            _check_rhs(b if rhs == 1 else b[(0,) * (len(_shape_of(b)) - 2)], n, "linalg.solve")
+        return per_matrix(lambda a1, b1: solve(a1, b1), "linalg.solve", a, b, cores=(2, rhs))
     _check_rhs(b, n, "linalg.solve")
     return solve_p(a, b)
 
@@ -407,7 +427,10 @@ def inv(a: Any) -> Any:
     array([[0.5 , 0.  ],
            [0.  , 0.25]])
     """
-    return solve_p(a, np.eye(_check_square(a, "linalg.inv")))
+    n = _check_square(a, "linalg.inv")
+    if _stacked(a):
+        return _one_each(np.linalg.inv, inv, "linalg.inv", a)
+    return solve_p(a, np.eye(n))
 
 
 def det(a: Any) -> Any:
@@ -427,10 +450,19 @@ def det(a: Any) -> Any:
            [-1.,  2.]])
     """
     _check_square(a, "linalg.det")
+    if _stacked(a):
+        return _one_each(np.linalg.det, det, "linalg.det", a)
     return det_p(a)
 
 
-def slogdet(a: Any) -> tuple[Any, Any]:
+class SlogdetResult(NamedTuple):
+    """numpy's ``SlogdetResult``: ``(sign, logabsdet)``."""
+
+    sign: Any
+    logabsdet: Any
+
+
+def slogdet(a: Any) -> SlogdetResult:
     """``(sign, log|det A|)`` of a dense square A (``numpy.linalg.slogdet``).
 
     The sign is piecewise constant (derivative zero); d log|det A| / dA = A^-T.
@@ -444,7 +476,9 @@ def slogdet(a: Any) -> tuple[Any, Any]:
     (-1.0, 1.791759469228)
     """
     _check_square(a, "linalg.slogdet")
-    return sign_det_p(a), logabsdet_p(a)
+    if _stacked(a):
+        return _one_each(np.linalg.slogdet, slogdet, "linalg.slogdet", a)
+    return SlogdetResult(sign_det_p(a), logabsdet_p(a))
 
 
 def cholesky(a: Any) -> Any:
@@ -464,6 +498,8 @@ def cholesky(a: Any) -> Any:
            [1., 1.]])
     """
     _check_square(a, "linalg.cholesky")
+    if _stacked(a):
+        return _one_each(np.linalg.cholesky, cholesky, "linalg.cholesky", a)
     return cholesky_p(a)
 
 

@@ -35,6 +35,7 @@ from lagrad.errors import ProgramError
 from lagrad.ir.arrayops import shape_of
 from lagrad.ir.eigen import jvp_columns
 from lagrad.ir.primitives import Primitive
+from lagrad.ir.stacks import per_matrix
 
 __all__ = ["qr", "QRResult", "qr_q_p", "qr_r_p"]
 
@@ -176,7 +177,9 @@ def qr(a: Any, mode: str = "reduced") -> QRResult:
     if mode != "reduced":
         raise ProgramError(f"linalg.qr: only mode='reduced' on traced values, got {mode!r}")
     shape = shape_of(a)
-    if len(shape) != 2 or shape[0] < shape[1] or not shape[1]:
+    if len(shape) < 2 or shape[-2] < shape[-1] or not shape[-1]:
         raise ProgramError(f"linalg.qr: a has shape {shape}; give a tall or square matrix "
-                           "(m >= n >= 1)")
+                           "(m >= n >= 1) or a stack of them")
+    if len(shape) > 2:  # a stack: one factorization per matrix
+        return per_matrix(qr, "linalg.qr", a)
     return QRResult(qr_q_p(a), qr_r_p(a))
