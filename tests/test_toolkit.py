@@ -299,6 +299,8 @@ LINALG_FUNCTIONS = {
              lambda A, b: np.linalg.eigh(A)[1] ** 2 @ b),
     "eigvalsh": (lambda A, b: lagrad.linalg.eigvalsh(A) * b,
                  lambda A, b: np.linalg.eigvalsh(A) * b),
+    "solve_triangular": (lambda A, b: lagrad.linalg.solve_triangular(A, b, lower=True),
+                         lambda A, b: sla.solve_triangular(A, b, lower=True)),
     "expm": (lambda A, b: lagrad.linalg.expm(0.3 * A) @ b,
              lambda A, b: sla.expm(0.3 * A) @ b),
     "spsolve": (lambda A, b: lagrad.linalg.spsolve(
@@ -332,6 +334,9 @@ def test_local_jacobian_agrees_with_pullback_and_pushforward(prim, system, rng):
         args, params = (A.ravel(), rng.normal(size=(5, 2))), {"pattern": pattern}
     elif prim is L.solve_p:
         args, params = (A, rng.normal(size=(5, 2))), {}
+    elif prim is L.solve_triangular_p:
+        args, params = (A, rng.normal(size=(5, 2))), {"lower": True, "trans": True,
+                                                      "unit": False}
     else:
         args, params = ((_spd(A),) if prim is L.cholesky_p else (A,)), {}
     ans = prim.value(*args, **params)

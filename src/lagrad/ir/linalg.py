@@ -1,7 +1,8 @@
 """Linear algebra on traced values (``lagrad.linalg``): solve, spsolve, inv,
 det, slogdet, cholesky, multi_dot, matrix_power; eigvalsh, eigh, svdvals and
 pinv (:mod:`lagrad.ir.eigen`), qr (:mod:`lagrad.ir.qr`), expm
-(:mod:`lagrad.ir.expm`) and the norms (:mod:`lagrad.ir.norms`).
+(:mod:`lagrad.ir.expm`), solve_triangular, cho_factor and cho_solve
+(:mod:`lagrad.ir.triangular`) and the norms (:mod:`lagrad.ir.norms`).
 
 Each is a primitive whose rules are written with the factorization its value
 computed. For x = A^-1 b (``solve`` and ``spsolve``), differentiating
@@ -67,10 +68,12 @@ from lagrad.ir.norms import matrix_norm, norm, vector_norm
 from lagrad.ir.pattern import CSRPattern, check_indices, check_matrix_shape
 from lagrad.ir.qr import qr, qr_q_p, qr_r_p
 from lagrad.ir.stacks import per_matrix
+from lagrad.ir.triangular import cho_factor, cho_solve, solve_triangular, solve_triangular_p
 
 __all__ = ["solve", "spsolve", "inv", "det", "slogdet", "cholesky", "eigvalsh", "eigh", "svdvals",
            "svd", "norm", "vector_norm", "matrix_norm", "multi_dot",
-           "matrix_power", "pinv", "qr", "expm", "LINALG",
+           "matrix_power", "pinv", "qr", "expm", "solve_triangular", "cho_factor",
+           "cho_solve", "LINALG",
            "factor_memo"]
 
 def __dir__() -> list[str]:
@@ -227,7 +230,7 @@ spsolve_p = P.Primitive("spsolve", _spsolve_value, _spsolve_shape, vjp=_spsolve_
 
 LINALG: tuple[P.Primitive, ...] = (solve_p, spsolve_p, det_p, logabsdet_p, sign_det_p,
                                    cholesky_p, eigvalsh_p, eigvecsh_p, svdvals_p, pinv_p,
-                                   qr_q_p, qr_r_p, expm_p)
+                                   qr_q_p, qr_r_p, expm_p, solve_triangular_p)
 
 
 # ------------------------------------------------------------------- the ops
