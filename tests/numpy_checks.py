@@ -12,6 +12,7 @@ from typing import Any
 import autograd
 import autograd.numpy as anp
 import numpy as np
+import pytest
 
 import lagrad
 
@@ -78,3 +79,28 @@ def check_hessian(fn: Op, x: np.ndarray) -> None:
     hess = lagrad.hessian(loss)(x).reshape(x.size, x.size)
     np.testing.assert_allclose(hess, fd_jacobian(lagrad.grad(loss), (x,), 0), rtol=1e-5,
                                atol=1e-6)
+
+
+def op_tests(ops: dict[str, tuple[Op, tuple[np.ndarray, ...], bool]]
+             ) -> tuple[Callable[[str], None], Callable[[str], None], Callable[[str], None]]:
+    """The three parametrized tests of a table ``name -> (fn, args,
+    in_autograd)``: value and Jacobian (every entry), vmap and Hessian (the
+    entries of one argument). A test module binds them to names that start
+    with ``test_``."""
+    single = sorted(n for n, (_, args, _) in ops.items() if len(args) == 1)
+
+    @pytest.mark.parametrize("name", sorted(ops))
+    def value_and_jacobian(name: str) -> None:
+        fn, args, in_autograd = ops[name]
+        check_value_and_jacobian(fn, args, in_autograd)
+
+    @pytest.mark.parametrize("name", single)
+    def vmap_of_value_and_gradient(name: str) -> None:
+        fn, (x,), _ = ops[name]
+        check_vmap(fn, x)
+
+    @pytest.mark.parametrize("name", single)
+    def hessian(name: str) -> None:
+        fn, (x,), _ = ops[name]
+        check_hessian(fn, x)
+    return value_and_jacobian, vmap_of_value_and_gradient, hessian

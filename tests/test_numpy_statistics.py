@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from numpy_checks import check_hessian, check_value_and_jacobian, check_vmap
 from numpy_checks import fd_jacobian as _fd
+from numpy_checks import op_tests
 
 import lagrad
 from lagrad import ProgramError
@@ -77,22 +77,10 @@ OPS: dict[str, tuple[Callable[..., Any], tuple[np.ndarray, ...], bool]] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(OPS))
-def test_value_and_jacobian_match_numpy_fd_and_autograd(name: str) -> None:
-    fn, args, in_autograd = OPS[name]
-    check_value_and_jacobian(fn, args, in_autograd)
-
-
-@pytest.mark.parametrize("name", sorted(OPS))
-def test_vmap_of_the_value_and_gradient_is_each_instances(name: str) -> None:
-    fn, (x,), _ = OPS[name]
-    check_vmap(fn, x)
-
-
-@pytest.mark.parametrize("name", sorted(OPS))
-def test_hessian_matches_finite_differences_of_the_gradient(name: str) -> None:
-    fn, (x,), _ = OPS[name]
-    check_hessian(fn, x)
+# value and Jacobian, vmap, Hessian of every entry (numpy_checks.op_tests)
+(test_value_and_jacobian_match_numpy_fd_and_autograd,
+ test_vmap_of_the_value_and_gradient_is_each_instances,
+ test_hessian_matches_finite_differences_of_the_gradient) = op_tests(OPS)
 
 
 def test_the_median_follows_the_values_at_every_solve() -> None:

@@ -22,7 +22,17 @@ import scipy.special
 
 from lagrad.errors import ProgramError
 from lagrad.ir import arrayops as A
-from lagrad.ir import linalg, ops, products, sorting, special, stacking, statistics
+from lagrad.ir import (
+    linalg,
+    numpy_api,
+    ops,
+    products,
+    sequences,
+    sorting,
+    special,
+    stacking,
+    statistics,
+)
 from lagrad.ir import primitives as P
 from lagrad.ir import ufuncs as U
 from lagrad.ir.cumulative import cumprod
@@ -43,7 +53,7 @@ UFUNCS: dict[np.ufunc, Any] = {
     np.greater: ops.greater, np.greater_equal: ops.greater_equal, np.less: ops.less,
     np.less_equal: ops.less_equal, np.equal: ops.equal, np.not_equal: ops.not_equal,
     np.fabs: P.absolute, np.fmax: P.maximum, np.fmin: P.minimum, np.float_power: P.power,
-    **U.UFUNCS, **special.UFUNCS,
+    **U.UFUNCS, **special.UFUNCS, np.vecdot: numpy_api.vecdot, np.conjugate: lambda x: x,
 }
 """numpy's ufunc -> the operation it records (called with the ufunc's inputs)."""
 
@@ -63,6 +73,16 @@ FUNCTIONS: dict[Any, Any] = {
     np.outer: ops.outer, np.tensordot: ops.tensordot, np.clip: ops.clip, np.sort: ops.sort,
     np.cumprod: cumprod, np.argsort: sorting.argsort, np.argmax: sorting.argmax,
     np.argmin: sorting.argmin, np.round: U.round_, np.around: U.round_, np.interp: interp,
+    np.searchsorted: sorting.searchsorted, np.sinc: U.sinc,
+    np.matrix_transpose: numpy_api.matrix_transpose, np.linalg.vecdot: numpy_api.vecdot,
+    np.linalg.matrix_transpose: numpy_api.matrix_transpose, np.linalg.outer: ops.outer,
+    np.linalg.trace: numpy_api.linalg_trace, np.linalg.diagonal: numpy_api.linalg_diagonal,
+    np.linalg.cross: numpy_api.linalg_cross, np.linalg.tensordot: numpy_api.linalg_tensordot,
+    np.linalg.matmul: ops.matmul, np.linalg.cond: numpy_api.cond,
+    np.linalg.matrix_rank: numpy_api.matrix_rank, np.fix: numpy_api.fix,
+    np.nan_to_num: numpy_api.nan_to_num, np.real: numpy_api.real, np.imag: numpy_api.imag,
+    np.all: numpy_api.all_, np.any: numpy_api.any_, np.count_nonzero: numpy_api.count_nonzero,
+    **{getattr(np, name): getattr(sequences, name) for name in sequences.__all__},
     np.ravel: lambda x: ops.reshape(x, (math.prod(A.shape_of(x)),)),
     **{getattr(np, name): getattr(module, name) for module in (A, products, stacking, statistics)
        for name in module.__all__},

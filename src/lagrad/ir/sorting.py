@@ -34,7 +34,7 @@ from lagrad.ir.arrayops import axis_of, shape_of
 from lagrad.ir.primitives import Primitive, linear_second_vjp
 
 __all__ = ["sort", "sort_p", "argsort", "argmax", "argmin", "argsort_p", "argmax_p",
-           "argmin_p"]
+           "argmin_p", "searchsorted", "searchsorted_p"]
 
 Array = NDArray[np.float64]
 Shape = tuple[int, ...]
@@ -176,3 +176,37 @@ def argmin(a: Any, axis: Any = None, out: Any = None, *, keepdims: Any = False) 
     """The index of the smallest entry along ``axis``, as :func:`numpy.argmin`,
     as floats with derivative zero."""
     return _arg("argmin", argmin_p, a, axis, out, keepdims)
+
+
+def _searchsorted_value(a: Array, v: Array, *, side: str) -> Array:
+    return np.asarray(np.searchsorted(a, v, side=side), dtype=float)
+
+
+def _searchsorted_shape(sa: Shape, sv: Shape, *, side: str) -> Shape:
+    if len(sa) != 1:
+        raise ValueError(f"a must be 1-D, got shape {sa}")
+    return sv
+
+
+searchsorted_p = Primitive("searchsorted", _searchsorted_value, _searchsorted_shape,
+                           vjp=lambda k, g, ans, *args, **params: np.zeros(np.shape(args[k])),
+                           jvp=lambda ts, ans, *args, **params: np.zeros(np.shape(ans)),
+                           jacobian=lambda k, ans, *args, **params: sp.csr_matrix(
+                               (np.size(ans), np.size(args[k]))),
+                           second_vjp=linear_second_vjp,
+                           doc="insertion indices of v in the sorted a, as floats, derivative zero")
+
+
+def searchsorted(a: Any, v: Any, side: str = "left", sorter: Any = None) -> Any:
+    """The indices where v's entries would be inserted into the sorted 1-D
+    ``a``, as :func:`numpy.searchsorted`: on traced values, floats with
+    derivative zero, found again at every solve."""
+    if not isinstance(a, P.Tracer) and not isinstance(v, P.Tracer):
+        return np.searchsorted(a, v, side=side, sorter=sorter)  # type: ignore[call-overload]
+    if sorter is not None:
+        raise ProgramError("searchsorted: sorter= is not supported on traced values; sort a")
+    if side not in ("left", "right"):
+        raise ProgramError(f"searchsorted: side must be 'left' or 'right', got {side!r}")
+    if len(shape_of(a)) != 1:
+        raise ProgramError(f"searchsorted: a must be 1-D, got shape {shape_of(a)}")
+    return searchsorted_p(a, v, side=side)

@@ -34,7 +34,8 @@ from lagrad.ir.primitive import Primitive, elementwise_primitive
 __all__ = ["tan", "arcsin", "arccos", "arcsinh", "arccosh", "arctanh", "log2", "log10",
            "exp2", "cbrt", "reciprocal", "deg2rad", "rad2deg", "logaddexp2", "remainder",
            "fmod", "copysign", "floor", "ceil", "trunc", "rint", "isnan", "isinf", "isfinite",
-           "heaviside", "round_", "logical_not", "logical_and", "logical_or", "logical_xor",
+           "heaviside", "signbit", "sinc", "round_", "logical_not", "logical_and", "logical_or",
+           "logical_xor",
            "ELEMENTWISE", "ARITHMETIC", "MASKS", "UFUNCS"]
 
 Array = NDArray[np.float64]
@@ -218,6 +219,28 @@ copysign = elementwise_primitive("copysign", np.copysign, _copysign_partials,
                                  second=_zero_second, doc="|x| with the sign of y")
 
 
+def _sinc_partials(k: int, ans: Array, x: Array) -> Array:
+    # (cos(pi x) - sinc(x)) / x, by its series near 0 (-pi^2 x / 3 + pi^4 x^3 / 30)
+    x = _f(x)
+    small = np.abs(x) < 1e-3
+    safe = np.where(small, 1.0, x)
+    series = -math.pi ** 2 * x / 3.0 + math.pi ** 4 * x ** 3 / 30.0
+    return np.where(small, series, (np.cos(math.pi * safe) - np.sinc(safe)) / safe)
+
+
+def _sinc_second(k: int, m: int, ans: Array, x: Array) -> Array:
+    # -pi^2 sinc(x) - 2 sinc'(x) / x, by its series near 0 (-pi^2 / 3 + pi^4 x^2 / 10)
+    x = _f(x)
+    small = np.abs(x) < 1e-3
+    safe = np.where(small, 1.0, x)
+    exact = -math.pi ** 2 * np.sinc(safe) - 2.0 * _sinc_partials(0, ans, safe) / safe
+    return np.where(small, -math.pi ** 2 / 3.0 + math.pi ** 4 * x ** 2 / 10.0, exact)
+
+
+sinc = elementwise_primitive("sinc", np.sinc, _sinc_partials, second=_sinc_second,
+                             doc="sin(pi x) / (pi x), 1 at 0")
+
+
 def round_(a: Any, decimals: int = 0, out: Any = None) -> Any:
     """``a`` rounded to ``decimals`` decimals (half to even), as
     :func:`numpy.round`, which scales by a power of ten, rounds and scales
@@ -263,6 +286,7 @@ logical_and = _mask("logical_and", _logical_and, 2)
 logical_or = _mask("logical_or", _logical_or, 2)
 logical_xor = _mask("logical_xor", _logical_xor, 2)
 heaviside = _mask("heaviside", np.heaviside, 2)
+signbit = _mask("signbit", np.signbit, 1)
 
 ELEMENTWISE: tuple[Primitive, ...] = (
     tan, arcsin, arccos, arcsinh, arccosh, arctanh, log2, log10, exp2, cbrt, reciprocal,
@@ -272,7 +296,8 @@ ARITHMETIC: tuple[Primitive, ...] = (deg2rad, rad2deg, logaddexp2, remainder, fm
 """Linear or two-argument ones (``lagrad.<name>`` too)."""
 
 MASKS: tuple[Primitive, ...] = (
-    isnan, isinf, isfinite, heaviside, logical_not, logical_and, logical_or, logical_xor)
+    isnan, isinf, isfinite, heaviside, signbit, logical_not, logical_and, logical_or,
+    logical_xor)
 """Routed from numpy's ufuncs only, as the comparisons are (no ``lagrad.isnan``)."""
 
 UFUNCS: dict[np.ufunc, Primitive] = {
@@ -284,5 +309,6 @@ UFUNCS: dict[np.ufunc, Primitive] = {
     np.logical_or: logical_or, np.logical_xor: logical_xor, np.heaviside: heaviside,
     np.deg2rad: deg2rad, np.radians: deg2rad, np.rad2deg: rad2deg, np.degrees: rad2deg,
     np.logaddexp2: logaddexp2, np.remainder: remainder, np.fmod: fmod, np.copysign: copysign,
+    np.signbit: signbit,
 }
 """numpy's ufunc -> its primitive (the routing table of :mod:`lagrad.ir.ops` adds these)."""
