@@ -294,7 +294,7 @@ BAD: dict[str, tuple[Callable[[Any], Any], str]] = {
     "take_float": (lambda v: np.take(v, [0.5]), "indices must be integers"),
     "repeat": (lambda v: np.repeat(v, [1, 2]), "one non-negative int or one per entry"),
     "norm_ord": (lambda v: np.linalg.norm(v, 3), "matrix norm ord=3 is not supported"),
-    "svd_vectors": (lambda v: np.linalg.svd(v), "only the singular values"),
+    "svd_vectors": (lambda v: np.linalg.svd(v), "give full_matrices=False"),
     "pinv_rcond": (lambda v: np.linalg.pinv(v, rcond=1e-3), "only numpy's default cutoff"),
     "qr_wide": (lambda v: np.linalg.qr(v.T), "give a tall or square matrix"),
     "qr_mode": (lambda v: np.linalg.qr(v, mode="complete"), "only mode='reduced'"),

@@ -46,7 +46,7 @@ from lagrad.ir.arrayops import shape_of
 from lagrad.ir.primitives import Primitive
 
 __all__ = ["eigvalsh", "eigvalsh_p", "eigh", "eigvecsh_p", "EighResult", "svdvals",
-           "svdvals_p", "svd", "pinv", "pinv_p"]
+           "svdvals_p", "pinv", "pinv_p"]
 
 Array = NDArray[np.float64]
 Shape = tuple[int, ...]
@@ -297,17 +297,6 @@ def svdvals(x: Any, /) -> Any:
         raise ProgramError(f"linalg.svdvals: x has shape {shape}; give a non-empty matrix or "
                            "a stack of them")
     return svdvals_p(x)
-
-
-def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
-        hermitian: bool = False) -> Any:
-    """:func:`numpy.linalg.svd` with ``compute_uv=False``: the singular values
-    (the singular vectors of a traced matrix are not supported)."""
-    if compute_uv:
-        raise ProgramError("linalg.svd: only the singular values (compute_uv=False, or "
-                           "np.linalg.svdvals) on traced values; the singular vectors have no "
-                           "derivative rule here")
-    return svdvals(a)
 
 
 # ------------------------------------------------------------ pseudo-inverse

@@ -51,7 +51,6 @@ from lagrad.ir.eigen import (
     eigvecsh_p,
     pinv,
     pinv_p,
-    svd,
     svdvals,
     svdvals_p,
 )
@@ -68,6 +67,7 @@ from lagrad.ir.norms import matrix_norm, norm, vector_norm
 from lagrad.ir.pattern import CSRPattern, check_indices, check_matrix_shape
 from lagrad.ir.qr import qr, qr_q_p, qr_r_p
 from lagrad.ir.stacks import per_matrix
+from lagrad.ir.svd import svd, svd_u_p, svd_vh_p
 from lagrad.ir.triangular import cho_factor, cho_solve, solve_triangular, solve_triangular_p
 
 __all__ = ["solve", "spsolve", "inv", "det", "slogdet", "cholesky", "eigvalsh", "eigh", "svdvals",
@@ -230,7 +230,8 @@ spsolve_p = P.Primitive("spsolve", _spsolve_value, _spsolve_shape, vjp=_spsolve_
 
 LINALG: tuple[P.Primitive, ...] = (solve_p, spsolve_p, det_p, logabsdet_p, sign_det_p,
                                    cholesky_p, eigvalsh_p, eigvecsh_p, svdvals_p, pinv_p,
-                                   qr_q_p, qr_r_p, expm_p, solve_triangular_p)
+                                   qr_q_p, qr_r_p, expm_p, solve_triangular_p, svd_u_p,
+                                   svd_vh_p)
 
 
 # ------------------------------------------------------------------- the ops

@@ -39,6 +39,7 @@ from lagrad.ir.eigen import eigvalsh_p, eigvecsh_p, pinv_p, svdvals_p
 from lagrad.ir.expm import expm_p
 from lagrad.ir.program import Variable
 from lagrad.ir.sorting import sort_p
+from lagrad.ir.svd import svd_u_p, svd_vh_p
 
 __all__ = ["BatchedVariable", "batch_of", "materialize"]
 
@@ -269,7 +270,7 @@ _RULES: dict[P.Primitive, Rule] = {
     N.prod: _reduction, N.einsum: _einsum,
     N.cumsum: _along_axis, sort_p: _along_axis, cumprod_p: _along_axis,
     eigvalsh_p: _stacked, eigvecsh_p: _stacked, svdvals_p: _stacked, pinv_p: _stacked,
-    expm_p: _stacked,
+    expm_p: _stacked, svd_u_p: _stacked, svd_vh_p: _stacked,
     **dict.fromkeys((L.solve_p, L.spsolve_p, L.det_p, L.logabsdet_p, L.sign_det_p,
                      L.cholesky_p, L.qr_q_p, L.qr_r_p), _one_by_one),
     P.reshape: _reshape, P.transpose: _transpose, P.getitem: _getitem,
