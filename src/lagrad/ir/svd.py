@@ -1,6 +1,6 @@
 """``lagrad.linalg.svd`` with the singular vectors: the reduced SVD
 A = U diag(s) Vh of a matrix or a stack, as :func:`numpy.linalg.svd` with
-``full_matrices=False`` (or a square A), with first derivatives.
+``full_matrices=False`` (or a square A), with first and second derivatives.
 
 With k = min(m, n), V = Vh^T, S = diag(s), dP = U^T dA V and
 F_ij = 1 / (s_j^2 - s_i^2) off the diagonal (0 on it):
@@ -13,9 +13,9 @@ F_ij = 1 / (s_j^2 - s_i^2) off the diagonal (0 on it):
 
 They need distinct nonzero singular values. A singular vector's sign (of a
 pair u_i, v_i) is LAPACK's choice at each solve: differentiate what does not
-depend on it (u_i v_i^T, U diag(s) Vh, squares). No second-order rule: a
-Hessian through the vectors raises :class:`lagrad.MissingDerivativeError`;
-the singular values (``svdvals``) have one.
+depend on it (u_i v_i^T, U diag(s) Vh, squares). The second-order terms
+differentiate these VJPs by the product rule, with dU, dV from the JVPs,
+ds = diag(dP) and dF_ij = -2 (s_j ds_j - s_i ds_i) F_ij^2.
 
 >>> import numpy as np, lagrad
 >>> a = np.array([[3.0, 1.0], [1.0, 2.0], [0.0, 1.0]])
@@ -115,6 +115,68 @@ def _vh_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
     return u @ (inner @ _t(v) + outside)
 
 
+class _Moved(NamedTuple):
+    """The SVD's parts and their derivatives along a tangent T of A."""
+
+    u: Array
+    s: Array
+    v: Array
+    f: Array
+    du: Array
+    ds: Array
+    dv: Array
+    df: Array
+
+
+def _moved(a: Array, t: Array) -> _Moved:
+    u, s, v, f = _parts(a)
+    dp = _t(u) @ t @ v
+    ds = np.diagonal(dp, axis1=-2, axis2=-1)
+    d_sq = 2.0 * s * ds
+    df = -(d_sq[..., None, :] - d_sq[..., :, None]) * f * f
+    return _Moved(u, s, v, f, _u_jvp([t], u, a), ds, _t(_vh_jvp([t], _t(v), a)), df)
+
+
+def _u_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
+                  a: Array) -> Array | None:
+    """The U cotangent (U (X + X^T) S + (I - U U^T) G S^-1) V^T, X = F o (U^T G),
+    differentiated along T by the product rule."""
+    if ts[0] is None:
+        return None
+    m = _moved(a, np.asarray(ts[0], dtype=float))
+    g = np.asarray(g, dtype=float)
+    x = m.f * (_t(m.u) @ g)
+    dx = m.df * (_t(m.u) @ g) + m.f * (_t(m.du) @ g)
+    sym, d_sym = x + _t(x), dx + _t(dx)
+    outside = (g - m.u @ (_t(m.u) @ g)) / m.s[..., None, :]
+    d_outside = (-(m.du @ (_t(m.u) @ g) + m.u @ (_t(m.du) @ g)) / m.s[..., None, :]
+                 - outside * (m.ds / m.s)[..., None, :])
+    left = m.u @ (sym * m.s[..., None, :]) + outside
+    d_left = (m.du @ (sym * m.s[..., None, :])
+              + m.u @ (d_sym * m.s[..., None, :] + sym * m.ds[..., None, :]) + d_outside)
+    return d_left @ _t(m.v) + left @ _t(m.dv)
+
+
+def _vh_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
+                   a: Array) -> Array | None:
+    """The Vh cotangent U (S (Y + Y^T) V^T + S^-1 Vbar^T (I - V V^T)),
+    Y = F o (V^T Vbar), differentiated along T by the product rule."""
+    if ts[0] is None:
+        return None
+    m = _moved(a, np.asarray(ts[0], dtype=float))
+    vbar = _t(np.asarray(g, dtype=float))
+    y = m.f * (_t(m.v) @ vbar)
+    dy = m.df * (_t(m.v) @ vbar) + m.f * (_t(m.dv) @ vbar)
+    sym, d_sym = y + _t(y), dy + _t(dy)
+    proj = _t(vbar) - (_t(vbar) @ m.v) @ _t(m.v)  # Vbar^T (I - V V^T)
+    d_proj = -(_t(vbar) @ m.dv) @ _t(m.v) - (_t(vbar) @ m.v) @ _t(m.dv)
+    inner = (m.s[..., :, None] * sym) @ _t(m.v) + proj / m.s[..., :, None]
+    d_inner = ((m.ds[..., :, None] * sym + m.s[..., :, None] * d_sym) @ _t(m.v)
+               + (m.s[..., :, None] * sym) @ _t(m.dv)
+               + d_proj / m.s[..., :, None] - proj * (m.ds / m.s ** 2)[..., :, None])
+    return m.du @ inner + m.u @ d_inner
+
+
 def _jacobian_of(jvp: Any) -> Any:
     def jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
         return jvp_columns(jvp, ans, a)
@@ -122,9 +184,11 @@ def _jacobian_of(jvp: Any) -> Any:
 
 
 svd_u_p = Primitive("svd_u", _u_value, _u_shape, vjp=_u_vjp, jvp=_u_jvp,
-                    jacobian=_jacobian_of(_u_jvp), doc="U of the reduced SVD")
+                    jacobian=_jacobian_of(_u_jvp), second_vjp=_u_second_vjp,
+                    doc="U of the reduced SVD")
 svd_vh_p = Primitive("svd_vh", _vh_value, _vh_shape, vjp=_vh_vjp, jvp=_vh_jvp,
-                     jacobian=_jacobian_of(_vh_jvp), doc="Vh of the reduced SVD")
+                     jacobian=_jacobian_of(_vh_jvp), second_vjp=_vh_second_vjp,
+                     doc="Vh of the reduced SVD")
 
 
 class SVDResult(NamedTuple):
@@ -139,7 +203,8 @@ def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
         hermitian: bool = False) -> Any:
     """:func:`numpy.linalg.svd`: the singular values (``compute_uv=False``,
     with first and second derivatives), or the reduced SVD ``(U, S, Vh)``
-    (``full_matrices=False``, or a square matrix) with first derivatives."""
+    (``full_matrices=False``, or a square matrix), with first and second
+    derivatives."""
     if not compute_uv:
         return svdvals(a)
     shape = shape_of(a)
