@@ -82,5 +82,7 @@ def test_hessian_matches_differences_of_the_gradient(shape: tuple[int, ...]) -> 
 def test_errors() -> None:
     with pytest.raises(ProgramError, match="give full_matrices=False"):
         lagrad.trace(lambda m: np.linalg.svd(m).U, RNG.normal(size=(4, 3)))
+    with pytest.raises(ProgramError, match="hermitian=True"):
+        lagrad.trace(lambda m: np.linalg.svd(m, hermitian=True).U, np.eye(3))
     with pytest.raises(ProgramError, match="non-empty matrix"):
         lagrad.trace(lambda m: np.linalg.svd(m, full_matrices=False).U, RNG.normal(size=4))

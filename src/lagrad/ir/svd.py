@@ -211,6 +211,9 @@ def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
     if len(shape) < 2 or not min(shape[-2:]):
         raise ProgramError(f"linalg.svd: a has shape {shape}; give a non-empty matrix or a "
                            "stack of them")
+    if hermitian:
+        raise ProgramError("linalg.svd: hermitian=True picks other signs for the vectors; on "
+                           "traced values use hermitian=False, or linalg.eigh")
     if full_matrices and shape[-1] != shape[-2]:
         raise ProgramError("linalg.svd: the full U or Vh of a non-square matrix has no unique "
                            "derivative (its extra columns are any basis); give "
