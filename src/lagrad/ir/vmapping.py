@@ -9,7 +9,7 @@ batch axis; structural ones (reductions, reshape, transpose, indexing,
 concatenate, cumsum, cumprod, sort, matmul) shift their axes past the batch
 axis or are rewritten (``W @ x`` as ``x_b @ W^T``; stacks of matrices with
 the batch first; einsum with a new label for the batch axis); eigvalsh,
-eigh, svdvals and pinv take the batch as one more stack axis, and the dense
+eigh, svdvals, svd, pinv and expm take the batch as one more stack axis, and the dense
 linalg of one matrix (solve, det, ...) records one equation per instance.
 So does every other primitive without a rule of its own (custom_vjp and
 custom_jvp functions, ``coo_matvec``, a nested ``grad``, an index or a
