@@ -2,7 +2,8 @@
 det, slogdet, cholesky, multi_dot, matrix_power; eigvalsh, eigh, svdvals and
 pinv (:mod:`lagrad.ir.eigen`), qr (:mod:`lagrad.ir.qr`), expm
 (:mod:`lagrad.ir.expm`), solve_triangular, cho_factor and cho_solve
-(:mod:`lagrad.ir.triangular`) and the norms (:mod:`lagrad.ir.norms`).
+(:mod:`lagrad.ir.triangular`), lstsq and matrix_rank (:mod:`lagrad.ir.lstsq`)
+and the norms (:mod:`lagrad.ir.norms`).
 
 Each is a primitive whose rules are written with the factorization its value
 computed. For x = A^-1 b (``solve`` and ``spsolve``), differentiating
@@ -62,6 +63,7 @@ from lagrad.ir.factors import (
     sparse_key,
     sparse_lu,
 )
+from lagrad.ir.lstsq import lstsq, matrix_rank
 from lagrad.ir.memo import value_key
 from lagrad.ir.norms import matrix_norm, norm, vector_norm
 from lagrad.ir.pattern import CSRPattern, check_indices, check_matrix_shape
@@ -73,7 +75,7 @@ from lagrad.ir.triangular import cho_factor, cho_solve, solve_triangular, solve_
 __all__ = ["solve", "spsolve", "inv", "det", "slogdet", "cholesky", "eigvalsh", "eigh", "svdvals",
            "svd", "norm", "vector_norm", "matrix_norm", "multi_dot",
            "matrix_power", "pinv", "qr", "expm", "solve_triangular", "cho_factor",
-           "cho_solve", "LINALG",
+           "cho_solve", "lstsq", "matrix_rank", "LINALG",
            "factor_memo"]
 
 def __dir__() -> list[str]:

@@ -1,14 +1,13 @@
 """numpy 2's array-API names and small compositions on traced values:
 ``matrix_transpose``, ``linalg.vecdot`` / ``np.vecdot``, the ``linalg``
 aliases (``outer``, ``trace``, ``diagonal``, ``cross``, ``tensordot``,
-``matmul``, ``matrix_transpose``), ``linalg.cond`` and ``linalg.matrix_rank``,
+``matmul``, ``matrix_transpose``), ``linalg.cond``,
 ``fix``, ``nan_to_num``, ``real`` / ``imag`` / ``conj``, and the reductions
 to 0/1 of ``all``, ``any`` and ``count_nonzero``.
 
 Each is one or a few of lagrad's operations: ``cond`` (2-norm) is the ratio
 of the extreme singular values, the other orders ``norm(a) norm(inv(a))``;
-``matrix_rank`` counts the singular values above numpy's tolerance, a 0/1
-mask of the current values (float64, derivative zero); ``nan_to_num``,
+``nan_to_num``,
 ``real`` and ``conj`` are the value itself, since a traced value is real and
 finite (a solve refuses NaN).
 
@@ -34,7 +33,7 @@ from lagrad.ir.linalg import inv
 from lagrad.ir.norms import norm
 
 __all__ = ["matrix_transpose", "vecdot", "linalg_trace", "linalg_diagonal", "linalg_cross",
-           "linalg_tensordot", "cond", "matrix_rank", "fix", "nan_to_num", "real", "imag",
+           "linalg_tensordot", "cond", "fix", "nan_to_num", "real", "imag",
            "all_", "any_", "count_nonzero"]
 
 
@@ -81,21 +80,6 @@ def cond(x: Any, p: Any = None) -> Any:
         largest, smallest = ops.getitem(s, (..., 0)), ops.getitem(s, (..., -1))
         return P.div(smallest, largest) if p == -2 else P.div(largest, smallest)
     return P.mul(norm(x, p, axis=(-2, -1)), norm(inv(x), p, axis=(-2, -1)))
-
-
-def matrix_rank(a: Any, tol: Any = None, hermitian: bool = False, *, rtol: Any = None) -> Any:
-    """The number of singular values above numpy's tolerance (``S.max() *
-    max(M, N) * eps``, or ``tol``), as :func:`numpy.linalg.matrix_rank`: a
-    float64 count of the current values, derivative zero."""
-    shape = A.shape_of(a)
-    if len(shape) < 2:
-        return ops.not_equal(a, 0.0) if not shape else ops.max(ops.not_equal(a, 0.0))
-    if rtol is not None:
-        raise ProgramError("linalg.matrix_rank: give tol (absolute), not rtol, on traced values")
-    s = svdvals(a)
-    if tol is None:
-        tol = P.mul(ops.max(s, axis=-1, keepdims=True), max(shape[-2:]) * np.finfo(float).eps)
-    return ops.sum(ops.greater(s, tol), axis=-1)
 
 
 def fix(x: Any, out: Any = None) -> Any:
