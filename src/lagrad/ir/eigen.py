@@ -46,7 +46,7 @@ from lagrad.ir.arrayops import shape_of
 from lagrad.ir.primitives import Primitive
 
 __all__ = ["eigvalsh", "eigvalsh_p", "eigh", "eigvecsh_p", "EighResult", "svdvals",
-           "svdvals_p", "pinv", "pinv_p"]
+           "svdvals_p", "pinv", "pinv_p", "jvp_columns", "jacobian_by_jvp"]
 
 Array = NDArray[np.float64]
 Shape = tuple[int, ...]
@@ -173,8 +173,15 @@ def jvp_columns(jvp: Callable[..., Array], ans: Array, a: Array, **params: Any
     return sp.block_diag(blocks, format="csr") if len(blocks) > 1 else blocks[0]
 
 
-def _vectors_jacobian(k: int, ans: Array, a: Array, *, uplo: str = "L") -> sp.csr_matrix:
-    return jvp_columns(_vectors_jvp, ans, a, uplo=uplo)
+def jacobian_by_jvp(jvp: Callable[..., Array]) -> Callable[..., sp.csr_matrix]:
+    """A primitive's ``jacobian`` rule from its JVP, by :func:`jvp_columns`
+    (a primitive of one matrix, or of each of a stack)."""
+    def jacobian(k: int, ans: Array, a: Array, **params: Any) -> sp.csr_matrix:
+        return jvp_columns(jvp, ans, a, **params)
+    return jacobian
+
+
+_vectors_jacobian = jacobian_by_jvp(_vectors_jvp)
 
 
 def _vectors_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array, a: Array,
@@ -331,8 +338,7 @@ def _pinv_vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
     return -_t(p) @ g @ _t(p) + left @ _t(g) @ p @ _t(p) + _t(p) @ p @ _t(g) @ right
 
 
-def _pinv_jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
-    return jvp_columns(_pinv_jvp, ans, a)
+_pinv_jacobian = jacobian_by_jvp(_pinv_jvp)
 
 
 def _pinv_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,

@@ -31,13 +31,12 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from lagrad.errors import ProgramError
 from lagrad.ir import primitives as P
 from lagrad.ir.arrayops import shape_of
-from lagrad.ir.eigen import jvp_columns
+from lagrad.ir.eigen import jacobian_by_jvp
 
 __all__ = ["expm", "expm_p", "frechet"]
 
@@ -87,10 +86,6 @@ def _vjp(k: int, g: Array, ans: Array, a: Array) -> Array:
     return frechet(_swap(np.asarray(a, float)), g)
 
 
-def _jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
-    return jvp_columns(_jvp, ans, a)
-
-
 def _second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
                 a: Array) -> Array | None:
     if ts[0] is None:
@@ -101,7 +96,7 @@ def _second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
     return scipy.linalg.expm(m)[..., :n, 3 * n:]
 
 
-expm_p = P.Primitive("expm", _value, _shape, vjp=_vjp, jvp=_jvp, jacobian=_jacobian,
+expm_p = P.Primitive("expm", _value, _shape, vjp=_vjp, jvp=_jvp, jacobian=jacobian_by_jvp(_jvp),
                      second_vjp=_second_vjp, doc="the matrix exponential")
 
 

@@ -28,12 +28,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from lagrad.errors import ProgramError
 from lagrad.ir.arrayops import shape_of
-from lagrad.ir.eigen import jvp_columns
+from lagrad.ir.eigen import jacobian_by_jvp
 from lagrad.ir.primitives import Primitive
 from lagrad.ir.stacks import per_matrix
 
@@ -126,12 +125,6 @@ def _r_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
                         np.asarray(ts[0], dtype=float))
 
 
-def _jacobian_of(jvp: Any) -> Any:
-    def jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
-        return jvp_columns(jvp, ans, a)
-    return jacobian
-
-
 def _q_value(a: Array) -> Array:
     return _factors(a)[0]
 
@@ -156,10 +149,10 @@ def _check(s: Shape) -> None:
 
 
 qr_q_p = Primitive("qr_q", _q_value, _q_shape, vjp=_q_vjp, jvp=_q_jvp,
-                   jacobian=_jacobian_of(_q_jvp), second_vjp=_q_second_vjp,
+                   jacobian=jacobian_by_jvp(_q_jvp), second_vjp=_q_second_vjp,
                    doc="Q of the reduced QR factorization")
 qr_r_p = Primitive("qr_r", _r_value, _r_shape, vjp=_r_vjp, jvp=_r_jvp,
-                   jacobian=_jacobian_of(_r_jvp), second_vjp=_r_second_vjp,
+                   jacobian=jacobian_by_jvp(_r_jvp), second_vjp=_r_second_vjp,
                    doc="R of the reduced QR factorization")
 
 

@@ -30,12 +30,11 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from lagrad.errors import ProgramError
 from lagrad.ir.arrayops import shape_of
-from lagrad.ir.eigen import jvp_columns, svdvals
+from lagrad.ir.eigen import jacobian_by_jvp, svdvals
 from lagrad.ir.primitives import Primitive
 
 __all__ = ["svd", "SVDResult", "svd_u_p", "svd_vh_p"]
@@ -177,17 +176,11 @@ def _vh_second_vjp(k: int, g: Array, ts: Sequence[Array | None], ans: Array,
     return m.du @ inner + m.u @ d_inner
 
 
-def _jacobian_of(jvp: Any) -> Any:
-    def jacobian(k: int, ans: Array, a: Array) -> sp.csr_matrix:
-        return jvp_columns(jvp, ans, a)
-    return jacobian
-
-
 svd_u_p = Primitive("svd_u", _u_value, _u_shape, vjp=_u_vjp, jvp=_u_jvp,
-                    jacobian=_jacobian_of(_u_jvp), second_vjp=_u_second_vjp,
+                    jacobian=jacobian_by_jvp(_u_jvp), second_vjp=_u_second_vjp,
                     doc="U of the reduced SVD")
 svd_vh_p = Primitive("svd_vh", _vh_value, _vh_shape, vjp=_vh_vjp, jvp=_vh_jvp,
-                     jacobian=_jacobian_of(_vh_jvp), second_vjp=_vh_second_vjp,
+                     jacobian=jacobian_by_jvp(_vh_jvp), second_vjp=_vh_second_vjp,
                      doc="Vh of the reduced SVD")
 
 
