@@ -33,6 +33,13 @@ def fd_jacobian(fn: Callable[..., Any], args: tuple[np.ndarray, ...], k: int) ->
     return np.stack(cols, axis=1)
 
 
+def fd_derivative(fn: Callable[..., Any], x: np.ndarray) -> np.ndarray:
+    """d fn / d x by central differences, of shape fn(x).shape + x.shape."""
+    steps = [H * e.reshape(x.shape) for e in np.eye(x.size)]
+    cols = [(np.asarray(fn(x + s)) - np.asarray(fn(x - s))) / (2 * H) for s in steps]
+    return np.stack(cols, axis=-1).reshape(np.shape(fn(x)) + x.shape)
+
+
 def check_value_and_jacobian(fn: Op, args: tuple[np.ndarray, ...], in_autograd: bool) -> None:
     """The traced program's value is numpy's; its Jacobian in both modes is
     autograd's (when it has the operation, itself checked against central

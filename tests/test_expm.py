@@ -12,23 +12,16 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.linalg
+from numpy_checks import fd_derivative as _fd
 
 import lagrad
 from lagrad import ProgramError
 from lagrad.ir.expm import frechet
 
-H = 1e-6
 RNG = np.random.default_rng(20261207)
 A = 0.6 * RNG.normal(size=(4, 4))
 G = RNG.normal(size=(4, 4))
 STACK = 0.5 * RNG.normal(size=(3, 4, 4))
-
-
-def _fd(fn: Any, x: np.ndarray) -> np.ndarray:
-    """Central differences of fn (any output shape) in each entry of x."""
-    steps = [H * e.reshape(x.shape) for e in np.eye(x.size)]
-    cols = [(np.asarray(fn(x + s)) - np.asarray(fn(x - s))) / (2 * H) for s in steps]
-    return np.stack(cols, axis=-1).reshape(np.shape(fn(x)) + x.shape)
 
 
 def test_value_is_scipys_on_traced_values_and_numbers() -> None:

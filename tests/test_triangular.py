@@ -11,21 +11,15 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.linalg as sla
+from numpy_checks import fd_derivative as _fd
 
 import lagrad
 from lagrad import ProgramError, SingularSystemError
 
-H = 1e-6
 RNG = np.random.default_rng(20261207)
 N = 4
 A = RNG.normal(size=(N, N)) + 3.0 * np.eye(N)
 RHS = {"vector": RNG.normal(size=N), "matrix": RNG.normal(size=(N, 2))}
-
-
-def _fd(fn: Any, x: np.ndarray) -> np.ndarray:
-    steps = [H * e.reshape(x.shape) for e in np.eye(x.size)]
-    cols = [(np.asarray(fn(x + s)) - np.asarray(fn(x - s))) / (2 * H) for s in steps]
-    return np.stack(cols, axis=-1).reshape(np.shape(fn(x)) + x.shape)
 
 
 COMBOS = list(itertools.product([True, False], [0, 1, "T"], [False, True], sorted(RHS)))
