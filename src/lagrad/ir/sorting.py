@@ -100,16 +100,16 @@ def _sort_axis(name: str, a: Any, axis: Any, order: Any) -> tuple[Any, int]:
 
 # ------------------------------------------------ indices, derivative zero
 
-def _zero_vjp(k: int, g: Array, ans: Array, x: Array, **params: Any) -> Array:
-    return np.zeros(np.shape(x))
+def _zero_vjp(k: int, g: Array, ans: Array, *args: Array, **params: Any) -> Array:
+    return np.zeros(np.shape(args[k]))
 
 
-def _zero_jvp(ts: Sequence[Array | None], ans: Array, x: Array, **params: Any) -> Array:
+def _zero_jvp(ts: Sequence[Array | None], ans: Array, *args: Array, **params: Any) -> Array:
     return np.zeros(np.shape(ans))
 
 
-def _zero_jacobian(k: int, ans: Array, x: Array, **params: Any) -> sp.csr_matrix:
-    return sp.csr_matrix((np.size(ans), np.size(x)))
+def _zero_jacobian(k: int, ans: Array, *args: Array, **params: Any) -> sp.csr_matrix:
+    return sp.csr_matrix((np.size(ans), np.size(args[k])))
 
 
 def _index_primitive(name: str, value: Any, shape: Any) -> Primitive:
@@ -188,13 +188,7 @@ def _searchsorted_shape(sa: Shape, sv: Shape, *, side: str) -> Shape:
     return sv
 
 
-searchsorted_p = Primitive("searchsorted", _searchsorted_value, _searchsorted_shape,
-                           vjp=lambda k, g, ans, *args, **params: np.zeros(np.shape(args[k])),
-                           jvp=lambda ts, ans, *args, **params: np.zeros(np.shape(ans)),
-                           jacobian=lambda k, ans, *args, **params: sp.csr_matrix(
-                               (np.size(ans), np.size(args[k]))),
-                           second_vjp=linear_second_vjp,
-                           doc="insertion indices of v in the sorted a, as floats, derivative zero")
+searchsorted_p = _index_primitive("searchsorted", _searchsorted_value, _searchsorted_shape)
 
 
 def searchsorted(a: Any, v: Any, side: str = "left", sorter: Any = None) -> Any:
